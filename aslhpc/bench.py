@@ -1,0 +1,81 @@
+"""``python -m aslhpc.bench``: the 2020 (paper) pipeline against the fast one, side by side.
+
+Both run in this one invocation, on the same generated data, the same model, the
+same batch size and the same number of training steps; each line gives training
+images/s (data preparation, i.e. the one-time cache build, is reported apart) and
+the last line is ``ratio <fast/paper>``. ``--full`` instead times complete
+25-epoch cells on a 76,760-image training set, the size of the paper's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+from .errors import AslhpcError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m aslhpc.bench", description=__doc__.splitlines()[0])
+    p.add_argument("--data", help="dataset root; default: generate one in a temporary directory")
+    p.add_argument("--per-class", type=int, default=100, help="images per class when generating (default 100)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20, help="training steps per pipeline (default 20)")
+    p.add_argument("--gpus", type=int, default=None, help="default: 1 when CUDA is available, else 0 (CPU)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the paper pipeline")
+    p.add_argument("--full", action="store_true",
+                   help="time complete cells: 25 epochs on 76,760 training images (3,001 generated per class, as in the paper)")
+    p.add_argument("--epochs", type=int, default=25, help="epochs with --full")
+    p.add_argument("--pipelines", default="paper,fast", help="which pipelines to run, in order")
+    return p
+
+
+def run_pipeline(pipeline: str, data: Path, out: Path, cache: Path, args: argparse.Namespace, gpus: int) -> dict:
+    from .trainer import run_cell
+
+    full = args.full
+    cfg = TrainConfig(data=str(data), out=str(out / pipeline), gpus=gpus, batch_size=args.batch_size,
+                      epochs=args.epochs if full else 1, pipeline=pipeline, workers=args.workers,
+                      cache_dir=str(cache), log_every=0, max_steps=0 if full else args.steps,
+                      sample_interval_s=5.0)
+    return run_cell(cfg, experiment="bench", cell_id=pipeline, log=lambda m: None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    gpus = args.gpus if args.gpus is not None else (1 if torch.cuda.is_available() else 0)
+    pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
+    try:
+        with tempfile.TemporaryDirectory(prefix="aslhpc-bench-") as tmp:
+            tmp_path = Path(tmp)
+            data = Path(args.data) if args.data else None
+            if data is None:
+                from .data.synth import write_dataset
+
+                per_class = 3001 if args.full else args.per_class  # 29 x 3001 = 87,029 -> 76,760 train images
+                data = write_dataset(tmp_path / "data", per_class=per_class, seed=0, test_folder=False)
+            device = torch.cuda.get_device_name(0) if gpus and torch.cuda.is_available() else "CPU"
+            print(f"device: {device} x{max(gpus, 1) if gpus else 0} | torch {torch.__version__} | threads {torch.get_num_threads()}"
+                  f" | batch {args.batch_size} | {'full cells' if args.full else f'{args.steps} steps'}", flush=True)
+            figures: dict[str, float] = {}
+            for pipeline in pipelines:
+                r = run_pipeline(pipeline, data, tmp_path / "out", tmp_path / "cache", args, gpus)
+                figures[pipeline] = r["images_per_s"]
+                print(f"{pipeline:6s} {r['images_per_s']:10.1f} images/s  train {r['train_time_s']:.2f} s"
+                      f"  exec {r['exec_time_s']:.2f} s  data prep {r['data_prep_s']:.2f} s"
+                      f"  amp {r['amp']}  data on {r['data_location']}  val acc {r['val_acc']:.1f}%", flush=True)
+    except AslhpcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if "paper" in figures and "fast" in figures:
+        print(f"ratio {figures['fast'] / figures['paper']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

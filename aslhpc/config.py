@@ -1,0 +1,94 @@
+"""Configuration of one training cell, as a dataclass that round-trips through JSON."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+SPLITS = ("random", "blocked")
+PIPELINES = ("paper", "fast")
+STRATEGIES = ("dp", "ddp")
+AMP_MODES = ("auto", "fp32", "fp16", "bf16")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+def default_cache_dir() -> str:
+    """Where decoded-image caches live: $ASLHPC_CACHE_DIR, else ~/.cache/aslhpc (shared by all cells)."""
+    return os.environ.get("ASLHPC_CACHE_DIR") or str(Path.home() / ".cache" / "aslhpc")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one cell's training run. Defaults follow the 2020 paper."""
+
+    data: str
+    out: str
+    gpus: int = 1
+    batch_size: int = 128
+    epochs: int = 25
+    lr: float = 0.005
+    momentum: float = 0.0
+    dropout: float = 0.2
+    image_size: int = 150
+    interpolation: str = "bilinear"
+    split: str = "random"
+    split_seed: int = 0  # fixed across repeats, so every cell of an experiment sees the same split
+    seed: int = 0  # model init, shuffling and dropout; repeats vary this
+    pipeline: str = "fast"
+    strategy: str = "dp"
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    allow_cpu: bool = False
+    workers: int = 2
+    cache_dir: str = ""
+    log_every: int = 50
+    sample_interval_s: float = 1.0
+    process_sample_interval_s: float = 10.0
+    max_steps: int = 0  # >0 stops each epoch after this many batches (benchmarks, smoke tests)
+
+    def __post_init__(self) -> None:
+        if not self.cache_dir:
+            object.__setattr__(self, "cache_dir", default_cache_dir())
+        self.validate()
+
+    def validate(self) -> None:
+        def choice(name: str, allowed: tuple[str, ...]) -> None:
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"{name}={value!r} is not valid; use one of {', '.join(allowed)}")
+
+        choice("split", SPLITS)
+        choice("pipeline", PIPELINES)
+        choice("strategy", STRATEGIES)
+        choice("amp", AMP_MODES)
+        choice("interpolation", INTERPOLATIONS)
+        for name in ("batch_size", "epochs", "image_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be a positive integer")
+        if self.gpus < 0:
+            raise ConfigError(f"gpus={self.gpus} must be 0 (CPU) or more")
+        if self.lr <= 0:
+            raise ConfigError(f"lr={self.lr} must be positive")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
+        if self.workers < 0:
+            raise ConfigError(f"workers={self.workers} must be 0 or more")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a dict, ignoring unknown keys so older result files stay readable."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that must match for a checkpoint to be resumed (not paths or logging)."""
+        skip = {"out", "cache_dir", "log_every", "sample_interval_s", "process_sample_interval_s", "workers", "allow_cpu"}
+        return {k: v for k, v in self.to_dict().items() if k not in skip}

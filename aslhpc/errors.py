@@ -1,0 +1,21 @@
+"""User-facing errors: one line that names the problem and the fix.
+
+CLIs catch :class:`AslhpcError` and print ``error: <message>`` without a traceback,
+so every raise site must phrase its message as "what is wrong; how to fix it".
+"""
+
+
+class AslhpcError(Exception):
+    """A problem the user can fix; its message is shown alone, on one line."""
+
+
+class DataError(AslhpcError):
+    """The dataset directory is missing, empty or not in the Kaggle layout."""
+
+
+class ConfigError(AslhpcError):
+    """An experiment definition or a flag has a bad value."""
+
+
+class ClusterError(AslhpcError):
+    """SLURM refused (or would refuse) a request."""

@@ -1,0 +1,30 @@
+"""Shared fixtures: a small generated dataset in the real Kaggle layout, built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Two cores in CI: keep torch from oversubscribing them when several processes run.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """29 classes x 12 images (+ the 28-file flat test folder), Kaggle layout, 200x200 JPEG."""
+    from aslhpc.data.synth import write_dataset
+
+    root = tmp_path_factory.mktemp("asl") / "asl"
+    write_dataset(root, per_class=12, seed=0)
+    return root
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private decoded-image cache so tests never touch ~/.cache."""
+    d = tmp_path / "cache"
+    monkeypatch.setenv("ASLHPC_CACHE_DIR", str(d))
+    return d

@@ -1,0 +1,30 @@
+import torch
+
+from aslhpc.model import LadNet, count_parameters
+
+
+def test_parameter_count_matches_the_paper_architecture():
+    assert count_parameters(LadNet(29)) == 544_713
+
+
+def test_stage_shapes_follow_the_papers_arithmetic():
+    # ((150 - 7) / 1) + 1 = 144 -> pool 72; 72 - 5 + 1 = 68 -> 34; 34 - 3 + 1 = 32 -> 16
+    model = LadNet(29).eval()
+    stages = model.features(torch.zeros(2, 3, 150, 150))
+    assert [tuple(s.shape[1:]) for s in stages] == [
+        (8, 144, 144), (8, 72, 72), (16, 68, 68), (16, 34, 34), (4, 32, 32), (4, 16, 16),
+    ]
+    assert model(torch.zeros(2, 3, 150, 150)).shape == (2, 29)
+
+
+def test_class_count_sets_the_output_width():
+    assert LadNet(5)(torch.zeros(1, 3, 150, 150)).shape == (1, 5)
+
+
+def test_pool_before_relu_forward_is_identical_to_the_papers_order():
+    torch.manual_seed(0)
+    model = LadNet(29).eval()
+    x = torch.randn(4, 3, 150, 150)
+    stages = model.features(x)  # conv -> BN -> ReLU -> pool, as published
+    paper = model.fc2(torch.relu(model.fc1(torch.flatten(stages[-1], 1))))
+    assert torch.equal(model(x), paper)

@@ -1,0 +1,115 @@
+"""One cell, end to end on CPU: learning, the result contract, resume equality, device requests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aslhpc.atomic import read_jsonl
+from aslhpc.config import TrainConfig
+from aslhpc.errors import AslhpcError
+from aslhpc.trainer import run_cell
+
+METRICS = ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss", "best_epoch")
+
+
+def cfg(root: Path, out: Path, cache: Path, **kw) -> TrainConfig:
+    base = dict(data=str(root), out=str(out), gpus=0, batch_size=32, epochs=3, lr=0.05, momentum=0.9,
+                cache_dir=str(cache), log_every=0, workers=0, sample_interval_s=0.2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def trained(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainConfig, dict]:
+    d = tmp_path_factory.mktemp("cell")
+    c = cfg(synth_root, d / "cell", d / "cache")
+    return c, run_cell(c, experiment="t", cell_id="g0-b32-r0", log=lambda m: None)
+
+
+def test_short_cpu_training_learns_far_above_chance(trained):
+    _, result = trained
+    # 29 classes: chance is 3.4 %.
+    assert result["val_acc"] > 60
+    assert result["test_acc"] > 60
+
+
+def test_result_json_holds_the_fields_other_tools_read(trained):
+    c, result = trained
+    out = Path(c.out)
+    on_disk = json.loads((out / "result.json").read_text())
+    assert on_disk["test_acc"] == result["test_acc"]
+    for key in ("train_acc", "val_acc", "test_acc", "exec_time_s", "data_prep_s", "images_per_s", "split",
+                "versions", "telemetry", "provenance", "device_names", "gpus_used", "batches"):
+        assert key in on_disk, key
+    assert on_disk["split"]["train"] + on_disk["split"]["val"] + on_disk["split"]["test"] == 29 * 12
+    assert len(on_disk["split"]["hash"]) == 64
+    assert on_disk["exec_time_s"] > 0 and on_disk["images_per_s"] > 0
+    assert [r["epoch"] for r in read_jsonl(out / "epochs.jsonl")] == [1, 2, 3]
+    assert (out / "best_model.pt").exists() and (out / "checkpoint.pt").exists()
+    assert on_disk["extra_test"]["n"] == 28
+    assert on_disk["gpus_used"] == 0 and on_disk["device"] == "cpu"
+
+
+def test_rerunning_a_finished_cell_returns_it_without_training(trained):
+    c, result = trained
+    before = Path(c.out, "result.json").stat().st_mtime_ns
+    again = run_cell(c, log=lambda m: None)
+    assert again["finished_at"] == result["finished_at"]
+    assert Path(c.out, "result.json").stat().st_mtime_ns == before
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("pipeline", ["fast", "paper"])
+def test_killed_after_an_epoch_and_resumed_ends_with_identical_metrics(synth_root, tmp_path, pipeline, trained):
+    if pipeline == "fast":
+        straight = trained[1]
+    else:
+        straight = run_cell(cfg(synth_root, tmp_path / "straight", tmp_path / "cache", pipeline=pipeline), log=lambda m: None)
+
+    def die_in_epoch_2(msg: str) -> None:
+        if msg.startswith("Epoch: 2/"):
+            raise Killed
+
+    c = cfg(synth_root, tmp_path / "resumed", tmp_path / "cache", pipeline=pipeline)
+    with pytest.raises(Killed):
+        run_cell(c, log=die_in_epoch_2)
+    assert not (tmp_path / "resumed" / "result.json").exists()
+    assert json.loads((tmp_path / "resumed" / "error.json").read_text())["error"].startswith("Killed")
+    logs: list[str] = []
+    resumed = run_cell(c, log=logs.append)
+    assert any("resuming" in m and "after epoch 1/3" in m for m in logs)
+    assert {k: resumed[k] for k in METRICS} == {k: straight[k] for k in METRICS}
+    assert [r["epoch"] for r in read_jsonl(tmp_path / "resumed" / "epochs.jsonl")] == [1, 2, 3]
+    assert not (tmp_path / "resumed" / "error.json").exists()
+
+
+def test_more_gpus_than_visible_is_an_error_naming_the_fix(synth_root, tmp_path):
+    with pytest.raises(AslhpcError, match="--allow-cpu"):
+        run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", gpus=2, epochs=1), log=lambda m: None)
+
+
+def test_allow_cpu_records_what_really_ran(synth_root, tmp_path):
+    r = run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", gpus=2, epochs=1, allow_cpu=True, max_steps=2),
+                 log=lambda m: None)
+    assert r["gpus_requested"] == 2 and r["gpus_used"] == 0
+    assert r["data_parallel"] is False
+    assert "CPU fallback" in r["fallback"]
+
+
+def test_a_different_config_refuses_to_resume_someone_elses_checkpoint(synth_root, tmp_path):
+    c = cfg(synth_root, tmp_path / "c", tmp_path / "cache", epochs=2)
+
+    def die(msg: str) -> None:
+        if msg.startswith("Epoch: 2/"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_cell(c, log=die)
+    with pytest.raises(AslhpcError, match="different configuration"):
+        run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", epochs=2, lr=0.01), log=lambda m: None)
