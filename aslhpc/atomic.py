@@ -13,12 +13,23 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Replace ``path`` with ``data`` atomically (same-directory temp file + rename)."""
+    """Replace ``path`` with ``data`` atomically (same-directory temp file + rename).
+
+    The file gets the usual ``0666 & ~umask`` mode (mkstemp's 0600 would hide results
+    from colleagues sharing a project directory on the cluster).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

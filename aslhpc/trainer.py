@@ -296,22 +296,23 @@ def _extra_test(model: nn.Module, index: DatasetIndex, cfg: TrainConfig, device:
     """The flat Kaggle test folder (28 images, no ``del``), evaluated with the best model."""
     if not index.test_files:
         return None
-    xs, ys, per_class = [], [], {}
+    xs, labels, unreadable = [], [], []
     for path, label in index.test_files:
         try:
             xs.append(to_tensor(load_image(path, cfg.image_size, cfg.interpolation)))
-            ys.append(label)
+            labels.append(label)
         except Exception:  # noqa: BLE001 - an unreadable test image is reported, not fatal
-            per_class[Path(path).name] = None
-    if not xs:
-        return {"n": 0, "acc": None, "per_class": per_class}
-    model.eval()
-    with torch.inference_mode(), torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
-        pred = model(normalize(torch.stack(xs).to(device))).argmax(1).cpu()
-    for (path, label), p in zip([t for t in index.test_files if Path(t[0]).name not in per_class], pred.tolist(), strict=True):
-        per_class[index.classes[label]] = {"predicted": index.classes[p], "correct": p == label}
-    hits = sum(1 for v in per_class.values() if v and v["correct"])
-    return {"n": len(xs), "acc": 100.0 * hits / len(xs), "per_class": per_class}
+            unreadable.append(Path(path).name)
+    per_class: dict[str, Any] = {}
+    if xs:
+        model.eval()
+        with torch.inference_mode(), torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
+            pred = model(normalize(torch.stack(xs).to(device))).argmax(1).cpu().tolist()
+        for label, p in zip(labels, pred, strict=True):
+            per_class[index.classes[label]] = {"predicted": index.classes[p], "correct": p == label}
+    hits = sum(1 for v in per_class.values() if v["correct"])
+    acc = 100.0 * hits / len(xs) if xs else None
+    return {"n": len(xs), "acc": acc, "per_class": per_class, "unreadable": unreadable}
 
 
 # --------------------------------------------------------------------------- one cell

@@ -1,0 +1,415 @@
+"""The 2020 study's four hypotheses and conclusions, decided from the numbers alone.
+
+Each hypothesis is a pure function of the per-configuration summary (``tables.summarize``)
+returning a :class:`Verdict`. With repeats, every comparison uses the confidence
+intervals: two figures whose intervals overlap are *indistinguishable*, which counts
+neither as a strict decrease nor as a counter-example, so it can only make a verdict
+"inconclusive". Single runs (n = 1) are compared as plain numbers, as the paper did.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .tables import gpu_label, main_split_kind
+
+SUPPORTED = "supported"
+NOT_SUPPORTED = "not supported"
+INCONCLUSIVE = "inconclusive"
+
+STATEMENTS = {
+    "H1": "Hand signs can be recognised from images (test accuracy above {threshold:g} %).",
+    "H2": "Using more GPUs always speeds up computation (time falls strictly with GPU count at every batch size).",
+    "H3": "A larger batch size means a better model ({metric} rises with batch size at every GPU count).",
+    "H4": "At a fixed GPU count, time falls as the number of batches rises (i.e. as the batch size falls).",
+}
+
+#: what Lad (2020) concluded, section 6, for the report's side-by-side column
+PAPER_VERDICTS = {"H1": SUPPORTED, "H2": NOT_SUPPORTED, "H3": NOT_SUPPORTED, "H4": NOT_SUPPORTED}
+
+METRIC_NAMES = {
+    "test_acc": "test accuracy",
+    "val_acc": "validation accuracy",
+    "train_acc": "training accuracy",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One hypothesis decided: ``verdict`` is "supported", "not supported" or "inconclusive"."""
+
+    hypothesis: str
+    statement: str
+    verdict: str
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Point:
+    """A figure with its CI half-width (0 when it comes from one run)."""
+
+    mean: float
+    hw: float
+    n: int
+
+    @classmethod
+    def of(cls, row: pd.Series, col: str) -> Point:
+        hw = row.get(f"{col}_hw", math.nan)
+        return cls(float(row[col]), float(hw) if hw is not None and math.isfinite(hw) else 0.0, int(row["n"]))
+
+    def show(self, unit: str, decimals: int = 2) -> str:
+        s = f"{self.mean:.{decimals}f}"
+        if self.hw > 0:
+            s += f" ± {self.hw:.{decimals}f}"
+        return s + unit
+
+
+def compare(a: Point, b: Point) -> str:
+    """How ``b`` stands to ``a``: "lt", "gt", "eq" (single runs only) or "overlap" (CIs overlap)."""
+    if a.hw == 0 and b.hw == 0:
+        return "lt" if b.mean < a.mean else "gt" if b.mean > a.mean else "eq"
+    if b.mean + b.hw < a.mean - a.hw:
+        return "lt"
+    if b.mean - b.hw > a.mean + a.hw:
+        return "gt"
+    return "overlap"
+
+
+def _completed(summary: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Main-split configurations with a figure for ``col`` (holes cannot be compared)."""
+    main = summary[(summary["split_kind"] == main_split_kind(summary)) & (summary["n"] > 0)]
+    return main[main[col].notna()]
+
+
+def _series(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """Split by (strategy, pipeline) so DP and DDP, paper and fast, are judged apart."""
+    groups = list(frame.groupby(["strategy", "pipeline"], sort=True))
+    if len(groups) <= 1:
+        return [("", g) for _, g in groups]
+    return [(f"{s}/{p} ", g) for (s, p), g in groups]
+
+
+@dataclass
+class _Tally:
+    """Counter-examples (clear violations), overlaps (indistinguishable pairs), passes."""
+
+    # (is_tie, is_non_consecutive, series, text): clear consecutive violations sort first
+    counter: list[tuple[bool, bool, str, str]] = field(default_factory=list)
+    overlap: list[str] = field(default_factory=list)
+    passed: int = 0
+    untested: list[str] = field(default_factory=list)
+
+    def first_counter(self) -> str:
+        ordered = sorted(self.counter, key=lambda c: (c[0], c[1]))
+        head_series = ordered[0][2]
+        others: list[str] = []
+        for _, _, series, _ in ordered:
+            if series != head_series and series not in others:
+                others.append(series)
+        text = ordered[0][3]
+        if others:
+            text += f"; also at {', '.join(others)}"
+        if len(ordered) > 1:
+            text += f" ({len(ordered)} violating pairs in all)"
+        return text
+
+
+def _monotone(
+    points: Sequence[tuple[str, Point]], want: str, series: str, unit: str, tally: _Tally, decimals: int = 2
+) -> None:
+    """Check that consecutive points move the ``want`` way ("lt": fall, "gt": rise).
+
+    Non-consecutive pairs are also scanned for clear violations, since with CIs a series
+    can drift the wrong way through a chain of overlaps.
+    """
+    bad = "gt" if want == "lt" else "lt"
+    sym = {"gt": ">", "lt": "<", "eq": "=", "overlap": "≈"}
+
+    def say(la: str, a: Point, lb: str, b: Point, rel: str) -> str:
+        return f"{series}: {lb} {b.show(unit, decimals)} {sym[rel]} {la} {a.show(unit, decimals)}"
+
+    for i in range(len(points) - 1):
+        (la, a), (lb, b) = points[i], points[i + 1]
+        rel = compare(a, b)
+        if rel == want:
+            tally.passed += 1
+        elif rel == "overlap":
+            tally.overlap.append(say(la, a, lb, b, rel) + " (CIs overlap)")
+        else:
+            tally.counter.append((rel == "eq", False, series, say(la, a, lb, b, rel)))
+    for i in range(len(points)):
+        for j in range(i + 2, len(points)):
+            (la, a), (lb, b) = points[i], points[j]
+            if compare(a, b) == bad:
+                tally.counter.append((False, True, series, say(la, a, lb, b, bad)))
+
+
+def _decide(h: str, statement: str, tally: _Tally, what: str, needs: str) -> Verdict:
+    if tally.counter:
+        return Verdict(h, statement, NOT_SUPPORTED, "counter-example: " + tally.first_counter())
+    if tally.overlap:
+        more = f" (and {len(tally.overlap) - 1} more)" if len(tally.overlap) > 1 else ""
+        return Verdict(
+            h,
+            statement,
+            INCONCLUSIVE,
+            f"no clear counter-example, but {tally.overlap[0]}{more}: the difference is inside the confidence intervals",
+        )
+    if tally.passed == 0:
+        return Verdict(h, statement, INCONCLUSIVE, f"too few cells to test: {needs}")
+    note = f"; not testable: {', '.join(tally.untested)}" if tally.untested else ""
+    return Verdict(h, statement, SUPPORTED, f"{what} in all {tally.passed} comparisons{note}")
+
+
+def h1_recognition(summary: pd.DataFrame, threshold: float = 95.0) -> Verdict:
+    """H1: test accuracy above ``threshold`` % in every completed configuration.
+
+    Chosen over "the best configuration" because the paper's claim is about the method,
+    not one lucky setting; with repeats the whole CI must clear the threshold.
+    """
+    statement = STATEMENTS["H1"].format(threshold=threshold)
+    done = _completed(summary, "test_acc")
+    if done.empty:
+        return Verdict(
+            "H1", statement, INCONCLUSIVE, "too few cells to test: no completed cell has a test accuracy"
+        )
+    below, unsure = [], []
+    for _, r in done.iterrows():
+        p = Point.of(r, "test_acc")
+        label = f"b={int(r['batch_size'])} × {gpu_label(int(r['gpus']))}"
+        if p.mean - p.hw > threshold:
+            continue
+        if p.mean + p.hw <= threshold or p.hw == 0:
+            below.append(f"{label}: {p.show(' %')}")
+        else:
+            unsure.append(f"{label}: {p.show(' %')}")
+    worst = done.loc[done["test_acc"].idxmin()]
+    wp = Point.of(worst, "test_acc")
+    scope = f"every completed configuration ({len(done)} configurations, mean over repeats)"
+    extra = ""
+    if "extra_test_acc" in done and done["extra_test_acc"].notna().any():
+        extra = f"; flat test folder: {done['extra_test_acc'].mean():.2f} % mean"
+    if below:
+        return Verdict(
+            "H1",
+            statement,
+            NOT_SUPPORTED,
+            f"test accuracy ≤ {threshold:g} % in {len(below)} of {len(done)} configurations, e.g. {below[0]}{extra}",
+        )
+    if unsure:
+        return Verdict(
+            "H1",
+            statement,
+            INCONCLUSIVE,
+            f"confidence interval straddles {threshold:g} % at {unsure[0]}{extra}",
+        )
+    return Verdict(
+        "H1",
+        statement,
+        SUPPORTED,
+        f"test accuracy > {threshold:g} % in {scope}; lowest {wp.show(' %')} at b={int(worst['batch_size'])} × {gpu_label(int(worst['gpus']))}{extra}",
+    )
+
+
+def h2_more_gpus_faster(summary: pd.DataFrame) -> Verdict:
+    """H2: at every batch size, exec time falls strictly as the GPU count rises."""
+    statement = STATEMENTS["H2"]
+    tally = _Tally()
+    for prefix, ser in _series(_completed(summary, "exec_time_s")):
+        for bs, grp in ser.groupby("batch_size", sort=True):
+            grp = grp[grp["gpus"] > 0].sort_values("gpus")
+            if len(grp) < 2:
+                tally.untested.append(f"{prefix}b={bs} (one GPU count)")
+                continue
+            pts = [(gpu_label(int(r["gpus"])), Point.of(r, "exec_time_s")) for _, r in grp.iterrows()]
+            _monotone(pts, "lt", f"{prefix}b={bs}", " s", tally)
+    return _decide(
+        "H2", statement, tally, "time fell with every added GPU", "need two GPU counts at one batch size"
+    )
+
+
+def h3_larger_batch_better(summary: pd.DataFrame, metric: str = "test_acc") -> Verdict:
+    """H3: at every GPU count, ``metric`` (test accuracy by default) rises with batch size.
+
+    The paper judged "model approximation" by overall accuracy; test accuracy is the
+    held-out figure, so it is the default (``metric="val_acc"`` is the alternative).
+    """
+    name = METRIC_NAMES.get(metric, metric)
+    statement = STATEMENTS["H3"].format(metric=name)
+    tally = _Tally()
+    for prefix, ser in _series(_completed(summary, metric)):
+        for g, grp in ser.groupby("gpus", sort=True):
+            grp = grp.sort_values("batch_size")
+            if len(grp) < 2:
+                tally.untested.append(f"{prefix}{gpu_label(int(g))} (one batch size)")
+                continue
+            pts = [(f"b={int(r['batch_size'])}", Point.of(r, metric)) for _, r in grp.iterrows()]
+            _monotone(pts, "gt", f"{prefix}{gpu_label(int(g))}", " %", tally)
+    v = _decide(
+        "H3",
+        statement,
+        tally,
+        f"{name} rose with every larger batch",
+        "need two batch sizes at one GPU count",
+    )
+    return Verdict(v.hypothesis, v.statement, v.verdict, f"judged on {name}: {v.evidence}")
+
+
+def h4_more_batches_faster(summary: pd.DataFrame) -> Verdict:
+    """H4: at every GPU count, time falls as #batches = ceil(train / batch size) rises."""
+    statement = STATEMENTS["H4"]
+    tally = _Tally()
+    for prefix, ser in _series(_completed(summary, "exec_time_s")):
+        for g, grp in ser.groupby("gpus", sort=True):
+            grp = grp.sort_values("batch_size", ascending=False)  # fewest batches first
+            if len(grp) < 2:
+                tally.untested.append(f"{prefix}{gpu_label(int(g))} (one batch size)")
+                continue
+            pts = []
+            for _, r in grp.iterrows():
+                nb = r.get("n_batches")
+                nb_s = (
+                    f"{int(nb)} batches (b={int(r['batch_size'])})"
+                    if nb is not None and math.isfinite(nb)
+                    else f"b={int(r['batch_size'])}"
+                )
+                pts.append((nb_s, Point.of(r, "exec_time_s")))
+            _monotone(pts, "lt", f"{prefix}{gpu_label(int(g))}", " s", tally)
+    return _decide(
+        "H4",
+        statement,
+        tally,
+        "time fell as the number of batches rose",
+        "need two batch sizes at one GPU count",
+    )
+
+
+def evaluate(summary: pd.DataFrame, h1_threshold: float = 95.0, h3_metric: str = "test_acc") -> list[Verdict]:
+    """All four verdicts, in the paper's order."""
+    return [
+        h1_recognition(summary, h1_threshold),
+        h2_more_gpus_faster(summary),
+        h3_larger_batch_better(summary, h3_metric),
+        h4_more_batches_faster(summary),
+    ]
+
+
+# --------------------------------------------------------------------------- conclusions
+
+
+@dataclass(frozen=True)
+class Conclusions:
+    """The paper's section-7 conclusions, computed: fastest, most accurate, their memory."""
+
+    fastest: str | None
+    fastest_time_s: float
+    fastest_time_hw: float
+    fastest_mem_total_gb: float
+    fastest_mem_per_gpu_gb: tuple[float, ...]
+    most_accurate: str | None
+    most_accurate_test_acc: float
+    most_accurate_mem_total_gb: float
+    most_accurate_mem_per_gpu_gb: tuple[float, ...]
+    text: str
+
+
+def _label(r: pd.Series, multi: bool) -> str:
+    s = f"{int(r['batch_size'])} × {gpu_label(int(r['gpus']))}"
+    return s + (f" ({r['strategy']}/{r['pipeline']})" if multi else "")
+
+
+def _per_gpu(r: pd.Series) -> tuple[float, ...]:
+    return tuple(float(r.get(f"gpu{i}_gb", math.nan)) for i in range(int(r["gpus"])))
+
+
+def _mem_text(total: float, per: tuple[float, ...]) -> str:
+    if not math.isfinite(total):
+        return "memory not measured"
+    return (
+        f"{total:.3f} GB in total ("
+        + " + ".join("n/m" if not math.isfinite(v) else f"{v:.3f}" for v in per)
+        + " GB per GPU)"
+    )
+
+
+def conclusions(summary: pd.DataFrame) -> Conclusions:
+    """Fastest configuration (lowest mean exec time), most accurate (highest mean test
+    accuracy; ties broken by validation accuracy, then time), and the memory each used."""
+    done = _completed(summary, "exec_time_s")
+    if done.empty:
+        nan = math.nan
+        return Conclusions(
+            None,
+            nan,
+            nan,
+            nan,
+            (),
+            None,
+            nan,
+            nan,
+            (),
+            "No configuration has completed yet, so nothing can be concluded.",
+        )
+    multi = done.groupby(["strategy", "pipeline"]).ngroups > 1
+    by_time = done.sort_values(["exec_time_s", "gpus"])
+    f = by_time.iloc[0]
+    fp = Point.of(f, "exec_time_s")
+    ftotal = float(f.get("total_gpu_gb", math.nan))
+    fper = _per_gpu(f)
+    parts = [
+        f"The fastest configuration is batch size {_label(f, multi)} at {fp.show(' s')}, using {_mem_text(ftotal, fper)}."
+    ]
+    cap = float(f.get("gpu_mem_total_gb", math.nan))
+    if math.isfinite(cap) and cap > 0 and fper and all(math.isfinite(v) for v in fper):
+        share = max(fper) / cap
+        idle = ", so most of each GPU's memory sat idle, as the paper concluded" if share < 0.5 else ""
+        parts.append(f"Its busiest GPU peaked at {share * 100:.0f} % of the {cap:.1f} GB each GPU has{idle}.")
+    if len(by_time) > 1:
+        s = by_time.iloc[1]
+        sp = Point.of(s, "exec_time_s")
+        if compare(fp, sp) == "overlap":
+            parts.append(
+                f"Its interval overlaps the runner-up {_label(s, multi)} ({sp.show(' s')}), so the ranking is not certain."
+            )
+        else:
+            parts.append(f"The runner-up is {_label(s, multi)} at {sp.show(' s')}.")
+    acc = done[done["test_acc"].notna()]
+    if acc.empty:
+        a = None
+        parts.append("No test accuracy was recorded.")
+        aacc, atotal, aper = math.nan, math.nan, ()
+    else:
+        ranked = acc.sort_values(["test_acc", "val_acc", "exec_time_s"], ascending=[False, False, True])
+        a = ranked.iloc[0]
+        ap = Point.of(a, "test_acc")
+        aacc, atotal, aper = ap.mean, float(a.get("total_gpu_gb", math.nan)), _per_gpu(a)
+        parts.append(
+            f"The most accurate is batch size {_label(a, multi)} with {ap.show(' %')} test accuracy, using {_mem_text(atotal, aper)}."
+        )
+        if len(ranked) > 1 and compare(ap, Point.of(ranked.iloc[1], "test_acc")) in ("overlap", "eq"):
+            b = ranked.iloc[1]
+            parts.append(
+                f"It is not clearly ahead of {_label(b, multi)} ({Point.of(b, 'test_acc').show(' %')}): the difference is inside the intervals."
+            )
+    slowest = by_time.iloc[-1]
+    parts.append(
+        f"Across the {len(done)} completed configurations execution time spans "
+        f"{fp.mean:.2f}–{float(slowest['exec_time_s']):.2f} s and test accuracy "
+        f"{float(acc['test_acc'].min()) if not acc.empty else math.nan:.2f}–{aacc:.2f} %."
+    )
+    return Conclusions(
+        fastest=_label(f, multi),
+        fastest_time_s=fp.mean,
+        fastest_time_hw=fp.hw,
+        fastest_mem_total_gb=ftotal,
+        fastest_mem_per_gpu_gb=fper,
+        most_accurate=_label(a, multi) if a is not None else None,
+        most_accurate_test_acc=aacc,
+        most_accurate_mem_total_gb=atotal,
+        most_accurate_mem_per_gpu_gb=aper,
+        text=" ".join(parts),
+    )

@@ -1,0 +1,237 @@
+"""The study's figures, redrawn from the per-configuration summary.
+
+Matplotlib is driven through ``matplotlib.figure.Figure`` (PNG via Agg, no pyplot state
+machine, no global backend switch) so collect can run on a login node without a display and from threads; each PNG is
+rendered to memory and written with :func:`aslhpc.atomic.atomic_write_bytes`, so a
+report never links a half-written image.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..atomic import atomic_write_bytes
+from .reference import REFERENCE_LABEL
+from .tables import gpu_label, main_split_kind
+
+PLOT_FILES = {
+    "time": "time_vs_gpus.png",
+    "accuracy": "accuracy_vs_batch.png",
+    "memory": "memory_per_gpu.png",
+    "throughput": "throughput_efficiency.png",
+}
+
+
+def _main(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[(summary["split_kind"] == main_split_kind(summary)) & (summary["n"] > 0)]
+
+
+def _series_key(frame: pd.DataFrame) -> list[str]:
+    """Series are split by strategy/pipeline only when the matrix mixes them."""
+    return [c for c in ("strategy", "pipeline") if frame[c].nunique() > 1]
+
+
+def _hw(frame: pd.DataFrame, col: str) -> list[float] | None:
+    hw = frame.get(f"{col}_hw")
+    if hw is None or not hw.notna().any():
+        return None
+    return [v if math.isfinite(v) else 0.0 for v in hw]
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Render to memory, then replace the file atomically.
+
+    Margins are fixed by each plot (``subplots_adjust``) rather than computed with
+    ``bbox_inches="tight"``/constrained layout, which draws every figure twice: on a
+    2-core login node that halves the plotting time of collect.
+    """
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _subtitle(summary: pd.DataFrame, label: str, error_bars: bool = True) -> str:
+    n = summary["n"].max() if len(summary) else 0
+    ci = summary["ci_level"].iloc[0] if "ci_level" in summary and len(summary) else 0.95
+    if not n or n <= 1:
+        return label
+    return f"{label}; " + (
+        f"error bars: {ci * 100:.0f} % CI over repeats" if error_bars else "means over repeats"
+    )
+
+
+def plot_time_vs_gpus(
+    summary: pd.DataFrame, path: Path, label: str = "", reference: pd.DataFrame | None = None
+) -> Path:
+    """Execution time against GPU count, one line per batch size (the paper's Observation 1)."""
+    data = _main(summary)
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.add_subplot()
+    keys = ["batch_size", *_series_key(data)]
+    colours: dict[int, str] = {}
+    for k, grp in data.groupby(keys, sort=True):
+        k = k if isinstance(k, tuple) else (k,)
+        grp = grp.sort_values("gpus")
+        name = f"batch {k[0]}" + ("" if len(k) == 1 else " (" + "/".join(map(str, k[1:])) + ")")
+        bars = ax.errorbar(
+            grp["gpus"], grp["exec_time_s"], yerr=_hw(grp, "exec_time_s"), marker="o", capsize=4, label=name
+        )
+        colours.setdefault(int(k[0]), bars[0].get_color())
+    if reference is not None and len(reference):
+        ref = _main(reference)
+        for bs, grp in ref.groupby("batch_size", sort=True):
+            grp = grp.sort_values("gpus")
+            ax.plot(
+                grp["gpus"],
+                grp["exec_time_s"],
+                linestyle="--",
+                marker="x",
+                alpha=0.6,
+                color=colours.get(int(bs)),
+                label=f"batch {bs}, 2020",
+            )
+    ax.set_xlabel("GPUs (count)")
+    ax.set_ylabel("execution time, all epochs (s)")
+    ax.set_xticks(sorted(set(data["gpus"]) | (set(reference["gpus"]) if reference is not None else set())))
+    title = "Execution time vs GPU count, per batch size\n" + _subtitle(data, label)
+    if reference is not None and len(reference):
+        title += f"\ndashed: {REFERENCE_LABEL}"
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.85 if reference is not None else 0.88)
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_batch(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
+    """Test and validation accuracy against batch size, one line per GPU count (Observation 2)."""
+    data = _main(summary)
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.add_subplot()
+    keys = ["gpus", *_series_key(data)]
+    for k, grp in data.groupby(keys, sort=True):
+        k = k if isinstance(k, tuple) else (k,)
+        grp = grp.sort_values("batch_size")
+        name = gpu_label(int(k[0])) + ("" if len(k) == 1 else " (" + "/".join(map(str, k[1:])) + ")")
+        line = ax.errorbar(
+            grp["batch_size"],
+            grp["test_acc"],
+            yerr=_hw(grp, "test_acc"),
+            marker="o",
+            capsize=4,
+            label=f"{name}, test",
+        )
+        if grp["val_acc"].notna().any():
+            ax.plot(
+                grp["batch_size"],
+                grp["val_acc"],
+                linestyle=":",
+                marker=".",
+                color=line[0].get_color(),
+                label=f"{name}, valid",
+            )
+    ax.set_xscale("log", base=2)
+    ticks = sorted(set(data["batch_size"]))
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.set_xlabel("batch size (images per step, log scale)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Accuracy vs batch size, per GPU count\n" + _subtitle(data, label), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.11, top=0.88)
+    return _save(fig, path)
+
+
+def plot_memory(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
+    """Peak memory per GPU, stacked per configuration (the paper's section 6.5)."""
+    data = _main(summary).sort_values(["batch_size", "gpus", "strategy", "pipeline"])
+    gcols = sorted(
+        (c for c in data.columns if c.startswith("gpu") and c.endswith("_gb") and c[3:-3].isdigit()),
+        key=lambda c: int(c[3:-3]),
+    )
+    fig = Figure(figsize=(max(7.5, 0.55 * len(data) + 2), 4.8))
+    ax = fig.add_subplot()
+    x = list(range(len(data)))
+    bottom = [0.0] * len(data)
+    for c in gcols:
+        vals = [v if math.isfinite(v) else 0.0 for v in data[c]]
+        if not any(vals):
+            continue
+        ax.bar(x, vals, bottom=bottom, label=f"GPU {c[3:-3]}")
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    for xi, tot, known in zip(x, bottom, data[gcols].notna().any(axis=1), strict=True):
+        ax.annotate(f"{tot:.2f}" if known else "n/m", (xi, tot), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x)
+    ax.set_xticklabels(
+        [f"b{int(b)}\n{int(g)}G" for b, g in zip(data["batch_size"], data["gpus"], strict=True)], fontsize=8
+    )
+    ax.set_xlabel("configuration (batch size, GPU count)")
+    ax.set_ylabel("peak GPU memory (GB), stacked over GPUs")
+    ax.set_title(
+        "GPU memory per configuration (n/m = not measured)\n" + _subtitle(data, label, error_bars=False),
+        fontsize=10,
+    )
+    ax.grid(axis="y", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    width = fig.get_figwidth()
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.2 / width, bottom=0.16, top=0.88)
+    return _save(fig, path)
+
+
+def plot_throughput(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
+    """Training throughput and scaling efficiency T1/(N·TN) against GPU count."""
+    data = _main(summary)
+    fig = Figure(figsize=(11, 4.6))
+    ax1, ax2 = fig.subplots(1, 2)
+    keys = ["batch_size", *_series_key(data)]
+    for k, grp in data.groupby(keys, sort=True):
+        k = k if isinstance(k, tuple) else (k,)
+        grp = grp.sort_values("gpus")
+        name = f"batch {k[0]}" + ("" if len(k) == 1 else " (" + "/".join(map(str, k[1:])) + ")")
+        ax1.errorbar(
+            grp["gpus"], grp["images_per_s"], yerr=_hw(grp, "images_per_s"), marker="o", capsize=4, label=name
+        )
+        g = grp[grp["gpus"] > 0]
+        ax2.plot(g["gpus"], g["efficiency"], marker="o", label=name)
+    gpus = sorted(set(data["gpus"]))
+    if gpus:
+        ax2.plot(gpus, [1.0] * len(gpus), color="grey", linestyle="--", label="ideal (linear scaling)")
+    for ax in (ax1, ax2):
+        ax.set_xlabel("GPUs (count)")
+        ax.set_xticks(gpus)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    estimated = "images_per_s_estimated" in data and bool(data["images_per_s_estimated"].fillna(False).any())
+    ax1.set_ylabel(
+        "training throughput (images/s)"
+        + ("\nestimated: train images × epochs / exec time" if estimated else "")
+    )
+    ax1.set_title("Throughput vs GPU count", fontsize=10)
+    ax2.set_ylabel("scaling efficiency T1 / (N · TN)")
+    ax2.set_ylim(bottom=0)
+    ax2.set_title("Scaling efficiency vs GPU count", fontsize=10)
+    fig.suptitle(_subtitle(data, label), fontsize=9)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.11, top=0.86, wspace=0.22)
+    return _save(fig, path)
+
+
+def write_plots(
+    summary: pd.DataFrame, out_dir: Path, label: str = "", reference: pd.DataFrame | None = None
+) -> dict[str, Path]:
+    """All four figures into ``out_dir`` (created); returns name -> path. Nothing to plot -> {}."""
+    if _main(summary).empty:
+        return {}
+    out_dir = Path(out_dir)
+    return {
+        "time": plot_time_vs_gpus(summary, out_dir / PLOT_FILES["time"], label, reference),
+        "accuracy": plot_accuracy_vs_batch(summary, out_dir / PLOT_FILES["accuracy"], label),
+        "memory": plot_memory(summary, out_dir / PLOT_FILES["memory"], label),
+        "throughput": plot_throughput(summary, out_dir / PLOT_FILES["throughput"], label),
+    }

@@ -1,0 +1,445 @@
+"""Assemble everything collect produces: analysis, files, report.md, console output.
+
+:func:`analyze` is pure (frame in, :class:`Analysis` out); :func:`collect_experiment`
+and :func:`collect_reference` add the I/O (atomic CSV/Markdown/PNG/JSON writes under the
+experiment directory) and, given a rich console, print the paper-shaped tables, verdicts
+and conclusions. The report links plots relatively so the experiment directory can be
+copied or published as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..atomic import atomic_write_text
+from .hypotheses import PAPER_VERDICTS, Conclusions, Verdict, conclusions, evaluate
+from .matrix import COMPLETED, holes, load_matrix
+from .reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
+from .tables import comparison_tables, derive, paper_tables, summarize, summary_view, to_markdown
+
+MEASURED_LABEL = "measured by aslhpc"
+
+
+@dataclass
+class Analysis:
+    """Everything computed from one matrix; no files involved."""
+
+    name: str
+    label: str
+    cells: pd.DataFrame
+    summary: pd.DataFrame
+    tables: dict[int, pd.DataFrame]
+    verdicts: list[Verdict]
+    conclusions: Conclusions
+    holes: pd.DataFrame
+    ci: float
+    h1_threshold: float
+
+
+@dataclass
+class CollectOutput:
+    """What collect produced: the analysis (and the reference's), the files it wrote."""
+
+    exp_dir: Path
+    analysis: Analysis
+    reference: Analysis | None = None
+    comparison: dict[int, pd.DataFrame] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    report_path: Path | None = None
+
+
+def analyze(
+    cells: pd.DataFrame,
+    *,
+    name: str = "",
+    label: str = MEASURED_LABEL,
+    ci: float = 0.95,
+    h1_threshold: float = 95.0,
+    h3_metric: str = "test_acc",
+) -> Analysis:
+    """Derived columns, CI summary, paper tables, verdicts and conclusions from a matrix."""
+    derived = derive(cells)
+    summary = summarize(derived, ci)
+    return Analysis(
+        name=name or (str(cells["experiment"].dropna().iloc[0]) if cells["experiment"].notna().any() else ""),
+        label=label,
+        cells=derived,
+        summary=summary,
+        tables=paper_tables(summary),
+        verdicts=evaluate(summary, h1_threshold, h3_metric),
+        conclusions=conclusions(summary),
+        holes=holes(derived),
+        ci=ci,
+        h1_threshold=h1_threshold,
+    )
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _verdicts_md(verdicts: list[Verdict], with_paper: bool = True) -> str:
+    cols = (
+        ["hypothesis", "statement", "verdict"]
+        + (["2020 paper concluded"] if with_paper else [])
+        + ["evidence"]
+    )
+    rows = []
+    for v in verdicts:
+        row = [v.hypothesis, v.statement, f"**{v.verdict}**"]
+        if with_paper:
+            row.append(PAPER_VERDICTS.get(v.hypothesis, ""))
+        rows.append([*row, v.evidence])
+    return to_markdown(pd.DataFrame(rows, columns=cols), index=False)
+
+
+PROVENANCE_COLUMNS = [
+    ("cell_id", "cell"),
+    ("state", "state"),
+    ("host", "host"),
+    ("device_names", "devices"),
+    ("gpus_used", "GPUs used"),
+    ("driver", "driver"),
+    ("cuda", "CUDA"),
+    ("torch", "torch"),
+    ("aslhpc_version", "aslhpc"),
+    ("slurm_job_id", "SLURM job"),
+    ("slurm_partition", "partition"),
+    ("slurm_nodelist", "nodes"),
+    ("split_hash", "split hash"),
+    ("finished_at", "finished"),
+]
+
+
+def _provenance_md(cells: pd.DataFrame) -> str:
+    view = cells[[c for c, _ in PROVENANCE_COLUMNS]].copy()
+    view["split_hash"] = view["split_hash"].map(lambda h: str(h)[:12] if isinstance(h, str) else "")
+    view["gpus_used"] = view["gpus_used"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    # identical values in a column are shown once, above the table, to keep it compact
+    common = {}
+    for col, label in PROVENANCE_COLUMNS[2:]:
+        vals = view.loc[cells["state"] == COMPLETED, col].dropna().astype(str).unique()
+        if len(vals) == 1 and col not in ("slurm_job_id", "finished_at", "gpus_used"):
+            common[label] = vals[0]
+            view = view.drop(columns=col)
+    view = view.rename(columns=dict(PROVENANCE_COLUMNS))
+    head = ""
+    if common:
+        head = (
+            "Same for every completed cell: " + "; ".join(f"{k}: `{v}`" for k, v in common.items()) + ".\n\n"
+        )
+    return head + to_markdown(view, index=False)
+
+
+def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None) -> str:
+    """report.md as text: tables, plots, verdicts, conclusions, reference, holes, provenance."""
+    a = out.analysis
+    n_cells = len(a.cells)
+    n_done = int((a.cells["state"] == COMPLETED).sum())
+    lines = [f"# {a.name or out.exp_dir.name}: collected results", ""]
+    if a.label == REFERENCE_LABEL:
+        lines += [
+            f"**These are {REFERENCE_LABEL}**: {REFERENCE_TITLE}, transcribed in "
+            "`results/reference/lad2020.csv` (memory read off nvidia-smi by hand). aslhpc only recomputes "
+            "the paper's derived figures and verdicts from them.",
+            "",
+        ]
+    lines += [
+        f"Generated {_now()} by `python -m aslhpc.collect` from `{out.exp_dir}`: "
+        f"{n_cells} cells, {n_done} completed, {n_cells - n_done} hole{'' if n_cells - n_done == 1 else 's'}.",
+        f"Where a configuration has repeats, figures are mean ± {a.ci * 100:g} % confidence-interval "
+        "half-width (Student t) and `n` is completed/expected runs. `NA` = GPU not used (as in the paper); "
+        "`n/m` = not measured (e.g. no NVML).",
+        "",
+        "## Tables (the paper's layout)",
+        "",
+    ]
+    for bs, t in a.tables.items():
+        lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
+    lines += [
+        "## All configurations",
+        "",
+        "Speed-up is over the 1-GPU time at the same batch size; efficiency = T1 / (N · TN); GPU-hours = "
+        "exec time × GPUs used / 3600. Every number: `summary.csv` (per configuration) and `cells.csv` (per cell).",
+        "",
+        to_markdown(summary_view(a.summary), index=False),
+        "",
+    ]
+    if plot_paths:
+        lines += ["## Plots", ""]
+        for key, p in plot_paths.items():
+            rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
+            lines += [f"![{key}]({rel.as_posix()})", ""]
+    lines += [
+        "## Hypotheses",
+        "",
+        "Decided from the numbers alone; a difference inside the confidence intervals counts neither way "
+        "(inconclusive).",
+        "",
+        _verdicts_md(a.verdicts),
+        "",
+        "## Conclusions",
+        "",
+        a.conclusions.text,
+        "",
+    ]
+    if out.reference is not None:
+        r = out.reference
+        lines += [f"## Compared with the {REFERENCE_LABEL}", ""]
+        lines += [
+            "`2020 …` columns are the published figures; `time / 2020` < 1 means this run was faster.",
+            "",
+        ]
+        for bs, t in out.comparison.items():
+            lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
+        lines += [f"Verdicts recomputed from the {REFERENCE_LABEL}:", ""]
+        lines += [_verdicts_md(r.verdicts), "", f"Reference conclusions: {r.conclusions.text}", ""]
+    lines += ["## Holes", ""]
+    if a.holes.empty:
+        lines += ["None: every expected cell has a result.", ""]
+    else:
+        n = len(a.holes)
+        lines += [
+            f"{n} cell{' has' if n == 1 else 's have'} no usable result:",
+            "",
+            to_markdown(a.holes, index=False),
+            "",
+        ]
+    ignored = a.cells.attrs.get("ignored") or []
+    if ignored:
+        lines += [
+            f"Ignored {len(ignored)} director{'y' if len(ignored) == 1 else 'ies'} under `cells/` that "
+            f"name{'s' if len(ignored) == 1 else ''} no cell (not in the manifest, no readable result, not named g<gpus>-b<batch>-r<repeat>): "
+            + "; ".join(f"`{i}`" for i in ignored),
+            "",
+        ]
+    lines += ["## Provenance", ""]
+    if a.label == REFERENCE_LABEL:
+        src = a.cells[["cell_id", "source"]]
+        lines += [to_markdown(src, index=False), ""]
+    else:
+        lines += [_provenance_md(a.cells), ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- console
+
+
+def _rich_table(frame: pd.DataFrame, title: str) -> Table:
+    """Values are never wrapped or cut (numbers must stay whole); headers wrap instead."""
+    t = Table(title=escape(title), title_justify="left", padding=(0, 1))
+    t.add_column(str(frame.index.name or ""), style="bold", no_wrap=True)
+    values = frame.to_numpy(dtype=object)
+    for j, c in enumerate(frame.columns):
+        width = max((len(str(v)) for v in values[:, j]), default=1)
+        t.add_column(Text(str(c)), justify="right", no_wrap=True, min_width=width)
+    for idx, row in zip(frame.index, values, strict=True):
+        t.add_row(Text(str(idx)), *[Text(str(v)) for v in row])
+    return t
+
+
+def print_analysis(console: Console, a: Analysis, comparison: dict[int, pd.DataFrame] | None = None) -> None:
+    """The paper tables, verdicts, conclusions and holes, on the terminal."""
+    tag = f" — {a.label}"
+    for bs, t in a.tables.items():
+        console.print(_rich_table(t, f"{a.name}: batch size {bs}{tag}"))
+    for bs, t in (comparison or {}).items():
+        console.print(_rich_table(t, f"batch size {bs}: this run vs {REFERENCE_LABEL}"))
+    vt = Table(title=f"Hypotheses{tag}", title_justify="left", show_lines=True)
+    for col in ("", "verdict", "2020 paper", "evidence"):
+        vt.add_column(col)
+    colour = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
+    for v in a.verdicts:
+        vt.add_row(
+            Text(f"{v.hypothesis}: {v.statement}"),
+            Text(v.verdict, style=colour.get(v.verdict, "")),
+            PAPER_VERDICTS.get(v.hypothesis, ""),
+            Text(v.evidence),
+        )
+    console.print(vt)
+    console.print(Panel(Text(a.conclusions.text), title=escape(f"Conclusions{tag}"), title_align="left"))
+    if not a.holes.empty:
+        ht = Table(title=f"Holes ({len(a.holes)})", title_justify="left")
+        for c in ("cell_id", "state", "reason"):
+            ht.add_column(c)
+        for r in a.holes.head(20).itertuples():
+            ht.add_row(Text(str(r.cell_id)), Text(str(r.state)), Text(str(r.reason)))
+        console.print(ht)
+        if len(a.holes) > 20:
+            console.print(f"… and {len(a.holes) - 20} more holes (see report.md)")
+    ignored = a.cells.attrs.get("ignored") or []
+    if ignored:
+        console.print(Text(f"ignored under cells/ (no cell identity): {'; '.join(ignored)}"))
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _verdicts_json(a: Analysis) -> dict[str, Any]:
+    return {
+        "label": a.label,
+        "ci": a.ci,
+        "h1_threshold": a.h1_threshold,
+        "verdicts": [dataclasses.asdict(v) for v in a.verdicts],
+        "paper_verdicts": PAPER_VERDICTS,
+        "conclusions": dataclasses.asdict(a.conclusions),
+    }
+
+
+def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
+    """Write CSV/Markdown/JSON/PNG and report.md into ``out.exp_dir``, all atomically."""
+    d = out.exp_dir
+    a = out.analysis
+    files: dict[str, Path] = {}
+    cells = a.cells.copy()
+    summary = a.summary.copy()
+    if a.label == REFERENCE_LABEL:
+        cells["source"] = REFERENCE_LABEL
+        summary.insert(0, "source", REFERENCE_LABEL)
+    files["cells.csv"] = atomic_write_text(d / "cells.csv", cells.to_csv(index=False))
+    files["summary.csv"] = atomic_write_text(d / "summary.csv", summary.to_csv(index=False))
+    summary_md = f"# {a.name}: all configurations ({a.label})\n\n" + to_markdown(
+        summary_view(a.summary), index=False
+    )
+    files["summary.md"] = atomic_write_text(d / "summary.md", summary_md)
+    md = [f"# {a.name}: tables in the paper's layout ({a.label})", ""]
+    for bs, t in a.tables.items():
+        csv = t.assign(source=REFERENCE_LABEL) if a.label == REFERENCE_LABEL else t
+        files[f"table_b{bs}.csv"] = atomic_write_text(d / f"table_b{bs}.csv", csv.to_csv())
+        md += [f"## Batch size {bs}", "", to_markdown(t), ""]
+    files["tables.md"] = atomic_write_text(d / "tables.md", "\n".join(md))
+    if out.reference is not None:
+        cmp_md = [f"# This run vs the {REFERENCE_LABEL}", ""]
+        frames = []
+        for bs, t in out.comparison.items():
+            frames.append(
+                t.reset_index()
+                .rename(columns={"": "row"})
+                .assign(batch_size=bs, reference_source=REFERENCE_LABEL)
+            )
+            cmp_md += [f"## Batch size {bs}", "", to_markdown(t), ""]
+        files["comparison.csv"] = atomic_write_text(
+            d / "comparison.csv", pd.concat(frames).to_csv(index=False)
+        )
+        files["comparison.md"] = atomic_write_text(d / "comparison.md", "\n".join(cmp_md))
+    payload = _verdicts_json(a)
+    if out.reference is not None:
+        payload["reference"] = _verdicts_json(out.reference)
+    files["verdicts.json"] = atomic_write_text(
+        d / "verdicts.json", json.dumps(payload, indent=2, sort_keys=True, default=str, allow_nan=True) + "\n"
+    )
+    plot_paths: dict[str, Path] = {}
+    if plots:
+        from .plots import write_plots  # matplotlib costs ~1 s to import: only when plotting
+
+        ref_summary = out.reference.summary if out.reference is not None else None
+        plot_paths = write_plots(a.summary, d / "plots", a.label, ref_summary)
+        files.update({f"plots/{p.name}": p for p in plot_paths.values()})
+    out.report_path = atomic_write_text(d / "report.md", render_report(out, plot_paths))
+    files["report.md"] = out.report_path
+    out.files = files
+    return out
+
+
+def _as_reference(reference: pd.DataFrame | str | Path | None) -> pd.DataFrame | None:
+    if reference is None or isinstance(reference, pd.DataFrame):
+        return reference
+    return load_reference(reference)
+
+
+def collect_experiment(
+    exp_dir: str | Path,
+    *,
+    reference: pd.DataFrame | str | Path | None = None,
+    states: dict[str, tuple[str, str]] | None = None,
+    console: Console | None = None,
+    ci: float = 0.95,
+    h1_threshold: float = 95.0,
+    h3_metric: str = "test_acc",
+    allow_mixed_splits: bool = False,
+    plots: bool = True,
+    write: bool = True,
+) -> CollectOutput:
+    """Load an experiment's cells, analyse them, write the outputs and report.md.
+
+    ``reference`` (a table from :func:`load_reference`, or its path) adds the
+    published-2020 comparison; ``states`` passes SLURM states for holes (cell_id ->
+    (state, reason)); ``console`` prints the tables and verdicts; ``write=False`` computes
+    only (nothing touches disk).
+    """
+    exp_dir = Path(exp_dir)
+    cells = load_matrix(exp_dir, states, allow_mixed_splits=allow_mixed_splits)
+    analysis = analyze(cells, name=exp_dir.name, ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric)
+    out = CollectOutput(exp_dir=exp_dir, analysis=analysis)
+    ref = _as_reference(reference)
+    if ref is not None:
+        out.reference = analyze(
+            reference_matrix(ref),
+            name="lad2020",
+            label=REFERENCE_LABEL,
+            ci=ci,
+            h1_threshold=h1_threshold,
+            h3_metric=h3_metric,
+        )
+        out.comparison = comparison_tables(analysis.summary, out.reference.summary)
+    if write:
+        write_outputs(out, plots=plots)
+    if console is not None:
+        print_analysis(console, analysis, out.comparison)
+        if out.reference is not None:
+            console.print(
+                Panel(
+                    out.reference.conclusions.text,
+                    title=f"Conclusions — {REFERENCE_LABEL}",
+                    title_align="left",
+                )
+            )
+            for v in out.reference.verdicts:
+                console.print(f"{v.hypothesis} ({REFERENCE_LABEL}): {v.verdict} — {v.evidence}")
+    return out
+
+
+def collect_reference(
+    reference: pd.DataFrame | str | Path,
+    out_dir: str | Path,
+    *,
+    console: Console | None = None,
+    ci: float = 0.95,
+    h1_threshold: float = 95.0,
+    h3_metric: str = "test_acc",
+    plots: bool = True,
+    write: bool = True,
+    name: str = "lad2020",
+) -> CollectOutput:
+    """The same analysis on the published numbers alone (``collect --reference-only``)."""
+    ref = _as_reference(reference)
+    assert ref is not None
+    analysis = analyze(
+        reference_matrix(ref, name),
+        name=name,
+        label=REFERENCE_LABEL,
+        ci=ci,
+        h1_threshold=h1_threshold,
+        h3_metric=h3_metric,
+    )
+    out = CollectOutput(exp_dir=Path(out_dir), analysis=analysis)
+    if write:
+        write_outputs(out, plots=plots)
+    if console is not None:
+        print_analysis(console, analysis)
+    return out

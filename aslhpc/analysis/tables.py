@@ -1,0 +1,484 @@
+"""Derived columns, confidence-interval aggregation and the paper-shaped tables.
+
+The 2020 study reported one number per (batch size, GPU count) cell, from one run. Here
+a configuration may have repeats, so every figure is a mean with a Student-t confidence
+interval half-width and the number of runs behind it; the paper's table shape is kept
+(one table per batch size, rows "Using {n}GPU", GPU memory columns with "NA" where a GPU
+was not used) so the two can be read side by side.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .matrix import COMPLETED, gpu_columns
+
+#: what identifies a configuration; repeats of it are aggregated
+CONFIG_KEYS = ["batch_size", "gpus", "strategy", "pipeline", "split_kind"]
+
+#: metrics aggregated per configuration (mean, CI half-width), besides gpu<i>_gb
+SUMMARY_METRICS = [
+    "exec_time_s",
+    "train_acc",
+    "val_acc",
+    "test_acc",
+    "extra_test_acc",
+    "images_per_s",
+    "data_prep_s",
+    "total_gpu_gb",
+    "gpu_hours",
+    "speedup",
+    "efficiency",
+]
+
+#: decimals used when printing, chosen like the paper's tables (GB 3, seconds and % 2)
+DECIMALS = {"gb": 3, "exec_time_s": 2, "acc": 2, "images_per_s": 0, "speedup": 2, "efficiency": 2}
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    lbeta = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    front = math.exp(lbeta + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """Student-t CDF (the stdlib has none and scipy is not a dependency)."""
+    x = df / (df + t * t)
+    tail = 0.5 * _betainc(df / 2.0, 0.5, x)
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """Student-t quantile by bisection on :func:`t_cdf`; exact to ~1e-10."""
+    if not 0.0 < p < 1.0 or df <= 0:
+        raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
+    if p < 0.5:
+        return -t_quantile(1.0 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_cdf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    return 0.5 * (lo + hi)
+
+
+def ci_halfwidth(std: float, n: int, level: float = 0.95) -> float:
+    """Half-width of the two-sided Student-t interval for a mean of ``n`` runs; NaN for n < 2."""
+    if n < 2 or not math.isfinite(std):
+        return math.nan
+    return t_quantile(0.5 + level / 2.0, n - 1) * std / math.sqrt(n)
+
+
+# --------------------------------------------------------------------------- derived columns
+
+
+def _baseline_lookup(frame: pd.DataFrame, value: str) -> dict[tuple, float]:
+    """(batch_size, strategy, pipeline, split_kind) -> mean 1-GPU time, plus coarser fallbacks."""
+    ones = frame[(frame["gpus"] == 1) & frame[value].notna()]
+    out: dict[tuple, float] = {}
+    for keys in (
+        ["batch_size", "strategy", "pipeline", "split_kind"],
+        ["batch_size", "pipeline", "split_kind"],
+        ["batch_size", "split_kind"],
+    ):
+        for k, v in ones.groupby(keys, sort=False)[value].mean().items():
+            out[(len(keys), *k)] = float(v)
+    return out
+
+
+def _speedup(frame: pd.DataFrame, time_col: str, base: dict[tuple, float]) -> pd.Series:
+    vals = []
+    for bs, strat, pipe, split, t in zip(
+        frame["batch_size"],
+        frame["strategy"],
+        frame["pipeline"],
+        frame["split_kind"],
+        frame[time_col],
+        strict=True,
+    ):
+        t1 = base.get(
+            (4, bs, strat, pipe, split), base.get((3, bs, pipe, split), base.get((2, bs, split), math.nan))
+        )
+        vals.append(t1 / t if t and math.isfinite(t) and t > 0 else math.nan)
+    return pd.Series(vals, index=frame.index, dtype="float64")
+
+
+def derive(cells: pd.DataFrame) -> pd.DataFrame:
+    """Add the per-cell derived columns the paper computed by eye.
+
+    ``n_batches`` (training batches per epoch = ceil(train / batch size), what H4 is about),
+    ``images_per_s`` (from result.json; else train images x epochs / exec time, which
+    includes validation time, flagged in ``images_per_s_estimated``),
+    ``total_gpu_gb``, ``gpu_hours`` (exec time x GPUs used / 3600; for a CPU fallback the
+    requested count is used and ``gpu_hours_basis`` says so), ``speedup`` over the mean
+    1-GPU time at the same batch size, and ``efficiency`` = T1 / (N x TN).
+    """
+    out = cells.copy()
+    done = out["state"] == COMPLETED
+    n_batches = np.ceil(out["n_train"] / out["batch_size"])
+    out["n_batches"] = out["batches_train"].where(out["batches_train"].notna(), n_batches)
+    est = out["n_train"] * out["epochs"] / out["exec_time_s"]
+    out["images_per_s_estimated"] = out["images_per_s"].isna() & est.notna()
+    out["images_per_s"] = out["images_per_s"].where(out["images_per_s"].notna(), est)
+    gcols = [c for c in out.columns if c.startswith("gpu") and c.endswith("_gb") and c[3:-3].isdigit()]
+    total = out[gcols].sum(axis=1, min_count=1) if gcols else pd.Series(math.nan, index=out.index)
+    out["total_gpu_gb"] = total.where(done)
+    cpu_fallback = (out["gpus_used"] == 0) & (out["gpus"] > 0)
+    used = out["gpus_used"].where(~cpu_fallback, out["gpus"])
+    used = used.where(used.notna(), out["gpus"])
+    out["gpu_hours"] = (out["exec_time_s"] * used / 3600.0).where(done)
+    out["gpu_hours_basis"] = np.where(cpu_fallback, "requested (ran on CPU)", np.where(done, "used", ""))
+    base = _baseline_lookup(out[done], "exec_time_s")
+    out["speedup"] = _speedup(out, "exec_time_s", base).where(done)
+    out["efficiency"] = (out["speedup"] / out["gpus"].where(out["gpus"] > 0)).where(done)
+    return out
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def main_split_kind(frame: pd.DataFrame) -> str:
+    """The split the paper-shaped figures use: ``random`` if any cell used it (the paper did)."""
+    kinds = frame["split_kind"].dropna()
+    if (kinds == "random").any() or kinds.empty:
+        return "random"
+    return str(kinds.value_counts().index[0])
+
+
+def _state_summary(states: Iterable[str]) -> str:
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s] = counts.get(s, 0) + 1
+    if len(counts) == 1:
+        ((s, c),) = counts.items()
+        return s if c == 1 else f"{c} {s}"
+    order = sorted(counts, key=lambda s: (s != COMPLETED, s))
+    return ", ".join(f"{counts[s]} {s}" for s in order)
+
+
+def summarize(cells: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
+    """One row per configuration: mean, ``<metric>_hw`` (Student-t half-width at ``ci``), ``n``.
+
+    ``cells`` is :func:`derive` output. Configurations with no completed cell stay as rows
+    with NaN figures and their holes' states, so tables can show them. ``speedup`` and
+    ``efficiency`` are recomputed from the mean times (ratio of means); blocked-split
+    accuracies (any split kind other than the main one) are attached to the main rows as
+    ``test_acc_<kind>`` / ``val_acc_<kind>`` when both kinds exist.
+    """
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+    gcols = [c for c in cells.columns if c.startswith("gpu") and c.endswith("_gb") and c[3:-3].isdigit()]
+    metrics = [m for m in SUMMARY_METRICS if m in cells.columns] + gcols
+    allg = cells.groupby(CONFIG_KEYS, sort=True, dropna=False)
+    base = pd.DataFrame(
+        {
+            "n_cells": allg.size(),
+            "states": allg["state"].agg(_state_summary),
+        }
+    )
+    done = cells[cells["state"] == COMPLETED]
+    g = done.groupby(CONFIG_KEYS, sort=True, dropna=False)
+    mean = g[metrics].mean()
+    std = g[metrics].std(ddof=1)
+    count = g[metrics].count()
+    tq = {int(n): t_quantile(0.5 + ci / 2.0, n - 1) for n in np.unique(count.to_numpy()) if n >= 2}
+    tfac = count.apply(lambda col: col.map(lambda n: tq.get(int(n), math.nan)))
+    hw = tfac * std / np.sqrt(count.where(count > 0))
+    hw.columns = [f"{c}_hw" for c in hw.columns]
+    other = pd.DataFrame(
+        {
+            "n": g.size(),
+            "data_parallel": g["data_parallel"].agg(
+                lambda s: bool(s.dropna().mode().iloc[0]) if s.notna().any() else None
+            ),
+            "gpus_used": g["gpus_used"].min(),
+            "n_batches": g["n_batches"].median(),
+            "n_train": g["n_train"].median(),
+            "gpu_mem_total_gb": g["gpu_mem_total_gb"].median(),
+            "images_per_s_estimated": g["images_per_s_estimated"].any(),
+        }
+    )
+    summary = base.join(other).join(mean).join(hw)
+    summary["n"] = summary["n"].fillna(0).astype("int64")
+    summary["state"] = np.where(summary["n"] > 0, COMPLETED, summary["states"])
+    summary = summary.reset_index()
+    # Speed-up from mean times (ratio of means), not the mean of per-cell ratios.
+    have = summary[summary["n"] > 0]
+    summary["speedup"] = _speedup(summary, "exec_time_s", _baseline_lookup(have, "exec_time_s"))
+    summary["efficiency"] = summary["speedup"] / summary["gpus"].where(summary["gpus"] > 0)
+    summary = _attach_other_splits(summary)
+    summary["ci_level"] = ci
+    return summary
+
+
+def other_split_kinds(summary: pd.DataFrame) -> list[str]:
+    """Split kinds besides the main one whose accuracies sit in their own columns."""
+    main = main_split_kind(summary)
+    return sorted(str(k) for k in summary["split_kind"].dropna().unique() if k != main)
+
+
+def _attach_other_splits(summary: pd.DataFrame) -> pd.DataFrame:
+    main = main_split_kind(summary)
+    kinds = other_split_kinds(summary)
+    if not kinds or not (summary["split_kind"] == main).any():
+        return summary
+    join = ["batch_size", "gpus", "strategy", "pipeline"]
+    for kind in kinds:
+        names = {
+            "n": f"n_{kind}",
+            "val_acc": f"val_acc_{kind}",
+            "val_acc_hw": f"val_acc_{kind}_hw",
+            "test_acc": f"test_acc_{kind}",
+            "test_acc_hw": f"test_acc_{kind}_hw",
+        }
+        sub = summary.loc[summary["split_kind"] == kind, [*join, *names]].rename(columns=names)
+        summary = summary.merge(sub, on=join, how="left")
+        summary.loc[summary["split_kind"] != main, list(names.values())] = np.nan
+    return summary
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt(mean: float, hw: float = math.nan, decimals: int = 2) -> str:
+    """``mean`` or ``mean ± hw`` (hw shown only when it exists, i.e. n >= 2)."""
+    if mean is None or not math.isfinite(mean):
+        return "n/m"
+    if hw is not None and math.isfinite(hw):
+        return f"{mean:.{decimals}f} ± {hw:.{decimals}f}"
+    return f"{mean:.{decimals}f}"
+
+
+def gpu_label(n: int) -> str:
+    return "1 GPU" if n == 1 else ("CPU" if n == 0 else f"{n} GPUs")
+
+
+def row_label(gpus: int, suffix: str = "") -> str:
+    """The paper's row names: "Using 1GPU" .. "Using 4GPU" (CPU cells: "Using CPU")."""
+    base = "Using CPU" if gpus == 0 else f"Using {gpus}GPU"
+    return f"{base} ({suffix})" if suffix else base
+
+
+def _series_suffix(frame: pd.DataFrame, row: pd.Series) -> str:
+    parts = []
+    if frame["strategy"].nunique() > 1:
+        parts.append(str(row["strategy"]))
+    if frame["pipeline"].nunique() > 1:
+        parts.append(str(row["pipeline"]))
+    return ", ".join(parts)
+
+
+def _cell(row: pd.Series, col: str, decimals: int) -> str:
+    return fmt(row.get(col, math.nan), row.get(f"{col}_hw", math.nan), decimals)
+
+
+def paper_tables(summary: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    """One table per batch size in the paper's shape, cells as strings.
+
+    Columns: ``GPU 0 (GB)`` .. (as many as the largest GPU count; "NA" where the cell
+    used fewer GPUs, "n/m" where a used GPU was not measured, e.g. no NVML),
+    ``Exec. Time (secs)``, ``Data Parallel``, ``Train Acc``, ``Valid Acc``, ``Test Acc``;
+    then ``Test Acc (<kind>)``/``Valid Acc (<kind>)`` for other split kinds, and ``n``
+    (completed/expected runs) when any configuration has repeats. A configuration with no
+    completed run shows its state in place of numbers.
+    """
+    main = main_split_kind(summary)
+    rows = summary[summary["split_kind"] == main]
+    n_gpu = max(int(summary["gpus"].max()) if len(summary) else 1, 1)
+    gcols = gpu_columns(n_gpu)
+    extra_kinds = [k for k in other_split_kinds(summary) if f"test_acc_{k}" in summary.columns]
+    show_n = bool((summary["n_cells"] > 1).any())
+    tables: dict[int, pd.DataFrame] = {}
+    for bs, grp in rows.groupby("batch_size", sort=True):
+        records = []
+        for _, r in grp.sort_values(["gpus", "strategy", "pipeline"]).iterrows():
+            rec: dict[str, str] = {"": row_label(int(r["gpus"]), _series_suffix(rows, r))}
+            hole = int(r["n"]) == 0
+            used = int(r["gpus"])
+            for i, c in enumerate(gcols):
+                label = f"GPU {i} (GB)"
+                if i >= used:
+                    rec[label] = "NA"
+                else:
+                    rec[label] = r["state"] if hole else _cell(r, c, DECIMALS["gb"])
+            rec["Exec. Time (secs)"] = (
+                r["state"] if hole else _cell(r, "exec_time_s", DECIMALS["exec_time_s"])
+            )
+            dp = r.get("data_parallel")
+            rec["Data Parallel"] = (
+                r["state"] if hole else ("Yes" if dp is True else "No" if dp is False else "n/m")
+            )
+            for col, label in (
+                ("train_acc", "Train Acc"),
+                ("val_acc", "Valid Acc"),
+                ("test_acc", "Test Acc"),
+            ):
+                rec[label] = r["state"] if hole else _cell(r, col, DECIMALS["acc"])
+            for kind in extra_kinds:
+                for col, label in (("test_acc", "Test Acc"), ("val_acc", "Valid Acc")):
+                    key = f"{col}_{kind}"
+                    nk = r.get(f"n_{kind}")
+                    rec[f"{label} ({kind})"] = (
+                        "not run"
+                        if nk is None or not math.isfinite(nk) or nk == 0
+                        else _cell(r, key, DECIMALS["acc"])
+                    )
+            if show_n:
+                rec["n"] = f"{int(r['n'])}/{int(r['n_cells'])}"
+            records.append(rec)
+        tables[int(bs)] = pd.DataFrame.from_records(records).set_index("")
+    return tables
+
+
+#: the tidy summary's columns worth reading in Markdown (summary.csv keeps them all)
+SUMMARY_VIEW = [
+    ("batch_size", "batch", None),
+    ("gpus", "GPUs", None),
+    ("strategy", "strategy", None),
+    ("pipeline", "pipeline", None),
+    ("split_kind", "split", None),
+    ("n", "n", None),
+    ("exec_time_s", "exec time (s)", 2),
+    ("images_per_s", "images/s", 0),
+    ("speedup", "speed-up vs 1 GPU", 2),
+    ("efficiency", "efficiency T1/(N·TN)", 2),
+    ("total_gpu_gb", "total GPU mem (GB)", 3),
+    ("gpu_hours", "GPU-hours", 3),
+    ("val_acc", "valid acc (%)", 2),
+    ("test_acc", "test acc (%)", 2),
+]
+
+
+def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """The tidy per-configuration frame as readable strings (mean ± half-width)."""
+    records = []
+    extra = [f"test_acc_{k}" for k in other_split_kinds(summary) if f"test_acc_{k}" in summary.columns]
+    for _, r in summary.iterrows():
+        rec: dict[str, str] = {}
+        for col, label, dec in SUMMARY_VIEW:
+            if dec is None:
+                rec[label] = str(r[col])
+            elif int(r["n"]) == 0:
+                rec[label] = str(r["state"])
+            else:
+                rec[label] = _cell(r, col, dec)
+        for c in extra:
+            rec[f"test acc {c[len('test_acc_') :]} (%)"] = _cell(r, c, 2) if math.isfinite(r[c]) else ""
+        if r.get("gpus_used") == 0 and r["gpus"] > 0:
+            rec["GPU-hours"] += " (requested; ran on CPU)"
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def comparison_tables(summary: pd.DataFrame, reference: pd.DataFrame) -> dict[int, pd.DataFrame]:
+    """Per batch size: this run beside the published 2020 figures, matched on GPU count.
+
+    Columns prefixed "2020" are the published reference (not measured by aslhpc);
+    "time / 2020" < 1 means this run was faster.
+    """
+    main = summary[summary["split_kind"] == main_split_kind(summary)]
+    ref = reference.set_index(["batch_size", "gpus"])
+    out: dict[int, pd.DataFrame] = {}
+    for bs in sorted(set(main["batch_size"]) | set(reference["batch_size"])):
+        records = []
+        ours = main[main["batch_size"] == bs]
+        counts = sorted(set(ours["gpus"]) | set(reference.loc[reference["batch_size"] == bs, "gpus"]))
+        for n in counts:
+            ref_row = ref.loc[(bs, n)] if (bs, n) in ref.index else None
+            if isinstance(ref_row, pd.DataFrame):
+                ref_row = ref_row.iloc[0]
+            mine = ours[ours["gpus"] == n]
+            if mine.empty:
+                mine = pd.DataFrame([{"gpus": n, "n": 0, "state": "not run", "strategy": "", "pipeline": ""}])
+            for _, r in mine.iterrows():
+                has = int(r["n"]) > 0
+                rec = {"": row_label(int(n), _series_suffix(main, r) if not mine.empty and has else "")}
+
+                def mine_or_state(col: str, dec: int, r: pd.Series = r, has: bool = has) -> str:
+                    return _cell(r, col, dec) if has else str(r["state"])
+
+                def ref_val(col: str, dec: int, ref_row: pd.Series | None = ref_row) -> str:
+                    if ref_row is None:
+                        return "—"
+                    return fmt(ref_row[col], math.nan, dec)
+
+                rec["Exec. Time (secs)"] = mine_or_state("exec_time_s", 2)
+                rec["2020 Exec. Time (secs)"] = ref_val("exec_time_s", 2)
+                ratio = r["exec_time_s"] / ref_row["exec_time_s"] if has and ref_row is not None else math.nan
+                rec["time / 2020"] = fmt(ratio, math.nan, 2) if math.isfinite(ratio) else "—"
+                rec["Speed-up"] = mine_or_state("speedup", 2)
+                rec["2020 Speed-up"] = ref_val("speedup", 2)
+                rec["Total GPU mem (GB)"] = mine_or_state("total_gpu_gb", 3)
+                rec["2020 Total GPU mem (GB)"] = ref_val("total_gpu_gb", 3)
+                rec["Test Acc"] = mine_or_state("test_acc", 2)
+                rec["2020 Test Acc"] = ref_val("test_acc", 2)
+                records.append(rec)
+        out[int(bs)] = pd.DataFrame.from_records(records).set_index("")
+    return out
+
+
+def to_markdown(frame: pd.DataFrame, index: bool = True) -> str:
+    """A GitHub-flavoured Markdown table (pandas' to_markdown needs tabulate; this does not)."""
+
+    def cell(v: object) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if isinstance(v, float):
+            return f"{v:.6g}"
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    headers: list[str] = ([str(frame.index.name or "")] if index else []) + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    values = frame.to_numpy(dtype=object)
+    idx: Sequence[object] = list(frame.index) if index else []
+    for i, row in enumerate(values):
+        cells = ([cell(idx[i])] if index else []) + [cell(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,136 @@
+"""``python -m aslhpc.collect``: gather every cell's outputs into the study's tables and verdicts.
+
+A thin CLI over :func:`aslhpc.analysis.collect_experiment`; user mistakes print
+``error: <one line>`` and exit 2 (docs/design.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+from .analysis import (
+    REFERENCE_LABEL,
+    CollectOutput,
+    collect_experiment,
+    collect_reference,
+    default_reference_path,
+    find_experiments,
+    load_reference,
+)
+from .errors import AslhpcError
+
+__all__ = ["CollectOutput", "collect_experiment", "main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m aslhpc.collect",
+        description="Collect an experiment's cells into the 2020 study's tables, plots, verdicts and report.md.",
+    )
+    p.add_argument("--experiment", help="experiment name under --results (default: the only one there)")
+    p.add_argument("--results", default="results", help="results directory (default: results)")
+    p.add_argument(
+        "--reference", action="store_true", help=f"also show the {REFERENCE_LABEL} beside this run"
+    )
+    p.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="analyse the published 2020 figures alone (writes <results>/<reference-name>-analysis/)",
+    )
+    p.add_argument(
+        "--reference-file",
+        type=Path,
+        help="reference table in lad2020.csv format (default: results/reference/lad2020.csv)",
+    )
+    p.add_argument("--out", type=Path, help="output directory for --reference-only")
+    p.add_argument(
+        "--ci", type=float, default=0.95, help="confidence level of the intervals over repeats (default 0.95)"
+    )
+    p.add_argument(
+        "--h1-threshold",
+        type=float,
+        default=95.0,
+        help="H1: test accuracy (%%) every configuration must exceed (default 95)",
+    )
+    p.add_argument(
+        "--h3-metric",
+        choices=("test_acc", "val_acc"),
+        default="test_acc",
+        help="H3: accuracy judged (default test_acc)",
+    )
+    p.add_argument(
+        "--allow-mixed-splits", action="store_true", help="analyse cells trained on different splits anyway"
+    )
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    return p
+
+
+def pick_experiment(results: Path, name: str | None) -> Path:
+    """The experiment directory: ``name``, or the only one with a manifest under ``results``."""
+    if name:
+        d = results / name
+        if not d.is_dir():
+            found = find_experiments(results)
+            listing = f"found: {', '.join(found)}" if found else "none found"
+            raise AslhpcError(
+                f"no experiment {name!r} under {results} ({listing}); check --experiment/--results"
+            )
+        return d
+    found = find_experiments(results)
+    if len(found) == 1:
+        return results / found[0]
+    if not found:
+        raise AslhpcError(
+            f"no experiment with a manifest.json under {results}; run submit first or pass --results DIR"
+        )
+    raise AslhpcError(
+        f"{len(found)} experiments under {results} ({', '.join(found)}); pick one with --experiment NAME"
+    )
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped/redirected: do not squeeze tables into 80 columns
+            console = Console(width=160)
+    try:
+        if not 0.0 < args.ci < 1.0:
+            raise AslhpcError(f"--ci {args.ci} must be between 0 and 1 (e.g. 0.95)")
+        results = Path(args.results)
+        ref_path = args.reference_file or default_reference_path(results)
+        common = {
+            "console": console,
+            "ci": args.ci,
+            "h1_threshold": args.h1_threshold,
+            "h3_metric": args.h3_metric,
+        }
+        if args.reference_only:
+            ref = load_reference(ref_path)
+            name = ref_path.stem
+            out_dir = args.out or results / f"{name}-analysis"
+            out = collect_reference(ref, out_dir, plots=not args.no_plots, name=name, **common)
+        else:
+            ref = load_reference(ref_path) if args.reference or args.reference_file else None
+            exp_dir = pick_experiment(results, args.experiment)
+            out = collect_experiment(
+                exp_dir,
+                reference=ref,
+                allow_mixed_splits=args.allow_mixed_splits,
+                plots=not args.no_plots,
+                **common,
+            )
+    except AslhpcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    console.print(f"report: {out.report_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

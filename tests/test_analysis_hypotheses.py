@@ -1,0 +1,169 @@
+"""Verdicts from the numbers alone: the paper's own on its data, flipped when the numbers change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_analysis_helpers import result_json, write_cell
+
+from aslhpc.analysis.hypotheses import (
+    Point,
+    compare,
+    conclusions,
+    evaluate,
+    h1_recognition,
+    h2_more_gpus_faster,
+    h3_larger_batch_better,
+    h4_more_batches_faster,
+)
+from aslhpc.analysis.matrix import load_matrix
+from aslhpc.analysis.reference import load_reference, reference_matrix
+from aslhpc.analysis.tables import derive, summarize
+
+REF = Path(__file__).resolve().parents[1] / "results" / "reference" / "lad2020.csv"
+
+
+def _summary_of(table: pd.DataFrame) -> pd.DataFrame:
+    return summarize(derive(reference_matrix(table)))
+
+
+@pytest.fixture
+def ref() -> pd.DataFrame:
+    return load_reference(REF)
+
+
+def _set(table: pd.DataFrame, bs: int, gpus: int, **values: float) -> pd.DataFrame:
+    t = table.copy()
+    mask = (t["batch_size"] == bs) & (t["gpus"] == gpus)
+    for k, v in values.items():
+        t.loc[mask, k] = v
+    return t
+
+
+def test_reference_reproduces_the_papers_verdicts(ref):
+    v = {x.hypothesis: x for x in evaluate(_summary_of(ref))}
+    assert [v[h].verdict for h in ("H1", "H2", "H3", "H4")] == [
+        "supported",
+        "not supported",
+        "not supported",
+        "not supported",
+    ]
+    assert "lowest 98.62 % at b=512 × 1 GPU" in v["H1"].evidence
+    assert v["H2"].evidence.startswith("counter-example: b=128: 4 GPUs 2335.14 s > 3 GPUs 2296.49 s")
+    assert "b=256" in v["H2"].evidence and "b=512" in v["H2"].evidence
+    assert "1 GPU: b=512 98.62 % < b=256 99.88 %" in v["H3"].evidence and "test accuracy" in v["H3"].evidence
+    assert "1 GPU: 600 batches (b=128) 2500.82 s > 300 batches (b=256) 2461.46 s" in v["H4"].evidence
+
+
+def test_h1_flips_with_threshold_or_a_bad_cell(ref):
+    s = _summary_of(ref)
+    assert h1_recognition(s, 99.0).verdict == "not supported"
+    assert "b=512 × 1 GPU: 98.62 %" in h1_recognition(s, 99.0).evidence
+    bad = _summary_of(_set(ref, 256, 2, test_acc=90.0))
+    v = h1_recognition(bad)
+    assert v.verdict == "not supported" and "b=256 × 2 GPUs: 90.00 %" in v.evidence
+
+
+def test_h2_flips_when_time_falls_strictly_everywhere(ref):
+    t = ref.copy()
+    t["exec_time_s"] = 3000.0 / t["gpus"] + t["batch_size"]
+    v = h2_more_gpus_faster(_summary_of(t))
+    assert v.verdict == "supported" and "9 comparisons" in v.evidence
+    # one changed number changes the verdict, and the evidence names it
+    v = h2_more_gpus_faster(_summary_of(_set(t, 256, 4, exec_time_s=2350.8)))
+    assert v.verdict == "not supported"
+    assert v.evidence.startswith("counter-example: b=256: 4 GPUs 2350.80 s > 3 GPUs 1256.00 s")
+
+
+def test_h3_flips_when_accuracy_rises_with_batch(ref):
+    t = ref.copy()
+    t["test_acc"] = 90.0 + t["batch_size"] / 100.0
+    t["val_acc"] = 95.0 - t["batch_size"] / 100.0
+    assert h3_larger_batch_better(_summary_of(t)).verdict == "supported"
+    v = h3_larger_batch_better(_summary_of(t), metric="val_acc")
+    assert v.verdict == "not supported" and v.evidence.startswith("judged on validation accuracy")
+    # equal accuracy is not "better": a tie is a counter-example
+    tie = _set(t, 256, 3, test_acc=91.28)
+    v = h3_larger_batch_better(_summary_of(tie))
+    assert v.verdict == "not supported" and "3 GPUs: b=256 91.28 % = b=128 91.28 %" in v.evidence
+
+
+def test_h4_flips_when_more_batches_are_faster(ref):
+    t = ref.copy()
+    t["exec_time_s"] = 2000.0 + t["batch_size"] - 10 * t["gpus"]
+    assert h4_more_batches_faster(_summary_of(t)).verdict == "supported"
+    v = h4_more_batches_faster(_summary_of(_set(t, 128, 2, exec_time_s=3000.0)))
+    assert v.verdict == "not supported"
+    assert "2 GPUs: 600 batches (b=128) 3000.00 s > 300 batches (b=256) 2236.00 s" in v.evidence
+
+
+def test_too_few_cells_is_inconclusive(ref):
+    s = _summary_of(ref[(ref["batch_size"] == 128) & (ref["gpus"] == 1)])
+    v = {x.hypothesis: x for x in evaluate(s)}
+    assert v["H1"].verdict == "supported"
+    for h in ("H2", "H3", "H4"):
+        assert v[h].verdict == "inconclusive" and "too few cells" in v[h].evidence
+
+
+def _repeats(
+    tmp_path: Path, times: dict[int, tuple[float, ...]], accs: dict[int, tuple[float, ...]] | None = None
+):
+    exp = tmp_path / "e"
+    for g, ts in times.items():
+        for r, t in enumerate(ts):
+            acc = (99.0, 99.0, accs[g][r]) if accs else None
+            write_cell(exp, result_json("e", g, 128, r, exec_time_s=t, acc=acc))
+    return summarize(derive(load_matrix(exp)))
+
+
+def test_overlapping_intervals_make_h2_inconclusive(tmp_path):
+    s = _repeats(tmp_path, {1: (2000.0, 2100.0, 2200.0), 2: (1950.0, 2050.0, 2150.0)})
+    v = h2_more_gpus_faster(s)
+    assert v.verdict == "inconclusive"
+    assert "CIs overlap" in v.evidence and "2050.00 ± 248.41 s" in v.evidence
+
+
+def test_separated_intervals_decide_h2(tmp_path):
+    s = _repeats(tmp_path / "a", {1: (2000.0, 2100.0, 2200.0), 2: (1500.0, 1510.0, 1520.0)})
+    assert h2_more_gpus_faster(s).verdict == "supported"
+    s = _repeats(tmp_path / "b", {1: (1500.0, 1510.0, 1520.0), 2: (2000.0, 2100.0, 2200.0)})
+    v = h2_more_gpus_faster(s)
+    assert (
+        v.verdict == "not supported"
+        and "b=128: 2 GPUs 2100.00 ± 248.41 s > 1 GPU 1510.00 ± 24.84 s" in v.evidence
+    )
+
+
+def test_h1_interval_straddling_threshold_is_inconclusive(tmp_path):
+    s = _repeats(tmp_path, {1: (2000.0, 2010.0, 2020.0)}, accs={1: (94.0, 96.0, 95.5)})
+    v = h1_recognition(s)
+    assert v.verdict == "inconclusive" and "straddles 95 %" in v.evidence
+
+
+def test_compare_rules():
+    assert compare(Point(10, 0, 1), Point(9, 0, 1)) == "lt"
+    assert compare(Point(10, 0, 1), Point(10, 0, 1)) == "eq"
+    assert compare(Point(10, 1, 3), Point(9.5, 1, 3)) == "overlap"
+    assert compare(Point(10, 1, 3), Point(7.9, 1, 3)) == "lt"
+    assert compare(Point(10, 1, 3), Point(12.1, 0, 1)) == "gt"
+
+
+def test_conclusions_on_the_reference(ref):
+    c = conclusions(_summary_of(ref))
+    assert c.fastest == "256 × 3 GPUs" and c.fastest_time_s == 2028.72
+    assert c.fastest_mem_total_gb == pytest.approx(5.267)
+    assert c.fastest_mem_per_gpu_gb == (1.809, 1.739, 1.719)
+    assert c.most_accurate == "128 × 2 GPUs" and c.most_accurate_test_acc == 100.0
+    assert c.most_accurate_mem_total_gb == pytest.approx(3.100)
+    assert "256 × 3 GPUs at 2028.72 s, using 5.267 GB in total (1.809 + 1.739 + 1.719 GB per GPU)" in c.text
+
+
+def test_conclusions_follow_the_numbers_and_flag_uncertain_rankings(ref, tmp_path):
+    c = conclusions(_summary_of(_set(ref, 128, 4, exec_time_s=1000.0)))
+    assert c.fastest == "128 × 4 GPUs" and c.fastest_mem_total_gb == pytest.approx(1.355 + 3 * 1.317)
+    s = _repeats(tmp_path, {1: (2000.0, 2100.0, 2200.0), 2: (1950.0, 2050.0, 2150.0)})
+    c = conclusions(s)
+    assert c.fastest == "128 × 2 GPUs" and "not certain" in c.text
+    assert "of the 32.5 GB each GPU has" in c.text

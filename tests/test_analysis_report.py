@@ -1,0 +1,113 @@
+"""collect_experiment end to end as a library call: files, plots, report.md contents."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+from test_analysis_helpers import paper_experiment, result_json, write_cell, write_json, write_manifest
+
+from aslhpc.analysis import REFERENCE_LABEL, collect_experiment, collect_reference, load_reference
+from aslhpc.analysis.plots import PLOT_FILES
+
+REF = Path(__file__).resolve().parents[1] / "results" / "reference" / "lad2020.csv"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _experiment_with_holes_and_repeats(tmp_path: Path) -> Path:
+    exp = paper_experiment(tmp_path, "paper", skip=((512, 4),))
+    write_json(
+        exp / "cells" / "g4-b512-r0" / "error.json",
+        {"error": "CUDA error: out of memory", "traceback": "", "time": ""},
+    )
+    for r, t in ((1, 2040.0), (2, 2010.0)):
+        write_cell(exp, result_json("paper", 3, 256, r, exec_time_s=t, job_id=f"20{r}"))
+    return exp
+
+
+def test_collect_writes_tables_plots_and_report(tmp_path):
+    exp = _experiment_with_holes_and_repeats(tmp_path)
+    out = collect_experiment(exp, reference=load_reference(REF))
+    for name in (
+        "cells.csv",
+        "summary.csv",
+        "summary.md",
+        "tables.md",
+        "table_b128.csv",
+        "table_b512.csv",
+        "verdicts.json",
+        "comparison.csv",
+        "comparison.md",
+        "report.md",
+    ):
+        assert (exp / name).is_file() and (exp / name).stat().st_size > 0, name
+    for f in PLOT_FILES.values():
+        data = (exp / "plots" / f).read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, f
+    assert not list(exp.rglob(".*.tmp"))  # atomic writes leave no temp files
+    report = out.report_path.read_text(encoding="utf-8")
+    assert out.report_path == exp / "report.md"
+    # tables (paper layout), with the repeated cell as mean ± hw and a failed hole row
+    assert "### Batch size 256" in report and "| Using 3GPU |" in report
+    assert "2026.24 ±" in report  # mean of 2028.72, 2040, 2010
+    assert "| Using 4GPU | failed | failed | failed | failed | failed |" in report
+    # plots linked relatively
+    assert "![time](plots/time_vs_gpus.png)" in report
+    # verdicts with evidence, conclusions
+    assert "## Hypotheses" in report and "**not supported**" in report and "counter-example" in report
+    assert "## Conclusions" in report and "The fastest configuration is batch size" in report
+    # holes with reason, provenance per cell
+    assert (
+        "## Holes" in report
+        and "g4-b512-r0 | 4 | 512 | 0 | dp | failed | CUDA error: out of memory" in report
+    )
+    assert "## Provenance" in report and "| g3-b256-r2 | completed |" in report and "202" in report
+    assert "host: `d1001`" in report
+    # the reference comparison is labelled
+    assert f"## Compared with the {REFERENCE_LABEL}" in report and "2020 Exec. Time (secs)" in report
+    cmp = (exp / "comparison.csv").read_text()
+    assert "2028.72" in cmp
+
+
+def test_collect_without_write_touches_nothing(tmp_path):
+    exp = paper_experiment(tmp_path)
+    before = sorted(p.name for p in exp.iterdir())
+    out = collect_experiment(exp, write=False)
+    assert out.report_path is None and sorted(p.name for p in exp.iterdir()) == before
+    assert [v.verdict for v in out.analysis.verdicts] == [
+        "supported",
+        "not supported",
+        "not supported",
+        "not supported",
+    ]
+
+
+def test_collect_prints_tables_verdicts_and_holes(tmp_path):
+    exp = _experiment_with_holes_and_repeats(tmp_path)
+    buf = io.StringIO()
+    collect_experiment(exp, console=Console(file=buf, width=200), plots=False)
+    text = buf.getvalue()
+    assert "Using 4GPU" in text and "Hypotheses" in text and "Conclusions" in text
+    assert "CUDA error: out of memory" in text
+
+
+def test_reference_report_is_labelled(tmp_path):
+    out = collect_reference(REF, tmp_path / "ref", plots=False)
+    report = out.report_path.read_text(encoding="utf-8")
+    assert REFERENCE_LABEL in report and "read off nvidia-smi by hand" in report
+    assert "| Using 3GPU | 1.809 | 1.739 | 1.719 | NA | 2028.72 | Yes |" in report
+    assert (tmp_path / "ref" / "summary.csv").read_text().count(REFERENCE_LABEL) == 12
+
+
+def test_nothing_completed_and_stray_dirs_do_not_crash(tmp_path):
+    exp = tmp_path / "e"
+    write_manifest(exp, "e", [(1, 128, 0, "dp"), (2, 128, 0, "dp")])
+    (exp / "cells" / "junk").mkdir(parents=True)
+    out = collect_experiment(exp)
+    assert {v.verdict for v in out.analysis.verdicts} == {"inconclusive"}
+    assert out.analysis.conclusions.fastest is None
+    report = out.report_path.read_text(encoding="utf-8")
+    assert "| Using 2GPU | pending | pending |" in report and "2 cells have no usable result" in report
+    assert "Ignored 1 directory" in report and "`junk (pending:" in report
+    assert not (exp / "plots").exists()
