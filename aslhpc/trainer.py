@@ -40,7 +40,7 @@ from .errors import AslhpcError
 from .model import LadNet
 from .modelio import model_state, save_model, unwrap
 from .pipelines import LoaderBatches, PaperImageFolder, TensorBatches, fits_on_device, rank_slice, tensor_data
-from .telemetry import Sampler, collect_provenance, torch_memory
+from .telemetry import Sampler, collect_provenance, torch_memory, torch_visible
 
 Log = Callable[[str], None]
 
@@ -399,7 +399,7 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
 
     started_at = state["started_at"] if state else _now()
     sampler = Sampler(paths.samples, interval_s=cfg.sample_interval_s, process_interval_s=cfg.process_sample_interval_s,
-                      visible=_visible_gpus(plan)) if dist.main else None
+                      visible=torch_visible(list(plan.device_ids))) if dist.main else None
     if sampler is not None:
         sampler.start()
     telemetry: dict[str, Any] = {}
@@ -449,6 +449,8 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
             telemetry = sampler.stop()
     if not dist.main:
         return {}
+    if plan.fallback and not telemetry.get("nvml"):
+        telemetry["reason"] = f"no GPU sampled: {plan.fallback}"
     telemetry["torch"] = torch_memory(list(plan.device_ids))
     telemetry["data_device_gb"] = data.data_device_bytes / 1e9
     result = {
@@ -486,13 +488,3 @@ def _truncate_epochs(paths: CellPaths, last_epoch: int) -> None:
     """Drop epoch lines written after the checkpoint being resumed (a crash between the two writes)."""
     keep = [r for r in read_jsonl(paths.epochs) if r.get("epoch", 0) <= last_epoch]
     atomic_write_bytes(paths.epochs, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep).encode())
-
-
-def _visible_gpus(plan: DevicePlan) -> list[dict[str, Any]]:
-    """What torch says about each GPU it drives, so the sampler can find them in NVML by UUID / bus id."""
-    out = []
-    for i in plan.device_ids:
-        p = torch.cuda.get_device_properties(i)
-        out.append({"index": i, "uuid": str(getattr(p, "uuid", "") or ""), "name": p.name,
-                    "pci_bus_id": f"{getattr(p, 'pci_domain_id', 0):08x}:{getattr(p, 'pci_bus_id', 0):02x}:{getattr(p, 'pci_device_id', 0):02x}.0"})
-    return out

@@ -1,0 +1,345 @@
+"""Thin adapter over NVML (the ``pynvml`` module of the ``nvidia-ml-py`` distribution).
+
+Why an adapter: NVML is initialised once and device handles are made once per sampler, the
+module is injectable (tests pass ``tests/fake_nvml.FakeNvml``), and the GPUs this process
+sees are mapped to NVML devices by *identity*. NVML ignores ``CUDA_VISIBLE_DEVICES`` and
+numbers devices in PCI order; CUDA renumbers the visible ones from 0, and the variable may
+hold indices (what SLURM hands out), ``GPU-<uuid>`` (or a unique prefix of one) or MIG ids.
+Resolution order (:meth:`Nvml.map_visible`):
+
+1. ``visible`` given (one entry per CUDA device, e.g. from :func:`torch_visible`): match the
+   UUID, else the PCI bus id. An entry with neither id falls back to step 2 at its position.
+2. else ``CUDA_VISIBLE_DEVICES``: UUIDs (prefixes allowed, as CUDA does), ``MIG-`` ids, or
+   indices (NVML order; equal to CUDA's when ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or the node's
+   GPUs are all alike). Like CUDA, parsing stops at the first entry that matches nothing.
+3. else (variable unset) all NVML devices in NVML order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MIB = 1024 * 1024
+
+# Why NVML could not be used, by pynvml exception class: the summary's one-line ``reason``.
+_REASONS = {
+    "NVMLError_LibraryNotFound": "NVML library not found (no NVIDIA driver)",
+    "NVMLError_DriverNotLoaded": "NVIDIA driver not loaded",
+    "NVMLError_NoPermission": "no permission to use NVML",
+    "NVMLError_LibRmVersionMismatch": "NVML library and kernel driver versions differ (reboot pending?)",
+}
+
+
+class NvmlUnavailable(RuntimeError):
+    """NVML cannot be used here; the message is the one-line reason for the summary."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """``'<what it means>: <exception class>'``, e.g. the no-driver case on a CPU node."""
+    name = type(exc).__name__
+    return f"{_REASONS.get(name, str(exc) or 'NVML error')}: {name}"
+
+
+def load_module(nvml: Any = None) -> Any:
+    """The injected module, else ``import pynvml`` (from nvidia-ml-py)."""
+    if nvml is not None:
+        return nvml
+    try:
+        import pynvml
+    except ImportError as exc:  # the dependency is declared; this is a broken install
+        raise NvmlUnavailable(f"nvidia-ml-py is not installed: {type(exc).__name__}") from exc
+    return pynvml
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def norm_uuid(value: Any) -> str:
+    """Lower-case hex UUID without the ``GPU-``/``MIG-`` prefix (torch prints none)."""
+    text = _text(value).strip().lower()
+    for prefix in ("gpu-", "mig-"):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+_PCI = re.compile(r"^(?:([0-9a-f]+):)?([0-9a-f]+):([0-9a-f]+)(?:\.[0-9a-f]+)?$")
+
+
+def norm_pci(value: Any) -> tuple[int, int, int] | None:
+    """``(domain, bus, device)`` from ``'00000000:18:00.0'``, ``'0000:18:00.0'`` or ``'18:00.0'``."""
+    if value is None:
+        return None
+    m = _PCI.match(_text(value).strip().lower())
+    if not m:
+        return None
+    return int(m.group(1) or "0", 16), int(m.group(2), 16), int(m.group(3), 16)
+
+
+def _entry_get(entry: Any, key: str) -> Any:
+    return entry.get(key) if isinstance(entry, dict) else getattr(entry, key, None)
+
+
+def _entry_pci(entry: Any) -> tuple[int, int, int] | None:
+    """PCI key of a ``visible`` entry: a bus-id string, or torch's integer fields."""
+    bus = _entry_get(entry, "pci_bus_id")
+    if isinstance(bus, int):  # torch: pci_bus_id/pci_device_id/pci_domain_id are integers
+        return int(_entry_get(entry, "pci_domain_id") or 0), bus, int(_entry_get(entry, "pci_device_id") or 0)
+    return norm_pci(bus)
+
+
+@dataclass(frozen=True)
+class NvmlDevice:
+    """Static facts about one NVML device, read once."""
+
+    nvml_index: int | None  # None for a MIG instance reached by UUID
+    uuid: str
+    name: str
+    pci_bus_id: str
+    handle: Any = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class MappedGpu:
+    """A GPU as this process numbers it (``index``), tied to its NVML device."""
+
+    index: int
+    device: NvmlDevice
+    matched_by: str
+
+    def mapping(self) -> dict[str, Any]:
+        d = self.device
+        return {"index": self.index, "nvml_index": d.nvml_index, "uuid": d.uuid,
+                "pci_bus_id": d.pci_bus_id, "matched_by": self.matched_by}
+
+
+def torch_visible(devices: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """``visible`` entries from torch (uuid + PCI ids per CUDA ordinal); [] without CUDA.
+
+    torch 2.14's ``get_device_properties(i)`` has ``uuid`` (str() prints the bare hex form,
+    a MIG instance's own UUID under MIG) and integer ``pci_domain_id/pci_bus_id/pci_device_id``.
+    """
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return []
+        ordinals = list(range(torch.cuda.device_count())) if devices is None else list(devices)
+        out = []
+        for i in ordinals:
+            p = torch.cuda.get_device_properties(i)
+            out.append({"index": i, "uuid": str(p.uuid), "name": p.name,
+                        "pci_bus_id": f"{p.pci_domain_id:08x}:{p.pci_bus_id:02x}:{p.pci_device_id:02x}.0"})
+        return out
+    except Exception:  # telemetry must never stop training; the sampler falls back to the env
+        return []
+
+
+class Nvml:
+    """One initialised NVML session: devices enumerated and handles made once, then queries."""
+
+    def __init__(self, module: Any) -> None:
+        self.m = module
+        self.not_supported: type[BaseException] = module.NVMLError_NotSupported
+        self.error: type[BaseException] = module.NVMLError
+        self.devices: list[NvmlDevice] = []
+        self._mem_v2: int | None = getattr(module, "nvmlMemory_v2", None)
+        self._open = False
+
+    @classmethod
+    def open(cls, nvml: Any = None) -> Nvml:
+        """``nvmlInit`` + enumerate; raises :class:`NvmlUnavailable` with the reason."""
+        module = load_module(nvml)
+        session = cls(module)
+        try:
+            module.nvmlInit()
+        except Exception as exc:
+            raise NvmlUnavailable(describe_error(exc)) from exc
+        session._open = True
+        try:
+            count = module.nvmlDeviceGetCount()
+            session.devices = [session._describe(module.nvmlDeviceGetHandleByIndex(i), i) for i in range(count)]
+        except Exception as exc:
+            session.close()
+            raise NvmlUnavailable(describe_error(exc)) from exc
+        if not session.devices:
+            session.close()
+            raise NvmlUnavailable("NVML works but reports no GPUs on this node")
+        return session
+
+    def close(self) -> None:
+        """``nvmlShutdown`` once; safe to call twice."""
+        if self._open:
+            self._open = False
+            try:
+                self.m.nvmlShutdown()
+            except Exception:
+                pass
+
+    def _static(self, fn: str, handle: Any, default: Any) -> Any:
+        try:
+            return getattr(self.m, fn)(handle)
+        except Exception:  # MIG handles lack some queries; a name is not worth failing over
+            return default
+
+    def _describe(self, handle: Any, index: int | None) -> NvmlDevice:
+        pci = self._static("nvmlDeviceGetPciInfo", handle, None)
+        return NvmlDevice(
+            nvml_index=index,
+            uuid=_text(self.m.nvmlDeviceGetUUID(handle)),
+            name=_text(self._static("nvmlDeviceGetName", handle, "")),
+            pci_bus_id=_text(getattr(pci, "busId", "")) if pci is not None else "",
+            handle=handle,
+        )
+
+    def total_mib(self, device: NvmlDevice) -> float | None:
+        """Total memory, or None where even that is not available."""
+        try:
+            return self.memory(device.handle)[1]
+        except Exception:
+            return None
+
+    def driver_version(self) -> str | None:
+        try:
+            return _text(self.m.nvmlSystemGetDriverVersion())
+        except Exception:
+            return None
+
+    # ---- mapping -------------------------------------------------------------------------
+
+    def _by_uuid(self, uuid: Any, prefix_ok: bool = False) -> NvmlDevice | None:
+        key = norm_uuid(uuid)
+        if not key:
+            return None
+        exact = [d for d in self.devices if norm_uuid(d.uuid) == key]
+        if exact:
+            return exact[0]
+        if prefix_ok:
+            hits = [d for d in self.devices if norm_uuid(d.uuid).startswith(key)]
+            if len(hits) == 1:
+                return hits[0]
+        return self._mig(uuid)
+
+    def _mig(self, uuid: Any) -> NvmlDevice | None:
+        """A MIG instance (not in the index enumeration): ask NVML for it by its UUID."""
+        text = _text(uuid).strip()
+        for candidate in (text, "MIG-" + norm_uuid(text)):
+            if "/" in candidate:  # legacy MIG-GPU-<uuid>/gi/ci: resolved by the caller
+                continue
+            try:
+                return self._describe(self.m.nvmlDeviceGetHandleByUUID(candidate), None)
+            except Exception:
+                continue
+        return None
+
+    def _by_pci(self, key: tuple[int, int, int] | None) -> NvmlDevice | None:
+        if key is None:
+            return None
+        hits = [d for d in self.devices if norm_pci(d.pci_bus_id) == key]
+        return hits[0] if hits else None
+
+    def map_visible(self, visible: Sequence[Any] | None = None, env: Mapping[str, str] | None = None,
+                    ) -> tuple[list[MappedGpu], list[str]]:
+        """Map this process's GPUs to NVML devices; returns (mapped, problems).
+
+        ``env`` (default ``os.environ``) supplies ``CUDA_VISIBLE_DEVICES``. ``problems`` lists
+        the entries that matched nothing (reported in the summary, never guessed by position).
+        """
+        env = os.environ if env is None else env
+        from_env = self._map_env(env.get("CUDA_VISIBLE_DEVICES"))
+        if visible is None:
+            return from_env, []
+        mapped: list[MappedGpu] = []
+        problems: list[str] = []
+        for pos, entry in enumerate(visible):
+            index = _entry_get(entry, "index")
+            index = pos if index is None else int(index)
+            uuid, pci = _entry_get(entry, "uuid"), _entry_pci(entry)
+            dev = self._by_uuid(uuid) if uuid else None
+            if dev is not None:
+                mapped.append(MappedGpu(index, dev, "uuid"))
+                continue
+            dev = self._by_pci(pci)
+            if dev is not None:
+                mapped.append(MappedGpu(index, dev, "pci_bus_id"))
+                continue
+            if uuid or pci:
+                problems.append(f"visible GPU {index} (uuid={uuid}, pci={pci}) matches no NVML device")
+            elif pos < len(from_env):
+                mapped.append(MappedGpu(index, from_env[pos].device, from_env[pos].matched_by))
+            else:
+                problems.append(f"visible GPU {index} has no uuid/pci_bus_id and no CUDA_VISIBLE_DEVICES entry")
+        return mapped, problems
+
+    def _map_env(self, cvd: str | None) -> list[MappedGpu]:
+        if cvd is None:
+            return [MappedGpu(i, d, "nvml order (CUDA_VISIBLE_DEVICES unset)") for i, d in enumerate(self.devices)]
+        mapped: list[MappedGpu] = []
+        for token in (t.strip() for t in cvd.split(",")):
+            dev, how = self._env_token(token)
+            if dev is None:
+                break  # CUDA ignores this entry and all after it
+            mapped.append(MappedGpu(len(mapped), dev, how))
+        return mapped
+
+    def _env_token(self, token: str) -> tuple[NvmlDevice | None, str]:
+        low = token.lower()
+        if re.fullmatch(r"\d+", token):
+            i = int(token)
+            return (self.devices[i] if i < len(self.devices) else None), "CUDA_VISIBLE_DEVICES index"
+        if low.startswith("mig-gpu-"):  # legacy MIG-GPU-<uuid>/<gi>/<ci>: the parent GPU
+            return self._by_uuid(token[4:].split("/")[0], prefix_ok=True), "CUDA_VISIBLE_DEVICES MIG parent uuid"
+        if low.startswith("mig-"):
+            return self._mig(token), "CUDA_VISIBLE_DEVICES MIG uuid"
+        if low.startswith("gpu-"):
+            return self._by_uuid(token, prefix_ok=True), "CUDA_VISIBLE_DEVICES uuid"
+        return None, ""
+
+    # ---- per-tick queries (each may raise the module's NVMLError subclasses) ---------------
+
+    def memory(self, handle: Any) -> tuple[float, float]:
+        """(used MiB, total MiB): whole-device used memory, as nvidia-smi shows it.
+
+        The v2 query leaves out memory the driver reserves for itself (hundreds of MiB on
+        recent GPUs), as nvidia-smi does since R510; drivers without it get the v1 query.
+        """
+        if self._mem_v2 is not None:
+            try:
+                m = self.m.nvmlDeviceGetMemoryInfo(handle, version=self._mem_v2)
+                return m.used / MIB, m.total / MIB
+            except self.not_supported:
+                raise
+            except self.error:
+                self._mem_v2 = None  # FunctionNotFound / ArgumentVersionMismatch: old driver
+        m = self.m.nvmlDeviceGetMemoryInfo(handle)
+        return m.used / MIB, m.total / MIB
+
+    def utilization(self, handle: Any) -> tuple[float, float]:
+        """(GPU %, memory-controller %) over the driver's last sample period."""
+        u = self.m.nvmlDeviceGetUtilizationRates(handle)
+        return float(u.gpu), float(u.memory)
+
+    def power_w(self, handle: Any) -> float:
+        return self.m.nvmlDeviceGetPowerUsage(handle) / 1000.0  # NVML reports milliwatts
+
+    def sm_clock_mhz(self, handle: Any) -> float:
+        return float(self.m.nvmlDeviceGetClockInfo(handle, self.m.NVML_CLOCK_SM))
+
+    def temperature_c(self, handle: Any) -> float:
+        return float(self.m.nvmlDeviceGetTemperature(handle, self.m.NVML_TEMPERATURE_GPU))
+
+    def process_memory_mib(self, handle: Any, pids: set[int]) -> float | None:
+        """MiB used on this device by ``pids``; None when none of them is listed.
+
+        Costly (it takes a driver lock), hence sampled rarely. In a container with its own
+        PID namespace NVML reports host PIDs, nothing matches and the cell stays empty.
+        """
+        found = [p.usedGpuMemory for p in self.m.nvmlDeviceGetComputeRunningProcesses(handle) if p.pid in pids]
+        known = [b for b in found if b is not None]
+        return sum(known) / MIB if known else None
+

@@ -1,0 +1,220 @@
+"""Where a cell ran: the machine, GPUs, driver, CUDA/cuDNN, CPU and SLURM allocation.
+
+The 2020 paper lists its hardware by hand (V100-SXM2 x4, 32 GB each; Xeon Gold 6132, 2
+sockets x 14 cores; reservation CSYE7374_GPU); :func:`collect_provenance` records the same
+facts for every cell. It never raises: a fact that cannot be read is None, and what went
+wrong is listed under ``errors``.
+
+``v100_supported``: torch wheels built for CUDA 12.8+ omit sm_70 (CUDA 13 dropped Volta
+altogether), so e.g. torch 2.14.1+cu130 cannot run on the paper's V100s. It is computed from
+``torch.cuda.get_arch_list()``: True when it holds ``sm_70`` or PTX (``compute_XX``) of
+XX <= 70, which the driver can JIT for Volta.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .nvml import Nvml, NvmlUnavailable
+
+CPUINFO = Path("/proc/cpuinfo")
+
+# provenance["slurm"] key -> environment variable (all set by slurmd in the job's environment)
+SLURM_ENV = {
+    "job_id": "SLURM_JOB_ID",
+    "array_job_id": "SLURM_ARRAY_JOB_ID",
+    "array_task": "SLURM_ARRAY_TASK_ID",
+    "partition": "SLURM_JOB_PARTITION",
+    "reservation": "SLURM_JOB_RESERVATION",
+    "nodelist": "SLURM_JOB_NODELIST",
+    "nodename": "SLURMD_NODENAME",
+    "restarts": "SLURM_RESTART_COUNT",
+    "job_gpus": "SLURM_JOB_GPUS",
+    "step_gpus": "SLURM_STEP_GPUS",
+    "gpus_on_node": "SLURM_GPUS_ON_NODE",
+    "cpus_on_node": "SLURM_CPUS_ON_NODE",
+    "cpus_per_task": "SLURM_CPUS_PER_TASK",
+    "mem_per_node_mb": "SLURM_MEM_PER_NODE",
+    "cluster": "SLURM_CLUSTER_NAME",
+}
+
+
+def v100_supported(arch_list: list[str]) -> bool | None:
+    """Can a build with these CUDA arches run on a V100 (sm_70)? None if the list is empty."""
+    if not arch_list:
+        return None
+    for arch in arch_list:
+        m = re.fullmatch(r"(sm|compute)_(\d+)[a-z]?", arch)
+        if m and ((m.group(1) == "sm" and int(m.group(2)) == 70) or (m.group(1) == "compute" and int(m.group(2)) <= 70)):
+            return True
+    return False
+
+
+def slurm_info(env: Mapping[str, str]) -> dict[str, Any] | None:
+    """The SLURM allocation from the job environment; None outside a SLURM job."""
+    if not env.get("SLURM_JOB_ID"):
+        return None
+    info: dict[str, Any] = {key: env.get(var) or None for key, var in SLURM_ENV.items()}
+    restarts = info["restarts"]
+    info["restarts"] = int(restarts) if restarts and restarts.isdigit() else 0
+    info["gres"] = f"gpu:{info['gpus_on_node']}" if info["gpus_on_node"] else None
+    return info
+
+
+def _parse_cpuinfo(text: str) -> dict[str, Any]:
+    """Model and topology from /proc/cpuinfo (x86 lists physical id / cpu cores / siblings)."""
+    model = cpu_cores = siblings = None
+    sockets: set[str] = set()
+    logical = 0
+    for line in text.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key == "processor":
+            logical += 1
+        elif key in ("model name", "Model", "cpu model") and model is None:
+            model = value
+        elif key == "physical id":
+            sockets.add(value)
+        elif key == "cpu cores" and cpu_cores is None and value.isdigit():
+            cpu_cores = int(value)
+        elif key == "siblings" and siblings is None and value.isdigit():
+            siblings = int(value)
+    out: dict[str, Any] = {"cpu_model": model, "cpu_logical": logical or None}
+    if sockets:
+        out["cpu_sockets"] = len(sockets)
+    if cpu_cores:
+        out["cpu_cores_per_socket"] = cpu_cores
+        if siblings:
+            out["cpu_threads_per_core"] = max(1, siblings // cpu_cores)
+    return out
+
+
+def _parse_lscpu(text: str) -> dict[str, Any]:
+    keys = {"Model name": "cpu_model", "Socket(s)": "cpu_sockets", "Core(s) per socket": "cpu_cores_per_socket",
+            "Thread(s) per core": "cpu_threads_per_core", "CPU(s)": "cpu_logical"}
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, _, value = (part.strip() for part in line.partition(":"))
+        if key in keys and value:
+            out[keys[key]] = int(value) if value.isdigit() else value
+    return out
+
+
+def cpu_info(cpuinfo: Path | None = None) -> dict[str, Any]:
+    """CPU model and topology: /proc/cpuinfo first, gaps filled from ``lscpu`` when installed."""
+    cpuinfo = CPUINFO if cpuinfo is None else cpuinfo
+    info: dict[str, Any] = dict.fromkeys(
+        ("cpu_model", "cpu_sockets", "cpu_cores_per_socket", "cpu_threads_per_core", "cpu_logical"))
+    try:
+        info.update({k: v for k, v in _parse_cpuinfo(cpuinfo.read_text(errors="replace")).items() if v is not None})
+    except OSError:
+        pass
+    lscpu = shutil.which("lscpu")
+    if lscpu and any(v is None for v in info.values()):
+        try:
+            out = subprocess.run([lscpu], capture_output=True, text=True, timeout=5, check=False,
+                                 env={**os.environ, "LC_ALL": "C"}).stdout
+            for k, v in _parse_lscpu(out).items():
+                if info.get(k) is None:
+                    info[k] = v
+        except (OSError, subprocess.SubprocessError):
+            pass
+    try:
+        info["cpus_allowed"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        info["cpus_allowed"] = os.cpu_count()
+    return info
+
+
+def gpu_info(nvml: Any = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The GPUs this process sees (via NVML, mapped like the sampler does) and the driver."""
+    env = os.environ if env is None else env
+    info: dict[str, Any] = {"gpu_count": 0, "gpu_models": [], "gpu_memory_gb": [], "gpus": [],
+                            "gpu_count_node": None, "driver_version": None, "gpu_source": None, "gpu_reason": None}
+    try:
+        nv = Nvml.open(nvml)
+    except NvmlUnavailable as exc:
+        info["gpu_reason"] = str(exc)
+        return _torch_gpus(info)
+    try:
+        mapped, problems = nv.map_visible(None, env)
+        info.update(gpu_source="nvml", gpu_count=len(mapped), gpu_count_node=len(nv.devices),
+                    driver_version=nv.driver_version(), gpu_reason="; ".join(problems) or None)
+        for g in mapped:
+            d, total = g.device, nv.total_mib(g.device)
+            gb = None if total is None else round(total / 1000, 3)
+            info["gpus"].append({**g.mapping(), "name": d.name, "mem_total_gb": gb})
+            info["gpu_models"].append(d.name)
+            info["gpu_memory_gb"].append(gb)
+    finally:
+        nv.close()
+    return info
+
+
+def _torch_gpus(info: dict[str, Any]) -> dict[str, Any]:
+    """Without NVML, torch can still name the devices (only asked when CUDA is available)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                p = torch.cuda.get_device_properties(i)
+                gb = round(p.total_memory / 2**20 / 1000, 3)
+                info["gpus"].append({"index": i, "uuid": str(p.uuid), "name": p.name, "mem_total_gb": gb})
+                info["gpu_models"].append(p.name)
+                info["gpu_memory_gb"].append(gb)
+            info.update(gpu_source="torch", gpu_count=len(info["gpus"]))
+    except Exception:
+        pass
+    return info
+
+
+def torch_info() -> dict[str, Any]:
+    import torch
+
+    cuda = torch.version.cuda
+    arch: list[str] = []
+    try:
+        arch = list(torch.cuda.get_arch_list()) if cuda else []
+    except Exception:
+        pass
+    cudnn = None
+    try:
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    except Exception:
+        pass
+    return {"torch": torch.__version__, "cuda": cuda, "cudnn": cudnn, "arch_list": arch,
+            "v100_supported": v100_supported(arch) if cuda else None}
+
+
+def collect_provenance(nvml: Any = None, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Machine, GPU, driver, CUDA/cuDNN, CPU and SLURM facts for result.json; never raises."""
+    env = os.environ if env is None else env
+    out: dict[str, Any] = {
+        "hostname": None, "slurmd_nodename": env.get("SLURMD_NODENAME"),
+        "python": sys.version.split()[0], "platform": None,
+        "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"), "errors": [],
+    }
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("host", lambda: {"hostname": socket.gethostname(), "platform": platform.platform()}),
+        ("torch", torch_info),
+        ("gpu", lambda: gpu_info(nvml, env)),
+        ("cpu", cpu_info),
+        ("slurm", lambda: {"slurm": slurm_info(env)}),
+    ]
+    for name, step in steps:
+        try:
+            out.update(step())
+        except Exception as exc:  # provenance is a record, never a reason to fail a run
+            out["errors"].append(f"{name}: {type(exc).__name__}: {exc}")
+    for key in ("torch", "cuda", "cudnn", "arch_list", "v100_supported", "slurm"):
+        out.setdefault(key, None)
+    return out
