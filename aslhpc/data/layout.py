@@ -1,0 +1,177 @@
+"""Scan the Kaggle ASL Alphabet layout into a :class:`DatasetIndex`.
+
+Accepted layouts (``root`` is what the user passes)::
+
+    root/asl_alphabet_train/asl_alphabet_train/<CLASS>/<CLASS><n>.jpg   (the unzipped Kaggle archive)
+    root/asl_alphabet_train/<CLASS>/...
+    root/<CLASS>/...
+    root/asl_alphabet_test/asl_alphabet_test/<CLASS>_test.jpg           (optional flat test folder)
+    root/asl_alphabet_test/<CLASS>_test.jpg
+
+Class order is the canonical A..Z, del, nothing, space (what the labels mean), never
+``sorted()`` order, so a model's output unit i means the same letter on every machine.
+Files are ordered by their frame number (A2 before A10): the images are consecutive video
+frames, and the blocked split relies on that order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from ..errors import DataError
+
+CANONICAL_CLASSES: tuple[str, ...] = tuple(chr(c) for c in range(ord("A"), ord("Z") + 1)) + (
+    "del",
+    "nothing",
+    "space",
+)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+TRAIN_DIR = "asl_alphabet_train"
+TEST_DIR = "asl_alphabet_test"
+# Folders that may sit beside the class folders without being classes.
+_NOT_CLASSES = frozenset({TRAIN_DIR, TEST_DIR, "__MACOSX"})
+_EXPECTED = f"<root>/{TRAIN_DIR}/{TRAIN_DIR}/<CLASS>/<CLASS><n>.jpg or <root>/<CLASS>/*.jpg"
+_NUMBER = re.compile(r"(\d+)$")
+
+
+@dataclass(frozen=True)
+class DatasetIndex:
+    """Every training file, its label, and the optional flat test folder."""
+
+    root: Path  # the directory that directly holds the class folders
+    classes: tuple[str, ...]  # canonical order, filtered to those present
+    files: tuple[str, ...]  # relative to root, "A/A12.jpg"; grouped by class, by file number
+    labels: tuple[int, ...]  # index into classes
+    test_files: tuple[tuple[str, int], ...] = ()  # (absolute path, label); () when absent
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def path(self, i: int) -> Path:
+        return self.root / self.files[i]
+
+    def counts(self) -> dict[str, int]:
+        """Images per class, in class order."""
+        out = dict.fromkeys(self.classes, 0)
+        for label in self.labels:
+            out[self.classes[label]] += 1
+        return out
+
+    @cached_property
+    def _fingerprint(self) -> str:
+        blob = json.dumps([list(self.classes), list(self.files)], separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def fingerprint(self) -> str:
+        """sha256 of (classes, files): the same dataset copied elsewhere keeps its key."""
+        return self._fingerprint
+
+
+def file_number(name: str) -> int | None:
+    """The frame number at the end of a file's stem ("A12.jpg" -> 12), or None."""
+    m = _NUMBER.search(Path(name).stem)
+    return int(m.group(1)) if m else None
+
+
+def file_sort_key(name: str) -> tuple[int, int, str]:
+    """Numbered files by number, then any unnumbered ones by name."""
+    n = file_number(name)
+    return (0, n, name) if n is not None else (1, 0, name)
+
+
+def _visible(entry: os.DirEntry) -> bool:
+    return not entry.name.startswith(".")
+
+
+def _is_image(entry: os.DirEntry) -> bool:
+    return entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _train_root(root: Path) -> Path:
+    """The directory holding the class folders, for each accepted layout."""
+    for candidate in (root / TRAIN_DIR / TRAIN_DIR, root / TRAIN_DIR):
+        if candidate.is_dir():
+            return candidate
+    return root
+
+
+def _test_dir(root: Path) -> Path | None:
+    """The flat test folder beside the train folder; ``root`` may be a train folder itself."""
+    bases = [root]
+    while bases[-1].name == TRAIN_DIR and len(bases) < 3:
+        bases.append(bases[-1].parent)
+    for base in bases:
+        for candidate in (base / TEST_DIR / TEST_DIR, base / TEST_DIR):
+            if candidate.is_dir():
+                return candidate
+    return None
+
+
+def _scan_classes(train_root: Path) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    with os.scandir(train_root) as it:
+        for entry in it:
+            if not _visible(entry) or not entry.is_dir() or entry.name in _NOT_CLASSES:
+                continue
+            if entry.name not in CANONICAL_CLASSES:
+                raise DataError(
+                    f"unknown class folder {entry.name!r} in {train_root}; "
+                    f"expected only {', '.join(CANONICAL_CLASSES)} (move it away)"
+                )
+            with os.scandir(entry.path) as files:
+                names = [f.name for f in files if _visible(f) and _is_image(f)]
+            if not names:
+                raise DataError(f"class folder {entry.path} holds no images; delete it or restore its files")
+            found[entry.name] = sorted(names, key=file_sort_key)
+    return found
+
+
+def _scan_test(test_dir: Path, classes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """(absolute path, label) of each ``<CLASS>_test.jpg``, in class order.
+
+    A canonical class that is absent from the training folders is skipped (it has no label).
+    """
+    out: list[tuple[str, int]] = []
+    with os.scandir(test_dir) as it:
+        entries = [e for e in it if _visible(e) and _is_image(e)]
+    for entry in entries:
+        stem = Path(entry.name).stem
+        name = stem[: -len("_test")] if stem.endswith("_test") else stem
+        if name not in CANONICAL_CLASSES:
+            raise DataError(
+                f"unexpected file {entry.name!r} in test folder {test_dir}; expected <CLASS>_test.jpg "
+                f"with CLASS one of {', '.join(CANONICAL_CLASSES)}"
+            )
+        if name in classes:
+            out.append((str(Path(entry.path).resolve()), classes.index(name)))
+    out.sort(key=lambda item: (item[1], item[0]))
+    return tuple(out)
+
+
+def scan_dataset(root: str | os.PathLike) -> DatasetIndex:
+    """Index a Kaggle-layout dataset; raise a one-line :class:`DataError` if it is not one."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"dataset directory {root} does not exist; expected {_EXPECTED}")
+    if not root.is_dir():
+        raise DataError(f"dataset path {root} is not a directory; expected {_EXPECTED}")
+    root = root.resolve()
+    train_root = _train_root(root)
+    found = _scan_classes(train_root)
+    if not found:
+        raise DataError(f"no class folders found in {train_root}; expected {_EXPECTED}")
+    classes = tuple(c for c in CANONICAL_CLASSES if c in found)
+    files: list[str] = []
+    labels: list[int] = []
+    for label, cls in enumerate(classes):
+        files.extend(f"{cls}/{name}" for name in found[cls])
+        labels.extend([label] * len(found[cls]))
+    test_dir = _test_dir(root)
+    test_files = _scan_test(test_dir, classes) if test_dir is not None else ()
+    return DatasetIndex(train_root, classes, tuple(files), tuple(labels), test_files)

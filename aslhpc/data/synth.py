@@ -1,0 +1,164 @@
+"""A generated stand-in for the Kaggle ASL Alphabet dataset, in exactly its layout.
+
+    python -m aslhpc.data.synth OUT --per-class N [--seed S]
+
+writes ``OUT/asl_alphabet_train/asl_alphabet_train/<CLASS>/<CLASS><n>.jpg`` (200x200 JPEG,
+numbered from 1) for all 29 classes and the flat test folder
+``OUT/asl_alphabet_test/asl_alphabet_test/<CLASS>_test.jpg`` (28 files, no ``del``, like
+Kaggle's). Tests, demos and CI then exercise the real scanning, splitting and training code
+without the 1 GB download.
+
+Each class is a large high-contrast shape (8 kinds) in its own colour on one of 4
+backgrounds, so a small CNN separates them within an epoch or two. Like the real video
+frames, consecutive images drift slowly (position, size, brightness follow a random walk)
+with fresh pixel noise per frame, so a random split leaks near-duplicates and the blocked
+split does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import colorsys
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import AslhpcError, DataError
+from .layout import CANONICAL_CLASSES, TEST_DIR, TRAIN_DIR
+
+_BACKGROUNDS = np.array([(20, 20, 30), (230, 228, 220), (30, 60, 150), (150, 50, 30)], dtype=np.float32)
+_N_SHAPES = 8
+
+
+def class_style(k: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """(shape id, foreground RGB, background RGB) of class number ``k``; unique per class."""
+    # Hue steps of 7/29 of the circle: neighbouring classes get clearly different colours.
+    hue = (k * 7 % len(CANONICAL_CLASSES)) / len(CANONICAL_CLASSES)
+    fg = np.array(colorsys.hsv_to_rgb(hue, 0.9, 1.0), dtype=np.float32) * 255
+    return k % _N_SHAPES, fg, _BACKGROUNDS[k // _N_SHAPES % len(_BACKGROUNDS)]
+
+
+def _mask(shape: int, dx: np.ndarray, dy: np.ndarray, r: float) -> np.ndarray:
+    adx, ady = np.abs(dx), np.abs(dy)
+    box = np.maximum(adx, ady)
+    if shape == 0:  # disc
+        return dx * dx + dy * dy <= r * r
+    if shape == 1:  # square
+        return box <= 0.85 * r
+    if shape == 2:  # triangle, apex up
+        return (dy <= 0.8 * r) & (adx <= (dy + r) * 0.6)
+    if shape == 3:  # ring
+        d2 = dx * dx + dy * dy
+        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
+    if shape == 4:  # plus
+        return ((adx <= 0.3 * r) & (ady <= r)) | ((ady <= 0.3 * r) & (adx <= r))
+    if shape == 5:  # diamond
+        return adx + ady <= r
+    bars = dy if shape == 6 else dx  # 6: horizontal bars, 7: vertical bars
+    return (box <= r) & (np.floor((bars + r) / (0.4 * r)) % 2 == 0)
+
+
+class _Walk:
+    """Slowly drifting pose of one class's "camera": consecutive frames are near-duplicates."""
+
+    def __init__(self, rng: np.random.Generator, size: int) -> None:
+        self.rng, self.size = rng, size
+        self.x, self.y = rng.uniform(-0.08, 0.08, 2) * size
+        self.scale = rng.uniform(0.9, 1.1)
+        self.light = rng.uniform(0.9, 1.1)
+
+    def step(self) -> tuple[float, float, float, float]:
+        lim = 0.15 * self.size
+        self.x = float(np.clip(0.97 * self.x + self.rng.normal(0, 0.008 * self.size), -lim, lim))
+        self.y = float(np.clip(0.97 * self.y + self.rng.normal(0, 0.008 * self.size), -lim, lim))
+        self.scale = float(np.clip(self.scale + self.rng.normal(0, 0.01), 0.8, 1.2))
+        self.light = float(np.clip(self.light + self.rng.normal(0, 0.01), 0.8, 1.15))
+        return self.x, self.y, self.scale, self.light
+
+
+def render(k: int, pose: tuple[float, float, float, float], rng: np.random.Generator, size: int = 200) -> np.ndarray:
+    """One uint8 (size, size, 3) frame of class ``k`` at ``pose`` = (x, y, scale, light)."""
+    shape, fg, bg = class_style(k)
+    x, y, scale, light = pose
+    c = (size - 1) / 2
+    yy, xx = np.ogrid[:size, :size]
+    dx = (xx - c - x).astype(np.float32)
+    dy = (yy - c - y).astype(np.float32)
+    mask = _mask(shape, dx, dy, 0.32 * size * scale)
+    img = np.where(mask[..., None], fg, bg) * light
+    img += rng.integers(-10, 11, size=img.shape, dtype=np.int16)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _save(img: np.ndarray, path: Path) -> None:
+    Image.fromarray(img, mode="RGB").save(path, format="JPEG", quality=90)
+
+
+def write_dataset(
+    out: str | Path,
+    per_class: int,
+    seed: int = 0,
+    image_size: int = 200,
+    test_folder: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``per_class`` frames of each of the 29 classes (and the test folder) under ``out``.
+
+    Refuses to write over an existing non-empty train folder unless ``overwrite`` (which then
+    deletes only the two Kaggle folders), so leftovers of a bigger earlier run cannot mix in.
+    """
+    out = Path(out)
+    if per_class < 1:
+        raise DataError(f"per_class={per_class} must be at least 1")
+    if image_size < 8:
+        raise DataError(f"image_size={image_size} must be at least 8")
+    train = out / TRAIN_DIR / TRAIN_DIR
+    test = out / TEST_DIR / TEST_DIR
+    if (out / TRAIN_DIR).exists() and any((out / TRAIN_DIR).iterdir()):
+        if not overwrite:
+            raise DataError(f"{out / TRAIN_DIR} already exists; choose another OUT or pass --force to replace it")
+        shutil.rmtree(out / TRAIN_DIR)
+        shutil.rmtree(out / TEST_DIR, ignore_errors=True)
+    for k, cls in enumerate(CANONICAL_CLASSES):
+        rng = np.random.default_rng([seed, k])
+        walk = _Walk(rng, image_size)
+        d = train / cls
+        d.mkdir(parents=True, exist_ok=True)
+        for n in range(1, per_class + 1):
+            _save(render(k, walk.step(), rng, image_size), d / f"{cls}{n}.jpg")
+        if test_folder and cls != "del":
+            test.mkdir(parents=True, exist_ok=True)
+            # Kaggle's test images come from the same sessions: the next frame after the last.
+            _save(render(k, walk.step(), rng, image_size), test / f"{cls}_test.jpg")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m aslhpc.data.synth", description=__doc__.split("\n\n")[0])
+    p.add_argument("out", type=Path, help="directory to create (the dataset root to pass as --data)")
+    p.add_argument("--per-class", type=int, required=True, help="images per class (Kaggle has 3000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--image-size", type=int, default=200, help="side in pixels (Kaggle: 200)")
+    p.add_argument("--no-test", action="store_true", help="skip the flat asl_alphabet_test folder")
+    p.add_argument("--force", action="store_true", help="replace an existing generated dataset in OUT")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    try:
+        write_dataset(args.out, args.per_class, args.seed, args.image_size, not args.no_test, args.force)
+    except AslhpcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    n = len(CANONICAL_CLASSES)
+    n_test = 0 if args.no_test else n - 1
+    print(f"wrote {n * args.per_class} images ({n} classes x {args.per_class}, {args.image_size}px) "
+          f"+ {n_test} test images in Kaggle layout to {args.out} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
