@@ -1,0 +1,406 @@
+"""Experiment definitions: ``jobs/<name>.toml`` -> :class:`ExperimentSpec` -> one :class:`Cell` per job.
+
+A TOML file has four tables (every key optional except the matrix)::
+
+    [experiment]  name, description, data, results
+    [matrix]      gpus = [1, 2], batch_sizes = [128, 256], strategy = "dp" | ["dp", "ddp"], repeats = 1
+    [train]       fields of TrainConfig (epochs, lr, momentum, dropout, image_size, pipeline, ...) + optimizer
+    [cluster]     partition, reservation, gpu_type, cpus_per_gpu, mem, time, preamble, setup, account, qos,
+                  max_requeues
+
+Command-line flags override the file through :func:`apply_overrides`. :func:`validate_spec`
+returns every problem at once (one line each, naming the key and the allowed values), so
+submit can report them all before it touches SLURM.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .cellfiles import cell_id as make_cell_id
+from .cellfiles import cells_dir
+from .config import AMP_MODES, INTERPOLATIONS, PIPELINES, SPLITS, STRATEGIES, TrainConfig
+from .errors import ConfigError
+
+OPTIMIZERS = ("sgd",)
+REPO_JOBS = Path(__file__).resolve().parent.parent / "jobs"
+
+# Names that end up on an sbatch line or in a path: no shell metacharacters, no spaces.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_MEM = re.compile(r"^(\d+)\s*([KMGT]?)B?$", re.IGNORECASE)
+_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+class SpecErrors(ConfigError):
+    """Several problems at once; ``problems`` holds one line each (the message joins them)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    """What each cell's job asks SLURM for. Defaults are the 2020 study's Discovery reservation."""
+
+    partition: str = "reservation"
+    reservation: str = ""
+    gpu_type: str = "v100-sxm2"
+    cpus_per_gpu: int = 4
+    mem: str = "16G"  # per job, SLURM syntax (e.g. 16G, 95000M, 95000)
+    time: str = "02:00:00"  # per job (attempt), SLURM syntax: minutes, H:MM:SS, D-HH:MM:SS
+    preamble: str = ""  # sbatch_templates/<preamble>.sh: setup lines run before the cell starts
+    setup: tuple[str, ...] = ()  # extra setup lines, after the preamble's
+    account: str = ""
+    qos: str = ""
+    max_requeues: int = 3  # timeouts a cell may be requeued after (preemptions do not count)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The [train] table: TrainConfig's fields that are the same for every cell of the experiment."""
+
+    epochs: int = 25
+    lr: float = 0.005
+    momentum: float = 0.0
+    dropout: float = 0.2
+    optimizer: str = "sgd"
+    image_size: int = 150
+    interpolation: str = "bilinear"
+    split: str = "random"
+    split_seed: int = 0
+    seed: int = 0  # repeat r trains with seed + r
+    pipeline: str = "paper"
+    amp: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    allow_cpu: bool = False
+    workers: int = 2
+    log_every: int = 50
+    sample_interval_s: float = 1.0
+    process_sample_interval_s: float = 10.0
+    max_steps: int = 0
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One job: a (GPU count, batch size, strategy, repeat) point of the matrix."""
+
+    cell_id: str
+    gpus: int
+    batch_size: int
+    strategy: str
+    repeat: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    gpus: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    strategies: tuple[str, ...] = ("dp",)
+    repeats: int = 1
+    description: str = ""
+    data: str = "data/asl-alphabet"
+    results: str = "results"
+    train: TrainSettings = field(default_factory=TrainSettings)
+    cluster: ClusterRequest = field(default_factory=ClusterRequest)
+    source: str = ""  # the TOML file it came from
+
+    @property
+    def experiment_dir(self) -> Path:
+        return Path(self.results) / self.name
+
+    def cells(self) -> list[Cell]:
+        """Every cell, in matrix order (strategy, GPUs, batch size, repeat); ids are stable."""
+        out = []
+        for strategy in self.strategies:
+            for gpus in self.gpus:
+                for batch in self.batch_sizes:
+                    for repeat in range(self.repeats):
+                        out.append(Cell(make_cell_id(gpus, batch, repeat, strategy), gpus, batch, strategy,
+                                        repeat, self.train.seed + repeat))
+        return out
+
+    def cell_dir(self, cell: Cell) -> Path:
+        return cells_dir(self.results, self.name) / cell.cell_id
+
+    def train_config(self, cell: Cell) -> TrainConfig:
+        """The cell's TrainConfig with absolute paths, so the job does not depend on its working directory."""
+        known = {f.name for f in fields(TrainConfig)}
+        values = {k: v for k, v in asdict(self.train).items() if k in known}
+        values.update(data=str(Path(self.data).expanduser().resolve()),
+                      out=str(self.cell_dir(cell).resolve()), gpus=cell.gpus, batch_size=cell.batch_size,
+                      strategy=cell.strategy, seed=cell.seed)
+        return TrainConfig(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentSpec:
+        """Inverse of :meth:`to_dict` (what the manifest stores); unknown keys are ignored."""
+        top = _known(cls, data)
+        train = _known(TrainSettings, data.get("train", {}))
+        cluster = _known(ClusterRequest, data.get("cluster", {}))
+        cluster["setup"] = tuple(cluster.get("setup", ()))
+        for key in ("gpus", "batch_sizes", "strategies"):
+            if key in top:
+                top[key] = tuple(top[key])
+        top.update(train=TrainSettings(**train), cluster=ClusterRequest(**cluster))
+        return cls(**top)
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+# --------------------------------------------------------------------------- loading
+
+
+_TABLES = {
+    "experiment": ("name", "description", "data", "results"),
+    "matrix": ("gpus", "batch_sizes", "strategy", "repeats"),
+    "train": tuple(f.name for f in fields(TrainSettings)),
+    "cluster": tuple(f.name for f in fields(ClusterRequest)),
+}
+
+
+def find_job_file(name_or_path: str, search: tuple[Path, ...] = ()) -> Path:
+    """``lad2020`` -> ``jobs/lad2020.toml`` (here, then in the repository); a path is taken as is."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise ConfigError(f"experiment file {p} does not exist; pass an existing jobs/*.toml")
+        return p
+    for d in (*search, Path("jobs"), REPO_JOBS):
+        if (d / f"{name_or_path}.toml").is_file():
+            return d / f"{name_or_path}.toml"
+    known = sorted({q.stem for d in (*search, Path("jobs"), REPO_JOBS) if d.is_dir() for q in d.glob("*.toml")})
+    raise ConfigError(f"no experiment named {name_or_path!r}; use one of: {', '.join(known) or '(none in jobs/)'}")
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read a jobs/*.toml file; unknown tables/keys and wrong types are reported all at once."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"experiment file {path} does not exist; pass an existing jobs/*.toml") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file") from exc
+    problems: list[str] = []
+    for table, body in raw.items():
+        if table not in _TABLES:
+            problems.append(f"{path.name}: unknown table [{table}]; use {', '.join(f'[{t}]' for t in _TABLES)}")
+        elif not isinstance(body, dict):
+            problems.append(f"{path.name}: {table} must be a table ([{table}])")
+        else:
+            for key in body:
+                if key not in _TABLES[table]:
+                    problems.append(f"{path.name}: unknown key {table}.{key}; allowed: {', '.join(_TABLES[table])}")
+    if problems:
+        raise SpecErrors(problems)
+
+    exp, matrix = raw.get("experiment", {}), raw.get("matrix", {})
+    strategy = matrix.get("strategy", "dp")
+    values: dict[str, Any] = {
+        "name": exp.get("name", path.stem),
+        "description": exp.get("description", ""),
+        "gpus": _as_tuple(matrix.get("gpus", ())),
+        "batch_sizes": _as_tuple(matrix.get("batch_sizes", ())),
+        "strategies": _as_tuple(strategy),
+        "repeats": matrix.get("repeats", 1),
+        "source": str(path),
+    }
+    for key in ("data", "results"):
+        if key in exp:
+            values[key] = exp[key]
+    cluster = dict(raw.get("cluster", {}))
+    if "setup" in cluster:
+        cluster["setup"] = _as_tuple(cluster["setup"])
+    if "time" in cluster:
+        cluster["time"] = str(cluster["time"])
+    if "mem" in cluster:
+        cluster["mem"] = str(cluster["mem"])
+    spec = ExperimentSpec(**values, train=TrainSettings(**raw.get("train", {})), cluster=ClusterRequest(**cluster))
+    problems = validate_spec(spec)
+    if problems:
+        raise SpecErrors([f"{path.name}: {p}" for p in problems])
+    return spec
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    return (value,)
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Flags that win over the file; None = keep the file's value."""
+
+    data: str | None = None
+    results: str | None = None
+    epochs: int | None = None
+    gpus: tuple[int, ...] | None = None
+    batch_sizes: tuple[int, ...] | None = None
+    strategies: tuple[str, ...] | None = None
+    repeats: int | None = None
+    allow_cpu: bool | None = None
+    pipeline: str | None = None
+    max_steps: int | None = None
+    partition: str | None = None
+    reservation: str | None = None
+    time: str | None = None
+    mem: str | None = None
+    cpus_per_gpu: int | None = None
+    preamble: str | None = None
+
+
+def apply_overrides(spec: ExperimentSpec, o: Overrides) -> ExperimentSpec:
+    top = {k: getattr(o, k) for k in ("data", "results", "gpus", "batch_sizes", "strategies", "repeats")}
+    train = {k: getattr(o, k) for k in ("epochs", "allow_cpu", "pipeline", "max_steps")}
+    cluster = {k: getattr(o, k) for k in ("partition", "reservation", "time", "mem", "cpus_per_gpu", "preamble")}
+    return replace(
+        spec,
+        **{k: v for k, v in top.items() if v is not None},
+        train=replace(spec.train, **{k: v for k, v in train.items() if v is not None}),
+        cluster=replace(spec.cluster, **{k: v for k, v in cluster.items() if v is not None}),
+    )
+
+
+def parse_int_list(text: str) -> tuple[int, ...]:
+    """``"1,2,4"`` -> (1, 2, 4), for --gpus / --batch-sizes."""
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{text!r} is not a comma-separated list of integers; e.g. 1,2,4") from exc
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def parse_mem_mb(mem: str) -> int:
+    """SLURM memory (``16G``, ``95000M``, ``95000`` = MB) -> MB; ConfigError if malformed."""
+    m = _MEM.match(str(mem).strip())
+    if not m or int(m.group(1)) == 0:
+        raise ConfigError(f"cluster.mem={mem!r} is not a SLURM memory size; use e.g. 16G, 95000M or 95000 (MB)")
+    scale = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group(2).upper()]
+    return max(1, int(int(m.group(1)) * scale))
+
+
+def sbatch_mem(mem: str) -> str:
+    """The value passed to ``--mem``: the user's size without a trailing B (``16GB`` -> ``16G``)."""
+    m = _MEM.match(str(mem).strip())
+    if not m:
+        raise ConfigError(f"cluster.mem={mem!r} is not a SLURM memory size; use e.g. 16G, 95000M or 95000 (MB)")
+    return f"{int(m.group(1))}{m.group(2).upper()}"
+
+
+def parse_time_min(text: str) -> int:
+    """SLURM time (``90``, ``1:30:00``, ``2-00:00:00``, ``MM:SS``) -> whole minutes (rounded up)."""
+    s = str(text).strip()
+    m = _TIME.match(s)
+    bad = ConfigError(f"cluster.time={text!r} is not a SLURM time; use minutes (90), H:MM:SS (1:30:00) "
+                      "or D-HH:MM:SS (1-00:00:00)")
+    if not m:
+        raise bad
+    days, a, b, c = (int(g) if g is not None else None for g in m.groups())
+    if days is None:
+        if b is None:
+            seconds = a * 60  # minutes
+        elif c is None:
+            seconds = a * 60 + b  # minutes:seconds
+        else:
+            seconds = a * 3600 + b * 60 + c
+    else:  # days-hours[:minutes[:seconds]]
+        seconds = days * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
+    for part in (b, c):
+        if part is not None and part >= 60:
+            raise bad
+    if seconds <= 0:
+        raise bad
+    return -(-seconds // 60)
+
+
+def validate_spec(spec: ExperimentSpec) -> list[str]:
+    """Every problem with the spec itself (no filesystem or SLURM), one line each."""
+    problems: list[str] = []
+    t, c = spec.train, spec.cluster
+
+    def choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            problems.append(f"{key}={value!r} is not valid; use one of {', '.join(allowed)}")
+
+    def positive_ints(key: str, values: tuple[Any, ...], minimum: int = 1) -> None:
+        if not values:
+            problems.append(f"{key} is empty; give at least one value, e.g. {key} = [1]")
+        bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v < minimum]
+        if bad:
+            problems.append(f"{key} has {bad}; use integers >= {minimum}")
+        if len(set(values)) != len(values):
+            problems.append(f"{key} lists a value twice ({list(values)}); list each once")
+
+    if not isinstance(spec.name, str) or not _SAFE_NAME.match(spec.name):
+        problems.append(f"experiment.name={spec.name!r} is not a safe name; use letters, digits, '.', '_' or '-'")
+    positive_ints("matrix.gpus", spec.gpus)
+    positive_ints("matrix.batch_sizes", spec.batch_sizes)
+    for s in spec.strategies:
+        choice("matrix.strategy", s, STRATEGIES)
+    if not isinstance(spec.repeats, int) or spec.repeats < 1:
+        problems.append(f"matrix.repeats={spec.repeats!r} must be an integer >= 1")
+
+    choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    choice("train.pipeline", t.pipeline, PIPELINES)
+    choice("train.split", t.split, SPLITS)
+    choice("train.amp", t.amp, AMP_MODES)
+    choice("train.interpolation", t.interpolation, INTERPOLATIONS)
+    for key in ("epochs", "image_size"):
+        v = getattr(t, key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            problems.append(f"train.{key}={v!r} must be an integer >= 1")
+    for key in ("workers", "max_steps", "seed", "split_seed", "log_every"):
+        v = getattr(t, key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            problems.append(f"train.{key}={v!r} must be an integer >= 0")
+    if not isinstance(t.lr, int | float) or t.lr <= 0:
+        problems.append(f"train.lr={t.lr!r} must be a positive number")
+    if not isinstance(t.momentum, int | float) or not 0 <= t.momentum < 1:
+        problems.append(f"train.momentum={t.momentum!r} must be in [0, 1)")
+    if not isinstance(t.dropout, int | float) or not 0 <= t.dropout < 1:
+        problems.append(f"train.dropout={t.dropout!r} must be in [0, 1)")
+    for key in ("allow_cpu", "channels_last", "compile"):
+        if not isinstance(getattr(t, key), bool):
+            problems.append(f"train.{key}={getattr(t, key)!r} must be true or false")
+
+    for key in ("partition", "gpu_type"):
+        v = getattr(c, key)
+        if not isinstance(v, str) or not _SAFE_NAME.match(v):
+            problems.append(f"cluster.{key}={v!r} is not a safe SLURM name; use letters, digits, '.', '_' or '-'")
+    for key in ("reservation", "account", "qos", "preamble"):
+        v = getattr(c, key)
+        if not isinstance(v, str) or (v and not _SAFE_NAME.match(v)):
+            problems.append(f"cluster.{key}={v!r} is not a safe name; use letters, digits, '.', '_' or '-' "
+                            "(or \"\" for none)")
+    if not isinstance(c.cpus_per_gpu, int) or isinstance(c.cpus_per_gpu, bool) or c.cpus_per_gpu < 1:
+        problems.append(f"cluster.cpus_per_gpu={c.cpus_per_gpu!r} must be an integer >= 1")
+    if not isinstance(c.max_requeues, int) or c.max_requeues < 0:
+        problems.append(f"cluster.max_requeues={c.max_requeues!r} must be an integer >= 0")
+    if not all(isinstance(x, str) for x in c.setup):
+        problems.append("cluster.setup must be a list of shell lines (strings)")
+    for parse in (parse_mem_mb, parse_time_min):
+        try:
+            parse(c.mem if parse is parse_mem_mb else c.time)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems

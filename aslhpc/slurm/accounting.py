@@ -1,0 +1,171 @@
+"""Job states from SLURM: one batched ``sacct`` call, ``squeue`` when accounting is off.
+
+sacct rows come in several shapes, all handled here: job steps (``12.batch``, ``12.0``,
+``12.extern``) are skipped; array tasks (``5_2``) are keyed by their own id; states carry
+extra words (``CANCELLED by 0``); with ``--duplicates`` a requeued job has one ``REQUEUED``
+row per restart before its current row, so the latest row (by submit time) wins and the
+others count as restarts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+# States in which a job still holds, or will get, resources: never submit a second job then.
+LIVE_STATES = frozenset({
+    "PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
+    "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "SPECIAL_EXIT",
+})
+# Ended without a result: resubmitted by ``submit --retry-failed``.
+FAILED_STATES = frozenset({
+    "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
+    "PREEMPTED", "REVOKED",
+})
+DONE_STATES = frozenset({"COMPLETED"})
+
+SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "NodeList", "Elapsed", "ExitCode", "Start", "End", "Submit", "Reason")
+SQUEUE_FORMAT = "%i|%T|%N|%M|%r"
+
+Runner = Callable[[list[str]], subprocess.CompletedProcess]
+
+
+def normalize_state(raw: str) -> str:
+    """``'CANCELLED by 0'`` -> ``'CANCELLED'``; ``'cancelled+'`` -> ``'CANCELLED'``; '' -> 'UNKNOWN'."""
+    word = raw.strip().split(" ")[0].rstrip("+").upper() if raw and raw.strip() else ""
+    return word or "UNKNOWN"
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What SLURM says about one job (its latest incarnation)."""
+
+    job_id: str
+    state: str  # normalized: RUNNING, CANCELLED, ...
+    raw_state: str = ""
+    node: str = ""
+    elapsed: str = ""
+    exit_code: str = ""
+    reason: str = ""
+    restarts: int = 0
+    source: str = "sacct"  # sacct | squeue
+
+
+@dataclass(frozen=True)
+class StateQuery:
+    """States of the asked job ids plus where they came from: sacct, squeue, or none (no answer)."""
+
+    states: dict[str, JobState]
+    source: str  # "sacct" | "squeue" | "none"
+    note: str = ""
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def parse_sacct(text: str) -> dict[str, JobState]:
+    """Parse ``sacct --parsable2`` output (header line first) into the latest state per job id."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return {}
+    names = lines[0].split("|")
+    if "JobID" not in names or "State" not in names:
+        raise ValueError(f"sacct output has no JobID/State header: {lines[0]!r}")
+    best: dict[str, tuple[str, dict[str, str]]] = {}
+    requeues: dict[str, int] = {}
+    for order, line in enumerate(lines[1:]):
+        row = dict(zip(names, line.split("|"), strict=False))
+        job_id = row.get("JobID", "").strip()
+        if not job_id or "." in job_id:  # steps: 12.batch, 12.0, 12.extern
+            continue
+        if normalize_state(row.get("State", "")) == "REQUEUED":
+            requeues[job_id] = requeues.get(job_id, 0) + 1
+        # latest row wins: submit time, then position (sacct lists a job's rows oldest first)
+        key = f"{row.get('Submit', '')}|{order:09d}"
+        if job_id not in best or key >= best[job_id][0]:
+            best[job_id] = (key, row)
+    out = {}
+    for job_id, (_, row) in best.items():
+        node = row.get("NodeList", "")
+        out[job_id] = JobState(
+            job_id=job_id, state=normalize_state(row.get("State", "")), raw_state=row.get("State", ""),
+            node="" if node in ("None assigned", "(null)") else node, elapsed=row.get("Elapsed", ""),
+            exit_code=row.get("ExitCode", ""), reason="" if row.get("Reason") == "None" else row.get("Reason", ""),
+            restarts=requeues.get(job_id, 0), source="sacct")
+    return out
+
+
+def parse_squeue(text: str) -> dict[str, JobState]:
+    """Parse ``squeue -h -o '%i|%T|%N|%M|%r'`` output (no header)."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 2 or not parts[0]:
+            continue
+        parts += [""] * (5 - len(parts))
+        job_id, state, node, elapsed, reason = parts[:5]
+        out[job_id] = JobState(job_id, normalize_state(state), state, node, elapsed, "",
+                               "" if reason == "None" else reason, 0, "squeue")
+    return out
+
+
+def sacct_command(job_ids: Iterable[str], starttime: str = "") -> list[str]:
+    cmd = ["sacct", "--parsable2", "--duplicates", "-o", ",".join(SACCT_FIELDS)]
+    if starttime:
+        cmd += ["--starttime", starttime]
+    cmd += ["--jobs", ",".join(job_ids)]
+    return cmd
+
+
+def _overlay_queue(states: dict[str, JobState], ids: list[str], run: Runner) -> dict[str, JobState]:
+    """Live jobs as the controller sees them now: slurmdbd lags a moment (a started job can still read
+    PENDING in sacct), so squeue's state wins for the jobs it lists; sacct keeps node, restarts, history."""
+    try:
+        proc = run(["squeue", "-h", "-o", SQUEUE_FORMAT])
+    except (OSError, subprocess.SubprocessError):
+        return states
+    if proc.returncode != 0:
+        return states
+    out = dict(states)
+    for job_id, q in parse_squeue(proc.stdout).items():
+        if job_id not in ids:
+            continue
+        old = states.get(job_id)
+        if old is None:
+            out[job_id] = q
+        elif old.state != q.state:
+            out[job_id] = replace(old, state=q.state, raw_state=q.raw_state, node=q.node or old.node,
+                                  elapsed=old.elapsed, reason=q.reason)
+    return out
+
+
+def query_states(job_ids: Iterable[str], starttime: str = "", run: Runner = _run) -> StateQuery:
+    """States of ``job_ids`` from one sacct call; squeue if accounting is off; 'none' if neither answers.
+
+    ``starttime`` (sacct ``--starttime``) should predate the first submission: sacct's default
+    window can start at today's midnight and miss older jobs.
+    """
+    ids = sorted({str(j) for j in job_ids if j})
+    if not ids:
+        return StateQuery({}, "none", "no jobs")
+    notes = []
+    try:
+        proc = run(sacct_command(ids, starttime))
+        if proc.returncode == 0:
+            states = {j: s for j, s in parse_sacct(proc.stdout).items() if j in ids}
+            return StateQuery(_overlay_queue(states, ids, run), "sacct")
+        notes.append(f"sacct: {(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['failed']}")
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        notes.append(f"sacct: {exc}")
+    try:
+        proc = run(["squeue", "-h", "-o", SQUEUE_FORMAT])
+        if proc.returncode == 0:
+            states = parse_squeue(proc.stdout)
+            return StateQuery({j: s for j, s in states.items() if j in ids}, "squeue",
+                              "accounting unavailable: finished jobs are unknown to SLURM, cell files decide")
+        notes.append(f"squeue: {proc.stderr.strip()}")
+    except (OSError, subprocess.SubprocessError) as exc:
+        notes.append(f"squeue: {exc}")
+    return StateQuery({}, "none", "; ".join(notes))

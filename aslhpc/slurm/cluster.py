@@ -1,0 +1,241 @@
+"""What the SLURM cluster offers (``scontrol show partition/node/reservation -o``) and whether a
+request fits it, so submit can refuse an impossible experiment before its first sbatch instead
+of failing halfway through (sbatch's own errors are terse: "Requested node configuration is not
+available").
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Runner = Callable[[list[str]], subprocess.CompletedProcess]
+
+_GRES = re.compile(r"(?P<name>[A-Za-z0-9_]+)(?::(?P<type>[^:(),]+))?:(?P<count>\d+)")
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+
+
+def slurm_reachable(run: Runner = _run) -> tuple[bool, str]:
+    """(True, '') when sbatch exists and the controller answers ``scontrol ping``; else (False, why)."""
+    if shutil.which("sbatch") is None:
+        return False, "sbatch is not on PATH"
+    try:
+        proc = run(["scontrol", "ping"])
+    except (OSError, subprocess.SubprocessError) as exc:
+        return False, f"scontrol ping failed: {exc}"
+    if proc.returncode != 0 or " UP" not in proc.stdout:
+        first = next((ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()), "no answer")
+        return False, f"scontrol ping: {first}"
+    return True, ""
+
+
+def expand_hostlist(text: str) -> list[str]:
+    """``n[1-3,5],gpu01`` -> ['n1', 'n2', 'n3', 'n5', 'gpu01'] (SLURM hostlist syntax, zero padding kept)."""
+    out: list[str] = []
+    for m in re.finditer(r"([^,\[]+)(?:\[([^\]]+)\])?([^,]*)", text.strip()):
+        prefix, ranges, suffix = m.group(1), m.group(2), m.group(3)
+        if not prefix and not ranges:
+            continue
+        if ranges is None:
+            out.append(prefix + suffix)
+            continue
+        for part in ranges.split(","):
+            lo, _, hi = part.partition("-")
+            width = len(lo)
+            for i in range(int(lo), int(hi or lo) + 1):
+                out.append(f"{prefix}{i:0{width}d}{suffix}")
+    return [h for h in out if h and h not in ("(null)", "None")]
+
+
+def parse_records(text: str) -> list[dict[str, str]]:
+    """``scontrol show X -o`` lines -> dicts (values may contain spaces only in OS=, which we skip)."""
+    records = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        rec: dict[str, str] = {}
+        for token in re.split(r"\s+(?=[A-Za-z][A-Za-z0-9_/:]*=)", line.strip()):
+            key, _, value = token.partition("=")
+            rec[key] = value.strip()
+        records.append(rec)
+    return records
+
+
+def parse_gres(text: str) -> dict[tuple[str, str], int]:
+    """``gpu:v100-sxm2:4(S:0-1),gpu:2`` -> {('gpu', 'v100-sxm2'): 4, ('gpu', ''): 2}."""
+    out: dict[tuple[str, str], int] = {}
+    for entry in re.sub(r"\([^)]*\)", "", text or "").split(","):
+        m = _GRES.fullmatch(entry.strip())
+        if m is None:
+            continue
+        key = (m.group("name"), m.group("type") or "")
+        out[key] = out.get(key, 0) + int(m.group("count"))
+    return out
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    cpus: int
+    memory_mb: int
+    gres: dict[tuple[str, str], int]
+    partitions: tuple[str, ...]
+    state: str
+
+    def gpus(self, gpu_type: str) -> int:
+        """GPUs of ``gpu_type`` ('' = any type) on this node."""
+        return sum(n for (name, typ), n in self.gres.items() if name == "gpu" and (not gpu_type or typ == gpu_type))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    name: str
+    state: str
+    nodes: tuple[str, ...]
+    users: tuple[str, ...]
+    accounts: tuple[str, ...]
+    partition: str
+    start: str
+    end: str
+
+
+@dataclass
+class ClusterInfo:
+    partitions: dict[str, str] = field(default_factory=dict)  # name -> State
+    nodes: dict[str, Node] = field(default_factory=dict)
+    reservations: dict[str, Reservation] = field(default_factory=dict)
+
+    def nodes_of(self, partition: str) -> list[Node]:
+        return [n for n in self.nodes.values() if partition in n.partitions]
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _names(text: str) -> tuple[str, ...]:
+    if not text or text in ("(null)", "None"):
+        return ()
+    return tuple(x for x in text.split(",") if x)
+
+
+def query_cluster(run: Runner = _run) -> ClusterInfo:
+    """Partitions, nodes and reservations in three scontrol calls."""
+    info = ClusterInfo()
+    for rec in parse_records(_checked(run, ["scontrol", "show", "partition", "-o"])):
+        info.partitions[rec.get("PartitionName", "")] = rec.get("State", "")
+    for rec in parse_records(_checked(run, ["scontrol", "show", "node", "-o"])):
+        name = rec.get("NodeName", "")
+        info.nodes[name] = Node(name, _int(rec.get("CPUTot", "0")), _int(rec.get("RealMemory", "0")),
+                                parse_gres(rec.get("Gres", "")), _names(rec.get("Partitions", "")),
+                                rec.get("State", ""))
+    proc = run(["scontrol", "show", "reservation", "-o"])
+    if proc.returncode == 0:
+        for rec in parse_records(proc.stdout):
+            if "ReservationName" not in rec:
+                continue  # "No reservations in the system"
+            name = rec["ReservationName"]
+            info.reservations[name] = Reservation(
+                name, rec.get("State", ""), tuple(expand_hostlist(rec.get("Nodes", ""))), _names(rec.get("Users", "")),
+                _names(rec.get("Accounts", "")), "" if rec.get("PartitionName") == "(null)" else rec.get("PartitionName", ""),
+                rec.get("StartTime", ""), rec.get("EndTime", ""))
+    return info
+
+
+def _checked(run: Runner, cmd: list[str]) -> str:
+    proc = run(cmd)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {(proc.stderr or proc.stdout).strip()}")
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class JobShape:
+    """The resources of one cell's job, as the checks need them."""
+
+    cell_id: str
+    gpus: int
+    cpus: int  # total on the node
+    mem_mb: int
+
+
+def check_request(info: ClusterInfo, *, partition: str, reservation: str, gpu_type: str, jobs: list[JobShape],
+                  account: str = "", user: str | None = None) -> tuple[list[str], list[str]]:
+    """(problems, warnings) for submitting ``jobs`` there; problems are one line each, with the fix."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    user = user or getpass.getuser()
+    if partition not in info.partitions:
+        known = ", ".join(sorted(info.partitions)) or "(none)"
+        problems.append(f"partition {partition!r} does not exist; use --partition with one of: {known}")
+        nodes: list[Node] = []
+    else:
+        nodes = info.nodes_of(partition)
+        if info.partitions[partition].upper() not in ("UP", ""):
+            warnings.append(f"partition {partition!r} is {info.partitions[partition]}; jobs will wait until it is UP")
+    where = f"partition {partition!r}"
+    if reservation:
+        res = info.reservations.get(reservation)
+        if res is None:
+            known = ", ".join(sorted(info.reservations)) or "(none)"
+            problems.append(f"reservation {reservation!r} does not exist; use --reservation with one of: {known} "
+                            "(or --reservation '' for none)")
+        else:
+            if res.users and not _listed(user, res.users) and not (account and _listed(account, res.accounts)):
+                problems.append(f"reservation {reservation!r} is for users {', '.join(res.users)}, not {user}; "
+                                "ask its owner to add you or drop --reservation")
+            if res.partition and partition in info.partitions and res.partition != partition:
+                problems.append(f"reservation {reservation!r} is on partition {res.partition!r}, not {partition!r}; "
+                                f"use --partition {res.partition}")
+            if res.state.upper() != "ACTIVE":
+                warnings.append(f"reservation {reservation!r} is {res.state or 'not active'} (starts {res.start}); "
+                                "jobs will wait for it")
+            inside = [n for n in nodes if n.name in res.nodes]
+            if nodes and not inside:
+                problems.append(f"reservation {reservation!r} holds no node of partition {partition!r} "
+                                f"(it has {', '.join(res.nodes) or 'none'}); use the reservation's partition")
+            elif inside:
+                nodes = inside
+                where = f"partition {partition!r} in reservation {reservation!r}"
+    if not nodes or not jobs:
+        return problems, warnings
+
+    max_gpus = max(n.gpus(gpu_type) for n in nodes)
+    if max_gpus == 0:
+        types = sorted({t for n in nodes for (name, t), c in n.gres.items() if name == "gpu" and c})
+        problems.append(f"no node of {where} has gpu:{gpu_type} GPUs; set cluster.gpu_type to one of: "
+                        f"{', '.join(types) or '(no GPUs there)'}")
+        return problems, warnings
+    too_many = sorted({j.gpus for j in jobs if j.gpus > max_gpus})
+    if too_many:
+        problems.append(f"matrix.gpus {','.join(map(str, too_many))}: the nodes of {where} have at most {max_gpus} "
+                        f"gpu:{gpu_type} each; use --gpus with counts from 1 to {max_gpus}")
+    max_cpus = max(n.cpus for n in nodes)
+    cpu_heavy = sorted({(j.gpus, j.cpus) for j in jobs if j.gpus <= max_gpus and j.cpus > max_cpus})
+    if cpu_heavy:
+        g, c = cpu_heavy[-1]
+        problems.append(f"cluster.cpus_per_gpu: a {g}-GPU cell asks {c} CPUs but the nodes of {where} have at most {max_cpus}; "
+                        f"lower --cpus-per-gpu to {max(1, max_cpus // max(g, 1))} or less")
+    max_mem = max(n.memory_mb for n in nodes)
+    if max_mem and any(j.mem_mb > max_mem for j in jobs):
+        problems.append(f"cluster.mem {max(j.mem_mb for j in jobs)}M is more than the nodes of {where} have "
+                        f"({max_mem}M); use --mem {max_mem}M or less")
+    return problems, warnings
+
+
+def _listed(name: str, allowed: tuple[str, ...]) -> bool:
+    """SLURM reservation lists may negate (``-bob``): listed means in a positive list or absent from a negative one."""
+    negative = [a[1:] for a in allowed if a.startswith("-")]
+    if negative:
+        return name not in negative
+    return name in allowed

@@ -1,0 +1,345 @@
+"""Submit an experiment: validate everything, then one job per cell, recorded in the manifest.
+
+Order matters and is the point of this module:
+
+1. :func:`check_submission` finds every problem (spec, dataset, preamble, partition, reservation,
+   GPUs per node, CPUs, memory, an incompatible earlier run) without side effects, so a bad
+   request submits nothing and leaves the manifest byte-for-byte as it was;
+2. :func:`plan_cells` decides per cell from its files and SLURM state: completed and live cells
+   are skipped, failed ones are resubmitted only with ``retry_failed``, so a cell never has two
+   live jobs;
+3. :func:`submit_experiment` submits (or renders for ``dry_run``), saving the manifest after
+   every successful sbatch, so a crash mid-submit loses nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from .errors import ClusterError, ConfigError, DataError
+from .experiment import Cell, ExperimentSpec, SpecErrors, parse_time_min, validate_spec
+from .manifest import Attempt, Manifest, load_manifest, manifest_path, now_iso
+from .progress import NOT_SUBMITTED, UNKNOWN, CellRow, StatusReport, experiment_status
+from .slurm.accounting import FAILED_STATES, LIVE_STATES
+from .slurm.cell_job import CellJob
+from .slurm.cluster import ClusterInfo, JobShape, check_request, query_cluster, slurm_reachable
+from .slurm.executor import cell_command, default_python, job_request, render_sbatch, slurm_executor
+from .slurm.local import LocalTask, RunnerLock, run_local, runner_alive
+
+CLUSTERS = ("auto", "slurm", "local")
+# TrainSettings fields that do not change what a cell computes (TrainConfig.identity() skips them too)
+_NOT_IDENTITY = {"allow_cpu", "workers", "log_every", "sample_interval_s", "process_sample_interval_s"}
+
+Out = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    cluster: str = "auto"  # auto | slurm | local
+    dry_run: bool = False
+    retry_failed: bool = False
+    max_parallel: int = 2  # local mode only
+    python: str | None = None  # interpreter the jobs run (default: this one)
+
+
+@dataclass
+class CellAction:
+    cell: Cell
+    action: str  # submit | retry | skip
+    reason: str = ""
+    job_id: str = ""
+
+    @property
+    def submits(self) -> bool:
+        return self.action in ("submit", "retry")
+
+
+@dataclass
+class SubmitResult:
+    experiment: str
+    manifest: Path
+    cluster: str  # slurm | local
+    actions: list[CellAction] = field(default_factory=list)
+    dry_run_dir: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    failed_local: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- 1. validation
+
+
+def resolve_cluster(choice: str, reachable: Callable[[], tuple[bool, str]] = slurm_reachable) -> tuple[str, str]:
+    """('slurm' | 'local', why) for --cluster auto|slurm|local."""
+    if choice not in CLUSTERS:
+        raise ConfigError(f"--cluster {choice!r} is not valid; use one of {', '.join(CLUSTERS)}")
+    if choice == "local":
+        return "local", "--cluster local"
+    ok, why = reachable()
+    if ok:
+        return "slurm", ""
+    if choice == "slurm":
+        raise ClusterError(f"SLURM is not reachable ({why}); start it (scripts/minislurm.sh up) or use --cluster local")
+    return "local", f"no SLURM here ({why})"
+
+
+def normalized_spec(spec: ExperimentSpec) -> ExperimentSpec:
+    """Data path made absolute, so the manifest and the jobs do not depend on the working directory."""
+    return replace(spec, data=str(Path(spec.data).expanduser().resolve()))
+
+
+def spec_conflicts(old: dict, new: ExperimentSpec) -> list[str]:
+    """Differences that make an existing experiment directory hold a different experiment."""
+    diffs = []
+    old_train = old.get("train", {})
+    for key, value in asdict(new.train).items():
+        if key in _NOT_IDENTITY or key not in old_train:
+            continue
+        if old_train[key] != value:
+            diffs.append(f"train.{key} {old_train[key]!r} -> {value!r}")
+    if old.get("data") and Path(new.data).exists() and str(Path(old["data"])) != str(Path(new.data)):
+        diffs.append(f"data {old['data']} -> {new.data}")
+    return diffs
+
+
+def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = False,
+                     query: Callable[[], ClusterInfo] = query_cluster) -> tuple[list[str], list[str]]:
+    """(problems, warnings): everything wrong with submitting ``spec``, found before any side effect."""
+    from .data import scan_dataset
+    from .slurm.executor import read_preamble
+
+    problems = list(validate_spec(spec))
+    warnings: list[str] = []
+    try:
+        scan_dataset(spec.data)
+    except DataError as exc:
+        problems.append(f"{exc} (pass --data DIR)")
+    try:
+        if parse_time_min(spec.cluster.time) <= 10:
+            warnings.append(f"cluster.time={spec.cluster.time!r} is 10 minutes or less: submitit then counts every "
+                            f"preemption as a timeout, and a cell is requeued at most cluster.max_requeues="
+                            f"{spec.cluster.max_requeues} times")
+    except ConfigError:
+        pass  # reported by validate_spec
+    if not any(p.startswith("cluster.preamble") for p in problems):
+        try:
+            read_preamble(spec.cluster.preamble)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if cluster == "slurm":
+        c = spec.cluster
+        # malformed GPU counts / CPUs cannot be sized: still check partition and reservation
+        malformed = any(p.startswith(("matrix.gpus", "cluster.cpus_per_gpu")) for p in problems)
+        shapes = [] if malformed else [JobShape(cell.cell_id, cell.gpus, c.cpus_per_gpu * cell.gpus, _mem_mb(c.mem))
+                                       for cell in spec.cells()]
+        try:
+            info = query()
+        except (RuntimeError, OSError) as exc:
+            problems.append(f"cannot query SLURM ({exc}); check `scontrol ping` or use --cluster local")
+        else:
+            p, w = check_request(info, partition=c.partition, reservation=c.reservation, gpu_type=c.gpu_type,
+                                 jobs=shapes, account=c.account)
+            problems += p
+            warnings += w
+    elif not spec.train.allow_cpu and not dry_run:
+        have = _local_gpus()
+        need = max(spec.gpus, default=0)
+        if need > have:
+            problems.append(f"cells need up to {need} GPUs but this machine has {have}; "
+                            f"pass --allow-cpu to run them on the CPU, or use --gpus up to {have}")
+
+    path = manifest_path(spec.results, spec.name)
+    try:
+        old = load_manifest(path)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    else:
+        if old is not None:
+            diffs = spec_conflicts(old.spec, spec)
+            if diffs:
+                problems.append(f"{path.parent} already holds experiment {spec.name!r} with other settings "
+                                f"({'; '.join(diffs)}); use --results DIR for a separate run")
+            if any(e.last and e.last.cluster == "local" for e in old.cells.values()) and (r := runner_alive(path.parent)):
+                problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it to end "
+                                "or stop it before submitting again")
+    return problems, warnings
+
+
+def _mem_mb(mem: str) -> int:
+    from .experiment import parse_mem_mb
+
+    try:
+        return parse_mem_mb(mem)
+    except ConfigError:
+        return 0
+
+
+def _local_gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - no torch / no driver: no GPUs
+        return 0
+
+
+# --------------------------------------------------------------------------- 2. planning
+
+
+def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: bool) -> list[CellAction]:
+    """What to do with each cell, given the current status rows (None = nothing submitted yet)."""
+    rows: dict[str, CellRow] = {r.cell_id: r for r in report.rows} if report else {}
+    # squeue lists every live job, so a job it does not list has ended (sacct would have said how)
+    queue_says_ended = report is not None and report.source == "squeue"
+    actions = []
+    for cell in spec.cells():
+        row = rows.get(cell.cell_id)
+        state = row.state if row else NOT_SUBMITTED
+        job = f" (job {row.job_id})" if row and row.job_id else ""
+        if state == NOT_SUBMITTED:
+            actions.append(CellAction(cell, "submit"))
+        elif state == "COMPLETED":
+            actions.append(CellAction(cell, "skip", f"completed{job}"))
+        elif state in LIVE_STATES:
+            actions.append(CellAction(cell, "skip", f"{state}{job}"))
+        elif state in FAILED_STATES or (state == UNKNOWN and queue_says_ended):
+            if retry_failed:
+                actions.append(CellAction(cell, "retry", f"was {state}{job}"))
+            else:
+                actions.append(CellAction(cell, "skip", f"{state}{job}; resubmit with --retry-failed"))
+        else:  # UNKNOWN: SLURM cannot tell whether the job still lives; never risk a second live job
+            actions.append(CellAction(cell, "skip", f"{state}{job}: SLURM does not report it; check "
+                                                    "`sacct -j ID` and cancel or wait before resubmitting"))
+    return actions
+
+
+# --------------------------------------------------------------------------- 3. submission
+
+
+@contextlib.contextmanager
+def _submit_lock(experiment_dir: Path) -> Iterator[None]:
+    """One submit per experiment at a time (two would race to give a cell two live jobs)."""
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    with open(experiment_dir / ".submit.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ClusterError(f"another submit of {experiment_dir.name!r} is running; wait for it to finish") from exc
+        yield
+
+
+def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = print,
+                      on_local_tick: Callable[[], None] | None = None, *,
+                      reachable: Callable[[], tuple[bool, str]] = slurm_reachable,
+                      cluster_query: Callable[[], ClusterInfo] = query_cluster) -> SubmitResult:
+    """Validate, plan, then submit / render / run each cell; raise :class:`SpecErrors` with every problem.
+
+    ``reachable`` and ``cluster_query`` are the SLURM probes (replaceable in tests)."""
+    spec = normalized_spec(spec)
+    cluster, why = resolve_cluster(options.cluster, reachable)
+    # a dry run checks against SLURM when it can, else only what needs no cluster
+    problems, warnings = check_submission(spec, cluster, dry_run=options.dry_run, query=cluster_query)
+    if problems:
+        raise SpecErrors(problems)
+    for w in warnings:
+        out(f"warning: {w}")
+    path = manifest_path(spec.results, spec.name)
+    result = SubmitResult(spec.name, path, cluster, warnings=warnings)
+    python = options.python or default_python()
+
+    if options.dry_run:
+        report = experiment_status(path) if path.exists() else None
+        result.actions = plan_cells(spec, report, options.retry_failed)
+        result.dry_run_dir = _write_dry_run(spec, result.actions, python)
+        return result
+
+    with _submit_lock(path.parent):
+        manifest = load_manifest(path) or Manifest.new(spec)
+        report = experiment_status(path) if path.exists() else None
+        result.actions = plan_cells(spec, report, options.retry_failed)
+        manifest.spec = spec.to_dict()
+        manifest.ensure_cells(spec.cells())
+        todo = [a for a in result.actions if a.submits]
+        if todo or not path.exists():
+            manifest.save(path)
+        if cluster == "slurm":
+            _submit_slurm(spec, manifest, path, todo, python, out)
+        else:
+            out(f"running {len(todo)} cell(s) on this machine, {options.max_parallel} at a time "
+                f"({why or 'local'}); waiting for them (status works from another shell)")
+            result.failed_local = _run_local(spec, manifest, path, todo, options.max_parallel, on_local_tick)
+    return result
+
+
+def _folder(spec: ExperimentSpec, cell: Cell) -> Path:
+    """submitit's job folder: ``results/<exp>/jobs/<cell_id>/%j`` (one subfolder per job id)."""
+    return (spec.experiment_dir / "jobs" / cell.cell_id / "%j").resolve()
+
+
+def _cell_job(spec: ExperimentSpec, cell: Cell) -> CellJob:
+    return CellJob(spec.train_config(cell).to_dict(), spec.name, cell.cell_id)
+
+
+def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction], python: str,
+                  out: Out) -> None:
+    import submitit
+
+    for action in todo:
+        cell = action.cell
+        req = job_request(spec, cell)
+        ex = slurm_executor(_folder(spec, cell), req, python=python)  # a fresh executor per cell
+        try:
+            job = ex.submit(_cell_job(spec, cell))
+        except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as exc:
+            msg = " ".join(str(exc).split())
+            raise ClusterError(f"sbatch refused cell {cell.cell_id}: {msg}; the cells submitted before it are "
+                               f"recorded in {path}") from exc
+        action.job_id = str(job.job_id)
+        manifest.record(cell.cell_id, Attempt(action.job_id, "slurm", now_iso(),
+                                              f"jobs/{cell.cell_id}/{job.job_id}"))
+        manifest.save(path)  # after every sbatch: a crash now loses nothing
+
+
+def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction], max_parallel: int,
+               on_tick: Callable[[], None] | None) -> list[str]:
+    by_id = {a.cell.cell_id: a for a in todo}
+    tasks = [LocalTask(a.cell.cell_id, _cell_job(spec, a.cell), job_request(spec, a.cell), _folder(spec, a.cell))
+             for a in todo]
+
+    def started(task: LocalTask, job_id: str, folder: Path) -> None:
+        by_id[task.cell_id].job_id = job_id
+        rel = os.path.relpath(folder, path.parent.resolve())
+        manifest.record(task.cell_id, Attempt(job_id, "local", now_iso(), rel))
+        manifest.save(path)
+
+    with RunnerLock(path.parent):
+        outcomes = run_local(tasks, max_parallel, started, on_tick)
+    return [o.cell_id for o in outcomes if not o.ok]
+
+
+def _write_dry_run(spec: ExperimentSpec, actions: list[CellAction], python: str) -> Path:
+    """``results/<exp>/dry-run/<cell_id>.sbatch`` for every cell that would be submitted.
+
+    Rendered by submitit's SlurmExecutor with the real submission's parameters. Two
+    differences make them runnable by hand with plain ``sbatch``: the command is
+    ``python -m aslhpc.slurm.cell_job`` with the cell's full config (a real submission runs
+    the pickled CellJob, which only exists after submitit's own sbatch), and the log folder
+    is ``jobs/<cell_id>/`` rather than ``jobs/<cell_id>/%j/`` (SLURM does not create a
+    missing log directory; submitit creates it right after its sbatch returns).
+    """
+    out_dir = spec.experiment_dir / "dry-run"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for action in actions:
+        if not action.submits:
+            continue
+        cell = action.cell
+        folder = (spec.experiment_dir / "jobs" / cell.cell_id).resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        command = cell_command(python, spec.name, cell.cell_id, spec.train_config(cell).to_dict())
+        text = render_sbatch(folder, job_request(spec, cell), command, python=python)
+        (out_dir / f"{cell.cell_id}.sbatch").write_text(text, encoding="utf-8")
+    return out_dir

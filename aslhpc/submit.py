@@ -1,0 +1,161 @@
+"""``python -m aslhpc.submit [JOB.toml | --experiment NAME]``: one SLURM job per experiment cell.
+
+Validates everything first (dataset, partition, reservation, GPUs per node, ...) and submits
+nothing if anything is wrong. Then submits and exits, printing one line per cell; ``--wait``
+follows the jobs live. Re-running it is safe: completed and live cells are skipped, failed ones
+are resubmitted with ``--retry-failed``. Without SLURM the cells run here (``--cluster local``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from .errors import AslhpcError
+from .experiment import Overrides, apply_overrides, find_job_file, load_spec, parse_int_list
+from .submission import CLUSTERS, SubmitOptions, submit_experiment
+
+DEFAULT_JOB = "lad2020"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m aslhpc.submit", description=__doc__.splitlines()[0])
+    p.add_argument("job", nargs="?", help=f"experiment file (default jobs/{DEFAULT_JOB}.toml)")
+    p.add_argument("--experiment", help="experiment name: jobs/NAME.toml")
+    o = p.add_argument_group("overrides (win over the file)")
+    o.add_argument("--data", help="dataset directory (Kaggle ASL Alphabet layout)")
+    o.add_argument("--results", help="results directory (default: the file's, else results/)")
+    o.add_argument("--epochs", type=int)
+    o.add_argument("--gpus", type=parse_int_list, help="GPU counts, e.g. 1,2")
+    o.add_argument("--batch-sizes", type=parse_int_list, help="batch sizes, e.g. 128,256")
+    o.add_argument("--strategy", help="dp, ddp or dp,ddp")
+    o.add_argument("--repeats", type=int, help="jobs per cell, each with seed + repeat")
+    o.add_argument("--allow-cpu", action="store_true", default=None, help="fall back to CPU without enough GPUs")
+    o.add_argument("--pipeline", help="paper or fast")
+    o.add_argument("--max-steps", type=int, help="stop each epoch after N batches (smoke runs)")
+    o.add_argument("--partition")
+    o.add_argument("--reservation", help="SLURM reservation ('' for none)")
+    o.add_argument("--time", help="time limit per job: minutes, H:MM:SS or D-HH:MM:SS")
+    o.add_argument("--mem", help="memory per job, e.g. 16G or 95000M")
+    o.add_argument("--cpus-per-gpu", type=int)
+    o.add_argument("--preamble", help="sbatch_templates/NAME.sh setup lines ('' for none)")
+    r = p.add_argument_group("running")
+    r.add_argument("--cluster", choices=CLUSTERS, default="auto",
+                   help="auto = SLURM if reachable, else this machine (default)")
+    r.add_argument("--max-parallel", type=int, default=2, help="cells at once when running locally (default 2)")
+    r.add_argument("--dry-run", action="store_true", help="write the sbatch scripts to results/<exp>/dry-run/ only")
+    r.add_argument("--retry-failed", action="store_true",
+                   help="resubmit failed, cancelled, timed-out, out-of-memory and node-fail cells")
+    r.add_argument("--wait", action="store_true", help="stay and show live progress until all cells end")
+    r.add_argument("--interval", type=float, default=5.0, help="--wait refresh period, seconds (default 5)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:  # a log file or pipe: keep whole rows instead of 80 columns of ellipses
+        console = Console(width=max(console.width, 200))
+    err = Console(stderr=True, width=max(Console(stderr=True).width, 200))
+    live = _LocalDisplay(console)
+    try:
+        spec = load_spec(find_job_file(args.job or args.experiment or DEFAULT_JOB))
+        strategies = tuple(s.strip() for s in args.strategy.split(",") if s.strip()) if args.strategy else None
+        spec = apply_overrides(spec, Overrides(
+            data=args.data, results=args.results, epochs=args.epochs, gpus=args.gpus, batch_sizes=args.batch_sizes,
+            strategies=strategies, repeats=args.repeats, allow_cpu=args.allow_cpu, pipeline=args.pipeline,
+            max_steps=args.max_steps, partition=args.partition, reservation=args.reservation, time=args.time,
+            mem=args.mem, cpus_per_gpu=args.cpus_per_gpu, preamble=args.preamble))
+        options = SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
+                                max_parallel=args.max_parallel)
+        live.manifest = spec.experiment_dir / "manifest.json"
+        result = submit_experiment(spec, options, out=console.print, on_local_tick=live.tick)
+    except AslhpcError as exc:
+        live.stop()
+        for line in str(exc).splitlines():
+            err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        live.stop()
+        err.print("interrupted: running local cells were cancelled; re-run submit to continue")
+        return 130
+    live.stop()
+
+    status_cmd = _status_command(result.experiment, spec.results)
+    if result.dry_run_dir is not None:
+        n = sum(a.submits for a in result.actions)
+        for a in result.actions:
+            what = f"{result.dry_run_dir / (a.cell.cell_id + '.sbatch')}" if a.submits else f"skipped: {a.reason}"
+            console.print(f"{a.cell.cell_id:<16} {what}", highlight=False)
+        console.print(f"dry run: {n} sbatch script(s) in {result.dry_run_dir}; nothing submitted, manifest untouched "
+                      "(run one with: sbatch FILE)", highlight=False)
+        return 0
+    for a in result.actions:
+        if a.submits:
+            verb = "resubmitted" if a.action == "retry" else ("ran" if result.cluster == "local" else "submitted")
+            console.print(f"{a.cell.cell_id:<16} {verb:<11} job {a.job_id}" + (f" ({a.reason})" if a.reason else ""),
+                          highlight=False)
+        else:
+            console.print(f"{a.cell.cell_id:<16} skipped     {a.reason}", highlight=False)
+    submitted = sum(a.submits for a in result.actions)
+    console.print(f"{submitted} job(s) {'run locally' if result.cluster == 'local' else 'submitted'}; "
+                  f"manifest {result.manifest}", highlight=False)
+    console.print(f"status: {status_cmd}", highlight=False)
+    if result.cluster == "local":
+        from .progress import experiment_status, render_table
+
+        report = experiment_status(result.manifest)
+        console.print(render_table(report))
+        return 1 if report.any_failed else 0
+    if args.wait:
+        from .progress import experiment_status, watch
+
+        report = watch(lambda: experiment_status(result.manifest), args.interval, console)
+        return 1 if report.any_failed else 0
+    return 0
+
+
+def _status_command(experiment: str, results: str) -> str:
+    cmd = f"python -m aslhpc.status --experiment {shlex.quote(experiment)}"
+    if Path(results) != Path("results"):
+        cmd += f" --results {shlex.quote(results)}"
+    return cmd + " [--watch]"
+
+
+class _LocalDisplay:
+    """The status table, live, while local cells run in this process (refreshed every 2 s)."""
+
+    def __init__(self, console) -> None:  # noqa: ANN001 - rich Console
+        self.console = console
+        self.manifest: Path | None = None
+        self._live = None
+        self._last = 0.0
+
+    def tick(self) -> None:
+        if self.manifest is None or time.monotonic() - self._last < 2.0:
+            return
+        self._last = time.monotonic()
+        from rich.live import Live
+
+        from .progress import experiment_status, render_table
+
+        table = render_table(experiment_status(self.manifest))
+        if self._live is None:
+            self._live = Live(table, console=self.console, refresh_per_second=2)
+            self._live.start()
+        else:
+            self._live.update(table)
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The 2020 study's 12-cell matrix on the mini cluster: submit-and-exit, status from a fresh process,
+a cell cancelled with scancel, and ``--retry-failed`` bringing back that cell alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aslhpc.manifest import load_manifest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("slurm_cluster")]
+
+
+def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Path, wait_ended, job_ids) -> None:
+    results = tmp_path / "results"
+    args = ["--reservation", "CSYE7374_GPU", "--data", tiny_data, "--results", results, "--epochs", "1",
+            "--pipeline", "fast", "--allow-cpu", "--mem", "1G", "--cpus-per-gpu", "1"]  # default file: jobs/lad2020.toml
+    p = cli.submit(*args)
+    assert p.returncode == 0, p.stderr
+    assert "12 job(s) submitted" in p.stdout and "python -m aslhpc.status --experiment lad2020" in p.stdout
+    manifest_path = results / "lad2020" / "manifest.json"
+    m = load_manifest(manifest_path)
+    assert m is not None and len(m.cells) == 12 and all(len(e.attempts) == 1 for e in m.cells.values())
+
+    # scancel one cell (the last submitted: it waits for GPUs, or has just started)
+    victim = "g4-b512-r0"
+    victim_job = m.cells[victim].last.job_id
+    subprocess.run(["scancel", victim_job], check=True)
+
+    report = wait_ended(manifest_path, timeout=300)
+    states = {r.cell_id: r.state for r in report.rows}
+    assert states.pop(victim) == "CANCELLED"
+    assert set(states.values()) == {"COMPLETED"}
+
+    st = cli.status("--results", results, "--experiment", "lad2020")
+    assert st.returncode == 1  # a failed (cancelled) cell
+    assert "11 COMPLETED" in st.stdout and "1 CANCELLED" in st.stdout
+    assert any(victim in ln and "CANCELLED" in ln for ln in st.stdout.splitlines())
+
+    # a plain re-run submits nothing: completed cells are skipped, the cancelled one needs --retry-failed
+    before_jobs = job_ids()
+    mtimes = {cid: (results / "lad2020" / "cells" / cid / "result.json").stat().st_mtime_ns for cid in states}
+    p = cli.submit(*args)
+    assert p.returncode == 0, p.stderr
+    assert "0 job(s) submitted" in p.stdout and "resubmit with --retry-failed" in p.stdout
+    assert job_ids() <= before_jobs  # no new job id
+
+    p = cli.submit(*args, "--retry-failed")
+    assert p.returncode == 0, p.stderr
+    assert "1 job(s) submitted" in p.stdout
+    assert any(ln.startswith(victim) and "resubmitted" in ln for ln in p.stdout.splitlines())
+    m = load_manifest(manifest_path)
+    assert len(m.cells[victim].attempts) == 2 and m.cells[victim].attempts[0].job_id == victim_job
+    assert all(len(e.attempts) == 1 for cid, e in m.cells.items() if cid != victim)
+
+    report = wait_ended(manifest_path, timeout=180)
+    assert report.counts() == {"COMPLETED": 12}
+    st = cli.status("--results", results)
+    assert st.returncode == 0 and "12 COMPLETED" in st.stdout
+    for cid, ns in mtimes.items():  # the other cells were not touched
+        assert (results / "lad2020" / "cells" / cid / "result.json").stat().st_mtime_ns == ns
+
+    for cid, entry in m.cells.items():
+        result = json.loads((results / "lad2020" / "cells" / cid / "result.json").read_text())
+        slurm = result["slurm"]
+        assert result["gpus_requested"] == entry.gpus and result["epochs"] == 1
+        assert slurm["job_id"] == entry.last.job_id and slurm["reservation"] == "CSYE7374_GPU"
+        assert int(slurm["gpus_granted"]) == entry.gpus  # SLURM_GPUS_ON_NODE: what SLURM granted
+        assert len(slurm["job_gpus"].split(",")) == entry.gpus  # SLURM_JOB_GPUS

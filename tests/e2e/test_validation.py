@@ -1,0 +1,46 @@
+"""Bad requests against the real cluster: one line each, nothing submitted (sacct/squeue job counts
+unchanged), and the existing manifest byte-for-byte as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("slurm_cluster")]
+
+
+@pytest.fixture(scope="module")
+def submitted(cli, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An experiment with a manifest: one real 1-step cell of jobs/smoke.toml."""
+    results = tmp_path_factory.mktemp("validation") / "results"
+    p = cli.submit("jobs/smoke.toml", "--data", tiny_data, "--results", results, "--gpus", "1",
+                   "--batch-sizes", "32", "--epochs", "1", "--max-steps", "1")
+    assert p.returncode == 0, p.stderr
+    return results
+
+
+CASES = {
+    "bad reservation": (["--reservation", "NOPE"], "reservation 'NOPE' does not exist; use --reservation with one of: CSYE7374_GPU"),
+    "missing partition": (["--partition", "nopart"], "partition 'nopart' does not exist; use --partition with one of: reservation"),
+    "5 GPUs on a 4-GPU node": (["--gpus", "5"], "at most 4 gpu:v100-sxm2 each; use --gpus with counts from 1 to 4"),
+    "missing dataset": (["--data", "/nonexistent/asl"], "dataset directory /nonexistent/asl does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_request_submits_nothing(case: str, cli, tiny_data: Path, submitted: Path, job_ids) -> None:
+    extra, message = CASES[case]
+    manifest = submitted / "smoke" / "manifest.json"
+    before, jobs = manifest.read_bytes(), job_ids()
+    args = ["jobs/smoke.toml", "--data", tiny_data, "--results", submitted, "--gpus", "1", "--batch-sizes", "32",
+            "--epochs", "1", "--max-steps", "1"]
+    if extra[0] == "--data":
+        args[args.index("--data") + 1] = extra[1]
+        extra = []
+    p = cli.submit(*args, *extra)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], p.stderr
+    assert job_ids() <= jobs  # no new job id in sacct or squeue
+    assert manifest.read_bytes() == before

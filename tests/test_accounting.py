@@ -1,0 +1,100 @@
+"""sacct / squeue parsing against text recorded on the mini cluster (tests/golden/)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from aslhpc.slurm.accounting import normalize_state, parse_sacct, parse_squeue, query_states, sacct_command
+
+GOLDEN = Path(__file__).parent / "golden"
+SACCT = (GOLDEN / "sacct_mixed.txt").read_text()
+SQUEUE = (GOLDEN / "squeue_mixed.txt").read_text()
+
+
+@pytest.mark.parametrize(("raw", "state"), [("CANCELLED by 0", "CANCELLED"), ("COMPLETED", "COMPLETED"),
+                                            ("cancelled+", "CANCELLED"), ("", "UNKNOWN"), ("  ", "UNKNOWN"),
+                                            ("OUT_OF_MEMORY", "OUT_OF_MEMORY")])
+def test_normalize_state(raw: str, state: str) -> None:
+    assert normalize_state(raw) == state
+
+
+def test_parse_recorded_sacct() -> None:
+    states = parse_sacct(SACCT)
+    # steps (2.batch, 2.0) are not jobs; array tasks keep their own ids
+    assert set(states) == {"2", "3", "4", "6", "7", "8", "9", "5_0", "5_1", "5_2"}
+    assert states["2"].state == "COMPLETED" and states["2"].node == "n1" and states["2"].exit_code == "0:0"
+    assert states["3"].state == "FAILED" and states["3"].exit_code == "3:0"
+    assert states["4"].state == "CANCELLED" and states["4"].raw_state == "CANCELLED by 0"
+    assert states["7"].state == "RUNNING" and states["7"].node == "n2" and states["7"].elapsed == "00:00:26"
+    assert states["9"].state == "PENDING" and states["9"].node == ""  # "None assigned"
+    # job 6 was requeued: the REQUEUED row is history, the latest row (PENDING again) wins
+    assert states["6"].state == "PENDING" and states["6"].restarts == 1 and states["6"].reason == "BeginTime"
+    assert states["5_2"].state == "COMPLETED"
+
+
+def test_parse_sacct_edge_cases() -> None:
+    assert parse_sacct("") == {}
+    assert parse_sacct("JobID|State\n") == {}
+    with pytest.raises(ValueError, match="header"):
+        parse_sacct("12|RUNNING\n")
+    # the latest row by submit time wins whatever the order
+    text = "JobID|State|Submit\n5|RUNNING|2026-01-01T00:00:09\n5|REQUEUED|2026-01-01T00:00:01\n"
+    assert parse_sacct(text)["5"].state == "RUNNING"
+    assert parse_sacct(text)["5"].restarts == 1
+
+
+def test_parse_recorded_squeue() -> None:
+    states = parse_squeue(SQUEUE)
+    assert states["6"].state == "PENDING" and states["9"].reason == "Resources"
+    assert states["7"].state == "RUNNING" and states["7"].node == "n2" and states["7"].source == "squeue"
+
+
+class FakeSlurm:
+    """Plays recorded sacct/squeue output; ``sacct_rc`` != 0 mimics accounting being off."""
+
+    def __init__(self, sacct: str = SACCT, squeue: str = "", sacct_rc: int = 0, squeue_rc: int = 0) -> None:
+        self.sacct, self.squeue, self.sacct_rc, self.squeue_rc = sacct, squeue, sacct_rc, squeue_rc
+        self.calls: list[list[str]] = []
+
+    def __call__(self, cmd: list[str]) -> subprocess.CompletedProcess:
+        self.calls.append(cmd)
+        if cmd[0] == "sacct":
+            err = "" if self.sacct_rc == 0 else "Slurm accounting storage is disabled"
+            return subprocess.CompletedProcess(cmd, self.sacct_rc, self.sacct, err)
+        if cmd[0] == "squeue":
+            return subprocess.CompletedProcess(cmd, self.squeue_rc, self.squeue, "" if self.squeue_rc == 0 else "boom")
+        raise AssertionError(cmd)
+
+
+def test_one_batched_sacct_call_for_all_jobs() -> None:
+    fake = FakeSlurm()
+    q = query_states(["2", "4", "7", "999"], starttime="2026-11-24", run=fake)
+    sacct_calls = [c for c in fake.calls if c[0] == "sacct"]
+    assert len(sacct_calls) == 1
+    assert sacct_calls[0] == sacct_command(["2", "4", "7", "999"], "2026-11-24")
+    assert "--parsable2" in sacct_calls[0] and "--jobs" in sacct_calls[0] and "2,4,7,999" in sacct_calls[0]
+    assert q.source == "sacct" and set(q.states) == {"2", "4", "7"}  # unknown ids are just absent
+
+
+def test_squeue_wins_for_live_jobs_because_sacct_lags() -> None:
+    sacct = "JobID|State|NodeList|Elapsed|Submit\n7|PENDING|n2|00:00:01|2026-01-01T00:00:00\n"
+    fake = FakeSlurm(sacct=sacct, squeue="7|RUNNING|n2|0:02|None\n")
+    q = query_states(["7"], run=fake)
+    assert q.states["7"].state == "RUNNING" and q.states["7"].node == "n2"
+
+
+def test_squeue_when_accounting_is_off_and_none_when_nothing_answers() -> None:
+    q = query_states(["6", "7", "2"], run=FakeSlurm(sacct_rc=1, squeue=SQUEUE))
+    assert q.source == "squeue" and set(q.states) == {"6", "7"} and "accounting" in q.note
+    q = query_states(["7"], run=FakeSlurm(sacct_rc=1, squeue_rc=1))
+    assert q.source == "none" and q.states == {} and "sacct" in q.note
+
+    def missing(cmd: list[str]) -> subprocess.CompletedProcess:
+        raise FileNotFoundError(cmd[0])
+
+    q = query_states(["7"], run=missing)
+    assert q.source == "none"
+    assert query_states([], run=missing).source == "none"

@@ -1,0 +1,103 @@
+"""--dry-run: the sbatch scripts submitit would submit, runnable by hand, checked against golden files.
+
+Like submitit's own test of ``_make_sbatch_string``, the scripts are compared as text after
+replacing machine-specific paths (results dir, interpreter, cache dir). Regenerate with
+``UPDATE_GOLDEN=1 pytest tests/test_dry_run.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import submitit
+
+from aslhpc import submit
+from aslhpc.data import CANONICAL_CLASSES
+from aslhpc.experiment import REPO_JOBS, Overrides, apply_overrides, load_spec
+from aslhpc.slurm.executor import job_request, render_sbatch, slurm_executor, slurm_parameters
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "data" / "asl"
+    for cls in CANONICAL_CLASSES:
+        d = root / "asl_alphabet_train" / "asl_alphabet_train" / cls
+        d.mkdir(parents=True)
+        (d / f"{cls}1.jpg").write_bytes(b"")
+    return root
+
+
+def normalise(text: str, root: Path, cache: Path) -> str:
+    return (text.replace(str(root.resolve()), "<ROOT>").replace(str(cache), "<CACHE>")
+            .replace(sys.executable, "<PYTHON>"))
+
+
+def check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.exists(), f"missing golden file {path}; run with UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{name} differs from the golden file (UPDATE_GOLDEN=1 to accept)"
+
+
+def test_dry_run_writes_runnable_scripts_matching_golden(tmp_path: Path, dataset: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ASLHPC_CACHE_DIR", str(cache))
+    monkeypatch.chdir(tmp_path)
+    rc = submit.main([str(REPO_JOBS / "lad2020.toml"), "--data", "data/asl", "--results", "results", "--dry-run",
+                      "--cluster", "local", "--strategy", "dp,ddp"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "nothing submitted" in out
+    exp = tmp_path / "results" / "lad2020"
+    files = sorted(p.name for p in (exp / "dry-run").iterdir())
+    assert len(files) == 24 and "g4-b512-ddp-r0.sbatch" in files
+    assert not (exp / "manifest.json").exists()  # the manifest is untouched (here: never created)
+    assert (exp / "jobs" / "g2-b256-r0").is_dir()  # SLURM does not create log folders: the dry run does
+    spec = apply_overrides(load_spec(REPO_JOBS / "lad2020.toml"),
+                           Overrides(data=str(dataset), results=str(tmp_path / "results"), strategies=("dp", "ddp")))
+    cells = {c.cell_id: c for c in spec.cells()}
+    for cell in ("g2-b256-r0", "g4-b128-ddp-r0"):
+        text = (exp / "dry-run" / f"{cell}.sbatch").read_text()
+        # the cell's full TrainConfig rides along as JSON; compared exactly here, kept out of the golden
+        # text so that a new TrainConfig field does not churn the golden files
+        head, sep, config = text.rstrip("\n").rpartition(" --config ")
+        assert sep and json.loads(shlex.split(config)[0]) == spec.train_config(cells[cell]).to_dict()
+        check_golden(f"dry_run_lad2020_{cell}.sbatch", normalise(f"{head} --config <CONFIG>\n", tmp_path, cache))
+
+
+def test_dry_run_uses_the_real_submission_parameters(tmp_path: Path, dataset: Path) -> None:
+    """Same executor class and parameters as a real submission; only the command and folder differ."""
+    spec = apply_overrides(load_spec(REPO_JOBS / "lad2020.toml"), Overrides(data=str(dataset)))
+    cell = spec.cells()[5]
+    req = job_request(spec, cell)
+    folder = tmp_path / "jobs" / cell.cell_id / "%j"
+    text = render_sbatch(folder, req, "CMD", python="PY")
+    expected = submitit.slurm.slurm._make_sbatch_string(command="CMD", folder=folder, **slurm_parameters(req))
+    assert text == expected
+    assert "gpus-per-node" not in text and "#SBATCH --gres=gpu:v100-sxm2:2" in text
+
+
+def test_render_only_equals_a_real_slurm_executor(tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With srun on PATH (a fake one here), submitit's own SlurmExecutor renders the identical script."""
+    b = tmp_path / "bin"
+    b.mkdir()
+    (b / "srun").write_text("#!/bin/sh\n")
+    (b / "srun").chmod(0o755 | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{b}:{os.environ['PATH']}")
+    spec = apply_overrides(load_spec(REPO_JOBS / "smoke.toml"), Overrides(data=str(dataset), strategies=("ddp",)))
+    for cell in spec.cells():
+        req = job_request(spec, cell)
+        real = slurm_executor(tmp_path / cell.cell_id, req)
+        assert type(real) is submitit.SlurmExecutor
+        assert real.max_num_timeout == spec.cluster.max_requeues
+        assert real._make_submission_file_text("CMD", "u") == render_sbatch(tmp_path / cell.cell_id, req, "CMD")

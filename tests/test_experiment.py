@@ -1,0 +1,182 @@
+"""jobs/*.toml -> ExperimentSpec -> cells: the study's matrix, overrides, one-line validation errors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from aslhpc.config import TrainConfig
+from aslhpc.errors import ConfigError
+from aslhpc.experiment import (
+    REPO_JOBS,
+    ExperimentSpec,
+    Overrides,
+    SpecErrors,
+    apply_overrides,
+    find_job_file,
+    load_spec,
+    parse_int_list,
+    parse_mem_mb,
+    parse_time_min,
+    sbatch_mem,
+    validate_spec,
+)
+
+
+def write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_lad2020_is_the_2020_study() -> None:
+    spec = load_spec(REPO_JOBS / "lad2020.toml")
+    assert spec.name == "lad2020"
+    assert spec.gpus == (1, 2, 3, 4) and spec.batch_sizes == (128, 256, 512) and spec.strategies == ("dp",)
+    t = spec.train
+    assert (t.epochs, t.lr, t.momentum, t.dropout, t.image_size) == (25, 0.005, 0.0, 0.2, 150)
+    assert (t.optimizer, t.split, t.pipeline) == ("sgd", "random", "paper")
+    c = spec.cluster
+    assert (c.partition, c.reservation, c.gpu_type) == ("reservation", "CSYE7374_GPU", "v100-sxm2")
+    assert c.preamble == "discovery" and parse_time_min(c.time) == 120 and parse_mem_mb(c.mem) == 90 * 1024
+    cells = spec.cells()
+    assert len(cells) == 12
+    assert [c.cell_id for c in cells[:3]] == ["g1-b128-r0", "g1-b256-r0", "g1-b512-r0"]
+    assert len({c.cell_id for c in cells}) == 12
+
+
+def test_smoke_is_small_and_cpu_friendly() -> None:
+    spec = load_spec(find_job_file("smoke"))
+    assert len(spec.cells()) == 4
+    assert spec.train.allow_cpu and spec.train.pipeline == "fast" and spec.train.epochs <= 2
+    assert parse_time_min(spec.cluster.time) > 10  # see docs pitfall 11: <= 10 turns preemption into timeout
+
+
+def test_strategy_list_is_a_third_axis_and_repeats_get_distinct_seeds(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, """
+[matrix]
+gpus = [1, 2]
+batch_sizes = [64]
+strategy = ["dp", "ddp"]
+repeats = 3
+[train]
+seed = 10
+"""))
+    cells = spec.cells()
+    assert len(cells) == 2 * 1 * 2 * 3
+    ids = [c.cell_id for c in cells]
+    assert "g2-b64-ddp-r2" in ids and "g1-b64-r0" in ids and len(set(ids)) == len(ids)
+    seeds = {c.repeat: c.seed for c in cells if c.gpus == 1 and c.strategy == "dp"}
+    assert seeds == {0: 10, 1: 11, 2: 12}
+
+
+def test_train_config_mirrors_the_spec_with_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = apply_overrides(load_spec(REPO_JOBS / "lad2020.toml"), Overrides(data="data/x", results="res"))
+    cell = spec.cells()[4]  # g2-b256-r0
+    cfg = spec.train_config(cell)
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.data == str(tmp_path / "data" / "x")
+    assert cfg.out == str(tmp_path / "res" / "lad2020" / "cells" / "g2-b256-r0")
+    assert (cfg.gpus, cfg.batch_size, cfg.strategy, cfg.epochs, cfg.pipeline) == (2, 256, "dp", 25, "paper")
+
+
+def test_flags_override_the_file() -> None:
+    spec = load_spec(REPO_JOBS / "lad2020.toml")
+    o = Overrides(data="/d", epochs=1, gpus=(1, 2), batch_sizes=(128, 256), repeats=2, allow_cpu=True,
+                  pipeline="fast", reservation="", partition="gpu", time="30", mem="2G", results="/r",
+                  strategies=("ddp",), cpus_per_gpu=1, preamble="minislurm", max_steps=3)
+    s = apply_overrides(spec, o)
+    assert (s.data, s.results, s.gpus, s.batch_sizes, s.repeats, s.strategies) == ("/d", "/r", (1, 2), (128, 256), 2, ("ddp",))
+    assert (s.train.epochs, s.train.allow_cpu, s.train.pipeline, s.train.max_steps) == (1, True, "fast", 3)
+    assert (s.cluster.reservation, s.cluster.partition, s.cluster.time, s.cluster.mem) == ("", "gpu", "30", "2G")
+    assert (s.cluster.cpus_per_gpu, s.cluster.preamble) == (1, "minislurm")
+    assert len(s.cells()) == 2 * 2 * 2
+    assert apply_overrides(spec, Overrides()) == spec
+
+
+def test_unknown_keys_and_bad_values_are_all_reported_one_line_each(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[matrix]
+gpus = [1, 0]
+batch_sizes = [128]
+strategy = "horovod"
+[train]
+pipeline = "turbo"
+optimizer = "adam"
+[cluster]
+mem = "lots"
+time = "1:99"
+reservation = "a;rm -rf /"
+""")
+    with pytest.raises(SpecErrors) as err:
+        load_spec(path)
+    problems = err.value.problems
+    text = "\n".join(problems)
+    assert all("\n" not in p for p in problems)
+    assert "matrix.gpus" in text and "matrix.strategy='horovod'" in text and "dp, ddp" in text
+    assert "train.pipeline='turbo'" in text and "paper, fast" in text
+    assert "train.optimizer='adam'" in text and "sgd" in text
+    assert "cluster.mem='lots'" in text and "cluster.time='1:99'" in text and "cluster.reservation" in text
+    assert len(problems) >= 7
+
+
+def test_unknown_table_or_key_names_the_allowed_ones(tmp_path: Path) -> None:
+    with pytest.raises(SpecErrors) as err:
+        load_spec(write(tmp_path, "[matrix]\ngpus=[1]\nbatch_sizes=[8]\nbatchsize=3\n[slurm]\nx=1\n"))
+    text = str(err.value)
+    assert "unknown key matrix.batchsize; allowed: gpus, batch_sizes, strategy, repeats" in text
+    assert "unknown table [slurm]" in text
+
+
+def test_bad_toml_and_missing_file_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_spec(write(tmp_path, "[matrix\n"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_spec(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="no experiment named 'nope'; use one of: .*lad2020"):
+        find_job_file("nope")
+
+
+@pytest.mark.parametrize(("text", "minutes"), [("90", 90), ("1:30:00", 90), ("2-00:00:00", 2880), ("10:30", 11),
+                                               ("1-2", 1560), ("0:0:59", 1)])
+def test_parse_time(text: str, minutes: int) -> None:
+    assert parse_time_min(text) == minutes
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1:60:00", "0", "-5", "1h"])
+def test_parse_time_rejects(text: str) -> None:
+    with pytest.raises(ConfigError, match="cluster.time"):
+        parse_time_min(text)
+
+
+@pytest.mark.parametrize(("text", "mb", "flag"), [("16G", 16384, "16G"), ("95000", 95000, "95000"),
+                                                  ("500M", 500, "500M"), ("1GB", 1024, "1G"), ("2t", 2 * 1024 * 1024, "2T")])
+def test_parse_mem(text: str, mb: int, flag: str) -> None:
+    assert parse_mem_mb(text) == mb
+    assert sbatch_mem(text) == flag
+
+
+@pytest.mark.parametrize("text", ["", "0", "16X", "1.5G", "G"])
+def test_parse_mem_rejects(text: str) -> None:
+    with pytest.raises(ConfigError, match="cluster.mem"):
+        parse_mem_mb(text)
+
+
+def test_parse_int_list() -> None:
+    assert parse_int_list("1,2, 4") == (1, 2, 4)
+    with pytest.raises(ConfigError, match="comma-separated"):
+        parse_int_list("1,two")
+
+
+def test_spec_round_trips_through_the_manifest_dict() -> None:
+    spec = load_spec(REPO_JOBS / "lad2020.toml")
+    spec = replace(spec, cluster=replace(spec.cluster, setup=("echo hi",)))
+    assert ExperimentSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_validate_spec_is_clean_for_the_shipped_files() -> None:
+    for path in sorted(REPO_JOBS.glob("*.toml")):
+        assert validate_spec(load_spec(path)) == [], path

@@ -1,0 +1,178 @@
+"""status: manifest + (recorded) sacct + cell files -> one row per cell; files win over SLURM."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from aslhpc import status as status_cli
+from aslhpc.experiment import REPO_JOBS, load_spec
+from aslhpc.manifest import Attempt, Manifest, manifest_path
+from aslhpc.progress import (
+    experiment_status,
+    last_error_line,
+    local_job_state,
+    render_table,
+    resolve_state,
+)
+from aslhpc.slurm.accounting import JobState, StateQuery, parse_sacct
+
+GOLDEN = Path(__file__).parent / "golden"
+T0 = "2026-11-25T16:00:00+00:00"
+
+
+def iso(minutes: float) -> str:
+    return (dt.datetime.fromisoformat(T0) + dt.timedelta(minutes=minutes)).isoformat()
+
+
+def write_json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+@pytest.fixture
+def experiment(tmp_path: Path) -> Path:
+    """A 4-cell smoke experiment (g1-b32 / g1-b64 / g2-b32 / g2-b64) with attempts as job ids 2, 3, 4, 7."""
+    spec = load_spec(REPO_JOBS / "smoke.toml")
+    m = Manifest.new(spec)
+    m.ensure_cells(spec.cells())
+    for cid, job in zip(["g1-b32-r0", "g1-b64-r0", "g2-b32-r0", "g2-b64-r0"], ["2", "3", "4", "7"], strict=True):
+        m.record(cid, Attempt(job, "slurm", T0, f"jobs/{cid}/{job}"))
+    path = manifest_path(tmp_path / "results", "smoke")
+    m.save(path)
+    return path
+
+
+def fake_query(text: str):  # noqa: ANN201
+    def query(ids: list[str], starttime: str = "") -> StateQuery:
+        return StateQuery({k: v for k, v in parse_sacct(text).items() if k in ids}, "sacct")
+    return query
+
+
+SACCT = (GOLDEN / "sacct_mixed.txt").read_text()  # 2 COMPLETED, 3 FAILED, 4 CANCELLED by 0, 7 RUNNING
+
+
+def test_rows_combine_sacct_and_cell_files(experiment: Path) -> None:
+    exp = experiment.parent
+    # g1-b32 (job 2, COMPLETED in sacct) has its result
+    write_json(exp / "cells/g1-b32-r0/result.json", {"status": "completed", "epochs": 2, "val_acc": 91.0,
+                                                     "images_per_s": 321.0, "slurm": {"nodelist": "n1"},
+                                                     "started_at": iso(0), "finished_at": iso(1.5)})
+    # g1-b64 (job 3, FAILED) wrote error.json
+    write_json(exp / "cells/g1-b64-r0/error.json", {"error": "RuntimeError: CUDA out of memory", "traceback": "...",
+                                                    "time": iso(1)})
+    # g2-b32 (job 4, CANCELLED by 0): no error.json, the submitit log has the story
+    log = exp / "jobs/g2-b32-r0/4/4_0_log.err"
+    log.parent.mkdir(parents=True)
+    log.write_text("submitit INFO (x) - Starting\nslurmstepd: error: *** STEP 4.0 ON n1 CANCELLED AT t ***\n")
+    # g2-b64 (job 7, RUNNING): 1 of 2 epochs done
+    cell = exp / "cells/g2-b64-r0"
+    cell.mkdir(parents=True)
+    (cell / "epochs.jsonl").write_text(json.dumps({"epoch": 1, "val_acc": 55.5, "images_per_s": 99.0,
+                                                   "epoch_s": 30.0}) + "\n")
+    write_json(cell / "progress.json", {"epoch": 2, "epochs": 2, "batch": 3, "batches": 10, "phase": "train"})
+
+    report = experiment_status(experiment, query=fake_query(SACCT))
+    rows = {r.cell_id: r for r in report.rows}
+    assert [r.cell_id for r in report.rows] == ["g1-b32-r0", "g1-b64-r0", "g2-b32-r0", "g2-b64-r0"]
+    done = rows["g1-b32-r0"]
+    assert (done.state, done.epoch, done.epochs, done.val_acc, done.images_per_s) == ("COMPLETED", 2, 2, 91.0, 321.0)
+    failed = rows["g1-b64-r0"]
+    assert failed.state == "FAILED" and failed.error == "RuntimeError: CUDA out of memory"
+    assert failed.log.endswith("jobs/g1-b64-r0/3/3_0_log.err")
+    cancelled = rows["g2-b32-r0"]
+    assert cancelled.state == "CANCELLED" and cancelled.slurm_state == "CANCELLED by 0"
+    assert cancelled.error.startswith("slurmstepd: error: *** STEP 4.0 ON n1 CANCELLED")
+    running = rows["g2-b64-r0"]
+    assert (running.state, running.node, running.epoch, running.epochs) == ("RUNNING", "n2", 1, 2)
+    assert (running.val_acc, running.images_per_s, running.eta_s) == (55.5, 99.0, 30.0)
+    assert report.counts() == {"COMPLETED": 1, "FAILED": 1, "CANCELLED": 1, "RUNNING": 1}
+    assert not report.all_ended and report.any_failed
+    assert "4 cells: 1 COMPLETED, 1 CANCELLED, 1 FAILED, 1 RUNNING" in report.summary()
+
+    frame = report.frame()
+    assert list(frame["state"]) == ["COMPLETED", "FAILED", "CANCELLED", "RUNNING"]
+    console = Console(record=True, width=220)
+    console.print(render_table(report))
+    text = console.export_text()
+    for needle in ("g2-b64-r0", "RUNNING", "1/2", "55.50%", "0:30", "CUDA out of memory", "3_0_log.err"):
+        assert needle in text, needle
+
+
+def test_result_json_wins_over_stale_sacct(experiment: Path) -> None:
+    exp = experiment.parent
+    write_json(exp / "cells/g2-b64-r0/result.json", {"status": "completed", "epochs": 2})
+    report = experiment_status(experiment, query=fake_query(SACCT))  # sacct still says job 7 RUNNING
+    assert {r.cell_id: r.state for r in report.rows}["g2-b64-r0"] == "COMPLETED"
+
+
+def test_without_any_slurm_answer_states_are_unknown(experiment: Path) -> None:
+    report = experiment_status(experiment, query=lambda ids, starttime="": StateQuery({}, "none", "sacct: x"))
+    assert {r.state for r in report.rows} == {"UNKNOWN"} and report.source == "none" and not report.all_ended
+
+
+def test_resolve_state_rules() -> None:
+    a = Attempt("9", "slurm", iso(10), "jobs/x/9")
+    job = lambda s: JobState("9", s)  # noqa: E731
+    assert resolve_state(has_result=True, error_time=iso(11), attempt=a, job=job("FAILED")) == "COMPLETED"
+    assert resolve_state(has_result=False, error_time=None, attempt=None, job=None) == "NOT_SUBMITTED"
+    assert resolve_state(has_result=False, error_time=None, attempt=None, job=None, runner_pending=True) == "PENDING"
+    # an error.json from an earlier attempt does not fail the resubmitted, pending one...
+    assert resolve_state(has_result=False, error_time=iso(1), attempt=a, job=job("PENDING")) == "PENDING"
+    assert resolve_state(has_result=False, error_time=iso(1), attempt=a, job=job("CANCELLED")) == "CANCELLED"
+    # ...but a fresh one does, once SLURM no longer runs the job
+    assert resolve_state(has_result=False, error_time=iso(12), attempt=a, job=job("COMPLETED")) == "FAILED"
+    assert resolve_state(has_result=False, error_time=iso(12), attempt=a, job=job("RUNNING")) == "RUNNING"
+    assert resolve_state(has_result=False, error_time=None, attempt=a, job=job("TIMEOUT")) == "TIMEOUT"
+    assert resolve_state(has_result=False, error_time=None, attempt=a, job=job("COMPLETED")) == "FAILED"
+    assert resolve_state(has_result=False, error_time=None, attempt=a, job=None) == "UNKNOWN"
+
+
+def test_last_error_line() -> None:
+    tb = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+          "submitit.core.utils.UncompletedJobError: Job not requeued because: timed-out too many times.\n"
+          "submitit WARNING (2026) - something after\n")
+    assert last_error_line(tb).startswith("submitit.core.utils.UncompletedJobError: Job not requeued")
+    assert last_error_line("just text\nlast line\n") == "last line"
+    slurm = ("slurmstepd: error: *** JOB 5 ON n1 CANCELLED AT 2026-11-25T16:31:01 DUE TO TIME LIMIT ***\n"
+             "srun: error: n1: task 0: Killed\n")
+    assert last_error_line(slurm).endswith("DUE TO TIME LIMIT ***")
+    assert last_error_line("srun: error: n1: task 0: Killed\nbye\n") == "srun: error: n1: task 0: Killed"
+    assert last_error_line("") == ""
+
+
+def test_local_attempts_state_from_process_and_pickle(tmp_path: Path) -> None:
+    import cloudpickle
+
+    a = Attempt("999999999", "local", T0, "jobs/c/999999999")
+    assert local_job_state(a, tmp_path) == "CANCELLED"  # no such process, no result
+    folder = tmp_path / a.folder
+    folder.mkdir(parents=True)
+    (folder / "999999999_0_result.pkl").write_bytes(cloudpickle.dumps(("success", {})))
+    assert local_job_state(a, tmp_path) == "COMPLETED"
+    (folder / "999999999_0_result.pkl").write_bytes(cloudpickle.dumps(("error", "tb")))
+    assert local_job_state(a, tmp_path) == "FAILED"
+    me = Attempt(str(os.getpid()), "local", T0, "x")
+    assert local_job_state(me, tmp_path) == "CANCELLED"  # alive, but not a submitit controller (pid reuse)
+
+
+def test_cli_exit_status_and_experiment_lookup(experiment: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture) -> None:
+    results = experiment.parent.parent
+    monkeypatch.setattr("aslhpc.progress.query_states", fake_query(SACCT))
+    assert status_cli.main(["--results", str(results)]) == 1  # jobs 3 FAILED and 4 CANCELLED
+    out = capsys.readouterr().out
+    assert "smoke" in out and "CANCELLED" in out and "FAILED" in out
+    for cid in ("g1-b32-r0", "g1-b64-r0", "g2-b32-r0", "g2-b64-r0"):
+        write_json(experiment.parent / f"cells/{cid}/result.json", {"status": "completed", "epochs": 2})
+    assert status_cli.main(["--results", str(results), "--experiment", "smoke"]) == 0
+    assert "4 COMPLETED" in capsys.readouterr().out
+    assert status_cli.main(["--results", str(results), "--watch", "0.5"]) == 0  # all ended: returns at once
+    assert status_cli.main(["--results", str(results), "--experiment", "nope"]) == 2
+    assert "no experiment 'nope'" in capsys.readouterr().err
+    assert status_cli.main(["--results", str(results / "none")]) == 2

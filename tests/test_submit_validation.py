@@ -1,0 +1,311 @@
+"""submit without a cluster: validation reports every problem and submits nothing; the real submission
+path (submitit, manifest updates, idempotent re-runs, --retry-failed) runs against fake SLURM commands
+that replay text recorded on the mini cluster (tests/golden/)."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from aslhpc import submit
+from aslhpc.data import CANONICAL_CLASSES
+from aslhpc.experiment import REPO_JOBS, load_spec
+from aslhpc.manifest import load_manifest
+from aslhpc.progress import CellRow, StatusReport
+from aslhpc.slurm.cluster import check_request, expand_hostlist, parse_gres, query_cluster
+from aslhpc.submission import plan_cells, resolve_cluster
+
+GOLDEN = Path(__file__).parent / "golden"
+SACCT_HEADER = "JobID|JobIDRaw|State|NodeList|Elapsed|ExitCode|Start|End|Submit|Reason\n"
+
+FAKE_SBATCH = """#!/bin/bash
+d=$(dirname "$0"); n=$(cat "$d/next" 2>/dev/null || echo 101)
+if [ -e "$d/fail_at" ] && [ "$n" = "$(cat "$d/fail_at")" ]; then
+  echo "sbatch: error: Batch job submission failed: Requested node configuration is not available" >&2; exit 1
+fi
+echo $((n + 1)) > "$d/next"; cp "$1" "$d/script_$n.sh"; echo "Submitted batch job $n"
+"""
+FAKE_SCONTROL = f"""#!/bin/bash
+case "$1 $2" in
+  "ping "*) echo "Slurmctld(primary) at vm is UP" ;;
+  "show partition") cat {GOLDEN}/scontrol_partition.txt ;;
+  "show node") cat {GOLDEN}/scontrol_node.txt ;;
+  "show reservation") cat {GOLDEN}/scontrol_reservation.txt ;;
+  *) echo "fake scontrol: $*" >&2; exit 1 ;;
+esac
+"""
+FAKE_SACCT = """#!/bin/bash
+d=$(dirname "$0"); printf '%s' "$(cat "$d/sacct_header")"; echo; cat "$d/sacct.txt" 2>/dev/null; exit 0
+"""
+FAKE_SQUEUE = """#!/bin/bash
+cat "$(dirname "$0")/squeue.txt" 2>/dev/null; exit 0
+"""
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A bin dir first on PATH with sbatch/scontrol/sacct/squeue/srun fakes; returns the dir."""
+    b = tmp_path / "fakebin"
+    b.mkdir()
+    for name, text in (("sbatch", FAKE_SBATCH), ("scontrol", FAKE_SCONTROL), ("sacct", FAKE_SACCT),
+                       ("squeue", FAKE_SQUEUE), ("srun", "#!/bin/bash\nexit 0\n")):
+        (b / name).write_text(text)
+        (b / name).chmod(0o755 | stat.S_IXUSR)
+    (b / "sacct_header").write_text(SACCT_HEADER.strip())
+    monkeypatch.setenv("PATH", f"{b}:/usr/bin:/bin")
+    return b
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """The Kaggle layout with empty image files: enough for scan_dataset, nothing is trained here."""
+    root = tmp_path / "asl"
+    for cls in CANONICAL_CLASSES:
+        d = root / "asl_alphabet_train" / "asl_alphabet_train" / cls
+        d.mkdir(parents=True)
+        (d / f"{cls}1.jpg").write_bytes(b"")
+    return root
+
+
+def run_submit(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    rc = submit.main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def smoke_args(dataset: Path, results: Path, *extra: str) -> list[str]:
+    return [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results), *extra]
+
+
+def scripts(bin_dir: Path) -> list[Path]:
+    return sorted(bin_dir.glob("script_*.sh"))
+
+
+# --------------------------------------------------------------------------- cluster facts
+
+
+def test_cluster_parsing_from_recorded_scontrol(fake_slurm: Path) -> None:
+    info = query_cluster()
+    assert info.partitions == {"reservation": "UP"}
+    assert set(info.nodes) == {"n1", "n2"} and info.nodes["n1"].gpus("v100-sxm2") == 4
+    assert info.nodes["n1"].cpus == 12 and info.nodes["n1"].memory_mb == 12000
+    res = info.reservations["CSYE7374_GPU"]
+    assert res.nodes == ("n1", "n2") and res.users == ("root",) and res.state == "ACTIVE"
+
+
+def test_hostlist_and_gres_parsing() -> None:
+    assert expand_hostlist("n[1-3,5],gpu01,c[08-10]") == ["n1", "n2", "n3", "n5", "gpu01", "c08", "c09", "c10"]
+    assert expand_hostlist("(null)") == []
+    assert parse_gres("gpu:v100-sxm2:4(S:0-1),gpu:2") == {("gpu", "v100-sxm2"): 4, ("gpu", ""): 2}
+
+
+def test_check_request_names_problem_and_fix(fake_slurm: Path) -> None:
+    from aslhpc.slurm.cluster import JobShape
+
+    info = query_cluster()
+    ok = [JobShape("g4", 4, 4, 1000)]
+
+    def problems(**kw: object) -> list[str]:
+        args = {"partition": "reservation", "reservation": "CSYE7374_GPU", "gpu_type": "v100-sxm2",
+                "jobs": ok, "user": "root"} | kw
+        return check_request(info, **args)[0]  # type: ignore[arg-type]
+
+    assert problems() == []
+    assert problems(reservation="") == []
+    [p] = problems(reservation="NOPE")
+    assert "reservation 'NOPE' does not exist" in p and "CSYE7374_GPU" in p
+    [p] = problems(partition="nopart")
+    assert "partition 'nopart' does not exist" in p and "--partition" in p and "reservation" in p
+    [p] = problems(jobs=[JobShape("g5", 5, 5, 1000)])
+    assert "at most 4 gpu:v100-sxm2" in p and "from 1 to 4" in p
+    [p] = problems(gpu_type="a100")
+    assert "gpu:a100" in p and "v100-sxm2" in p
+    [p] = problems(user="alice")
+    assert "for users root, not alice" in p
+    [p] = problems(jobs=[JobShape("g4", 4, 16, 1000)])
+    assert "16 CPUs" in p and "--cpus-per-gpu to 3" in p
+    [p] = problems(jobs=[JobShape("g1", 1, 1, 20000)])
+    assert "cluster.mem 20000M" in p and "12000M" in p
+
+
+# --------------------------------------------------------------------------- validation via the CLI
+
+
+def test_valid_submission_then_each_bad_request_submits_nothing(
+        fake_slurm: Path, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    results = tmp_path / "results"
+    rc, out, err = run_submit(capsys, *smoke_args(dataset, results))
+    assert rc == 0, err
+    assert len(scripts(fake_slurm)) == 4
+    manifest = results / "smoke" / "manifest.json"
+    before = manifest.read_bytes()
+
+    bad = {
+        "--reservation NOPE": ["--reservation", "NOPE"],
+        "--partition nopart": ["--partition", "nopart"],
+        "--gpus 5": ["--gpus", "5"],
+        "missing dataset": ["--data", str(tmp_path / "missing")],
+    }
+    expect = {
+        "--reservation NOPE": "reservation 'NOPE' does not exist",
+        "--partition nopart": "partition 'nopart' does not exist",
+        "--gpus 5": "at most 4 gpu:v100-sxm2",
+        "missing dataset": "does not exist",
+    }
+    for name, extra in bad.items():
+        args = smoke_args(dataset, results)
+        if extra[0] == "--data":
+            args[args.index("--data") + 1] = extra[1]
+        else:
+            args += extra
+        rc, out, err = run_submit(capsys, *args)
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert rc == 2, name
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expect[name] in lines[0], (name, err)
+        assert len(scripts(fake_slurm)) == 4, name  # no sbatch call
+        assert manifest.read_bytes() == before, name
+
+
+def test_all_problems_at_once_and_no_files_written(fake_slurm: Path, dataset: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    results = tmp_path / "results"
+    rc, _, err = run_submit(capsys, *smoke_args(tmp_path / "nodata", results, "--reservation", "NOPE",
+                                                "--gpus", "1,5", "--mem", "lots", "--time", "soon"))
+    lines = err.strip().splitlines()
+    assert rc == 2 and all(ln.startswith("error: ") for ln in lines)
+    text = "\n".join(lines)
+    for needle in ("does not exist", "cluster.mem='lots'", "cluster.time='soon'", "reservation 'NOPE'",
+                   "at most 4 gpu"):
+        assert needle in text, needle
+    assert scripts(fake_slurm) == [] and not results.exists()
+
+
+@pytest.mark.parametrize("flag", [["--reservation", "CSYE;rm -rf ~"], ["--partition", "a b"],
+                                  ["--preamble", "../etc/x"]])
+def test_shell_metacharacters_are_refused(fake_slurm: Path, dataset: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture, flag: list[str]) -> None:
+    rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "r", *flag))
+    assert rc == 2 and "not a safe" in err and scripts(fake_slurm) == []
+
+
+def test_no_slurm_with_cluster_slurm_is_an_error(tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch anywhere
+    rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "r", "--cluster", "slurm"))
+    assert rc == 2 and "SLURM is not reachable" in err and "--cluster local" in err
+    assert resolve_cluster("auto", lambda: (False, "sbatch is not on PATH")) == ("local", "no SLURM here (sbatch is not on PATH)")
+    assert resolve_cluster("local", lambda: (True, ""))[0] == "local"
+
+
+def test_local_mode_without_gpus_asks_for_allow_cpu(tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    import torch
+
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("this machine has GPUs")
+    spec_args = [str(REPO_JOBS / "lad2020.toml"), "--data", str(dataset), "--results", str(tmp_path / "r"),
+                 "--cluster", "local"]
+    rc, _, err = run_submit(capsys, *spec_args)
+    assert rc == 2 and "--allow-cpu" in err and not (tmp_path / "r").exists()
+
+
+# --------------------------------------------------------------------------- the submission path
+
+
+def test_one_job_per_cell_recorded_after_each_sbatch(fake_slurm: Path, dataset: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    results = tmp_path / "results"
+    rc, out, err = run_submit(capsys, *smoke_args(dataset, results, "--strategy", "dp,ddp"))
+    assert rc == 0, err
+    for cell, job in (("g1-b32-r0", 101), ("g2-b64-ddp-r0", 108)):
+        assert f"{cell}" in out and f"job {job}" in out
+    assert "python -m aslhpc.status --experiment smoke" in out
+    m = load_manifest(results / "smoke" / "manifest.json")
+    assert m is not None and len(m.cells) == 8
+    ids = {cid: [a.job_id for a in e.attempts] for cid, e in m.cells.items()}
+    assert sorted(sum(ids.values(), [])) == [str(i) for i in range(101, 109)]
+    a = m.cells["g2-b64-ddp-r0"].last
+    assert a.cluster == "slurm" and a.folder == "jobs/g2-b64-ddp-r0/108"
+    assert (results / "smoke" / a.folder / "108_submitted.pkl").exists()
+
+    texts = {p.name: p.read_text() for p in scripts(fake_slurm)}
+    by_name = {next(ln.split("=", 1)[1] for ln in t.splitlines() if "--job-name" in ln): t for t in texts.values()}
+    dp2 = by_name["aslhpc-smoke-g2-b32-r0"]
+    assert "#SBATCH --gres=gpu:v100-sxm2:2" in dp2 and "--gpus-per-node" not in dp2
+    assert "#SBATCH --cpus-per-task=2" in dp2 and "#SBATCH --ntasks-per-node=1" in dp2
+    assert "#SBATCH --reservation=CSYE7374_GPU" in dp2 and "#SBATCH --partition=reservation" in dp2
+    assert f"#SBATCH --output={results.resolve()}/smoke/jobs/g2-b32-r0/%j/%j_0_log.out" in dp2
+    assert "#SBATCH --time=15" in dp2 and "#SBATCH --mem=1G" in dp2
+    assert "export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}" in dp2  # the minislurm preamble
+    ddp2 = by_name["aslhpc-smoke-g2-b64-ddp-r0"]
+    assert "#SBATCH --gres=gpu:v100-sxm2:2" in ddp2 and "#SBATCH --ntasks-per-node=2" in ddp2
+    assert "#SBATCH --cpus-per-task=1" in ddp2
+    one = by_name["aslhpc-smoke-g1-b32-r0"]
+    assert "#SBATCH --gres=gpu:v100-sxm2:1" in one  # a fresh executor per cell: nothing leaks from g2
+
+
+def test_rerun_skips_live_and_completed_and_retries_only_failed(fake_slurm: Path, dataset: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    results = tmp_path / "results"
+    assert run_submit(capsys, *smoke_args(dataset, results))[0] == 0  # jobs 101..104
+    manifest = results / "smoke" / "manifest.json"
+    (fake_slurm / "sacct.txt").write_text(
+        "101|101|RUNNING|n1|00:00:05|0:0|t|Unknown|2026-01-01T00:00:00|None\n"
+        "102|102|CANCELLED by 0|n1|00:00:01|0:0|t|t|2026-01-01T00:00:00|None\n"
+        "103|103|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-01-01T00:00:00|Resources\n"
+        "104|104|FAILED|n2|00:00:09|1:0|t|t|2026-01-01T00:00:00|None\n")
+    # 104 has a result.json: files win over sacct
+    done = results / "smoke" / "cells" / "g2-b64-r0"
+    done.mkdir(parents=True)
+    (done / "result.json").write_text(json.dumps({"status": "completed", "epochs": 2}))
+
+    before = manifest.read_bytes()
+    rc, out, _ = run_submit(capsys, *smoke_args(dataset, results))
+    assert rc == 0
+    assert "g1-b32-r0        skipped     RUNNING (job 101)" in out
+    assert "g1-b64-r0        skipped     CANCELLED (job 102); resubmit with --retry-failed" in out
+    assert "g2-b32-r0        skipped     PENDING (job 103)" in out
+    assert "g2-b64-r0        skipped     completed (job 104)" in out
+    assert len(scripts(fake_slurm)) == 4
+    assert json.loads(manifest.read_bytes())["cells"] == json.loads(before)["cells"]
+
+    rc, out, _ = run_submit(capsys, *smoke_args(dataset, results, "--retry-failed"))
+    assert rc == 0 and "g1-b64-r0        resubmitted job 105 (was CANCELLED (job 102))" in out
+    assert len(scripts(fake_slurm)) == 5
+    m = load_manifest(manifest)
+    assert [a.job_id for a in m.cells["g1-b64-r0"].attempts] == ["102", "105"]
+    assert [len(e.attempts) for cid, e in sorted(m.cells.items()) if cid != "g1-b64-r0"] == [1, 1, 1]
+
+
+def test_crash_mid_submit_keeps_what_was_submitted(fake_slurm: Path, dataset: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    (fake_slurm / "fail_at").write_text("103")
+    results = tmp_path / "results"
+    rc, _, err = run_submit(capsys, *smoke_args(dataset, results))
+    assert rc == 2 and "sbatch refused cell g2-b32-r0" in err and "Requested node configuration" in err
+    m = load_manifest(results / "smoke" / "manifest.json")
+    assert {cid: [a.job_id for a in e.attempts] for cid, e in m.cells.items()} == {
+        "g1-b32-r0": ["101"], "g1-b64-r0": ["102"], "g2-b32-r0": [], "g2-b64-r0": []}
+    # re-running submits the rest only
+    (fake_slurm / "fail_at").unlink()
+    (fake_slurm / "sacct.txt").write_text("101|101|RUNNING|n1|0|0:0|t|t|2026|None\n102|102|PENDING|n1|0|0:0|t|t|2026|None\n")
+    rc, out, _ = run_submit(capsys, *smoke_args(dataset, results))
+    assert rc == 0 and "g2-b32-r0        submitted   job 103" in out and "g1-b32-r0        skipped" in out
+
+
+def test_plan_never_gives_a_cell_two_live_jobs() -> None:
+    spec = load_spec(REPO_JOBS / "smoke.toml")
+    ids = [c.cell_id for c in spec.cells()]
+
+    def report(states: list[str], source: str = "sacct") -> StatusReport:
+        rows = [CellRow(cid, 1, 32, "dp", 0, state=s, job_id=str(i)) for i, (cid, s) in enumerate(zip(ids, states, strict=True))]
+        return StatusReport("smoke", Path("m"), rows, source)
+
+    acts = plan_cells(spec, report(["REQUEUED", "TIMEOUT", "OUT_OF_MEMORY", "UNKNOWN"]), retry_failed=True)
+    assert [a.action for a in acts] == ["skip", "retry", "retry", "skip"]
+    acts = plan_cells(spec, report(["NODE_FAIL", "COMPLETING", "NOT_SUBMITTED", "UNKNOWN"], source="squeue"), True)
+    assert [a.action for a in acts] == ["retry", "skip", "submit", "retry"]  # squeue: not queued = ended
+    assert [a.action for a in plan_cells(spec, None, False)] == ["submit"] * 4
