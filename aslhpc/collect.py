@@ -93,6 +93,20 @@ def pick_experiment(results: Path, name: str | None) -> Path:
     )
 
 
+def live_states(exp_dir: Path) -> dict[str, tuple[str, str]] | None:
+    """SLURM / local-runner states of the cells that have not finished, so holes say why (one sacct call)."""
+    manifest = exp_dir / "manifest.json"
+    if not manifest.is_file():
+        return None
+    from .progress import experiment_status
+
+    from .progress import UNKNOWN
+
+    report = experiment_status(manifest)
+    # UNKNOWN (SLURM unreachable or the job forgotten) says less than the cell's own files: leave those holes to them.
+    return {r.cell_id: (r.state, r.error or r.slurm_state) for r in report.rows if r.state not in ("COMPLETED", UNKNOWN)}
+
+
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     args = _parser().parse_args(argv)
     if console is None:
@@ -121,6 +135,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             out = collect_experiment(
                 exp_dir,
                 reference=ref,
+                states=live_states(exp_dir),
                 allow_mixed_splits=args.allow_mixed_splits,
                 plots=not args.no_plots,
                 **common,

@@ -167,3 +167,17 @@ def test_conclusions_follow_the_numbers_and_flag_uncertain_rankings(ref, tmp_pat
     c = conclusions(s)
     assert c.fastest == "128 × 2 GPUs" and "not certain" in c.text
     assert "of the 32.5 GB each GPU has" in c.text
+
+
+def test_h2_is_inconclusive_when_cells_ran_on_fewer_gpus_than_requested():
+    from aslhpc.analysis.hypotheses import h2_more_gpus_faster
+
+    summary = pd.DataFrame({
+        "gpus": [1, 2], "gpus_used": [0, 0], "batch_size": [32, 32], "exec_time_s": [60.0, 40.0],
+        "exec_time_s_hw": [float("nan")] * 2, "n": [1, 1], "strategy": ["dp", "dp"], "pipeline": ["fast", "fast"],
+        "split_kind": ["random", "random"],
+    })
+    v = h2_more_gpus_faster(summary)
+    assert v.verdict == "inconclusive" and "ran on 0 GPU(s)" in v.evidence
+    summary["gpus_used"] = [1, 2]
+    assert h2_more_gpus_faster(summary).verdict == "supported"

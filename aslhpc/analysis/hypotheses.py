@@ -218,8 +218,17 @@ def h1_recognition(summary: pd.DataFrame, threshold: float = 95.0) -> Verdict:
 def h2_more_gpus_faster(summary: pd.DataFrame) -> Verdict:
     """H2: at every batch size, exec time falls strictly as the GPU count rises."""
     statement = STATEMENTS["H2"]
+    done = _completed(summary, "exec_time_s")
+    if "gpus_used" in done:
+        fallback = done[(done["gpus"] > 0) & (done["gpus_used"] < done["gpus"])]
+        if len(fallback):
+            # A cell that asked for N GPUs but ran on fewer (e.g. the CPU fallback) says nothing about N GPUs.
+            r = fallback.iloc[0]
+            return Verdict("H2", statement, "inconclusive",
+                           f"{len(fallback)} configuration(s) ran on fewer GPUs than requested, e.g. b={int(r['batch_size'])} "
+                           f"× {gpu_label(int(r['gpus']))} ran on {int(r['gpus_used'])} GPU(s): GPU counts were not compared")
     tally = _Tally()
-    for prefix, ser in _series(_completed(summary, "exec_time_s")):
+    for prefix, ser in _series(done):
         for bs, grp in ser.groupby("batch_size", sort=True):
             grp = grp[grp["gpus"] > 0].sort_values("gpus")
             if len(grp) < 2:
