@@ -98,9 +98,7 @@ def live_states(exp_dir: Path) -> dict[str, tuple[str, str]] | None:
     manifest = exp_dir / "manifest.json"
     if not manifest.is_file():
         return None
-    from .progress import experiment_status
-
-    from .progress import UNKNOWN
+    from .progress import UNKNOWN, experiment_status
 
     report = experiment_status(manifest)
     # UNKNOWN (SLURM unreachable or the job forgotten) says less than the cell's own files: leave those holes to them.

@@ -5,8 +5,8 @@ A TOML file has four tables (every key optional except the matrix)::
     [experiment]  name, description, data, results
     [matrix]      gpus = [1, 2], batch_sizes = [128, 256], strategy = "dp" | ["dp", "ddp"], repeats = 1
     [train]       fields of TrainConfig (epochs, lr, momentum, dropout, image_size, pipeline, ...) + optimizer
-    [cluster]     partition, reservation, gpu_type, cpus_per_gpu, mem, time, preamble, setup, account, qos,
-                  max_requeues
+    [cluster]     partition, reservation, gpu_type, gpus_per_node, cpus_per_gpu, mem, time, preamble, setup,
+                  account, qos, max_requeues
 
 Command-line flags override the file through :func:`apply_overrides`. :func:`validate_spec`
 returns every problem at once (one line each, naming the key and the allowed values), so
@@ -50,8 +50,9 @@ class ClusterRequest:
     partition: str = "reservation"
     reservation: str = ""
     gpu_type: str = "v100-sxm2"
+    gpus_per_node: int = 0  # GPUs a ddp cell uses per node (more GPUs = more nodes); 0 = all on one node
     cpus_per_gpu: int = 4
-    mem: str = "16G"  # per job, SLURM syntax (e.g. 16G, 95000M, 95000)
+    mem: str = "16G"  # per node, SLURM syntax (e.g. 16G, 95000M, 95000)
     time: str = "02:00:00"  # per job (attempt), SLURM syntax: minutes, H:MM:SS, D-HH:MM:SS
     preamble: str = ""  # sbatch_templates/<preamble>.sh: setup lines run before the cell starts
     setup: tuple[str, ...] = ()  # extra setup lines, after the preamble's
@@ -99,6 +100,39 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class NodeLayout:
+    """How a cell's GPUs spread over nodes: sbatch's ``--nodes``, ``--ntasks-per-node`` and the per-node gres."""
+
+    nodes: int
+    gpus_per_node: int
+    tasks_per_node: int  # 1 for dp (one process drives every GPU), one per GPU for ddp
+
+
+def node_layout(gpus: int, strategy: str, gpus_per_node: int = 0, cell: str = "") -> NodeLayout:
+    """The layout of a ``gpus``-GPU cell when nodes hold ``gpus_per_node`` of its GPUs (0 = one node).
+
+    A cell that fits on one node stays there. A larger one needs ddp (DataParallel is one
+    process, which cannot span nodes) and a GPU count that fills whole nodes, because SLURM
+    gives every node of a job the same ``--ntasks-per-node`` and gres. Raises a one-line
+    ConfigError naming the cell (``cell`` labels it), the key, the values and the fix.
+    """
+    ddp = strategy == "ddp"
+    if gpus_per_node <= 0 or gpus <= gpus_per_node:
+        return NodeLayout(1, gpus, gpus if ddp else 1)
+    who = cell or f"a {gpus}-GPU {strategy} cell"
+    if not ddp:
+        raise ConfigError(f"{who}: strategy {strategy} runs its {gpus} GPUs in one process, which cannot span nodes "
+                          f"of cluster.gpus_per_node={gpus_per_node}; use strategy ddp (--strategy ddp) or at most "
+                          f"{gpus_per_node} GPUs (--gpus)")
+    if gpus % gpus_per_node:
+        fits = " or ".join(str(d) for d in range(1, gpus + 1) if gpus % d == 0)
+        raise ConfigError(f"{who}: cluster.gpus_per_node={gpus_per_node} does not divide its {gpus} GPUs (every node "
+                          f"of a job gets the same share); use --gpus-per-node {fits}, GPU counts that are multiples "
+                          f"of {gpus_per_node}, or --gpus-per-node 0 for one node per cell")
+    return NodeLayout(gpus // gpus_per_node, gpus_per_node, gpus_per_node)
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     name: str
     gpus: tuple[int, ...]
@@ -126,6 +160,10 @@ class ExperimentSpec:
                         out.append(Cell(make_cell_id(gpus, batch, repeat, strategy), gpus, batch, strategy,
                                         repeat, self.train.seed + repeat))
         return out
+
+    def layout(self, cell: Cell) -> NodeLayout:
+        """The cell's nodes / tasks / GPUs per node (ConfigError if it cannot be laid out)."""
+        return node_layout(cell.gpus, cell.strategy, self.cluster.gpus_per_node, f"cell {cell.cell_id}")
 
     def cell_dir(self, cell: Cell) -> Path:
         return cells_dir(self.results, self.name) / cell.cell_id
@@ -264,13 +302,15 @@ class Overrides:
     time: str | None = None
     mem: str | None = None
     cpus_per_gpu: int | None = None
+    gpus_per_node: int | None = None
     preamble: str | None = None
 
 
 def apply_overrides(spec: ExperimentSpec, o: Overrides) -> ExperimentSpec:
     top = {k: getattr(o, k) for k in ("data", "results", "gpus", "batch_sizes", "strategies", "repeats")}
     train = {k: getattr(o, k) for k in ("epochs", "allow_cpu", "pipeline", "max_steps")}
-    cluster = {k: getattr(o, k) for k in ("partition", "reservation", "time", "mem", "cpus_per_gpu", "preamble")}
+    cluster = {k: getattr(o, k) for k in ("partition", "reservation", "time", "mem", "cpus_per_gpu", "gpus_per_node",
+                                          "preamble")}
     return replace(
         spec,
         **{k: v for k, v in top.items() if v is not None},
@@ -394,6 +434,10 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
                             "(or \"\" for none)")
     if not isinstance(c.cpus_per_gpu, int) or isinstance(c.cpus_per_gpu, bool) or c.cpus_per_gpu < 1:
         problems.append(f"cluster.cpus_per_gpu={c.cpus_per_gpu!r} must be an integer >= 1")
+    if not isinstance(c.gpus_per_node, int) or isinstance(c.gpus_per_node, bool) or c.gpus_per_node < 0:
+        problems.append(f"cluster.gpus_per_node={c.gpus_per_node!r} must be an integer >= 0 (0 = each cell on one node)")
+    elif not any(p.startswith("matrix.") for p in problems):  # a malformed matrix has no cells to lay out
+        problems += layout_problems(spec)
     if not isinstance(c.max_requeues, int) or c.max_requeues < 0:
         problems.append(f"cluster.max_requeues={c.max_requeues!r} must be an integer >= 0")
     if not all(isinstance(x, str) for x in c.setup):
@@ -401,6 +445,20 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
     for parse in (parse_mem_mb, parse_time_min):
         try:
             parse(c.mem if parse is parse_mem_mb else c.time)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def layout_problems(spec: ExperimentSpec) -> list[str]:
+    """One line per (strategy, GPU count) that cannot be laid out on nodes, naming its cells."""
+    by_shape: dict[tuple[str, int], list[str]] = {}
+    for cell in spec.cells():
+        by_shape.setdefault((cell.strategy, cell.gpus), []).append(cell.cell_id)
+    problems = []
+    for (strategy, gpus), ids in by_shape.items():
+        try:
+            node_layout(gpus, strategy, spec.cluster.gpus_per_node, f"cell{'s' * (len(ids) > 1)} {', '.join(ids)}")
         except ConfigError as exc:
             problems.append(str(exc))
     return problems

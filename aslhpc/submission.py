@@ -133,9 +133,9 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
     if cluster == "slurm":
         c = spec.cluster
         # malformed GPU counts / CPUs cannot be sized: still check partition and reservation
-        malformed = any(p.startswith(("matrix.gpus", "cluster.cpus_per_gpu")) for p in problems)
-        shapes = [] if malformed else [JobShape(cell.cell_id, cell.gpus, c.cpus_per_gpu * cell.gpus, _mem_mb(c.mem))
-                                       for cell in spec.cells()]
+        malformed = any(p.startswith(("matrix.gpus", "matrix.repeats", "cluster.cpus_per_gpu", "cluster.gpus_per_node"))
+                        for p in problems)
+        shapes = [] if malformed else job_shapes(spec)
         try:
             info = query()
         except (RuntimeError, OSError) as exc:
@@ -167,6 +167,21 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
                 problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it to end "
                                 "or stop it before submitting again")
     return problems, warnings
+
+
+def job_shapes(spec: ExperimentSpec) -> list[JobShape]:
+    """Each cell's per-node request, for the cluster checks; cells that cannot be laid out are left out
+    (validate_spec reports them)."""
+    c = spec.cluster
+    shapes = []
+    for cell in spec.cells():
+        try:
+            layout = spec.layout(cell)
+        except ConfigError:
+            continue
+        shapes.append(JobShape(cell.cell_id, layout.gpus_per_node, c.cpus_per_gpu * layout.gpus_per_node,
+                               _mem_mb(c.mem), layout.nodes))
+    return shapes
 
 
 def _mem_mb(mem: str) -> int:

@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--time", help="time limit per job: minutes, H:MM:SS or D-HH:MM:SS")
     o.add_argument("--mem", help="memory per job, e.g. 16G or 95000M")
     o.add_argument("--cpus-per-gpu", type=int)
+    o.add_argument("--gpus-per-node", type=int,
+                   help="GPUs per node; a wider ddp cell spans nodes (0 = each cell on one node)")
     o.add_argument("--preamble", help="sbatch_templates/NAME.sh setup lines ('' for none)")
     r = p.add_argument_group("running")
     r.add_argument("--cluster", choices=CLUSTERS, default="auto",
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             data=args.data, results=args.results, epochs=args.epochs, gpus=args.gpus, batch_sizes=args.batch_sizes,
             strategies=strategies, repeats=args.repeats, allow_cpu=args.allow_cpu, pipeline=args.pipeline,
             max_steps=args.max_steps, partition=args.partition, reservation=args.reservation, time=args.time,
-            mem=args.mem, cpus_per_gpu=args.cpus_per_gpu, preamble=args.preamble))
+            mem=args.mem, cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble))
         options = SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
                                 max_parallel=args.max_parallel)
         live.manifest = spec.experiment_dir / "manifest.json"

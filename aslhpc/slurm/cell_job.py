@@ -33,8 +33,7 @@ class CellJob(submitit.helpers.Checkpointable):
     def __call__(self) -> dict[str, Any]:
         cfg = TrainConfig.from_dict(self.config)
         if _num_tasks() > 1:
-            # RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT for the trainer's process group
-            submitit.helpers.TorchDistributedEnvironment().export()
+            export_dist_env()
         from ..trainer import run_cell  # heavy import, inside the job only
 
         return run_cell(cfg, experiment=self.experiment, cell_id=self.cell_id)
@@ -42,6 +41,16 @@ class CellJob(submitit.helpers.Checkpointable):
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         """Requeue the same call; the trainer resumes from ``checkpoint.pt`` (written at every epoch end)."""
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def export_dist_env() -> submitit.helpers.TorchDistributedEnvironment:
+    """RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR (the job's first node) / MASTER_PORT for the trainer.
+
+    CUDA_VISIBLE_DEVICES is left as SLURM set it (this node's GPUs of the job): the trainer
+    picks ``cuda:LOCAL_RANK`` among them, which submitit's default of narrowing it to
+    ``str(local_rank)`` would break for every rank but local rank 0.
+    """
+    return submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
 def _num_tasks() -> int:

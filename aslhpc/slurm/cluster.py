@@ -161,12 +161,17 @@ def _checked(run: Runner, cmd: list[str]) -> str:
 
 @dataclass(frozen=True)
 class JobShape:
-    """The resources of one cell's job, as the checks need them."""
+    """The resources of one cell's job, per node (SLURM gives every node of a job the same), as the checks need them."""
 
     cell_id: str
-    gpus: int
-    cpus: int  # total on the node
-    mem_mb: int
+    gpus: int  # per node
+    cpus: int  # per node, all tasks together
+    mem_mb: int  # per node
+    nodes: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"a {self.gpus}-GPU cell" if self.nodes == 1 else f"a cell with {self.gpus} GPUs on each of {self.nodes} nodes"
 
 
 def check_request(info: ClusterInfo, *, partition: str, reservation: str, gpu_type: str, jobs: list[JobShape],
@@ -216,21 +221,43 @@ def check_request(info: ClusterInfo, *, partition: str, reservation: str, gpu_ty
         problems.append(f"no node of {where} has gpu:{gpu_type} GPUs; set cluster.gpu_type to one of: "
                         f"{', '.join(types) or '(no GPUs there)'}")
         return problems, warnings
-    too_many = sorted({j.gpus for j in jobs if j.gpus > max_gpus})
-    if too_many:
-        problems.append(f"matrix.gpus {','.join(map(str, too_many))}: the nodes of {where} have at most {max_gpus} "
-                        f"gpu:{gpu_type} each; use --gpus with counts from 1 to {max_gpus}")
+    problems += _gpu_problems(nodes, where, gpu_type, jobs, max_gpus)
     max_cpus = max(n.cpus for n in nodes)
-    cpu_heavy = sorted({(j.gpus, j.cpus) for j in jobs if j.gpus <= max_gpus and j.cpus > max_cpus})
+    cpu_heavy = sorted({j for j in jobs if j.gpus <= max_gpus and j.cpus > max_cpus}, key=lambda j: (j.cpus, j.nodes))
     if cpu_heavy:
-        g, c = cpu_heavy[-1]
-        problems.append(f"cluster.cpus_per_gpu: a {g}-GPU cell asks {c} CPUs but the nodes of {where} have at most {max_cpus}; "
-                        f"lower --cpus-per-gpu to {max(1, max_cpus // max(g, 1))} or less")
+        j = cpu_heavy[-1]
+        problems.append(f"cluster.cpus_per_gpu: {j.label} asks {j.cpus} CPUs per node but the nodes of {where} have at "
+                        f"most {max_cpus}; lower --cpus-per-gpu to {max(1, max_cpus // max(j.gpus, 1))} or less")
     max_mem = max(n.memory_mb for n in nodes)
     if max_mem and any(j.mem_mb > max_mem for j in jobs):
         problems.append(f"cluster.mem {max(j.mem_mb for j in jobs)}M is more than the nodes of {where} have "
                         f"({max_mem}M); use --mem {max_mem}M or less")
     return problems, warnings
+
+
+def _gpu_problems(nodes: list[Node], where: str, gpu_type: str, jobs: list[JobShape], max_gpus: int) -> list[str]:
+    """GPUs per node against the nodes' GRES, then the node count against the nodes that can hold a share."""
+    problems = []
+    one_node = sorted({j.gpus for j in jobs if j.nodes == 1 and j.gpus > max_gpus})
+    if one_node:
+        problems.append(f"matrix.gpus {','.join(map(str, one_node))}: the nodes of {where} have at most {max_gpus} "
+                        f"gpu:{gpu_type} each; use --gpus with counts from 1 to {max_gpus}, or strategy ddp with "
+                        f"--gpus-per-node to span nodes")
+    per_node = sorted({j.gpus for j in jobs if j.nodes > 1 and j.gpus > max_gpus})
+    if per_node:
+        problems.append(f"cluster.gpus_per_node={per_node[-1]}: the nodes of {where} have at most {max_gpus} "
+                        f"gpu:{gpu_type} each; use --gpus-per-node from 1 to {max_gpus}")
+    wide: dict[tuple[int, int], list[str]] = {}
+    for j in jobs:
+        if j.nodes > 1 and j.gpus <= max_gpus:
+            wide.setdefault((j.nodes, j.gpus), []).append(j.cell_id)
+    for (n_nodes, gpus), ids in sorted(wide.items()):
+        have = sum(1 for n in nodes if n.gpus(gpu_type) >= gpus)
+        if n_nodes > have:
+            problems.append(f"cell{'s' * (len(ids) > 1)} {', '.join(ids)}: {n_nodes * gpus} GPUs at {gpus} per node "
+                            f"need {n_nodes} nodes but {where} has {have} with {gpus} gpu:{gpu_type}; use --gpus up to "
+                            f"{have * gpus} or a larger --gpus-per-node (at most {max_gpus})")
+    return problems
 
 
 def _listed(name: str, allowed: tuple[str, ...]) -> bool:

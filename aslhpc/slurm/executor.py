@@ -35,8 +35,9 @@ class JobRequest:
     partition: str
     reservation: str
     gres: str  # gpu:<type>:<N> per node
-    gpus: int
-    tasks_per_node: int  # 1 for dp, N (one per GPU) for ddp
+    gpus: int  # the cell's total, over all nodes
+    nodes: int  # > 1 only for ddp cells wider than cluster.gpus_per_node
+    tasks_per_node: int  # 1 for dp, one per GPU on the node for ddp
     cpus_per_task: int
     mem: str  # sbatch --mem value, per node
     time_min: int
@@ -67,15 +68,18 @@ def read_preamble(name: str, templates: Path = TEMPLATES) -> tuple[str, ...]:
 
 
 def job_request(spec: ExperimentSpec, cell: Cell, templates: Path = TEMPLATES) -> JobRequest:
+    """The cell's sbatch request; nodes, tasks and gres per node follow :meth:`ExperimentSpec.layout`."""
     c = spec.cluster
     ddp = cell.strategy == "ddp"
+    layout = spec.layout(cell)
     return JobRequest(
         name=job_name(spec.name, cell.cell_id),
         partition=c.partition,
         reservation=c.reservation,
-        gres=f"gpu:{c.gpu_type}:{cell.gpus}",
+        gres=f"gpu:{c.gpu_type}:{layout.gpus_per_node}",
         gpus=cell.gpus,
-        tasks_per_node=cell.gpus if ddp else 1,
+        nodes=layout.nodes,
+        tasks_per_node=layout.tasks_per_node,
         cpus_per_task=c.cpus_per_gpu if ddp else c.cpus_per_gpu * cell.gpus,
         mem=sbatch_mem(c.mem),
         time_min=parse_time_min(c.time),
@@ -93,7 +97,7 @@ def slurm_parameters(req: JobRequest) -> dict[str, Any]:
         "job_name": req.name,
         "partition": req.partition,
         "time": req.time_min,
-        "nodes": 1,
+        "nodes": req.nodes,
         "ntasks_per_node": req.tasks_per_node,
         "cpus_per_task": req.cpus_per_task,
         "mem": req.mem,
@@ -131,10 +135,11 @@ def slurm_executor(folder: str | Path, req: JobRequest, *, python: str | None = 
 def local_executor(folder: str | Path, req: JobRequest) -> submitit.LocalExecutor:
     """The same cell on this machine: same time limit (so requeue-on-timeout works), same tasks and GPUs.
 
-    The preamble is not run: its module/venv lines are for the cluster's nodes.
+    A multi-node request runs all its tasks here (one machine is one node). The preamble is
+    not run: its module/venv lines are for the cluster's nodes.
     """
     ex = submitit.LocalExecutor(folder=folder, max_num_timeout=req.max_requeues)
-    ex.update_parameters(timeout_min=req.time_min, tasks_per_node=req.tasks_per_node, gpus_per_node=req.gpus,
+    ex.update_parameters(timeout_min=req.time_min, tasks_per_node=req.nodes * req.tasks_per_node, gpus_per_node=req.gpus,
                          signal_delay_s=SIGNAL_DELAY_S)
     return ex
 
