@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--partition")
     o.add_argument("--reservation", help="SLURM reservation ('' for none)")
     o.add_argument("--time", help="time limit per job: minutes, H:MM:SS or D-HH:MM:SS")
-    o.add_argument("--mem", help="memory per job, e.g. 16G or 95000M")
+    o.add_argument("--mem", help="memory per node, e.g. 16G or 95000M")
     o.add_argument("--cpus-per-gpu", type=int)
     o.add_argument("--gpus-per-node", type=int,
                    help="GPUs per node; a wider ddp cell spans nodes (0 = each cell on one node)")

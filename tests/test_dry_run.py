@@ -20,7 +20,7 @@ import submitit
 from aslhpc import submit
 from aslhpc.data import CANONICAL_CLASSES
 from aslhpc.experiment import REPO_JOBS, Overrides, apply_overrides, load_spec
-from aslhpc.slurm.executor import job_request, render_sbatch, slurm_executor, slurm_parameters
+from aslhpc.slurm.executor import job_request, local_executor, render_sbatch, slurm_executor, slurm_parameters
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -101,3 +101,34 @@ def test_render_only_equals_a_real_slurm_executor(tmp_path: Path, dataset: Path,
         assert type(real) is submitit.SlurmExecutor
         assert real.max_num_timeout == spec.cluster.max_requeues
         assert real._make_submission_file_text("CMD", "u") == render_sbatch(tmp_path / cell.cell_id, req, "CMD")
+
+
+def test_dry_run_of_a_two_node_ddp_cell_matches_golden(tmp_path: Path, dataset: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """--gpus-per-node 2: the 4-GPU ddp cell asks 2 nodes x 2 tasks, gres per node; the 2-GPU one stays on one node."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ASLHPC_CACHE_DIR", str(cache))
+    monkeypatch.chdir(tmp_path)
+    rc = submit.main([str(REPO_JOBS / "lad2020.toml"), "--data", "data/asl", "--results", "results", "--dry-run",
+                      "--cluster", "local", "--strategy", "ddp", "--gpus", "2,4", "--gpus-per-node", "2"])
+    assert rc == 0, capsys.readouterr().err
+    dry = tmp_path / "results" / "lad2020" / "dry-run"
+    two = (dry / "g2-b128-ddp-r0.sbatch").read_text()
+    assert "#SBATCH --nodes=1\n" in two and "#SBATCH --ntasks-per-node=2\n" in two
+    text = (dry / "g4-b128-ddp-r0.sbatch").read_text()
+    head, sep, _ = text.rstrip("\n").rpartition(" --config ")
+    assert sep
+    check_golden("dry_run_lad2020_gpn2_g4-b128-ddp-r0.sbatch", normalise(f"{head} --config <CONFIG>\n", tmp_path, cache))
+    for line in ("--nodes=2", "--ntasks-per-node=2", "--gres=gpu:v100-sxm2:2", "--cpus-per-task=6"):
+        assert f"#SBATCH {line}\n" in text, line
+
+
+def test_a_local_run_of_a_multi_node_cell_starts_every_task_here(dataset: Path, tmp_path: Path) -> None:
+    spec = apply_overrides(load_spec(REPO_JOBS / "smoke.toml"),
+                           Overrides(data=str(dataset), gpus=(4,), strategies=("ddp",), gpus_per_node=2))
+    req = job_request(spec, spec.cells()[0])
+    assert (req.nodes, req.tasks_per_node, req.gres, req.gpus) == (2, 2, "gpu:v100-sxm2:2", 4)
+    assert slurm_parameters(req)["nodes"] == 2
+    ex = local_executor(tmp_path / "%j", req)
+    assert ex.parameters["tasks_per_node"] == 4 and ex.parameters["gpus_per_node"] == 4

@@ -17,6 +17,7 @@ from aslhpc.experiment import (
     apply_overrides,
     find_job_file,
     load_spec,
+    node_layout,
     parse_int_list,
     parse_mem_mb,
     parse_time_min,
@@ -87,12 +88,12 @@ def test_flags_override_the_file() -> None:
     spec = load_spec(REPO_JOBS / "lad2020.toml")
     o = Overrides(data="/d", epochs=1, gpus=(1, 2), batch_sizes=(128, 256), repeats=2, allow_cpu=True,
                   pipeline="fast", reservation="", partition="gpu", time="30", mem="2G", results="/r",
-                  strategies=("ddp",), cpus_per_gpu=1, preamble="minislurm", max_steps=3)
+                  strategies=("ddp",), cpus_per_gpu=1, preamble="minislurm", max_steps=3, gpus_per_node=2)
     s = apply_overrides(spec, o)
     assert (s.data, s.results, s.gpus, s.batch_sizes, s.repeats, s.strategies) == ("/d", "/r", (1, 2), (128, 256), 2, ("ddp",))
     assert (s.train.epochs, s.train.allow_cpu, s.train.pipeline, s.train.max_steps) == (1, True, "fast", 3)
     assert (s.cluster.reservation, s.cluster.partition, s.cluster.time, s.cluster.mem) == ("", "gpu", "30", "2G")
-    assert (s.cluster.cpus_per_gpu, s.cluster.preamble) == (1, "minislurm")
+    assert (s.cluster.cpus_per_gpu, s.cluster.preamble, s.cluster.gpus_per_node) == (1, "minislurm", 2)
     assert len(s.cells()) == 2 * 2 * 2
     assert apply_overrides(spec, Overrides()) == spec
 
@@ -180,3 +181,63 @@ def test_spec_round_trips_through_the_manifest_dict() -> None:
 def test_validate_spec_is_clean_for_the_shipped_files() -> None:
     for path in sorted(REPO_JOBS.glob("*.toml")):
         assert validate_spec(load_spec(path)) == [], path
+
+
+# --------------------------------------------------------------------------- node layout
+
+
+@pytest.mark.parametrize(("gpus", "strategy", "per_node", "layout"), [
+    (4, "ddp", 0, (1, 4, 4)),  # 0 = the 2020 layout: the whole cell on one node
+    (4, "dp", 0, (1, 4, 1)),  # DataParallel: one task drives every GPU
+    (2, "ddp", 1, (2, 1, 1)),
+    (4, "ddp", 2, (2, 2, 2)),
+    (8, "ddp", 4, (2, 4, 4)),
+    (2, "ddp", 4, (1, 2, 2)),  # fits on one node: stays there, one task per GPU it uses
+    (2, "dp", 2, (1, 2, 1)),
+])
+def test_node_layout(gpus: int, strategy: str, per_node: int, layout: tuple[int, int, int]) -> None:
+    got = node_layout(gpus, strategy, per_node)
+    assert (got.nodes, got.gpus_per_node, got.tasks_per_node) == layout
+
+
+def test_node_layout_refuses_dp_across_nodes_and_uneven_nodes() -> None:
+    with pytest.raises(ConfigError) as err:
+        node_layout(2, "dp", 1, "cell g2-b32-r0")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("cell g2-b32-r0: strategy dp")
+    assert "cluster.gpus_per_node=1" in msg and "--strategy ddp" in msg and "at most 1 GPUs" in msg
+    with pytest.raises(ConfigError) as err:
+        node_layout(3, "ddp", 2, "cell g3-b32-ddp-r0")
+    msg = str(err.value)
+    assert "\n" not in msg and "cluster.gpus_per_node=2 does not divide its 3 GPUs" in msg
+    assert "--gpus-per-node 1 or 3" in msg and "--gpus-per-node 0" in msg
+
+
+def test_gpus_per_node_from_toml_and_flag_and_its_validation(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[matrix]
+gpus = [1, 2, 4]
+batch_sizes = [32]
+strategy = "ddp"
+[cluster]
+gpus_per_node = 2
+""")
+    spec = load_spec(path)
+    assert spec.cluster.gpus_per_node == 2
+    layouts = {c.cell_id: spec.layout(c) for c in spec.cells()}
+    assert [(lay.nodes, lay.tasks_per_node) for lay in layouts.values()] == [(1, 1), (1, 2), (2, 2)]
+    assert apply_overrides(spec, Overrides(gpus_per_node=0)).layout(spec.cells()[2]).nodes == 1
+    assert ExperimentSpec.from_dict(spec.to_dict()) == spec
+    old = spec.to_dict()
+    del old["cluster"]["gpus_per_node"]  # a manifest written before the key existed
+    assert ExperimentSpec.from_dict(old).cluster.gpus_per_node == 0
+
+    # one line per (strategy, GPU count), naming its cells; dp cells that fit one node are fine
+    both = apply_overrides(spec, Overrides(gpus=(2, 3, 4), batch_sizes=(32, 64), strategies=("dp", "ddp")))
+    problems = validate_spec(both)
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("cells g3-b32-r0, g3-b64-r0: strategy dp")
+    assert problems[1].startswith("cells g4-b32-r0, g4-b64-r0: strategy dp")
+    assert problems[2].startswith("cells g3-b32-ddp-r0, g3-b64-ddp-r0: cluster.gpus_per_node=2 does not divide")
+    with pytest.raises(SpecErrors, match=r"cluster.gpus_per_node=-1 must be an integer >= 0"):
+        load_spec(write(tmp_path, "[matrix]\ngpus=[1]\nbatch_sizes=[8]\n[cluster]\ngpus_per_node=-1\n", "neg.toml"))

@@ -309,3 +309,87 @@ def test_plan_never_gives_a_cell_two_live_jobs() -> None:
     acts = plan_cells(spec, report(["NODE_FAIL", "COMPLETING", "NOT_SUBMITTED", "UNKNOWN"], source="squeue"), True)
     assert [a.action for a in acts] == ["retry", "skip", "submit", "retry"]  # squeue: not queued = ended
     assert [a.action for a in plan_cells(spec, None, False)] == ["submit"] * 4
+
+
+# --------------------------------------------------------------------------- nodes (multi-node ddp)
+
+
+def test_check_request_counts_nodes_and_gpus_per_node(fake_slurm: Path) -> None:
+    from dataclasses import replace
+
+    from aslhpc.slurm.cluster import JobShape
+
+    info = query_cluster()
+
+    def problems(jobs: list[JobShape], reservation: str = "CSYE7374_GPU") -> list[str]:
+        return check_request(info, partition="reservation", reservation=reservation, gpu_type="v100-sxm2",
+                             jobs=jobs, user="root")[0]
+
+    assert problems([JobShape("g2-ddp", 1, 1, 1000, nodes=2), JobShape("g8-ddp", 4, 4, 1000, nodes=2)]) == []
+    [p] = problems([JobShape("g3-ddp", 1, 1, 1000, nodes=3), JobShape("g3b-ddp", 1, 1, 1000, nodes=3)])
+    assert p.startswith("cells g3-ddp, g3b-ddp: 3 GPUs at 1 per node need 3 nodes")
+    assert "has 2 with 1 gpu:v100-sxm2" in p and "--gpus up to 2" in p
+    [p] = problems([JobShape("g10-ddp", 5, 5, 1000, nodes=2)])
+    assert "cluster.gpus_per_node=5" in p and "at most 4 gpu:v100-sxm2" in p and "--gpus-per-node from 1 to 4" in p
+    [p] = problems([JobShape("g4-ddp", 2, 16, 1000, nodes=2)])
+    assert "2 GPUs on each of 2 nodes asks 16 CPUs per node" in p and "--cpus-per-gpu to 6" in p
+    # a reservation narrows the nodes that count
+    info.reservations["ONE"] = replace(info.reservations["CSYE7374_GPU"], name="ONE", nodes=("n1",))
+    [p] = problems([JobShape("g2-ddp", 1, 1, 1000, nodes=2)], reservation="ONE")
+    assert "need 2 nodes but partition 'reservation' in reservation 'ONE' has 1" in p
+
+
+def test_two_node_ddp_submission_and_bad_layouts_submit_nothing(fake_slurm: Path, dataset: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    results = tmp_path / "results"
+    one_per_node = ["--gpus", "2", "--batch-sizes", "32", "--strategy", "ddp", "--gpus-per-node", "1"]
+    rc, out, err = run_submit(capsys, *smoke_args(dataset, results, *one_per_node))
+    assert rc == 0, err
+    [script] = [p.read_text() for p in scripts(fake_slurm)]
+    for line in ("--nodes=2", "--ntasks-per-node=1", "--gres=gpu:v100-sxm2:1", "--cpus-per-task=1"):
+        assert f"#SBATCH {line}\n" in script, line
+    assert load_manifest(results / "smoke" / "manifest.json").spec["cluster"]["gpus_per_node"] == 1
+
+    bad = {
+        "3 nodes on a 2-node partition": (["--gpus", "3", "--strategy", "ddp", "--gpus-per-node", "1"],
+                                          "3 GPUs at 1 per node need 3 nodes but partition 'reservation' in "
+                                          "reservation 'CSYE7374_GPU' has 2"),
+        "5 GPUs on a 4-GPU node": (["--gpus", "5", "--strategy", "ddp"], "at most 4 gpu:v100-sxm2"),
+        "dp across nodes": (["--gpus", "2", "--gpus-per-node", "1"], "cells g2-b32-r0, g2-b64-r0: strategy dp"),
+        "uneven nodes": (["--gpus", "3", "--strategy", "ddp", "--gpus-per-node", "2"],
+                         "cluster.gpus_per_node=2 does not divide its 3 GPUs"),
+        "more per node than a node has": (["--gpus", "8", "--strategy", "ddp", "--gpus-per-node", "8"],
+                                          "at most 4 gpu:v100-sxm2"),
+    }
+    for name, (extra, needle) in bad.items():
+        rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "other", *extra))
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (name, err)
+        assert len(scripts(fake_slurm)) == 1, name
+    assert not (tmp_path / "other").exists()
+
+
+# --------------------------------------------------------------------------- the job's DDP environment
+
+
+@pytest.mark.parametrize(("nodelist", "nodes", "procid", "localid", "gpus"), [
+    ("n[1-2]", "2", "1", "0", "0"),  # 1 task on each of two nodes: rank 1 is local rank 0 on n2
+    ("n1", "1", "1", "1", "0,1"),  # 2 tasks on one node
+])
+def test_each_rank_gets_its_place_and_keeps_the_nodes_gpus(monkeypatch: pytest.MonkeyPatch, nodelist: str,
+                                                          nodes: str, procid: str, localid: str, gpus: str) -> None:
+    """What CellJob exports in a SLURM task: MASTER_ADDR = first node; CUDA_VISIBLE_DEVICES untouched, so
+    the trainer's cuda:LOCAL_RANK exists on every rank."""
+    import os
+
+    from aslhpc.slurm.cell_job import _num_tasks, export_dist_env
+
+    env = {"PATH": os.environ["PATH"], "SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2",
+           "SLURM_JOB_NUM_NODES": nodes, "SLURM_JOB_NODELIST": nodelist, "SLURM_NODEID": "0",
+           "SLURM_PROCID": procid, "SLURM_LOCALID": localid, "CUDA_VISIBLE_DEVICES": gpus}
+    monkeypatch.setattr(os, "environ", env)
+    assert _num_tasks() == 2
+    export_dist_env()
+    assert (env["MASTER_ADDR"], env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"]) == ("n1", procid, "2", localid)
+    assert env["LOCAL_WORLD_SIZE"] == str(2 // int(nodes)) and env["CUDA_VISIBLE_DEVICES"] == gpus
+    assert 20000 <= int(env["MASTER_PORT"]) <= 60000

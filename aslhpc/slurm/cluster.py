@@ -161,7 +161,7 @@ def _checked(run: Runner, cmd: list[str]) -> str:
 
 @dataclass(frozen=True)
 class JobShape:
-    """The resources of one cell's job, per node (SLURM gives every node of a job the same), as the checks need them."""
+    """The resources of one cell's job per node (every node of a job gets the same), as the checks need them."""
 
     cell_id: str
     gpus: int  # per node
@@ -171,7 +171,9 @@ class JobShape:
 
     @property
     def label(self) -> str:
-        return f"a {self.gpus}-GPU cell" if self.nodes == 1 else f"a cell with {self.gpus} GPUs on each of {self.nodes} nodes"
+        if self.nodes == 1:
+            return f"a {self.gpus}-GPU cell"
+        return f"a cell with {self.gpus} GPUs on each of {self.nodes} nodes"
 
 
 def check_request(info: ClusterInfo, *, partition: str, reservation: str, gpu_type: str, jobs: list[JobShape],

@@ -139,8 +139,8 @@ def local_executor(folder: str | Path, req: JobRequest) -> submitit.LocalExecuto
     not run: its module/venv lines are for the cluster's nodes.
     """
     ex = submitit.LocalExecutor(folder=folder, max_num_timeout=req.max_requeues)
-    ex.update_parameters(timeout_min=req.time_min, tasks_per_node=req.nodes * req.tasks_per_node, gpus_per_node=req.gpus,
-                         signal_delay_s=SIGNAL_DELAY_S)
+    ex.update_parameters(timeout_min=req.time_min, tasks_per_node=req.nodes * req.tasks_per_node,
+                         gpus_per_node=req.gpus, signal_delay_s=SIGNAL_DELAY_S)
     return ex
 
 
