@@ -1,0 +1,35 @@
+"""Inference: a trained model on images, labelled folders, video files and cameras.
+
+``classifier`` (model + the training preprocessing -> top-k), ``stream`` (per-frame
+predictions -> text, pure), ``sources`` (what an INPUT is; OpenCV frames), ``folder_eval``
+(accuracy / per-class hits / confusions). ``aslhpc.predict`` is the CLI over these.
+"""
+
+from .classifier import (
+    BestCell,
+    Classifier,
+    Prediction,
+    find_best_cell,
+    frame_to_pil,
+    fuse_batchnorm,
+    resolve_device,
+)
+from .folder_eval import FolderReport, evaluate_images, score
+from .sources import (
+    Folder,
+    FrameSource,
+    ImageFile,
+    VideoFile,
+    classify_input,
+    label_from_name,
+    open_camera,
+    open_video,
+    scan_folder,
+)
+from .stream import StreamEvent, TextSmoother
+
+__all__ = [
+    "BestCell", "Classifier", "Folder", "FolderReport", "FrameSource", "ImageFile", "Prediction", "StreamEvent",
+    "TextSmoother", "VideoFile", "classify_input", "evaluate_images", "find_best_cell", "frame_to_pil",
+    "fuse_batchnorm", "label_from_name", "open_camera", "open_video", "resolve_device", "scan_folder", "score",
+]

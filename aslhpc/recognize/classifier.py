@@ -1,0 +1,197 @@
+"""A trained model plus the exact training preprocessing: images in, top-k probabilities out.
+
+Every pixel goes through :mod:`aslhpc.data.preprocess` (``load_image`` with the model file's
+image size and interpolation, ``to_tensor``, ``normalize``), so a prediction sees the numbers
+training saw. Video frames arrive as BGR arrays from OpenCV; :func:`frame_to_pil` turns them
+into the RGB PIL images ``load_image`` takes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .. import cellfiles
+from ..atomic import read_json
+from ..data.preprocess import load_image, normalize, to_tensor
+from ..errors import AslhpcError
+from ..model import LadNet
+from ..modelio import load_model
+
+ImageInput = str | os.PathLike | Image.Image
+DATASET_FRAME = 200  # side of the Kaggle ASL Alphabet images the models are trained on
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The ``k`` most probable classes of one image, most probable first."""
+
+    top: tuple[tuple[str, float], ...]
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    @property
+    def prob(self) -> float:
+        return self.top[0][1]
+
+    def format(self) -> str:
+        """``A 0.973  S 0.012  E 0.004``: the one-line form the CLI prints."""
+        return "  ".join(f"{name} {p:.3f}" for name, p in self.top)
+
+
+@dataclass(frozen=True)
+class BestCell:
+    """The cell of an experiment whose model ``--experiment`` picks."""
+
+    cell_dir: Path
+    val_acc: float
+
+    @property
+    def model_path(self) -> Path:
+        return cellfiles.CellPaths(self.cell_dir).best_model
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when a GPU is visible, else the CPU; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise AslhpcError("--device cuda but no CUDA GPU is visible; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise AslhpcError(f"--device {name!r} is not valid; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def fuse_batchnorm(model: LadNet) -> LadNet:
+    """Fold each eval-mode BatchNorm into its convolution: same outputs, one op less per stage.
+
+    Works on the module in place (LadNet's forward looks its layers up by attribute) and returns it.
+    """
+    for conv, norm in (("conv1", "norm8"), ("conv2", "norm16"), ("conv3", "norm4")):
+        setattr(model, conv, fuse_conv_bn_eval(getattr(model, conv), getattr(model, norm)))
+        setattr(model, norm, nn.Identity())
+    return model
+
+
+def frame_to_pil(frame_bgr: np.ndarray, frame_size: int | None = DATASET_FRAME) -> Image.Image:
+    """An OpenCV BGR frame as an RGB PIL image: the largest centred square, at most ``frame_size`` px.
+
+    Training images are square 200x200 camera frames; squashing a 4:3 frame to a square would
+    change the hand's proportions, so it is cropped. A large frame is first brought down to the
+    dataset's frame size in OpenCV (integer-factor area averaging, then a small linear step:
+    about 10x cheaper than one non-integer resize), so ``load_image`` then performs the very
+    resize training did (200 -> 150 px).
+    """
+    if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
+        raise AslhpcError(f"expected a uint8 colour (H, W, 3) frame, got {frame_bgr.dtype} {frame_bgr.shape}")
+    h, w = frame_bgr.shape[:2]
+    factor = min(h, w) // frame_size if frame_size else 1
+    side = min(h, w) - min(h, w) % max(factor, 1)  # a multiple of the factor: OpenCV's fast area path
+    top, left = (h - side) // 2, (w - side) // 2
+    square = frame_bgr[top:top + side, left:left + side]
+    if factor >= 2:  # integer-factor averaging: cheap and alias-free (480 -> 240)
+        square = cv2.resize(square, (side // factor, side // factor), interpolation=cv2.INTER_AREA)
+    if frame_size and square.shape[0] > frame_size:  # the small rest (240 -> 200)
+        square = cv2.resize(square, (frame_size, frame_size), interpolation=cv2.INTER_LINEAR)
+    return Image.fromarray(cv2.cvtColor(square, cv2.COLOR_BGR2RGB))
+
+
+@dataclass
+class Classifier:
+    """A model in eval mode with the preprocessing it was trained with."""
+
+    model: nn.Module
+    classes: tuple[str, ...]
+    image_size: int = 150
+    interpolation: str = "bilinear"
+    device: torch.device = torch.device("cpu")
+    channels_last: bool = False
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: str = "auto", fuse: bool = True,
+                  channels_last: bool = True) -> Classifier:
+        """Load ``best_model.pt``, tuned for inference without changing its outputs.
+
+        ``fuse`` folds BatchNorm into the convolutions; ``channels_last`` lets oneDNN skip layout
+        reorders. Both measured faster at batch 1 on CPU (benchmarks/inference_fps.py).
+        """
+        dev = resolve_device(device)
+        loaded = load_model(path, device="cpu")
+        model = fuse_batchnorm(loaded.model) if fuse else loaded.model
+        model = model.to(dev).eval()
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return cls(model, loaded.classes, loaded.image_size, loaded.interpolation, dev, channels_last)
+
+    def pixels(self, image: ImageInput) -> np.ndarray:
+        """Decode + resize exactly as training did: uint8 (size, size, 3)."""
+        return load_image(image, self.image_size, self.interpolation)
+
+    @torch.inference_mode()
+    def probabilities(self, pixels: Sequence[np.ndarray]) -> torch.Tensor:
+        """Softmax over classes for a batch of ``pixels()`` arrays: float (N, classes) on the CPU."""
+        batch = torch.stack([to_tensor(p) for p in pixels]).to(self.device, non_blocking=True)
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        logits = self.model(normalize(batch))
+        return torch.softmax(logits.float(), dim=1).cpu()
+
+    def top_k(self, probs: torch.Tensor, k: int) -> list[Prediction]:
+        """Rows of class probabilities -> :class:`Prediction` with the ``k`` best (clamped to the class count)."""
+        values, indices = probs.topk(max(1, min(k, len(self.classes))), dim=1)
+        return [Prediction(tuple((self.classes[i], float(v)) for v, i in zip(vs, ix, strict=True)))
+                for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]
+
+    def predict(self, images: Sequence[ImageInput], k: int = 3) -> list[Prediction]:
+        """Top-``k`` for images given as paths or PIL images (one batch)."""
+        if not images:
+            return []
+        return self.top_k(self.probabilities([self.pixels(im) for im in images]), k)
+
+    def predict_frames(self, frames: Iterable[np.ndarray], k: int = 1, batch_size: int = 1) -> Iterator[Prediction]:
+        """Top-``k`` per BGR video frame, in order; frames are grouped ``batch_size`` at a time.
+
+        A camera wants ``batch_size=1`` (latency); a video file can batch for throughput.
+        """
+        chunk: list[np.ndarray] = []
+        for frame in frames:
+            chunk.append(self.pixels(frame_to_pil(frame, max(DATASET_FRAME, self.image_size))))
+            if len(chunk) >= batch_size:
+                yield from self.top_k(self.probabilities(chunk), k)
+                chunk = []
+        if chunk:
+            yield from self.top_k(self.probabilities(chunk), k)
+
+
+def find_best_cell(results: str | os.PathLike, experiment: str) -> BestCell:
+    """The completed cell with the highest ``val_acc`` that kept a ``best_model.pt`` (ties: lower id)."""
+    cells = cellfiles.cells_dir(results, experiment)
+    if not cells.is_dir():
+        raise AslhpcError(f"no experiment {experiment!r} under {results} ({cells} missing); "
+                          "check --experiment and --results")
+    best: BestCell | None = None
+    for cell in sorted(p for p in cells.iterdir() if p.is_dir()):
+        paths = cellfiles.CellPaths(cell)
+        if not (paths.result.is_file() and paths.best_model.is_file()):
+            continue
+        try:
+            val_acc = float(read_json(paths.result)["val_acc"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a torn or foreign result.json is not a candidate
+        if best is None or val_acc > best.val_acc:
+            best = BestCell(cell, val_acc)
+    if best is None:
+        raise AslhpcError(f"no completed cell with a {cellfiles.BEST_MODEL} in {cells}; "
+                          "wait for a cell to finish or pass --model PATH")
+    return best

@@ -1,0 +1,179 @@
+"""What the user points ``predict`` at: image files, folders (labelled or not), video files, cameras.
+
+Inputs are sorted by kind up front so every mistake (missing path, unknown file type, empty
+folder, unreadable video, absent camera) becomes a one-line :class:`AslhpcError` before any
+work starts. Video and camera frames come from OpenCV as BGR arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..data.layout import IMAGE_SUFFIXES
+from ..errors import AslhpcError
+
+VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
+TEST_SUFFIX = "_test"  # the flat Kaggle test folder names its files <CLASS>_test.jpg
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    path: Path
+    label: str | None = None  # the true class when the file name or folder says so
+
+
+@dataclass(frozen=True)
+class Folder:
+    """The images of a folder: its own files, plus those in subfolders named after a class."""
+
+    path: Path
+    images: tuple[ImageFile, ...]
+
+    @property
+    def labelled(self) -> tuple[ImageFile, ...]:
+        return tuple(im for im in self.images if im.label is not None)
+
+    @property
+    def unlabelled(self) -> tuple[ImageFile, ...]:
+        return tuple(im for im in self.images if im.label is None)
+
+
+@dataclass(frozen=True)
+class VideoFile:
+    path: Path
+
+
+Input = ImageFile | Folder | VideoFile
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def _class_lookup(classes: tuple[str, ...]) -> dict[str, str]:
+    """Case-insensitive name -> class ("space" and "Space" both mean ``space``)."""
+    return {c.lower(): c for c in classes}
+
+
+def label_from_name(path: Path, classes: tuple[str, ...]) -> str | None:
+    """``A_test.jpg`` -> ``A``, ``nothing_test.jpg`` -> ``nothing``; anything else -> None."""
+    stem = path.stem
+    if not stem.lower().endswith(TEST_SUFFIX):
+        return None
+    return _class_lookup(classes).get(stem[: -len(TEST_SUFFIX)].lower())
+
+
+def scan_folder(root: Path, classes: tuple[str, ...]) -> Folder:
+    """List a folder's images with labels from ``<CLASS>_test`` names or ``<CLASS>/`` subfolders.
+
+    Kaggle nests each folder in one of the same name (``asl_alphabet_test/asl_alphabet_test``);
+    such a wrapper is looked through.
+    """
+    lookup = _class_lookup(classes)
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    images = [ImageFile(p, label_from_name(p, classes)) for p in entries if _is_image(p)]
+    for sub in entries:
+        if sub.is_dir() and sub.name.lower() in lookup:
+            label = lookup[sub.name.lower()]
+            images.extend(ImageFile(p, label) for p in sorted(sub.iterdir()) if _is_image(p))
+    if not images:
+        dirs = [p for p in entries if p.is_dir()]
+        if len(dirs) == 1 and dirs[0].name == root.name:
+            return scan_folder(dirs[0], classes)
+        raise AslhpcError(f"folder {root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                          "and no class subfolders; pass a folder of images")
+    return Folder(root, tuple(images))
+
+
+def classify_input(arg: str | os.PathLike, classes: tuple[str, ...]) -> Input:
+    """Decide what one INPUT argument is, or raise a one-line error saying why it cannot be used."""
+    path = Path(arg).expanduser()
+    if not path.exists():
+        raise AslhpcError(f"input {path} does not exist; pass image files, folders or video files")
+    if path.is_dir():
+        return scan_folder(path, classes)
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return ImageFile(path, label_from_name(path, classes))
+    if suffix in VIDEO_SUFFIXES:
+        return VideoFile(path)
+    raise AslhpcError(f"input {path} is neither an image ({', '.join(sorted(IMAGE_SUFFIXES))}) nor a video "
+                      f"({', '.join(sorted(VIDEO_SUFFIXES))}); pass one of those")
+
+
+class FrameSource:
+    """BGR frames from a ``cv2.VideoCapture``; a context manager that releases the capture.
+
+    Opening reads the first frame, so a file OpenCV cannot decode fails here, not mid-stream.
+    """
+
+    def __init__(self, capture: cv2.VideoCapture, name: str, live: bool) -> None:
+        self.capture = capture
+        self.name = name
+        self.live = live
+        ok, frame = capture.read()
+        if not ok or frame is None:
+            capture.release()
+            raise AslhpcError(f"no frame could be read from {name}; "
+                              + ("check the camera is free and working" if live else "is it a video OpenCV can decode?"))
+        self._first: np.ndarray | None = frame
+
+    @property
+    def nominal_fps(self) -> float:
+        """What the container or camera claims (0 when unknown), not what inference achieves."""
+        return float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        while True:
+            ok, frame = self.capture.read()
+            if not ok or frame is None:
+                return
+            yield frame
+
+    def close(self) -> None:
+        self.capture.release()
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _quiet_capture(target: str | int) -> cv2.VideoCapture:
+    """Open a capture with OpenCV's own warnings silenced: our error says it in one line instead."""
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(target)
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
+
+
+def open_video(path: str | os.PathLike) -> FrameSource:
+    path = Path(path)
+    if not path.is_file():
+        raise AslhpcError(f"video {path} does not exist; check the path")
+    capture = _quiet_capture(str(path))
+    if not capture.isOpened():
+        capture.release()
+        raise AslhpcError(f"cannot open video {path}: OpenCV cannot read it; pass a video such as .avi or .mp4")
+    return FrameSource(capture, str(path), live=False)
+
+
+def open_camera(index: int) -> FrameSource:
+    capture = _quiet_capture(index)
+    if not capture.isOpened():
+        capture.release()
+        raise AslhpcError(f"camera {index} cannot be opened; check it is connected and the index "
+                          "(ls /dev/video*), or pass a video file instead")
+    return FrameSource(capture, f"camera {index}", live=True)

@@ -1,0 +1,247 @@
+"""Inference end to end: a model trained by ``run_cell`` on generated data, then images, the flat
+test folder, class subfolders, a video that spells a word, ``--experiment`` and the one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from aslhpc.config import TrainConfig
+from aslhpc.data.layout import TEST_DIR, TRAIN_DIR
+from aslhpc.errors import AslhpcError
+from aslhpc.predict import main
+from aslhpc.recognize import (
+    Classifier,
+    TextSmoother,
+    classify_input,
+    evaluate_images,
+    frame_to_pil,
+    open_camera,
+    open_video,
+    scan_folder,
+    score,
+)
+from aslhpc.trainer import run_cell
+
+# H E L, nothing (re-arms L), L O, space, A S K, del (removes the K), L.
+WORD = ["H", "E", "L", "nothing", "L", "O", "space", "A", "S", "K", "del", "L"]
+EXPECTED = "HELLO ASL"
+RUN = 10  # frames per sign in the video
+THRESHOLD = 0.6
+HOLD = 4  # a burst of up to 3 wrong frames cannot write a letter; 4 right ones among 10 do
+
+
+@pytest.fixture(scope="module")
+def cell(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One CPU cell trained on the session's generated data (29 classes x 12 images).
+
+    Small batches for enough steps: at batch 32 whole classes were still mixed up after a few
+    epochs, depending on the seed; batch 8 x 8 epochs fits every class across data/init seeds.
+    """
+    out = tmp_path_factory.mktemp("results") / "demo" / "cells" / "g0-b8-r0"
+    cfg = TrainConfig(data=str(synth_root), out=str(out), gpus=0, batch_size=8, epochs=8, lr=0.01, momentum=0.9,
+                      cache_dir=str(out.parent.parent / "cache"), workers=0, log_every=0, sample_interval_s=0.5)
+    result = run_cell(cfg, log=lambda m: None)
+    assert result["val_acc"] > 80, "the test model did not learn; every test below would be meaningless"
+    return out
+
+
+@pytest.fixture(scope="module")
+def classifier(cell: Path) -> Classifier:
+    return Classifier.from_file(cell / "best_model.pt", device="cpu")
+
+
+def train_dir(root: Path) -> Path:
+    return root / TRAIN_DIR / TRAIN_DIR
+
+
+def flat_test_dir(root: Path) -> Path:
+    return root / TEST_DIR / TEST_DIR
+
+
+@pytest.fixture(scope="module")
+def word_video(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MJPG .avi of consecutive generated frames, RUN per sign, spelling WORD."""
+    path = tmp_path_factory.mktemp("video") / "hello_asl.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15, (200, 200))
+    assert writer.isOpened()
+    used: dict[str, int] = {}
+    for sign in WORD:
+        files = sorted((train_dir(synth_root) / sign).iterdir())
+        start = used.get(sign, 0)  # a sign used again continues with its next frames (cycling)
+        for n in range(start, start + RUN):
+            frame = cv2.imread(str(files[n % len(files)]))
+            assert frame is not None and frame.shape == (200, 200, 3)
+            writer.write(frame)
+        used[sign] = start + RUN
+    writer.release()
+    return path
+
+
+# --------------------------------------------------------------------------- single images
+
+
+def test_top_k_on_single_images(classifier: Classifier, synth_root: Path):
+    paths = [flat_test_dir(synth_root) / f"{c}_test.jpg" for c in ("A", "space")]
+    preds = classifier.predict(paths, k=3)
+    assert len(preds) == 2
+    for p in preds:
+        assert len(p.top) == 3
+        probs = [prob for _, prob in p.top]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+        assert len({name for name, _ in p.top}) == 3 and all(n in classifier.classes for n, _ in p.top)
+    assert len(classifier.predict(paths[:1], k=99)[0].top) == len(classifier.classes)
+
+
+def test_cli_prints_one_top_k_line_per_image(cell: Path, synth_root: Path, capsys):
+    paths = [str(flat_test_dir(synth_root) / f"{c}_test.jpg") for c in ("B", "nothing")]
+    assert main(["--model", str(cell / "best_model.pt"), "--top-k", "2", "--device", "cpu", *paths]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    for path, line, label in zip(paths, lines, ("B", "nothing"), strict=True):
+        assert line.startswith(f"{path}: ") and line.endswith(f"(true {label})")
+        assert len(line.split(": ", 1)[1].split("  (true")[0].split("  ")) == 2
+
+
+def test_inference_tuning_does_not_change_the_probabilities(cell: Path, synth_root: Path):
+    images = sorted(flat_test_dir(synth_root).iterdir())[:4]
+    fused = Classifier.from_file(cell / "best_model.pt", device="cpu")
+    plain = Classifier.from_file(cell / "best_model.pt", device="cpu", fuse=False, channels_last=False)
+    pixels = [fused.pixels(p) for p in images]
+    torch.testing.assert_close(fused.probabilities(pixels), plain.probabilities(pixels), atol=1e-5, rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- folders
+
+
+def test_flat_test_folder_gives_its_accuracy_report(cell: Path, classifier: Classifier, synth_root: Path, capsys):
+    folder = classify_input(flat_test_dir(synth_root), classifier.classes)
+    assert len(folder.labelled) == 28 and not folder.unlabelled  # Kaggle's: no del
+    report = evaluate_images(classifier, folder.labelled)
+    # Same model, same preprocessing: the trainer's own score on this folder must agree exactly.
+    extra = json.loads((cell / "result.json").read_text())["extra_test"]
+    assert report.n == extra["n"] == 28 and report.accuracy == pytest.approx(extra["acc"])
+    assert len(report.per_class) == 28 and "del" not in report.per_class
+    assert sum(report.confusion.values()) == report.n - report.correct
+    assert all(t != p for t, p in report.confusion)
+
+    # The Kaggle wrapper folder (asl_alphabet_test/asl_alphabet_test) is looked through.
+    assert main(["--model", str(cell / "best_model.pt"), str(synth_root / TEST_DIR)]) == 0
+    out = capsys.readouterr().out
+    assert "28 images, 28 labelled" in out
+    assert f"accuracy {report.accuracy:.2f}% ({report.correct}/28)" in out
+    assert "per class: A " in out and ("confusions: none" in out or "confusions (true -> predicted): " in out)
+
+
+def test_class_subfolders_are_labelled(classifier: Classifier, synth_root: Path, tmp_path: Path):
+    for cls in ("A", "space"):
+        (tmp_path / cls).mkdir()
+        for n in (1, 2):
+            shutil.copy(train_dir(synth_root) / cls / f"{cls}{n}.jpg", tmp_path / cls)
+    shutil.copy(flat_test_dir(synth_root) / "B_test.jpg", tmp_path / "unnamed.jpg")
+    folder = scan_folder(tmp_path, classifier.classes)
+    assert [(im.path.name, im.label) for im in folder.labelled] == [
+        ("A1.jpg", "A"), ("A2.jpg", "A"), ("space1.jpg", "space"), ("space2.jpg", "space")]
+    assert [im.path.name for im in folder.unlabelled] == ["unnamed.jpg"]
+    report = evaluate_images(classifier, folder.labelled, batch_size=3)
+    assert report.n == 4 and set(report.per_class) == {"A", "space"}
+
+
+def test_score_lists_only_the_confusions_that_happened():
+    report = score(("A", "B", "C"), ["A", "A", "B", "C", "C"], ["A", "B", "B", "A", "A"])
+    assert report.per_class == {"A": (1, 2), "B": (1, 1), "C": (0, 2)}
+    assert report.confusion == {("A", "B"): 1, ("C", "A"): 2}
+    assert report.accuracy == pytest.approx(40.0)
+    assert report.format().splitlines()[-1] == "confusions (true -> predicted): C -> A x2, A -> B x1"
+
+
+# --------------------------------------------------------------------------- video
+
+
+def test_frames_are_cropped_square_and_converted_to_rgb():
+    bgr = np.zeros((40, 60, 3), np.uint8)
+    bgr[:, :, 0] = 255  # pure blue in OpenCV's BGR order
+    bgr[:, :10] = 0  # the left margin the crop removes
+    img = frame_to_pil(bgr)
+    assert img.size == (40, 40) and img.getpixel((0, 0)) == (0, 0, 255)
+    assert frame_to_pil(np.zeros((480, 640, 3), np.uint8)).size == (200, 200)
+
+
+def test_a_video_spells_the_word(classifier: Classifier, word_video: Path):
+    with open_video(word_video) as source:
+        smoother = TextSmoother(hold=HOLD, threshold=THRESHOLD)
+        text = smoother.feed((p.label, p.prob) for p in classifier.predict_frames(source, batch_size=8))
+    assert smoother.frames == RUN * len(WORD)
+    assert text == EXPECTED
+    assert [e.label for e in smoother.events] == [w for w in WORD if w != "nothing"]
+
+
+def test_cli_streams_a_video_to_text(cell: Path, word_video: Path, capsys):
+    args = ["--model", str(cell / "best_model.pt"), "--hold", str(HOLD), "--threshold", str(THRESHOLD), str(word_video)]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == EXPECTED
+    assert lines[-2].startswith(f"{word_video}: {RUN * len(WORD)} frames in ") and lines[-2].endswith(" frames/s)")
+    assert any(line.endswith("'HEL'") for line in lines)  # the text is shown as it grows
+
+
+# --------------------------------------------------------------------------- --experiment
+
+
+def test_experiment_picks_the_best_cell_with_a_model(cell: Path, synth_root: Path, tmp_path: Path, capsys):
+    cells = tmp_path / "results" / "exp" / "cells"
+    for name, val_acc, model in (("g1-b32-r0", 50.0, True), ("g2-b32-r0", 90.0, True), ("g4-b32-r0", 99.0, False)):
+        (cells / name).mkdir(parents=True)
+        (cells / name / "result.json").write_text(json.dumps({"val_acc": val_acc}))
+        if model:
+            shutil.copy(cell / "best_model.pt", cells / name)
+    (cells / "g8-b32-r0").mkdir()  # still running: no result.json
+    image = str(flat_test_dir(synth_root) / "A_test.jpg")
+    assert main(["--experiment", "exp", "--results", str(tmp_path / "results"), image]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"using cell g2-b32-r0 of exp (val_acc 90.00%): {cells / 'g2-b32-r0' / 'best_model.pt'}"
+    assert lines[1].startswith(f"{image}: ")
+
+
+# --------------------------------------------------------------------------- one-line errors
+
+
+def error_of(argv: list[str], capfd) -> str:
+    assert main(argv) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    return err
+
+
+def test_missing_model_is_a_one_line_error(tmp_path: Path, capfd):
+    assert "does not exist" in error_of(["--model", str(tmp_path / "nope.pt"), str(tmp_path)], capfd)
+
+
+def test_bad_inputs_are_one_line_errors(cell: Path, tmp_path: Path, capfd):
+    model = ["--model", str(cell / "best_model.pt")]
+    junk = tmp_path / "broken.avi"
+    junk.write_bytes(b"not a video at all")
+    assert "cannot open video" in error_of([*model, str(junk)], capfd)
+    assert "camera 99 cannot be opened" in error_of([*model, "--camera", "99"], capfd)
+    (tmp_path / "empty").mkdir()
+    assert "holds no images" in error_of([*model, str(tmp_path / "empty")], capfd)
+    (tmp_path / "notes.txt").write_text("hello")
+    assert "neither an image" in error_of([*model, str(tmp_path / "notes.txt")], capfd)
+    (tmp_path / "fake.jpg").write_text("hello")
+    assert "cannot decode image" in error_of([*model, str(tmp_path / "fake.jpg")], capfd)
+    assert "does not exist" in error_of([*model, str(tmp_path / "missing.jpg")], capfd)
+    assert "nothing to predict" in error_of(model, capfd)
+    assert "no experiment" in error_of(["--experiment", "nope", "--results", str(tmp_path), str(junk)], capfd)
+
+
+def test_library_raises_aslhpc_errors(tmp_path: Path):
+    with pytest.raises(AslhpcError, match="camera 99"):
+        open_camera(99)
+    with pytest.raises(AslhpcError, match="does not exist"):
+        open_video(tmp_path / "missing.mp4")
