@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig
+from .config import AMP_MODES, TrainConfig
 from .errors import AslhpcError
 
 
@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time complete cells: 25 epochs on 76,760 training images (3,001 generated per class, as in the paper)")
     p.add_argument("--epochs", type=int, default=25, help="epochs with --full")
     p.add_argument("--pipelines", default="paper,fast", help="which pipelines to run, in order")
+    p.add_argument("--amp", choices=AMP_MODES, default="auto",
+                   help="precision of the fast pipeline (the paper pipeline is always fp32); auto = by hardware")
     return p
 
 
@@ -42,7 +44,7 @@ def run_pipeline(pipeline: str, data: Path, out: Path, cache: Path, args: argpar
     cfg = TrainConfig(data=str(data), out=str(out / pipeline), gpus=gpus, batch_size=args.batch_size,
                       epochs=args.epochs if full else 1, pipeline=pipeline, workers=args.workers,
                       cache_dir=str(cache), log_every=0, max_steps=0 if full else args.steps,
-                      sample_interval_s=5.0)
+                      sample_interval_s=5.0, amp=args.amp)
     return run_cell(cfg, experiment="bench", cell_id=pipeline, log=lambda m: None)
 
 

@@ -14,6 +14,9 @@ PIPELINES = ("paper", "fast")
 STRATEGIES = ("dp", "ddp")
 AMP_MODES = ("auto", "fp32", "fp16", "bf16")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+# Fields that do not change what a cell computes: a checkpoint or result written under other values still counts.
+NOT_IDENTITY = frozenset({"out", "cache_dir", "log_every", "sample_interval_s", "process_sample_interval_s",
+                          "workers", "allow_cpu"})
 
 
 def default_cache_dir() -> str:
@@ -90,5 +93,4 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that must match for a checkpoint to be resumed (not paths or logging)."""
-        skip = {"out", "cache_dir", "log_every", "sample_interval_s", "process_sample_interval_s", "workers", "allow_cpu"}
-        return {k: v for k, v in self.to_dict().items() if k not in skip}
+        return {k: v for k, v in self.to_dict().items() if k not in NOT_IDENTITY}

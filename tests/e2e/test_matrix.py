@@ -70,3 +70,20 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
         assert slurm["job_id"] == entry.last.job_id and slurm["reservation"] == "CSYE7374_GPU"
         assert int(slurm["gpus_granted"]) == entry.gpus  # SLURM_GPUS_ON_NODE: what SLURM granted
         assert len(slurm["job_gpus"].split(",")) == entry.gpus  # SLURM_JOB_GPUS
+
+        # Telemetry on a CPU cell (issue 4): a samples file, and a summary that says why there is no NVML.
+        cell = results / "lad2020" / "cells" / cid
+        tel = result["telemetry"]
+        assert tel["nvml"] is False and "no GPU sampled" in tel["reason"] and "CPU fallback" in tel["reason"]
+        assert tel["cpu"]["rss_peak_gb"] > 0
+        header, *rows = (cell / "samples.csv").read_text().splitlines()
+        assert header.startswith("time,elapsed_s,kind") and any(",cpu," in r for r in rows)
+
+    # collect on what the real cluster produced (issue 5): the report, tables and plots.
+    c = cli.run("aslhpc.collect", "--results", results, "--experiment", "lad2020", "--reference")
+    assert c.returncode == 0, c.stdout + c.stderr
+    exp = results / "lad2020"
+    report = (exp / "report.md").read_text()
+    assert "Using 4GPU" in report and "H2" in report and "published 2020 reference" in c.stdout
+    assert all((exp / "plots" / f).stat().st_size > 0 for f in ("time_vs_gpus.png", "accuracy_vs_batch.png"))
+    assert (exp / "table_b512.csv").is_file()

@@ -1,0 +1,17 @@
+"""The benchmark prints both pipelines' figures from one run and ends with their ratio (values not asserted)."""
+
+import re
+
+from aslhpc.bench import main
+
+
+def test_bench_prints_both_pipelines_and_the_ratio_last(capsys, cache_dir):
+    assert main(["--per-class", "3", "--steps", "2", "--batch-size", "8", "--workers", "0"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("device: CPU")
+    paper = next(ln for ln in lines if ln.startswith("paper"))
+    fast = next(ln for ln in lines if ln.startswith("fast"))
+    figures = [float(re.search(r"([\d.]+) images/s", ln).group(1)) for ln in (paper, fast)]
+    assert all(f > 0 for f in figures)
+    assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1])
+    assert abs(float(lines[-1].split()[1]) - figures[1] / figures[0]) < 0.01 + 0.01 * figures[1] / figures[0]
