@@ -40,9 +40,12 @@ def plan_devices(gpus: int, allow_cpu: bool, local_rank: int | None = None) -> D
     if gpus == 0:
         return DevicePlan(torch.device("cpu"), (), 0, None, (cpu_name(),))
     if local_rank is not None:
-        if local_rank < visible:
-            dev = torch.device("cuda", local_rank)
-            return DevicePlan(dev, (local_rank,), gpus, None, (torch.cuda.get_device_name(dev),))
+        # Usually every task sees all of the node's GPUs and takes cuda:LOCAL_RANK; where SLURM binds
+        # one GPU per task (--gpu-bind), each task sees exactly one, its own, as cuda:0.
+        ordinal = local_rank if local_rank < visible else (0 if visible == 1 else None)
+        if ordinal is not None:
+            dev = torch.device("cuda", ordinal)
+            return DevicePlan(dev, (ordinal,), gpus, None, (torch.cuda.get_device_name(dev),))
         need = f"rank {local_rank} needs GPU {local_rank}, {visible} visible"
     elif visible >= gpus:
         ids = tuple(range(gpus))

@@ -174,6 +174,37 @@ def _skip_corrupt(batch: list[tuple[torch.Tensor | None, int]]) -> tuple[torch.T
     return xs, ys, len(batch) - len(good)
 
 
+class GlobalBatchSampler:
+    """One epoch's order cut into global batches; yields this rank's share of each (a batch_sampler).
+
+    Under DDP every rank walks the same global batches, so ranks take equal steps (no rank waits in an
+    all-reduce its peers never join) and each global batch mixes all classes, as one process would see.
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int = 0,
+                 world: int = 1, max_steps: int = 0) -> None:
+        self.n, self.batch_size, self.shuffle, self.seed, self.epoch = n, batch_size, shuffle, seed, epoch
+        self.rank, self.world, self.max_steps = rank, world, max_steps
+
+    def __len__(self) -> int:
+        steps = -(-self.n // self.batch_size)
+        if self.world > 1 and self.n % self.batch_size and self.n % self.batch_size < self.world:
+            steps -= 1  # a last global batch smaller than the world would leave a rank empty
+        return min(steps, self.max_steps) if self.max_steps else steps
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch)) if self.shuffle \
+            else torch.arange(self.n)
+        for step in range(len(self)):
+            idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+            if self.world > 1:
+                idx = idx[rank_slice(len(idx), self.rank, self.world)]
+            yield idx.tolist()
+
+    def global_size(self, step: int) -> int:
+        return min(self.batch_size, self.n - step * self.batch_size)
+
+
 @dataclass
 class LoaderBatches:
     """The 2020 pipeline: a DataLoader over :class:`PaperImageFolder`, fp32, decoded every epoch."""
@@ -188,37 +219,29 @@ class LoaderBatches:
     rank: int = 0
     world: int = 1
     max_steps: int = 0
-    skipped: int = 0
+    skipped: int = 0  # unreadable images met in the last epoch
 
-    def __post_init__(self) -> None:
-        self.indices = np.asarray(self.indices)
-        if self.world > 1:  # each rank reads its own contiguous share, shuffled within it
-            self.indices = self.indices[rank_slice(len(self.indices), self.rank, self.world)]
-            self.batch_size = max(1, self.batch_size // self.world)
+    def sampler(self, epoch: int) -> GlobalBatchSampler:
+        return GlobalBatchSampler(len(self.indices), self.batch_size, self.shuffle, self.seed, epoch,
+                                  self.rank, self.world, self.max_steps)
 
     def __len__(self) -> int:
-        n = -(-len(self.indices) // self.batch_size)
-        return min(n, self.max_steps) if self.max_steps else n
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.indices)
+        return len(self.sampler(0))
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
+        sampler = self.sampler(epoch)
         loader = DataLoader(
-            Subset(self.dataset, self.indices.tolist()),
-            batch_size=self.batch_size,
-            shuffle=self.shuffle,
-            generator=epoch_generator(self.seed, epoch),
+            Subset(self.dataset, np.asarray(self.indices).tolist()),
+            batch_sampler=sampler,
             num_workers=self.workers,
             pin_memory=self.device.type == "cuda",
             collate_fn=_skip_corrupt,
-            persistent_workers=False,
         )
+        self.skipped = 0
         for step, (x, y, skipped) in enumerate(loader):
-            if self.max_steps and step >= self.max_steps:
-                break
             self.skipped += skipped
             if len(y) == 0:
+                if self.world > 1:  # a rank with nothing to train on would leave its peers waiting
+                    raise RuntimeError(f"every image of a training batch was unreadable on rank {self.rank}")
                 continue
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), len(y) * self.world
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), sampler.global_size(step)

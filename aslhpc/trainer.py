@@ -82,6 +82,9 @@ def init_dist(cfg: TrainConfig) -> Dist:
     """Join the process group described by RANK/WORLD_SIZE/MASTER_ADDR (set by submitit's helper or torchrun)."""
     if cfg.strategy != "ddp":
         return Dist()
+    if "WORLD_SIZE" not in os.environ and cfg.gpus > 1:
+        raise AslhpcError(f"--strategy ddp with {cfg.gpus} GPUs needs one process per GPU; run it under "
+                          f"torchrun --nproc-per-node {cfg.gpus} or srun (submit does this), or use --strategy dp")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
@@ -350,6 +353,9 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
     plan = plan_devices(cfg.gpus, cfg.allow_cpu, dist.local_rank if dist.world > 1 else None)
     device = plan.device
     # The 2020 pipeline ran fp32, contiguous, without cudnn autotuning; the fast one uses all three.
+    if device.type == "cuda":
+        # Each DDP rank must make its own GPU current, or NCCL collectives and CUDA events land on cuda:0.
+        torch.cuda.set_device(device)
     precision = choose_precision("fp32" if paper else cfg.amp, device)
     channels_last = cfg.channels_last and not paper
     torch.backends.cudnn.benchmark = device.type == "cuda" and not paper
@@ -370,12 +376,16 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
 
     state = _load_checkpoint(paths, cfg)
     start_epoch, best, exec_s, train_s, train_images = 1, {"val_loss": float("inf"), "epoch": 0}, 0.0, 0.0, 0
+    best_state: dict[str, torch.Tensor] | None = None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
+        best_state = state["best_state"]
         start_epoch = state["epoch"] + 1
         best, exec_s, train_s, train_images = state["best"], state["exec_s"], state["train_s"], state["train_images"]
         if dist.main:
@@ -389,6 +399,9 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
         wrapped = nn.DataParallel(model, device_ids=list(plan.device_ids))
     if cfg.compile and not isinstance(wrapped, nn.DataParallel):
         wrapped = torch.compile(wrapped)
+    # DDP's forward may broadcast buffers (a collective): ranks whose evaluation shards hold different
+    # numbers of batches would then wait on each other. Evaluate the bare model; buffers are synced first.
+    evaluator = model if dist.world > 1 else wrapped
 
     def progress(epoch: int) -> Callable[[int, int], None]:
         def write(step: int, total: int) -> None:
@@ -410,13 +423,17 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
             tr = train_one_epoch(wrapped, data.train, optimizer, scaler, precision, device, epoch, dist,
                                  cfg.log_every, log, progress(epoch))
             sync_buffers(model, dist)
-            va = evaluate(wrapped, data.val, precision, device, dist)
+            va = evaluate(evaluator, data.val, precision, device, dist)
             epoch_s = tr.seconds + va.seconds
             exec_s += epoch_s
             train_s += tr.seconds
             train_images += tr.n
+            if not np.isfinite(va.loss) or not np.isfinite(tr.loss):
+                raise AslhpcError(f"training diverged at epoch {epoch} (train loss {tr.loss}, validation loss {va.loss}); "
+                                  f"lower --lr, or use --amp fp32")
             improved = va.loss < best["val_loss"]
             if improved:
+                best_state = model_state(model)  # every rank keeps it: no re-reading a shared file at the end
                 best = {"val_loss": va.loss, "val_acc": va.acc, "train_loss": tr.loss, "train_acc": tr.acc, "epoch": epoch}
             if dist.main:
                 line = {"epoch": epoch, "train_loss": tr.loss, "train_acc": tr.acc, "val_loss": va.loss, "val_acc": va.acc,
@@ -434,15 +451,16 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
                 _save_checkpoint(paths.checkpoint, {
                     "identity": cfg.identity(), "epoch": epoch, "model": model_state(model),
                     "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                    "rng_cpu": torch.get_rng_state(), "best": best, "exec_s": exec_s, "train_s": train_s,
+                    "rng_cpu": torch.get_rng_state(),
+                    "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    "best": best, "best_state": best_state, "exec_s": exec_s, "train_s": train_s,
                     "train_images": train_images, "started_at": started_at})
             dist.barrier()
 
         digests = rank_digests(model, dist)
         # Test split with the best-validation model, as the paper did.
-        best_state = torch.load(paths.best_model, map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict(best_state)
-        te = evaluate(wrapped, data.test, precision, device, dist)
+        te = evaluate(evaluator, data.test, precision, device, dist)
         extra = _extra_test(model, data.index, cfg, device, precision) if dist.main else None
     finally:
         if sampler is not None:
@@ -465,7 +483,10 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
         "split": {"kind": data.split.kind, "seed": cfg.split_seed, "hash": data.split.hash,
                   "train": len(data.split.train), "val": len(data.split.val), "test": len(data.split.test)},
         "batches": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-        "skipped_images": data.skipped,
+        "skipped_images": data.skipped,  # names, found while building the cache (fast pipeline)
+        # paper pipeline: unreadable images met in the last pass over each split (the loader only counts them)
+        "skipped_count": len(data.skipped) if cfg.pipeline == "fast"
+        else sum(b.skipped for b in (data.train, data.val, data.test)),
         "epochs": cfg.epochs, "best_epoch": best["epoch"],
         "train_acc": best["train_acc"], "val_acc": best["val_acc"], "test_acc": te.acc,
         "train_loss": best["train_loss"], "val_loss": best["val_loss"], "test_loss": te.loss,

@@ -42,3 +42,15 @@ def test_ddp_ranks_split_each_global_batch_and_report_its_size():
         assert n0 == n1 == len(y0) + len(y1)
         assert not set(y0.tolist()) & set(y1.tolist())
         assert x0.shape[1] == 3 and x0.dtype == torch.float32  # NCHW, normalised on the device
+
+
+def test_paper_sampler_gives_every_ddp_rank_equal_steps_and_a_share_of_each_global_batch():
+    from aslhpc.pipelines import GlobalBatchSampler
+
+    n, batch = 1281, 128  # 10 full global batches + 1 of 1: dropped under DDP, else one rank gets nothing
+    ranks = [list(GlobalBatchSampler(n, batch, True, seed=0, epoch=2, rank=r, world=2)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 10
+    single = list(GlobalBatchSampler(n, batch, True, seed=0, epoch=2))
+    assert len(single) == 11
+    for step, (a, b) in enumerate(zip(*ranks, strict=True)):
+        assert sorted(a + b) == sorted(single[step])  # the same global batch as one process, split in two

@@ -127,3 +127,16 @@ def test_a_different_config_refuses_to_resume_someone_elses_checkpoint(synth_roo
         run_cell(c, log=die)
     with pytest.raises(AslhpcError, match="different configuration"):
         run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", epochs=2, lr=0.02), log=lambda m: None)
+
+
+def test_a_diverging_run_stops_with_a_one_line_error(synth_root, tmp_path):
+    with pytest.raises(AslhpcError, match="diverged at epoch 1.*lower --lr"):
+        run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", epochs=2, lr=1e12, max_steps=3), log=lambda m: None)
+    assert "diverged" in json.loads((tmp_path / "c" / "error.json").read_text())["error"]
+
+
+def test_ddp_over_several_gpus_without_a_launcher_is_refused(synth_root, tmp_path, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(AslhpcError, match="torchrun --nproc-per-node 2"):
+        run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", gpus=2, strategy="ddp", allow_cpu=True),
+                 log=lambda m: None)

@@ -108,7 +108,11 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"normalize expects uint8 pixels, got {x.dtype}")
     if x.dim() not in (3, 4) or x.shape[-3] != len(MEAN):
         raise ValueError(f"normalize expects (N, 3, H, W) or (3, H, W), got {tuple(x.shape)}")
-    mean = torch.tensor(MEAN, dtype=torch.float32, device=x.device).view(-1, 1, 1)
-    std = torch.tensor(STD, dtype=torch.float32, device=x.device).view(-1, 1, 1)
     out = x.to(torch.float32, memory_format=torch.preserve_format)
+    if len(set(MEAN)) == 1 and len(set(STD)) == 1:
+        # Python scalars, not device tensors: building a tensor from MEAN/STD on a GPU is a blocking
+        # host-to-device copy, which would stall the CPU once per batch and defeat the overlap.
+        return out.mul_(1.0 / (255.0 * STD[0])).sub_(MEAN[0] / STD[0])
+    mean = torch.tensor(MEAN, dtype=torch.float32).view(-1, 1, 1).to(x.device, non_blocking=True)
+    std = torch.tensor(STD, dtype=torch.float32).view(-1, 1, 1).to(x.device, non_blocking=True)
     return out.div_(255.0).sub_(mean).div_(std)
