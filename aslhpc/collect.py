@@ -23,6 +23,7 @@ from .analysis import (
     load_reference,
 )
 from .errors import AslhpcError
+from .progress import CellRow
 
 __all__ = ["CollectOutput", "collect_experiment", "main"]
 
@@ -94,7 +95,8 @@ def pick_experiment(results: Path, name: str | None) -> Path:
 
 
 def live_states(exp_dir: Path) -> dict[str, tuple[str, str]] | None:
-    """SLURM / local-runner states of the cells that have not finished, so holes say why (one sacct call)."""
+    """Each unfinished cell's (state, reason) exactly as ``status`` shows it (one sacct call), so holes
+    say why and collect never disagrees with status."""
     manifest = exp_dir / "manifest.json"
     if not manifest.is_file():
         return None
@@ -102,7 +104,24 @@ def live_states(exp_dir: Path) -> dict[str, tuple[str, str]] | None:
 
     report = experiment_status(manifest)
     # UNKNOWN (SLURM unreachable or the job forgotten) says less than the cell's own files: leave those holes to them.
-    return {r.cell_id: (r.state, r.error or r.slurm_state) for r in report.rows if r.state not in ("COMPLETED", UNKNOWN)}
+    return {r.cell_id: (r.state, _reason(r)) for r in report.rows if r.state not in ("COMPLETED", UNKNOWN)}
+
+
+def _reason(row: CellRow) -> str:
+    """The hole's reason: the error line of a failed cell, else where its job stands."""
+    if row.failed:
+        return row.error + (f" (log: {row.log})" if row.log else "")
+    job = f"{row.cluster} job {row.job_id}".strip() if row.job_id else ""
+    parts = [job + (f" on {row.node}" if row.node else "")] if job else []
+    if row.slurm_state and row.slurm_state.split(" ")[0] != row.state:
+        parts.append(f"SLURM: {row.slurm_state}")
+    if row.state == "RUNNING" and row.epochs:
+        parts.append(f"epoch {row.epoch}/{row.epochs} done")
+    if row.elapsed and row.state != "PENDING":
+        parts.append(f"elapsed {row.elapsed}")
+    if row.state == "PENDING" and not job:
+        parts.append("waiting for the local run to start it")
+    return ", ".join(p for p in parts if p)
 
 
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:

@@ -296,9 +296,12 @@ class Overrides:
     repeats: int | None = None
     allow_cpu: bool | None = None
     pipeline: str | None = None
+    split: str | None = None
+    split_seed: int | None = None
     max_steps: int | None = None
     partition: str | None = None
     reservation: str | None = None
+    gpu_type: str | None = None
     time: str | None = None
     mem: str | None = None
     cpus_per_gpu: int | None = None
@@ -308,9 +311,9 @@ class Overrides:
 
 def apply_overrides(spec: ExperimentSpec, o: Overrides) -> ExperimentSpec:
     top = {k: getattr(o, k) for k in ("data", "results", "gpus", "batch_sizes", "strategies", "repeats")}
-    train = {k: getattr(o, k) for k in ("epochs", "allow_cpu", "pipeline", "max_steps")}
-    cluster = {k: getattr(o, k) for k in ("partition", "reservation", "time", "mem", "cpus_per_gpu", "gpus_per_node",
-                                          "preamble")}
+    train = {k: getattr(o, k) for k in ("epochs", "allow_cpu", "pipeline", "split", "split_seed", "max_steps")}
+    cluster = {k: getattr(o, k) for k in ("partition", "reservation", "gpu_type", "time", "mem", "cpus_per_gpu",
+                                          "gpus_per_node", "preamble")}
     return replace(
         spec,
         **{k: v for k, v in top.items() if v is not None},

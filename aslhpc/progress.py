@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from .slurm.local import process_alive, runner_alive
 
 NOT_SUBMITTED = "NOT_SUBMITTED"
 UNKNOWN = "UNKNOWN"
+#: seconds an error.json may predate its attempt's submission and still count (clock skew between hosts)
+ERROR_SLACK_S = 5.0
 ENDED_STATES = DONE_STATES | FAILED_STATES | {NOT_SUBMITTED}
 _STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
           "COMPLETING": "cyan", NOT_SUBMITTED: "dim", UNKNOWN: "magenta"}
@@ -115,6 +117,24 @@ def _parse_time(text: str) -> dt.datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
+def error_is_current(error_time: str | None, attempt: Attempt | Mapping[str, Any] | None) -> bool:
+    """Does an error.json written at ``error_time`` belong to the live ``attempt``?
+
+    ``error_time`` is error.json's ``time`` (None: there is no error.json; '': one without a time).
+    An error.json older than the attempt's submission (less :data:`ERROR_SLACK_S`, for clock skew
+    between the submitting host and the node) was left by an earlier attempt: after
+    ``submit --retry-failed`` it says nothing about the new job. Without an attempt, or with a time
+    that does not parse, the error counts. ``attempt`` is a manifest :class:`Attempt` or its JSON dict.
+    """
+    if error_time is None:
+        return False
+    if attempt is None:
+        return True
+    submitted = attempt.get("submitted_at") if isinstance(attempt, Mapping) else attempt.submitted_at
+    err_t, sub_t = _parse_time(error_time), _parse_time(str(submitted or ""))
+    return err_t is None or sub_t is None or err_t >= sub_t - dt.timedelta(seconds=ERROR_SLACK_S)
+
+
 def resolve_state(*, has_result: bool, error_time: str | None, attempt: Attempt | None, job: JobState | None,
                   local: str | None = None, runner_pending: bool = False) -> str:
     """The cell's state: files first, then the live job (SLURM or local process).
@@ -127,10 +147,8 @@ def resolve_state(*, has_result: bool, error_time: str | None, attempt: Attempt 
     live = local if attempt.cluster == "local" else (job.state if job else None)
     if live in LIVE_STATES:
         return live
-    if error_time is not None:  # error.json exists; it counts unless it predates this attempt (a retry)
-        err_t, sub_t = _parse_time(error_time), _parse_time(attempt.submitted_at)
-        if err_t is None or sub_t is None or err_t >= sub_t - dt.timedelta(seconds=5):
-            return "FAILED"
+    if error_is_current(error_time, attempt):  # an error.json of an earlier attempt (a retry) does not count
+        return "FAILED"
     if live in FAILED_STATES:
         return live
     if live in DONE_STATES:
@@ -206,9 +224,9 @@ def cell_row(entry: CellEntry, experiment_dir: Path, job: JobState | None, epoch
     attempt = entry.last
     result = _read(paths.result)
     error = _read(paths.error)
+    error_time = None if error is None else str(error.get("time") or "")
     local = local_job_state(attempt, experiment_dir) if attempt and attempt.cluster == "local" else None
-    row.state = resolve_state(has_result=result is not None,
-                              error_time=None if error is None else str(error.get("time") or ""),
+    row.state = resolve_state(has_result=result is not None, error_time=error_time,
                               attempt=attempt, job=job, local=local, runner_pending=runner_pending)
     if attempt is not None:
         row.job_id, row.cluster = attempt.job_id, attempt.cluster
@@ -243,7 +261,7 @@ def cell_row(entry: CellEntry, experiment_dir: Path, job: JobState | None, epoch
             row.eta_s = sum(times) / len(times) * max(row.epochs - row.epoch, 0)
 
     if row.failed:
-        if error is not None:
+        if error is not None and error_is_current(error_time, attempt):
             row.error = str(error.get("error", "")).strip()
         if attempt is not None:
             log = log_path(attempt, experiment_dir)

@@ -18,22 +18,24 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from .config import NOT_IDENTITY
 from .errors import ClusterError, ConfigError, DataError
-from .experiment import Cell, ExperimentSpec, SpecErrors, parse_time_min, validate_spec
+from .experiment import Cell, ExperimentSpec, SpecErrors, TrainSettings, parse_time_min, validate_spec
 from .manifest import Attempt, Manifest, load_manifest, manifest_path, now_iso
 from .progress import NOT_SUBMITTED, UNKNOWN, CellRow, StatusReport, experiment_status
 from .slurm.accounting import FAILED_STATES, LIVE_STATES
 from .slurm.cell_job import CellJob
 from .slurm.cluster import ClusterInfo, JobShape, check_request, query_cluster, slurm_reachable
 from .slurm.executor import cell_command, default_python, job_request, render_sbatch, slurm_executor
-from .slurm.local import LocalTask, RunnerLock, run_local, runner_alive
+from .slurm.local import LocalTask, RunnerLock, run_local, runner_alive, visible_gpus
 
 CLUSTERS = ("auto", "slurm", "local")
-# TrainSettings fields that do not change what a cell computes (TrainConfig.identity() skips them too)
-_NOT_IDENTITY = {"allow_cpu", "workers", "log_every", "sample_interval_s", "process_sample_interval_s"}
+# TrainSettings fields that do not change what a cell computes: TrainConfig.identity()'s own set, less the
+# per-cell paths (out, cache_dir) that TrainSettings does not have
+_NOT_IDENTITY = NOT_IDENTITY & {f.name for f in fields(TrainSettings)}
 
 Out = Callable[[str], None]
 
@@ -106,9 +108,53 @@ def spec_conflicts(old: dict, new: ExperimentSpec) -> list[str]:
     return diffs
 
 
+@dataclass(frozen=True)
+class TorchBuild:
+    """The torch the jobs will run (the submitting interpreter's): version, CUDA version (None: a CPU
+    build) and the GPU architectures it has kernels for (``torch.cuda.get_arch_list()``, no GPU needed)."""
+
+    version: str
+    cuda: str | None
+    arch_list: tuple[str, ...]
+
+
+def torch_build() -> TorchBuild | None:
+    """This interpreter's torch build; None if torch cannot be imported."""
+    try:
+        import torch
+
+        return TorchBuild(str(torch.__version__), torch.version.cuda, tuple(torch.cuda.get_arch_list()))
+    except Exception:  # noqa: BLE001 - no torch here: nothing to check against
+        return None
+
+
+def v100_check(gpu_type: str, allow_cpu: bool, build: TorchBuild | None) -> tuple[str, str] | None:
+    """("problem" | "warning", line) when cells on a V100 ``gpu_type`` would run a torch without sm_70.
+
+    The pinned CUDA 13 torch has no Volta kernels, so on the paper's V100s every cell would queue, start
+    and fail (or, with ``allow_cpu``, fall back to the CPU). CPU builds and arch lists that say nothing
+    are not judged."""
+    from .telemetry.provenance import v100_supported
+
+    if "v100" not in gpu_type.lower() or build is None or build.cuda is None:
+        return None
+    if v100_supported(list(build.arch_list)) is not False:
+        return None
+    head = f"torch {build.version} has no sm_70 (V100) kernels"
+    fix = "install a CUDA 12.6 build of torch (README 'V100 and torch wheels')"
+    if allow_cpu:
+        return "warning", (f"{head}: on {gpu_type} the cells will fall back to the CPU (allow_cpu); "
+                           f"{fix} to train on the GPUs")
+    return "problem", f"{head}: the cells would fail on {gpu_type}; {fix} or request another --gpu-type"
+
+
 def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = False,
-                     query: Callable[[], ClusterInfo] = query_cluster) -> tuple[list[str], list[str]]:
-    """(problems, warnings): everything wrong with submitting ``spec``, found before any side effect."""
+                     query: Callable[[], ClusterInfo] = query_cluster,
+                     torch_info: Callable[[], TorchBuild | None] | None = None) -> tuple[list[str], list[str]]:
+    """(problems, warnings): everything wrong with submitting ``spec``, found before any side effect.
+
+    ``torch_info`` describes the torch the jobs will run (default :func:`torch_build`, this interpreter's:
+    the jobs run it too). A dry run only warns about it, since it starts nothing."""
     from .data import scan_dataset
     from .slurm.executor import read_preamble
 
@@ -145,7 +191,12 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
                                  jobs=shapes, account=c.account)
             problems += p
             warnings += w
-    elif not spec.train.allow_cpu and not dry_run:
+    if cluster == "slurm" or dry_run:  # the cells go to (or are written for) the cluster's gpu_type
+        found = v100_check(spec.cluster.gpu_type, spec.train.allow_cpu, (torch_info or torch_build)())
+        if found is not None:
+            kind, line = found
+            (problems if kind == "problem" and not dry_run else warnings).append(line)
+    if cluster != "slurm" and not spec.train.allow_cpu and not dry_run:
         have = _local_gpus()
         need = max(spec.gpus, default=0)
         if need > have:
@@ -284,9 +335,11 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
         if cluster == "slurm":
             _submit_slurm(spec, manifest, path, todo, python, out)
         else:
-            out(f"running {len(todo)} cell(s) on this machine, {options.max_parallel} at a time "
+            gpus = visible_gpus() if todo else []
+            share = f", each on its own of GPUs {','.join(gpus)}" if gpus else ""
+            out(f"running {len(todo)} cell(s) on this machine, {options.max_parallel} at a time{share} "
                 f"({why or 'local'}); waiting for them (status works from another shell)")
-            result.failed_local = _run_local(spec, manifest, path, todo, options.max_parallel, on_local_tick)
+            result.failed_local = _run_local(spec, manifest, path, todo, options.max_parallel, on_local_tick, gpus)
     return result
 
 
@@ -320,7 +373,7 @@ def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: li
 
 
 def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction], max_parallel: int,
-               on_tick: Callable[[], None] | None) -> list[str]:
+               on_tick: Callable[[], None] | None, gpus: list[str]) -> list[str]:
     by_id = {a.cell.cell_id: a for a in todo}
     tasks = [LocalTask(a.cell.cell_id, _cell_job(spec, a.cell), job_request(spec, a.cell), _folder(spec, a.cell))
              for a in todo]
@@ -332,7 +385,7 @@ def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[
         manifest.save(path)
 
     with RunnerLock(path.parent):
-        outcomes = run_local(tasks, max_parallel, started, on_tick)
+        outcomes = run_local(tasks, max_parallel, started, on_tick, gpus=gpus)
     return [o.cell_id for o in outcomes if not o.ok]
 
 

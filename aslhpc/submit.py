@@ -35,9 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--repeats", type=int, help="jobs per cell, each with seed + repeat")
     o.add_argument("--allow-cpu", action="store_true", default=None, help="fall back to CPU without enough GPUs")
     o.add_argument("--pipeline", help="paper or fast")
+    o.add_argument("--split", help="random (the paper's) or blocked (contiguous frame blocks per class)")
+    o.add_argument("--split-seed", type=int, help="seed of the split, the same for every cell (default 0)")
     o.add_argument("--max-steps", type=int, help="stop each epoch after N batches (smoke runs)")
     o.add_argument("--partition")
     o.add_argument("--reservation", help="SLURM reservation ('' for none)")
+    o.add_argument("--gpu-type", help="GPU type in the gres request, e.g. v100-sxm2 (gpu:<type>:N)")
     o.add_argument("--time", help="time limit per job: minutes, H:MM:SS or D-HH:MM:SS")
     o.add_argument("--mem", help="memory per node, e.g. 16G or 95000M")
     o.add_argument("--cpus-per-gpu", type=int)
@@ -71,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         spec = apply_overrides(spec, Overrides(
             data=args.data, results=args.results, epochs=args.epochs, gpus=args.gpus, batch_sizes=args.batch_sizes,
             strategies=strategies, repeats=args.repeats, allow_cpu=args.allow_cpu, pipeline=args.pipeline,
-            max_steps=args.max_steps, partition=args.partition, reservation=args.reservation, time=args.time,
-            mem=args.mem, cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble))
+            split=args.split, split_seed=args.split_seed, max_steps=args.max_steps, partition=args.partition,
+            reservation=args.reservation, gpu_type=args.gpu_type, time=args.time, mem=args.mem,
+            cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble))
         options = SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
                                 max_parallel=args.max_parallel)
         live.manifest = spec.experiment_dir / "manifest.json"

@@ -50,8 +50,13 @@ def result_json(
     gpus_used: int | None = None,
     job_id: str = "1000",
     host: str = "d1001",
+    data_device_gb: float | None = None,
+    ranks_in_sync: bool | None = None,
 ) -> dict[str, Any]:
-    """A complete result.json (schema 1) as the trainer writes it."""
+    """A complete result.json (schema 1) as the trainer writes it.
+
+    ``data_device_gb`` adds ``telemetry.data_device_gb`` (the fast pipeline's dataset on the GPU);
+    ``ranks_in_sync`` adds a DDP ``ranks`` block; both are absent by default, as in older results."""
     t0, mem0, acc0 = PAPER.get(
         (batch_size, gpus), (2400.0, tuple(2.0 for _ in range(gpus)), (99.0, 99.0, 99.0))
     )
@@ -78,7 +83,7 @@ def result_json(
         }
         for i in range(4)  # the sampler sees all four GPUs of the node, as nvidia-smi did
     ]
-    return {
+    result = {
         "schema": 1,
         "experiment": experiment,
         "cell_id": cid,
@@ -162,6 +167,12 @@ def result_json(
         "started_at": "2026-04-11T20:00:00Z",
         "finished_at": "2026-04-11T20:40:00Z",
     }
+    if data_device_gb is not None:
+        result["telemetry"]["data_device_gb"] = data_device_gb
+    if ranks_in_sync is not None:
+        digests = ["a1b2"] * gpus if ranks_in_sync else ["a1b2"] + ["c3d4"] * (gpus - 1)
+        result["ranks"] = {"weight_digests": digests, "in_sync": ranks_in_sync}
+    return result
 
 
 def write_json(path: Path, obj: Any) -> Path:

@@ -32,7 +32,8 @@ def test_loads_every_cell_with_metrics_and_memory(tmp_path):
     assert r["split_hash"] and r["pipeline"] == "fast" and r["strategy"] == "dp"
     assert r["host"] == "d1001" and r["driver"] == "410.48" and r["slurm_job_id"] == "1000"
     assert r["batches_train"] == 300 and r["n_train"] == 76760
-    assert list(m.columns[-4:]) == ["gpu0_gb", "gpu1_gb", "gpu2_gb", "gpu3_gb"]
+    assert list(m.columns[-8:-4]) == ["gpu0_gb", "gpu1_gb", "gpu2_gb", "gpu3_gb"]
+    assert list(m.columns[-4:]) == ["gpu0_proc_gb", "gpu1_proc_gb", "gpu2_proc_gb", "gpu3_proc_gb"]
 
 
 def test_no_nvml_gives_nan_memory(tmp_path):
@@ -91,25 +92,59 @@ def test_missing_cell_never_submitted(tmp_path):
     assert m.set_index("cell_id").loc["g2-b128-r0", "state"] == "missing"
 
 
-def test_states_from_slurm_fill_holes_but_files_win(tmp_path):
-    exp = paper_experiment(tmp_path, skip=((128, 2), (128, 3)))
+def test_states_from_status_are_taken_as_given_but_result_json_wins(tmp_path):
+    exp = paper_experiment(tmp_path, skip=((128, 2), (128, 3), (128, 4)))
     write_json(exp / "cells" / "g2-b128-r0" / "error.json", {"error": "boom", "traceback": "", "time": ""})
     states = {
-        "g2-b128-r0": ("TIMEOUT", "slurm says timeout"),  # error.json wins (files first)
+        # status already weighed the files: its TIMEOUT means this error.json is not the live attempt's
+        "g2-b128-r0": ("TIMEOUT", "slurm says timeout"),
         "g3-b128-r0": ("TIMEOUT", "job 1002 hit its time limit"),
+        "g4-b128-r0": ("NOT_SUBMITTED", ""),
         "g1-b128-r0": ("RUNNING", "ignored: result.json exists"),
         "g1-b256-r0": ("COMPLETED", "sacct"),  # has result.json anyway
     }
     m = load_matrix(exp, states).set_index("cell_id")
-    assert m.loc["g2-b128-r0", "state"] == "failed"
+    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == ("timeout", "slurm says timeout")
     assert tuple(m.loc["g3-b128-r0", ["state", "reason"]]) == ("timeout", "job 1002 hit its time limit")
+    assert m.loc["g4-b128-r0", "state"] == "missing"
     assert m.loc["g1-b128-r0", "state"] == "completed"
+    # a cell status could not tell about (UNKNOWN: left out of states) is judged by its files
+    m = load_matrix(exp, {"g3-b128-r0": ("RUNNING", "")}).set_index("cell_id")
+    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == ("failed", "boom")
     # SLURM's COMPLETED without a result.json is not a completed cell
     exp2 = paper_experiment(tmp_path / "two", skip=((128, 1),))
     m2 = load_matrix(exp2, {"g1-b128-r0": ("COMPLETED", "sacct")}).set_index("cell_id")
     assert (
-        m2.loc["g1-b128-r0", "state"] == "incomplete" and "no result.json" in m2.loc["g1-b128-r0", "reason"]
+        m2.loc["g1-b128-r0", "state"] == "incomplete" and "no usable result.json" in m2.loc["g1-b128-r0", "reason"]
     )
+
+
+def _retry(exp, cid: str, job_id: str, submitted_at: str) -> None:
+    """Record a second attempt of ``cid`` in the manifest, as ``submit --retry-failed`` does."""
+    data = json.loads((exp / "manifest.json").read_text())
+    data["cells"][cid]["attempts"].append(
+        {"job_id": job_id, "cluster": "slurm", "submitted_at": submitted_at, "folder": f"jobs/{cid}/{job_id}"}
+    )
+    write_json(exp / "manifest.json", data)
+
+
+def test_a_retried_cell_is_not_failed_by_the_previous_attempts_error(tmp_path):
+    exp = paper_experiment(tmp_path, skip=((128, 2), (128, 3)))
+    err = {"error": "CUDA out of memory", "traceback": "", "time": "2026-04-11T19:30:00+00:00"}
+    for cid in ("g2-b128-r0", "g3-b128-r0"):
+        write_json(exp / "cells" / cid / "error.json", err)
+    _retry(exp, "g2-b128-r0", "2000", "2026-04-11T20:00:00+00:00")  # resubmitted after the error
+    # no SLURM answer (states None): the files alone decide, and the old error is not the new job's
+    m = load_matrix(exp).set_index("cell_id")
+    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == ("pending", "submitted as job 2000, no output yet")
+    assert tuple(m.loc["g3-b128-r0", ["state", "reason"]]) == ("failed", "CUDA out of memory")  # not retried
+    # an error.json written by the new attempt (a few seconds of clock skew allowed) counts again
+    write_json(exp / "cells" / "g2-b128-r0" / "error.json", {**err, "time": "2026-04-11T19:59:57+00:00"})
+    assert load_matrix(exp).set_index("cell_id").loc["g2-b128-r0", "state"] == "failed"
+    # with states from status, the live job's state is shown, not the stale file's
+    write_json(exp / "cells" / "g2-b128-r0" / "error.json", err)
+    m = load_matrix(exp, {"g2-b128-r0": ("PENDING", "slurm job 2000")}).set_index("cell_id")
+    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == ("pending", "slurm job 2000")
 
 
 def test_without_manifest_cells_are_scanned(tmp_path):
@@ -163,3 +198,33 @@ def test_find_experiments_lists_dirs_with_manifest(tmp_path):
     paper_experiment(tmp_path, "b")
     (tmp_path / "reference").mkdir()
     assert find_experiments(tmp_path) == ["a", "b"]
+
+
+def test_ddp_cell_whose_ranks_diverged_is_a_failed_hole(tmp_path):
+    exp = tmp_path / "e"
+    write_manifest(exp, "e", [(2, 128, 0, "ddp"), (4, 128, 0, "ddp"), (1, 128, 0, "dp")])
+    write_cell(exp, result_json("e", 2, 128, strategy="ddp", ranks_in_sync=False))
+    write_cell(exp, result_json("e", 4, 128, strategy="ddp", ranks_in_sync=True))
+    write_cell(exp, result_json("e", 1, 128))  # no "ranks" key (older results, dp): fine
+    m = load_matrix(exp).set_index("cell_id")
+    assert tuple(m.loc["g2-b128-ddp-r0", ["state", "reason"]]) == (
+        "failed",
+        "DDP ranks ended with different weights (ranks.in_sync false)",
+    )
+    assert m.loc["g2-b128-ddp-r0", "exec_time_s"] == 2306.56  # what it measured stays in cells.csv
+    assert m.loc["g4-b128-ddp-r0", "state"] == "completed" and m.loc["g1-b128-r0", "state"] == "completed"
+    assert list(holes(m.reset_index())["cell_id"]) == ["g2-b128-ddp-r0"]
+
+
+def test_process_memory_and_data_on_gpu_columns(tmp_path):
+    exp = tmp_path / "e"
+    write_cell(exp, result_json("e", 2, 128, data_device_gb=0.262))
+    write_cell(exp, result_json("e", 1, 128))  # an older result without data_device_gb
+    m = load_matrix(exp).set_index("cell_id")
+    two = m.loc["g2-b128-r0"]
+    # device-wide NVML peak per GPU, and beside it the process's own (what nvidia-smi's process list shows)
+    assert (two["gpu0_gb"], two["gpu1_gb"]) == (1.569, 1.531)
+    assert (round(two["gpu0_proc_gb"], 3), round(two["gpu1_proc_gb"], 3)) == (1.558, 1.52)
+    assert two["data_device_gb"] == 0.262
+    assert math.isnan(m.loc["g1-b128-r0", "data_device_gb"]) and math.isnan(m.loc["g1-b128-r0", "gpu1_proc_gb"])
+    assert list(m.columns[-4:]) == ["gpu0_gb", "gpu1_gb", "gpu0_proc_gb", "gpu1_proc_gb"]

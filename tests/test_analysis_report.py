@@ -111,3 +111,29 @@ def test_nothing_completed_and_stray_dirs_do_not_crash(tmp_path):
     assert "| Using 2GPU | pending | pending |" in report and "2 cells have no usable result" in report
     assert "Ignored 1 directory" in report and "`junk (pending:" in report
     assert not (exp / "plots").exists()
+
+
+def test_report_shows_process_memory_and_data_on_gpu_beside_the_device_peak(tmp_path):
+    exp = tmp_path / "fast"
+    write_manifest(exp, "fast", [(1, 128, 0, "dp"), (2, 128, 0, "dp")])
+    write_cell(exp, result_json("fast", 1, 128, data_device_gb=0.262))
+    write_cell(exp, result_json("fast", 2, 128, data_device_gb=0.262))
+    out = collect_experiment(exp, plots=False)
+    report = out.report_path.read_text(encoding="utf-8")
+    # the paper-shaped table keeps the device peak, and says under it what that measures
+    assert "| Using 2GPU | 1.569 | 1.531 |" in report
+    tables_end = report.index("## All configurations")
+    note = report[report.index("### Batch size 128") : tables_end]
+    assert "device-wide NVML peak" in note and "`data on GPU (GB)`" in note
+    assert "process mem per GPU (GB)" in note
+    # the all-configurations table: total device, total process, data on GPU, process memory per GPU
+    header = next(line for line in report[tables_end:].splitlines() if line.startswith("| batch |"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    row = next(line for line in report[tables_end:].splitlines() if line.startswith("| 128 | 2 |"))
+    vals = dict(zip(cols, [c.strip() for c in row.strip("|").split("|")], strict=True))
+    assert vals["total GPU mem (GB)"] == "3.100"
+    assert vals["total process mem (GB)"] == "3.078"
+    assert vals["data on GPU (GB)"] == "0.262"
+    assert vals["process mem per GPU (GB)"] == "1.558 / 1.520"
+    cells = (exp / "cells.csv").read_text().splitlines()[0].split(",")
+    assert {"data_device_gb", "gpu0_proc_gb", "gpu1_proc_gb", "gpu0_gb"} <= set(cells)

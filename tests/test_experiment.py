@@ -241,3 +241,23 @@ gpus_per_node = 2
     assert problems[2].startswith("cells g3-b32-ddp-r0, g3-b64-ddp-r0: cluster.gpus_per_node=2 does not divide")
     with pytest.raises(SpecErrors, match=r"cluster.gpus_per_node=-1 must be an integer >= 0"):
         load_spec(write(tmp_path, "[matrix]\ngpus=[1]\nbatch_sizes=[8]\n[cluster]\ngpus_per_node=-1\n", "neg.toml"))
+
+
+def test_split_and_split_seed_flags_override_the_file() -> None:
+    spec = load_spec(REPO_JOBS / "lad2020.toml")
+    assert (spec.train.split, spec.train.split_seed) == ("random", 0)
+    s = apply_overrides(spec, Overrides(split="blocked", split_seed=7))
+    cfg = s.train_config(s.cells()[0])
+    assert (cfg.split, cfg.split_seed) == ("blocked", 7)
+    assert validate_spec(s) == []
+    assert validate_spec(apply_overrides(spec, Overrides(split="chronological"))) == [
+        "train.split='chronological' is not valid; use one of random, blocked"]
+    assert validate_spec(apply_overrides(spec, Overrides(split_seed=-1))) == ["train.split_seed=-1 must be an integer >= 0"]
+
+
+def test_gpu_type_flag_overrides_the_file() -> None:
+    spec = load_spec(REPO_JOBS / "lad2020.toml")
+    s = apply_overrides(spec, Overrides(gpu_type="a100-sxm4"))
+    assert (spec.cluster.gpu_type, s.cluster.gpu_type) == ("v100-sxm2", "a100-sxm4")
+    assert validate_spec(apply_overrides(spec, Overrides(gpu_type="a100;x"))) == [
+        "cluster.gpu_type='a100;x' is not a safe SLURM name; use letters, digits, '.', '_' or '-'"]

@@ -176,3 +176,51 @@ def test_cli_exit_status_and_experiment_lookup(experiment: Path, monkeypatch: py
     assert status_cli.main(["--results", str(results), "--experiment", "nope"]) == 2
     assert "no experiment 'nope'" in capsys.readouterr().err
     assert status_cli.main(["--results", str(results / "none")]) == 2
+
+
+def _retry(experiment: Path, cid: str, job: str, at: str) -> None:
+    from aslhpc.manifest import load_manifest
+
+    m = load_manifest(experiment)
+    m.record(cid, Attempt(job, "slurm", at, f"jobs/{cid}/{job}"))
+    m.save(experiment)
+
+
+def test_a_retry_that_dies_before_training_shows_its_own_error_not_the_old_one(experiment: Path) -> None:
+    """Job 3 failed with an error.json; --retry-failed resubmitted it as job 9, which died before the trainer
+    started (NODE_FAIL): status must show job 9's story, not job 3's error line."""
+    exp = experiment.parent
+    write_json(exp / "cells/g1-b64-r0/error.json", {"error": "RuntimeError: CUDA out of memory", "time": iso(1)})
+    _retry(experiment, "g1-b64-r0", "9", iso(10))
+    sacct = SACCT.replace("9|9|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|",
+                          "9|9|NODE_FAIL|n1|00:00:03|0:0|2026-11-25T16:10:05|2026-11-25T16:10:08|")
+    row = {r.cell_id: r for r in experiment_status(experiment, query=fake_query(sacct)).rows}["g1-b64-r0"]
+    assert row.state == "NODE_FAIL" and row.job_id == "9"
+    assert row.error == "NODE_FAIL (no error recorded; see the log)" and row.log.endswith("jobs/g1-b64-r0/9/9_0_log.err")
+    log = exp / "jobs/g1-b64-r0/9/9_0_log.err"
+    log.parent.mkdir(parents=True)
+    log.write_text("srun: error: Unable to create step for job 9: Job/step already completing or completed\n")
+    row = {r.cell_id: r for r in experiment_status(experiment, query=fake_query(sacct)).rows}["g1-b64-r0"]
+    assert row.error.startswith("srun: error: Unable to create step for job 9")
+
+
+def test_collect_agrees_with_status_on_a_pending_retry(experiment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the resubmitted job waits in the queue, status says PENDING and collect's hole says pending too
+    (not "failed" with the previous attempt's error)."""
+    from aslhpc.analysis.matrix import load_matrix
+    from aslhpc.collect import live_states
+
+    exp = experiment.parent
+    write_json(exp / "cells/g1-b64-r0/error.json", {"error": "RuntimeError: CUDA out of memory", "time": iso(1)})
+    _retry(experiment, "g1-b64-r0", "9", iso(10))  # job 9 is PENDING in the recorded sacct
+    monkeypatch.setattr("aslhpc.progress.query_states", fake_query(SACCT))
+    row = {r.cell_id: r for r in experiment_status(experiment).rows}["g1-b64-r0"]
+    assert (row.state, row.error) == ("PENDING", "")
+    states = live_states(exp)
+    assert states is not None and states["g1-b64-r0"][0] == "PENDING"
+    frame = load_matrix(exp, states).set_index("cell_id")
+    assert frame.loc["g1-b64-r0", "state"] == "pending"
+    assert "job 9" in frame.loc["g1-b64-r0", "reason"] and "out of memory" not in frame.loc["g1-b64-r0", "reason"]
+    # the cells status calls failed / running keep their status words and say why
+    assert frame.loc["g2-b32-r0", "state"] == "cancelled" and "4_0_log.err" in frame.loc["g2-b32-r0", "reason"]
+    assert frame.loc["g2-b64-r0", "state"] == "running" and "slurm job 7 on n2" in frame.loc["g2-b64-r0", "reason"]

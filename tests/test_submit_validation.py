@@ -393,3 +393,209 @@ def test_each_rank_gets_its_place_and_keeps_the_nodes_gpus(monkeypatch: pytest.M
     assert (env["MASTER_ADDR"], env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"]) == ("n1", procid, "2", localid)
     assert env["LOCAL_WORLD_SIZE"] == str(2 // int(nodes)) and env["CUDA_VISIBLE_DEVICES"] == gpus
     assert 20000 <= int(env["MASTER_PORT"]) <= 60000
+
+
+def test_split_flags_reach_every_cell_and_a_bad_split_is_one_line(dataset: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    results = tmp_path / "results"
+    rc, out, err = run_submit(capsys, *smoke_args(dataset, results, "--cluster", "local", "--dry-run",
+                                                  "--split", "blocked", "--split-seed", "3"))
+    assert rc == 0, err
+    scripts_ = sorted((results / "smoke" / "dry-run").glob("*.sbatch"))
+    assert len(scripts_) == 4
+    for script in scripts_:
+        text = script.read_text()
+        assert '"split":"blocked"' in text and '"split_seed":3' in text, script.name
+    rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "other", "--cluster", "local", "--split", "rand"))
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and lines == ["error: train.split='rand' is not valid; use one of random, blocked"]
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_preamble_that_already_set_master_addr_does_not_break_ddp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some site preambles export MASTER_ADDR/MASTER_PORT; export must not raise (submitit's default is a
+    RuntimeError) and MASTER_ADDR must become the job's first node, where rank 0 listens."""
+    import os
+
+    from aslhpc.slurm.cell_job import export_dist_env
+
+    env = {"PATH": os.environ["PATH"], "SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2",
+           "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "n[1-2]", "SLURM_NODEID": "1", "SLURM_PROCID": "1",
+           "SLURM_LOCALID": "0", "CUDA_VISIBLE_DEVICES": "0", "MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}
+    monkeypatch.setattr(os, "environ", env)
+    export_dist_env()
+    assert (env["MASTER_ADDR"], env["RANK"], env["WORLD_SIZE"]) == ("n1", "1", "2")
+    # submitit keeps a MASTER_PORT it finds (the site's choice, the same for every rank of the job)
+    assert env["MASTER_PORT"] == "29500" and env["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_resubmitting_refuses_exactly_the_changes_a_resumed_cell_would_refuse(tmp_path: Path) -> None:
+    """submit's "already holds experiment ... with other settings" check and TrainConfig.identity() (what a
+    checkpoint must match to be resumed) skip the same fields, so neither lets through what the other refuses."""
+    from dataclasses import fields, replace
+
+    from aslhpc.config import TrainConfig
+    from aslhpc.experiment import TrainSettings
+    from aslhpc.submission import spec_conflicts
+
+    spec = load_spec(REPO_JOBS / "lad2020.toml")
+    changed = {"epochs": 3, "lr": 0.1, "momentum": 0.5, "dropout": 0.3, "optimizer": "adam", "image_size": 64,
+               "interpolation": "nearest", "split": "blocked", "split_seed": 4, "seed": 9, "pipeline": "fast",
+               "amp": "fp16", "channels_last": False, "compile": True, "allow_cpu": True, "workers": 9,
+               "log_every": 1, "sample_interval_s": 0.5, "process_sample_interval_s": 2.0, "max_steps": 5}
+    assert set(changed) == {f.name for f in fields(TrainSettings)}, "a new [train] key: add it here"
+    for key, value in changed.items():
+        new = replace(spec, train=replace(spec.train, **{key: value}))
+        refused = bool(spec_conflicts(spec.to_dict(), new))
+        assert getattr(new.train, key) != getattr(spec.train, key), key
+        if key in {f.name for f in fields(TrainConfig)}:
+            resumable = spec.train_config(spec.cells()[0]).identity() == new.train_config(new.cells()[0]).identity()
+            assert refused != resumable, key
+        else:
+            assert refused, key  # not a TrainConfig field (optimizer): still part of what was run
+
+
+# --------------------------------------------------------------------------- V100 and the installed torch
+
+CU130 = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")  # torch 2.14.1+cu130's get_arch_list()
+CU126 = ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")
+NO_SM70 = ("torch 2.14.1+cu130 has no sm_70 (V100) kernels: the cells would fail on v100-sxm2; install a CUDA 12.6 "
+           "build of torch (README 'V100 and torch wheels') or request another --gpu-type")
+
+
+def test_v100_cells_need_a_torch_with_sm_70(fake_slurm: Path, dataset: Path, tmp_path: Path) -> None:
+    from aslhpc.experiment import Overrides, apply_overrides
+    from aslhpc.submission import TorchBuild, check_submission, v100_check
+
+    spec = apply_overrides(load_spec(REPO_JOBS / "smoke.toml"),
+                           Overrides(data=str(dataset), results=str(tmp_path / "r"), allow_cpu=False))
+    cu130 = lambda: TorchBuild("2.14.1+cu130", "13.0", CU130)  # noqa: E731
+    problems, warnings = check_submission(spec, "slurm", torch_info=cu130)
+    assert problems == [NO_SM70]
+    # with CPU fallback allowed the cells still run: a warning, nothing refused
+    problems, warnings = check_submission(replace_allow_cpu(spec, True), "slurm", torch_info=cu130)
+    assert problems == [] and any(w.startswith("torch 2.14.1+cu130 has no sm_70") and "CPU" in w for w in warnings)
+    # a dry run starts nothing: a warning too
+    problems, warnings = check_submission(spec, "local", dry_run=True, torch_info=cu130)
+    assert problems == [] and any("has no sm_70" in w for w in warnings)
+    # a torch with Volta kernels, a CPU-only build, or another GPU type: nothing to say
+    for info in (lambda: TorchBuild("2.9.1+cu126", "12.6", CU126), lambda: TorchBuild("2.14.1+cpu", None, ())):
+        problems, warnings = check_submission(spec, "slurm", torch_info=info)
+        assert problems == [] and not any("sm_70" in w for w in warnings)
+    assert v100_check("a100", False, cu130()) is None
+    assert v100_check("Tesla-V100", False, cu130()) == ("problem", NO_SM70.replace("v100-sxm2", "Tesla-V100"))
+
+
+def replace_allow_cpu(spec, allow_cpu: bool):  # noqa: ANN001, ANN201
+    from dataclasses import replace
+
+    return replace(spec, train=replace(spec.train, allow_cpu=allow_cpu))
+
+
+def test_submitting_the_v100_matrix_with_a_cuda_13_torch(fake_slurm: Path, dataset: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """jobs/lad2020.toml targets v100-sxm2: with the pinned cu130 torch nothing is submitted, unless the
+    cells may fall back to the CPU (then a warning, as on the mini cluster)."""
+    from aslhpc.submission import TorchBuild
+
+    monkeypatch.setattr("aslhpc.submission.torch_build", lambda: TorchBuild("2.14.1+cu130", "13.0", CU130))
+    args = [str(REPO_JOBS / "lad2020.toml"), "--data", str(dataset), "--results", str(tmp_path / "r"),
+            "--cpus-per-gpu", "1", "--mem", "1G"]
+    rc, _, err = run_submit(capsys, *args)
+    assert rc == 2 and err.strip().splitlines() == [f"error: {NO_SM70}"]
+    assert scripts(fake_slurm) == [] and not (tmp_path / "r").exists()
+    rc, out, err = run_submit(capsys, *args, "--allow-cpu")
+    assert rc == 0, err
+    assert "warning: torch 2.14.1+cu130 has no sm_70 (V100) kernels" in " ".join(out.split())
+    assert len(scripts(fake_slurm)) == 12
+
+
+# --------------------------------------------------------------------------- local mode: GPUs per cell
+
+
+def test_visible_gpus_follow_the_users_cuda_visible_devices() -> None:
+    from aslhpc.slurm.local import visible_gpus
+
+    assert visible_gpus({}, lambda: 4) == ["0", "1", "2", "3"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}, lambda: 2) == ["2", "3"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "GPU-aa, GPU-bb"}, lambda: 2) == ["GPU-aa", "GPU-bb"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "1,7"}, lambda: 1) == ["1"]  # CUDA stops at the bad index 7
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}, lambda: 0) == []  # no driver / no GPU: CPU cells
+    assert visible_gpus({}, lambda: 0) == []
+
+
+def test_next_start_gives_each_cell_its_own_gpus() -> None:
+    from aslhpc.slurm.local import next_start
+
+    four = ["0", "1", "2", "3"]
+    assert next_start([1, 1, 1], four, four, 0, 2) == (0, ("0",))
+    assert next_start([1, 1], ["1", "2", "3"], four, 1, 2) == (0, ("1",))
+    assert next_start([1], ["2", "3"], four, 2, 2) is None  # --max-parallel still bounds
+    assert next_start([3, 1], ["2", "3"], four, 1, 4) == (1, ("2",))  # the 3-GPU cell waits, a 1-GPU one fits
+    assert next_start([3], ["2", "3"], four, 1, 4) is None
+    # more GPUs than exist: alone, with all of them (the trainer errors or falls back per allow_cpu)
+    assert next_start([8, 1], four, four, 0, 2) == (0, tuple(four))
+    assert next_start([8], ["1", "2", "3"], four, 1, 2) is None
+    # no GPU here: CPU cells, max_parallel at a time, devices left alone
+    assert next_start([1, 4], [], [], 1, 2) == (0, None)
+    assert next_start([1], [], [], 2, 2) is None
+    assert next_start([], four, four, 0, 2) is None
+
+
+def test_lad2020_on_a_four_gpu_workstation_never_shares_a_gpu() -> None:
+    """Replay the scheduler over the 12 cells (1-4 GPUs x 3 batch sizes), --max-parallel 2, cells ending
+    oldest first: no two concurrent cells hold the same GPU and every cell gets what it asked for."""
+    from aslhpc.slurm.local import next_start
+
+    spec = load_spec(REPO_JOBS / "lad2020.toml")
+    gpus = ["0", "1", "2", "3"]
+    queue = [c.gpus for c in spec.cells()]
+    running: list[tuple[int, tuple[str, ...]]] = []
+    started = []
+    while queue or running:
+        while (pick := next_start(queue, [g for g in gpus if all(g not in s for _, s in running)], gpus,
+                                  len(running), 2)) is not None:
+            i, share = pick
+            need = queue.pop(i)
+            assert share is not None and len(share) == need
+            held = [g for _, s in running for g in s]
+            assert not set(share) & set(held), (share, held)
+            running.append((need, share))
+            started.append(need)
+        running.pop(0)
+    assert sorted(started) == sorted(c.gpus for c in spec.cells())
+
+
+def test_local_cells_run_on_disjoint_gpus_from_the_users_set(tmp_path: Path) -> None:
+    """Two 1-GPU cells at once get GPU 2 and GPU 3 of CUDA_VISIBLE_DEVICES=2,3 (not both GPU 0, which
+    submitit's LocalExecutor would give them); the 2-GPU cell waits until both are free."""
+    from aslhpc.slurm.executor import JobRequest
+    from aslhpc.slurm.local import LocalTask, run_local
+
+    def task(cid: str, gpus: int) -> LocalTask:
+        def fn() -> tuple[str, float, float]:
+            import os
+            import time
+
+            t0 = time.time()
+            time.sleep(1.0)
+            return os.environ.get("CUDA_VISIBLE_DEVICES", ""), t0, time.time()
+
+        req = JobRequest(cid, "p", "", f"gpu:x:{gpus}", gpus, 1, 1, 1, "1G", 5, (), 0)
+        return LocalTask(cid, fn, req, tmp_path / cid / "%j")
+
+    tasks = [task("a", 1), task("b", 1), task("c", 2)]
+    jobs = {}
+    run_local(tasks, 2, lambda t, job_id, folder: jobs.setdefault(t.cell_id, (job_id, folder)), poll_s=0.1,
+              gpus=["2", "3"])
+    import cloudpickle
+
+    out = {}
+    for cid, (job_id, folder) in jobs.items():
+        status, value = cloudpickle.loads((Path(folder) / f"{job_id}_0_result.pkl").read_bytes())
+        assert status == "success", value
+        out[cid] = value
+    assert {out["a"][0], out["b"][0]} == {"2", "3"} and out["c"][0] == "2,3"
+    assert out["a"][1] < out["b"][2] and out["b"][1] < out["a"][2]  # a and b ran at the same time
+    assert out["c"][1] >= max(out["a"][2], out["b"][2]) - 0.2  # c waited for both GPUs

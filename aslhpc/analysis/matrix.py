@@ -21,6 +21,7 @@ import pandas as pd
 from .. import cellfiles
 from ..atomic import read_json
 from ..errors import AslhpcError
+from ..progress import error_is_current
 
 COMPLETED = "completed"
 #: progress older than this (seconds) without SLURM information reads as "incomplete", not "running".
@@ -41,7 +42,10 @@ METRIC_KEYS = (
     "images_per_s",
 )
 
-#: the columns every matrix frame has, in order (gpu<i>_gb columns follow ``gpus``)
+#: why a DDP cell whose ranks diverged is a hole (result.json ``ranks.in_sync`` false)
+RANKS_DIVERGED = "DDP ranks ended with different weights (ranks.in_sync false)"
+
+#: the columns every matrix frame has, in order (the gpu<i>_gb, then gpu<i>_proc_gb, columns follow)
 BASE_COLUMNS = (
     "experiment",
     "cell_id",
@@ -78,6 +82,7 @@ BASE_COLUMNS = (
     "nvml_reason",
     "gpu_mem_total_gb",
     "torch_reserved_gb",
+    "data_device_gb",
     "host",
     "gpu_name",
     "driver",
@@ -96,8 +101,17 @@ BASE_COLUMNS = (
 
 
 def gpu_columns(n: int) -> list[str]:
-    """``gpu0_gb`` .. ``gpu{n-1}_gb``: per-GPU peak memory, one column per GPU slot."""
+    """``gpu0_gb`` .. ``gpu{n-1}_gb``: per-GPU peak memory, one column per GPU slot.
+
+    The device-wide NVML peak (``telemetry.gpus[i].mem_peak_gb``): everything on the GPU,
+    including, in the fast pipeline, the dataset cached there (``data_device_gb``)."""
     return [f"gpu{i}_gb" for i in range(n)]
+
+
+def proc_columns(n: int) -> list[str]:
+    """``gpu0_proc_gb`` .. : per-GPU peak memory of the cell's own process (``proc_mem_peak_gb``),
+    what nvidia-smi's process list shows and what the 2020 paper's "GPU n (GB)" columns were."""
+    return [f"gpu{i}_proc_gb" for i in range(n)]
 
 
 def _num(value: Any) -> float:
@@ -239,6 +253,7 @@ def _row_from_result(res: dict[str, Any]) -> dict[str, Any]:
                 break
             if isinstance(g, Mapping):
                 row[f"gpu{i}_gb"] = _num(g.get("mem_peak_gb"))
+                row[f"gpu{i}_proc_gb"] = _num(g.get("proc_mem_peak_gb"))
                 if i == 0:
                     row["gpu_mem_total_gb"] = _num(g.get("mem_total_gb"))
     torch_mem = tel.get("torch") if isinstance(tel, Mapping) else None
@@ -246,18 +261,37 @@ def _row_from_result(res: dict[str, Any]) -> dict[str, Any]:
         vals = [_num(t.get("max_reserved_gb")) for t in torch_mem if isinstance(t, Mapping)]
         vals = [v for v in vals if not math.isnan(v)]
         row["torch_reserved_gb"] = sum(vals) if vals else math.nan
+    # the fast pipeline's cached dataset held on the GPU (0 when it stayed in host memory)
+    row["data_device_gb"] = _num(tel.get("data_device_gb")) if isinstance(tel, Mapping) else math.nan
     return row
 
 
+def _ranks_diverged(res: Mapping[str, Any]) -> bool:
+    """DDP ranks that ended with different weights (``ranks.in_sync`` false); older results lack the key."""
+    ranks = res.get("ranks")
+    return isinstance(ranks, Mapping) and ranks.get("in_sync") is False
+
+
+def _last_attempt(entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    attempts = entry.get("attempts") or []
+    last = attempts[-1] if attempts else None
+    return last if isinstance(last, Mapping) else None
+
+
 def _hole_state(paths: cellfiles.CellPaths, entry: Mapping[str, Any], now: float) -> tuple[str, str]:
-    """State of a cell without a usable result.json, from its files (design: files first)."""
+    """State of a cell without a usable result.json, from its files alone (no SLURM answer).
+
+    An error.json counts only if it belongs to the live attempt (:func:`error_is_current`):
+    after ``submit --retry-failed`` the previous attempt's error says nothing about the new job.
+    """
     if paths.error.exists():
         try:
             err = read_json(paths.error)
-            msg = err.get("error") if isinstance(err, Mapping) else None
-            return "failed", _one_line(msg or "error.json has no 'error' line")
         except (OSError, ValueError) as exc:
             return "failed", f"error.json present but unreadable ({type(exc).__name__})"
+        err = err if isinstance(err, Mapping) else {}
+        if error_is_current(str(err.get("time") or ""), _last_attempt(entry)):
+            return "failed", _one_line(err.get("error") or "error.json has no 'error' line")
     progress_files = [p for p in (paths.progress, paths.epochs) if p.exists()]
     if progress_files:
         newest = max(p.stat().st_mtime for p in progress_files)
@@ -277,13 +311,22 @@ def _hole_state(paths: cellfiles.CellPaths, entry: Mapping[str, Any], now: float
         if age > STALE_PROGRESS_S:
             return "incomplete", f"no result.json; last progress {ago} ({where}); job may have died"
         return "running", f"{where}; updated {ago}"
-    attempts = entry.get("attempts") or []
-    if attempts:
-        last = attempts[-1] if isinstance(attempts[-1], Mapping) else {}
-        return "pending", f"submitted as job {last.get('job_id', '?')}, no output yet"
+    last = _last_attempt(entry)
+    if entry.get("attempts"):
+        return "pending", f"submitted as job {(last or {}).get('job_id', '?')}, no output yet"
     if paths.root.exists():
         return "pending", "cell directory exists but holds no result, error or progress"
     return "missing", "in the manifest but never submitted (no attempts, no files)"
+
+
+def _status_state(state: str, reason: str) -> tuple[str, str]:
+    """A state from :func:`aslhpc.progress.experiment_status` in the matrix's lower-case words."""
+    state = str(state).lower()
+    if state == COMPLETED:  # only a readable result.json makes a cell completed
+        return "incomplete", f"status says COMPLETED but there is no usable result.json ({reason})"
+    if state == "not_submitted":
+        return "missing", reason or "in the manifest but never submitted"
+    return state, str(reason or "")
 
 
 def _read_manifest(exp_dir: Path) -> dict[str, Any] | None:
@@ -347,9 +390,11 @@ def load_matrix(
     """Read manifest.json (if any) and every ``cells/*/result.json`` into one frame.
 
     One row per cell (completed or hole), columns :data:`BASE_COLUMNS` plus
-    ``gpu0_gb``..``gpu{max_gpus-1}_gb``. ``states`` maps cell_id -> (state, reason) from
-    SLURM (sacct/squeue); it is used, lower-cased, for cells whose files say neither
-    completed nor failed, as docs/design.md orders it (files first, then SLURM). Completed cells that
+    ``gpu0_gb``..``gpu{max_gpus-1}_gb``. ``states`` maps cell_id -> (state, reason) as
+    :func:`aslhpc.progress.experiment_status` resolved them (``collect.live_states``: files
+    first, then SLURM, as docs/design.md orders it); a cell without a usable result.json
+    takes that state, lower-cased. Cells absent from ``states`` (or all cells, when it is
+    None) get their state from their files alone. Completed cells that
     were trained on different splits of the same kind are refused (see
     :func:`check_split_hashes`) unless ``allow_mixed_splits``.
     """
@@ -384,7 +429,9 @@ def load_matrix(
                 if res.get("status", COMPLETED) != COMPLETED:
                     raise ValueError(f"status is {res.get('status')!r}, not 'completed'")
                 row = _row_from_result(dict(res))
-                row.update({"state": COMPLETED, "reason": ""})
+                # the figures stay in cells.csv, but a run whose ranks diverged is no result
+                row.update({"state": "failed", "reason": RANKS_DIVERGED} if _ranks_diverged(res)
+                           else {"state": COMPLETED, "reason": ""})
                 # identity: the manifest/cell-id is authoritative where the result lacks it
                 for k, v in ident.items():
                     if row.get(k) is None or (isinstance(row.get(k), float) and math.isnan(row[k])):
@@ -396,18 +443,13 @@ def load_matrix(
                     "reason": _one_line(f"result.json unreadable: {type(exc).__name__}: {exc}"),
                 }
         if row is None:
-            if cid in states and not paths.error.exists():
-                state, reason = states[cid]
-                state = str(state).lower()
-                if state == COMPLETED:  # only a result.json makes a cell completed
-                    state, reason = (
-                        "incomplete",
-                        f"SLURM says COMPLETED but there is no result.json ({reason})",
-                    )
-                row = {"state": state, "reason": _one_line(reason or "")}
+            if cid in states:  # status already put the cell's files first: take its state as it is
+                state, reason = _status_state(*states[cid])
+                if not reason:
+                    reason = _hole_state(paths, entry, now)[1]
             else:
                 state, reason = _hole_state(paths, entry, now)
-                row = {"state": state, "reason": reason}
+            row = {"state": state, "reason": _one_line(reason)}
         if row["state"] != COMPLETED:
             row.update(ident)
             row.update(_config_identity(paths))
@@ -461,7 +503,7 @@ def finalize_matrix(frame: pd.DataFrame) -> pd.DataFrame:
     max_gpus = int(frame["gpus"].max()) if len(frame) else 0
     present = [c for c in frame.columns if re.fullmatch(r"gpu\d+_gb", c)]
     n_gpu_cols = max(max_gpus, max((int(c[3:-3]) + 1 for c in present), default=0))
-    columns = list(BASE_COLUMNS) + gpu_columns(n_gpu_cols)
+    columns = list(BASE_COLUMNS) + gpu_columns(n_gpu_cols) + proc_columns(n_gpu_cols)
     frame = frame.reindex(columns=columns)
     for col in ("gpus", "batch_size"):
         frame[col] = frame[col].astype("int64")

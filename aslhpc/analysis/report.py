@@ -30,6 +30,13 @@ from .reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, referen
 from .tables import comparison_tables, derive, paper_tables, summarize, summary_view, to_markdown
 
 MEASURED_LABEL = "measured by aslhpc"
+#: under the paper-shaped tables: what their GPU columns measure (not quite what the paper's did)
+MEMORY_NOTE = (
+    "`GPU n (GB)` is the device-wide NVML peak of that GPU (`mem_peak_gb`: all memory in use on the device, "
+    "which in the fast pipeline includes the cached dataset shown as `data on GPU (GB)` below), not the "
+    "per-process figure the 2020 paper read off nvidia-smi's process list, which is `process mem per GPU (GB)` "
+    "below (`gpu<i>_proc_gb` in `cells.csv`)."
+)
 
 
 @dataclass
@@ -171,6 +178,8 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
     ]
     for bs, t in a.tables.items():
         lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
+    if a.label != REFERENCE_LABEL and a.tables:
+        lines += [MEMORY_NOTE, ""]
     lines += [
         "## All configurations",
         "",
@@ -378,8 +387,8 @@ def collect_experiment(
     """Load an experiment's cells, analyse them, write the outputs and report.md.
 
     ``reference`` (a table from :func:`load_reference`, or its path) adds the
-    published-2020 comparison; ``states`` passes SLURM states for holes (cell_id ->
-    (state, reason)); ``console`` prints the tables and verdicts; ``write=False`` computes
+    published-2020 comparison; ``states`` passes the states ``status`` resolved for holes
+    (cell_id -> (state, reason), see :func:`load_matrix`); ``console`` prints the tables and verdicts; ``write=False`` computes
     only (nothing touches disk).
     """
     exp_dir = Path(exp_dir)

@@ -20,7 +20,7 @@ from .matrix import COMPLETED, gpu_columns
 #: what identifies a configuration; repeats of it are aggregated
 CONFIG_KEYS = ["batch_size", "gpus", "strategy", "pipeline", "split_kind"]
 
-#: metrics aggregated per configuration (mean, CI half-width), besides gpu<i>_gb
+#: metrics aggregated per configuration (mean, CI half-width), besides gpu<i>_gb and gpu<i>_proc_gb
 SUMMARY_METRICS = [
     "exec_time_s",
     "train_acc",
@@ -30,6 +30,8 @@ SUMMARY_METRICS = [
     "images_per_s",
     "data_prep_s",
     "total_gpu_gb",
+    "total_proc_gb",
+    "data_device_gb",
     "gpu_hours",
     "speedup",
     "efficiency",
@@ -119,6 +121,16 @@ def ci_halfwidth(std: float, n: int, level: float = 0.95) -> float:
 # --------------------------------------------------------------------------- derived columns
 
 
+def _gpu_cols(frame: pd.DataFrame) -> list[str]:
+    """The ``gpu<i>_gb`` columns (device-wide NVML peak per GPU slot), in order."""
+    return [c for c in frame.columns if c.startswith("gpu") and c.endswith("_gb") and c[3:-3].isdigit()]
+
+
+def _proc_cols(frame: pd.DataFrame) -> list[str]:
+    """The ``gpu<i>_proc_gb`` columns (the cell's own process memory per GPU slot), in order."""
+    return [c for c in frame.columns if c.startswith("gpu") and c.endswith("_proc_gb") and c[3:-8].isdigit()]
+
+
 def _baseline_lookup(frame: pd.DataFrame, value: str) -> dict[tuple, float]:
     """(batch_size, strategy, pipeline, split_kind) -> mean 1-GPU time, plus coarser fallbacks."""
     ones = frame[(frame["gpus"] == 1) & frame[value].notna()]
@@ -156,7 +168,8 @@ def derive(cells: pd.DataFrame) -> pd.DataFrame:
     ``n_batches`` (training batches per epoch = ceil(train / batch size), what H4 is about),
     ``images_per_s`` (from result.json; else train images x epochs / exec time, which
     includes validation time, flagged in ``images_per_s_estimated``),
-    ``total_gpu_gb``, ``gpu_hours`` (exec time x GPUs used / 3600; for a CPU fallback the
+    ``total_gpu_gb`` (sum of the device peaks ``gpu<i>_gb``), ``total_proc_gb`` (sum of the
+    process peaks ``gpu<i>_proc_gb``), ``gpu_hours`` (exec time x GPUs used / 3600; for a CPU fallback the
     requested count is used and ``gpu_hours_basis`` says so), ``speedup`` over the mean
     1-GPU time at the same batch size, and ``efficiency`` = T1 / (N x TN).
     """
@@ -167,9 +180,9 @@ def derive(cells: pd.DataFrame) -> pd.DataFrame:
     est = out["n_train"] * out["epochs"] / out["exec_time_s"]
     out["images_per_s_estimated"] = out["images_per_s"].isna() & est.notna()
     out["images_per_s"] = out["images_per_s"].where(out["images_per_s"].notna(), est)
-    gcols = [c for c in out.columns if c.startswith("gpu") and c.endswith("_gb") and c[3:-3].isdigit()]
-    total = out[gcols].sum(axis=1, min_count=1) if gcols else pd.Series(math.nan, index=out.index)
-    out["total_gpu_gb"] = total.where(done)
+    for name, cols in (("total_gpu_gb", _gpu_cols(out)), ("total_proc_gb", _proc_cols(out))):
+        total = out[cols].sum(axis=1, min_count=1) if cols else pd.Series(math.nan, index=out.index)
+        out[name] = total.where(done)
     cpu_fallback = (out["gpus_used"] == 0) & (out["gpus"] > 0)
     used = out["gpus_used"].where(~cpu_fallback, out["gpus"])
     used = used.where(used.notna(), out["gpus"])
@@ -214,8 +227,7 @@ def summarize(cells: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
     """
     if not 0.0 < ci < 1.0:
         raise ValueError(f"ci must be in (0, 1), got {ci}")
-    gcols = [c for c in cells.columns if c.startswith("gpu") and c.endswith("_gb") and c[3:-3].isdigit()]
-    metrics = [m for m in SUMMARY_METRICS if m in cells.columns] + gcols
+    metrics = [m for m in SUMMARY_METRICS if m in cells.columns] + _gpu_cols(cells) + _proc_cols(cells)
     allg = cells.groupby(CONFIG_KEYS, sort=True, dropna=False)
     base = pd.DataFrame(
         {
@@ -390,10 +402,25 @@ SUMMARY_VIEW = [
     ("speedup", "speed-up vs 1 GPU", 2),
     ("efficiency", "efficiency T1/(N·TN)", 2),
     ("total_gpu_gb", "total GPU mem (GB)", 3),
+    ("total_proc_gb", "total process mem (GB)", 3),
+    ("data_device_gb", "data on GPU (GB)", 3),
     ("gpu_hours", "GPU-hours", 3),
     ("val_acc", "valid acc (%)", 2),
     ("test_acc", "test acc (%)", 2),
 ]
+
+
+def _per_gpu_proc(r: pd.Series) -> str:
+    """Mean process memory of each GPU the configuration used, e.g. ``1.548 / 1.520`` ("n/m" unmeasured)."""
+    if int(r["n"]) == 0:
+        return str(r["state"])
+    used = int(r["gpus"])
+    vals = [float(r.get(f"gpu{i}_proc_gb", math.nan)) for i in range(used)]
+    if not used:
+        return "NA"
+    if not any(math.isfinite(v) for v in vals):
+        return "n/m"
+    return " / ".join(fmt(v, math.nan, DECIMALS["gb"]) for v in vals)
 
 
 def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
@@ -409,6 +436,8 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
                 rec[label] = str(r["state"])
             else:
                 rec[label] = _cell(r, col, dec)
+            if col == "total_proc_gb":
+                rec["process mem per GPU (GB)"] = _per_gpu_proc(r)
         for c in extra:
             rec[f"test acc {c[len('test_acc_') :]} (%)"] = _cell(r, c, 2) if math.isfinite(r[c]) else ""
         if r.get("gpus_used") == 0 and r["gpus"] > 0:

@@ -48,9 +48,12 @@ def export_dist_env() -> submitit.helpers.TorchDistributedEnvironment:
 
     CUDA_VISIBLE_DEVICES is left as SLURM set it (this node's GPUs of the job): the trainer
     picks ``cuda:LOCAL_RANK`` among them, which submitit's default of narrowing it to
-    ``str(local_rank)`` would break for every rank but local rank 0.
+    ``str(local_rank)`` would break for every rank but local rank 0. Variables already in the
+    environment (a site preamble exporting MASTER_ADDR/MASTER_PORT, a job started from another
+    job) are overwritten with this job's layout, where submitit would raise RuntimeError; a
+    MASTER_PORT found there is kept (submitit reads it), the same for every rank.
     """
-    return submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    return submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
 
 
 def _num_tasks() -> int:

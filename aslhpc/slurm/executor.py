@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,15 +133,25 @@ def slurm_executor(folder: str | Path, req: JobRequest, *, python: str | None = 
     return ex
 
 
-def local_executor(folder: str | Path, req: JobRequest) -> submitit.LocalExecutor:
+def local_executor(folder: str | Path, req: JobRequest, gpus: Sequence[str] | None = None) -> submitit.LocalExecutor:
     """The same cell on this machine: same time limit (so requeue-on-timeout works), same tasks and GPUs.
 
     A multi-node request runs all its tasks here (one machine is one node). The preamble is
-    not run: its module/venv lines are for the cluster's nodes.
+    not run: its module/venv lines are for the cluster's nodes. ``gpus`` are the
+    CUDA_VISIBLE_DEVICES entries the job gets (its share of this machine's, see
+    :func:`aslhpc.slurm.local.next_start`); None leaves submitit's default (``0..N-1``: no GPU here).
+    Indices go through submitit's ``visible_gpus``; UUID / MIG entries, which it cannot take, are
+    exported by a setup line instead.
     """
     ex = submitit.LocalExecutor(folder=folder, max_num_timeout=req.max_requeues)
-    ex.update_parameters(timeout_min=req.time_min, tasks_per_node=req.nodes * req.tasks_per_node,
-                         gpus_per_node=req.gpus, signal_delay_s=SIGNAL_DELAY_S)
+    params: dict[str, Any] = {"timeout_min": req.time_min, "tasks_per_node": req.nodes * req.tasks_per_node,
+                              "gpus_per_node": req.gpus, "signal_delay_s": SIGNAL_DELAY_S}
+    if gpus is not None:
+        if all(g.isdigit() for g in gpus):
+            params.update(gpus_per_node=len(gpus), visible_gpus=tuple(int(g) for g in gpus))
+        else:
+            params.update(gpus_per_node=0, setup=[f"export CUDA_VISIBLE_DEVICES={shlex.quote(','.join(gpus))}"])
+    ex.update_parameters(**params)
     return ex
 
 

@@ -4,6 +4,13 @@ Same CellJob, same folders, same manifest (cluster "local"); at most ``max_paral
 once. Local jobs are child processes of the submitting process and may die with its session,
 so the runner waits for them (status from another shell still works meanwhile: it reads the
 manifest, the cell files, and ``local_runner.json``).
+
+GPUs: submitit's LocalExecutor would give every job ``CUDA_VISIBLE_DEVICES=0..N-1``, replacing
+the user's own, so two concurrent 1-GPU cells would share GPU 0. Here each cell gets a disjoint
+share of the GPUs this process sees (:func:`visible_gpus`: the user's CUDA_VISIBLE_DEVICES, else
+all of them) and starts only when its share is free (:func:`next_start`); a cell asking for more
+GPUs than exist runs alone with all of them (the trainer then errors, or falls back per
+allow_cpu). Without GPUs the cells run on the CPU, ``max_parallel`` at a time, as before.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import datetime as dt
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,31 +90,87 @@ class RunnerLock:
         self.path.unlink(missing_ok=True)
 
 
+def _cuda_device_count() -> int:
+    try:
+        import torch  # lazily: only a local run needs it
+
+        return int(torch.cuda.device_count())
+    except Exception:  # noqa: BLE001 - no torch / no driver: no GPUs
+        return 0
+
+
+def visible_gpus(environ: Mapping[str, str] | None = None,
+                 device_count: Callable[[], int] = _cuda_device_count) -> list[str]:
+    """The GPUs local cells may share out, as CUDA_VISIBLE_DEVICES entries of this process.
+
+    The user's CUDA_VISIBLE_DEVICES (``2,3`` -> ["2", "3"]; UUIDs kept as they are) cut to the
+    devices CUDA really finds; without it, ``0 .. device_count()-1``. [] when there is no GPU."""
+    env = os.environ if environ is None else environ
+    count = device_count()
+    if count <= 0:
+        return []
+    raw = env.get("CUDA_VISIBLE_DEVICES")
+    if raw is None:
+        return [str(i) for i in range(count)]
+    return [t.strip() for t in raw.split(",") if t.strip()][:count]
+
+
+def next_start(needs: Sequence[int], free: Sequence[str], gpus: Sequence[str], running: int,
+               max_parallel: int) -> tuple[int, tuple[str, ...] | None] | None:
+    """Which queued cell to start now, and its GPUs; None = wait for a running cell to end.
+
+    ``needs`` are the queued cells' GPU counts in queue order, ``free`` the GPUs no running cell
+    holds, ``gpus`` all of them (:func:`visible_gpus`), ``running`` how many cells run. The first
+    cell whose GPUs are free starts, with the first free ones; a cell asking for more GPUs than
+    exist starts alone, with all of them. With no GPUs at all, the first cell starts with
+    ``None`` (leave its devices alone: it runs on the CPU) while fewer than ``max_parallel`` run."""
+    if not needs or running >= max(1, max_parallel):
+        return None
+    if not gpus:
+        return 0, None
+    for i, need in enumerate(needs):
+        if need <= len(free):
+            return i, tuple(free[:need])
+        if need > len(gpus) and running == 0:
+            return i, tuple(gpus)
+    return None
+
+
 def run_local(tasks: list[LocalTask], max_parallel: int, on_start: Callable[[LocalTask, str, Path], None],
-              on_tick: Callable[[], None] | None = None, poll_s: float = 0.5) -> list[LocalOutcome]:
-    """Start ``tasks`` with at most ``max_parallel`` running; call ``on_start(task, job_id, folder)`` as each
-    starts (to record it in the manifest) and ``on_tick()`` every poll; return when all have ended.
+              on_tick: Callable[[], None] | None = None, poll_s: float = 0.5,
+              gpus: Sequence[str] | None = None) -> list[LocalOutcome]:
+    """Start ``tasks`` with at most ``max_parallel`` running, each on its own GPUs (``gpus``, default
+    :func:`visible_gpus`; see :func:`next_start`); call ``on_start(task, job_id, folder)`` as each starts
+    (to record it in the manifest) and ``on_tick()`` every poll; return when all have ended.
     Ctrl-C cancels the running ones and re-raises."""
+    gpus = list(visible_gpus() if gpus is None else gpus)
     queue = list(tasks)
-    running: list[tuple[LocalTask, submitit.local.local.LocalJob]] = []
+    running: list[tuple[LocalTask, submitit.local.local.LocalJob, tuple[str, ...]]] = []
     outcomes: list[LocalOutcome] = []
     try:
         while queue or running:
-            while queue and len(running) < max(1, max_parallel):
-                task = queue.pop(0)
-                job = local_executor(task.folder, task.request).submit(task.fn)
-                running.append((task, job))
+            while True:
+                held = {g for _, _, share in running for g in share}
+                free = [g for g in gpus if g not in held]
+                pick = next_start([t.request.gpus for t in queue], free, gpus, len(running), max_parallel)
+                if pick is None:
+                    break
+                index, share = pick
+                task = queue.pop(index)
+                job = local_executor(task.folder, task.request, share).submit(task.fn)
+                running.append((task, job, share or ()))
                 on_start(task, str(job.job_id), job.paths.folder)
-            for task, job in list(running):
+            for entry in list(running):
+                task, job, _ = entry
                 if job.done():
-                    running.remove((task, job))
+                    running.remove(entry)
                     outcomes.append(_outcome(task, job))
             if on_tick is not None:
                 on_tick()
             if queue or running:
                 time.sleep(poll_s)
     except KeyboardInterrupt:
-        for _, job in running:
+        for _, job, _ in running:
             job.cancel()
         raise
     return outcomes
