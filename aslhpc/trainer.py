@@ -458,6 +458,9 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
             dist.barrier()
 
         digests = rank_digests(model, dist)
+        if len(set(digests)) > 1:
+            raise AslhpcError(f"DDP ranks ended with different weights ({len(set(digests))} distinct digests over "
+                              f"{dist.world} ranks); this cell's numbers are not trustworthy: report it with its logs")
         # Test split with the best-validation model, as the paper did.
         model.load_state_dict(best_state)
         te = evaluate(evaluator, data.test, precision, device, dist)
