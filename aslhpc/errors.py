@@ -4,6 +4,9 @@ CLIs catch :class:`AslhpcError` and print ``error: <message>`` without a traceba
 so every raise site must phrase its message as "what is wrong; how to fix it".
 """
 
+import sys
+from collections.abc import Callable
+
 
 class AslhpcError(Exception):
     """A problem the user can fix; its message is shown alone, on one line."""
@@ -19,3 +22,13 @@ class ConfigError(AslhpcError):
 
 class ClusterError(AslhpcError):
     """SLURM refused (or would refuse) a request."""
+
+
+def run_cli(body: Callable[[], object]) -> int:
+    """Run a CLI's work: a user error prints ``error: <message>`` on stderr and exits 2, no traceback."""
+    try:
+        body()
+    except AslhpcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

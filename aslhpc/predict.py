@@ -16,7 +16,7 @@ from typing import TextIO
 
 import torch
 
-from .errors import AslhpcError
+from .errors import AslhpcError, run_cli
 from .recognize import (
     Classifier,
     FrameSource,
@@ -166,12 +166,7 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        run(args, sys.stdout)
-    except AslhpcError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run(args, sys.stdout))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from .config import AMP_MODES, INTERPOLATIONS, PIPELINES, SPLITS, STRATEGIES, TrainConfig
-from .errors import AslhpcError
+from .errors import run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,14 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        from .trainer import run_cell
+    from .trainer import run_cell
 
-        run_cell(TrainConfig(**vars(args)))
-    except AslhpcError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(lambda: run_cell(TrainConfig(**vars(args))))
 
 
 if __name__ == "__main__":

@@ -73,14 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cell-id", required=True)
     p.add_argument("--config", required=True, help="the cell's TrainConfig as JSON")
     args = p.parse_args(argv)
-    from ..errors import AslhpcError
+    from ..errors import run_cli
 
-    try:
-        CellJob(json.loads(args.config), args.experiment, args.cell_id)()
-    except AslhpcError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(CellJob(json.loads(args.config), args.experiment, args.cell_id))
 
 
 if __name__ == "__main__":

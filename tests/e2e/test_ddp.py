@@ -88,7 +88,9 @@ def assert_ranks_agree_and_learned(run: DdpRun) -> None:
     assert [e["epoch"] for e in run.epochs] == [1, 2, 3, 4]  # only rank 0 writes the cell's files
     assert run.epochs[-1]["train_acc"] > 10 * CHANCE, run.epochs
     assert run.epochs[-1]["train_loss"] < 0.7 * run.epochs[0]["train_loss"], run.epochs
-    assert r["train_acc"] > 3 * CHANCE  # the best-validation epoch's (17 validation images: noisy)
+    # the reported figures are the best-validation epoch's (17 validation images: which epoch wins is noisy)
+    best = min(run.epochs, key=lambda e: e["val_loss"])
+    assert r["best_epoch"] == best["epoch"] and r["train_acc"] == best["train_acc"]
 
 
 def test_ddp_cell_runs_one_task_per_gpu(one_node: DdpRun, wait_ended) -> None:
