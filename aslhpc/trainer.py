@@ -101,6 +101,21 @@ def sync_buffers(model: nn.Module, dist: Dist) -> None:
             torch_dist.broadcast(buf, src=0)
 
 
+def merge_rank_telemetry(mine: dict[str, Any], dist: Dist) -> dict[str, Any]:
+    """Rank 0's summary with every rank's GPUs in global-rank order (GPU i of the tables = rank i's GPU)."""
+    if dist.world == 1:
+        return mine
+    summaries: list[Any] = [None] * dist.world
+    torch_dist.all_gather_object(summaries, {**mine, "node": platform.node(), "rank": dist.rank})
+    merged = dict(summaries[0])
+    merged["gpus"] = [{**g, "index": i, "rank": s["rank"], "node": s["node"]}
+                      for i, (s, g) in enumerate((s, g) for s in summaries for g in s.get("gpus", []))]
+    merged["torch"] = [t for s in summaries for t in s.get("torch", [])]
+    merged["ranks"] = [{"rank": s["rank"], "node": s["node"], "nvml": s.get("nvml"), "cpu": s.get("cpu"),
+                        "csv": s.get("csv")} for s in summaries]
+    return merged
+
+
 def rank_digests(model: nn.Module, dist: Dist) -> list[str]:
     """A hash of every rank's final weights and buffers: DDP is only right if they are all equal."""
     import hashlib
@@ -411,10 +426,12 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
         return write
 
     started_at = state["started_at"] if state else _now()
-    sampler = Sampler(paths.samples, interval_s=cfg.sample_interval_s, process_interval_s=cfg.process_sample_interval_s,
-                      visible=torch_visible(list(plan.device_ids))) if dist.main else None
-    if sampler is not None:
-        sampler.start()
+    # Every rank samples the GPU it drives (rank 0 into samples.csv, rank r into samples.rank<r>.csv),
+    # so a DDP cell measures all its GPUs, on every node.
+    samples = paths.samples if dist.main else paths.samples.with_name(f"samples.rank{dist.rank}.csv")
+    sampler = Sampler(samples, interval_s=cfg.sample_interval_s, process_interval_s=cfg.process_sample_interval_s,
+                      visible=torch_visible(list(plan.device_ids)))
+    sampler.start()
     telemetry: dict[str, Any] = {}
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
@@ -466,13 +483,13 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
         te = evaluate(evaluator, data.test, precision, device, dist)
         extra = _extra_test(model, data.index, cfg, device, precision) if dist.main else None
     finally:
-        if sampler is not None:
-            telemetry = sampler.stop()
-    if not dist.main:
-        return {}
+        telemetry = sampler.stop()
     if plan.fallback and not telemetry.get("nvml"):
         telemetry["reason"] = f"no GPU sampled: {plan.fallback}"
     telemetry["torch"] = torch_memory(list(plan.device_ids))
+    telemetry = merge_rank_telemetry(telemetry, dist)
+    if not dist.main:
+        return {}
     telemetry["data_device_gb"] = data.data_device_bytes / 1e9
     result = {
         "schema": RESULT_SCHEMA, "status": "completed", "experiment": experiment, "cell_id": cell_id,

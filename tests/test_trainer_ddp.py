@@ -39,3 +39,7 @@ def test_two_ranks_train_in_lockstep_and_rank0_writes_the_result(synth_root: Pat
     assert result["batches"]["train"] == -(-result["split"]["train"] // 32)
     # Only rank 0 writes the cell's files: one line per epoch, no duplicates.
     assert [json.loads(line)["epoch"] for line in (out / "epochs.jsonl").read_text().splitlines()] == [1, 2, 3]
+    # Every rank sampled its own device: rank 1 into its own file, both summaries in the result.
+    assert (out / "samples.csv").is_file() and (out / "samples.rank1.csv").is_file()
+    assert [r["rank"] for r in result["telemetry"]["ranks"]] == [0, 1]
+    assert all(r["cpu"]["rss_peak_gb"] > 0 for r in result["telemetry"]["ranks"])
