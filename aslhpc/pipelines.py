@@ -65,10 +65,6 @@ class TensorBatches:
         n = -(-len(self.labels) // self.batch_size)
         return min(n, self.max_steps) if self.max_steps else n
 
-    @property
-    def num_samples(self) -> int:
-        return len(self.labels)
-
     def epoch(self, epoch: int) -> Iterator[Batch]:
         n = len(self.labels)
         on_device = self.images.device == self.device

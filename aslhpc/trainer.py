@@ -40,7 +40,7 @@ from .errors import AslhpcError
 from .model import LadNet
 from .modelio import model_state, save_model, unwrap
 from .pipelines import LoaderBatches, PaperImageFolder, TensorBatches, fits_on_device, rank_slice, tensor_data
-from .telemetry import Sampler, collect_provenance, torch_memory, torch_visible
+from .telemetry import Sampler, collect_provenance
 
 Log = Callable[[str], None]
 
@@ -250,7 +250,8 @@ def build_data(cfg: TrainConfig, plan: DevicePlan, dist: Dist, log: Log) -> Cell
     for k, idx in enumerate(parts_idx):
         if dist.world > 1 and k > 0:  # evaluation shards are contiguous per rank
             idx = idx[rank_slice(len(idx), dist.rank, dist.world)]
-        x, y = tensor_data(cache.images[np.sort(idx)], labels[np.sort(idx)], plan.device, on_device)
+        idx = np.sort(idx)  # ascending rows read the memory-mapped cache sequentially
+        x, y = tensor_data(cache.images[idx], labels[idx], plan.device, on_device)
         eval_common = dict(common, rank=0, world=1) if k > 0 else common
         parts.append(TensorBatches(x, y, shuffle=k == 0, channels_last=cfg.channels_last,
                                    max_steps=cfg.max_steps if k == 0 else 0, **eval_common))
@@ -430,7 +431,7 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
     # so a DDP cell measures all its GPUs, on every node.
     samples = paths.samples if dist.main else paths.samples.with_name(f"samples.rank{dist.rank}.csv")
     sampler = Sampler(samples, interval_s=cfg.sample_interval_s, process_interval_s=cfg.process_sample_interval_s,
-                      visible=torch_visible(list(plan.device_ids)))
+                      devices=list(plan.device_ids))
     sampler.start()
     telemetry: dict[str, Any] = {}
     try:
@@ -486,7 +487,6 @@ def _run(cfg: TrainConfig, paths: CellPaths, dist: Dist, experiment: str, cell_i
         telemetry = sampler.stop()
     if plan.fallback and not telemetry.get("nvml"):
         telemetry["reason"] = f"no GPU sampled: {plan.fallback}"
-    telemetry["torch"] = torch_memory(list(plan.device_ids))
     telemetry = merge_rank_telemetry(telemetry, dist)
     if not dist.main:
         return {}
