@@ -16,7 +16,7 @@ AMP_MODES = ("auto", "fp32", "fp16", "bf16")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 # Fields that do not change what a cell computes: a checkpoint or result written under other values still counts.
 NOT_IDENTITY = frozenset({"out", "cache_dir", "log_every", "sample_interval_s", "process_sample_interval_s",
-                          "workers", "allow_cpu"})
+                          "workers", "allow_cpu", "reuse_host_memory"})
 
 
 def default_cache_dir() -> str:
@@ -46,6 +46,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    reuse_host_memory: bool = True  # fast pipeline on CPU: keep freed activation memory (hostmem.py)
     allow_cpu: bool = False
     workers: int = 2
     cache_dir: str = ""

@@ -79,6 +79,7 @@ class TrainSettings:
     amp: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    reuse_host_memory: bool = True
     allow_cpu: bool = False
     workers: int = 2
     log_every: int = 50
@@ -422,7 +423,7 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
         problems.append(f"train.momentum={t.momentum!r} must be in [0, 1)")
     if not isinstance(t.dropout, int | float) or not 0 <= t.dropout < 1:
         problems.append(f"train.dropout={t.dropout!r} must be in [0, 1)")
-    for key in ("allow_cpu", "channels_last", "compile"):
+    for key in ("allow_cpu", "channels_last", "compile", "reuse_host_memory"):
         if not isinstance(getattr(t, key), bool):
             problems.append(f"train.{key}={getattr(t, key)!r} must be true or false")
 

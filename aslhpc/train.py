@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", choices=AMP_MODES, default="auto", help="auto = bf16 on Ampere+, fp16 on V100, fp32 on CPU")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (not with DataParallel)")
+    p.add_argument("--no-reuse-host-memory", dest="reuse_host_memory", action="store_false",
+                   help="fast pipeline on CPU: let glibc return freed activation memory to the OS every step")
     p.add_argument("--allow-cpu", action="store_true", help="fall back to the CPU when fewer GPUs are visible than requested")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (paper pipeline)")
     p.add_argument("--cache-dir", default="", help="decoded-image cache (default $ASLHPC_CACHE_DIR or ~/.cache/aslhpc)")

@@ -13,5 +13,6 @@ def test_bench_prints_both_pipelines_and_the_ratio_last(capsys, cache_dir):
     fast = next(ln for ln in lines if ln.startswith("fast"))
     figures = [float(re.search(r"([\d.]+) images/s", ln).group(1)) for ln in (paper, fast)]
     assert all(f > 0 for f in figures)
+    assert "host memory off" in paper and "host memory off" not in fast  # each in its own process
     assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1])
     assert abs(float(lines[-1].split()[1]) - figures[1] / figures[0]) < 0.01 + 0.01 * figures[1] / figures[0]

@@ -39,6 +39,9 @@ def test_paper_and_fast_pipelines_reach_comparable_accuracy(trained, paper_train
     fast = trained[1]
     assert fast["pipeline"] == "fast" and paper_trained["pipeline"] == "paper"
     assert paper_trained["amp"] == "fp32" and paper_trained["channels_last"] is False
+    # The 2020 pipeline keeps the default allocator; the fast one keeps freed memory (glibc hosts).
+    assert paper_trained["host_memory"] == "off"
+    assert fast["host_memory"].startswith("glibc mallopt") or fast["host_memory"].startswith("not available")
     assert fast["split"]["hash"] == paper_trained["split"]["hash"]  # same data, same split
     # Same model, optimiser and split; only the shuffling order and memory layout differ.
     assert paper_trained["val_acc"] > 80 and fast["val_acc"] > 80
