@@ -3,13 +3,15 @@
 Validates everything first (dataset, partition, reservation, GPUs per node, ...) and submits
 nothing if anything is wrong. Then submits and exits, printing one line per cell; ``--wait``
 follows the jobs live. Re-running it is safe: completed and live cells are skipped, failed ones
-are resubmitted with ``--retry-failed``. Without SLURM the cells run here (``--cluster local``).
+are resubmitted with ``--retry-failed``. Without SLURM the cells run here (``--cluster local``),
+in the foreground, or with ``--detach`` in the background, surviving the shell.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -55,12 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--retry-failed", action="store_true",
                    help="resubmit failed, cancelled, timed-out, out-of-memory and node-fail cells")
     r.add_argument("--wait", action="store_true", help="stay and show live progress until all cells end")
+    r.add_argument("--detach", action="store_true",
+                   help="local runs: run in the background, in a session of its own (closing the shell does not "
+                        "stop it), logging to results/<exp>/submit.log; returns once the cells run")
     r.add_argument("--interval", type=float, default=5.0, help="--wait refresh period, seconds (default 5)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    # `kill PID` stops a (detached) local run the way Ctrl-C does: its running cells are cancelled.
+    signal.signal(signal.SIGTERM, _interrupt)
     from rich.console import Console
 
     console = Console()
@@ -79,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble))
         options = SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
                                 max_parallel=args.max_parallel)
+        if args.detach:
+            return _detach(argv, args, spec.experiment_dir, _status_command(spec.name, spec.results), console, err)
         live.manifest = spec.experiment_dir / "manifest.json"
         result = submit_experiment(spec, options, out=console.print, on_local_tick=live.tick)
     except AslhpcError as exc:
@@ -88,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         live.stop()
-        err.print("interrupted: running local cells were cancelled; re-run submit to continue")
+        err.print("interrupted: running local cells were cancelled; re-run submit with --retry-failed to continue")
         return 130
     live.stop()
 
@@ -126,6 +136,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _detach(argv: list[str], args: argparse.Namespace, experiment_dir: Path, status_cmd: str, console, err) -> int:  # noqa: ANN001
+    """Hand the run to a background submit (see detach.py) and report how it stands."""
+    from .detach import start_detached, strip_detach
+
+    if args.wait or args.dry_run:
+        raise AslhpcError("--detach cannot be combined with --wait or --dry-run; drop one of them")
+    d = start_detached(strip_detach(argv), experiment_dir)
+    if d.running:
+        console.print(f"running in the background as pid {d.pid}, in its own session (closing this shell does not "
+                      f"stop it)\nlog:    {d.log}\nstatus: {status_cmd}\nstop:   kill {d.pid}   (cancels its running "
+                      "cells; re-run submit with --retry-failed to continue)", highlight=False, markup=False)
+        return 0
+    target = console if d.returncode == 0 else err
+    target.print(d.output.rstrip(), highlight=False, markup=False, soft_wrap=True)
+    return int(d.returncode or 0)
+
+
 def _status_command(experiment: str, results: str) -> str:
     cmd = f"python -m aslhpc.status --experiment {shlex.quote(experiment)}"
     if Path(results) != Path("results"):
@@ -143,7 +174,8 @@ class _LocalDisplay:
         self._last = 0.0
 
     def tick(self) -> None:
-        if self.manifest is None or time.monotonic() - self._last < 2.0:
+        # Not a terminal (a log, a pipe, a detached run): no live redraws; the final table is printed anyway.
+        if self.manifest is None or not self.console.is_terminal or time.monotonic() - self._last < 2.0:
             return
         self._last = time.monotonic()
         from rich.live import Live

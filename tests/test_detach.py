@@ -1,0 +1,68 @@
+"""``submit --detach``: a local run that returns the shell at once, survives it, and finishes its cells."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aslhpc.slurm.local import runner_alive
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = str(REPO / "jobs" / "smoke.toml")
+
+
+def submit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "aslhpc.submit", SMOKE, "--cluster", "local", *args],
+                          capture_output=True, text=True, cwd=cwd, env=dict(os.environ), timeout=180)
+
+
+def test_detached_run_returns_at_once_and_finishes_its_cells_in_its_own_session(synth_root, tmp_path, cache_dir):
+    proc = submit("--data", str(synth_root), "--results", "res", "--gpus", "1", "--batch-sizes", "16",
+                  "--epochs", "1", "--max-steps", "2", "--detach", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    exp = tmp_path / "res" / "smoke"
+    pid = int(proc.stdout.split("running in the background as pid ")[1].split(",")[0])
+    assert str(Path("res/smoke/submit.log")) in proc.stdout and "kill" in proc.stdout
+    assert not (exp / "cells" / "g1-b16-r0" / "result.json").exists()  # the shell came back before the cell ended
+    try:
+        assert os.getsid(pid) != os.getsid(0)  # no SIGHUP when this terminal closes
+    except ProcessLookupError:
+        pytest.fail("the background run ended before its cell could have")
+    deadline = time.monotonic() + 150
+    while runner_alive(exp) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not runner_alive(exp), "the detached run did not finish"
+    result = json.loads((exp / "cells" / "g1-b16-r0" / "result.json").read_text())
+    assert result["status"] == "completed"
+    log = (exp / "submit.log").read_text()
+    assert "1 job(s) run locally" in log and "COMPLETED" in log
+
+
+def test_bad_input_is_refused_in_the_foreground_leaving_nothing_behind(tmp_path):
+    proc = submit("--data", str(tmp_path / "missing"), "--results", "res/deep", "--detach", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: dataset directory") and "--data" in lines[0]
+    assert not (tmp_path / "res").exists()
+
+
+def test_a_refused_rerun_keeps_the_earlier_log(tmp_path):
+    exp = tmp_path / "res" / "smoke"
+    exp.mkdir(parents=True)
+    (exp / "submit.log").write_text("an earlier run's log\n")
+    proc = submit("--data", str(tmp_path / "missing"), "--results", "res", "--detach", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert (exp / "submit.log").read_text() == "an earlier run's log\n"
+
+
+def test_detach_with_wait_is_a_one_line_error(synth_root, tmp_path):
+    proc = submit("--data", str(synth_root), "--results", "res", "--detach", "--wait", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --detach cannot be combined with --wait or --dry-run; drop one of them"
+    assert not (tmp_path / "res").exists()
