@@ -64,7 +64,10 @@ def pipeline_config(pipeline: str, data: Path, out: Path, cache: Path, args: arg
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.steps < 1 and not args.full:
+        parser.error(f"--steps {args.steps}: give at least 1 training step (or --full for whole cells)")
     gpus = args.gpus if args.gpus is not None else (1 if torch.cuda.is_available() else 0)
     pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
     try:

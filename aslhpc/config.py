@@ -14,6 +14,7 @@ PIPELINES = ("paper", "fast")
 STRATEGIES = ("dp", "ddp")
 AMP_MODES = ("auto", "fp32", "fp16", "bf16")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+MIN_INPUT_SIZE = 30  # the network's conv k7, pool, conv k5, pool, conv k3, pool: 30 px -> 1x1
 # Fields that do not change what a cell computes: a checkpoint or result written under other values still counts.
 NOT_IDENTITY = frozenset({"out", "cache_dir", "log_every", "sample_interval_s", "process_sample_interval_s",
                           "workers", "allow_cpu", "reuse_host_memory"})
@@ -71,9 +72,12 @@ class TrainConfig:
         choice("strategy", STRATEGIES)
         choice("amp", AMP_MODES)
         choice("interpolation", INTERPOLATIONS)
-        for name in ("batch_size", "epochs", "image_size"):
+        for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be a positive integer")
+        if self.image_size < MIN_INPUT_SIZE:
+            raise ConfigError(f"image_size={self.image_size} is too small for the network's three conv+pool "
+                              f"stages; use at least {MIN_INPUT_SIZE} (the paper: 150)")
         if self.gpus < 0:
             raise ConfigError(f"gpus={self.gpus} must be 0 (CPU) or more")
         if self.lr <= 0:

@@ -23,7 +23,7 @@ from typing import Any
 
 from .cellfiles import cell_id as make_cell_id
 from .cellfiles import cells_dir
-from .config import AMP_MODES, INTERPOLATIONS, PIPELINES, SPLITS, STRATEGIES, TrainConfig
+from .config import AMP_MODES, INTERPOLATIONS, MIN_INPUT_SIZE, PIPELINES, SPLITS, STRATEGIES, TrainConfig
 from .errors import ConfigError
 
 OPTIMIZERS = ("sgd",)
@@ -409,10 +409,11 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
     choice("train.split", t.split, SPLITS)
     choice("train.amp", t.amp, AMP_MODES)
     choice("train.interpolation", t.interpolation, INTERPOLATIONS)
-    for key in ("epochs", "image_size"):
-        v = getattr(t, key)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            problems.append(f"train.{key}={v!r} must be an integer >= 1")
+    if not isinstance(t.epochs, int) or isinstance(t.epochs, bool) or t.epochs < 1:
+        problems.append(f"train.epochs={t.epochs!r} must be an integer >= 1")
+    if not isinstance(t.image_size, int) or isinstance(t.image_size, bool) or t.image_size < MIN_INPUT_SIZE:
+        problems.append(f"train.image_size={t.image_size!r} must be an integer >= {MIN_INPUT_SIZE} "
+                        "(the network's three conv+pool stages; the paper: 150)")
     for key in ("workers", "max_steps", "seed", "split_seed", "log_every"):
         v = getattr(t, key)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:

@@ -7,6 +7,9 @@
 
 BatchNorm follows every convolution (the paper: "Batch Normalization after every
 layer"), then ReLU, then 2x2 max-pool. 544,713 parameters for 29 classes.
+
+Other input sizes (``image_size``) keep the layers and size fc1 to what the convolutions
+leave: 16x16x4 at 150 px, 5x5x4 at 64 px. Below 30 px nothing is left to classify.
 """
 
 from __future__ import annotations
@@ -14,15 +17,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .config import MIN_INPUT_SIZE
+
 NUM_CLASSES = 29
 INPUT_SIZE = 150
+
+
+def feature_side(image_size: int) -> int:
+    """Side of the last pooled feature map for square ``image_size`` inputs (16 at 150 px)."""
+    side = image_size
+    for kernel in (7, 5, 3):
+        side = (side - kernel + 1) // 2
+    return side
 
 
 class LadNet(nn.Module):
     """Three conv-BN-ReLU-pool stages and two linear layers, as published."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.2) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.2, image_size: int = INPUT_SIZE) -> None:
         super().__init__()
+        if image_size < MIN_INPUT_SIZE:
+            raise ValueError(f"image_size={image_size} leaves no features after three conv+pool stages; "
+                             f"use at least {MIN_INPUT_SIZE}")
         self.conv1 = nn.Conv2d(3, 8, kernel_size=7)
         self.conv2 = nn.Conv2d(8, 16, kernel_size=5)
         self.conv3 = nn.Conv2d(16, 4, kernel_size=3)
@@ -31,7 +47,7 @@ class LadNet(nn.Module):
         self.norm4 = nn.BatchNorm2d(4)
         self.pool = nn.MaxPool2d(2, 2)
         self.dropout = nn.Dropout(dropout)
-        self.fc1 = nn.Linear(16 * 16 * 4, 512)
+        self.fc1 = nn.Linear(feature_side(image_size) ** 2 * 4, 512)
         self.fc2 = nn.Linear(512, num_classes)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:

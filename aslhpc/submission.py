@@ -28,7 +28,14 @@ from .manifest import Attempt, Manifest, load_manifest, manifest_path, now_iso
 from .progress import NOT_SUBMITTED, UNKNOWN, CellRow, StatusReport, experiment_status
 from .slurm.accounting import FAILED_STATES, LIVE_STATES
 from .slurm.cell_job import CellJob
-from .slurm.cluster import ClusterInfo, JobShape, check_request, query_cluster, slurm_reachable
+from .slurm.cluster import (
+    ClusterInfo,
+    JobShape,
+    check_request,
+    query_cluster,
+    slurm_installed,
+    slurm_reachable,
+)
 from .slurm.executor import cell_command, default_python, job_request, render_sbatch, slurm_executor
 from .slurm.local import LocalTask, RunnerLock, run_local, runner_alive, visible_gpus
 
@@ -75,8 +82,12 @@ class SubmitResult:
 # --------------------------------------------------------------------------- 1. validation
 
 
-def resolve_cluster(choice: str, reachable: Callable[[], tuple[bool, str]] = slurm_reachable) -> tuple[str, str]:
-    """('slurm' | 'local', why) for --cluster auto|slurm|local."""
+def resolve_cluster(choice: str, reachable: Callable[[], tuple[bool, str]] = slurm_reachable,
+                    installed: Callable[[], bool] = slurm_installed) -> tuple[str, str]:
+    """('slurm' | 'local', why) for --cluster auto|slurm|local.
+
+    ``auto`` runs here only where SLURM is not installed at all: on a login node whose controller
+    is briefly down, training the whole matrix on the login node is the last thing anyone wants."""
     if choice not in CLUSTERS:
         raise ConfigError(f"--cluster {choice!r} is not valid; use one of {', '.join(CLUSTERS)}")
     if choice == "local":
@@ -86,6 +97,9 @@ def resolve_cluster(choice: str, reachable: Callable[[], tuple[bool, str]] = slu
         return "slurm", ""
     if choice == "slurm":
         raise ClusterError(f"SLURM is not reachable ({why}); start it (scripts/minislurm.sh up) or use --cluster local")
+    if installed():
+        raise ClusterError(f"SLURM is installed here but not answering ({why}); submit again when it is back, "
+                           "or pass --cluster local to run the cells on this machine")
     return "local", f"no SLURM here ({why})"
 
 

@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--data", help="dataset directory (Kaggle ASL Alphabet layout)")
     o.add_argument("--results", help="results directory (default: the file's, else results/)")
     o.add_argument("--epochs", type=int)
-    o.add_argument("--gpus", type=parse_int_list, help="GPU counts, e.g. 1,2")
-    o.add_argument("--batch-sizes", type=parse_int_list, help="batch sizes, e.g. 128,256")
+    o.add_argument("--gpus", type=_int_list, help="GPU counts, e.g. 1,2")
+    o.add_argument("--batch-sizes", type=_int_list, help="batch sizes, e.g. 128,256")
     o.add_argument("--strategy", help="dp, ddp or dp,ddp")
     o.add_argument("--repeats", type=int, help="jobs per cell, each with seed + repeat")
     o.add_argument("--allow-cpu", action="store_true", default=None, help="fall back to CPU without enough GPUs")
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = p.add_argument_group("running")
     r.add_argument("--cluster", choices=CLUSTERS, default="auto",
                    help="auto = SLURM if reachable, else this machine (default)")
-    r.add_argument("--max-parallel", type=int, default=2, help="cells at once when running locally (default 2)")
+    r.add_argument("--max-parallel", type=_positive_int, default=2,
+                   help="cells at once when running locally (default 2)")
     r.add_argument("--dry-run", action="store_true", help="write the sbatch scripts to results/<exp>/dry-run/ only")
     r.add_argument("--retry-failed", action="store_true",
                    help="resubmit failed, cancelled, timed-out, out-of-memory and node-fail cells")
@@ -134,6 +135,23 @@ def main(argv: list[str] | None = None) -> int:
         report = watch(lambda: experiment_status(result.manifest), args.interval, console)
         return 1 if report.any_failed else 0
     return 0
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return parse_int_list(text)
+    except AslhpcError as exc:  # argparse then prints it as `argument --gpus: ...`, exit 2
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
 
 
 def _interrupt(signum: int, frame: object) -> None:

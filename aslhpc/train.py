@@ -51,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .trainer import run_cell
 
-    return run_cli(lambda: run_cell(TrainConfig(**vars(args))))
+    try:
+        return run_cli(lambda: run_cell(TrainConfig(**vars(args))))
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume after the last finished epoch", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

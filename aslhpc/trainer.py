@@ -391,7 +391,7 @@ def _run(cfg: TrainConfig, plan: DevicePlan, host_memory: str, paths: CellPaths,
     data = build_data(cfg, plan, dist, log)
     classes = data.index.classes
     torch.manual_seed(cfg.seed)
-    model = LadNet(len(classes), cfg.dropout).to(device)
+    model = LadNet(len(classes), cfg.dropout, cfg.image_size).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)

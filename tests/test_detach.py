@@ -40,6 +40,8 @@ def test_detached_run_returns_at_once_and_finishes_its_cells_in_its_own_session(
     assert not runner_alive(exp), "the detached run did not finish"
     result = json.loads((exp / "cells" / "g1-b16-r0" / "result.json").read_text())
     assert result["status"] == "completed"
+    job_folders = [p.name for p in (exp / "jobs" / "g1-b16-r0").iterdir()]
+    assert len(job_folders) == 1 and job_folders[0].isdigit()  # its job's folder, no literal "%j" beside it
     log = (exp / "submit.log").read_text()
     assert "1 job(s) run locally" in log and "COMPLETED" in log
 

@@ -107,6 +107,7 @@ strategy = "horovod"
 [train]
 pipeline = "turbo"
 optimizer = "adam"
+image_size = 16
 [cluster]
 mem = "lots"
 time = "1:99"
@@ -120,8 +121,9 @@ reservation = "a;rm -rf /"
     assert "matrix.gpus" in text and "matrix.strategy='horovod'" in text and "dp, ddp" in text
     assert "train.pipeline='turbo'" in text and "paper, fast" in text
     assert "train.optimizer='adam'" in text and "sgd" in text
+    assert "train.image_size=16 must be an integer >= 30" in text
     assert "cluster.mem='lots'" in text and "cluster.time='1:99'" in text and "cluster.reservation" in text
-    assert len(problems) >= 7
+    assert len(problems) >= 8
 
 
 def test_unknown_table_or_key_names_the_allowed_ones(tmp_path: Path) -> None:

@@ -28,3 +28,19 @@ def test_pool_before_relu_forward_is_identical_to_the_papers_order():
     stages = model.features(x)  # conv -> BN -> ReLU -> pool, as published
     paper = model.fc2(torch.relu(model.fc1(torch.flatten(stages[-1], 1))))
     assert torch.equal(model(x), paper)
+
+
+def test_other_input_sizes_keep_the_layers_and_size_fc1_to_the_features():
+    import pytest
+
+    from aslhpc.config import TrainConfig
+    from aslhpc.errors import ConfigError
+
+    for size, side in ((30, 1), (64, 5), (151, 16), (224, 25)):
+        model = LadNet(29, image_size=size)
+        assert model.fc1.in_features == side * side * 4
+        assert model(torch.zeros(2, 3, size, size)).shape == (2, 29)
+    with pytest.raises(ValueError, match="at least 30"):
+        LadNet(29, image_size=29)
+    with pytest.raises(ConfigError, match="image_size=8 .*at least 30"):
+        TrainConfig(data="d", out="o", image_size=8)

@@ -12,6 +12,7 @@ import pytest
 
 from aslhpc import submit
 from aslhpc.data import CANONICAL_CLASSES
+from aslhpc.errors import ClusterError
 from aslhpc.experiment import REPO_JOBS, load_spec
 from aslhpc.manifest import load_manifest
 from aslhpc.progress import CellRow, StatusReport
@@ -196,7 +197,11 @@ def test_no_slurm_with_cluster_slurm_is_an_error(tmp_path: Path, dataset: Path, 
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch anywhere
     rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "r", "--cluster", "slurm"))
     assert rc == 2 and "SLURM is not reachable" in err and "--cluster local" in err
-    assert resolve_cluster("auto", lambda: (False, "sbatch is not on PATH")) == ("local", "no SLURM here (sbatch is not on PATH)")
+    assert resolve_cluster("auto", lambda: (False, "sbatch is not on PATH"), lambda: False) == (
+        "local", "no SLURM here (sbatch is not on PATH)")
+    # Installed but the controller is down (a login node): never fall back to training here.
+    with pytest.raises(ClusterError, match="installed here but not answering .*--cluster local"):
+        resolve_cluster("auto", lambda: (False, "scontrol ping: Slurmctld(primary) at c1 is DOWN"), lambda: True)
     assert resolve_cluster("local", lambda: (True, ""))[0] == "local"
 
 

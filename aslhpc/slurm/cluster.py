@@ -22,6 +22,11 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
 
 
+def slurm_installed() -> bool:
+    """True where SLURM's client commands are installed (a login node), answering or not."""
+    return shutil.which("sbatch") is not None
+
+
 def slurm_reachable(run: Runner = _run) -> tuple[bool, str]:
     """(True, '') when sbatch exists and the controller answers ``scontrol ping``; else (False, why)."""
     if shutil.which("sbatch") is None:

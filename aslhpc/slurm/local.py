@@ -165,6 +165,7 @@ def run_local(tasks: list[LocalTask], max_parallel: int, on_start: Callable[[Loc
                 if job.done():
                     running.remove(entry)
                     outcomes.append(_outcome(task, job))
+                    _drop_pattern_folder(task.folder)
             if on_tick is not None:
                 on_tick()
             if queue or running:
@@ -174,6 +175,16 @@ def run_local(tasks: list[LocalTask], max_parallel: int, on_start: Callable[[Loc
             job.cancel()
         raise
     return outcomes
+
+
+def _drop_pattern_folder(folder: Path) -> None:
+    """submitit's local controller creates its folder pattern literally (``jobs/<cell>/%j``, empty) beside
+    the real ``jobs/<cell>/<job id>``; remove it so the cell's folder holds only real jobs."""
+    if "%" in folder.name:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # absent, or not empty: leave it
 
 
 def _outcome(task: LocalTask, job: submitit.local.local.LocalJob) -> LocalOutcome:
