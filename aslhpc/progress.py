@@ -251,6 +251,10 @@ def cell_row(entry: CellEntry, experiment_dir: Path, job: JobState | None, epoch
             row.node = ((result.get("slurm") or {}).get("nodelist") or result.get("host") or "")
         if not row.elapsed:
             start, end = _parse_time(result.get("started_at", "")), _parse_time(result.get("finished_at", ""))
+            # A resumed cell keeps its first start; like sacct's Elapsed, time the attempt that finished it.
+            submitted = _parse_time(attempt.submitted_at) if attempt is not None else None
+            if start and submitted and end and start < submitted <= end:
+                start = submitted
             if start and end:
                 row.elapsed = format_duration((end - start).total_seconds())
     elif row.state == "RUNNING":

@@ -224,3 +224,15 @@ def test_collect_agrees_with_status_on_a_pending_retry(experiment: Path, monkeyp
     # the cells status calls failed / running keep their status words and say why
     assert frame.loc["g2-b32-r0", "state"] == "cancelled" and "4_0_log.err" in frame.loc["g2-b32-r0", "reason"]
     assert frame.loc["g2-b64-r0", "state"] == "running" and "slurm job 7 on n2" in frame.loc["g2-b64-r0", "reason"]
+
+
+def test_a_resumed_cell_shows_the_elapsed_time_of_the_attempt_that_finished_it(experiment: Path) -> None:
+    """The result keeps the first attempt's start; with no SLURM elapsed (local runs) the row times the
+    last attempt (resubmitted at minute 50, finished at 52), not the 52 minutes since the first start."""
+    exp = experiment.parent
+    _retry(experiment, "g1-b32-r0", "11", iso(50))
+    write_json(exp / "cells/g1-b32-r0/result.json",
+               {"status": "completed", "epochs": 2, "started_at": T0, "finished_at": iso(52)})
+    query = lambda ids, starttime="": StateQuery({}, "none", "sacct: x")  # noqa: E731
+    row = {r.cell_id: r for r in experiment_status(experiment, query=query).rows}["g1-b32-r0"]
+    assert row.state == "COMPLETED" and row.elapsed == "2:00"
