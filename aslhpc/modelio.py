@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_write_bytes
+from .data.preprocess import RESAMPLE
 from .errors import AslhpcError
 from .model import LadNet
 
@@ -50,17 +52,44 @@ def save_model(path: str | Path, model: nn.Module, classes: tuple[str, ...], *, 
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _not_a_model(path: Path, reason: str) -> AslhpcError:
+    return AslhpcError(f"{path} is not an aslhpc model file ({reason}); pass a cell's best_model.pt "
+                       "(results/<exp>/cells/<cell>/best_model.pt)")
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model saved by :func:`save_model`, in eval mode on ``device``."""
+    """Load a model saved by :func:`save_model`, in eval mode on ``device``.
+
+    Anything else (a missing path, a folder, a JSON file, another program's ``.pt``, a training
+    ``checkpoint.pt``) raises a one-line :class:`AslhpcError` saying what the path is instead.
+    """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        hint = f"; did you mean {path / 'best_model.pt'}?" if (path / "best_model.pt").is_file() else ""
+        raise AslhpcError(f"model {path} is a folder, expected a best_model.pt file{hint}")
+    if not path.exists():
         raise AslhpcError(f"model file {path} does not exist; pass a cell's best_model.pt (results/<exp>/cells/<cell>/best_model.pt)")
+    if not path.is_file():
+        raise AslhpcError(f"model {path} is not a regular file; pass a cell's best_model.pt")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        classes = tuple(blob["classes"])
-        model = LadNet(num_classes=len(classes), dropout=float(blob.get("dropout", 0.2)))
+    except Exception as exc:  # noqa: BLE001 - torch's many-line messages say nothing the user can act on
+        what = "a PyTorch file that holds more than plain weights" if zipfile.is_zipfile(path) else "not a PyTorch file"
+        raise _not_a_model(path, f"{what}: {type(exc).__name__}") from exc
+    if not isinstance(blob, dict) or not {"state_dict", "classes", "image_size", "interpolation"} <= blob.keys():
+        if isinstance(blob, dict) and {"model", "optimizer"} <= blob.keys():
+            raise _not_a_model(path, "a training checkpoint.pt, which resumes training")
+        raise _not_a_model(path, "no state_dict / classes / image_size / interpolation entries")
+    try:
+        classes = tuple(str(c) for c in blob["classes"])
+        image_size, interpolation = int(blob["image_size"]), str(blob["interpolation"])
+        if interpolation not in RESAMPLE or image_size < 1 or not classes:
+            raise ValueError(f"classes {len(classes)}, image_size {image_size}, interpolation {interpolation!r}")
+        model = LadNet(num_classes=len(classes), dropout=float(blob.get("dropout", 0.2)), image_size=image_size)
         model.load_state_dict(blob["state_dict"])
-    except Exception as exc:  # noqa: BLE001 - any unpickling/shape problem is the same user error
-        raise AslhpcError(f"{path} is not an aslhpc model ({type(exc).__name__}: {exc}); pass a best_model.pt written by aslhpc.train") from exc
+        meta = dict(blob.get("meta", {}))
+    except Exception as exc:  # noqa: BLE001 - any shape/type problem is the same user error
+        reason = (str(exc).strip().splitlines() or [""])[0].rstrip(":")
+        raise _not_a_model(path, f"its entries do not fit: {type(exc).__name__}: {reason}"[:200]) from exc
     model.to(device).eval()
-    return LoadedModel(model, classes, int(blob["image_size"]), str(blob["interpolation"]), dict(blob.get("meta", {})))
+    return LoadedModel(model, classes, image_size, interpolation, meta)

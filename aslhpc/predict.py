@@ -2,6 +2,12 @@
 
 The model is a cell's ``best_model.pt`` (``--model``) or the best cell of an experiment
 (``--experiment``, highest val_acc). Preprocessing is the training one, read from the model file.
+
+Exit code: 0 when every input was processed. 2 on a user error (bad flag, missing or wrong-kind
+path, not a model file, a video or camera OpenCV cannot open): one ``error: ...`` line on stderr,
+and work stops there. 2 also when any image could not be decoded: each such image gets its own
+``PATH: cannot read image (...)`` line on stderr while the other inputs are still processed (in
+a folder it is left out of the score).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from .recognize import (
     FrameSource,
     ImageFile,
     TextSmoother,
+    Unreadable,
     VideoFile,
     classify_input,
     evaluate_images,
@@ -32,7 +39,10 @@ from .recognize import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m aslhpc.predict", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m aslhpc.predict", description=__doc__.splitlines()[0],
+                                epilog="exit code: 0 all inputs done; 2 on a user error (one 'error: ...' line on stderr, work "
+                                       "stops) or when some image could not be decoded (a 'PATH: cannot read "
+                                       "image (...)' line each on stderr; the other inputs are still done)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", type=Path, help="a cell's best_model.pt")
     which.add_argument("--experiment", help="use the best cell (highest val_acc) of results/<NAME>/cells/")
@@ -118,16 +128,29 @@ def run_stream(classifier: Classifier, source: FrameSource, args: argparse.Names
     return smoother.text
 
 
-def print_images(classifier: Classifier, images: list[ImageFile], args: argparse.Namespace, out: TextIO) -> None:
-    """One line per image: path, top-k with probabilities, and the true class when the name says it."""
+def print_images(classifier: Classifier, images: list[ImageFile], args: argparse.Namespace, out: TextIO,
+                 err: TextIO) -> int:
+    """One line per image: path, top-k with probabilities, and the true class when the name says it.
+
+    An image that cannot be decoded gets a ``PATH: cannot read image (...)`` line on ``err``
+    instead; returns how many did.
+    """
+    unreadable = 0
     for start in range(0, len(images), args.batch_size):
         chunk = images[start:start + args.batch_size]
-        for im, pred in zip(chunk, classifier.predict([im.path for im in chunk], k=args.top_k), strict=True):
+        for im, pred in zip(chunk, classifier.predict_files([im.path for im in chunk], k=args.top_k), strict=True):
+            if isinstance(pred, Unreadable):
+                unreadable += 1
+                print(pred.format(), file=err, flush=True)
+                continue
             truth = f"  (true {im.label})" if im.label is not None else ""
             print(f"{im.path}: {pred.format()}{truth}", file=out)
+    return unreadable
 
 
-def run(args: argparse.Namespace, out: TextIO) -> None:
+def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int:
+    """Do what the arguments ask; returns how many images could not be decoded (reported on ``err``)."""
+    err = err or sys.stderr
     if not args.inputs and args.camera is None:
         raise AslhpcError("nothing to predict; pass INPUT files/folders/videos or --camera N")
     if args.top_k < 1 or args.hold < 1 or args.batch_size < 1 or args.threads < 0 or args.max_frames < 0:
@@ -142,10 +165,11 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
     classifier = Classifier.from_file(model_path, device=args.device)
     inputs = [classify_input(arg, classifier.classes) for arg in args.inputs]  # a missing path or unknown type fails before any work
     stream_threads = args.threads or 1
+    unreadable = 0
     singles = [i for i in inputs if isinstance(i, ImageFile)]
     if singles:
         with torch_threads(args.threads):
-            print_images(classifier, singles, args, out)
+            unreadable += print_images(classifier, singles, args, out, err)
     for item in inputs:
         if isinstance(item, ImageFile):
             continue
@@ -156,17 +180,28 @@ def run(args: argparse.Namespace, out: TextIO) -> None:
         print(f"{item.path}: {len(item.images)} images, {len(item.labelled)} labelled", file=out)
         with torch_threads(args.threads):
             if item.unlabelled:
-                print_images(classifier, list(item.unlabelled), args, out)
+                unreadable += print_images(classifier, list(item.unlabelled), args, out, err)
             if item.labelled:
-                print(evaluate_images(classifier, item.labelled, args.batch_size).format(), file=out)
+                report = evaluate_images(classifier, item.labelled, args.batch_size)
+                for bad in report.unreadable:
+                    print(bad.format(), file=err, flush=True)
+                unreadable += len(report.unreadable)
+                print(report.format(), file=out)
     if args.camera is not None:
         with open_camera(args.camera) as source, torch_threads(stream_threads):
             run_stream(classifier, source, args, out)
+    return unreadable
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: run(args, sys.stdout))
+    unreadable = 0
+
+    def body() -> None:
+        nonlocal unreadable
+        unreadable = run(args, sys.stdout, sys.stderr)
+
+    return run_cli(body) or (2 if unreadable else 0)
 
 
 if __name__ == "__main__":

@@ -44,3 +44,14 @@ def test_other_input_sizes_keep_the_layers_and_size_fc1_to_the_features():
         LadNet(29, image_size=29)
     with pytest.raises(ConfigError, match="image_size=8 .*at least 30"):
         TrainConfig(data="d", out="o", image_size=8)
+
+
+def test_a_model_trained_at_another_size_loads_back_at_that_size(tmp_path):
+    from aslhpc.modelio import load_model, save_model
+
+    model = LadNet(29, image_size=64)
+    save_model(tmp_path / "best_model.pt", model, tuple(f"c{i}" for i in range(29)), image_size=64,
+               interpolation="bilinear", dropout=0.2)
+    loaded = load_model(tmp_path / "best_model.pt")
+    assert loaded.image_size == 64 and loaded.model.fc1.in_features == 5 * 5 * 4
+    assert torch.equal(loaded.model.fc1.weight, model.fc1.weight)

@@ -4,6 +4,7 @@ test folder, class subfolders, a video that spells a word, ``--experiment`` and 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -232,12 +233,75 @@ def test_bad_inputs_are_one_line_errors(cell: Path, tmp_path: Path, capfd):
     (tmp_path / "empty").mkdir()
     assert "holds no images" in error_of([*model, str(tmp_path / "empty")], capfd)
     (tmp_path / "notes.txt").write_text("hello")
-    assert "neither an image" in error_of([*model, str(tmp_path / "notes.txt")], capfd)
-    (tmp_path / "fake.jpg").write_text("hello")
-    assert "cannot decode image" in error_of([*model, str(tmp_path / "fake.jpg")], capfd)
+    assert "is a file but not an image" in error_of([*model, str(tmp_path / "notes.txt")], capfd)
     assert "does not exist" in error_of([*model, str(tmp_path / "missing.jpg")], capfd)
     assert "nothing to predict" in error_of(model, capfd)
     assert "no experiment" in error_of(["--experiment", "nope", "--results", str(tmp_path), str(junk)], capfd)
+
+
+def test_an_undecodable_image_is_reported_and_the_others_are_still_scored(cell: Path, synth_root: Path,
+                                                                          tmp_path: Path, capfd):
+    good = [str(flat_test_dir(synth_root) / f"{c}_test.jpg") for c in ("A", "B")]
+    bad = tmp_path / "fake.jpg"
+    bad.write_text("hello")
+    assert main(["--model", str(cell / "best_model.pt"), good[0], str(bad), good[1]]) == 2
+    captured = capfd.readouterr()
+    assert [line.split(": ", 1)[0] for line in captured.out.splitlines()] == good
+    assert captured.err.count("\n") == 1 and captured.err.startswith(f"{bad}: cannot read image ("), captured.err
+
+
+def test_an_undecodable_image_in_a_labelled_folder_is_listed_not_scored(cell: Path, classifier: Classifier,
+                                                                        synth_root: Path, tmp_path: Path, capfd):
+    for cls in ("A", "B"):
+        (tmp_path / cls).mkdir()
+        shutil.copy(train_dir(synth_root) / cls / f"{cls}1.jpg", tmp_path / cls)
+    broken = tmp_path / "A" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 truncated")
+    report = evaluate_images(classifier, scan_folder(tmp_path, classifier.classes).labelled)
+    assert report.n == 2 and [u.path for u in report.unreadable] == [broken]
+    assert report.to_dict()["unreadable"][0]["path"] == str(broken)
+
+    assert main(["--model", str(cell / "best_model.pt"), str(tmp_path)]) == 2
+    captured = capfd.readouterr()
+    assert f"/2), 1 unreadable not scored: {broken}" in captured.out and "per class: A " in captured.out
+    assert captured.err.count("\n") == 1 and captured.err.startswith(f"{broken}: cannot read image ("), captured.err
+
+
+def not_a_model_files(cell: Path, folder: Path) -> dict[str, Path]:
+    """Files people pass as --model by mistake: ours but not a model, another program's .pt, junk."""
+    torch.save({"weights": torch.zeros(3)}, folder / "foreign.pt")
+    torch.save(torch.nn.Linear(2, 2), folder / "pickled_module.pt")
+    (folder / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    blob = torch.load(cell / "best_model.pt", weights_only=True)
+    torch.save({**blob, "classes": ["A", "B"]}, folder / "wrong_classes.pt")  # weights for 29 classes
+    return {"result.json": cell / "result.json", "checkpoint.pt": cell / "checkpoint.pt",
+            **{p.stem: p for p in folder.glob("*.pt")}}
+
+
+def test_a_file_that_is_not_a_model_is_a_one_line_error(cell: Path, synth_root: Path, tmp_path: Path, capfd):
+    image = str(flat_test_dir(synth_root) / "A_test.jpg")
+    files = not_a_model_files(cell, tmp_path)
+    assert len(files) == 6
+    for path in files.values():
+        err = error_of(["--model", str(path), image], capfd)
+        assert err.startswith(f"error: {path} is not an aslhpc model file (") and "pass a cell's best_model.pt" in err
+    assert "training checkpoint" in error_of(["--model", str(files["checkpoint.pt"]), image], capfd)
+    err = error_of(["--model", str(cell), image], capfd)
+    assert "is a folder" in err and str(cell / "best_model.pt") in err
+
+
+def test_a_path_of_the_wrong_kind_says_what_it_is(cell: Path, synth_root: Path, tmp_path: Path, capfd):
+    model = ["--model", str(cell / "best_model.pt")]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    assert f"({notes} is a file, not a folder)" in error_of([*model, str(notes / "A_test.jpg")], capfd)
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    assert "is neither a regular file nor a folder" in error_of([*model, str(fifo)], capfd)
+    err = error_of(["--experiment", "exp", "--results", str(notes), str(flat_test_dir(synth_root))], capfd)
+    assert f"--results {notes} is a file, expected the results folder" in err
+    with pytest.raises(AslhpcError, match="is a folder"):
+        open_video(tmp_path)
 
 
 def test_library_raises_aslhpc_errors(tmp_path: Path):

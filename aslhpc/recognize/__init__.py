@@ -9,6 +9,7 @@ from .classifier import (
     BestCell,
     Classifier,
     Prediction,
+    Unreadable,
     find_best_cell,
     frame_to_pil,
     fuse_batchnorm,
@@ -30,6 +31,6 @@ from .stream import StreamEvent, TextSmoother
 
 __all__ = [
     "BestCell", "Classifier", "Folder", "FolderReport", "FrameSource", "ImageFile", "Prediction", "StreamEvent",
-    "TextSmoother", "VideoFile", "classify_input", "evaluate_images", "find_best_cell", "frame_to_pil",
+    "TextSmoother", "Unreadable", "VideoFile", "classify_input", "evaluate_images", "find_best_cell", "frame_to_pil",
     "fuse_batchnorm", "label_from_name", "open_camera", "open_video", "resolve_device", "scan_folder", "score",
 ]

@@ -22,7 +22,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .. import cellfiles
 from ..atomic import read_json
-from ..data.preprocess import load_image, normalize, to_tensor
+from ..data.preprocess import CorruptImageError, load_image, normalize, to_tensor
 from ..errors import AslhpcError
 from ..model import LadNet
 from ..modelio import load_model
@@ -48,6 +48,18 @@ class Prediction:
     def format(self) -> str:
         """``A 0.973  S 0.012  E 0.004``: the one-line form the CLI prints."""
         return "  ".join(f"{name} {p:.3f}" for name, p in self.top)
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An image file that could not be decoded, and why."""
+
+    path: Path
+    reason: str
+
+    def format(self) -> str:
+        """``path: cannot read image (reason)``: the one line the CLI prints on stderr."""
+        return f"{self.path}: cannot read image ({self.reason})"
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,25 @@ class Classifier:
             return []
         return self.top_k(self.probabilities([self.pixels(im) for im in images]), k)
 
+    def predict_files(self, paths: Sequence[str | os.PathLike], k: int = 3) -> list[Prediction | Unreadable]:
+        """Top-``k`` per image file (one batch), in order; a file that cannot be decoded gets an
+        :class:`Unreadable` in its place instead of failing the others."""
+        results: dict[int, Prediction | Unreadable] = {}
+        decoded: list[int] = []
+        pixels: list[np.ndarray] = []
+        for i, path in enumerate(paths):
+            try:
+                pixels.append(self.pixels(path))
+            except CorruptImageError as exc:
+                cause = exc.__cause__
+                reason = (str(cause).splitlines() or [type(cause).__name__])[0] if cause is not None else str(exc)
+                results[i] = Unreadable(Path(path), reason)
+            else:
+                decoded.append(i)
+        if pixels:
+            results.update(zip(decoded, self.top_k(self.probabilities(pixels), k), strict=True))
+        return [results[i] for i in range(len(paths))]
+
     def predict_frames(self, frames: Iterable[np.ndarray], k: int = 1, batch_size: int = 1) -> Iterator[Prediction]:
         """Top-``k`` per BGR video frame, in order; frames are grouped ``batch_size`` at a time.
 
@@ -177,6 +208,10 @@ class Classifier:
 def find_best_cell(results: str | os.PathLike, experiment: str) -> BestCell:
     """The completed cell with the highest ``val_acc`` that kept a ``best_model.pt`` (ties: lower id)."""
     cells = cellfiles.cells_dir(results, experiment)
+    if Path(results).exists() and not Path(results).is_dir():
+        raise AslhpcError(f"--results {results} is a file, expected the results folder (results/<exp>/cells/...)")
+    if cells.exists() and not cells.is_dir():
+        raise AslhpcError(f"{cells} is a file, expected a folder of cells; check --experiment and --results")
     if not cells.is_dir():
         raise AslhpcError(f"no experiment {experiment!r} under {results} ({cells} missing); "
                           "check --experiment and --results")

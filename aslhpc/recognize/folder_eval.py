@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .classifier import Classifier
+from .classifier import Classifier, Unreadable
 from .sources import ImageFile
 
 
@@ -23,6 +23,7 @@ class FolderReport:
     correct: int
     per_class: dict[str, tuple[int, int]]  # class -> (hits, images), classes that had images only
     confusion: dict[tuple[str, str], int] = field(default_factory=dict)  # (true, predicted) -> count, true != predicted
+    unreadable: tuple[Unreadable, ...] = ()  # labelled files that could not be decoded: not in n
 
     @property
     def accuracy(self) -> float:
@@ -31,6 +32,9 @@ class FolderReport:
     def format(self) -> str:
         """A short human report: accuracy, hits per class, then the confusions, most frequent first."""
         lines = [f"accuracy {self.accuracy:.2f}% ({self.correct}/{self.n})"]
+        if self.unreadable:
+            lines[0] += f", {len(self.unreadable)} unreadable not scored: " + ", ".join(
+                str(u.path) for u in self.unreadable)
         cells = [f"{c} {h}/{t}" for c, (h, t) in self.per_class.items()]
         lines.append("per class: " + "  ".join(cells))
         if self.confusion:
@@ -45,7 +49,8 @@ class FolderReport:
         """JSON-friendly, with the same ``n``/``acc``/``per_class`` keys as result.json's ``extra_test``."""
         return {"n": self.n, "correct": self.correct, "acc": self.accuracy,
                 "per_class": {c: {"hits": h, "n": t} for c, (h, t) in self.per_class.items()},
-                "confusion": [{"true": t, "pred": p, "count": n} for (t, p), n in self.confusion.items()]}
+                "confusion": [{"true": t, "pred": p, "count": n} for (t, p), n in self.confusion.items()],
+                "unreadable": [{"path": str(u.path), "reason": u.reason} for u in self.unreadable]}
 
 
 def score(classes: tuple[str, ...], truth: Sequence[str], predicted: Sequence[str]) -> FolderReport:
@@ -61,10 +66,20 @@ def score(classes: tuple[str, ...], truth: Sequence[str], predicted: Sequence[st
 
 
 def evaluate_images(classifier: Classifier, images: Sequence[ImageFile], batch_size: int = 64) -> FolderReport:
-    """Classify labelled images in batches and score the top-1 class against each label."""
+    """Classify labelled images in batches and score the top-1 class against each label.
+
+    A file that cannot be decoded is left out of the score and listed in ``unreadable``.
+    """
     labelled = [im for im in images if im.label is not None]
+    truth: list[str] = []
     predicted: list[str] = []
+    unreadable: list[Unreadable] = []
     for start in range(0, len(labelled), batch_size):
         chunk = labelled[start:start + batch_size]
-        predicted.extend(p.label for p in classifier.predict([im.path for im in chunk], k=1))
-    return score(classifier.classes, [im.label for im in labelled], predicted)
+        for im, pred in zip(chunk, classifier.predict_files([im.path for im in chunk], k=1), strict=True):
+            if isinstance(pred, Unreadable):
+                unreadable.append(pred)
+            else:
+                truth.append(str(im.label))
+                predicted.append(pred.label)
+    return replace(score(classifier.classes, truth, predicted), unreadable=tuple(unreadable))

@@ -69,6 +69,15 @@ def label_from_name(path: Path, classes: tuple[str, ...]) -> str | None:
     return _class_lookup(classes).get(stem[: -len(TEST_SUFFIX)].lower())
 
 
+def _listing(folder: Path) -> list[Path]:
+    """A folder's entries, sorted, hidden ones skipped; a folder that cannot be listed is a one-line error."""
+    try:
+        return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        raise AslhpcError(f"cannot list folder {folder} ({exc.strerror or type(exc).__name__}); "
+                          "check its permissions") from exc
+
+
 def scan_folder(root: Path, classes: tuple[str, ...]) -> Folder:
     """List a folder's images with labels from ``<CLASS>_test`` names or ``<CLASS>/`` subfolders.
 
@@ -76,12 +85,12 @@ def scan_folder(root: Path, classes: tuple[str, ...]) -> Folder:
     such a wrapper is looked through.
     """
     lookup = _class_lookup(classes)
-    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    entries = _listing(root)
     images = [ImageFile(p, label_from_name(p, classes)) for p in entries if _is_image(p)]
     for sub in entries:
         if sub.is_dir() and sub.name.lower() in lookup:
             label = lookup[sub.name.lower()]
-            images.extend(ImageFile(p, label) for p in sorted(sub.iterdir()) if _is_image(p))
+            images.extend(ImageFile(p, label) for p in _listing(sub) if _is_image(p))
     if not images:
         dirs = [p for p in entries if p.is_dir()]
         if len(dirs) == 1 and dirs[0].name == root.name:
@@ -94,17 +103,22 @@ def scan_folder(root: Path, classes: tuple[str, ...]) -> Folder:
 def classify_input(arg: str | os.PathLike, classes: tuple[str, ...]) -> Input:
     """Decide what one INPUT argument is, or raise a one-line error saying why it cannot be used."""
     path = Path(arg).expanduser()
-    if not path.exists():
-        raise AslhpcError(f"input {path} does not exist; pass image files, folders or video files")
     if path.is_dir():
         return scan_folder(path, classes)
+    if not path.exists():
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        why = (f" ({blocker} is a file, not a folder)" if blocker is not None
+               else " (a broken symbolic link)" if path.is_symlink() else "")
+        raise AslhpcError(f"input {path} does not exist{why}; pass image files, folders or video files")
+    if not path.is_file():
+        raise AslhpcError(f"input {path} is neither a regular file nor a folder; pass image files, folders or video files")
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return ImageFile(path, label_from_name(path, classes))
     if suffix in VIDEO_SUFFIXES:
         return VideoFile(path)
-    raise AslhpcError(f"input {path} is neither an image ({', '.join(sorted(IMAGE_SUFFIXES))}) nor a video "
-                      f"({', '.join(sorted(VIDEO_SUFFIXES))}); pass one of those")
+    raise AslhpcError(f"input {path} is a file but not an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a video "
+                      f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder; pass one of those")
 
 
 class FrameSource:
@@ -162,7 +176,8 @@ def _quiet_capture(target: str | int) -> cv2.VideoCapture:
 def open_video(path: str | os.PathLike) -> FrameSource:
     path = Path(path)
     if not path.is_file():
-        raise AslhpcError(f"video {path} does not exist; check the path")
+        what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        raise AslhpcError(f"video {path} {what}; pass a video file such as .avi or .mp4")
     capture = _quiet_capture(str(path))
     if not capture.isOpened():
         capture.release()
