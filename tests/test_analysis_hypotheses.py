@@ -181,3 +181,67 @@ def test_h2_is_inconclusive_when_cells_ran_on_fewer_gpus_than_requested():
     assert v.verdict == "inconclusive" and "ran on 0 GPU(s)" in v.evidence
     summary["gpus_used"] = [1, 2]
     assert h2_more_gpus_faster(summary).verdict == "supported"
+
+
+def _batch_series(tmp_path: Path, *, max_steps: int = 0) -> pd.DataFrame:
+    """1 GPU at three batch sizes: smaller batches faster (H4 holds), larger batches more accurate (H3 holds)."""
+    exp = tmp_path / "capped"
+    for bs, t, acc in ((128, 1000.0, 97.0), (256, 1100.0, 98.0), (512, 1200.0, 99.0)):
+        r = result_json("capped", 1, bs, exec_time_s=t, acc=(acc, acc, acc))
+        if max_steps:
+            r["config"]["max_steps"] = max_steps
+            r["batches"]["train"] = max_steps
+        write_cell(exp, r)
+    return summarize(derive(load_matrix(exp)))
+
+
+def test_max_steps_makes_batch_size_verdicts_inconclusive(tmp_path):
+    v = {x.hypothesis: x for x in evaluate(_batch_series(tmp_path / "full"))}
+    assert v["H3"].verdict == "supported" and v["H4"].verdict == "supported"
+    v = {x.hypothesis: x for x in evaluate(_batch_series(tmp_path / "smoke", max_steps=3))}
+    for h in ("H3", "H4"):
+        assert v[h].verdict == "inconclusive", v[h]
+        assert "max_steps=3" in v[h].evidence and "re-run without --max-steps" in v[h].evidence
+    assert "time fell" not in v["H4"].evidence
+    assert v["H1"].verdict == "supported"  # a threshold, not a comparison across batch sizes
+    c = conclusions(_batch_series(tmp_path / "smoke2", max_steps=3))
+    assert "Caveat:" in c.text and "max_steps=3" in c.text
+
+
+def _local_cells(tmp_path: Path, windows: dict[int, tuple[str, str]], *, slurm: bool = False) -> pd.DataFrame:
+    """b=128 at 1 and 2 GPUs (2 GPUs faster: H2 holds) on host ws1, with the given [start, end] windows."""
+    exp = tmp_path / "local"
+    for g, (start, end) in windows.items():
+        r = result_json("local", g, 128, exec_time_s=2000.0 / g, host="ws1")
+        r["host"] = "ws1"
+        r["started_at"], r["finished_at"] = start, end
+        if not slurm:
+            r["slurm"] = None
+        write_cell(exp, r)
+    return summarize(derive(load_matrix(exp)))
+
+
+def test_cells_sharing_a_host_at_once_make_time_verdicts_inconclusive(tmp_path):
+    apart = {1: ("2026-04-11T20:00:00Z", "2026-04-11T20:30:00Z"), 2: ("2026-04-11T20:30:00Z", "2026-04-11T20:50:00Z")}
+    assert h2_more_gpus_faster(_local_cells(tmp_path / "a", apart)).verdict == "supported"
+    at_once = {1: ("2026-04-11T20:00:00Z", "2026-04-11T20:30:00Z"), 2: ("2026-04-11T20:10:00Z", "2026-04-11T20:25:00Z")}
+    s = _local_cells(tmp_path / "b", at_once)
+    v = h2_more_gpus_faster(s)
+    assert v.verdict == "inconclusive"
+    assert "g1-b128-r0 with g2-b128-r0 on ws1" in v.evidence and "--max-parallel 1 or on SLURM" in v.evidence
+    assert "taken at face value: supported" in v.evidence
+    assert "Caveat:" in conclusions(s).text
+    # SLURM jobs get their own allocation: overlapping windows there are normal
+    assert h2_more_gpus_faster(_local_cells(tmp_path / "c", at_once, slurm=True)).verdict == "supported"
+
+
+def test_conclusions_word_a_tie_between_single_runs(ref, tmp_path):
+    c = conclusions(_summary_of(_set(ref, 256, 3, test_acc=100.0)))
+    assert "a single run per configuration: no interval to tell them apart" in c.text
+    assert "inside the intervals" not in c.text
+    s = _repeats(
+        tmp_path, {1: (2000.0, 2100.0, 2200.0), 2: (1500.0, 1510.0, 1520.0)},
+        accs={1: (99.0, 99.5, 99.2), 2: (99.1, 99.4, 99.3)},
+    )
+    c = conclusions(s)
+    assert "the difference is inside the intervals" in c.text and "single run" not in c.text

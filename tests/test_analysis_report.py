@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 from rich.console import Console
@@ -137,3 +138,42 @@ def test_report_shows_process_memory_and_data_on_gpu_beside_the_device_peak(tmp_
     assert vals["process mem per GPU (GB)"] == "1.558 / 1.520"
     cells = (exp / "cells.csv").read_text().splitlines()[0].split(",")
     assert {"data_device_gb", "gpu0_proc_gb", "gpu1_proc_gb", "gpu0_gb"} <= set(cells)
+
+
+def _strict_json(path: Path) -> dict:
+    """json.loads that refuses NaN/Infinity, as strict parsers (JavaScript, jq) do."""
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse)
+
+
+def test_verdicts_json_is_strict_json_with_null_for_missing_figures(tmp_path):
+    exp = tmp_path / "e"
+    write_manifest(exp, "e", [(1, 128, 0, "dp"), (2, 128, 0, "dp")])
+    out = collect_experiment(exp, plots=False)
+    assert out.analysis.conclusions.fastest_time_s != out.analysis.conclusions.fastest_time_s  # NaN in memory
+    data = _strict_json(exp / "verdicts.json")
+    assert data["conclusions"]["fastest_time_s"] is None and data["conclusions"]["fastest"] is None
+    assert not list(exp.glob(".*.tmp"))
+
+
+def test_report_says_which_epoch_the_accuracies_come_from(tmp_path):
+    out = collect_experiment(paper_experiment(tmp_path), plots=False)
+    report = out.report_path.read_text(encoding="utf-8")
+    tables = report[report.index("## Tables") : report.index("## All configurations")]
+    assert "lowest validation loss" in tables and "not the last epoch that `status` shows" in tables
+    assert "Ran on the CPU" not in report and "(CPU run)" not in report
+
+
+def test_cpu_fallback_speedup_is_not_labelled_gpu_scaling(tmp_path):
+    exp = tmp_path / "cpu"
+    write_manifest(exp, "cpu", [(1, 128, 0, "dp"), (2, 128, 0, "dp")])
+    for g, t in ((1, 600.0), (2, 500.0)):
+        write_cell(exp, result_json("cpu", g, 128, exec_time_s=t, gpus_used=0, nvml=False))
+    report = collect_experiment(exp, plots=False).report_path.read_text(encoding="utf-8")
+    assert "Ran on the CPU (GPU fallback): b=128 × 1 GPU, b=128 × 2 GPUs" in report
+    assert "not GPU scaling" in report
+    row = next(line for line in report.splitlines() if line.startswith("| 128 | 2 |"))
+    assert "1.20 (CPU run)" in row and "0.60 (CPU run)" in row

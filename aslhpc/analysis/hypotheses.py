@@ -5,6 +5,8 @@ returning a :class:`Verdict`. With repeats, every comparison uses the confidence
 intervals: two figures whose intervals overlap are *indistinguishable*, which counts
 neither as a strict decrease nor as a counter-example, so it can only make a verdict
 "inconclusive". Single runs (n = 1) are compared as plain numbers, as the paper did.
+Figures that are not comparable at all (epochs capped by ``max_steps``; local cells that
+shared a host at the same time) make the verdicts resting on them inconclusive.
 """
 
 from __future__ import annotations
@@ -165,6 +167,52 @@ def _decide(h: str, statement: str, tally: _Tally, what: str, needs: str) -> Ver
     return Verdict(h, statement, SUPPORTED, f"{what} in all {tally.passed} comparisons{note}")
 
 
+def _capped(done: pd.DataFrame) -> str:
+    """Why figures cannot be compared across batch sizes: epochs capped by --max-steps ("" if not).
+
+    A capped epoch runs the same number of batches at every batch size, so neither the
+    time per epoch nor the images seen follow the batch size any more."""
+    if "max_steps" not in done:
+        return ""
+    steps = pd.to_numeric(done["max_steps"], errors="coerce")
+    capped = steps[steps > 0]
+    if capped.empty:
+        return ""
+    caps = "/".join(str(int(v)) for v in sorted(set(capped)))
+    return (
+        f"{len(capped)} of {len(done)} configurations ran with max_steps={caps} (each epoch stopped after "
+        f"{caps} batches at every batch size), so the number of batches did not follow the batch size and "
+        "times and accuracies are not comparable across batch sizes; re-run without --max-steps"
+    )
+
+
+def _shared_host(done: pd.DataFrame) -> str:
+    """Why times cannot be compared: local cells that ran at once on one host ("" if none)."""
+    if "concurrent" not in done:
+        return ""
+    notes = [str(x) for x in done["concurrent"] if isinstance(x, str) and x]
+    if not notes:
+        return ""
+    return (
+        f"{len(notes)} configuration(s) ran at the same time as other cells on the same host, e.g. "
+        f"{notes[0].split('; ')[0]}: they shared its CPU/GPU, so their times are not comparable; "
+        "re-run with --max-parallel 1 or on SLURM"
+    )
+
+
+def _void(v: Verdict, capped: str = "", shared: str = "") -> Verdict:
+    """``v`` made inconclusive when its figures are not comparable, saying why.
+
+    Under a max_steps cap the figures say nothing about the hypothesis, so only the cap is
+    reported; overlapping runs keep what the numbers said at face value."""
+    if capped:
+        return Verdict(v.hypothesis, v.statement, INCONCLUSIVE, capped + (f"; also {shared}" if shared else ""))
+    if shared:
+        face = f"taken at face value: {v.verdict} ({v.evidence})" if v.verdict != INCONCLUSIVE else v.evidence
+        return Verdict(v.hypothesis, v.statement, INCONCLUSIVE, f"{shared}; {face}")
+    return v
+
+
 def h1_recognition(summary: pd.DataFrame, threshold: float = 95.0) -> Verdict:
     """H1: test accuracy above ``threshold`` % in every completed configuration.
 
@@ -236,9 +284,10 @@ def h2_more_gpus_faster(summary: pd.DataFrame) -> Verdict:
                 continue
             pts = [(gpu_label(int(r["gpus"])), Point.of(r, "exec_time_s")) for _, r in grp.iterrows()]
             _monotone(pts, "lt", f"{prefix}b={bs}", " s", tally)
-    return _decide(
+    v = _decide(
         "H2", statement, tally, "time fell with every added GPU", "need two GPU counts at one batch size"
     )
+    return _void(v, shared=_shared_host(done))
 
 
 def h3_larger_batch_better(summary: pd.DataFrame, metric: str = "test_acc") -> Verdict:
@@ -250,7 +299,8 @@ def h3_larger_batch_better(summary: pd.DataFrame, metric: str = "test_acc") -> V
     name = METRIC_NAMES.get(metric, metric)
     statement = STATEMENTS["H3"].format(metric=name)
     tally = _Tally()
-    for prefix, ser in _series(_completed(summary, metric)):
+    done = _completed(summary, metric)
+    for prefix, ser in _series(done):
         for g, grp in ser.groupby("gpus", sort=True):
             grp = grp.sort_values("batch_size")
             if len(grp) < 2:
@@ -265,14 +315,16 @@ def h3_larger_batch_better(summary: pd.DataFrame, metric: str = "test_acc") -> V
         f"{name} rose with every larger batch",
         "need two batch sizes at one GPU count",
     )
-    return Verdict(v.hypothesis, v.statement, v.verdict, f"judged on {name}: {v.evidence}")
+    v = Verdict(v.hypothesis, v.statement, v.verdict, f"judged on {name}: {v.evidence}")
+    return _void(v, capped=_capped(done))
 
 
 def h4_more_batches_faster(summary: pd.DataFrame) -> Verdict:
     """H4: at every GPU count, time falls as #batches = ceil(train / batch size) rises."""
     statement = STATEMENTS["H4"]
     tally = _Tally()
-    for prefix, ser in _series(_completed(summary, "exec_time_s")):
+    done = _completed(summary, "exec_time_s")
+    for prefix, ser in _series(done):
         for g, grp in ser.groupby("gpus", sort=True):
             grp = grp.sort_values("batch_size", ascending=False)  # fewest batches first
             if len(grp) < 2:
@@ -288,13 +340,14 @@ def h4_more_batches_faster(summary: pd.DataFrame) -> Verdict:
                 )
                 pts.append((nb_s, Point.of(r, "exec_time_s")))
             _monotone(pts, "lt", f"{prefix}{gpu_label(int(g))}", " s", tally)
-    return _decide(
+    v = _decide(
         "H4",
         statement,
         tally,
         "time fell as the number of batches rose",
         "need two batch sizes at one GPU count",
     )
+    return _void(v, capped=_capped(done), shared=_shared_host(done))
 
 
 def evaluate(summary: pd.DataFrame, h1_threshold: float = 95.0, h3_metric: str = "test_acc") -> list[Verdict]:
@@ -399,17 +452,23 @@ def conclusions(summary: pd.DataFrame) -> Conclusions:
         parts.append(
             f"The most accurate is batch size {_label(a, multi)} with {ap.show(' %')} test accuracy, using {_mem_text(atotal, aper)}."
         )
-        if len(ranked) > 1 and compare(ap, Point.of(ranked.iloc[1], "test_acc")) in ("overlap", "eq"):
-            b = ranked.iloc[1]
-            parts.append(
-                f"It is not clearly ahead of {_label(b, multi)} ({Point.of(b, 'test_acc').show(' %')}): the difference is inside the intervals."
+        bp = Point.of(ranked.iloc[1], "test_acc") if len(ranked) > 1 else None
+        if bp is not None and compare(ap, bp) in ("overlap", "eq"):
+            why = (
+                "a single run per configuration: no interval to tell them apart"
+                if ap.n < 2 and bp.n < 2
+                else "the difference is inside the intervals"
             )
+            parts.append(f"It is not clearly ahead of {_label(ranked.iloc[1], multi)} ({bp.show(' %')}): {why}.")
     slowest = by_time.iloc[-1]
     parts.append(
         f"Across the {len(done)} completed configurations execution time spans "
         f"{fp.mean:.2f}–{float(slowest['exec_time_s']):.2f} s and test accuracy "
         f"{float(acc['test_acc'].min()) if not acc.empty else math.nan:.2f}–{aacc:.2f} %."
     )
+    for caveat in (_shared_host(done), _capped(done)):
+        if caveat:
+            parts.append(f"Caveat: {caveat[0].upper()}{caveat[1:]}.")
     return Conclusions(
         fastest=_label(f, multi),
         fastest_time_s=fp.mean,

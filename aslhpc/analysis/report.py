@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,15 @@ from ..atomic import atomic_write_text
 from .hypotheses import PAPER_VERDICTS, Conclusions, Verdict, conclusions, evaluate
 from .matrix import COMPLETED, holes, load_matrix
 from .reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
-from .tables import comparison_tables, derive, paper_tables, summarize, summary_view, to_markdown
+from .tables import (
+    comparison_tables,
+    derive,
+    gpu_label,
+    paper_tables,
+    summarize,
+    summary_view,
+    to_markdown,
+)
 
 MEASURED_LABEL = "measured by aslhpc"
 #: under the paper-shaped tables: what their GPU columns measure (not quite what the paper's did)
@@ -37,6 +46,25 @@ MEMORY_NOTE = (
     "per-process figure the 2020 paper read off nvidia-smi's process list, which is `process mem per GPU (GB)` "
     "below (`gpu<i>_proc_gb` in `cells.csv`)."
 )
+
+#: under the paper-shaped tables: which epoch the accuracies are from (status shows the last one)
+ACCURACY_NOTE = (
+    "Train/Valid/Test Acc are from the epoch with the lowest validation loss (`best_epoch` in `cells.csv`), "
+    "not the last epoch that `status` shows."
+)
+
+
+def cpu_fallback_note(summary: pd.DataFrame) -> str:
+    """A sentence naming the configurations that asked for GPUs but ran on the CPU ("" if none):
+    their speed-up and efficiency compare CPU runs, not GPU scaling."""
+    cpu = summary[(summary["n"] > 0) & (summary["gpus"] > 0) & (summary["gpus_used"] == 0)]
+    if cpu.empty:
+        return ""
+    names = ", ".join(f"b={int(r['batch_size'])} × {gpu_label(int(r['gpus']))}" for _, r in cpu.iterrows())
+    return (
+        f"Ran on the CPU (GPU fallback): {names}; their speed-up and efficiency (marked `(CPU run)`) are "
+        "not GPU scaling."
+    )
 
 
 @dataclass
@@ -179,7 +207,7 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
     for bs, t in a.tables.items():
         lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
     if a.label != REFERENCE_LABEL and a.tables:
-        lines += [MEMORY_NOTE, ""]
+        lines += [ACCURACY_NOTE, "", MEMORY_NOTE, ""]
     lines += [
         "## All configurations",
         "",
@@ -189,6 +217,8 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         to_markdown(summary_view(a.summary), index=False),
         "",
     ]
+    if note := cpu_fallback_note(a.summary):
+        lines += [note, ""]
     if plot_paths:
         lines += ["## Plots", ""]
         for key, p in plot_paths.items():
@@ -299,6 +329,17 @@ def print_analysis(console: Console, a: Analysis, comparison: dict[int, pd.DataF
 # --------------------------------------------------------------------------- files
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with NaN/inf replaced by None: strict JSON parsers reject bare NaN."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _verdicts_json(a: Analysis) -> dict[str, Any]:
     return {
         "label": a.label,
@@ -350,7 +391,8 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     if out.reference is not None:
         payload["reference"] = _verdicts_json(out.reference)
     files["verdicts.json"] = atomic_write_text(
-        d / "verdicts.json", json.dumps(payload, indent=2, sort_keys=True, default=str, allow_nan=True) + "\n"
+        d / "verdicts.json",
+        json.dumps(_finite(payload), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n",
     )
     plot_paths: dict[str, Path] = {}
     if plots:

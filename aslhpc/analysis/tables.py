@@ -162,6 +162,31 @@ def _speedup(frame: pd.DataFrame, time_col: str, base: dict[tuple, float]) -> pd
     return pd.Series(vals, index=frame.index, dtype="float64")
 
 
+def concurrent_cells(cells: pd.DataFrame) -> pd.Series:
+    """Per cell, the other completed local cells that ran on the same host at the same time ("" if none).
+
+    Cells run by ``submit --cluster local`` (no SLURM job) with overlapping
+    [started_at, finished_at] windows shared that machine's CPU (and GPUs), so their times
+    measure the contention as much as the configuration; SLURM jobs get their own allocation.
+    """
+    out = pd.Series("", index=cells.index, dtype=object)
+    if not {"cell_id", "host", "started_at", "finished_at", "slurm_job_id"} <= set(cells.columns):
+        return out
+    local = cells[(cells["state"] == COMPLETED) & cells["slurm_job_id"].isna() & cells["host"].notna()]
+    start = pd.to_datetime(local["started_at"], utc=True, errors="coerce", format="ISO8601")
+    end = pd.to_datetime(local["finished_at"], utc=True, errors="coerce", format="ISO8601")
+    local = local[start.notna() & end.notna()]
+    for _, grp in local.groupby("host", sort=False):
+        s = start[grp.index].to_numpy()
+        e = end[grp.index].to_numpy()
+        overlap = (s[:, None] < e[None, :]) & (s[None, :] < e[:, None])
+        np.fill_diagonal(overlap, False)
+        ids = grp["cell_id"].astype(str).to_numpy()
+        for i, idx in enumerate(grp.index):
+            out[idx] = ", ".join(ids[overlap[i]])
+    return out
+
+
 def derive(cells: pd.DataFrame) -> pd.DataFrame:
     """Add the per-cell derived columns the paper computed by eye.
 
@@ -171,7 +196,8 @@ def derive(cells: pd.DataFrame) -> pd.DataFrame:
     ``total_gpu_gb`` (sum of the device peaks ``gpu<i>_gb``), ``total_proc_gb`` (sum of the
     process peaks ``gpu<i>_proc_gb``), ``gpu_hours`` (exec time x GPUs used / 3600; for a CPU fallback the
     requested count is used and ``gpu_hours_basis`` says so), ``speedup`` over the mean
-    1-GPU time at the same batch size, and ``efficiency`` = T1 / (N x TN).
+    1-GPU time at the same batch size, ``efficiency`` = T1 / (N x TN), and ``concurrent_with``
+    (:func:`concurrent_cells`).
     """
     out = cells.copy()
     done = out["state"] == COMPLETED
@@ -191,6 +217,7 @@ def derive(cells: pd.DataFrame) -> pd.DataFrame:
     base = _baseline_lookup(out[done], "exec_time_s")
     out["speedup"] = _speedup(out, "exec_time_s", base).where(done)
     out["efficiency"] = (out["speedup"] / out["gpus"].where(out["gpus"] > 0)).where(done)
+    out["concurrent_with"] = concurrent_cells(out)
     return out
 
 
@@ -223,7 +250,9 @@ def summarize(cells: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
     with NaN figures and their holes' states, so tables can show them. ``speedup`` and
     ``efficiency`` are recomputed from the mean times (ratio of means); blocked-split
     accuracies (any split kind other than the main one) are attached to the main rows as
-    ``test_acc_<kind>`` / ``val_acc_<kind>`` when both kinds exist.
+    ``test_acc_<kind>`` / ``val_acc_<kind>`` when both kinds exist. ``max_steps`` (the largest
+    per-epoch batch cap) and ``concurrent`` ("<cell> with <cells> on <host>"; "" if none) carry
+    what makes figures incomparable to the verdicts.
     """
     if not 0.0 < ci < 1.0:
         raise ValueError(f"ci must be in (0, 1), got {ci}")
@@ -236,6 +265,14 @@ def summarize(cells: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
         }
     )
     done = cells[cells["state"] == COMPLETED]
+    if {"concurrent_with", "cell_id", "host"} <= set(done.columns):
+        partners = done["concurrent_with"].fillna("").astype(str)
+        note = done["cell_id"].astype(str) + " with " + partners + " on " + done["host"].astype(str)
+        done = done.assign(_concurrent=note.where(partners != "", ""))
+    else:
+        done = done.assign(_concurrent="")
+    if "max_steps" not in done:
+        done = done.assign(max_steps=math.nan)
     g = done.groupby(CONFIG_KEYS, sort=True, dropna=False)
     mean = g[metrics].mean()
     std = g[metrics].std(ddof=1)
@@ -255,10 +292,13 @@ def summarize(cells: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
             "n_train": g["n_train"].median(),
             "gpu_mem_total_gb": g["gpu_mem_total_gb"].median(),
             "images_per_s_estimated": g["images_per_s_estimated"].any(),
+            "max_steps": g["max_steps"].max(),
+            "concurrent": g["_concurrent"].agg(lambda s: "; ".join(x for x in s if x)),
         }
     )
     summary = base.join(other).join(mean).join(hw)
     summary["n"] = summary["n"].fillna(0).astype("int64")
+    summary["concurrent"] = summary["concurrent"].fillna("")
     summary["state"] = np.where(summary["n"] > 0, COMPLETED, summary["states"])
     summary = summary.reset_index()
     # Speed-up from mean times (ratio of means), not the mean of per-cell ratios.
@@ -442,6 +482,8 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
             rec[f"test acc {c[len('test_acc_') :]} (%)"] = _cell(r, c, 2) if math.isfinite(r[c]) else ""
         if r.get("gpus_used") == 0 and r["gpus"] > 0:
             rec["GPU-hours"] += " (requested; ran on CPU)"
+            for label in ("speed-up vs 1 GPU", "efficiency T1/(N·TN)"):
+                rec[label] += " (CPU run)"
         records.append(rec)
     return pd.DataFrame.from_records(records)
 
