@@ -2,9 +2,10 @@
 
 Local cells are child processes of the submit that started them: closing the terminal (SIGHUP)
 or logging out would end them. A detached submit re-runs the same command line in a new session
-(``setsid``: no controlling terminal, no SIGHUP) with its output in a log file, and returns once
-the background run has either started its cells (it wrote ``local_runner.json``), finished (all
-cells already done, or submitted to SLURM, which needs no waiting) or failed validation. So bad
+(``setsid``: no controlling terminal, no SIGHUP) with its output in a log file of its own
+(``results/<exp>/submit-<time>-<pid>.log``), and returns once the background run has either
+started its cells (it wrote ``local_runner.json``), finished (all cells already done, or
+submitted to SLURM, which needs no waiting) or failed validation. So bad
 input still gets its one-line error here, before anything runs, and nothing is left behind.
 """
 
@@ -19,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import read_json
+from .errors import AslhpcError
 from .manifest import MANIFEST as MANIFEST_FILE
 from .slurm.local import RUNNER_FILE
 
-LOG_FILE = "submit.log"
+LOG_PREFIX = "submit-"  # one log per detached run: submit-<YYYYmmdd-HHMMSS>-<pid>.log
+CHILD_ENV = "ASLHPC_DETACHED"  # set in the background submit: it runs in place, never detaches again
 
 
 @dataclass(frozen=True)
@@ -40,38 +43,53 @@ def strip_detach(argv: Sequence[str]) -> list[str]:
     return [a for a in argv if a != "--detach"]
 
 
+def is_detached_child(environ: dict[str, str] | None = None) -> bool:
+    return (os.environ if environ is None else environ).get(CHILD_ENV) == "1"
+
+
 def start_detached(argv: Sequence[str], experiment_dir: Path, *, timeout_s: float = 600.0,
                    poll_s: float = 0.1) -> Detached:
-    """Start ``python -m aslhpc.submit <argv>`` in a new session, logging to ``<experiment_dir>/submit.log``.
+    """Start ``python -m aslhpc.submit <argv>`` in a new session, logging to its own file in ``experiment_dir``.
 
     Returns when it runs local cells, has ended, or ``timeout_s`` passed (then ``running`` is True:
-    it is still validating or scanning data). If it ends with an error before any cell started,
-    its log, and the experiment directory when this call created it, are removed."""
+    it is still validating or scanning data). If it ends with an error before recording anything,
+    its log, and the directories this call created, are removed. Ctrl-C here stops it (its running
+    cells are cancelled) and re-raises."""
     created = _missing_dirs(experiment_dir)
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    log, runner = experiment_dir / LOG_FILE, experiment_dir / RUNNER_FILE
-    manifest_before = _mtime(experiment_dir / MANIFEST_FILE)
-    log_before = log.stat().st_size if log.exists() else None
-    with open(log, "ab") as fh:
-        fh.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} python -m aslhpc.submit {' '.join(argv)}\n".encode())
+    try:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AslhpcError(f"cannot create {experiment_dir} ({exc.strerror}); pass --results DIR with a "
+                          "writable directory") from exc
+    log = experiment_dir / f"{LOG_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    runner, manifest = experiment_dir / RUNNER_FILE, experiment_dir / MANIFEST_FILE
+    manifest_before = _mtime(manifest)
+    with open(log, "wb") as fh:
+        fh.write(f"python -m aslhpc.submit {' '.join(argv)}  (started {time.strftime('%Y-%m-%dT%H:%M:%S')})\n".encode())
         fh.flush()
         start = fh.tell()
         proc = subprocess.Popen([sys.executable, "-m", "aslhpc.submit", *argv], stdin=subprocess.DEVNULL,
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd(),
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        rc = proc.poll()
-        if rc is not None:
-            output = _read_from(log, start)
-            if rc != 0 and _mtime(experiment_dir / MANIFEST_FILE) == manifest_before:
-                # Refused before recording anything (bad input): leave no trace of the attempt.
-                _roll_back(log, log_before, created)
-            return Detached(proc.pid, log, False, rc, output)
-        if _runner_pid(runner) == proc.pid:
-            return Detached(proc.pid, log, True, None, "")
-        time.sleep(poll_s)
-    return Detached(proc.pid, log, True, None, "")
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", CHILD_ENV: "1"})
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            rc = proc.poll()
+            if rc is not None:
+                output = log.read_bytes()[start:].decode(errors="replace")
+                if rc != 0 and _mtime(manifest) == manifest_before:
+                    _roll_back(log, created)  # refused before recording anything (bad input): no trace
+                return Detached(proc.pid, log, False, rc, output)
+            if _runner_pid(runner) == proc.pid:
+                return Detached(proc.pid, log, True, None, "")
+            time.sleep(poll_s)
+        return Detached(proc.pid, log, True, None, "")
+    except KeyboardInterrupt:
+        proc.terminate()  # SIGTERM: a running local submit cancels its cells, as on Ctrl-C
+        proc.wait()
+        if _mtime(manifest) == manifest_before:
+            _roll_back(log, created)
+        raise
 
 
 def _mtime(path: Path) -> int | None:
@@ -88,12 +106,6 @@ def _runner_pid(path: Path) -> int | None:
         return None
 
 
-def _read_from(log: Path, offset: int) -> str:
-    with open(log, "rb") as fh:
-        fh.seek(offset)
-        return fh.read().decode(errors="replace")
-
-
 def _missing_dirs(path: Path) -> list[Path]:
     """``path`` and its ancestors that do not exist yet, deepest first (what mkdir(parents=True) creates)."""
     missing = []
@@ -103,12 +115,9 @@ def _missing_dirs(path: Path) -> list[Path]:
     return missing
 
 
-def _roll_back(log: Path, size: int | None, created: list[Path]) -> None:
-    """The log back to what it held before (or gone), and the directories this call made removed."""
-    if size is None:
-        log.unlink(missing_ok=True)
-    else:
-        os.truncate(log, size)
+def _roll_back(log: Path, created: list[Path]) -> None:
+    """This run's log, and the directories this call made, removed."""
+    log.unlink(missing_ok=True)
     for d in created:
         try:
             d.rmdir()

@@ -8,9 +8,9 @@ Measured on the project's 2-core VM, LadNet fp32 channels_last at batch 128: 244
 and 2.7 million minor page faults over 18 steps by default, 364 images/s and 0.3 million
 with the settings below, for ~400 MB more resident memory (the heap keeps its peak).
 
-The setting is process-wide (the allocator is), so it is a context manager that puts glibc's
-documented defaults back on exit. It is skipped where it cannot apply (not glibc) and where
-the user already tuned malloc through the environment.
+The setting is process-wide (the allocator is) and lasts for the rest of the process, which
+is one cell. It is skipped where it cannot apply (not glibc) and where the user already
+tuned malloc through the environment.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
-# mallopt parameters and glibc's defaults (malloc/malloc.h, mallopt(3)).
+# mallopt parameters (malloc/malloc.h, mallopt(3)).
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-DEFAULT_TRIM_THRESHOLD = 128 * 1024
-DEFAULT_MMAP_MAX = 65536
 _USER_TUNING = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
 
 
@@ -53,26 +50,22 @@ def user_tuned_malloc(environ: dict[str, str] | None = None) -> bool:
     return any(k in env for k in _USER_TUNING) or "glibc.malloc" in env.get("GLIBC_TUNABLES", "")
 
 
-@contextmanager
-def retain_freed_memory(enabled: bool = True) -> Iterator[str]:
-    """Within the block, big frees stay in the heap; yields what was done, for the result file.
+def retain_freed_memory(enabled: bool = True) -> str:
+    """From now on, big frees stay in this process's heap; returns what was done, for the result file.
 
     ``M_MMAP_MAX=0``: no allocation is served by its own mmap, so none is unmapped on free.
     ``M_TRIM_THRESHOLD=1 GiB``: the heap top is not handed back between steps.
+    It lasts for the rest of the process: glibc's defaults cannot be put back (setting any
+    of these turns its dynamic mmap threshold off for good), and each cell is a process of
+    its own (a SLURM or local job, a DDP rank, a benchmark child). Calling it again is harmless.
     """
     if not enabled:
-        yield "off"
-        return
+        return "off"
     if user_tuned_malloc():
-        yield "left to the environment's MALLOC_*/GLIBC_TUNABLES settings"
-        return
+        return "left to the environment's MALLOC_*/GLIBC_TUNABLES settings"
     mallopt = _glibc_mallopt()
     if mallopt is None:
-        yield "not available (no glibc mallopt)"
-        return
-    try:
-        applied = mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1
-        yield "glibc mallopt: M_MMAP_MAX=0, M_TRIM_THRESHOLD=1GiB" if applied else "refused by glibc mallopt"
-    finally:
-        mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-        mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+        return "not available (no glibc mallopt)"
+    if mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1:
+        return "glibc mallopt: M_MMAP_MAX=0, M_TRIM_THRESHOLD=1GiB"
+    return "refused by glibc mallopt"

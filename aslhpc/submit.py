@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
 
+from .detach import is_detached_child, start_detached, strip_detach
 from .errors import AslhpcError
 from .experiment import Overrides, apply_overrides, find_job_file, load_spec, parse_int_list
 from .submission import CLUSTERS, SubmitOptions, submit_experiment
@@ -24,7 +24,9 @@ DEFAULT_JOB = "lad2020"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m aslhpc.submit", description=__doc__.splitlines()[0])
+    # No abbreviations: the background copy of a --detach run drops the exact flag (detach.strip_detach).
+    p = argparse.ArgumentParser(prog="python -m aslhpc.submit", description=__doc__.splitlines()[0],
+                                allow_abbrev=False)
     p.add_argument("job", nargs="?", help=f"experiment file (default jobs/{DEFAULT_JOB}.toml)")
     p.add_argument("--experiment", help="experiment name: jobs/NAME.toml")
     o = p.add_argument_group("overrides (win over the file)")
@@ -51,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--preamble", help="sbatch_templates/NAME.sh setup lines ('' for none)")
     r = p.add_argument_group("running")
     r.add_argument("--cluster", choices=CLUSTERS, default="auto",
-                   help="auto = SLURM if reachable, else this machine (default)")
+                   help="auto (default) = SLURM if it answers; this machine only where SLURM is not installed")
     r.add_argument("--max-parallel", type=_positive_int, default=2,
                    help="cells at once when running locally (default 2)")
     r.add_argument("--dry-run", action="store_true", help="write the sbatch scripts to results/<exp>/dry-run/ only")
@@ -60,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--wait", action="store_true", help="stay and show live progress until all cells end")
     r.add_argument("--detach", action="store_true",
                    help="local runs: run in the background, in a session of its own (closing the shell does not "
-                        "stop it), logging to results/<exp>/submit.log; returns once the cells run")
+                        "stop it), logging to results/<exp>/submit-<time>-<pid>.log; returns once the cells run")
     r.add_argument("--interval", type=float, default=5.0, help="--wait refresh period, seconds (default 5)")
     return p
 
@@ -68,8 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    # `kill PID` stops a (detached) local run the way Ctrl-C does: its running cells are cancelled.
-    signal.signal(signal.SIGTERM, _interrupt)
     from rich.console import Console
 
     console = Console()
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble))
         options = SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
                                 max_parallel=args.max_parallel)
-        if args.detach:
+        if args.detach and not is_detached_child():  # the background copy itself runs in place
             return _detach(argv, args, spec.experiment_dir, _status_command(spec.name, spec.results), console, err)
         live.manifest = spec.experiment_dir / "manifest.json"
         result = submit_experiment(spec, options, out=console.print, on_local_tick=live.tick)
@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         live.stop()
-        err.print("interrupted: running local cells were cancelled; re-run submit with --retry-failed to continue")
+        err.print("interrupted: cells running on this machine were cancelled (SLURM jobs already submitted keep "
+                  "going); re-run submit, with --retry-failed for the cancelled cells, to continue")
         return 130
     live.stop()
 
@@ -154,17 +155,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def _detach(argv: list[str], args: argparse.Namespace, experiment_dir: Path, status_cmd: str, console, err) -> int:  # noqa: ANN001
     """Hand the run to a background submit (see detach.py) and report how it stands."""
-    from .detach import start_detached, strip_detach
-
     if args.wait or args.dry_run:
         raise AslhpcError("--detach cannot be combined with --wait or --dry-run; drop one of them")
-    d = start_detached(strip_detach(argv), experiment_dir)
+    try:
+        d = start_detached(strip_detach(argv), experiment_dir)
+    except KeyboardInterrupt:
+        err.print("interrupted: the background submit was stopped (its running cells, if any, were cancelled)")
+        return 130
     if d.running:
         console.print(f"running in the background as pid {d.pid}, in its own session (closing this shell does not "
                       f"stop it)\nlog:    {d.log}\nstatus: {status_cmd}\nstop:   kill {d.pid}   (cancels its running "

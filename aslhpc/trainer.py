@@ -355,11 +355,11 @@ def run_cell(cfg: TrainConfig, *, experiment: str = "", cell_id: str = "", log: 
     try:
         plan = plan_devices(cfg.gpus, cfg.allow_cpu, dist.local_rank if dist.world > 1 else None)
         # Trick (fast pipeline, CPU): freed activation memory stays in the heap instead of being
-        # unmapped and page-faulted back in every step (hostmem.py: 1.5x on a 2-core VM).
-        reuse = cfg.reuse_host_memory and cfg.pipeline == "fast" and plan.device.type == "cpu"
-        with retain_freed_memory(reuse) as host_memory:
-            return _run(cfg, plan, host_memory, paths, dist, experiment or paths.root.parent.parent.name,
-                        cell_id or paths.root.name, log)
+        # unmapped and page-faulted back in every step (hostmem.py: 1.5x on a 2-core VM). It lasts
+        # for the rest of this process, which is this cell's.
+        host_memory = retain_freed_memory(cfg.reuse_host_memory and cfg.pipeline == "fast" and plan.device.type == "cpu")
+        return _run(cfg, plan, host_memory, paths, dist, experiment or paths.root.parent.parent.name,
+                    cell_id or paths.root.name, log)
     except BaseException as exc:
         if dist.main and not isinstance(exc, KeyboardInterrupt | SystemExit):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -434,6 +434,7 @@ def _run(cfg: TrainConfig, plan: DevicePlan, host_memory: str, paths: CellPaths,
         return write
 
     started_at = state["started_at"] if state else _now()
+    attempt_started_at = _now()  # this process's run: a resumed cell's other attempts did not share its host
     # Every rank samples the GPU it drives (rank 0 into samples.csv, rank r into samples.rank<r>.csv),
     # so a DDP cell measures all its GPUs, on every node.
     samples = paths.samples if dist.main else paths.samples.with_name(f"samples.rank{dist.rank}.csv")
@@ -523,7 +524,7 @@ def _run(cfg: TrainConfig, plan: DevicePlan, host_memory: str, paths: CellPaths,
         "data_location": data.data_location,
         "telemetry": telemetry, "provenance": collect_provenance(), "versions": _versions(),
         "slurm": _slurm_env(), "host": platform.node(), "argv": sys.argv,
-        "started_at": started_at, "finished_at": _now(),
+        "started_at": started_at, "attempt_started_at": attempt_started_at, "finished_at": _now(),
     }
     atomic_write_json(paths.result, result)
     paths.progress.unlink(missing_ok=True)

@@ -208,13 +208,15 @@ def test_max_steps_makes_batch_size_verdicts_inconclusive(tmp_path):
     assert "Caveat:" in c.text and "max_steps=3" in c.text
 
 
-def _local_cells(tmp_path: Path, windows: dict[int, tuple[str, str]], *, slurm: bool = False) -> pd.DataFrame:
-    """b=128 at 1 and 2 GPUs (2 GPUs faster: H2 holds) on host ws1, with the given [start, end] windows."""
+def _local_cells(tmp_path: Path, windows: dict[int, tuple[str, ...]], *, slurm: bool = False) -> pd.DataFrame:
+    """b=128 at 1 and 2 GPUs (2 GPUs faster: H2 holds) on host ws1, with the given [start, (resumed at,) end]."""
     exp = tmp_path / "local"
-    for g, (start, end) in windows.items():
+    for g, (start, *resumed, end) in windows.items():
         r = result_json("local", g, 128, exec_time_s=2000.0 / g, host="ws1")
         r["host"] = "ws1"
         r["started_at"], r["finished_at"] = start, end
+        if resumed:
+            r["attempt_started_at"] = resumed[0]
         if not slurm:
             r["slurm"] = None
         write_cell(exp, r)
@@ -233,6 +235,10 @@ def test_cells_sharing_a_host_at_once_make_time_verdicts_inconclusive(tmp_path):
     assert "Caveat:" in conclusions(s).text
     # SLURM jobs get their own allocation: overlapping windows there are normal
     assert h2_more_gpus_faster(_local_cells(tmp_path / "c", at_once, slurm=True)).verdict == "supported"
+    # g1 was stopped and resumed after g2 had ended: only its last attempt's window counts
+    resumed = {1: ("2026-04-11T20:00:00Z", "2026-04-11T20:40:00Z", "2026-04-11T21:00:00Z"),
+               2: ("2026-04-11T20:10:00Z", "2026-04-11T20:25:00Z")}
+    assert h2_more_gpus_faster(_local_cells(tmp_path / "d", resumed)).verdict == "supported"
 
 
 def test_conclusions_word_a_tie_between_single_runs(ref, tmp_path):

@@ -28,7 +28,8 @@ def test_detached_run_returns_at_once_and_finishes_its_cells_in_its_own_session(
     assert proc.returncode == 0, proc.stderr
     exp = tmp_path / "res" / "smoke"
     pid = int(proc.stdout.split("running in the background as pid ")[1].split(",")[0])
-    assert str(Path("res/smoke/submit.log")) in proc.stdout and "kill" in proc.stdout
+    logs = list(exp.glob("submit-*.log"))
+    assert len(logs) == 1 and str(logs[0].relative_to(tmp_path)) in proc.stdout and f"kill {pid}" in proc.stdout
     assert not (exp / "cells" / "g1-b16-r0" / "result.json").exists()  # the shell came back before the cell ended
     try:
         assert os.getsid(pid) != os.getsid(0)  # no SIGHUP when this terminal closes
@@ -42,7 +43,7 @@ def test_detached_run_returns_at_once_and_finishes_its_cells_in_its_own_session(
     assert result["status"] == "completed"
     job_folders = [p.name for p in (exp / "jobs" / "g1-b16-r0").iterdir()]
     assert len(job_folders) == 1 and job_folders[0].isdigit()  # its job's folder, no literal "%j" beside it
-    log = (exp / "submit.log").read_text()
+    log = logs[0].read_text()
     assert "1 job(s) run locally" in log and "COMPLETED" in log
 
 
@@ -54,13 +55,33 @@ def test_bad_input_is_refused_in_the_foreground_leaving_nothing_behind(tmp_path)
     assert not (tmp_path / "res").exists()
 
 
-def test_a_refused_rerun_keeps_the_earlier_log(tmp_path):
+def test_a_refused_rerun_leaves_the_earlier_logs_alone(tmp_path):
     exp = tmp_path / "res" / "smoke"
     exp.mkdir(parents=True)
-    (exp / "submit.log").write_text("an earlier run's log\n")
+    (exp / "submit-20261125-120000-1.log").write_text("an earlier run's log\n")
     proc = submit("--data", str(tmp_path / "missing"), "--results", "res", "--detach", cwd=tmp_path)
     assert proc.returncode == 2
-    assert (exp / "submit.log").read_text() == "an earlier run's log\n"
+    assert [p.name for p in exp.iterdir()] == ["submit-20261125-120000-1.log"]
+    assert (exp / "submit-20261125-120000-1.log").read_text() == "an earlier run's log\n"
+
+
+def test_results_that_is_a_file_is_a_one_line_error(synth_root, tmp_path):
+    (tmp_path / "res").write_text("not a folder")
+    proc = submit("--data", str(synth_root), "--results", "res", "--detach", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot create") and "--results" in lines[0]
+
+
+def test_abbreviated_flags_are_refused_and_the_background_copy_never_detaches_again(synth_root, tmp_path):
+    proc = submit("--data", str(synth_root), "--results", "res", "--deta", cwd=tmp_path)
+    assert proc.returncode == 2 and "unrecognized arguments: --deta" in proc.stderr
+    # In the background copy (ASLHPC_DETACHED=1) --detach runs in place: here, a dry run that ends at once.
+    env = dict(os.environ, ASLHPC_DETACHED="1")
+    proc = subprocess.run([sys.executable, "-m", "aslhpc.submit", SMOKE, "--cluster", "local", "--data", str(synth_root),
+                           "--results", "res", "--dry-run", "--detach"], capture_output=True, text=True, cwd=tmp_path,
+                          env=env, timeout=120)
+    assert proc.returncode == 0 and "dry run: 4 sbatch script(s)" in proc.stdout
 
 
 def test_detach_with_wait_is_a_one_line_error(synth_root, tmp_path):

@@ -166,14 +166,17 @@ def concurrent_cells(cells: pd.DataFrame) -> pd.Series:
     """Per cell, the other completed local cells that ran on the same host at the same time ("" if none).
 
     Cells run by ``submit --cluster local`` (no SLURM job) with overlapping
-    [started_at, finished_at] windows shared that machine's CPU (and GPUs), so their times
+    [attempt_started_at, finished_at] windows shared that machine's CPU (and GPUs), so their times
     measure the contention as much as the configuration; SLURM jobs get their own allocation.
+    A resumed cell's window starts with the attempt that finished it (``started_at`` is its first
+    start: cells that ran while it was stopped did not compete with it).
     """
     out = pd.Series("", index=cells.index, dtype=object)
     if not {"cell_id", "host", "started_at", "finished_at", "slurm_job_id"} <= set(cells.columns):
         return out
     local = cells[(cells["state"] == COMPLETED) & cells["slurm_job_id"].isna() & cells["host"].notna()]
-    start = pd.to_datetime(local["started_at"], utc=True, errors="coerce", format="ISO8601")
+    began = local["attempt_started_at"].fillna(local["started_at"]) if "attempt_started_at" in local else local["started_at"]
+    start = pd.to_datetime(began, utc=True, errors="coerce", format="ISO8601")
     end = pd.to_datetime(local["finished_at"], utc=True, errors="coerce", format="ISO8601")
     local = local[start.notna() & end.notna()]
     for _, grp in local.groupby("host", sort=False):

@@ -15,11 +15,14 @@ allow_cpu). Without GPUs the cells run on the CPU, ``max_parallel`` at a time, a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +146,30 @@ def run_local(tasks: list[LocalTask], max_parallel: int, on_start: Callable[[Loc
     :func:`visible_gpus`; see :func:`next_start`); call ``on_start(task, job_id, folder)`` as each starts
     (to record it in the manifest) and ``on_tick()`` every poll; return when all have ended.
     Ctrl-C cancels the running ones and re-raises."""
-    gpus = list(visible_gpus() if gpus is None else gpus)
+    with _sigterm_as_interrupt():
+        return _run_queue(tasks, max_parallel, on_start, on_tick, poll_s, list(visible_gpus() if gpus is None else gpus))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While cells run: ``kill PID`` (SIGTERM) stops the run the way Ctrl-C does, cancelling its cells
+    instead of orphaning them. The previous handler comes back after (only the main thread may set one)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_queue(tasks: list[LocalTask], max_parallel: int, on_start: Callable[[LocalTask, str, Path], None],
+               on_tick: Callable[[], None] | None, poll_s: float, gpus: list[str]) -> list[LocalOutcome]:
     queue = list(tasks)
     running: list[tuple[LocalTask, submitit.local.local.LocalJob, tuple[str, ...]]] = []
     outcomes: list[LocalOutcome] = []
