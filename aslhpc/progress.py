@@ -36,8 +36,8 @@ _STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUE
           "COMPLETING": "cyan", NOT_SUBMITTED: "dim", UNKNOWN: "magenta"}
 # most telling first: a Python exception, SLURM's "*** JOB 12 CANCELLED AT ... ***", then any srun/slurmstepd error
 _LOG_TIERS = (re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Failure)\b"),
-              re.compile(r"^slurmstepd: error: \*\*\*.*\*\*\*"),
-              re.compile(r"^(slurmstepd|srun): error:"))
+              re.compile(r"^slurmstepd(-\S+)?: error: \*\*\*.*\*\*\*"),  # slurmstepd-<node>: on newer SLURM
+              re.compile(r"^(slurmstepd|srun)(-\S+)?: error:"))
 
 
 @dataclass
@@ -136,10 +136,12 @@ def error_is_current(error_time: str | None, attempt: Attempt | Mapping[str, Any
 
 
 def resolve_state(*, has_result: bool, error_time: str | None, attempt: Attempt | None, job: JobState | None,
-                  local: str | None = None, runner_pending: bool = False) -> str:
+                  local: str | None = None, runner_pending: bool = False, queue_read: bool = False) -> str:
     """The cell's state: files first, then the live job (SLURM or local process).
 
-    ``error_time`` is error.json's time (None: no error.json; '': one without a time)."""
+    ``error_time`` is error.json's time (None: no error.json; '': one without a time).
+    ``queue_read``: squeue answered, so a SLURM job SLURM knows nothing of is no longer queued:
+    it ended without a result (FAILED), rather than UNKNOWN forever (purged or lost accounting)."""
     if has_result:
         return "COMPLETED"
     if attempt is None:
@@ -153,6 +155,8 @@ def resolve_state(*, has_result: bool, error_time: str | None, attempt: Attempt 
         return live
     if live in DONE_STATES:
         return "FAILED"  # the job ended "successfully" without result.json: something is wrong
+    if live is None and attempt.cluster == "slurm" and queue_read:
+        return "FAILED"
     return UNKNOWN
 
 
@@ -216,7 +220,7 @@ def format_duration(seconds: float | None) -> str:
 
 
 def cell_row(entry: CellEntry, experiment_dir: Path, job: JobState | None, epochs_default: int,
-             runner_pending: bool = False) -> CellRow:
+             runner_pending: bool = False, queue_read: bool = False) -> CellRow:
     """Everything status shows about one cell (reads only the cell's files and the given job state)."""
     paths = CellPaths(experiment_dir / entry.out_dir)
     row = CellRow(entry.cell_id, entry.gpus, entry.batch_size, entry.strategy, entry.repeat,
@@ -227,7 +231,8 @@ def cell_row(entry: CellEntry, experiment_dir: Path, job: JobState | None, epoch
     error_time = None if error is None else str(error.get("time") or "")
     local = local_job_state(attempt, experiment_dir) if attempt and attempt.cluster == "local" else None
     row.state = resolve_state(has_result=result is not None, error_time=error_time,
-                              attempt=attempt, job=job, local=local, runner_pending=runner_pending)
+                              attempt=attempt, job=job, local=local, runner_pending=runner_pending,
+                              queue_read=queue_read)
     if attempt is not None:
         row.job_id, row.cluster = attempt.job_id, attempt.cluster
     if job is not None:
@@ -264,6 +269,8 @@ def cell_row(entry: CellEntry, experiment_dir: Path, job: JobState | None, epoch
         if times and row.epochs:
             row.eta_s = sum(times) / len(times) * max(row.epochs - row.epoch, 0)
 
+    if row.state == "PENDING" and job is not None and job.reason:
+        row.error = f"waiting: {job.reason}"  # e.g. Resources, Priority, ReqNodeNotAvail, JobHeldAdmin
     if row.failed:
         if error is not None and error_is_current(error_time, attempt):
             row.error = str(error.get("error", "")).strip()
@@ -271,7 +278,10 @@ def cell_row(entry: CellEntry, experiment_dir: Path, job: JobState | None, epoch
             log = log_path(attempt, experiment_dir)
             row.log = str(log)
             if not row.error:
-                row.error = last_error_line(_tail(log)) or f"{row.state} (no error recorded; see the log)"
+                lost = job is None and attempt.cluster == "slurm"
+                row.error = last_error_line(_tail(log)) or (
+                    f"job {attempt.job_id} is no longer queued and SLURM has no record of how it ended; "
+                    "resubmit with --retry-failed" if lost else f"{row.state} (no error recorded; see the log)")
     return row
 
 
@@ -315,7 +325,8 @@ def experiment_status(manifest_path: str | Path, query: Callable[..., StateQuery
     rows = []
     for entry in manifest.cells.values():
         job = states.states.get(entry.last.job_id) if entry.last and entry.last.cluster == "slurm" else None
-        rows.append(cell_row(entry, exp_dir, job, epochs, runner_pending=runner is not None))
+        rows.append(cell_row(entry, exp_dir, job, epochs, runner_pending=runner is not None,
+                             queue_read=states.queue_read))
     note = states.note
     if runner is not None:
         note = (note + "; " if note else "") + f"local run in progress (pid {runner['pid']})"

@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .config import NOT_IDENTITY
-from .errors import ClusterError, ConfigError, DataError
+from .atomic import read_json
+from .config import NOT_IDENTITY, TrainConfig
+from .errors import AslhpcError, ClusterError, ConfigError, DataError
 from .experiment import Cell, ExperimentSpec, SpecErrors, TrainSettings, parse_time_min, validate_spec
 from .manifest import Attempt, Manifest, load_manifest, manifest_path, now_iso
 from .progress import NOT_SUBMITTED, UNKNOWN, CellRow, StatusReport, experiment_status
@@ -270,7 +271,20 @@ def _local_gpus() -> int:
 # --------------------------------------------------------------------------- 2. planning
 
 
-def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: bool) -> list[CellAction]:
+def finished_outside(spec: ExperimentSpec, cell: Cell) -> bool:
+    """True if the cell's result.json exists for this very configuration though no submit recorded a job
+    for it (run by hand from a --dry-run script, or with aslhpc.train): submitting it again would
+    only start a job that finds the cell done."""
+    path = spec.experiment_dir / "cells" / cell.cell_id / "result.json"
+    try:
+        config = read_json(path).get("config") or {}
+        return TrainConfig.from_dict(config).identity() == spec.train_config(cell).identity()
+    except (OSError, ValueError, TypeError, AttributeError, AslhpcError):
+        return False
+
+
+def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: bool,
+               done: Callable[[ExperimentSpec, Cell], bool] = finished_outside) -> list[CellAction]:
     """What to do with each cell, given the current status rows (None = nothing submitted yet)."""
     rows: dict[str, CellRow] = {r.cell_id: r for r in report.rows} if report else {}
     # squeue lists every live job, so a job it does not list has ended (sacct would have said how)
@@ -280,7 +294,9 @@ def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: 
         row = rows.get(cell.cell_id)
         state = row.state if row else NOT_SUBMITTED
         job = f" (job {row.job_id})" if row and row.job_id else ""
-        if state == NOT_SUBMITTED:
+        if state == NOT_SUBMITTED and done(spec, cell):
+            actions.append(CellAction(cell, "skip", "completed (its result.json is there, from a run outside submit)"))
+        elif state == NOT_SUBMITTED:
             actions.append(CellAction(cell, "submit"))
         elif state == "COMPLETED":
             actions.append(CellAction(cell, "skip", f"completed{job}"))
@@ -320,7 +336,14 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
 
     ``reachable`` and ``cluster_query`` are the SLURM probes (replaceable in tests)."""
     spec = normalized_spec(spec)
-    cluster, why = resolve_cluster(options.cluster, reachable)
+    try:
+        cluster, why = resolve_cluster(options.cluster, reachable)
+    except ClusterError as exc:
+        if not options.dry_run:
+            raise
+        # A dry run only writes scripts: without an answering controller they are not checked against it.
+        cluster, why = "local", str(exc)
+        out(f"warning: {str(exc).split(';')[0]}: the sbatch scripts are written but not checked against the cluster")
     # a dry run checks against SLURM when it can, else only what needs no cluster
     problems, warnings = check_submission(spec, cluster, dry_run=options.dry_run, query=cluster_query)
     if problems:

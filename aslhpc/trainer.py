@@ -36,7 +36,7 @@ from .cellfiles import RESULT_SCHEMA, CellPaths
 from .config import TrainConfig
 from .data import DatasetIndex, load_image, make_split, normalize, open_cache, scan_dataset, to_tensor
 from .devices import DevicePlan, Precision, choose_precision, plan_devices
-from .errors import AslhpcError
+from .errors import AslhpcError, DataError
 from .hostmem import retain_freed_memory
 from .model import LadNet
 from .modelio import model_state, save_model, unwrap
@@ -244,6 +244,10 @@ def build_data(cfg: TrainConfig, plan: DevicePlan, dist: Dist, log: Log) -> Cell
 
     cache = open_cache(index, cfg.image_size, cfg.interpolation, cfg.cache_dir, progress=dist.main)
     parts_idx = [idx[cache.ok[idx]] for idx in (split.train, split.val, split.test)]
+    for name, idx, total in zip(("training", "validation"), parts_idx, (split.train, split.val), strict=False):
+        if len(idx) == 0:
+            raise DataError(f"no readable {name} images in {cfg.data} ({len(total)} of {len(total)} unreadable, "
+                            f"e.g. {', '.join(cache.bad[:3])}); check or replace the dataset")
     nbytes = sum(len(i) for i in parts_idx) * int(np.prod(cache.images.shape[1:]))
     on_device = fits_on_device(nbytes, plan.device)
     location = {True: str(plan.device), False: "pinned host memory"}[on_device] if plan.is_cuda else "host memory"
@@ -450,6 +454,9 @@ def _run(cfg: TrainConfig, plan: DevicePlan, host_memory: str, paths: CellPaths,
                                  cfg.log_every, log, progress(epoch))
             sync_buffers(model, dist)
             va = evaluate(evaluator, data.val, precision, device, dist)
+            if tr.n == 0 or va.n == 0:  # every image unreadable: 0 % from no data is not a result
+                raise DataError(f"epoch {epoch} had no readable {'training' if tr.n == 0 else 'validation'} images "
+                                f"in {cfg.data}; check the dataset (see the skipped images in the log)")
             epoch_s = tr.seconds + va.seconds
             exec_s += epoch_s
             train_s += tr.seconds

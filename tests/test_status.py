@@ -131,6 +131,8 @@ def test_resolve_state_rules() -> None:
     assert resolve_state(has_result=False, error_time=None, attempt=a, job=job("TIMEOUT")) == "TIMEOUT"
     assert resolve_state(has_result=False, error_time=None, attempt=a, job=job("COMPLETED")) == "FAILED"
     assert resolve_state(has_result=False, error_time=None, attempt=a, job=None) == "UNKNOWN"
+    # squeue answered and does not list it, and accounting has no record: it ended, with no result
+    assert resolve_state(has_result=False, error_time=None, attempt=a, job=None, queue_read=True) == "FAILED"
 
 
 def test_last_error_line() -> None:
@@ -142,6 +144,9 @@ def test_last_error_line() -> None:
     slurm = ("slurmstepd: error: *** JOB 5 ON n1 CANCELLED AT 2026-11-25T16:31:01 DUE TO TIME LIMIT ***\n"
              "srun: error: n1: task 0: Killed\n")
     assert last_error_line(slurm).endswith("DUE TO TIME LIMIT ***")
+    newer = ("slurmstepd-n1: error: *** JOB 5 ON n1 CANCELLED AT 2026-11-25T16:31:01 ***\n"
+             "srun: error: n1: task 0: Killed\n")  # SLURM 23+ names the node in the prefix
+    assert last_error_line(newer).startswith("slurmstepd-n1: error: *** JOB 5")
     assert last_error_line("srun: error: n1: task 0: Killed\nbye\n") == "srun: error: n1: task 0: Killed"
     assert last_error_line("") == ""
 
@@ -236,3 +241,35 @@ def test_a_resumed_cell_shows_the_elapsed_time_of_the_attempt_that_finished_it(e
     query = lambda ids, starttime="": StateQuery({}, "none", "sacct: x")  # noqa: E731
     row = {r.cell_id: r for r in experiment_status(experiment, query=query).rows}["g1-b32-r0"]
     assert row.state == "COMPLETED" and row.elapsed == "2:00"
+
+
+def test_a_pending_cell_shows_why_slurm_holds_it(experiment: Path) -> None:
+    _retry(experiment, "g1-b64-r0", "9", iso(10))
+    held = SACCT.replace("9|9|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-11-25T16:00:34|None|",
+                         "9|9|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-11-25T16:00:34|JobHeldAdmin|")
+    assert held != SACCT
+    row = {r.cell_id: r for r in experiment_status(experiment, query=fake_query(held)).rows}["g1-b64-r0"]
+    assert row.state == "PENDING" and row.error == "waiting: JobHeldAdmin"
+
+
+def test_a_job_slurm_lost_track_of_is_failed_and_retryable_not_unknown_forever(experiment: Path) -> None:
+    """Accounting purged (or slurmdbd rebuilt): sacct has no record of job 3 and squeue does not list it."""
+    from aslhpc.experiment import load_spec
+    from aslhpc.submission import plan_cells
+
+    without_3 = "\n".join(ln for ln in SACCT.splitlines() if not ln.startswith("3"))
+    states = parse_sacct(without_3)
+
+    def query(ids: list[str], starttime: str = "") -> StateQuery:
+        return StateQuery({k: v for k, v in states.items() if k in ids}, "sacct", queue_read=True)
+
+    report = experiment_status(experiment, query=query)
+    row = {r.cell_id: r for r in report.rows}["g1-b64-r0"]
+    assert row.state == "FAILED" and "no longer queued" in row.error and "--retry-failed" in row.error
+    assert report.any_failed
+    actions = {a.cell.cell_id: a.action for a in plan_cells(load_spec(REPO_JOBS / "smoke.toml"), report, True)}
+    assert actions["g1-b64-r0"] == "retry"
+    # squeue unreachable too: nothing is known, so nothing is concluded
+    unknown = experiment_status(experiment, query=lambda ids, starttime="": StateQuery(
+        {k: v for k, v in states.items() if k in ids}, "sacct"))
+    assert {r.cell_id: r.state for r in unknown.rows}["g1-b64-r0"] == "UNKNOWN"

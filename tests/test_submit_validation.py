@@ -605,3 +605,31 @@ def test_local_cells_run_on_disjoint_gpus_from_the_users_set(tmp_path: Path) -> 
     assert {out["a"][0], out["b"][0]} == {"2", "3"} and out["c"][0] == "2,3"
     assert out["a"][1] < out["b"][2] and out["b"][1] < out["a"][2]  # a and b ran at the same time
     assert out["c"][1] >= max(out["a"][2], out["b"][2]) - 0.2  # c waited for both GPUs
+
+
+def test_controller_down_refuses_to_run_here_but_a_dry_run_still_writes_its_scripts(
+        fake_slurm: Path, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (fake_slurm / "scontrol").write_text("#!/bin/bash\necho 'Slurmctld(primary) at vm is DOWN'; exit 1\n")
+    rc, out, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "r"))
+    assert rc == 2 and "installed here but not answering" in err and "--cluster local" in err
+    assert not (tmp_path / "r" / "smoke" / "manifest.json").exists()
+    rc, out, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "r", "--dry-run"))
+    assert rc == 0, err
+    assert "not checked against the cluster" in out
+    assert len(list((tmp_path / "r" / "smoke" / "dry-run").glob("*.sbatch"))) == 4
+
+
+def test_a_cell_finished_outside_submit_is_not_submitted_again(tmp_path: Path) -> None:
+    """Run by hand from its --dry-run script (or with aslhpc.train): its result.json is there, no manifest."""
+    from dataclasses import replace
+
+    spec = replace(load_spec(REPO_JOBS / "smoke.toml"), results=str(tmp_path / "res"))
+    first, second = spec.cells()[:2]
+    for cell, config in ((first, spec.train_config(first).to_dict()),
+                         (second, {**spec.train_config(second).to_dict(), "epochs": 7})):  # someone else's run
+        d = spec.experiment_dir / "cells" / cell.cell_id
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"status": "completed", "config": config}))
+    acts = plan_cells(spec, None, False)
+    assert [a.action for a in acts] == ["skip", "submit", "submit", "submit"]
+    assert "result.json" in acts[0].reason

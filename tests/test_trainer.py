@@ -143,3 +143,20 @@ def test_ddp_over_several_gpus_without_a_launcher_is_refused(synth_root, tmp_pat
     with pytest.raises(AslhpcError, match="torchrun --nproc-per-node 2"):
         run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", gpus=2, strategy="ddp", allow_cpu=True),
                  log=lambda m: None)
+
+
+@pytest.mark.parametrize("pipeline", ["fast", "paper"])
+def test_a_dataset_with_no_readable_image_fails_instead_of_completing(synth_root, tmp_path, pipeline):
+    import shutil
+
+    from aslhpc.errors import DataError
+
+    root = tmp_path / "junk"
+    shutil.copytree(synth_root, root)
+    for jpg in root.rglob("*.jpg"):
+        jpg.write_bytes(b"not a jpeg")
+    c = cfg(root, tmp_path / "c", tmp_path / "cache", epochs=1, pipeline=pipeline)
+    with pytest.raises(DataError, match="no readable training images"):
+        run_cell(c, log=lambda m: None)
+    assert not (tmp_path / "c" / "result.json").exists()
+    assert "no readable training images" in json.loads((tmp_path / "c" / "error.json").read_text())["error"]

@@ -59,6 +59,8 @@ class StateQuery:
     states: dict[str, JobState]
     source: str  # "sacct" | "squeue" | "none"
     note: str = ""
+    # squeue answered: a job in neither answer is not queued any more (it ended, however SLURM lost track)
+    queue_read: bool = False
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -119,15 +121,16 @@ def sacct_command(job_ids: Iterable[str], starttime: str = "") -> list[str]:
     return cmd
 
 
-def _overlay_queue(states: dict[str, JobState], ids: list[str], run: Runner) -> dict[str, JobState]:
+def _overlay_queue(states: dict[str, JobState], ids: list[str], run: Runner) -> tuple[dict[str, JobState], bool]:
     """Live jobs as the controller sees them now: slurmdbd lags a moment (a started job can still read
-    PENDING in sacct), so squeue's state wins for the jobs it lists; sacct keeps node, restarts, history."""
+    PENDING in sacct), so squeue's state wins for the jobs it lists; sacct keeps node, restarts, history.
+    Also whether squeue answered."""
     try:
-        proc = run(["squeue", "-h", "-o", SQUEUE_FORMAT])
+        proc = run(["squeue", "-h", "-a", "-o", SQUEUE_FORMAT])
     except (OSError, subprocess.SubprocessError):
-        return states
+        return states, False
     if proc.returncode != 0:
-        return states
+        return states, False
     out = dict(states)
     for job_id, q in parse_squeue(proc.stdout).items():
         if job_id not in ids:
@@ -138,7 +141,7 @@ def _overlay_queue(states: dict[str, JobState], ids: list[str], run: Runner) -> 
         elif old.state != q.state:
             out[job_id] = replace(old, state=q.state, raw_state=q.raw_state, node=q.node or old.node,
                                   elapsed=old.elapsed, reason=q.reason)
-    return out
+    return out, True
 
 
 def query_states(job_ids: Iterable[str], starttime: str = "", run: Runner = _run) -> StateQuery:
@@ -155,16 +158,18 @@ def query_states(job_ids: Iterable[str], starttime: str = "", run: Runner = _run
         proc = run(sacct_command(ids, starttime))
         if proc.returncode == 0:
             states = {j: s for j, s in parse_sacct(proc.stdout).items() if j in ids}
-            return StateQuery(_overlay_queue(states, ids, run), "sacct")
+            merged, queue_read = _overlay_queue(states, ids, run)
+            return StateQuery(merged, "sacct", queue_read=queue_read)
         notes.append(f"sacct: {(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['failed']}")
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         notes.append(f"sacct: {exc}")
     try:
-        proc = run(["squeue", "-h", "-o", SQUEUE_FORMAT])
+        proc = run(["squeue", "-h", "-a", "-o", SQUEUE_FORMAT])
         if proc.returncode == 0:
             states = parse_squeue(proc.stdout)
             return StateQuery({j: s for j, s in states.items() if j in ids}, "squeue",
-                              "accounting unavailable: finished jobs are unknown to SLURM, cell files decide")
+                              "accounting unavailable: finished jobs are unknown to SLURM, cell files decide",
+                              queue_read=True)
         notes.append(f"squeue: {proc.stderr.strip()}")
     except (OSError, subprocess.SubprocessError) as exc:
         notes.append(f"squeue: {exc}")
