@@ -24,7 +24,8 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return rc, buf.getvalue()
 
 
-def test_collect_single_experiment_end_to_end(tmp_path):
+def test_collect_single_experiment_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no SLURM to ask (CI runs one): the skipped cell's job is unknown
     exp = paper_experiment(tmp_path, "paper", skip=((512, 4),))
     rc, out = _run(["--results", str(tmp_path), "--reference-file", str(REF), "--no-plots"])
     assert rc == 0

@@ -337,9 +337,14 @@ def test_cpu_meter_counts_child_processes_and_catches_the_rss_peak(monkeypatch: 
         assert meter.sample().cpu_util_pct > 10
     finally:
         child.wait()
+    import mmap
+
     rss0 = cpu.rss_mib(os.getpid())
-    blob = b"\x01" * (150 * 2**20)  # written, so resident; freed before the summary
-    del blob
+    # Fresh pages straight from the kernel (malloc may be told to keep freed memory: hostmem.py),
+    # written, so resident; unmapped before the summary.
+    blob = mmap.mmap(-1, 150 * 2**20)
+    blob.write(b"\x01" * (150 * 2**20))
+    blob.close()
     summary = meter.summary()
     assert summary["rss_peak_gb"] * 1000 >= rss0 + 140  # VmHWM saw the spike between samples
     assert summary["n_cpus"] >= 1 and summary["util_mean_pct"] > 0
