@@ -22,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m aslhpc.demo", description=__doc__.splitlines()[0])
     p.add_argument("--dir", default="demo", help="where the data and results go (default ./demo)")
     p.add_argument("--per-class", type=int, default=30, help="generated images per class (default 30)")
-    p.add_argument("--cluster", choices=("auto", "local", "slurm"), default="auto",
-                   help="auto = SLURM if this machine has it (e.g. scripts/minislurm.sh), else here")
+    p.add_argument("--cluster", choices=("auto", "local", "slurm"), default="local",
+                   help="local (default) = run the cells here, no cluster needed; slurm = submit them to the "
+                        "SLURM this machine reaches (e.g. scripts/minislurm.sh); auto = SLURM if it answers")
     return p
 
 
