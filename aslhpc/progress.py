@@ -25,6 +25,7 @@ from .atomic import read_json, read_jsonl
 from .cellfiles import CellPaths
 from .manifest import Attempt, CellEntry, Manifest, load_manifest
 from .slurm.accounting import DONE_STATES, FAILED_STATES, LIVE_STATES, JobState, StateQuery, query_states
+from .slurm.executor import job_name
 from .slurm.local import process_alive, runner_alive
 
 NOT_SUBMITTED = "NOT_SUBMITTED"
@@ -325,6 +326,8 @@ def experiment_status(manifest_path: str | Path, query: Callable[..., StateQuery
     rows = []
     for entry in manifest.cells.values():
         job = states.states.get(entry.last.job_id) if entry.last and entry.last.cluster == "slurm" else None
+        if job is not None and job.name and job.name != job_name(manifest.experiment, entry.cell_id):
+            job = None  # the id now belongs to someone else's job (SLURM restarted its ids): ours is gone
         rows.append(cell_row(entry, exp_dir, job, epochs, runner_pending=runner is not None,
                              queue_read=states.queue_read))
     note = states.note

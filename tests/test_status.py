@@ -273,3 +273,19 @@ def test_a_job_slurm_lost_track_of_is_failed_and_retryable_not_unknown_forever(e
     unknown = experiment_status(experiment, query=lambda ids, starttime="": StateQuery(
         {k: v for k, v in states.items() if k in ids}, "sacct"))
     assert {r.cell_id: r.state for r in unknown.rows}["g1-b64-r0"] == "UNKNOWN"
+
+
+def test_a_reused_job_id_is_not_taken_for_the_cells_job(experiment: Path) -> None:
+    """SLURM restarted its job ids: id 3 now names another experiment's job. The cell's own job is gone."""
+    from aslhpc.slurm.accounting import JobState
+    from aslhpc.slurm.executor import job_name
+
+    def query(ids: list[str], starttime: str = "") -> StateQuery:
+        jobs = {"2": JobState("2", "COMPLETED", "COMPLETED", name=job_name("smoke", "g1-b32-r0")),
+                "3": JobState("3", "RUNNING", node="n9", name="aslhpc-other-g4-b512-r0")}
+        return StateQuery({k: v for k, v in jobs.items() if k in ids}, "sacct", queue_read=True)
+
+    rows = {r.cell_id: r for r in experiment_status(experiment, query=query).rows}
+    assert rows["g1-b64-r0"].state == "FAILED" and rows["g1-b64-r0"].node == ""  # not the stranger's RUNNING on n9
+    assert "no longer queued" in rows["g1-b64-r0"].error
+    assert rows["g1-b32-r0"].slurm_state == "COMPLETED"  # its own name: kept

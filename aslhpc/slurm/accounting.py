@@ -25,8 +25,9 @@ FAILED_STATES = frozenset({
 })
 DONE_STATES = frozenset({"COMPLETED"})
 
-SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "NodeList", "Elapsed", "ExitCode", "Start", "End", "Submit", "Reason")
-SQUEUE_FORMAT = "%i|%T|%N|%M|%r"
+SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "NodeList", "Elapsed", "ExitCode", "Start", "End", "Submit", "Reason",
+                "JobName")
+SQUEUE_FORMAT = "%i|%T|%N|%M|%r|%j"  # the name last: it is the only free-text field
 
 Runner = Callable[[list[str]], subprocess.CompletedProcess]
 
@@ -50,6 +51,7 @@ class JobState:
     reason: str = ""
     restarts: int = 0
     source: str = "sacct"  # sacct | squeue
+    name: str = ""  # the job name: tells our job from another that got the same id (ids restart)
 
 
 @dataclass(frozen=True)
@@ -95,21 +97,21 @@ def parse_sacct(text: str) -> dict[str, JobState]:
             job_id=job_id, state=normalize_state(row.get("State", "")), raw_state=row.get("State", ""),
             node="" if node in ("None assigned", "(null)") else node, elapsed=row.get("Elapsed", ""),
             exit_code=row.get("ExitCode", ""), reason="" if row.get("Reason") == "None" else row.get("Reason", ""),
-            restarts=requeues.get(job_id, 0), source="sacct")
+            restarts=requeues.get(job_id, 0), source="sacct", name=row.get("JobName", ""))
     return out
 
 
 def parse_squeue(text: str) -> dict[str, JobState]:
-    """Parse ``squeue -h -o '%i|%T|%N|%M|%r'`` output (no header)."""
+    """Parse ``squeue -h -o '%i|%T|%N|%M|%r|%j'`` output (no header)."""
     out = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 2 or not parts[0]:
             continue
-        parts += [""] * (5 - len(parts))
+        parts += [""] * (6 - len(parts))
         job_id, state, node, elapsed, reason = parts[:5]
         out[job_id] = JobState(job_id, normalize_state(state), state, node, elapsed, "",
-                               "" if reason == "None" else reason, 0, "squeue")
+                               "" if reason == "None" else reason, 0, "squeue", "|".join(parts[5:]))
     return out
 
 
