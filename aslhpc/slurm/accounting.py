@@ -142,7 +142,9 @@ def _overlay_queue(states: dict[str, JobState], ids: list[str], run: Runner) -> 
             out[job_id] = q
         elif old.state != q.state:
             out[job_id] = replace(old, state=q.state, raw_state=q.raw_state, node=q.node or old.node,
-                                  elapsed=old.elapsed, reason=q.reason)
+                                  elapsed=old.elapsed, reason=q.reason, name=q.name or old.name)
+        else:  # slurmdbd names a starting job "allocation" for a moment: the controller's name is the job's
+            out[job_id] = replace(old, name=q.name or old.name)
     return out, True
 
 
