@@ -15,7 +15,7 @@ which DDP needs to weight each rank's loss.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -154,20 +154,22 @@ class PaperImageFolder(torchvision.datasets.ImageFolder):
     def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):  # noqa: ANN001
         return [(str(self._index.root / f), label) for f, label in zip(self._index.files, self._index.labels, strict=True)]
 
-    def _load(self, path: str) -> torch.Tensor | None:
-        """Decode + resize + normalise on the CPU, every epoch, as in 2020. Corrupt files give None."""
+    def _load(self, path: str) -> torch.Tensor | str:
+        """Decode + resize + normalise on the CPU, every epoch, as in 2020.
+
+        A corrupt file comes back as its path relative to the dataset root, so the batch can name it."""
         try:
             hwc = load_image(path, self._size, self._interpolation)
-        except Exception:  # noqa: BLE001 - a corrupt image is skipped and counted, not fatal
-            return None
+        except Exception:  # noqa: BLE001 - a corrupt image is skipped and named, not fatal
+            return str(Path(path).relative_to(self._index.root))
         return normalize(to_tensor(hwc).unsqueeze(0))[0]
 
 
-def _skip_corrupt(batch: list[tuple[torch.Tensor | None, int]]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    good = [(x, y) for x, y in batch if x is not None]
+def _skip_corrupt(batch: list[tuple[torch.Tensor | str, int]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    good = [(x, y) for x, y in batch if isinstance(x, torch.Tensor)]
     xs = torch.stack([x for x, _ in good]) if good else torch.empty(0)
     ys = torch.tensor([y for _, y in good], dtype=torch.int64)
-    return xs, ys, len(batch) - len(good)
+    return xs, ys, [x for x, _ in batch if isinstance(x, str)]
 
 
 class GlobalBatchSampler:
@@ -215,7 +217,7 @@ class LoaderBatches:
     rank: int = 0
     world: int = 1
     max_steps: int = 0
-    skipped: int = 0  # unreadable images met in the last epoch
+    skipped: list[str] = field(default_factory=list)  # unreadable images met in the last epoch (this rank's)
 
     def sampler(self, epoch: int) -> GlobalBatchSampler:
         return GlobalBatchSampler(len(self.indices), self.batch_size, self.shuffle, self.seed, epoch,
@@ -233,7 +235,7 @@ class LoaderBatches:
             pin_memory=self.device.type == "cuda",
             collate_fn=_skip_corrupt,
         )
-        self.skipped = 0
+        self.skipped = []
         for step, (x, y, skipped) in enumerate(loader):
             self.skipped += skipped
             if len(y) == 0:

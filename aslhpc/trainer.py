@@ -518,10 +518,10 @@ def _run(cfg: TrainConfig, plan: DevicePlan, host_memory: str, paths: CellPaths,
         "split": {"kind": data.split.kind, "seed": cfg.split_seed, "hash": data.split.hash,
                   "train": len(data.split.train), "val": len(data.split.val), "test": len(data.split.test)},
         "batches": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-        "skipped_images": data.skipped,  # names, found while building the cache (fast pipeline)
-        # paper pipeline: unreadable images met in the last pass over each split (the loader only counts them)
-        "skipped_count": len(data.skipped) if cfg.pipeline == "fast"
-        else sum(b.skipped for b in (data.train, data.val, data.test)),
+        # fast: found while building the cache; paper: met in the last pass over each split (rank 0's share)
+        "skipped_images": (skipped := data.skipped if cfg.pipeline == "fast"
+                           else sorted({name for b in (data.train, data.val, data.test) for name in b.skipped})),
+        "skipped_count": len(skipped),
         "epochs": cfg.epochs, "best_epoch": best["epoch"],
         "train_acc": best["train_acc"], "val_acc": best["val_acc"], "test_acc": te.acc,
         "train_loss": best["train_loss"], "val_loss": best["val_loss"], "test_loss": te.loss,

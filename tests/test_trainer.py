@@ -160,3 +160,20 @@ def test_a_dataset_with_no_readable_image_fails_instead_of_completing(synth_root
         run_cell(c, log=lambda m: None)
     assert not (tmp_path / "c" / "result.json").exists()
     assert "no readable training images" in json.loads((tmp_path / "c" / "error.json").read_text())["error"]
+
+
+def test_both_pipelines_name_the_same_unreadable_images(synth_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "some-bad"
+    shutil.copytree(synth_root, root)
+    classes = root / "asl_alphabet_train" / "asl_alphabet_train"  # names are relative to the class folders
+    bad = sorted(str(p.relative_to(classes)) for p in (classes / "A").glob("*.jpg"))[:4]
+    for name in bad:
+        (classes / name).write_bytes(b"truncated")
+    named = {}
+    for pipeline in ("fast", "paper"):
+        r = run_cell(cfg(root, tmp_path / pipeline, tmp_path / "cache", epochs=1, pipeline=pipeline), log=lambda m: None)
+        assert r["skipped_count"] == 4
+        named[pipeline] = sorted(r["skipped_images"])
+    assert named["fast"] == named["paper"] == bad
