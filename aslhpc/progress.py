@@ -326,8 +326,7 @@ def experiment_status(manifest_path: str | Path, query: Callable[..., StateQuery
     rows = []
     for entry in manifest.cells.values():
         job = states.states.get(entry.last.job_id) if entry.last and entry.last.cluster == "slurm" else None
-        # ("allocation": slurmdbd's name for a job while it starts, before squeue's answer overrides it)
-        if job is not None and job.name not in ("", "allocation", job_name(manifest.experiment, entry.cell_id)):
+        if job is not None and job.name not in ("", job_name(manifest.experiment, entry.cell_id)):
             job = None  # the id now belongs to someone else's job (SLURM restarted its ids): ours is gone
         rows.append(cell_row(entry, exp_dir, job, epochs, runner_pending=runner is not None,
                              queue_read=states.queue_read))

@@ -98,3 +98,12 @@ def test_squeue_when_accounting_is_off_and_none_when_nothing_answers() -> None:
     q = query_states(["7"], run=missing)
     assert q.source == "none"
     assert query_states([], run=missing).source == "none"
+
+
+def test_job_names_from_sacct_and_squeue() -> None:
+    header = "JobID|JobIDRaw|State|Submit|Reason|JobName\n"
+    named = parse_sacct(header + "7|7|RUNNING|2026-11-25T16:00:34|None|aslhpc-smoke-g1-b32-r0\n")
+    assert named["7"].name == "aslhpc-smoke-g1-b32-r0"
+    # slurmdbd calls a starting job "allocation" for a moment: that names nothing
+    assert parse_sacct(header + "7|7|RUNNING|2026-11-25T16:00:34|None|allocation\n")["7"].name == ""
+    assert parse_squeue("7|RUNNING|n1|0:03|None|aslhpc-smoke-g1-b32-r0\n")["7"].name == "aslhpc-smoke-g1-b32-r0"

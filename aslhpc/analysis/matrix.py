@@ -228,7 +228,7 @@ def _row_from_result(res: dict[str, Any]) -> dict[str, Any]:
         "nvml": bool(tel.get("nvml")) if isinstance(tel, Mapping) and "nvml" in tel else None,
         "nvml_reason": _text(tel.get("reason")) if isinstance(tel, Mapping) else None,
         "started_at": res.get("started_at"),
-        "attempt_started_at": res.get("attempt_started_at") or res.get("started_at"),
+        "attempt_started_at": res.get("attempt_started_at"),  # absent in older results: started_at stands in
         "finished_at": res.get("finished_at"),
         "torch": _text(vers.get("torch")),
         "cuda": _text(vers.get("cuda") or _first(prov, "cuda", "cuda_version")),

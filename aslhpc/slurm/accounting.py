@@ -97,8 +97,13 @@ def parse_sacct(text: str) -> dict[str, JobState]:
             job_id=job_id, state=normalize_state(row.get("State", "")), raw_state=row.get("State", ""),
             node="" if node in ("None assigned", "(null)") else node, elapsed=row.get("Elapsed", ""),
             exit_code=row.get("ExitCode", ""), reason="" if row.get("Reason") == "None" else row.get("Reason", ""),
-            restarts=requeues.get(job_id, 0), source="sacct", name=row.get("JobName", ""))
+            restarts=requeues.get(job_id, 0), source="sacct", name=_job_name(row.get("JobName", "")))
     return out
+
+
+def _job_name(name: str) -> str:
+    """sacct's JobName, '' where it does not name the job: slurmdbd shows a starting job as "allocation"."""
+    return "" if name == "allocation" else name
 
 
 def parse_squeue(text: str) -> dict[str, JobState]:
@@ -142,9 +147,7 @@ def _overlay_queue(states: dict[str, JobState], ids: list[str], run: Runner) -> 
             out[job_id] = q
         elif old.state != q.state:
             out[job_id] = replace(old, state=q.state, raw_state=q.raw_state, node=q.node or old.node,
-                                  elapsed=old.elapsed, reason=q.reason, name=q.name or old.name)
-        else:  # slurmdbd names a starting job "allocation" for a moment: the controller's name is the job's
-            out[job_id] = replace(old, name=q.name or old.name)
+                                  elapsed=old.elapsed, reason=q.reason)
     return out, True
 
 

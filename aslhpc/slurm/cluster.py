@@ -29,7 +29,7 @@ def slurm_installed() -> bool:
 
 def slurm_reachable(run: Runner = _run) -> tuple[bool, str]:
     """(True, '') when sbatch exists and the controller answers ``scontrol ping``; else (False, why)."""
-    if shutil.which("sbatch") is None:
+    if not slurm_installed():
         return False, "sbatch is not on PATH"
     try:
         proc = run(["scontrol", "ping"])
