@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from .config import AMP_MODES, TrainConfig
-from .errors import AslhpcError
+from aslhpc.errors import AslhpcError
+from aslhpc.training.config import AMP_MODES, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_pipeline(cfg: TrainConfig, start_method: str) -> dict:
     """One pipeline's cell; runs in a child process (module level so ``spawn`` can pickle it)."""
-    from .trainer import run_cell
+    from aslhpc.training.trainer import run_cell
 
     # A spawned child defaults to spawning its own children too: the paper pipeline's DataLoader
     # workers must start as they would in a cell (fork on Linux), or worker start-up is timed.
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             tmp_path = Path(tmp)
             data = Path(args.data) if args.data else None
             if data is None:
-                from .data.synth import write_dataset
+                from aslhpc.data.synth import write_dataset
 
                 per_class = 3001 if args.full else args.per_class  # 29 x 3001 = 87,029 -> 76,760 train images
                 data = write_dataset(tmp_path / "data", per_class=per_class, seed=0, test_folder=False)

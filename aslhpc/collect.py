@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .analysis import (
+from aslhpc.analysis import (
     REFERENCE_LABEL,
     CollectOutput,
     collect_experiment,
@@ -22,8 +22,8 @@ from .analysis import (
     find_experiments,
     load_reference,
 )
-from .errors import AslhpcError
-from .progress import CellRow
+from aslhpc.errors import AslhpcError
+from aslhpc.orchestration.cellstate import CellRow
 
 __all__ = ["CollectOutput", "collect_experiment", "main"]
 
@@ -100,7 +100,7 @@ def live_states(exp_dir: Path) -> dict[str, tuple[str, str]] | None:
     manifest = exp_dir / "manifest.json"
     if not manifest.is_file():
         return None
-    from .progress import UNKNOWN, experiment_status
+    from aslhpc.orchestration.cellstate import UNKNOWN, experiment_status
 
     report = experiment_status(manifest)
     # UNKNOWN (SLURM unreachable or the job forgotten) says less than the cell's own files: leave those holes to them.

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import collect, submit
+from aslhpc import collect, submit
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.dir)
     data, results = root / "asl", root / "results"
     if not (data / "asl_alphabet_train").is_dir():
-        from .data.synth import write_dataset
+        from aslhpc.data.synth import write_dataset
 
         print(f"[1/3] generating a {args.per_class}-per-class dataset in {data}", flush=True)
         write_dataset(data, per_class=args.per_class, seed=0)

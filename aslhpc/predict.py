@@ -22,8 +22,8 @@ from typing import TextIO
 
 import torch
 
-from .errors import AslhpcError, run_cli
-from .recognize import (
+from aslhpc.errors import AslhpcError, run_cli
+from aslhpc.recognize import (
     Classifier,
     FrameSource,
     ImageFile,

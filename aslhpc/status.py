@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import AslhpcError, ConfigError
-from .manifest import find_manifests, manifest_path
+from aslhpc.errors import AslhpcError, ConfigError
+from aslhpc.orchestration.manifest import find_manifests, manifest_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from rich.console import Console
 
-    from .progress import experiment_status, render_table, watch
+    from aslhpc.orchestration.cellstate import experiment_status, render_table, watch
 
     console = Console()
     if not console.is_terminal:  # a log file or pipe: keep whole rows instead of 80 columns of ellipses

@@ -15,10 +15,16 @@ import sys
 import time
 from pathlib import Path
 
-from .detach import is_detached_child, start_detached, strip_detach
-from .errors import AslhpcError
-from .experiment import Overrides, apply_overrides, find_job_file, load_spec, parse_int_list
-from .submission import CLUSTERS, SubmitOptions, submit_experiment
+from aslhpc.errors import AslhpcError
+from aslhpc.orchestration.detach import is_detached_child, start_detached, strip_detach
+from aslhpc.orchestration.experiment import (
+    Overrides,
+    apply_overrides,
+    find_job_file,
+    load_spec,
+    parse_int_list,
+)
+from aslhpc.orchestration.submission import CLUSTERS, SubmitOptions, submit_experiment
 
 DEFAULT_JOB = "lad2020"
 
@@ -125,13 +131,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"manifest {result.manifest}", highlight=False)
     console.print(f"status: {status_cmd}", highlight=False)
     if result.cluster == "local":
-        from .progress import experiment_status, render_table
+        from aslhpc.orchestration.cellstate import experiment_status, render_table
 
         report = experiment_status(result.manifest)
         console.print(render_table(report))
         return 1 if report.any_failed else 0
     if args.wait:
-        from .progress import experiment_status, watch
+        from aslhpc.orchestration.cellstate import experiment_status, watch
 
         report = watch(lambda: experiment_status(result.manifest), args.interval, console)
         return 1 if report.any_failed else 0
@@ -197,7 +203,7 @@ class _LocalDisplay:
         self._last = time.monotonic()
         from rich.live import Live
 
-        from .progress import experiment_status, render_table
+        from aslhpc.orchestration.cellstate import experiment_status, render_table
 
         table = render_table(experiment_status(self.manifest))
         if self._live is None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import AMP_MODES, INTERPOLATIONS, PIPELINES, SPLITS, STRATEGIES, TrainConfig
-from .errors import run_cli
+from aslhpc.errors import run_cli
+from aslhpc.training.config import AMP_MODES, INTERPOLATIONS, PIPELINES, SPLITS, STRATEGIES, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .trainer import run_cell
+    from aslhpc.training.trainer import run_cell
 
     try:
         return run_cli(lambda: run_cell(TrainConfig(**vars(args))))

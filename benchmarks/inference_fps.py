@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aslhpc.devices import cpu_name
-from aslhpc.model import LadNet
-from aslhpc.modelio import save_model
 from aslhpc.recognize import Classifier
+from aslhpc.training.devices import cpu_name
+from aslhpc.training.model import LadNet
+from aslhpc.training.modelio import save_model
 
 
 def random_model(path: Path, size: int) -> Path:

@@ -7,7 +7,7 @@ real NVML when a driver is present, else with the fake NVML of the tests (4 V100
 paper's node: this measures our Python cost only, not the driver's), with and without the
 per-process memory query, and on the CPU-only path.
 
-Part 2 trains the 2020 CNN (``aslhpc.model.LadNet``, 150x150 input, SGD lr 0.005) with no
+Part 2 trains the 2020 CNN (``aslhpc.training.model.LadNet``, 150x150 input, SGD lr 0.005) with no
 sampler, the sampler at 1 s, and at an aggressive 0.01 s, interleaved round by round so drift
 hits all three alike, and prints median step times and their ratio to the no-sampler run.
 """
@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
-from aslhpc.model import LadNet
 from aslhpc.telemetry import Sampler
+from aslhpc.training.model import LadNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 HOUR = 3600.0

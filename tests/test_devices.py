@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from aslhpc.devices import choose_precision, plan_devices
 from aslhpc.errors import AslhpcError
+from aslhpc.training.devices import choose_precision, plan_devices
 
 
 def test_auto_precision_is_fp32_on_cpu():

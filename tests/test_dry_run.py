@@ -19,7 +19,7 @@ import submitit
 
 from aslhpc import submit
 from aslhpc.data import CANONICAL_CLASSES
-from aslhpc.experiment import REPO_JOBS, Overrides, apply_overrides, load_spec
+from aslhpc.orchestration.experiment import REPO_JOBS, Overrides, apply_overrides, load_spec
 from aslhpc.slurm.executor import job_request, local_executor, render_sbatch, slurm_executor, slurm_parameters
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aslhpc.config import TrainConfig
 from aslhpc.errors import ConfigError
-from aslhpc.experiment import (
+from aslhpc.orchestration.experiment import (
     REPO_JOBS,
     ExperimentSpec,
     Overrides,
@@ -24,6 +23,7 @@ from aslhpc.experiment import (
     sbatch_mem,
     validate_spec,
 )
+from aslhpc.training.config import TrainConfig
 
 
 def write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from aslhpc.hostmem import _glibc_mallopt, retain_freed_memory, user_tuned_malloc
+from aslhpc.training.hostmem import _glibc_mallopt, retain_freed_memory, user_tuned_malloc
 
 PAGE_FAULTS_PER_ALLOC = 40 * 2**20 // 4096  # a 40 MiB tensor (over glibc's 32 MiB mmap cap) = 10,240 pages
 
@@ -17,7 +17,7 @@ PAGE_FAULTS_PER_ALLOC = 40 * 2**20 // 4096  # a 40 MiB tensor (over glibc's 32 M
 # (where other tests train cells) cannot show the default behaviour any more.
 PROBE = """
 import json, resource, torch
-from aslhpc.hostmem import retain_freed_memory
+from aslhpc.training.hostmem import retain_freed_memory
 
 def faults(rounds=6):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

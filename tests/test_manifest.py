@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from aslhpc.errors import ConfigError
-from aslhpc.experiment import REPO_JOBS, load_spec
-from aslhpc.manifest import Attempt, Manifest, find_manifests, load_manifest, manifest_path
+from aslhpc.orchestration.experiment import REPO_JOBS, load_spec
+from aslhpc.orchestration.manifest import Attempt, Manifest, find_manifests, load_manifest, manifest_path
 
 
 def test_round_trip_and_schema(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 import torch
 
-from aslhpc.model import LadNet, count_parameters
+from aslhpc.training.model import LadNet, count_parameters
 
 
 def test_parameter_count_matches_the_paper_architecture():
@@ -33,8 +33,8 @@ def test_pool_before_relu_forward_is_identical_to_the_papers_order():
 def test_other_input_sizes_keep_the_layers_and_size_fc1_to_the_features():
     import pytest
 
-    from aslhpc.config import TrainConfig
     from aslhpc.errors import ConfigError
+    from aslhpc.training.config import TrainConfig
 
     for size, side in ((30, 1), (64, 5), (151, 16), (224, 25)):
         model = LadNet(29, image_size=size)
@@ -47,7 +47,7 @@ def test_other_input_sizes_keep_the_layers_and_size_fc1_to_the_features():
 
 
 def test_a_model_trained_at_another_size_loads_back_at_that_size(tmp_path):
-    from aslhpc.modelio import load_model, save_model
+    from aslhpc.training.modelio import load_model, save_model
 
     model = LadNet(29, image_size=64)
     save_model(tmp_path / "best_model.pt", model, tuple(f"c{i}" for i in range(29)), image_size=64,

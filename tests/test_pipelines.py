@@ -2,7 +2,7 @@
 
 import torch
 
-from aslhpc.pipelines import TensorBatches, fits_on_device, rank_slice
+from aslhpc.training.pipelines import TensorBatches, fits_on_device, rank_slice
 
 
 def test_data_goes_on_the_gpu_only_when_it_takes_at_most_half_the_free_memory(monkeypatch):
@@ -45,7 +45,7 @@ def test_ddp_ranks_split_each_global_batch_and_report_its_size():
 
 
 def test_paper_sampler_gives_every_ddp_rank_equal_steps_and_a_share_of_each_global_batch():
-    from aslhpc.pipelines import GlobalBatchSampler
+    from aslhpc.training.pipelines import GlobalBatchSampler
 
     n, batch = 1281, 128  # 10 full global batches + 1 of 1: dropped under DDP, else one rank gets nothing
     ranks = [list(GlobalBatchSampler(n, batch, True, seed=0, epoch=2, rank=r, world=2)) for r in range(2)]

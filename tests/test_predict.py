@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from aslhpc.config import TrainConfig
 from aslhpc.data.layout import TEST_DIR, TRAIN_DIR
 from aslhpc.errors import AslhpcError
 from aslhpc.predict import main
@@ -28,7 +27,8 @@ from aslhpc.recognize import (
     scan_folder,
     score,
 )
-from aslhpc.trainer import run_cell
+from aslhpc.training.config import TrainConfig
+from aslhpc.training.trainer import run_cell
 
 # H E L, nothing (re-arms L), L O, space, A S K, del (removes the K), L.
 WORD = ["H", "E", "L", "nothing", "L", "O", "space", "A", "S", "K", "del", "L"]

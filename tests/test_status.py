@@ -11,15 +11,15 @@ import pytest
 from rich.console import Console
 
 from aslhpc import status as status_cli
-from aslhpc.experiment import REPO_JOBS, load_spec
-from aslhpc.manifest import Attempt, Manifest, manifest_path
-from aslhpc.progress import (
+from aslhpc.orchestration.cellstate import (
     experiment_status,
     last_error_line,
     local_job_state,
     render_table,
     resolve_state,
 )
+from aslhpc.orchestration.experiment import REPO_JOBS, load_spec
+from aslhpc.orchestration.manifest import Attempt, Manifest, manifest_path
 from aslhpc.slurm.accounting import JobState, StateQuery, parse_sacct
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -169,7 +169,7 @@ def test_local_attempts_state_from_process_and_pickle(tmp_path: Path) -> None:
 def test_cli_exit_status_and_experiment_lookup(experiment: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture) -> None:
     results = experiment.parent.parent
-    monkeypatch.setattr("aslhpc.progress.query_states", fake_query(SACCT))
+    monkeypatch.setattr("aslhpc.orchestration.cellstate.query_states", fake_query(SACCT))
     assert status_cli.main(["--results", str(results)]) == 1  # jobs 3 FAILED and 4 CANCELLED
     out = capsys.readouterr().out
     assert "smoke" in out and "CANCELLED" in out and "FAILED" in out
@@ -184,7 +184,7 @@ def test_cli_exit_status_and_experiment_lookup(experiment: Path, monkeypatch: py
 
 
 def _retry(experiment: Path, cid: str, job: str, at: str) -> None:
-    from aslhpc.manifest import load_manifest
+    from aslhpc.orchestration.manifest import load_manifest
 
     m = load_manifest(experiment)
     m.record(cid, Attempt(job, "slurm", at, f"jobs/{cid}/{job}"))
@@ -218,7 +218,7 @@ def test_collect_agrees_with_status_on_a_pending_retry(experiment: Path, monkeyp
     exp = experiment.parent
     write_json(exp / "cells/g1-b64-r0/error.json", {"error": "RuntimeError: CUDA out of memory", "time": iso(1)})
     _retry(experiment, "g1-b64-r0", "9", iso(10))  # job 9 is PENDING in the recorded sacct
-    monkeypatch.setattr("aslhpc.progress.query_states", fake_query(SACCT))
+    monkeypatch.setattr("aslhpc.orchestration.cellstate.query_states", fake_query(SACCT))
     row = {r.cell_id: r for r in experiment_status(experiment).rows}["g1-b64-r0"]
     assert (row.state, row.error) == ("PENDING", "")
     states = live_states(exp)
@@ -254,8 +254,8 @@ def test_a_pending_cell_shows_why_slurm_holds_it(experiment: Path) -> None:
 
 def test_a_job_slurm_lost_track_of_is_failed_and_retryable_not_unknown_forever(experiment: Path) -> None:
     """Accounting purged (or slurmdbd rebuilt): sacct has no record of job 3 and squeue does not list it."""
-    from aslhpc.experiment import load_spec
-    from aslhpc.submission import plan_cells
+    from aslhpc.orchestration.experiment import load_spec
+    from aslhpc.orchestration.submission import plan_cells
 
     without_3 = "\n".join(ln for ln in SACCT.splitlines() if not ln.startswith("3"))
     states = parse_sacct(without_3)

@@ -13,11 +13,11 @@ import pytest
 from aslhpc import submit
 from aslhpc.data import CANONICAL_CLASSES
 from aslhpc.errors import ClusterError
-from aslhpc.experiment import REPO_JOBS, load_spec
-from aslhpc.manifest import load_manifest
-from aslhpc.progress import CellRow, StatusReport
+from aslhpc.orchestration.cellstate import CellRow, StatusReport
+from aslhpc.orchestration.experiment import REPO_JOBS, load_spec
+from aslhpc.orchestration.manifest import load_manifest
+from aslhpc.orchestration.submission import plan_cells, resolve_cluster
 from aslhpc.slurm.cluster import check_request, expand_hostlist, parse_gres, query_cluster
-from aslhpc.submission import plan_cells, resolve_cluster
 
 GOLDEN = Path(__file__).parent / "golden"
 SACCT_HEADER = "JobID|JobIDRaw|State|NodeList|Elapsed|ExitCode|Start|End|Submit|Reason\n"
@@ -439,9 +439,9 @@ def test_resubmitting_refuses_exactly_the_changes_a_resumed_cell_would_refuse(tm
     checkpoint must match to be resumed) skip the same fields, so neither lets through what the other refuses."""
     from dataclasses import fields, replace
 
-    from aslhpc.config import TrainConfig
-    from aslhpc.experiment import TrainSettings
-    from aslhpc.submission import spec_conflicts
+    from aslhpc.orchestration.experiment import TrainSettings
+    from aslhpc.orchestration.submission import spec_conflicts
+    from aslhpc.training.config import TrainConfig
 
     spec = load_spec(REPO_JOBS / "lad2020.toml")
     changed = {"epochs": 3, "lr": 0.1, "momentum": 0.5, "dropout": 0.3, "optimizer": "adam", "image_size": 64,
@@ -470,8 +470,8 @@ NO_SM70 = ("torch 2.14.1+cu130 has no sm_70 (V100) kernels: the cells would fail
 
 
 def test_v100_cells_need_a_torch_with_sm_70(fake_slurm: Path, dataset: Path, tmp_path: Path) -> None:
-    from aslhpc.experiment import Overrides, apply_overrides
-    from aslhpc.submission import TorchBuild, check_submission, v100_check
+    from aslhpc.orchestration.experiment import Overrides, apply_overrides
+    from aslhpc.orchestration.submission import TorchBuild, check_submission, v100_check
 
     spec = apply_overrides(load_spec(REPO_JOBS / "smoke.toml"),
                            Overrides(data=str(dataset), results=str(tmp_path / "r"), allow_cpu=False))
@@ -503,9 +503,9 @@ def test_submitting_the_v100_matrix_with_a_cuda_13_torch(fake_slurm: Path, datas
                                                         capsys: pytest.CaptureFixture) -> None:
     """jobs/lad2020.toml targets v100-sxm2: with the pinned cu130 torch nothing is submitted, unless the
     cells may fall back to the CPU (then a warning, as on the mini cluster)."""
-    from aslhpc.submission import TorchBuild
+    from aslhpc.orchestration.submission import TorchBuild
 
-    monkeypatch.setattr("aslhpc.submission.torch_build", lambda: TorchBuild("2.14.1+cu130", "13.0", CU130))
+    monkeypatch.setattr("aslhpc.orchestration.submission.torch_build", lambda: TorchBuild("2.14.1+cu130", "13.0", CU130))
     args = [str(REPO_JOBS / "lad2020.toml"), "--data", str(dataset), "--results", str(tmp_path / "r"),
             "--cpus-per-gpu", "1", "--mem", "1G"]
     rc, _, err = run_submit(capsys, *args)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from aslhpc.atomic import read_jsonl
-from aslhpc.config import TrainConfig
 from aslhpc.errors import AslhpcError
-from aslhpc.trainer import run_cell
+from aslhpc.training.config import TrainConfig
+from aslhpc.training.trainer import run_cell
 
 METRICS = ("train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss", "best_epoch")
 

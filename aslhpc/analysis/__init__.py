@@ -5,11 +5,16 @@ Pure functions over pandas frames (``matrix`` -> ``tables`` -> ``hypotheses``), 
 ``collect_experiment`` is the one call the CLI (``python -m aslhpc.collect``) and demos use.
 """
 
-from .hypotheses import Conclusions, Verdict, conclusions, evaluate
-from .matrix import find_experiments, holes, load_matrix
-from .reference import REFERENCE_LABEL, default_reference_path, load_reference, reference_matrix
-from .report import Analysis, CollectOutput, analyze, collect_experiment, collect_reference
-from .tables import derive, paper_tables, summarize
+from aslhpc.analysis.hypotheses import Conclusions, Verdict, conclusions, evaluate
+from aslhpc.analysis.matrix import find_experiments, holes, load_matrix
+from aslhpc.analysis.reference import (
+    REFERENCE_LABEL,
+    default_reference_path,
+    load_reference,
+    reference_matrix,
+)
+from aslhpc.analysis.report import Analysis, CollectOutput, analyze, collect_experiment, collect_reference
+from aslhpc.analysis.tables import derive, paper_tables, summarize
 
 __all__ = [
     "REFERENCE_LABEL",

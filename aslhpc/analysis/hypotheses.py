@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .tables import gpu_label, main_split_kind
+from aslhpc.analysis.tables import gpu_label, main_split_kind
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"

@@ -18,10 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from .. import cellfiles
-from ..atomic import read_json
-from ..errors import AslhpcError
-from ..progress import error_is_current
+from aslhpc import cellfiles
+from aslhpc.atomic import read_json
+from aslhpc.errors import AslhpcError
+from aslhpc.orchestration.cellstate import error_is_current
 
 COMPLETED = "completed"
 #: progress older than this (seconds) without SLURM information reads as "incomplete", not "running".
@@ -325,7 +325,7 @@ def _hole_state(paths: cellfiles.CellPaths, entry: Mapping[str, Any], now: float
 
 
 def _status_state(state: str, reason: str) -> tuple[str, str]:
-    """A state from :func:`aslhpc.progress.experiment_status` in the matrix's lower-case words."""
+    """A state from :func:`aslhpc.orchestration.cellstate.experiment_status` in the matrix's lower-case words."""
     state = str(state).lower()
     if state == COMPLETED:  # only a readable result.json makes a cell completed
         return "incomplete", f"status says COMPLETED but there is no usable result.json ({reason})"
@@ -396,7 +396,7 @@ def load_matrix(
 
     One row per cell (completed or hole), columns :data:`BASE_COLUMNS` plus
     ``gpu0_gb``..``gpu{max_gpus-1}_gb``. ``states`` maps cell_id -> (state, reason) as
-    :func:`aslhpc.progress.experiment_status` resolved them (``collect.live_states``: files
+    :func:`aslhpc.orchestration.cellstate.experiment_status` resolved them (``collect.live_states``: files
     first, then SLURM, as docs/design.md orders it); a cell without a usable result.json
     takes that state, lower-cased. Cells absent from ``states`` (or all cells, when it is
     None) get their state from their files alone. Completed cells that

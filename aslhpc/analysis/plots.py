@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..atomic import atomic_write_bytes
-from .reference import REFERENCE_LABEL
-from .tables import gpu_label, main_split_kind
+from aslhpc.analysis.reference import REFERENCE_LABEL
+from aslhpc.analysis.tables import gpu_label, main_split_kind
+from aslhpc.atomic import atomic_write_bytes
 
 PLOT_FILES = {
     "time": "time_vs_gpus.png",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import AslhpcError
-from .matrix import COMPLETED, finalize_matrix
+from aslhpc.analysis.matrix import COMPLETED, finalize_matrix
+from aslhpc.errors import AslhpcError
 
 REFERENCE_LABEL = "published 2020 reference (not measured by aslhpc)"
 REFERENCE_TITLE = "Lad (2020), American Sign Language Recognition using CNNs and Data Parallelism in PyTorch"

@@ -24,11 +24,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..atomic import atomic_write_text
-from .hypotheses import PAPER_VERDICTS, Conclusions, Verdict, conclusions, evaluate
-from .matrix import COMPLETED, holes, load_matrix
-from .reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
-from .tables import (
+from aslhpc.analysis.hypotheses import PAPER_VERDICTS, Conclusions, Verdict, conclusions, evaluate
+from aslhpc.analysis.matrix import COMPLETED, holes, load_matrix
+from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
+from aslhpc.analysis.tables import (
     comparison_tables,
     derive,
     gpu_label,
@@ -37,6 +36,7 @@ from .tables import (
     summary_view,
     to_markdown,
 )
+from aslhpc.atomic import atomic_write_text
 
 MEASURED_LABEL = "measured by aslhpc"
 #: under the paper-shaped tables: what their GPU columns measure (not quite what the paper's did)
@@ -396,7 +396,7 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     )
     plot_paths: dict[str, Path] = {}
     if plots:
-        from .plots import write_plots  # matplotlib costs ~1 s to import: only when plotting
+        from aslhpc.analysis.plots import write_plots  # matplotlib costs ~1 s to import: only when plotting
 
         ref_summary = out.reference.summary if out.reference is not None else None
         plot_paths = write_plots(a.summary, d / "plots", a.label, ref_summary)

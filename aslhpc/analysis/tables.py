@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .matrix import COMPLETED, gpu_columns
+from aslhpc.analysis.matrix import COMPLETED, gpu_columns
 
 #: what identifies a configuration; repeats of it are aggregated
 CONFIG_KEYS = ["batch_size", "gpus", "strategy", "pipeline", "split_kind"]

@@ -3,10 +3,10 @@
 See docs/design.md ("Data API") for the contract the pipelines, trainer and predictor rely on.
 """
 
-from .cache import DecodedImages, open_cache
-from .layout import CANONICAL_CLASSES, DatasetIndex, scan_dataset
-from .preprocess import MEAN, STD, load_image, normalize, to_tensor
-from .split import Split, make_split, split_sizes
+from aslhpc.data.cache import DecodedImages, open_cache
+from aslhpc.data.layout import CANONICAL_CLASSES, DatasetIndex, scan_dataset
+from aslhpc.data.preprocess import MEAN, STD, load_image, normalize, to_tensor
+from aslhpc.data.split import Split, make_split, split_sizes
 
 __all__ = [
     "CANONICAL_CLASSES",

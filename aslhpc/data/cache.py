@@ -51,10 +51,10 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_json, read_json
-from ..errors import DataError
-from .layout import DatasetIndex
-from .preprocess import RESAMPLE, CorruptImageError, load_image
+from aslhpc.atomic import atomic_write_json, read_json
+from aslhpc.data.layout import DatasetIndex
+from aslhpc.data.preprocess import RESAMPLE, CorruptImageError, load_image
+from aslhpc.errors import DataError
 
 SCHEMA = 1
 _SMALL = 256  # below this many images a process pool costs more than it saves
@@ -119,7 +119,7 @@ def cache_paths(index: DatasetIndex, size: int, interpolation: str, cache_dir: s
 
 
 def _default_cache_dir() -> str:
-    from ..config import default_cache_dir
+    from aslhpc.training.config import default_cache_dir
 
     return default_cache_dir()
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import DataError
+from aslhpc.errors import DataError
 
 CANONICAL_CLASSES: tuple[str, ...] = tuple(chr(c) for c in range(ord("A"), ord("Z") + 1)) + (
     "del",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import DataError
+from aslhpc.errors import DataError
 
 if TYPE_CHECKING:  # torch is imported lazily: scanning and caching need no torch
     import torch

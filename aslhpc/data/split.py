@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
-from .layout import DatasetIndex, file_sort_key
+from aslhpc.data.layout import DatasetIndex, file_sort_key
+from aslhpc.errors import ConfigError
 
 SPLIT_KINDS = ("random", "blocked")
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import AslhpcError, DataError
-from .layout import CANONICAL_CLASSES, TEST_DIR, TRAIN_DIR
+from aslhpc.data.layout import CANONICAL_CLASSES, TEST_DIR, TRAIN_DIR
+from aslhpc.errors import AslhpcError, DataError
 
 _BACKGROUNDS = np.array([(20, 20, 30), (230, 228, 220), (30, 60, 150), (150, 50, 30)], dtype=np.float32)
 _N_SHAPES = 8

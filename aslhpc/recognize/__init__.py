@@ -5,7 +5,7 @@ predictions -> text, pure), ``sources`` (what an INPUT is; OpenCV frames), ``fol
 (accuracy / per-class hits / confusions). ``aslhpc.predict`` is the CLI over these.
 """
 
-from .classifier import (
+from aslhpc.recognize.classifier import (
     BestCell,
     Classifier,
     Prediction,
@@ -15,8 +15,8 @@ from .classifier import (
     fuse_batchnorm,
     resolve_device,
 )
-from .folder_eval import FolderReport, evaluate_images, score
-from .sources import (
+from aslhpc.recognize.folder_eval import FolderReport, evaluate_images, score
+from aslhpc.recognize.sources import (
     Folder,
     FrameSource,
     ImageFile,
@@ -27,7 +27,7 @@ from .sources import (
     open_video,
     scan_folder,
 )
-from .stream import StreamEvent, TextSmoother
+from aslhpc.recognize.stream import StreamEvent, TextSmoother
 
 __all__ = [
     "BestCell", "Classifier", "Folder", "FolderReport", "FrameSource", "ImageFile", "Prediction", "StreamEvent",

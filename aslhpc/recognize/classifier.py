@@ -20,12 +20,12 @@ from PIL import Image
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .. import cellfiles
-from ..atomic import read_json
-from ..data.preprocess import CorruptImageError, load_image, normalize, to_tensor
-from ..errors import AslhpcError
-from ..model import LadNet
-from ..modelio import load_model
+from aslhpc import cellfiles
+from aslhpc.atomic import read_json
+from aslhpc.data.preprocess import CorruptImageError, load_image, normalize, to_tensor
+from aslhpc.errors import AslhpcError
+from aslhpc.training.model import LadNet
+from aslhpc.training.modelio import load_model
 
 ImageInput = str | os.PathLike | Image.Image
 DATASET_FRAME = 200  # side of the Kaggle ASL Alphabet images the models are trained on

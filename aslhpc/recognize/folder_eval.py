@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from .classifier import Classifier, Unreadable
-from .sources import ImageFile
+from aslhpc.recognize.classifier import Classifier, Unreadable
+from aslhpc.recognize.sources import ImageFile
 
 
 @dataclass(frozen=True)

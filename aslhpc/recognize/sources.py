@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.layout import IMAGE_SUFFIXES
-from ..errors import AslhpcError
+from aslhpc.data.layout import IMAGE_SUFFIXES
+from aslhpc.errors import AslhpcError
 
 VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 TEST_SUFFIX = "_test"  # the flat Kaggle test folder names its files <CLASS>_test.jpg

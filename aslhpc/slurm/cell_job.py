@@ -1,4 +1,4 @@
-"""The function a cell's job runs: a submitit Checkpointable around :func:`aslhpc.trainer.run_cell`.
+"""The function a cell's job runs: a submitit Checkpointable around :func:`aslhpc.training.trainer.run_cell`.
 
 Preemption / time limit: SLURM sends USR2 (``--signal=USR2@90``), submitit calls
 :meth:`CellJob.checkpoint` and requeues the job. The trainer has already written a checkpoint
@@ -19,7 +19,7 @@ from typing import Any
 
 import submitit
 
-from ..config import TrainConfig
+from aslhpc.training.config import TrainConfig
 
 
 class CellJob(submitit.helpers.Checkpointable):
@@ -34,7 +34,7 @@ class CellJob(submitit.helpers.Checkpointable):
         cfg = TrainConfig.from_dict(self.config)
         if _num_tasks() > 1:
             export_dist_env()
-        from ..trainer import run_cell  # heavy import, inside the job only
+        from aslhpc.training.trainer import run_cell  # heavy import, inside the job only
 
         return run_cell(cfg, experiment=self.experiment, cell_id=self.cell_id)
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cell-id", required=True)
     p.add_argument("--config", required=True, help="the cell's TrainConfig as JSON")
     args = p.parse_args(argv)
-    from ..errors import run_cli
+    from aslhpc.errors import run_cli
 
     return run_cli(CellJob(json.loads(args.config), args.experiment, args.cell_id))
 

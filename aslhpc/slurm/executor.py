@@ -21,8 +21,8 @@ from typing import Any
 
 import submitit
 
-from ..errors import ConfigError
-from ..experiment import Cell, ExperimentSpec, parse_mem_mb, parse_time_min, sbatch_mem
+from aslhpc.errors import ConfigError
+from aslhpc.orchestration.experiment import Cell, ExperimentSpec, parse_mem_mb, parse_time_min, sbatch_mem
 
 TEMPLATES = Path(__file__).resolve().parent.parent.parent / "sbatch_templates"
 SIGNAL_DELAY_S = 90  # USR2 this long before the time limit: enough to requeue; the trainer saved at the last epoch

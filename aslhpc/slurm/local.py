@@ -29,8 +29,8 @@ from typing import Any
 
 import submitit
 
-from ..atomic import atomic_write_json, read_json
-from .executor import JobRequest, local_executor
+from aslhpc.atomic import atomic_write_json, read_json
+from aslhpc.slurm.executor import JobRequest, local_executor
 
 RUNNER_FILE = "local_runner.json"
 

@@ -6,8 +6,8 @@ records the machine. NVML comes from ``nvidia-ml-py`` (``import pynvml``), never
 deprecated PyPI package named ``pynvml``.
 """
 
-from .nvml import torch_visible
-from .provenance import collect_provenance
-from .sampler import CPU_RUN_REASON, CSV_COLUMNS, Sampler, torch_memory
+from aslhpc.telemetry.nvml import torch_visible
+from aslhpc.telemetry.provenance import collect_provenance
+from aslhpc.telemetry.sampler import CPU_RUN_REASON, CSV_COLUMNS, Sampler, torch_memory
 
 __all__ = ["CPU_RUN_REASON", "CSV_COLUMNS", "Sampler", "collect_provenance", "torch_memory", "torch_visible"]

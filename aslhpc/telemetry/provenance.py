@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .nvml import Nvml, NvmlUnavailable
+from aslhpc.telemetry.nvml import Nvml, NvmlUnavailable
 
 CPUINFO = Path("/proc/cpuinfo")
 

@@ -35,9 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from .cpu import CpuMeter, descendants
-from .nvml import MIB, MappedGpu, Nvml, NvmlUnavailable, describe_error, torch_visible
+from aslhpc.errors import ConfigError
+from aslhpc.telemetry.cpu import CpuMeter, descendants
+from aslhpc.telemetry.nvml import MIB, MappedGpu, Nvml, NvmlUnavailable, describe_error, torch_visible
 
 CSV_COLUMNS = (
     "time", "elapsed_s", "kind", "gpu", "uuid", "mem_used_mib", "mem_total_mib", "util_gpu_pct",

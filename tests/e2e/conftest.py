@@ -86,7 +86,7 @@ def wait_until_ended(manifest: Path, timeout: float, poll: float = 1.0):  # noqa
     """Poll status (the library) until every cell has ended; fail with the table and squeue on timeout."""
     from rich.console import Console
 
-    from aslhpc.progress import experiment_status, render_table
+    from aslhpc.orchestration.cellstate import experiment_status, render_table
 
     deadline = time.monotonic() + timeout
     while True:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from aslhpc.manifest import CellEntry, load_manifest
+from aslhpc.orchestration.manifest import CellEntry, load_manifest
 from aslhpc.slurm.cluster import expand_hostlist
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("slurm_cluster")]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aslhpc.manifest import load_manifest
+from aslhpc.orchestration.manifest import load_manifest
 
 pytestmark = pytest.mark.e2e
 

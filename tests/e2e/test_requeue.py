@@ -11,7 +11,7 @@ import pytest
 import submitit
 
 from aslhpc.atomic import read_jsonl
-from aslhpc.manifest import load_manifest
+from aslhpc.orchestration.manifest import load_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("slurm_cluster")]
 EPOCHS = 3

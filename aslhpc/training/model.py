@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import MIN_INPUT_SIZE
+from aslhpc.training.config import MIN_INPUT_SIZE
 
 NUM_CLASSES = 29
 INPUT_SIZE = 150

@@ -21,15 +21,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from .atomic import read_json
-from .config import NOT_IDENTITY, TrainConfig
-from .errors import AslhpcError, ClusterError, ConfigError, DataError
-from .experiment import Cell, ExperimentSpec, SpecErrors, TrainSettings, parse_time_min, validate_spec
-from .manifest import Attempt, Manifest, load_manifest, manifest_path, now_iso
-from .progress import NOT_SUBMITTED, UNKNOWN, CellRow, StatusReport, experiment_status
-from .slurm.accounting import FAILED_STATES, LIVE_STATES
-from .slurm.cell_job import CellJob
-from .slurm.cluster import (
+from aslhpc.atomic import read_json
+from aslhpc.errors import AslhpcError, ClusterError, ConfigError, DataError
+from aslhpc.orchestration.cellstate import NOT_SUBMITTED, UNKNOWN, CellRow, StatusReport, experiment_status
+from aslhpc.orchestration.experiment import (
+    Cell,
+    ExperimentSpec,
+    SpecErrors,
+    TrainSettings,
+    parse_time_min,
+    validate_spec,
+)
+from aslhpc.orchestration.manifest import Attempt, Manifest, load_manifest, manifest_path, now_iso
+from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES
+from aslhpc.slurm.cell_job import CellJob
+from aslhpc.slurm.cluster import (
     ClusterInfo,
     JobShape,
     check_request,
@@ -37,8 +43,9 @@ from .slurm.cluster import (
     slurm_installed,
     slurm_reachable,
 )
-from .slurm.executor import cell_command, default_python, job_request, render_sbatch, slurm_executor
-from .slurm.local import LocalTask, RunnerLock, run_local, runner_alive, visible_gpus
+from aslhpc.slurm.executor import cell_command, default_python, job_request, render_sbatch, slurm_executor
+from aslhpc.slurm.local import LocalTask, RunnerLock, run_local, runner_alive, visible_gpus
+from aslhpc.training.config import NOT_IDENTITY, TrainConfig
 
 CLUSTERS = ("auto", "slurm", "local")
 # TrainSettings fields that do not change what a cell computes: TrainConfig.identity()'s own set, less the
@@ -149,7 +156,7 @@ def v100_check(gpu_type: str, allow_cpu: bool, build: TorchBuild | None) -> tupl
     The pinned CUDA 13 torch has no Volta kernels, so on the paper's V100s every cell would queue, start
     and fail (or, with ``allow_cpu``, fall back to the CPU). CPU builds and arch lists that say nothing
     are not judged."""
-    from .telemetry.provenance import v100_supported
+    from aslhpc.telemetry.provenance import v100_supported
 
     if "v100" not in gpu_type.lower() or build is None or build.cuda is None:
         return None
@@ -170,8 +177,8 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
 
     ``torch_info`` describes the torch the jobs will run (default :func:`torch_build`, this interpreter's:
     the jobs run it too). A dry run only warns about it, since it starts nothing."""
-    from .data import scan_dataset
-    from .slurm.executor import read_preamble
+    from aslhpc.data import scan_dataset
+    from aslhpc.slurm.executor import read_preamble
 
     problems = list(validate_spec(spec))
     warnings: list[str] = []
@@ -251,7 +258,7 @@ def job_shapes(spec: ExperimentSpec) -> list[JobShape]:
 
 
 def _mem_mb(mem: str) -> int:
-    from .experiment import parse_mem_mb
+    from aslhpc.orchestration.experiment import parse_mem_mb
 
     try:
         return parse_mem_mb(mem)

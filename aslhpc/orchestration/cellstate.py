@@ -21,12 +21,19 @@ import pandas as pd
 from rich.table import Table
 from rich.text import Text
 
-from .atomic import read_json, read_jsonl
-from .cellfiles import CellPaths
-from .manifest import Attempt, CellEntry, Manifest, load_manifest
-from .slurm.accounting import DONE_STATES, FAILED_STATES, LIVE_STATES, JobState, StateQuery, query_states
-from .slurm.executor import job_name
-from .slurm.local import process_alive, runner_alive
+from aslhpc.atomic import read_json, read_jsonl
+from aslhpc.cellfiles import CellPaths
+from aslhpc.orchestration.manifest import Attempt, CellEntry, Manifest, load_manifest
+from aslhpc.slurm.accounting import (
+    DONE_STATES,
+    FAILED_STATES,
+    LIVE_STATES,
+    JobState,
+    StateQuery,
+    query_states,
+)
+from aslhpc.slurm.executor import job_name
+from aslhpc.slurm.local import process_alive, runner_alive
 
 NOT_SUBMITTED = "NOT_SUBMITTED"
 UNKNOWN = "UNKNOWN"
@@ -311,7 +318,7 @@ def experiment_status(manifest_path: str | Path, query: Callable[..., StateQuery
     manifest_path = Path(manifest_path)
     manifest = load_manifest(manifest_path)
     if manifest is None:
-        from .errors import ConfigError
+        from aslhpc.errors import ConfigError
 
         raise ConfigError(f"no manifest at {manifest_path}; run python -m aslhpc.submit first "
                           "(or pass --results/--experiment)")

@@ -21,13 +21,21 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .cellfiles import cell_id as make_cell_id
-from .cellfiles import cells_dir
-from .config import AMP_MODES, INTERPOLATIONS, MIN_INPUT_SIZE, PIPELINES, SPLITS, STRATEGIES, TrainConfig
-from .errors import ConfigError
+from aslhpc.cellfiles import cell_id as make_cell_id
+from aslhpc.cellfiles import cells_dir
+from aslhpc.errors import ConfigError
+from aslhpc.training.config import (
+    AMP_MODES,
+    INTERPOLATIONS,
+    MIN_INPUT_SIZE,
+    PIPELINES,
+    SPLITS,
+    STRATEGIES,
+    TrainConfig,
+)
 
 OPTIMIZERS = ("sgd",)
-REPO_JOBS = Path(__file__).resolve().parent.parent / "jobs"
+REPO_JOBS = Path(__file__).resolve().parents[2] / "jobs"
 
 # Names that end up on an sbatch line or in a path: no shell metacharacters, no spaces.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import AslhpcError
+from aslhpc.errors import AslhpcError
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import torch
 import torchvision
 from torch.utils.data import DataLoader, Subset
 
-from .data import DatasetIndex, load_image, normalize, to_tensor
+from aslhpc.data import DatasetIndex, load_image, normalize, to_tensor
 
 Batch = tuple[torch.Tensor, torch.Tensor, int]
 

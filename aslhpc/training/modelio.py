@@ -10,10 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import atomic_write_bytes
-from .data.preprocess import RESAMPLE
-from .errors import AslhpcError
-from .model import LadNet
+from aslhpc.atomic import atomic_write_bytes
+from aslhpc.data.preprocess import RESAMPLE
+from aslhpc.errors import AslhpcError
+from aslhpc.training.model import LadNet
 
 
 @dataclass

@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_json, read_json
-from .cellfiles import experiment_dir
-from .errors import ConfigError
-from .experiment import Cell, ExperimentSpec
+from aslhpc.atomic import atomic_write_json, read_json
+from aslhpc.cellfiles import experiment_dir
+from aslhpc.errors import ConfigError
+from aslhpc.orchestration.experiment import Cell, ExperimentSpec
 
 MANIFEST = "manifest.json"
 SCHEMA = 1

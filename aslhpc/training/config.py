@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from aslhpc.errors import ConfigError
 
 SPLITS = ("random", "blocked")
 PIPELINES = ("paper", "fast")

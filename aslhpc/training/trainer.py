@@ -30,18 +30,25 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-from . import __version__
-from .atomic import append_jsonl, atomic_write_bytes, atomic_write_json, read_json, read_jsonl
-from .cellfiles import RESULT_SCHEMA, CellPaths
-from .config import TrainConfig
-from .data import DatasetIndex, load_image, make_split, normalize, open_cache, scan_dataset, to_tensor
-from .devices import DevicePlan, Precision, choose_precision, plan_devices
-from .errors import AslhpcError, DataError
-from .hostmem import retain_freed_memory
-from .model import LadNet
-from .modelio import model_state, save_model, unwrap
-from .pipelines import LoaderBatches, PaperImageFolder, TensorBatches, fits_on_device, rank_slice, tensor_data
-from .telemetry import Sampler, collect_provenance
+from aslhpc import __version__
+from aslhpc.atomic import append_jsonl, atomic_write_bytes, atomic_write_json, read_json, read_jsonl
+from aslhpc.cellfiles import RESULT_SCHEMA, CellPaths
+from aslhpc.data import DatasetIndex, load_image, make_split, normalize, open_cache, scan_dataset, to_tensor
+from aslhpc.errors import AslhpcError, DataError
+from aslhpc.telemetry import Sampler, collect_provenance
+from aslhpc.training.config import TrainConfig
+from aslhpc.training.devices import DevicePlan, Precision, choose_precision, plan_devices
+from aslhpc.training.hostmem import retain_freed_memory
+from aslhpc.training.model import LadNet
+from aslhpc.training.modelio import model_state, save_model, unwrap
+from aslhpc.training.pipelines import (
+    LoaderBatches,
+    PaperImageFolder,
+    TensorBatches,
+    fits_on_device,
+    rank_slice,
+    tensor_data,
+)
 
 Log = Callable[[str], None]
 

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import read_json
-from .errors import AslhpcError
-from .manifest import MANIFEST as MANIFEST_FILE
-from .slurm.local import RUNNER_FILE
+from aslhpc.atomic import read_json
+from aslhpc.errors import AslhpcError
+from aslhpc.orchestration.manifest import MANIFEST as MANIFEST_FILE
+from aslhpc.slurm.local import RUNNER_FILE
 
 LOG_PREFIX = "submit-"  # one log per detached run: submit-<YYYYmmdd-HHMMSS>-<pid>.log
 CHILD_ENV = "ASLHPC_DETACHED"  # set in the background submit: it runs in place, never detaches again
