@@ -1,17 +1,93 @@
 """``python -m aslhpc.status``: one row per cell of an experiment, from any shell, at any time.
 
 Reads the manifest written by submit, asks SLURM once (sacct; squeue without accounting) and
-reads each cell's files (epoch, accuracy, images/s, errors). Exit status 1 when a cell failed.
+reads each cell's files (epoch, accuracy, images/s, errors). Exit status 1 when a cell failed
+or is damaged. The table is drawn here; :mod:`aslhpc.orchestration.cellstate` returns the rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
 from aslhpc.errors import AslhpcError, ConfigError
+from aslhpc.orchestration.cellstate import (
+    NOT_SUBMITTED,
+    UNKNOWN,
+    CellRow,
+    StatusReport,
+    experiment_status,
+    format_duration,
+)
 from aslhpc.orchestration.manifest import find_manifests, manifest_path
+
+_STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
+          "COMPLETING": "cyan", NOT_SUBMITTED: "dim", UNKNOWN: "magenta"}
+_COLUMNS = (("cell", "left"), ("job", "right"), ("state", "left"), ("node", "left"), ("elapsed", "right"),
+            ("epoch", "right"), ("val acc", "right"), ("img/s", "right"), ("ETA", "right"))
+
+
+def _state_text(r: CellRow) -> Text:
+    requeues = f" ({r.restarts} requeue{'s' if r.restarts != 1 else ''})" if r.restarts else ""
+    return Text(r.state + requeues, style=_STYLE.get(r.state, "red" if r.failed else ""))
+
+
+def _problems(report: StatusReport) -> list[Text]:
+    """One block per failed or damaged cell, under the table: its error and log, wrapped at spaces.
+
+    Beside the table the error column was a few characters wide at 80 columns and split words;
+    on lines of their own, rich wraps at word boundaries (only a word longer than the line folds)."""
+    out = []
+    for r in report.rows:
+        if r.failed and (r.error or r.log):
+            text = Text(f"{r.cell_id}: ", style="bold red")
+            text.append(r.error or r.state)
+            if r.log:
+                text.append(f"\n  log: {r.log}", style="dim")
+            out.append(text)
+    return out
+
+
+def render_table(report: StatusReport) -> RenderableType:
+    """The status table (one row per cell), its summary caption, then the error lines of failed cells."""
+    table = Table(title=f"{report.experiment}  ({report.manifest})", title_justify="left", expand=False)
+    for name, justify in _COLUMNS:
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for r in report.rows:
+        table.add_row(
+            r.cell_id, r.job_id or "-", _state_text(r), r.node, r.elapsed,
+            f"{r.epoch}/{r.epochs}" if r.epochs else "",
+            f"{r.val_acc:.2f}%" if r.val_acc is not None else "",
+            f"{r.images_per_s:.0f}" if r.images_per_s is not None else "",
+            format_duration(r.eta_s))
+    table.caption = report.summary() + (f"\n{report.note}" if report.note else "")
+    table.caption_justify = "left"
+    problems = _problems(report)
+    return Group(table, *problems) if problems else table
+
+
+def watch(get_report: Callable[[], StatusReport], interval_s: float, console: Console | None = None) -> StatusReport:
+    """Refresh the table in place (rich Live) until every cell has ended or Ctrl-C; return the last report."""
+    from rich.live import Live
+
+    console = console or Console()
+    report = get_report()
+    with Live(render_table(report), console=console, refresh_per_second=4, transient=False) as live:
+        try:
+            while not report.all_ended:
+                time.sleep(interval_s)
+                report = get_report()
+                live.update(render_table(report))
+        except KeyboardInterrupt:
+            pass
+    return report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,10 +115,6 @@ def resolve_manifest(results: str, experiment: str | None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from rich.console import Console
-
-    from aslhpc.orchestration.cellstate import experiment_status, render_table, watch
-
     console = Console()
     if not console.is_terminal:  # a log file or pipe: keep whole rows instead of 80 columns of ellipses
         console = Console(width=max(console.width, 200))
@@ -54,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             report = experiment_status(path)
             console.print(render_table(report))
     except AslhpcError as exc:
-        for line in str(exc).splitlines():
-            Console(stderr=True).print(f"error: {line}", highlight=False, markup=False)
+        message = " ".join(str(exc).split())  # one line, whatever the raiser put in it
+        Console(stderr=True, soft_wrap=True).print(f"error: {message}", highlight=False, markup=False)
         return 2
     return 1 if report.any_failed else 0
 

@@ -131,13 +131,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"manifest {result.manifest}", highlight=False)
     console.print(f"status: {status_cmd}", highlight=False)
     if result.cluster == "local":
-        from aslhpc.orchestration.cellstate import experiment_status, render_table
+        from aslhpc.orchestration.cellstate import experiment_status
+        from aslhpc.status import render_table
 
         report = experiment_status(result.manifest)
         console.print(render_table(report))
         return 1 if report.any_failed else 0
     if args.wait:
-        from aslhpc.orchestration.cellstate import experiment_status, watch
+        from aslhpc.orchestration.cellstate import experiment_status
+        from aslhpc.status import watch
 
         report = watch(lambda: experiment_status(result.manifest), args.interval, console)
         return 1 if report.any_failed else 0
@@ -203,7 +205,8 @@ class _LocalDisplay:
         self._last = time.monotonic()
         from rich.live import Live
 
-        from aslhpc.orchestration.cellstate import experiment_status, render_table
+        from aslhpc.orchestration.cellstate import experiment_status
+        from aslhpc.status import render_table
 
         table = render_table(experiment_status(self.manifest))
         if self._live is None:

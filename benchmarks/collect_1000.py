@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from test_analysis_helpers import result_json, write_cell, write_json, write_manifest  # noqa: E402
+from experiment_builders import result_json, write_cell, write_json, write_manifest  # noqa: E402
 
 from aslhpc.analysis.matrix import load_matrix  # noqa: E402
 from aslhpc.analysis.report import CollectOutput, analyze, write_outputs  # noqa: E402

@@ -8,7 +8,7 @@ import os
 import time
 
 import pytest
-from test_analysis_helpers import (
+from experiment_builders import (
     paper_experiment,
     result_json,
     write_cell,
@@ -62,7 +62,7 @@ def test_holes_have_state_and_reason_and_never_crash(tmp_path):
     write_json(ep, {"epoch": 1})
     old = time.time() - 3 * 3600
     os.utime(ep, (old, old))
-    # corrupt result.json
+    # a result.json cut short
     (cells / "g4-b512-r0").mkdir(parents=True)
     (cells / "g4-b512-r0" / "result.json").write_text('{"schema": 1, "exec_ti', encoding="utf-8")
     # g3-b512-r0: nothing at all, but submitted -> pending
@@ -72,7 +72,7 @@ def test_holes_have_state_and_reason_and_never_crash(tmp_path):
     assert st["g2-b128-r0"] == ("failed", "CUDA out of memory; lower --batch-size")
     assert st["g3-b128-r0"][0] == "running" and "epoch 3/25" in st["g3-b128-r0"][1]
     assert st["g4-b256-r0"][0] == "incomplete" and "3.0 h ago" in st["g4-b256-r0"][1]
-    assert st["g4-b512-r0"][0] == "corrupt" and "result.json unreadable" in st["g4-b512-r0"][1]
+    assert st["g4-b512-r0"][0] == "damaged" and st["g4-b512-r0"][1].startswith("result.json: not valid JSON")
     assert st["g3-b512-r0"][0] == "pending" and "job 1010" in st["g3-b512-r0"][1]
     h = holes(m)
     assert set(h["cell_id"]) == {"g2-b128-r0", "g3-b128-r0", "g4-b256-r0", "g4-b512-r0", "g3-b512-r0"}
@@ -148,13 +148,15 @@ def test_a_retried_cell_is_not_failed_by_the_previous_attempts_error(tmp_path):
 
 
 def test_without_manifest_cells_are_scanned(tmp_path):
+    """Cells trained outside submit are placed by their result.json; a directory nothing describes
+    (no manifest entry, no readable result or config) cannot be placed and is listed as ignored."""
     exp = tmp_path / "e"
     write_cell(exp, result_json("e", 1, 128))
     write_cell(exp, result_json("e", 2, 128))
     (exp / "cells" / "g4-b128-r0").mkdir()
     m = load_matrix(exp)
-    assert sorted(m["cell_id"]) == ["g1-b128-r0", "g2-b128-r0", "g4-b128-r0"]
-    assert m.set_index("cell_id").loc["g4-b128-r0", "state"] == "pending"
+    assert sorted(m["cell_id"]) == ["g1-b128-r0", "g2-b128-r0"]
+    assert m.attrs["ignored"] == ["g4-b128-r0 (pending: cell directory exists but holds no result, error or progress)"]
     assert not m["in_manifest"].any()
 
 
@@ -189,7 +191,7 @@ def test_user_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "manifest.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(AslhpcError, match="manifest.json is unreadable"):
+    with pytest.raises(AslhpcError, match="manifest.json is not a valid aslhpc manifest"):
         load_matrix(bad)
 
 

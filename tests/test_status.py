@@ -15,12 +15,12 @@ from aslhpc.orchestration.cellstate import (
     experiment_status,
     last_error_line,
     local_job_state,
-    render_table,
     resolve_state,
 )
 from aslhpc.orchestration.experiment import REPO_JOBS, load_spec
 from aslhpc.orchestration.manifest import Attempt, Manifest, manifest_path
 from aslhpc.slurm.accounting import JobState, StateQuery, parse_sacct
+from aslhpc.status import render_table
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = "2026-11-25T16:00:00+00:00"
@@ -151,19 +151,33 @@ def test_last_error_line() -> None:
     assert last_error_line("") == ""
 
 
-def test_local_attempts_state_from_process_and_pickle(tmp_path: Path) -> None:
-    import cloudpickle
+def test_local_attempts_state_from_process_and_result_file_never_unpickled(tmp_path: Path) -> None:
+    """submitit's local result pickle tells only that the job ran to its end: it is never opened (a planted
+    pickle would run code), and the cell's own files say how it ended."""
+    import pickle
 
     a = Attempt("999999999", "local", T0, "jobs/c/999999999")
     assert local_job_state(a, tmp_path) == "CANCELLED"  # no such process, no result
     folder = tmp_path / a.folder
     folder.mkdir(parents=True)
-    (folder / "999999999_0_result.pkl").write_bytes(cloudpickle.dumps(("success", {})))
-    assert local_job_state(a, tmp_path) == "COMPLETED"
-    (folder / "999999999_0_result.pkl").write_bytes(cloudpickle.dumps(("error", "tb")))
-    assert local_job_state(a, tmp_path) == "FAILED"
+    planted = tmp_path / "pwned"
+    (folder / "999999999_0_result.pkl").write_bytes(pickle.dumps(_Plant(str(planted))))
+    assert local_job_state(a, tmp_path) == "ENDED"
+    assert resolve_state(has_result=False, error_time=None, attempt=a, job=None, local="ENDED") == "FAILED"
+    assert resolve_state(has_result=True, error_time=None, attempt=a, job=None, local="ENDED") == "COMPLETED"
+    assert not planted.exists()
     me = Attempt(str(os.getpid()), "local", T0, "x")
     assert local_job_state(me, tmp_path) == "CANCELLED"  # alive, but not a submitit controller (pid reuse)
+
+
+class _Plant:
+    """Unpickling this creates a file: proof that something unpickled it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # noqa: ANN204
+        return (open, (self.path, "w"))
 
 
 def test_cli_exit_status_and_experiment_lookup(experiment: Path, monkeypatch: pytest.MonkeyPatch,

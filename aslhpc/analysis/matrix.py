@@ -3,8 +3,10 @@
 The 2020 study copied numbers from nvidia-smi and training logs by hand; here every
 ``cells/*/result.json`` (docs/design.md, schema 1) becomes a row, and every cell the
 manifest expects but that has no result becomes a *hole* row whose ``state``/``reason``
-say why (failed, running, pending, corrupt, ...). Nothing is dropped silently and no
-file content can crash the loader: a bad file is a hole with a reason.
+say why (failed, running, pending, damaged, ...). Each cell's files are read and checked
+once (:mod:`aslhpc.orchestration.cellrecord`) and its state derived once
+(:func:`aslhpc.orchestration.cellstate.derive_state`), as status does: a damaged file is a
+hole with the file and what is wrong, never a crash of the whole matrix.
 """
 
 from __future__ import annotations
@@ -18,16 +20,25 @@ from typing import Any
 
 import pandas as pd
 
-from aslhpc import cellfiles
-from aslhpc.atomic import read_json
 from aslhpc.errors import AslhpcError
-from aslhpc.orchestration.cellstate import error_is_current
+from aslhpc.orchestration.cellrecord import CellRecord, load_cells
+from aslhpc.orchestration.cellstate import (
+    COMPLETED as _COMPLETED,
+)
+from aslhpc.orchestration.cellstate import (
+    RANKS_DIVERGED,
+    STALE_PROGRESS_S,
+    derive_state,
+    frame_state,
+    one_line,
+)
+from aslhpc.orchestration.manifest import MANIFEST, Manifest, load_manifest
 
-COMPLETED = "completed"
-#: progress older than this (seconds) without SLURM information reads as "incomplete", not "running".
-STALE_PROGRESS_S = 1800.0
+#: the frame's word for a cell with a usable result (states are lower case in the frame: :func:`frame_state`)
+COMPLETED = frame_state(_COMPLETED)
 
-_CELL_RE = re.compile(r"^g(?P<gpus>\d+)-b(?P<bs>\d+)(?:-(?P<strategy>[a-z0-9]+))?-r(?P<repeat>\d+)$")
+__all__ = ["BASE_COLUMNS", "COMPLETED", "METRIC_KEYS", "RANKS_DIVERGED", "STALE_PROGRESS_S", "check_split_hashes",
+           "finalize_matrix", "find_experiments", "gpu_columns", "holes", "load_matrix", "proc_columns"]
 
 #: metric columns read straight from result.json
 METRIC_KEYS = (
@@ -41,9 +52,6 @@ METRIC_KEYS = (
     "data_prep_s",
     "images_per_s",
 )
-
-#: why a DDP cell whose ranks diverged is a hole (result.json ``ranks.in_sync`` false)
-RANKS_DIVERGED = "DDP ranks ended with different weights (ranks.in_sync false)"
 
 #: the columns every matrix frame has, in order (the gpu<i>_gb, then gpu<i>_proc_gb, columns follow)
 BASE_COLUMNS = (
@@ -117,39 +125,8 @@ def proc_columns(n: int) -> list[str]:
 
 
 def _num(value: Any) -> float:
-    """A float or NaN: result files written by older/newer trainers may lack a key."""
-    if isinstance(value, bool) or value is None:
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _int(value: Any) -> float:
-    """Integers travel as floats (NaN-able) until the frame is built."""
-    return _num(value)
-
-
-def _first(mapping: Any, *keys: str) -> Any:
-    """The first present, non-empty value among ``keys``, searched one level deep too.
-
-    ``collect_provenance()`` is owned by another module and may nest (``{"gpu": {...}}``);
-    the report only needs a few well-known facts, so search leniently.
-    """
-    if not isinstance(mapping, Mapping):
-        return None
-    for key in keys:
-        value = mapping.get(key)
-        if value not in (None, "", [], {}):
-            return value
-    for value in mapping.values():
-        if isinstance(value, Mapping):
-            for key in keys:
-                inner = value.get(key)
-                if inner not in (None, "", [], {}):
-                    return inner
-    return None
+    """A float, or NaN for a value the writer left out (null or absent: older/newer trainers)."""
+    return math.nan if value is None else float(value)
 
 
 def _text(value: Any) -> str | None:
@@ -160,229 +137,153 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _devices(names: Any) -> str | None:
+def _devices(names: list[str] | None) -> str | None:
     """["V100", "V100"] -> "2 × V100": the report's provenance column stays narrow."""
-    if not isinstance(names, list | tuple) or not names:
-        return _text(names) if names else None
+    if not names:
+        return None
     counts: dict[str, int] = {}
     for n in names:
-        counts[str(n)] = counts.get(str(n), 0) + 1
+        counts[n] = counts.get(n, 0) + 1
     return "; ".join(n if c == 1 else f"{c} × {n}" for n, c in counts.items())
 
 
-def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def _gpu_memory(tel: Mapping[str, Any], used: int | None) -> dict[str, float]:
+    """Per-GPU peak memory, by position in the telemetry list (= logical device i of the cell).
+
+    No NVML -> no columns (NaN: not measured); slots past ``gpus_used`` -> NaN (unused, "NA" in tables)."""
+    row: dict[str, float] = {}
+    if not tel.get("nvml"):
+        return row
+    for i, g in enumerate(tel.get("gpus") or []):
+        if used is not None and i >= used:
+            break
+        g = g or {}
+        row[f"gpu{i}_gb"] = _num(g.get("mem_peak_gb"))
+        row[f"gpu{i}_proc_gb"] = _num(g.get("proc_mem_peak_gb"))
+        if i == 0:
+            row["gpu_mem_total_gb"] = _num(g.get("mem_total_gb"))
+    return row
 
 
-def _identity_from_id(cell: str) -> dict[str, Any]:
-    m = _CELL_RE.match(cell)
-    if not m:
-        return {}
+def _provenance(res: Mapping[str, Any]) -> dict[str, Any]:
+    """Host, versions and SLURM facts: result.json's ``versions``/``slurm``, else what ``provenance`` recorded."""
+    prov = res.get("provenance") or {}
+    vers = res.get("versions") or {}
+    slurm = res.get("slurm") or prov.get("slurm") or {}
+    names = res.get("device_names") or prov.get("gpu_models")
     return {
-        "gpus": int(m["gpus"]),
-        "batch_size": int(m["bs"]),
-        "repeat": int(m["repeat"]),
-        "strategy": m["strategy"] or "dp",
+        "torch": _text(vers.get("torch") or prov.get("torch")),
+        "cuda": _text(vers.get("cuda") or prov.get("cuda")),
+        "cudnn": _text(vers.get("cudnn") or prov.get("cudnn")),
+        "python": _text(vers.get("python") or prov.get("python")),
+        "aslhpc_version": _text(vers.get("aslhpc")),
+        "host": _text(res.get("host") or prov.get("hostname")),
+        "gpu_name": _text(sorted(set(names))) if names else None,
+        "driver": _text(prov.get("driver_version")),
+        "slurm_job_id": _text(slurm.get("job_id")),
+        "slurm_partition": _text(slurm.get("partition")),
+        "slurm_nodelist": _text(slurm.get("nodelist")),
+        "slurm_restarts": _num(slurm.get("restarts")),
     }
 
 
-def _row_from_result(res: dict[str, Any]) -> dict[str, Any]:
-    """Flatten one result.json into a row; missing keys become NaN/None, never errors."""
+def _row_from_result(res: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten one checked result.json (:data:`~aslhpc.orchestration.cellrecord.RESULT_SCHEMA`) into a row."""
     cfg = res.get("config") or {}
     split = res.get("split") or {}
     tel = res.get("telemetry") or {}
-    prov = res.get("provenance") or {}
-    vers = res.get("versions") or {}
-    slurm = res.get("slurm") or {}
     batches = res.get("batches") or {}
     extra = res.get("extra_test") or {}
-    gpus_used = res.get("gpus_used")
     row: dict[str, Any] = {
         "experiment": res.get("experiment"),
-        "gpus": _int(res.get("gpus_requested", cfg.get("gpus"))),
-        "batch_size": _int(cfg.get("batch_size")),
-        "seed": _int(cfg.get("seed")),
+        "gpus": _num(res.get("gpus_requested", cfg.get("gpus"))),
+        "batch_size": _num(cfg.get("batch_size")),
+        "seed": _num(cfg.get("seed")),
         "strategy": res.get("strategy") or cfg.get("strategy"),
         "pipeline": res.get("pipeline") or cfg.get("pipeline"),
         "split_kind": split.get("kind") or cfg.get("split"),
-        "split_seed": _int(split.get("seed")),
+        "split_seed": _num(split.get("seed")),
         "split_hash": split.get("hash"),
-        "gpus_used": _int(gpus_used),
+        "gpus_used": _num(res.get("gpus_used")),
         "device": res.get("device"),
         "device_names": _devices(res.get("device_names")),
         "data_parallel": bool(res["data_parallel"]) if "data_parallel" in res else None,
         "amp": _text(res.get("amp")),
-        "world_size": _int(res.get("world_size")),
-        "epochs": _int(res.get("epochs")),
-        "epochs_planned": _int(cfg.get("epochs")),
+        "world_size": _num(res.get("world_size")),
+        "epochs": _num(res.get("epochs")),
+        "epochs_planned": _num(cfg.get("epochs")),
         # >0: each epoch stopped after this many batches (--max-steps), whatever the batch size
-        "max_steps": _int(cfg.get("max_steps")),
-        "best_epoch": _int(res.get("best_epoch")),
-        "extra_test_acc": _num(extra.get("acc")) if isinstance(extra, Mapping) else math.nan,
-        "extra_test_n": _int(extra.get("n")) if isinstance(extra, Mapping) else math.nan,
-        "n_train": _int(split.get("train")),
-        "n_val": _int(split.get("val")),
-        "n_test": _int(split.get("test")),
-        "batches_train": _int(batches.get("train")) if isinstance(batches, Mapping) else math.nan,
-        "nvml": bool(tel.get("nvml")) if isinstance(tel, Mapping) and "nvml" in tel else None,
-        "nvml_reason": _text(tel.get("reason")) if isinstance(tel, Mapping) else None,
+        "max_steps": _num(cfg.get("max_steps")),
+        "best_epoch": _num(res.get("best_epoch")),
+        "extra_test_acc": _num(extra.get("acc")),
+        "extra_test_n": _num(extra.get("n")),
+        "n_train": _num(split.get("train")),
+        "n_val": _num(split.get("val")),
+        "n_test": _num(split.get("test")),
+        "batches_train": _num(batches.get("train")),
+        "nvml": bool(tel["nvml"]) if "nvml" in tel else None,
+        "nvml_reason": _text(tel.get("reason")),
         "started_at": res.get("started_at"),
         "attempt_started_at": res.get("attempt_started_at"),  # absent in older results: started_at stands in
         "finished_at": res.get("finished_at"),
-        "torch": _text(vers.get("torch")),
-        "cuda": _text(vers.get("cuda") or _first(prov, "cuda", "cuda_version")),
-        "cudnn": _text(vers.get("cudnn") or _first(prov, "cudnn", "cudnn_version")),
-        "python": _text(vers.get("python")),
-        "aslhpc_version": _text(vers.get("aslhpc")),
-        "host": _text(res.get("host") or _first(prov, "hostname", "host", "node", "machine")),
-        "gpu_name": _text(sorted({str(n) for n in res["device_names"]}))
-        if isinstance(res.get("device_names"), list) and res["device_names"]
-        else _text(_first(prov, "gpu_name", "gpu", "gpus")),
-        "driver": _text(_first(prov, "driver", "driver_version", "nvidia_driver")),
+        **_provenance(res),
+        **{key: _num(res.get(key)) for key in METRIC_KEYS},
+        **_gpu_memory(tel, res.get("gpus_used")),
     }
-    for key in METRIC_KEYS:
-        row[key] = _num(res.get(key))
-    if isinstance(slurm, Mapping):
-        row["slurm_job_id"] = _text(slurm.get("job_id"))
-        row["slurm_partition"] = _text(slurm.get("partition"))
-        row["slurm_nodelist"] = _text(slurm.get("nodelist"))
-        row["slurm_restarts"] = _int(slurm.get("restarts"))
-    # Per-GPU peak memory, by position in the telemetry list (= logical device i of the cell).
-    # No NVML -> NaN (not measured); slots past gpus_used -> NaN (unused, "NA" in tables).
-    gpus_list = tel.get("gpus") if isinstance(tel, Mapping) else None
-    used = int(gpus_used) if isinstance(gpus_used, int | float) and not isinstance(gpus_used, bool) else None
-    if tel.get("nvml") if isinstance(tel, Mapping) else False:
-        for i, g in enumerate(gpus_list or []):
-            if used is not None and i >= used:
-                break
-            if isinstance(g, Mapping):
-                row[f"gpu{i}_gb"] = _num(g.get("mem_peak_gb"))
-                row[f"gpu{i}_proc_gb"] = _num(g.get("proc_mem_peak_gb"))
-                if i == 0:
-                    row["gpu_mem_total_gb"] = _num(g.get("mem_total_gb"))
-    torch_mem = tel.get("torch") if isinstance(tel, Mapping) else None
-    if isinstance(torch_mem, list) and torch_mem:
-        vals = [_num(t.get("max_reserved_gb")) for t in torch_mem if isinstance(t, Mapping)]
-        vals = [v for v in vals if not math.isnan(v)]
-        row["torch_reserved_gb"] = sum(vals) if vals else math.nan
+    reserved = [t["max_reserved_gb"] for t in tel.get("torch") or [] if t and t.get("max_reserved_gb") is not None]
+    if reserved:
+        row["torch_reserved_gb"] = sum(reserved)
     # the fast pipeline's cached dataset held on the GPU (0 when it stayed in host memory)
-    row["data_device_gb"] = _num(tel.get("data_device_gb")) if isinstance(tel, Mapping) else math.nan
+    row["data_device_gb"] = _num(tel.get("data_device_gb"))
     return row
 
 
-def _ranks_diverged(res: Mapping[str, Any]) -> bool:
-    """DDP ranks that ended with different weights (``ranks.in_sync`` false); older results lack the key."""
-    ranks = res.get("ranks")
-    return isinstance(ranks, Mapping) and ranks.get("in_sync") is False
+def _identity(rec: CellRecord) -> dict[str, Any]:
+    """What the manifest entry says the cell is (the authority), else what its config.json says."""
+    cfg = rec.config or {}
+    ident: dict[str, Any] = {k: v for k, v in (("pipeline", cfg.get("pipeline")), ("split_kind", cfg.get("split")),
+                                               ("seed", cfg.get("seed"))) if v is not None}
+    entry = rec.entry
+    if entry is not None:
+        ident.update(gpus=entry.gpus, batch_size=entry.batch_size, repeat=entry.repeat, strategy=entry.strategy,
+                     seed=entry.seed)
+    else:
+        ident.update({k: v for k, v in (("gpus", cfg.get("gpus")), ("batch_size", cfg.get("batch_size")),
+                                        ("strategy", cfg.get("strategy"))) if v is not None})
+    return ident
 
 
-def _last_attempt(entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    attempts = entry.get("attempts") or []
-    last = attempts[-1] if attempts else None
-    return last if isinstance(last, Mapping) else None
+def _cell_row(rec: CellRecord, given: tuple[str, str] | None, now: float) -> dict[str, Any]:
+    """One frame row: the result's figures, or a hole with state and reason.
+
+    ``given`` is status's (state, reason) for the cell, which already weighed SLURM; it is taken
+    as it is unless the files make the cell completed or damaged."""
+    state, reason = derive_state(rec, now=now)
+    if rec.result is not None and not rec.damaged:
+        row = _row_from_result(rec.result)  # a run whose ranks diverged keeps its figures in cells.csv
+        row.update({k: v for k, v in _identity(rec).items()
+                    if k in ("gpus", "batch_size", "repeat", "strategy") and (k == "repeat" or _missing(row.get(k)))})
+        row.setdefault("repeat", math.nan)
+    else:
+        if given is not None and not rec.damaged:
+            given_state, given_reason = given
+            if given_state == _COMPLETED:  # only a readable result.json makes a cell completed
+                given_state, given_reason = "INCOMPLETE", (
+                    f"status says COMPLETED but there is no usable result.json ({given_reason})")
+            state, reason = given_state, given_reason or reason
+        row = _identity(rec)
+    row.update(state=frame_state(state), reason=one_line(reason), cell_id=rec.cell_id,
+               in_manifest=rec.entry is not None, source="aslhpc")
+    return row
 
 
-def _hole_state(paths: cellfiles.CellPaths, entry: Mapping[str, Any], now: float) -> tuple[str, str]:
-    """State of a cell without a usable result.json, from its files alone (no SLURM answer).
-
-    An error.json counts only if it belongs to the live attempt (:func:`error_is_current`):
-    after ``submit --retry-failed`` the previous attempt's error says nothing about the new job.
-    """
-    if paths.error.exists():
-        try:
-            err = read_json(paths.error)
-        except (OSError, ValueError) as exc:
-            return "failed", f"error.json present but unreadable ({type(exc).__name__})"
-        err = err if isinstance(err, Mapping) else {}
-        if error_is_current(str(err.get("time") or ""), _last_attempt(entry)):
-            return "failed", _one_line(err.get("error") or "error.json has no 'error' line")
-    progress_files = [p for p in (paths.progress, paths.epochs) if p.exists()]
-    if progress_files:
-        newest = max(p.stat().st_mtime for p in progress_files)
-        age = now - newest
-        where = ""
-        try:
-            prog = read_json(paths.progress) if paths.progress.exists() else None
-            if isinstance(prog, Mapping) and prog.get("epoch") is not None:
-                where = (
-                    f"epoch {prog.get('epoch')}/{prog.get('epochs', '?')}, {prog.get('phase', 'training')}"
-                )
-        except (OSError, ValueError):
-            where = "progress.json unreadable"
-        if not where:
-            where = "epochs.jsonl present"
-        ago = f"{age / 60:.0f} min ago" if age < 7200 else f"{age / 3600:.1f} h ago"
-        if age > STALE_PROGRESS_S:
-            return "incomplete", f"no result.json; last progress {ago} ({where}); job may have died"
-        return "running", f"{where}; updated {ago}"
-    last = _last_attempt(entry)
-    if entry.get("attempts"):
-        return "pending", f"submitted as job {(last or {}).get('job_id', '?')}, no output yet"
-    if paths.root.exists():
-        return "pending", "cell directory exists but holds no result, error or progress"
-    return "missing", "in the manifest but never submitted (no attempts, no files)"
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _status_state(state: str, reason: str) -> tuple[str, str]:
-    """A state from :func:`aslhpc.orchestration.cellstate.experiment_status` in the matrix's lower-case words."""
-    state = str(state).lower()
-    if state == COMPLETED:  # only a readable result.json makes a cell completed
-        return "incomplete", f"status says COMPLETED but there is no usable result.json ({reason})"
-    if state == "not_submitted":
-        return "missing", reason or "in the manifest but never submitted"
-    return state, str(reason or "")
-
-
-def _read_manifest(exp_dir: Path) -> dict[str, Any] | None:
-    path = exp_dir / "manifest.json"
-    if not path.exists():
-        return None
-    try:
-        manifest = read_json(path)
-    except (OSError, ValueError) as exc:
-        raise AslhpcError(
-            f"{path} is unreadable ({type(exc).__name__}); restore it or re-run submit for this experiment"
-        ) from None
-    if not isinstance(manifest, Mapping):
-        raise AslhpcError(f"{path} is not a JSON object; restore it or re-run submit for this experiment")
-    return dict(manifest)
-
-
-def _cell_dirs(exp_dir: Path, manifest: Mapping[str, Any] | None) -> dict[str, tuple[Path, dict[str, Any]]]:
-    """cell_id -> (directory, manifest entry or {}): manifest cells first, then any extra dirs."""
-    out: dict[str, tuple[Path, dict[str, Any]]] = {}
-    cells = (manifest or {}).get("cells") or {}
-    if isinstance(cells, Mapping):
-        for cid, entry in cells.items():
-            entry = dict(entry) if isinstance(entry, Mapping) else {}
-            rel = entry.get("out_dir") or f"cells/{cid}"
-            out[str(cid)] = (exp_dir / rel, entry)
-    cells_root = exp_dir / "cells"
-    if cells_root.is_dir():
-        for d in sorted(cells_root.iterdir()):
-            if d.is_dir() and d.name not in out and not d.name.startswith("."):
-                out[d.name] = (d, {})
-    return out
-
-
-def _config_identity(paths: cellfiles.CellPaths) -> dict[str, Any]:
-    """pipeline/split of a hole from its config.json, when training got that far."""
-    try:
-        cfg = read_json(paths.config)
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(cfg, Mapping):
-        return {}
-    return {
-        k: v
-        for k, v in {
-            "pipeline": cfg.get("pipeline"),
-            "split_kind": cfg.get("split"),
-            "seed": _int(cfg.get("seed")),
-        }.items()
-        if v is not None
-    }
+def _read_manifest(exp_dir: Path) -> Manifest | None:
+    """The experiment's manifest through the manifest module's loader (its errors are one line)."""
+    return load_manifest(exp_dir / MANIFEST)
 
 
 def load_matrix(
@@ -392,7 +293,7 @@ def load_matrix(
     allow_mixed_splits: bool = False,
     now: float | None = None,
 ) -> pd.DataFrame:
-    """Read manifest.json (if any) and every ``cells/*/result.json`` into one frame.
+    """Read manifest.json (if any) and every cell's files into one frame.
 
     One row per cell (completed or hole), columns :data:`BASE_COLUMNS` plus
     ``gpu0_gb``..``gpu{max_gpus-1}_gb``. ``states`` maps cell_id -> (state, reason) as
@@ -407,81 +308,34 @@ def load_matrix(
     if not exp_dir.is_dir():
         raise AslhpcError(f"experiment directory {exp_dir} does not exist; check --results/--experiment")
     manifest = _read_manifest(exp_dir)
-    cells = _cell_dirs(exp_dir, manifest)
-    if not cells:
+    records = load_cells(exp_dir, manifest)
+    if not records:
         raise AslhpcError(
             f"no cells in {exp_dir} (no manifest cells, no cells/*/); submit the experiment first"
         )
-    spec = (manifest or {}).get("spec") or {}
-    spec = spec if isinstance(spec, Mapping) else {}
-    experiment = (manifest or {}).get("experiment") or exp_dir.name
     now = time.time() if now is None else now
     states = states or {}
+    experiment = manifest.experiment if manifest else exp_dir.name
+    rows = [_cell_row(rec, states.get(cid), now) for cid, rec in records.items()]
+    for row in rows:
+        row["experiment"] = row.get("experiment") or experiment
 
-    rows: list[dict[str, Any]] = []
-    for cid, (root, entry) in cells.items():
-        paths = cellfiles.CellPaths(root)
-        ident = {
-            **_identity_from_id(cid),
-            **{k: entry[k] for k in ("gpus", "batch_size", "repeat", "strategy") if k in entry},
-        }
-        row: dict[str, Any] | None = None
-        if paths.result.exists():
-            try:
-                res = read_json(paths.result)
-                if not isinstance(res, Mapping):
-                    raise ValueError("not a JSON object")
-                if res.get("status", COMPLETED) != COMPLETED:
-                    raise ValueError(f"status is {res.get('status')!r}, not 'completed'")
-                row = _row_from_result(dict(res))
-                # the figures stay in cells.csv, but a run whose ranks diverged is no result
-                row.update({"state": "failed", "reason": RANKS_DIVERGED} if _ranks_diverged(res)
-                           else {"state": COMPLETED, "reason": ""})
-                # identity: the manifest/cell-id is authoritative where the result lacks it
-                for k, v in ident.items():
-                    if row.get(k) is None or (isinstance(row.get(k), float) and math.isnan(row[k])):
-                        row[k] = v
-                row["repeat"] = ident.get("repeat", math.nan)
-            except (OSError, ValueError) as exc:
-                row = {
-                    "state": "corrupt",
-                    "reason": _one_line(f"result.json unreadable: {type(exc).__name__}: {exc}"),
-                }
-        if row is None:
-            if cid in states:  # status already put the cell's files first: take its state as it is
-                state, reason = _status_state(*states[cid])
-                if not reason:
-                    reason = _hole_state(paths, entry, now)[1]
-            else:
-                state, reason = _hole_state(paths, entry, now)
-            row = {"state": state, "reason": _one_line(reason)}
-        if row["state"] != COMPLETED:
-            row.update(ident)
-            row.update(_config_identity(paths))
-            if "seed" in entry:
-                row["seed"] = _int(entry["seed"])
-        row["cell_id"] = cid
-        row["in_manifest"] = bool(entry)
-        row["source"] = "aslhpc"
-        if not row.get("experiment"):
-            row["experiment"] = experiment
-        rows.append(row)
-
-    # A directory whose GPU count / batch size nothing tells (not in the manifest, no readable
-    # result, name not g<gpus>-b<batch>-r<repeat>) cannot be placed in any table: it is
-    # listed in ``frame.attrs["ignored"]`` (and in the report), not silently dropped.
+    # A directory outside the manifest whose GPU count / batch size no readable file tells cannot
+    # be placed in any table: it is listed in ``frame.attrs["ignored"]`` (and in the report), not
+    # silently dropped.
     def placeable(r: dict[str, Any]) -> bool:
-        return all(isinstance(r.get(k), int | float) and not math.isnan(r[k]) for k in ("gpus", "batch_size"))
+        return all(not _missing(r.get(k)) for k in ("gpus", "batch_size"))
 
     ignored = [f"{r['cell_id']} ({r['state']}: {r['reason']})" for r in rows if not placeable(r)]
     rows = [r for r in rows if placeable(r)]
     if not rows:
         raise AslhpcError(
             f"no recognisable cells in {exp_dir} (ignored: {'; '.join(ignored[:3])}); "
-            "cell directories are named g<gpus>-b<batch>-r<repeat> by submit"
+            "run the cells through submit, which records them in manifest.json"
         )
     frame = pd.DataFrame.from_records(rows)
     # Holes inherit the pipeline/split of their siblings so they land in the same table row.
+    spec = manifest.spec if manifest else {}
     for col, spec_key in (("pipeline", "pipeline"), ("split_kind", "split"), ("strategy", "strategy")):
         if col not in frame:
             frame[col] = None

@@ -1,9 +1,17 @@
-"""Where an experiment stands: manifest + one batched sacct (or squeue) + each cell's files.
+"""Where an experiment stands: one state per cell, derived once, for ``status``, ``submit`` and ``collect``.
 
-Cell files win over SLURM: ``result.json`` means COMPLETED whatever sacct says, and an
-``error.json`` newer than the live attempt means FAILED once SLURM no longer runs the job.
-:func:`experiment_status` returns plain rows (also as a pandas frame) that ``status``,
-``submit --wait`` and ``collect`` share; :func:`render_table` draws them with rich.
+A cell's files are read once into a :class:`~aslhpc.orchestration.cellrecord.CellRecord`;
+:func:`derive_state` turns a record (plus, for status, what SLURM or the local runner says) into
+one state of one vocabulary (below). Cell files win over SLURM: ``result.json`` means COMPLETED
+whatever sacct says, and an ``error.json`` newer than the live attempt means FAILED once SLURM no
+longer runs the job. :func:`experiment_status` returns plain rows; rendering lives in
+:mod:`aslhpc.status`.
+
+States: SLURM's own words for a job (PENDING, RUNNING, FAILED, CANCELLED, TIMEOUT, NODE_FAIL,
+OUT_OF_MEMORY, ... see :mod:`aslhpc.slurm.accounting`) plus COMPLETED (result.json is there),
+NOT_SUBMITTED, UNKNOWN (SLURM cannot tell), DAMAGED (a cell file or its manifest path is not
+what aslhpc writes) and INCOMPLETE (no SLURM answer asked for; the files stopped changing long
+ago). collect's frame spells them in lower case (:func:`frame_state`).
 """
 
 from __future__ import annotations
@@ -12,18 +20,15 @@ import datetime as dt
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-from rich.table import Table
-from rich.text import Text
 
-from aslhpc.atomic import read_json, read_jsonl
-from aslhpc.cellfiles import CellPaths
-from aslhpc.orchestration.manifest import Attempt, CellEntry, Manifest, load_manifest
+from aslhpc.errors import ConfigError
+from aslhpc.orchestration.cellrecord import CellRecord, load_cell
+from aslhpc.orchestration.manifest import Attempt, Manifest, load_manifest
 from aslhpc.slurm.accounting import (
     DONE_STATES,
     FAILED_STATES,
@@ -35,13 +40,23 @@ from aslhpc.slurm.accounting import (
 from aslhpc.slurm.executor import job_name
 from aslhpc.slurm.local import process_alive, runner_alive
 
+COMPLETED = "COMPLETED"
+RUNNING = "RUNNING"
+PENDING = "PENDING"
+FAILED = "FAILED"
 NOT_SUBMITTED = "NOT_SUBMITTED"
 UNKNOWN = "UNKNOWN"
+DAMAGED = "DAMAGED"
+INCOMPLETE = "INCOMPLETE"
+#: local_job_state: submitit's local controller is gone after writing its result file (ran to its end)
+ENDED = "ENDED"
 #: seconds an error.json may predate its attempt's submission and still count (clock skew between hosts)
 ERROR_SLACK_S = 5.0
-ENDED_STATES = DONE_STATES | FAILED_STATES | {NOT_SUBMITTED}
-_STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
-          "COMPLETING": "cyan", NOT_SUBMITTED: "dim", UNKNOWN: "magenta"}
+#: progress older than this (seconds), with no SLURM answer asked for, reads as INCOMPLETE, not RUNNING
+STALE_PROGRESS_S = 1800.0
+ENDED_STATES = DONE_STATES | FAILED_STATES | {NOT_SUBMITTED, DAMAGED}
+#: why a DDP cell whose ranks diverged is not a result (result.json ``ranks.in_sync`` false)
+RANKS_DIVERGED = "DDP ranks ended with different weights (ranks.in_sync false)"
 # most telling first: a Python exception, SLURM's "*** JOB 12 CANCELLED AT ... ***", then any srun/slurmstepd error
 _LOG_TIERS = (re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Failure)\b"),
               re.compile(r"^slurmstepd(-\S+)?: error: \*\*\*.*\*\*\*"),  # slurmstepd-<node>: on newer SLURM
@@ -80,7 +95,7 @@ class CellRow:
 
     @property
     def failed(self) -> bool:
-        return self.state in FAILED_STATES
+        return self.state in FAILED_STATES or self.state == DAMAGED
 
 
 @dataclass
@@ -106,7 +121,7 @@ class StatusReport:
 
     def summary(self) -> str:
         counts = self.counts()
-        order = sorted(counts, key=lambda s: (s != "COMPLETED", s))
+        order = sorted(counts, key=lambda s: (s != COMPLETED, s))
         parts = ", ".join(f"{counts[s]} {s}" for s in order)
         return f"{self.experiment}: {len(self.rows)} cells: {parts} (states from {self.source}, {self.checked_at})"
 
@@ -114,7 +129,17 @@ class StatusReport:
         return pd.DataFrame([asdict(r) for r in self.rows])
 
 
-# --------------------------------------------------------------------------- state of one cell
+@dataclass(frozen=True)
+class Live:
+    """What the cluster says about a cell's last attempt (status asks; collect alone does not)."""
+
+    job: JobState | None = None  # SLURM's answer for the attempt's job id (None: no record)
+    local: str | None = None  # a local attempt: :func:`local_job_state`
+    queue_read: bool = False  # squeue answered, so a job it does not list is no longer queued
+    runner_pending: bool = False  # a local ``submit`` run is alive and will start unsubmitted cells
+
+
+# --------------------------------------------------------------------------- the state of one cell
 
 
 def _parse_time(text: str) -> dt.datetime | None:
@@ -125,70 +150,105 @@ def _parse_time(text: str) -> dt.datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
-def error_is_current(error_time: str | None, attempt: Attempt | Mapping[str, Any] | None) -> bool:
+def one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def error_is_current(error_time: str | None, attempt: Attempt | None) -> bool:
     """Does an error.json written at ``error_time`` belong to the live ``attempt``?
 
     ``error_time`` is error.json's ``time`` (None: there is no error.json; '': one without a time).
     An error.json older than the attempt's submission (less :data:`ERROR_SLACK_S`, for clock skew
     between the submitting host and the node) was left by an earlier attempt: after
     ``submit --retry-failed`` it says nothing about the new job. Without an attempt, or with a time
-    that does not parse, the error counts. ``attempt`` is a manifest :class:`Attempt` or its JSON dict.
+    that does not parse, the error counts.
     """
     if error_time is None:
         return False
     if attempt is None:
         return True
-    submitted = attempt.get("submitted_at") if isinstance(attempt, Mapping) else attempt.submitted_at
-    err_t, sub_t = _parse_time(error_time), _parse_time(str(submitted or ""))
+    err_t, sub_t = _parse_time(error_time), _parse_time(str(attempt.submitted_at or ""))
     return err_t is None or sub_t is None or err_t >= sub_t - dt.timedelta(seconds=ERROR_SLACK_S)
 
 
 def resolve_state(*, has_result: bool, error_time: str | None, attempt: Attempt | None, job: JobState | None,
                   local: str | None = None, runner_pending: bool = False, queue_read: bool = False) -> str:
-    """The cell's state: files first, then the live job (SLURM or local process).
+    """The cell's state from its files and the live job (SLURM or local process).
 
     ``error_time`` is error.json's time (None: no error.json; '': one without a time).
     ``queue_read``: squeue answered, so a SLURM job SLURM knows nothing of is no longer queued:
     it ended without a result (FAILED), rather than UNKNOWN forever (purged or lost accounting)."""
     if has_result:
-        return "COMPLETED"
+        return COMPLETED
     if attempt is None:
-        return "PENDING" if runner_pending else NOT_SUBMITTED
+        return PENDING if runner_pending else NOT_SUBMITTED
     live = local if attempt.cluster == "local" else (job.state if job else None)
     if live in LIVE_STATES:
         return live
     if error_is_current(error_time, attempt):  # an error.json of an earlier attempt (a retry) does not count
-        return "FAILED"
+        return FAILED
     if live in FAILED_STATES:
         return live
-    if live in DONE_STATES:
-        return "FAILED"  # the job ended "successfully" without result.json: something is wrong
+    if live in DONE_STATES or live == ENDED:
+        return FAILED  # the job ended "successfully" without result.json: something is wrong
     if live is None and attempt.cluster == "slurm" and queue_read:
-        return "FAILED"
+        return FAILED
     return UNKNOWN
 
 
+def _files_state(rec: CellRecord, now: float) -> tuple[str, str]:
+    """State and reason of a cell without a result when no cluster was asked: its files alone."""
+    if rec.error is not None and error_is_current(rec.error.time, rec.last):
+        return FAILED, one_line(rec.error.error or "error.json has no 'error' line")
+    if rec.touched is not None:
+        p = rec.progress
+        where = (f"epoch {p.epoch}/{'?' if p.epochs is None else p.epochs}, {p.phase}"
+                 if p is not None and p.epoch is not None else "epochs.jsonl present")
+        age = now - rec.touched
+        ago = f"{age / 60:.0f} min ago" if age < 7200 else f"{age / 3600:.1f} h ago"
+        if age > STALE_PROGRESS_S:
+            return INCOMPLETE, f"no result.json; last progress {ago} ({where}); job may have died"
+        return RUNNING, f"{where}; updated {ago}"
+    if rec.last is not None:
+        return PENDING, f"submitted as job {rec.last.job_id}, no output yet"
+    if rec.exists:
+        return PENDING, "cell directory exists but holds no result, error or progress"
+    return NOT_SUBMITTED, "in the manifest but never submitted (no attempts, no files)"
+
+
+def derive_state(rec: CellRecord, live: Live | None = None, now: float | None = None) -> tuple[str, str]:
+    """The cell's one state and, where the files say it, why.
+
+    ``live`` is what status learnt from SLURM / the local runner; without it (collect on its own)
+    the files alone decide (:func:`_files_state`). A damaged file makes the cell DAMAGED whatever
+    SLURM says: status and collect show what is wrong instead of guessing."""
+    if rec.damaged:
+        return DAMAGED, rec.damaged
+    if rec.result is not None:
+        return (FAILED, RANKS_DIVERGED) if rec.ranks_diverged else (COMPLETED, "")
+    if live is None:
+        return _files_state(rec, time.time() if now is None else now)
+    err_time = rec.error.time if rec.error is not None else None
+    return resolve_state(has_result=False, error_time=err_time, attempt=rec.last, job=live.job, local=live.local,
+                         runner_pending=live.runner_pending, queue_read=live.queue_read), ""
+
+
+def frame_state(state: str) -> str:
+    """A state as collect's frame spells it: lower case; NOT_SUBMITTED is ``missing``."""
+    return "missing" if state == NOT_SUBMITTED else state.lower()
+
+
 def local_job_state(attempt: Attempt, experiment_dir: Path) -> str:
-    """RUNNING while submitit's local controller lives; else from its result pickle."""
+    """RUNNING while submitit's local controller lives; ENDED once it wrote its result file; else CANCELLED.
+
+    The result file is a pickle and is never opened (anyone who can write the results directory
+    could plant one): whether the cell succeeded is what its own JSON files say."""
     if attempt.job_id.isdigit() and process_alive(int(attempt.job_id), "submitit.local._local"):
-        return "RUNNING"
-    folder = experiment_dir / attempt.folder
-    pickle = folder / f"{attempt.job_id}_0_result.pkl"
-    if pickle.exists():
-        try:
-            import cloudpickle
-
-            with pickle.open("rb") as fh:
-                outcome = cloudpickle.load(fh)[0]
-            return "COMPLETED" if outcome == "success" else "FAILED"
-        except Exception:  # noqa: BLE001 - an unreadable pickle says nothing more than its absence
-            return "FAILED"
+        return RUNNING
+    if (experiment_dir / attempt.folder / f"{attempt.job_id}_0_result.pkl").exists():
+        return ENDED
     return "CANCELLED"  # the process is gone and left no result: killed
-
-
-def log_path(attempt: Attempt, experiment_dir: Path, stream: str = "err") -> Path:
-    """submitit's per-task log: ``<folder>/<job_id>_0_log.<out|err>``."""
-    return experiment_dir / attempt.folder / f"{attempt.job_id}_0_log.{stream}"
 
 
 def last_error_line(text: str) -> str:
@@ -211,14 +271,6 @@ def _tail(path: Path, limit: int = 64_000) -> str:
         return ""
 
 
-def _seconds(elapsed: str) -> float | None:
-    m = re.match(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)$", elapsed or "")
-    if not m:
-        return None
-    d, h, mi, s = (int(g) if g else 0 for g in m.groups())
-    return d * 86400 + h * 3600 + mi * 60 + s
-
-
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -227,78 +279,78 @@ def format_duration(seconds: float | None) -> str:
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}" if h else f"{rem // 60}:{rem % 60:02d}"
 
 
-def cell_row(entry: CellEntry, experiment_dir: Path, job: JobState | None, epochs_default: int,
-             runner_pending: bool = False, queue_read: bool = False) -> CellRow:
-    """Everything status shows about one cell (reads only the cell's files and the given job state)."""
-    paths = CellPaths(experiment_dir / entry.out_dir)
-    row = CellRow(entry.cell_id, entry.gpus, entry.batch_size, entry.strategy, entry.repeat,
-                  attempts=len(entry.attempts), out_dir=str(paths.root), epochs=epochs_default)
-    attempt = entry.last
-    result = _read(paths.result)
-    error = _read(paths.error)
-    error_time = None if error is None else str(error.get("time") or "")
-    local = local_job_state(attempt, experiment_dir) if attempt and attempt.cluster == "local" else None
-    row.state = resolve_state(has_result=result is not None, error_time=error_time,
-                              attempt=attempt, job=job, local=local, runner_pending=runner_pending,
-                              queue_read=queue_read)
-    if attempt is not None:
-        row.job_id, row.cluster = attempt.job_id, attempt.cluster
-    if job is not None:
-        row.slurm_state, row.node, row.elapsed, row.restarts = job.raw_state, job.node, job.elapsed, job.restarts
-    elif local is not None:
-        row.slurm_state = local
+# --------------------------------------------------------------------------- a status row
 
-    epochs = read_jsonl(paths.epochs)
-    progress = _read(paths.progress) or {}
-    config = (result or {}).get("config") or _read(paths.config) or {}
-    row.epochs = int(progress.get("epochs") or config.get("epochs") or epochs_default or 0)
-    row.epoch = max((int(e.get("epoch", 0)) for e in epochs), default=0)
-    if epochs:
-        row.val_acc = epochs[-1].get("val_acc")
-        row.images_per_s = epochs[-1].get("images_per_s")
-    if result is not None:
-        row.epoch = int(result.get("epochs", row.epoch))
-        row.images_per_s = result.get("images_per_s", row.images_per_s)
-        row.val_acc = row.val_acc if row.val_acc is not None else result.get("val_acc")
-        if not row.node:
-            row.node = ((result.get("slurm") or {}).get("nodelist") or result.get("host") or "")
+
+def _progress_columns(row: CellRow, rec: CellRecord, epochs_default: int) -> None:
+    """epoch, epochs, val acc, images/s, node, elapsed and ETA from the record."""
+    attempt = rec.last
+    config = rec.config or {}
+    row.epochs = int((rec.progress and rec.progress.epochs) or config.get("epochs") or epochs_default or 0)
+    row.epoch = max((e.epoch for e in rec.epochs), default=0)
+    if rec.epochs:
+        row.val_acc, row.images_per_s = rec.epochs[-1].val_acc, rec.epochs[-1].images_per_s
+    res = rec.result
+    if res is not None:
+        row.epoch = res["epochs"] if res.get("epochs") is not None else row.epoch
+        row.images_per_s = res["images_per_s"] if res.get("images_per_s") is not None else row.images_per_s
+        row.val_acc = row.val_acc if row.val_acc is not None else res.get("val_acc")
+        row.node = row.node or (res.get("slurm") or {}).get("nodelist") or res.get("host") or ""
         if not row.elapsed:
-            start, end = _parse_time(result.get("started_at", "")), _parse_time(result.get("finished_at", ""))
+            start, end = _parse_time(res.get("started_at") or ""), _parse_time(res.get("finished_at") or "")
             # A resumed cell keeps its first start; like sacct's Elapsed, time the attempt that finished it.
             submitted = _parse_time(attempt.submitted_at) if attempt is not None else None
             if start and submitted and end and start < submitted <= end:
                 start = submitted
             if start and end:
                 row.elapsed = format_duration((end - start).total_seconds())
-    elif row.state == "RUNNING":
+    elif row.state == RUNNING:
         if not row.elapsed and attempt is not None and (t := _parse_time(attempt.submitted_at)):
             row.elapsed = format_duration((dt.datetime.now(dt.UTC) - t).total_seconds())
-        times = [float(e["epoch_s"]) for e in epochs if e.get("epoch_s") is not None]
+        times = [e.epoch_s for e in rec.epochs if e.epoch_s is not None]
         if times and row.epochs:
             row.eta_s = sum(times) / len(times) * max(row.epochs - row.epoch, 0)
 
-    if row.state == "PENDING" and job is not None and job.reason:
+
+def _explain(row: CellRow, rec: CellRecord, live: Live, reason: str) -> None:
+    """The error column: why a job waits, or the most telling line of why a cell failed."""
+    attempt, job = rec.last, live.job
+    if row.state == PENDING and job is not None and job.reason:
         row.error = f"waiting: {job.reason}"  # e.g. Resources, Priority, ReqNodeNotAvail, JobHeldAdmin
-    if row.failed:
-        if error is not None and error_is_current(error_time, attempt):
-            row.error = str(error.get("error", "")).strip()
-        if attempt is not None:
-            log = log_path(attempt, experiment_dir)
-            row.log = str(log)
-            if not row.error:
-                lost = job is None and attempt.cluster == "slurm"
-                row.error = last_error_line(_tail(log)) or (
-                    f"job {attempt.job_id} is no longer queued and SLURM has no record of how it ended; "
-                    "resubmit with --retry-failed" if lost else f"{row.state} (no error recorded; see the log)")
+    if not row.failed:
+        return
+    if reason:
+        row.error = reason
+    elif rec.error is not None and error_is_current(rec.error.time, attempt):
+        row.error = rec.error.error
+    if attempt is None or rec.log is None:
+        return
+    row.log = str(rec.log)
+    if not row.error:
+        lost = job is None and attempt.cluster == "slurm"
+        row.error = last_error_line(_tail(rec.log)) or (
+            f"job {attempt.job_id} is no longer queued and SLURM has no record of how it ended; "
+            "resubmit with --retry-failed" if lost else f"{row.state} (no error recorded; see the log)")
+
+
+def cell_row(rec: CellRecord, live: Live, epochs_default: int) -> CellRow:
+    """Everything status shows about one cell of the manifest, from its record and its live job."""
+    entry = rec.entry
+    assert entry is not None, "status rows are for manifest cells"
+    row = CellRow(entry.cell_id, entry.gpus, entry.batch_size, entry.strategy, entry.repeat,
+                  attempts=len(entry.attempts), out_dir=str(rec.paths.root), epochs=epochs_default)
+    row.state, reason = derive_state(rec, live)
+    if rec.last is not None:
+        row.job_id, row.cluster = rec.last.job_id, rec.last.cluster
+    if live.job is not None:
+        job = live.job
+        row.slurm_state, row.node, row.elapsed, row.restarts = job.raw_state, job.node, job.elapsed, job.restarts
+    elif live.local is not None:
+        row.slurm_state = live.local
+    row.restarts = max(row.restarts, rec.restarts)  # sacct may forget a requeue; the job's own record does not
+    _progress_columns(row, rec, epochs_default)
+    _explain(row, rec, live, reason)
     return row
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # --------------------------------------------------------------------------- an experiment
@@ -310,80 +362,42 @@ def _sacct_start(manifest: Manifest) -> str:
     return (created.astimezone() - dt.timedelta(days=1)).strftime("%Y-%m-%d")
 
 
+def read_manifest(manifest_path: Path) -> Manifest:
+    manifest = load_manifest(manifest_path)
+    if manifest is None:
+        raise ConfigError(f"no manifest at {manifest_path}; run python -m aslhpc.submit first "
+                          "(or pass --results/--experiment)")
+    return manifest
+
+
 def experiment_status(manifest_path: str | Path, query: Callable[..., StateQuery] | None = None) -> StatusReport:
     """Rows for every cell of the experiment whose manifest is at ``manifest_path``.
 
     ``query(job_ids, starttime=...)`` asks SLURM (default :func:`query_states`: sacct, else squeue)."""
     query = query or query_states
     manifest_path = Path(manifest_path)
-    manifest = load_manifest(manifest_path)
-    if manifest is None:
-        from aslhpc.errors import ConfigError
-
-        raise ConfigError(f"no manifest at {manifest_path}; run python -m aslhpc.submit first "
-                          "(or pass --results/--experiment)")
+    manifest = read_manifest(manifest_path)
     exp_dir = manifest_path.parent
     slurm_ids = [e.last.job_id for e in manifest.cells.values() if e.last and e.last.cluster == "slurm"]
     if slurm_ids:
         states = query(slurm_ids, starttime=_sacct_start(manifest))
     else:
-        states = StateQuery({}, "local" if manifest.cells and any(e.last for e in manifest.cells.values()) else "none")
+        states = StateQuery({}, "local" if any(e.last for e in manifest.cells.values()) else "none")
     runner = runner_alive(exp_dir)
     epochs = int((manifest.spec.get("train") or {}).get("epochs") or 0)
     rows = []
     for entry in manifest.cells.values():
-        job = states.states.get(entry.last.job_id) if entry.last and entry.last.cluster == "slurm" else None
-        if job is not None and job.name not in ("", job_name(manifest.experiment, entry.cell_id)):
-            job = None  # the id now belongs to someone else's job (SLURM restarted its ids): ours is gone
-        rows.append(cell_row(entry, exp_dir, job, epochs, runner_pending=runner is not None,
-                             queue_read=states.queue_read))
+        rec = load_cell(exp_dir, entry.cell_id, entry)
+        attempt, job, local = entry.last, None, None
+        if attempt is not None and attempt.cluster == "slurm":
+            job = states.states.get(attempt.job_id)
+            if job is not None and job.name not in ("", job_name(manifest.experiment, entry.cell_id)):
+                job = None  # the id now belongs to someone else's job (SLURM restarted its ids): ours is gone
+        elif attempt is not None and attempt.cluster == "local" and not rec.damaged:
+            local = local_job_state(attempt, exp_dir)
+        live = Live(job, local, queue_read=states.queue_read, runner_pending=runner is not None)
+        rows.append(cell_row(rec, live, epochs))
     note = states.note
     if runner is not None:
         note = (note + "; " if note else "") + f"local run in progress (pid {runner['pid']})"
     return StatusReport(manifest.experiment, manifest_path, rows, states.source, note, epochs)
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def render_table(report: StatusReport) -> Table:
-    table = Table(title=f"{report.experiment}  ({report.manifest})", title_justify="left", expand=False)
-    for name, justify in (("cell", "left"), ("job", "right"), ("state", "left"), ("node", "left"),
-                          ("elapsed", "right"), ("epoch", "right"), ("val acc", "right"), ("img/s", "right"),
-                          ("ETA", "right"), ("error / log", "left")):
-        table.add_column(name, justify=justify, no_wrap=name != "error / log")  # type: ignore[arg-type]
-    for r in report.rows:
-        style = _STYLE.get(r.state, "red" if r.failed else "")
-        state = r.state + (f" ({r.restarts} requeue{'s' if r.restarts != 1 else ''})" if r.restarts else "")
-        note = ""
-        if r.failed:
-            note = r.error + (f"\nlog: {r.log}" if r.log else "")
-        table.add_row(
-            r.cell_id, r.job_id or "-", Text(state, style=style), r.node, r.elapsed,
-            f"{r.epoch}/{r.epochs}" if r.epochs else "",
-            f"{r.val_acc:.2f}%" if isinstance(r.val_acc, int | float) else "",
-            f"{r.images_per_s:.0f}" if isinstance(r.images_per_s, int | float) else "",
-            format_duration(r.eta_s), note)
-    caption = report.summary() + (f"\n{report.note}" if report.note else "")
-    table.caption = caption
-    table.caption_justify = "left"
-    return table
-
-
-def watch(get_report: Callable[[], StatusReport], interval_s: float, console: Any = None,
-          until_ended: bool = True) -> StatusReport:
-    """Refresh the table in place (rich Live) until every cell has ended or Ctrl-C; return the last report."""
-    from rich.console import Console
-    from rich.live import Live
-
-    console = console or Console()
-    report = get_report()
-    with Live(render_table(report), console=console, refresh_per_second=4, transient=False) as live:
-        try:
-            while not (until_ended and report.all_ended):
-                time.sleep(interval_s)
-                report = get_report()
-                live.update(render_table(report))
-        except KeyboardInterrupt:
-            pass
-    return report

@@ -86,7 +86,8 @@ def wait_until_ended(manifest: Path, timeout: float, poll: float = 1.0):  # noqa
     """Poll status (the library) until every cell has ended; fail with the table and squeue on timeout."""
     from rich.console import Console
 
-    from aslhpc.orchestration.cellstate import experiment_status, render_table
+    from aslhpc.orchestration.cellstate import experiment_status
+    from aslhpc.status import render_table
 
     deadline = time.monotonic() + timeout
     while True:

@@ -1,8 +1,8 @@
 """Builders of realistic experiment directories (docs/design.md schemas) for the analysis tests.
 
-Not a test module itself (no tests here); the analysis tests and benchmarks/collect_1000.py
-import it. Times, memory and accuracies default to the 2020 paper's figures so the
-expected verdicts are the paper's own.
+Not a test module (no tests here; formerly ``test_analysis_helpers``, an alias tests/conftest.py
+keeps); the analysis tests and benchmarks/collect_1000.py import it. Times, memory and
+accuracies default to the 2020 paper's figures so the expected verdicts are the paper's own.
 """
 
 from __future__ import annotations
@@ -144,9 +144,11 @@ def result_json(
             "torch": [{"device": i, "max_allocated_gb": 1.0, "max_reserved_gb": 1.2} for i in range(used)],
         },
         "provenance": {
+            # the keys telemetry/provenance.collect_provenance writes
             "hostname": host,
-            "gpu": {"name": "Tesla V100-SXM2-32GB", "driver": "410.48"},
-            "cpu": {"model": "Intel(R) Xeon(R) Gold 6132 CPU @ 2.60GHz"},
+            "gpu_models": ["Tesla V100-SXM2-32GB"],
+            "driver_version": "410.48",
+            "cpu_model": "Intel(R) Xeon(R) Gold 6132 CPU @ 2.60GHz",
         },
         "versions": {
             "python": "3.11.9",
