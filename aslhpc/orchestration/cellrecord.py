@@ -78,7 +78,7 @@ def check(value: Any, schema: Any, where: str = "") -> None:
         if not isinstance(value, dict):
             raise ValueError(f"{where or 'the file'} is {_kind(value)}, expected an object")
         for key, sub in schema.items():
-            check(value.get(key), sub, f"{where}.{key}" if where else repr(key))
+            check(value.get(key), sub, f"{where}.{key}" if where else key)
         return
     if isinstance(schema, list):
         if not isinstance(value, list):

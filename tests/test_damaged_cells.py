@@ -1,0 +1,223 @@
+"""One damaged cell never takes down status or collect; nothing is unpickled; manifest paths stay inside.
+
+Each variant garbles one file of one cell of a 4-cell experiment whose other cells completed:
+status must show that cell DAMAGED with the file and what is wrong, the three others as usual, and
+collect must list it as a hole with the same reason while the rest of the matrix is collected.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+from experiment_builders import result_json, write_cell, write_json, write_manifest
+from rich.console import Console
+
+from aslhpc import collect
+from aslhpc import status as status_cli
+from aslhpc.analysis.matrix import load_matrix
+from aslhpc.orchestration.cellstate import experiment_status
+from aslhpc.slurm.accounting import JobState, StateQuery
+from aslhpc.slurm.executor import job_name
+from aslhpc.status import render_table
+
+CELLS = [(1, 128, 0, "dp"), (2, 128, 0, "dp"), (1, 256, 0, "dp"), (2, 256, 0, "dp")]
+VICTIM = "g2-b256-r0"
+
+
+def sacct(exp: str, restarts: int = 0):  # noqa: ANN201 - a query function
+    """Every job of the experiment COMPLETED (job ids 1000.. as write_manifest records them)."""
+    def query(ids: list[str], starttime: str = "") -> StateQuery:
+        cids = [f"g{g}-b{b}-r{r}" for g, b, r, _ in CELLS]
+        jobs = {str(1000 + n): JobState(str(1000 + n), "COMPLETED", "COMPLETED", node="n1", elapsed="00:40:00",
+                                        restarts=restarts, name=job_name(exp, cid)) for n, cid in enumerate(cids)}
+        return StateQuery({k: v for k, v in jobs.items() if k in ids}, "sacct")
+    return query
+
+
+@pytest.fixture
+def experiment(tmp_path: Path) -> Path:
+    exp = tmp_path / "results" / "e"
+    write_manifest(exp, "e", CELLS)
+    for g, b, r, s in CELLS:
+        write_cell(exp, result_json("e", g, b, r, strategy=s))
+    return exp
+
+
+def _edit_result(exp: Path, edit) -> None:  # noqa: ANN001
+    path = exp / "cells" / VICTIM / "result.json"
+    path.write_text(edit(path.read_text()))
+
+
+def _garble(exp: Path, variant: str) -> None:
+    cell = exp / "cells" / VICTIM
+    if variant == "epochs.jsonl: epoch is a word":
+        (cell / "result.json").unlink()
+        (cell / "epochs.jsonl").write_text('{"epoch": "two"}\n')
+    elif variant == "epochs.jsonl: a bad line in the middle":
+        (cell / "result.json").unlink()
+        (cell / "epochs.jsonl").write_text('{"epoch": 1}\n{"epo\n{"epoch": 3}\n')
+    elif variant == "result.json: epochs is a word":
+        _edit_result(exp, lambda t: t.replace('"epochs": 25', '"epochs": "four"'))
+    elif variant == "result.json: truncated":
+        _edit_result(exp, lambda t: t[: len(t) // 2])
+    elif variant == "result.json: empty":
+        _edit_result(exp, lambda t: "")
+    elif variant == "result.json: a list":
+        _edit_result(exp, lambda t: "[1, 2]")
+    elif variant == "result.json: not UTF-8":
+        (cell / "result.json").write_bytes(b"\xff\xfe\x00garbage")
+    elif variant == "result.json: telemetry.gpus is a string":
+        _edit_result(exp, lambda t: t.replace('"gpus": [{', '"gpus": "lots", "x": [{', 1))
+    elif variant == "progress.json: garbage":
+        (cell / "result.json").unlink()
+        (cell / "progress.json").write_text("\x00\x01 not json at all")
+    elif variant == "progress.json: epoch is a float":
+        (cell / "result.json").unlink()
+        write_json(cell / "progress.json", {"epoch": 2.5, "epochs": 25, "phase": "train"})
+    elif variant == "error.json: error is an object":
+        (cell / "result.json").unlink()
+        write_json(cell / "error.json", {"error": {"nested": True}, "time": ""})
+    elif variant == "config.json: batch_size is a list":
+        (cell / "result.json").unlink()
+        write_json(cell / "config.json", {"batch_size": [1]})
+    else:
+        raise AssertionError(variant)
+
+
+VARIANTS = {
+    "epochs.jsonl: epoch is a word": "epochs.jsonl: line 1: epoch is str \"two\", expected int",
+    "epochs.jsonl: a bad line in the middle": "epochs.jsonl: line 2 is not valid JSON",
+    "result.json: epochs is a word": "result.json: epochs is str \"four\", expected int",
+    "result.json: truncated": "result.json: not valid JSON",
+    "result.json: empty": "result.json: empty",
+    "result.json: a list": "result.json: the file is a list, expected an object",
+    "result.json: not UTF-8": "result.json: unreadable (UnicodeDecodeError",
+    "result.json: telemetry.gpus is a string": "result.json: telemetry.gpus is str \"lots\", expected a list",
+    "progress.json: garbage": "progress.json: not valid JSON",
+    "progress.json: epoch is a float": "progress.json: epoch is float 2.5, expected int",
+    "error.json: error is an object": "error.json: error is an object, expected scalar",
+    "config.json: batch_size is a list": "config.json: batch_size is a list, expected int",
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_damaged_file_is_one_damaged_cell_in_status(experiment: Path, variant: str) -> None:
+    _garble(experiment, variant)
+    report = experiment_status(experiment / "manifest.json", query=sacct("e"))
+    rows = {r.cell_id: r for r in report.rows}
+    assert rows[VICTIM].state == "DAMAGED" and rows[VICTIM].error.startswith(VARIANTS[variant])
+    assert {cid: r.state for cid, r in rows.items() if cid != VICTIM} == dict.fromkeys(
+        ["g1-b128-r0", "g2-b128-r0", "g1-b256-r0"], "COMPLETED")
+    assert report.all_ended and report.any_failed
+    console = Console(record=True, width=120)
+    console.print(render_table(report))
+    text = console.export_text()
+    assert "DAMAGED" in text and VARIANTS[variant].split(":")[0] in text
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_a_damaged_file_is_a_hole_in_collect_with_the_reason(experiment: Path, variant: str) -> None:
+    _garble(experiment, variant)
+    frame = load_matrix(experiment).set_index("cell_id")
+    assert frame.loc[VICTIM, "state"] == "damaged" and frame.loc[VICTIM, "reason"].startswith(VARIANTS[variant])
+    assert (frame.loc[VICTIM, "gpus"], frame.loc[VICTIM, "batch_size"]) == (2, 256)  # placed from the manifest
+    assert (frame.drop(VICTIM)["state"] == "completed").all() and len(frame) == 4
+
+
+def test_status_and_collect_clis_survive_a_damaged_cell(experiment: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    _garble(experiment, "result.json: epochs is a word")
+    monkeypatch.setattr("aslhpc.orchestration.cellstate.query_states", sacct("e"))
+    results = experiment.parent
+    assert status_cli.main(["--results", str(results), "--experiment", "e"]) == 1
+    out = capsys.readouterr().out
+    assert "DAMAGED" in out and 'result.json: epochs is str "four", expected int' in out
+    assert collect.main(["--results", str(results), "--experiment", "e", "--no-plots"]) == 0
+    holes = [ln for ln in (experiment / "report.md").read_text().splitlines() if ln.startswith(f"| {VICTIM} |")]
+    assert any('| damaged | result.json: epochs is str "four", expected int |' in ln for ln in holes)
+
+
+def test_a_torn_last_epoch_line_is_a_crash_mid_append_not_damage(experiment: Path) -> None:
+    cell = experiment / "cells" / VICTIM
+    (cell / "result.json").unlink()
+    (cell / "epochs.jsonl").write_text('{"epoch": 1, "val_acc": 50.0}\n{"epoch": 2, "val_')
+    row = {r.cell_id: r for r in experiment_status(experiment / "manifest.json", query=sacct("e")).rows}[VICTIM]
+    assert row.state == "FAILED" and row.epoch == 1 and row.val_acc == 50.0  # sacct COMPLETED, no result.json
+
+
+class _Plant:
+    """Unpickling this creates a file: the proof that something unpickled it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # noqa: ANN204
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("key,value", [("out_dir", "../../elsewhere"), ("out_dir", "/etc"),
+                                       ("folder", "../../planted"), ("folder", "/tmp")])
+def test_manifest_paths_that_leave_the_experiment_are_damaged(experiment: Path, tmp_path: Path,
+                                                              key: str, value: str) -> None:
+    data = json.loads((experiment / "manifest.json").read_text())
+    entry = data["cells"][VICTIM]
+    (entry["attempts"][-1] if key == "folder" else entry)[key] = value
+    entry["attempts"][-1]["cluster"] = "local"
+    write_json(experiment / "manifest.json", data)
+    row = {r.cell_id: r for r in experiment_status(experiment / "manifest.json", query=sacct("e")).rows}[VICTIM]
+    assert row.state == "DAMAGED"
+    assert row.error.startswith(f"manifest.json: {key} {value!r} leaves the experiment directory")
+    frame = load_matrix(experiment).set_index("cell_id")
+    assert frame.loc[VICTIM, "state"] == "damaged" and f"{key} {value!r} leaves" in frame.loc[VICTIM, "reason"]
+
+
+def test_status_and_collect_unpickle_nothing(experiment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture) -> None:
+    """A planted submitit result pickle, inside the experiment, for a finished local attempt: never opened."""
+    data = json.loads((experiment / "manifest.json").read_text())
+    attempt = data["cells"][VICTIM]["attempts"][-1]
+    attempt.update(cluster="local", job_id="999999999", folder="jobs/victim")
+    write_json(experiment / "manifest.json", data)
+    (experiment / "cells" / VICTIM / "result.json").unlink()
+    planted = tmp_path / "pwned"
+    folder = experiment / "jobs" / "victim"
+    folder.mkdir(parents=True)
+    (folder / "999999999_0_result.pkl").write_bytes(pickle.dumps(_Plant(str(planted))))
+    monkeypatch.setattr("aslhpc.orchestration.cellstate.query_states", sacct("e"))
+    assert status_cli.main(["--results", str(experiment.parent), "--experiment", "e"]) == 1
+    assert "FAILED" in capsys.readouterr().out  # the job ended and left no result.json
+    assert collect.main(["--results", str(experiment.parent), "--experiment", "e", "--no-plots"]) == 0
+    assert not planted.exists()
+
+
+def test_a_requeued_cell_shows_its_requeue_from_result_json(experiment: Path) -> None:
+    """NODE_FAIL, then SLURM requeued the job: sacct's last incarnation says 0 restarts, result.json says 1."""
+    path = experiment / "cells" / VICTIM / "result.json"
+    result = json.loads(path.read_text())
+    result["slurm"]["restarts"] = 1
+    write_json(path, result)
+    report = experiment_status(experiment / "manifest.json", query=sacct("e", restarts=0))
+    rows = {r.cell_id: r for r in report.rows}
+    assert rows[VICTIM].restarts == 1 and rows["g1-b128-r0"].restarts == 0
+    console = Console(record=True, width=120)
+    console.print(render_table(report))
+    assert "COMPLETED (1 requeue)" in console.export_text()
+
+
+def test_status_error_lines_do_not_split_words_at_80_columns(experiment: Path) -> None:
+    error = ("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 31.74 GiB total capacity; "
+             "29.12 GiB already allocated); lower --batch-size or use more GPUs")
+    cell = experiment / "cells" / VICTIM
+    (cell / "result.json").unlink()
+    write_json(cell / "error.json", {"error": error, "traceback": "...", "time": ""})
+    report = experiment_status(experiment / "manifest.json", query=sacct("e"))
+    console = Console(record=True, width=80)
+    console.print(render_table(report))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    words = [w for line in text.splitlines() for w in line.split()]
+    for word in error.split():
+        assert word in words, word  # every word whole on one line
