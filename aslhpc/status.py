@@ -73,7 +73,8 @@ def render_table(report: StatusReport) -> RenderableType:
     return Group(table, *problems) if problems else table
 
 
-def watch(get_report: Callable[[], StatusReport], interval_s: float, console: Console | None = None) -> StatusReport:
+def watch(get_report: Callable[[], StatusReport], interval_s: float,
+          console: Console | None = None) -> StatusReport:
     """Refresh the table in place (rich Live) until every cell has ended or Ctrl-C; return the last report."""
     from rich.live import Live
 
@@ -109,7 +110,8 @@ def resolve_manifest(results: str, experiment: str | None) -> Path:
         return path
     found = find_manifests(results)
     if not found:
-        raise ConfigError(f"no experiments in {results}/; run python -m aslhpc.submit first or pass --results")
+        raise ConfigError(f"no experiments in {results}/; "
+                          "run python -m aslhpc.submit first or pass --results")
     return found[0]
 
 

@@ -115,7 +115,8 @@ def test_states_from_status_are_taken_as_given_but_result_json_wins(tmp_path):
     exp2 = paper_experiment(tmp_path / "two", skip=((128, 1),))
     m2 = load_matrix(exp2, {"g1-b128-r0": ("COMPLETED", "sacct")}).set_index("cell_id")
     assert (
-        m2.loc["g1-b128-r0", "state"] == "incomplete" and "no usable result.json" in m2.loc["g1-b128-r0", "reason"]
+        m2.loc["g1-b128-r0", "state"] == "incomplete"
+        and "no usable result.json" in m2.loc["g1-b128-r0", "reason"]
     )
 
 
@@ -136,7 +137,10 @@ def test_a_retried_cell_is_not_failed_by_the_previous_attempts_error(tmp_path):
     _retry(exp, "g2-b128-r0", "2000", "2026-04-11T20:00:00+00:00")  # resubmitted after the error
     # no SLURM answer (states None): the files alone decide, and the old error is not the new job's
     m = load_matrix(exp).set_index("cell_id")
-    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == ("pending", "submitted as job 2000, no output yet")
+    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == (
+        "pending",
+        "submitted as job 2000, no output yet",
+    )
     assert tuple(m.loc["g3-b128-r0", ["state", "reason"]]) == ("failed", "CUDA out of memory")  # not retried
     # an error.json written by the new attempt (a few seconds of clock skew allowed) counts again
     write_json(exp / "cells" / "g2-b128-r0" / "error.json", {**err, "time": "2026-04-11T19:59:57+00:00"})
@@ -156,7 +160,9 @@ def test_without_manifest_cells_are_scanned(tmp_path):
     (exp / "cells" / "g4-b128-r0").mkdir()
     m = load_matrix(exp)
     assert sorted(m["cell_id"]) == ["g1-b128-r0", "g2-b128-r0"]
-    assert m.attrs["ignored"] == ["g4-b128-r0 (pending: cell directory exists but holds no result, error or progress)"]
+    assert m.attrs["ignored"] == [
+        "g4-b128-r0 (pending: cell directory exists but holds no result, error or progress)"
+    ]
     assert not m["in_manifest"].any()
 
 
@@ -228,5 +234,7 @@ def test_process_memory_and_data_on_gpu_columns(tmp_path):
     assert (two["gpu0_gb"], two["gpu1_gb"]) == (1.569, 1.531)
     assert (round(two["gpu0_proc_gb"], 3), round(two["gpu1_proc_gb"], 3)) == (1.558, 1.52)
     assert two["data_device_gb"] == 0.262
-    assert math.isnan(m.loc["g1-b128-r0", "data_device_gb"]) and math.isnan(m.loc["g1-b128-r0", "gpu1_proc_gb"])
+    assert math.isnan(m.loc["g1-b128-r0", "data_device_gb"]) and math.isnan(
+        m.loc["g1-b128-r0", "gpu1_proc_gb"]
+    )
     assert list(m.columns[-4:]) == ["gpu0_gb", "gpu1_gb", "gpu0_proc_gb", "gpu1_proc_gb"]

@@ -42,16 +42,22 @@ def test_collect_reads_todays_cell_into_the_same_frame(experiment: Path) -> None
 
 
 def test_status_reads_todays_cell(experiment: Path) -> None:
-    report = experiment_status(experiment / "manifest.json", query=lambda ids, starttime="": StateQuery({}, "none"))
+    report = experiment_status(
+        experiment / "manifest.json", query=lambda ids, starttime="": StateQuery({}, "none")
+    )
     (row,) = report.rows
     assert (row.cell_id, row.state, row.job_id, row.cluster) == ("g1-b32-r0", "COMPLETED", "10290", "local")
     assert (row.epoch, row.epochs, row.node, row.elapsed, row.error) == (2, 2, "vm", "0:01", "")
-    assert row.val_acc == pytest.approx(5.882352941176471) and row.images_per_s == pytest.approx(279.326, abs=1e-3)
+    assert row.val_acc == pytest.approx(5.882352941176471) and row.images_per_s == pytest.approx(
+        279.326, abs=1e-3
+    )
 
 
 def test_the_record_holds_every_file_checked(experiment: Path) -> None:
     (rec,) = load_cells(experiment, load_manifest(experiment / "manifest.json")).values()
     assert rec.damaged == "" and rec.result is not None and rec.result["epochs"] == 2
-    assert [e.epoch for e in rec.epochs] == [1, 2] and rec.config is not None and rec.config["batch_size"] == 32
+    assert (
+        [e.epoch for e in rec.epochs] == [1, 2] and rec.config is not None and rec.config["batch_size"] == 32
+    )
     assert rec.error is None and rec.progress is None and rec.restarts == 0
     assert rec.log == experiment / "jobs/g1-b32-r0/10290/10290_0_log.err"

@@ -29,11 +29,23 @@ VICTIM = "g2-b256-r0"
 
 def sacct(exp: str, restarts: int = 0):  # noqa: ANN201 - a query function
     """Every job of the experiment COMPLETED (job ids 1000.. as write_manifest records them)."""
+
     def query(ids: list[str], starttime: str = "") -> StateQuery:
         cids = [f"g{g}-b{b}-r{r}" for g, b, r, _ in CELLS]
-        jobs = {str(1000 + n): JobState(str(1000 + n), "COMPLETED", "COMPLETED", node="n1", elapsed="00:40:00",
-                                        restarts=restarts, name=job_name(exp, cid)) for n, cid in enumerate(cids)}
+        jobs = {
+            str(1000 + n): JobState(
+                str(1000 + n),
+                "COMPLETED",
+                "COMPLETED",
+                node="n1",
+                elapsed="00:40:00",
+                restarts=restarts,
+                name=job_name(exp, cid),
+            )
+            for n, cid in enumerate(cids)
+        }
         return StateQuery({k: v for k, v in jobs.items() if k in ids}, "sacct")
+
     return query
 
 
@@ -88,14 +100,14 @@ def _garble(exp: Path, variant: str) -> None:
 
 
 VARIANTS = {
-    "epochs.jsonl: epoch is a word": "epochs.jsonl: line 1: epoch is str \"two\", expected int",
+    "epochs.jsonl: epoch is a word": 'epochs.jsonl: line 1: epoch is str "two", expected int',
     "epochs.jsonl: a bad line in the middle": "epochs.jsonl: line 2 is not valid JSON",
-    "result.json: epochs is a word": "result.json: epochs is str \"four\", expected int",
+    "result.json: epochs is a word": 'result.json: epochs is str "four", expected int',
     "result.json: truncated": "result.json: not valid JSON",
     "result.json: empty": "result.json: empty",
     "result.json: a list": "result.json: the file is a list, expected an object",
     "result.json: not UTF-8": "result.json: unreadable (UnicodeDecodeError",
-    "result.json: telemetry.gpus is a string": "result.json: telemetry.gpus is str \"lots\", expected a list",
+    "result.json: telemetry.gpus is a string": 'result.json: telemetry.gpus is str "lots", expected a list',
     "progress.json: garbage": "progress.json: not valid JSON",
     "progress.json: epoch is a float": "progress.json: epoch is float 2.5, expected int",
     "error.json: error is an object": "error.json: error is an object, expected scalar",
@@ -110,7 +122,8 @@ def test_a_damaged_file_is_one_damaged_cell_in_status(experiment: Path, variant:
     rows = {r.cell_id: r for r in report.rows}
     assert rows[VICTIM].state == "DAMAGED" and rows[VICTIM].error.startswith(VARIANTS[variant])
     assert {cid: r.state for cid, r in rows.items() if cid != VICTIM} == dict.fromkeys(
-        ["g1-b128-r0", "g2-b128-r0", "g1-b256-r0"], "COMPLETED")
+        ["g1-b128-r0", "g2-b128-r0", "g1-b256-r0"], "COMPLETED"
+    )
     assert report.all_ended and report.any_failed
     console = Console(record=True, width=120)
     console.print(render_table(report))
@@ -122,13 +135,19 @@ def test_a_damaged_file_is_one_damaged_cell_in_status(experiment: Path, variant:
 def test_a_damaged_file_is_a_hole_in_collect_with_the_reason(experiment: Path, variant: str) -> None:
     _garble(experiment, variant)
     frame = load_matrix(experiment).set_index("cell_id")
-    assert frame.loc[VICTIM, "state"] == "damaged" and frame.loc[VICTIM, "reason"].startswith(VARIANTS[variant])
-    assert (frame.loc[VICTIM, "gpus"], frame.loc[VICTIM, "batch_size"]) == (2, 256)  # placed from the manifest
+    assert frame.loc[VICTIM, "state"] == "damaged" and frame.loc[VICTIM, "reason"].startswith(
+        VARIANTS[variant]
+    )
+    assert (frame.loc[VICTIM, "gpus"], frame.loc[VICTIM, "batch_size"]) == (
+        2,
+        256,
+    )  # placed from the manifest
     assert (frame.drop(VICTIM)["state"] == "completed").all() and len(frame) == 4
 
 
-def test_status_and_collect_clis_survive_a_damaged_cell(experiment: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture) -> None:
+def test_status_and_collect_clis_survive_a_damaged_cell(
+    experiment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     _garble(experiment, "result.json: epochs is a word")
     monkeypatch.setattr("aslhpc.orchestration.cellstate.query_states", sacct("e"))
     results = experiment.parent
@@ -136,7 +155,9 @@ def test_status_and_collect_clis_survive_a_damaged_cell(experiment: Path, monkey
     out = capsys.readouterr().out
     assert "DAMAGED" in out and 'result.json: epochs is str "four", expected int' in out
     assert collect.main(["--results", str(results), "--experiment", "e", "--no-plots"]) == 0
-    holes = [ln for ln in (experiment / "report.md").read_text().splitlines() if ln.startswith(f"| {VICTIM} |")]
+    holes = [
+        ln for ln in (experiment / "report.md").read_text().splitlines() if ln.startswith(f"| {VICTIM} |")
+    ]
     assert any('| damaged | result.json: epochs is str "four", expected int |' in ln for ln in holes)
 
 
@@ -144,7 +165,9 @@ def test_a_torn_last_epoch_line_is_a_crash_mid_append_not_damage(experiment: Pat
     cell = experiment / "cells" / VICTIM
     (cell / "result.json").unlink()
     (cell / "epochs.jsonl").write_text('{"epoch": 1, "val_acc": 50.0}\n{"epoch": 2, "val_')
-    row = {r.cell_id: r for r in experiment_status(experiment / "manifest.json", query=sacct("e")).rows}[VICTIM]
+    row = {r.cell_id: r for r in experiment_status(experiment / "manifest.json", query=sacct("e")).rows}[
+        VICTIM
+    ]
     assert row.state == "FAILED" and row.epoch == 1 and row.val_acc == 50.0  # sacct COMPLETED, no result.json
 
 
@@ -158,24 +181,32 @@ class _Plant:
         return (open, (self.path, "w"))
 
 
-@pytest.mark.parametrize("key,value", [("out_dir", "../../elsewhere"), ("out_dir", "/etc"),
-                                       ("folder", "../../planted"), ("folder", "/tmp")])
-def test_manifest_paths_that_leave_the_experiment_are_damaged(experiment: Path, tmp_path: Path,
-                                                              key: str, value: str) -> None:
+@pytest.mark.parametrize(
+    "key,value",
+    [("out_dir", "../../elsewhere"), ("out_dir", "/etc"), ("folder", "../../planted"), ("folder", "/tmp")],
+)
+def test_manifest_paths_that_leave_the_experiment_are_damaged(
+    experiment: Path, tmp_path: Path, key: str, value: str
+) -> None:
     data = json.loads((experiment / "manifest.json").read_text())
     entry = data["cells"][VICTIM]
     (entry["attempts"][-1] if key == "folder" else entry)[key] = value
     entry["attempts"][-1]["cluster"] = "local"
     write_json(experiment / "manifest.json", data)
-    row = {r.cell_id: r for r in experiment_status(experiment / "manifest.json", query=sacct("e")).rows}[VICTIM]
+    row = {r.cell_id: r for r in experiment_status(experiment / "manifest.json", query=sacct("e")).rows}[
+        VICTIM
+    ]
     assert row.state == "DAMAGED"
     assert row.error.startswith(f"manifest.json: {key} {value!r} leaves the experiment directory")
     frame = load_matrix(experiment).set_index("cell_id")
-    assert frame.loc[VICTIM, "state"] == "damaged" and f"{key} {value!r} leaves" in frame.loc[VICTIM, "reason"]
+    assert (
+        frame.loc[VICTIM, "state"] == "damaged" and f"{key} {value!r} leaves" in frame.loc[VICTIM, "reason"]
+    )
 
 
-def test_status_and_collect_unpickle_nothing(experiment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture) -> None:
+def test_status_and_collect_unpickle_nothing(
+    experiment: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """A planted submitit result pickle, inside the experiment, for a finished local attempt: never opened."""
     data = json.loads((experiment / "manifest.json").read_text())
     attempt = data["cells"][VICTIM]["attempts"][-1]
@@ -194,7 +225,7 @@ def test_status_and_collect_unpickle_nothing(experiment: Path, tmp_path: Path, m
 
 
 def test_a_requeued_cell_shows_its_requeue_from_result_json(experiment: Path) -> None:
-    """NODE_FAIL, then SLURM requeued the job: sacct's last incarnation says 0 restarts, result.json says 1."""
+    """NODE_FAIL, then SLURM requeued the job: sacct's last incarnation says 0 restarts, result.json 1."""
     path = experiment / "cells" / VICTIM / "result.json"
     result = json.loads(path.read_text())
     result["slurm"]["restarts"] = 1
@@ -208,8 +239,10 @@ def test_a_requeued_cell_shows_its_requeue_from_result_json(experiment: Path) ->
 
 
 def test_status_error_lines_do_not_split_words_at_80_columns(experiment: Path) -> None:
-    error = ("RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 31.74 GiB total capacity; "
-             "29.12 GiB already allocated); lower --batch-size or use more GPUs")
+    error = (
+        "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 31.74 GiB total capacity; "
+        "29.12 GiB already allocated); lower --batch-size or use more GPUs"
+    )
     cell = experiment / "cells" / VICTIM
     (cell / "result.json").unlink()
     write_json(cell / "error.json", {"error": error, "traceback": "...", "time": ""})

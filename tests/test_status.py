@@ -41,7 +41,9 @@ def experiment(tmp_path: Path) -> Path:
     spec = load_spec(REPO_JOBS / "smoke.toml")
     m = Manifest.new(spec)
     m.ensure_cells(spec.cells())
-    for cid, job in zip(["g1-b32-r0", "g1-b64-r0", "g2-b32-r0", "g2-b64-r0"], ["2", "3", "4", "7"], strict=True):
+    for cid, job in zip(
+        ["g1-b32-r0", "g1-b64-r0", "g2-b32-r0", "g2-b64-r0"], ["2", "3", "4", "7"], strict=True
+    ):
         m.record(cid, Attempt(job, "slurm", T0, f"jobs/{cid}/{job}"))
     path = manifest_path(tmp_path / "results", "smoke")
     m.save(path)
@@ -51,6 +53,7 @@ def experiment(tmp_path: Path) -> Path:
 def fake_query(text: str):  # noqa: ANN201
     def query(ids: list[str], starttime: str = "") -> StateQuery:
         return StateQuery({k: v for k, v in parse_sacct(text).items() if k in ids}, "sacct")
+
     return query
 
 
@@ -60,12 +63,23 @@ SACCT = (GOLDEN / "sacct_mixed.txt").read_text()  # 2 COMPLETED, 3 FAILED, 4 CAN
 def test_rows_combine_sacct_and_cell_files(experiment: Path) -> None:
     exp = experiment.parent
     # g1-b32 (job 2, COMPLETED in sacct) has its result
-    write_json(exp / "cells/g1-b32-r0/result.json", {"status": "completed", "epochs": 2, "val_acc": 91.0,
-                                                     "images_per_s": 321.0, "slurm": {"nodelist": "n1"},
-                                                     "started_at": iso(0), "finished_at": iso(1.5)})
+    write_json(
+        exp / "cells/g1-b32-r0/result.json",
+        {
+            "status": "completed",
+            "epochs": 2,
+            "val_acc": 91.0,
+            "images_per_s": 321.0,
+            "slurm": {"nodelist": "n1"},
+            "started_at": iso(0),
+            "finished_at": iso(1.5),
+        },
+    )
     # g1-b64 (job 3, FAILED) wrote error.json
-    write_json(exp / "cells/g1-b64-r0/error.json", {"error": "RuntimeError: CUDA out of memory", "traceback": "...",
-                                                    "time": iso(1)})
+    write_json(
+        exp / "cells/g1-b64-r0/error.json",
+        {"error": "RuntimeError: CUDA out of memory", "traceback": "...", "time": iso(1)},
+    )
     # g2-b32 (job 4, CANCELLED by 0): no error.json, the submitit log has the story
     log = exp / "jobs/g2-b32-r0/4/4_0_log.err"
     log.parent.mkdir(parents=True)
@@ -73,15 +87,22 @@ def test_rows_combine_sacct_and_cell_files(experiment: Path) -> None:
     # g2-b64 (job 7, RUNNING): 1 of 2 epochs done
     cell = exp / "cells/g2-b64-r0"
     cell.mkdir(parents=True)
-    (cell / "epochs.jsonl").write_text(json.dumps({"epoch": 1, "val_acc": 55.5, "images_per_s": 99.0,
-                                                   "epoch_s": 30.0}) + "\n")
+    (cell / "epochs.jsonl").write_text(
+        json.dumps({"epoch": 1, "val_acc": 55.5, "images_per_s": 99.0, "epoch_s": 30.0}) + "\n"
+    )
     write_json(cell / "progress.json", {"epoch": 2, "epochs": 2, "batch": 3, "batches": 10, "phase": "train"})
 
     report = experiment_status(experiment, query=fake_query(SACCT))
     rows = {r.cell_id: r for r in report.rows}
     assert [r.cell_id for r in report.rows] == ["g1-b32-r0", "g1-b64-r0", "g2-b32-r0", "g2-b64-r0"]
     done = rows["g1-b32-r0"]
-    assert (done.state, done.epoch, done.epochs, done.val_acc, done.images_per_s) == ("COMPLETED", 2, 2, 91.0, 321.0)
+    assert (done.state, done.epoch, done.epochs, done.val_acc, done.images_per_s) == (
+        "COMPLETED",
+        2,
+        2,
+        91.0,
+        321.0,
+    )
     failed = rows["g1-b64-r0"]
     assert failed.state == "FAILED" and failed.error == "RuntimeError: CUDA out of memory"
     assert failed.log.endswith("jobs/g1-b64-r0/3/3_0_log.err")
@@ -121,7 +142,10 @@ def test_resolve_state_rules() -> None:
     job = lambda s: JobState("9", s)  # noqa: E731
     assert resolve_state(has_result=True, error_time=iso(11), attempt=a, job=job("FAILED")) == "COMPLETED"
     assert resolve_state(has_result=False, error_time=None, attempt=None, job=None) == "NOT_SUBMITTED"
-    assert resolve_state(has_result=False, error_time=None, attempt=None, job=None, runner_pending=True) == "PENDING"
+    assert (
+        resolve_state(has_result=False, error_time=None, attempt=None, job=None, runner_pending=True)
+        == "PENDING"
+    )
     # an error.json from an earlier attempt does not fail the resubmitted, pending one...
     assert resolve_state(has_result=False, error_time=iso(1), attempt=a, job=job("PENDING")) == "PENDING"
     assert resolve_state(has_result=False, error_time=iso(1), attempt=a, job=job("CANCELLED")) == "CANCELLED"
@@ -136,16 +160,22 @@ def test_resolve_state_rules() -> None:
 
 
 def test_last_error_line() -> None:
-    tb = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
-          "submitit.core.utils.UncompletedJobError: Job not requeued because: timed-out too many times.\n"
-          "submitit WARNING (2026) - something after\n")
+    tb = (
+        'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+        "submitit.core.utils.UncompletedJobError: Job not requeued because: timed-out too many times.\n"
+        "submitit WARNING (2026) - something after\n"
+    )
     assert last_error_line(tb).startswith("submitit.core.utils.UncompletedJobError: Job not requeued")
     assert last_error_line("just text\nlast line\n") == "last line"
-    slurm = ("slurmstepd: error: *** JOB 5 ON n1 CANCELLED AT 2026-11-25T16:31:01 DUE TO TIME LIMIT ***\n"
-             "srun: error: n1: task 0: Killed\n")
+    slurm = (
+        "slurmstepd: error: *** JOB 5 ON n1 CANCELLED AT 2026-11-25T16:31:01 DUE TO TIME LIMIT ***\n"
+        "srun: error: n1: task 0: Killed\n"
+    )
     assert last_error_line(slurm).endswith("DUE TO TIME LIMIT ***")
-    newer = ("slurmstepd-n1: error: *** JOB 5 ON n1 CANCELLED AT 2026-11-25T16:31:01 ***\n"
-             "srun: error: n1: task 0: Killed\n")  # SLURM 23+ names the node in the prefix
+    newer = (
+        "slurmstepd-n1: error: *** JOB 5 ON n1 CANCELLED AT 2026-11-25T16:31:01 ***\n"
+        "srun: error: n1: task 0: Killed\n"
+    )  # SLURM 23+ names the node in the prefix
     assert last_error_line(newer).startswith("slurmstepd-n1: error: *** JOB 5")
     assert last_error_line("srun: error: n1: task 0: Killed\nbye\n") == "srun: error: n1: task 0: Killed"
     assert last_error_line("") == ""
@@ -180,8 +210,9 @@ class _Plant:
         return (open, (self.path, "w"))
 
 
-def test_cli_exit_status_and_experiment_lookup(experiment: Path, monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture) -> None:
+def test_cli_exit_status_and_experiment_lookup(
+    experiment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     results = experiment.parent.parent
     monkeypatch.setattr("aslhpc.orchestration.cellstate.query_states", fake_query(SACCT))
     assert status_cli.main(["--results", str(results)]) == 1  # jobs 3 FAILED and 4 CANCELLED
@@ -209,13 +240,19 @@ def test_a_retry_that_dies_before_training_shows_its_own_error_not_the_old_one(e
     """Job 3 failed with an error.json; --retry-failed resubmitted it as job 9, which died before the trainer
     started (NODE_FAIL): status must show job 9's story, not job 3's error line."""
     exp = experiment.parent
-    write_json(exp / "cells/g1-b64-r0/error.json", {"error": "RuntimeError: CUDA out of memory", "time": iso(1)})
+    write_json(
+        exp / "cells/g1-b64-r0/error.json", {"error": "RuntimeError: CUDA out of memory", "time": iso(1)}
+    )
     _retry(experiment, "g1-b64-r0", "9", iso(10))
-    sacct = SACCT.replace("9|9|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|",
-                          "9|9|NODE_FAIL|n1|00:00:03|0:0|2026-11-25T16:10:05|2026-11-25T16:10:08|")
+    sacct = SACCT.replace(
+        "9|9|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|",
+        "9|9|NODE_FAIL|n1|00:00:03|0:0|2026-11-25T16:10:05|2026-11-25T16:10:08|",
+    )
     row = {r.cell_id: r for r in experiment_status(experiment, query=fake_query(sacct)).rows}["g1-b64-r0"]
     assert row.state == "NODE_FAIL" and row.job_id == "9"
-    assert row.error == "NODE_FAIL (no error recorded; see the log)" and row.log.endswith("jobs/g1-b64-r0/9/9_0_log.err")
+    assert row.error == "NODE_FAIL (no error recorded; see the log)" and row.log.endswith(
+        "jobs/g1-b64-r0/9/9_0_log.err"
+    )
     log = exp / "jobs/g1-b64-r0/9/9_0_log.err"
     log.parent.mkdir(parents=True)
     log.write_text("srun: error: Unable to create step for job 9: Job/step already completing or completed\n")
@@ -223,14 +260,18 @@ def test_a_retry_that_dies_before_training_shows_its_own_error_not_the_old_one(e
     assert row.error.startswith("srun: error: Unable to create step for job 9")
 
 
-def test_collect_agrees_with_status_on_a_pending_retry(experiment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_collect_agrees_with_status_on_a_pending_retry(
+    experiment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """While the resubmitted job waits in the queue, status says PENDING and collect's hole says pending too
     (not "failed" with the previous attempt's error)."""
     from aslhpc.analysis.matrix import load_matrix
     from aslhpc.collect import live_states
 
     exp = experiment.parent
-    write_json(exp / "cells/g1-b64-r0/error.json", {"error": "RuntimeError: CUDA out of memory", "time": iso(1)})
+    write_json(
+        exp / "cells/g1-b64-r0/error.json", {"error": "RuntimeError: CUDA out of memory", "time": iso(1)}
+    )
     _retry(experiment, "g1-b64-r0", "9", iso(10))  # job 9 is PENDING in the recorded sacct
     monkeypatch.setattr("aslhpc.orchestration.cellstate.query_states", fake_query(SACCT))
     row = {r.cell_id: r for r in experiment_status(experiment).rows}["g1-b64-r0"]
@@ -239,10 +280,18 @@ def test_collect_agrees_with_status_on_a_pending_retry(experiment: Path, monkeyp
     assert states is not None and states["g1-b64-r0"][0] == "PENDING"
     frame = load_matrix(exp, states).set_index("cell_id")
     assert frame.loc["g1-b64-r0", "state"] == "pending"
-    assert "job 9" in frame.loc["g1-b64-r0", "reason"] and "out of memory" not in frame.loc["g1-b64-r0", "reason"]
+    assert (
+        "job 9" in frame.loc["g1-b64-r0", "reason"]
+        and "out of memory" not in frame.loc["g1-b64-r0", "reason"]
+    )
     # the cells status calls failed / running keep their status words and say why
-    assert frame.loc["g2-b32-r0", "state"] == "cancelled" and "4_0_log.err" in frame.loc["g2-b32-r0", "reason"]
-    assert frame.loc["g2-b64-r0", "state"] == "running" and "slurm job 7 on n2" in frame.loc["g2-b64-r0", "reason"]
+    assert (
+        frame.loc["g2-b32-r0", "state"] == "cancelled" and "4_0_log.err" in frame.loc["g2-b32-r0", "reason"]
+    )
+    assert (
+        frame.loc["g2-b64-r0", "state"] == "running"
+        and "slurm job 7 on n2" in frame.loc["g2-b64-r0", "reason"]
+    )
 
 
 def test_a_resumed_cell_shows_the_elapsed_time_of_the_attempt_that_finished_it(experiment: Path) -> None:
@@ -250,8 +299,10 @@ def test_a_resumed_cell_shows_the_elapsed_time_of_the_attempt_that_finished_it(e
     last attempt (resubmitted at minute 50, finished at 52), not the 52 minutes since the first start."""
     exp = experiment.parent
     _retry(experiment, "g1-b32-r0", "11", iso(50))
-    write_json(exp / "cells/g1-b32-r0/result.json",
-               {"status": "completed", "epochs": 2, "started_at": T0, "finished_at": iso(52)})
+    write_json(
+        exp / "cells/g1-b32-r0/result.json",
+        {"status": "completed", "epochs": 2, "started_at": T0, "finished_at": iso(52)},
+    )
     query = lambda ids, starttime="": StateQuery({}, "none", "sacct: x")  # noqa: E731
     row = {r.cell_id: r for r in experiment_status(experiment, query=query).rows}["g1-b32-r0"]
     assert row.state == "COMPLETED" and row.elapsed == "2:00"
@@ -259,8 +310,10 @@ def test_a_resumed_cell_shows_the_elapsed_time_of_the_attempt_that_finished_it(e
 
 def test_a_pending_cell_shows_why_slurm_holds_it(experiment: Path) -> None:
     _retry(experiment, "g1-b64-r0", "9", iso(10))
-    held = SACCT.replace("9|9|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-11-25T16:00:34|None|",
-                         "9|9|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-11-25T16:00:34|JobHeldAdmin|")
+    held = SACCT.replace(
+        "9|9|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-11-25T16:00:34|None|",
+        "9|9|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-11-25T16:00:34|JobHeldAdmin|",
+    )
     assert held != SACCT
     row = {r.cell_id: r for r in experiment_status(experiment, query=fake_query(held)).rows}["g1-b64-r0"]
     assert row.state == "PENDING" and row.error == "waiting: JobHeldAdmin"
@@ -281,11 +334,15 @@ def test_a_job_slurm_lost_track_of_is_failed_and_retryable_not_unknown_forever(e
     row = {r.cell_id: r for r in report.rows}["g1-b64-r0"]
     assert row.state == "FAILED" and "no longer queued" in row.error and "--retry-failed" in row.error
     assert report.any_failed
-    actions = {a.cell.cell_id: a.action for a in plan_cells(load_spec(REPO_JOBS / "smoke.toml"), report, True)}
+    actions = {
+        a.cell.cell_id: a.action for a in plan_cells(load_spec(REPO_JOBS / "smoke.toml"), report, True)
+    }
     assert actions["g1-b64-r0"] == "retry"
     # squeue unreachable too: nothing is known, so nothing is concluded
-    unknown = experiment_status(experiment, query=lambda ids, starttime="": StateQuery(
-        {k: v for k, v in states.items() if k in ids}, "sacct"))
+    unknown = experiment_status(
+        experiment,
+        query=lambda ids, starttime="": StateQuery({k: v for k, v in states.items() if k in ids}, "sacct"),
+    )
     assert {r.cell_id: r.state for r in unknown.rows}["g1-b64-r0"] == "UNKNOWN"
 
 
@@ -295,11 +352,15 @@ def test_a_reused_job_id_is_not_taken_for_the_cells_job(experiment: Path) -> Non
     from aslhpc.slurm.executor import job_name
 
     def query(ids: list[str], starttime: str = "") -> StateQuery:
-        jobs = {"2": JobState("2", "COMPLETED", "COMPLETED", name=job_name("smoke", "g1-b32-r0")),
-                "3": JobState("3", "RUNNING", node="n9", name="aslhpc-other-g4-b512-r0")}
+        jobs = {
+            "2": JobState("2", "COMPLETED", "COMPLETED", name=job_name("smoke", "g1-b32-r0")),
+            "3": JobState("3", "RUNNING", node="n9", name="aslhpc-other-g4-b512-r0"),
+        }
         return StateQuery({k: v for k, v in jobs.items() if k in ids}, "sacct", queue_read=True)
 
     rows = {r.cell_id: r for r in experiment_status(experiment, query=query).rows}
-    assert rows["g1-b64-r0"].state == "FAILED" and rows["g1-b64-r0"].node == ""  # not the stranger's RUNNING on n9
+    assert (
+        rows["g1-b64-r0"].state == "FAILED" and rows["g1-b64-r0"].node == ""
+    )  # not the stranger's RUNNING on n9
     assert "no longer queued" in rows["g1-b64-r0"].error
     assert rows["g1-b32-r0"].slurm_state == "COMPLETED"  # its own name: kept

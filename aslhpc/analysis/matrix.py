@@ -37,8 +37,9 @@ from aslhpc.orchestration.manifest import MANIFEST, Manifest, load_manifest
 #: the frame's word for a cell with a usable result (states are lower case in the frame: :func:`frame_state`)
 COMPLETED = frame_state(_COMPLETED)
 
-__all__ = ["BASE_COLUMNS", "COMPLETED", "METRIC_KEYS", "RANKS_DIVERGED", "STALE_PROGRESS_S", "check_split_hashes",
-           "finalize_matrix", "find_experiments", "gpu_columns", "holes", "load_matrix", "proc_columns"]
+__all__ = ["BASE_COLUMNS", "COMPLETED", "METRIC_KEYS", "RANKS_DIVERGED", "STALE_PROGRESS_S",
+           "check_split_hashes", "finalize_matrix", "find_experiments", "gpu_columns", "holes", "load_matrix",
+           "proc_columns"]
 
 #: metric columns read straight from result.json
 METRIC_KEYS = (
@@ -166,7 +167,7 @@ def _gpu_memory(tel: Mapping[str, Any], used: int | None) -> dict[str, float]:
 
 
 def _provenance(res: Mapping[str, Any]) -> dict[str, Any]:
-    """Host, versions and SLURM facts: result.json's ``versions``/``slurm``, else what ``provenance`` recorded."""
+    """Host, versions and SLURM facts: result.json's ``versions``/``slurm``, else its ``provenance``."""
     prov = res.get("provenance") or {}
     vers = res.get("versions") or {}
     slurm = res.get("slurm") or prov.get("slurm") or {}
@@ -230,7 +231,8 @@ def _row_from_result(res: Mapping[str, Any]) -> dict[str, Any]:
         **{key: _num(res.get(key)) for key in METRIC_KEYS},
         **_gpu_memory(tel, res.get("gpus_used")),
     }
-    reserved = [t["max_reserved_gb"] for t in tel.get("torch") or [] if t and t.get("max_reserved_gb") is not None]
+    torch_mem = [t for t in tel.get("torch") or [] if t]
+    reserved = [t["max_reserved_gb"] for t in torch_mem if t.get("max_reserved_gb") is not None]
     if reserved:
         row["torch_reserved_gb"] = sum(reserved)
     # the fast pipeline's cached dataset held on the GPU (0 when it stayed in host memory)
@@ -241,15 +243,14 @@ def _row_from_result(res: Mapping[str, Any]) -> dict[str, Any]:
 def _identity(rec: CellRecord) -> dict[str, Any]:
     """What the manifest entry says the cell is (the authority), else what its config.json says."""
     cfg = rec.config or {}
-    ident: dict[str, Any] = {k: v for k, v in (("pipeline", cfg.get("pipeline")), ("split_kind", cfg.get("split")),
-                                               ("seed", cfg.get("seed"))) if v is not None}
+    pairs = [("pipeline", "pipeline"), ("split_kind", "split"), ("seed", "seed")]
     entry = rec.entry
+    if entry is None:
+        pairs += [("gpus", "gpus"), ("batch_size", "batch_size"), ("strategy", "strategy")]
+    ident: dict[str, Any] = {col: cfg[key] for col, key in pairs if cfg.get(key) is not None}
     if entry is not None:
-        ident.update(gpus=entry.gpus, batch_size=entry.batch_size, repeat=entry.repeat, strategy=entry.strategy,
-                     seed=entry.seed)
-    else:
-        ident.update({k: v for k, v in (("gpus", cfg.get("gpus")), ("batch_size", cfg.get("batch_size")),
-                                        ("strategy", cfg.get("strategy"))) if v is not None})
+        ident.update(gpus=entry.gpus, batch_size=entry.batch_size, repeat=entry.repeat,
+                     strategy=entry.strategy, seed=entry.seed)
     return ident
 
 
@@ -261,8 +262,11 @@ def _cell_row(rec: CellRecord, given: tuple[str, str] | None, now: float) -> dic
     state, reason = derive_state(rec, now=now)
     if rec.result is not None and not rec.damaged:
         row = _row_from_result(rec.result)  # a run whose ranks diverged keeps its figures in cells.csv
-        row.update({k: v for k, v in _identity(rec).items()
-                    if k in ("gpus", "batch_size", "repeat", "strategy") and (k == "repeat" or _missing(row.get(k)))})
+        ident = _identity(rec)  # the manifest is authoritative where the result lacks a value
+        row.update({k: ident[k] for k in ("gpus", "batch_size", "strategy")
+                    if k in ident and _missing(row.get(k))})
+        if "repeat" in ident:
+            row["repeat"] = ident["repeat"]
         row.setdefault("repeat", math.nan)
     else:
         if given is not None and not rec.damaged:

@@ -53,7 +53,9 @@ RESULT_SCHEMA: dict[str, Any] = {
                   "torch": [{"max_reserved_gb": "num"}]},
     "versions": dict.fromkeys(("python", "torch", "cuda", "cudnn", "aslhpc"), "scalar"),
     "slurm": {"job_id": "scalar", "partition": "str", "nodelist": "str", "restarts": "int"},
-    "provenance": {**dict.fromkeys(("hostname", "driver_version", "python", "torch", "cuda", "cudnn"), "scalar"),
+    "provenance": {**dict.fromkeys(("hostname", "driver_version", "python", "torch", "cuda", "cudnn"),
+                                   "scalar"),
+                   "gpu_models": ["str"],
                    "slurm": {"job_id": "scalar", "partition": "str", "nodelist": "str", "restarts": "int"}},
 }
 CONFIG_SCHEMA = RESULT_SCHEMA["config"]
@@ -156,7 +158,7 @@ class CellRecord:
 
 
 def inside(exp_dir: Path, rel: str, what: str) -> Path:
-    """``exp_dir / rel``, refused when it leads out of the experiment directory (``..``, another absolute path)."""
+    """``exp_dir / rel``, refused when it leads out of the experiment dir (``..``, absolute elsewhere)."""
     path = exp_dir / rel
     base = os.path.realpath(exp_dir)
     if os.path.commonpath([base, os.path.realpath(path)]) != base:
@@ -207,7 +209,8 @@ def _read_epochs(path: Path) -> list[EpochLine]:
                 raise ValueError("'epoch' is missing")
         except ValueError as exc:
             raise Damaged(path.name, f"line {n}: {exc}") from None
-        out.append(EpochLine(data["epoch"], data.get("val_acc"), data.get("images_per_s"), data.get("epoch_s")))
+        out.append(EpochLine(data["epoch"], data.get("val_acc"), data.get("images_per_s"),
+                             data.get("epoch_s")))
     return out
 
 

@@ -57,7 +57,7 @@ STALE_PROGRESS_S = 1800.0
 ENDED_STATES = DONE_STATES | FAILED_STATES | {NOT_SUBMITTED, DAMAGED}
 #: why a DDP cell whose ranks diverged is not a result (result.json ``ranks.in_sync`` false)
 RANKS_DIVERGED = "DDP ranks ended with different weights (ranks.in_sync false)"
-# most telling first: a Python exception, SLURM's "*** JOB 12 CANCELLED AT ... ***", then any srun/slurmstepd error
+# most telling first: a Python exception, SLURM's "*** JOB 12 CANCELLED AT ... ***", then srun/slurmstepd
 _LOG_TIERS = (re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit|Failure)\b"),
               re.compile(r"^slurmstepd(-\S+)?: error: \*\*\*.*\*\*\*"),  # slurmstepd-<node>: on newer SLURM
               re.compile(r"^(slurmstepd|srun)(-\S+)?: error:"))
@@ -123,7 +123,8 @@ class StatusReport:
         counts = self.counts()
         order = sorted(counts, key=lambda s: (s != COMPLETED, s))
         parts = ", ".join(f"{counts[s]} {s}" for s in order)
-        return f"{self.experiment}: {len(self.rows)} cells: {parts} (states from {self.source}, {self.checked_at})"
+        return (f"{self.experiment}: {len(self.rows)} cells: {parts} "
+                f"(states from {self.source}, {self.checked_at})")
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([asdict(r) for r in self.rows])
@@ -230,8 +231,9 @@ def derive_state(rec: CellRecord, live: Live | None = None, now: float | None = 
     if live is None:
         return _files_state(rec, time.time() if now is None else now)
     err_time = rec.error.time if rec.error is not None else None
-    return resolve_state(has_result=False, error_time=err_time, attempt=rec.last, job=live.job, local=live.local,
-                         runner_pending=live.runner_pending, queue_read=live.queue_read), ""
+    state = resolve_state(has_result=False, error_time=err_time, attempt=rec.last, job=live.job,
+                          local=live.local, runner_pending=live.runner_pending, queue_read=live.queue_read)
+    return state, ""
 
 
 def frame_state(state: str) -> str:
@@ -344,10 +346,11 @@ def cell_row(rec: CellRecord, live: Live, epochs_default: int) -> CellRow:
         row.job_id, row.cluster = rec.last.job_id, rec.last.cluster
     if live.job is not None:
         job = live.job
-        row.slurm_state, row.node, row.elapsed, row.restarts = job.raw_state, job.node, job.elapsed, job.restarts
+        row.slurm_state, row.node, row.elapsed = job.raw_state, job.node, job.elapsed
+        row.restarts = job.restarts
     elif live.local is not None:
         row.slurm_state = live.local
-    row.restarts = max(row.restarts, rec.restarts)  # sacct may forget a requeue; the job's own record does not
+    row.restarts = max(row.restarts, rec.restarts)  # sacct may forget a requeue; result.json does not
     _progress_columns(row, rec, epochs_default)
     _explain(row, rec, live, reason)
     return row
@@ -370,7 +373,8 @@ def read_manifest(manifest_path: Path) -> Manifest:
     return manifest
 
 
-def experiment_status(manifest_path: str | Path, query: Callable[..., StateQuery] | None = None) -> StatusReport:
+def experiment_status(manifest_path: str | Path,
+                      query: Callable[..., StateQuery] | None = None) -> StatusReport:
     """Rows for every cell of the experiment whose manifest is at ``manifest_path``.
 
     ``query(job_ids, starttime=...)`` asks SLURM (default :func:`query_states`: sacct, else squeue)."""
