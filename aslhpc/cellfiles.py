@@ -11,7 +11,9 @@ A cell directory (``results/<experiment>/cells/<cell_id>/``) holds:
 * ``result.json``    the final result, written last and atomically: its presence means done;
 * ``error.json``     written atomically when training raised: one-line error + traceback.
 
-Readers never need the trainer's code, only these names.
+Readers never need the trainer's code, only these names; status and collect read a cell through
+:func:`aslhpc.orchestration.cellrecord.load_cell`, which checks each file once (a damaged one makes
+the cell DAMAGED, never a traceback).
 """
 
 from __future__ import annotations

@@ -254,3 +254,15 @@ def test_status_error_lines_do_not_split_words_at_80_columns(experiment: Path) -
     words = [w for line in text.splitlines() for w in line.split()]
     for word in error.split():
         assert word in words, word  # every word whole on one line
+
+
+def test_a_cells_directory_linked_to_scratch_is_not_leaving_the_experiment(
+    experiment: Path, tmp_path: Path
+) -> None:
+    """Paths are checked as written: a site that links cells/ to scratch space keeps working."""
+    scratch = tmp_path / "scratch"
+    (experiment / "cells").rename(scratch)
+    (experiment / "cells").symlink_to(scratch)
+    report = experiment_status(experiment / "manifest.json", query=sacct("e"))
+    assert {r.state for r in report.rows} == {"COMPLETED"}
+    assert (load_matrix(experiment)["state"] == "completed").all()

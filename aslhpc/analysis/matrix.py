@@ -21,10 +21,8 @@ from typing import Any
 import pandas as pd
 
 from aslhpc.errors import AslhpcError
+from aslhpc.orchestration import cellstate
 from aslhpc.orchestration.cellrecord import CellRecord, load_cells
-from aslhpc.orchestration.cellstate import (
-    COMPLETED as _COMPLETED,
-)
 from aslhpc.orchestration.cellstate import (
     RANKS_DIVERGED,
     STALE_PROGRESS_S,
@@ -32,10 +30,10 @@ from aslhpc.orchestration.cellstate import (
     frame_state,
     one_line,
 )
-from aslhpc.orchestration.manifest import MANIFEST, Manifest, load_manifest
+from aslhpc.orchestration.manifest import MANIFEST, load_manifest
 
 #: the frame's word for a cell with a usable result (states are lower case in the frame: :func:`frame_state`)
-COMPLETED = frame_state(_COMPLETED)
+COMPLETED = frame_state(cellstate.COMPLETED)
 
 __all__ = ["BASE_COLUMNS", "COMPLETED", "METRIC_KEYS", "RANKS_DIVERGED", "STALE_PROGRESS_S",
            "check_split_hashes", "finalize_matrix", "find_experiments", "gpu_columns", "holes", "load_matrix",
@@ -189,7 +187,7 @@ def _provenance(res: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _row_from_result(res: Mapping[str, Any]) -> dict[str, Any]:
-    """Flatten one checked result.json (:data:`~aslhpc.orchestration.cellrecord.RESULT_SCHEMA`) into a row."""
+    """Flatten one checked result.json (:data:`~aslhpc.orchestration.cellrecord.RESULT_FIELDS`) into a row."""
     cfg = res.get("config") or {}
     split = res.get("split") or {}
     tel = res.get("telemetry") or {}
@@ -271,8 +269,8 @@ def _cell_row(rec: CellRecord, given: tuple[str, str] | None, now: float) -> dic
     else:
         if given is not None and not rec.damaged:
             given_state, given_reason = given
-            if given_state == _COMPLETED:  # only a readable result.json makes a cell completed
-                given_state, given_reason = "INCOMPLETE", (
+            if given_state == cellstate.COMPLETED:  # only a readable result.json makes a cell completed
+                given_state, given_reason = cellstate.INCOMPLETE, (
                     f"status says COMPLETED but there is no usable result.json ({given_reason})")
             state, reason = given_state, given_reason or reason
         row = _identity(rec)
@@ -283,11 +281,6 @@ def _cell_row(rec: CellRecord, given: tuple[str, str] | None, now: float) -> dic
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _read_manifest(exp_dir: Path) -> Manifest | None:
-    """The experiment's manifest through the manifest module's loader (its errors are one line)."""
-    return load_manifest(exp_dir / MANIFEST)
 
 
 def load_matrix(
@@ -311,7 +304,7 @@ def load_matrix(
     exp_dir = Path(exp_dir)
     if not exp_dir.is_dir():
         raise AslhpcError(f"experiment directory {exp_dir} does not exist; check --results/--experiment")
-    manifest = _read_manifest(exp_dir)
+    manifest = load_manifest(exp_dir / MANIFEST)  # its errors are one line (ConfigError)
     records = load_cells(exp_dir, manifest)
     if not records:
         raise AslhpcError(

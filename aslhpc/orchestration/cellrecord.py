@@ -38,7 +38,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 _NUMS = dict.fromkeys(("train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss",
                        "exec_time_s", "data_prep_s", "images_per_s"), "num")
 _GPU = {"mem_peak_gb": "num", "proc_mem_peak_gb": "num", "mem_total_gb": "num"}
-RESULT_SCHEMA: dict[str, Any] = {
+RESULT_FIELDS: dict[str, Any] = {
     "status": "str", "experiment": "str", "cell_id": "str", "epochs": "int", "best_epoch": "int",
     "gpus_requested": "int", "gpus_used": "int", "world_size": "int", "device": "str",
     "device_names": ["str"], "data_parallel": "bool", "strategy": "str", "pipeline": "str", "amp": "str",
@@ -58,10 +58,10 @@ RESULT_SCHEMA: dict[str, Any] = {
                    "gpu_models": ["str"],
                    "slurm": {"job_id": "scalar", "partition": "str", "nodelist": "str", "restarts": "int"}},
 }
-CONFIG_SCHEMA = RESULT_SCHEMA["config"]
-PROGRESS_SCHEMA = {"epoch": "int", "epochs": "int", "batch": "int", "batches": "int", "phase": "str"}
-EPOCH_SCHEMA = {"epoch": "int", "val_acc": "num", "images_per_s": "num", "epoch_s": "num"}
-ERROR_SCHEMA = {"error": "scalar", "time": "str"}
+CONFIG_FIELDS = RESULT_FIELDS["config"]
+PROGRESS_FIELDS = {"epoch": "int", "epochs": "int", "batch": "int", "batches": "int", "phase": "str"}
+EPOCH_FIELDS = {"epoch": "int", "val_acc": "num", "images_per_s": "num", "epoch_s": "num"}
+ERROR_FIELDS = {"error": "scalar", "time": "str"}
 
 
 def _kind(value: Any) -> str:
@@ -130,7 +130,7 @@ class CellRecord:
     cell_id: str
     paths: CellPaths
     entry: CellEntry | None = None
-    result: dict[str, Any] | None = None  # checked against RESULT_SCHEMA
+    result: dict[str, Any] | None = None  # checked against RESULT_FIELDS
     error: ErrorInfo | None = None
     progress: Progress | None = None
     epochs: list[EpochLine] = field(default_factory=list)
@@ -158,13 +158,15 @@ class CellRecord:
 
 
 def inside(exp_dir: Path, rel: str, what: str) -> Path:
-    """``exp_dir / rel``, refused when it leads out of the experiment dir (``..``, absolute elsewhere)."""
-    path = exp_dir / rel
-    base = os.path.realpath(exp_dir)
-    if os.path.commonpath([base, os.path.realpath(path)]) != base:
+    """``exp_dir / rel``, refused when it leads out of the experiment dir (``..``, absolute elsewhere).
+
+    Checked on the path as written, not through symlinks: a site may link ``cells/`` to scratch."""
+    base = Path(os.path.normpath(os.path.abspath(exp_dir)))
+    path = Path(os.path.normpath(base / rel))
+    if path != base and base not in path.parents:
         raise Damaged("manifest.json", f"{what} {rel!r} leaves the experiment directory {exp_dir}; "
                       "restore the manifest (submit writes paths inside it)")
-    return path
+    return exp_dir / rel
 
 
 def _read_json(path: Path, schema: dict[str, Any]) -> dict[str, Any] | None:
@@ -204,7 +206,7 @@ def _read_epochs(path: Path) -> list[EpochLine]:
                 break
             raise Damaged(path.name, f"line {n} is not valid JSON") from None
         try:
-            check(data, EPOCH_SCHEMA)
+            check(data, EPOCH_FIELDS)
             if data.get("epoch") is None:
                 raise ValueError("'epoch' is missing")
         except ValueError as exc:
@@ -217,18 +219,18 @@ def _read_epochs(path: Path) -> list[EpochLine]:
 def _fill(rec: CellRecord) -> None:
     paths = rec.paths
     rec.exists = paths.root.is_dir()
-    result = _read_json(paths.result, RESULT_SCHEMA)
+    result = _read_json(paths.result, RESULT_FIELDS)
     if result is not None and result.get("status", "completed") != "completed":
         raise Damaged(paths.result.name, f"status is {result.get('status')!r}, not 'completed'")
     rec.result = result
-    err = _read_json(paths.error, ERROR_SCHEMA)
+    err = _read_json(paths.error, ERROR_FIELDS)
     if err is not None:
         rec.error = ErrorInfo(str(err.get("error") or "").strip(), err.get("time") or "")
-    prog = _read_json(paths.progress, PROGRESS_SCHEMA)
+    prog = _read_json(paths.progress, PROGRESS_FIELDS)
     if prog is not None:
         rec.progress = Progress(prog.get("epoch"), prog.get("epochs"), prog.get("phase") or "training")
     rec.epochs = _read_epochs(paths.epochs)
-    rec.config = (result or {}).get("config") or _read_json(paths.config, CONFIG_SCHEMA)
+    rec.config = (result or {}).get("config") or _read_json(paths.config, CONFIG_FIELDS)
     times = [p.stat().st_mtime for p in (paths.progress, paths.epochs) if p.exists()]
     rec.touched = max(times) if times else None
 
