@@ -364,3 +364,10 @@ def test_a_reused_job_id_is_not_taken_for_the_cells_job(experiment: Path) -> Non
     )  # not the stranger's RUNNING on n9
     assert "no longer queued" in rows["g1-b64-r0"].error
     assert rows["g1-b32-r0"].slurm_state == "COMPLETED"  # its own name: kept
+
+
+def test_a_damaged_manifest_is_one_error_line(experiment: Path, capsys: pytest.CaptureFixture) -> None:
+    experiment.write_text('{"schema": 1, "cells": {"g1-b32-r0": ')
+    assert status_cli.main(["--results", str(experiment.parent.parent), "--experiment", "smoke"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "manifest.json" in err[0]
