@@ -266,3 +266,14 @@ def test_a_cells_directory_linked_to_scratch_is_not_leaving_the_experiment(
     report = experiment_status(experiment / "manifest.json", query=sacct("e"))
     assert {r.state for r in report.rows} == {"COMPLETED"}
     assert (load_matrix(experiment)["state"] == "completed").all()
+
+
+def test_a_checked_result_is_not_hidden_by_damage_in_the_files_of_a_running_cell(experiment: Path) -> None:
+    cell = experiment / "cells" / VICTIM
+    (cell / "progress.json").write_text("garbage")
+    (cell / "epochs.jsonl").write_text('{"epoch": "two"}\n')
+    row = {r.cell_id: r for r in experiment_status(experiment / "manifest.json", query=sacct("e")).rows}[
+        VICTIM
+    ]
+    assert (row.state, row.epoch, row.error) == ("COMPLETED", 25, "")
+    assert load_matrix(experiment).set_index("cell_id").loc[VICTIM, "state"] == "completed"

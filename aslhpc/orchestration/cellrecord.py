@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,22 +218,37 @@ def _read_epochs(path: Path) -> list[EpochLine]:
 
 
 def _fill(rec: CellRecord) -> None:
+    """Read the files into ``rec``; a damaged result.json raises, other damage is recorded.
+
+    A checked result.json is the cell's outcome, so damage in the files a running cell leaves
+    (error/progress/epochs/config) does not hide it; without a result, the first damage counts."""
     paths = rec.paths
     rec.exists = paths.root.is_dir()
     result = _read_json(paths.result, RESULT_FIELDS)
     if result is not None and result.get("status", "completed") != "completed":
         raise Damaged(paths.result.name, f"status is {result.get('status')!r}, not 'completed'")
     rec.result = result
-    err = _read_json(paths.error, ERROR_FIELDS)
+    problems: list[str] = []
+
+    def read(reader: Callable[[], Any]) -> Any:
+        try:
+            return reader()
+        except Damaged as exc:
+            problems.append(str(exc))
+            return None
+
+    err = read(lambda: _read_json(paths.error, ERROR_FIELDS))
     if err is not None:
         rec.error = ErrorInfo(str(err.get("error") or "").strip(), err.get("time") or "")
-    prog = _read_json(paths.progress, PROGRESS_FIELDS)
+    prog = read(lambda: _read_json(paths.progress, PROGRESS_FIELDS))
     if prog is not None:
         rec.progress = Progress(prog.get("epoch"), prog.get("epochs"), prog.get("phase") or "training")
-    rec.epochs = _read_epochs(paths.epochs)
-    rec.config = (result or {}).get("config") or _read_json(paths.config, CONFIG_FIELDS)
+    rec.epochs = read(lambda: _read_epochs(paths.epochs)) or []
+    rec.config = (result or {}).get("config") or read(lambda: _read_json(paths.config, CONFIG_FIELDS))
     times = [p.stat().st_mtime for p in (paths.progress, paths.epochs) if p.exists()]
     rec.touched = max(times) if times else None
+    if problems and result is None:
+        rec.damaged = problems[0]
 
 
 def load_cell(exp_dir: Path, cell_id: str, entry: CellEntry | None = None) -> CellRecord:
