@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
         help="H3: accuracy judged (default test_acc)",
     )
     p.add_argument(
+        "--h4-r2",
+        type=float,
+        default=0.9,
+        help="H4: least-squares R² that time against batch size must reach to count as linear (default 0.9)",
+    )
+    p.add_argument(
         "--allow-mixed-splits", action="store_true", help="analyse cells trained on different splits anyway"
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
@@ -133,6 +139,8 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     try:
         if not 0.0 < args.ci < 1.0:
             raise AslhpcError(f"--ci {args.ci} must be between 0 and 1 (e.g. 0.95)")
+        if not 0.0 <= args.h4_r2 <= 1.0:
+            raise AslhpcError(f"--h4-r2 {args.h4_r2} must be between 0 and 1 (e.g. 0.9)")
         results = Path(args.results)
         ref_path = args.reference_file or default_reference_path(results)
         common = {
@@ -140,6 +148,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             "ci": args.ci,
             "h1_threshold": args.h1_threshold,
             "h3_metric": args.h3_metric,
+            "h4_r2": args.h4_r2,
         }
         if args.reference_only:
             ref = load_reference(ref_path)

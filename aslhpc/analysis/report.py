@@ -24,7 +24,15 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from aslhpc.analysis.hypotheses import PAPER_VERDICTS, Conclusions, Verdict, conclusions, evaluate
+from aslhpc.analysis.hypotheses import (
+    H4_READING,
+    PAPER_VERDICTS,
+    Conclusions,
+    Verdict,
+    conclusions,
+    evaluate,
+    h4_literal_steps,
+)
 from aslhpc.analysis.matrix import COMPLETED, holes, load_matrix
 from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
 from aslhpc.analysis.tables import (
@@ -81,6 +89,9 @@ class Analysis:
     holes: pd.DataFrame
     ci: float
     h1_threshold: float
+    h4_r2: float = 0.9
+    #: H4 read literally (steps per epoch), shown only as a labelled aside
+    h4_literal: Verdict | None = None
 
 
 @dataclass
@@ -103,6 +114,7 @@ def analyze(
     ci: float = 0.95,
     h1_threshold: float = 95.0,
     h3_metric: str = "test_acc",
+    h4_r2: float = 0.9,
 ) -> Analysis:
     """Derived columns, CI summary, paper tables, verdicts and conclusions from a matrix."""
     derived = derive(cells)
@@ -113,11 +125,13 @@ def analyze(
         cells=derived,
         summary=summary,
         tables=paper_tables(summary),
-        verdicts=evaluate(summary, h1_threshold, h3_metric),
+        verdicts=evaluate(summary, h1_threshold, h3_metric, h4_r2),
         conclusions=conclusions(summary),
         holes=holes(derived),
         ci=ci,
         h1_threshold=h1_threshold,
+        h4_r2=h4_r2,
+        h4_literal=h4_literal_steps(summary),
     )
 
 
@@ -181,6 +195,18 @@ def _provenance_md(cells: pd.DataFrame) -> str:
     return head + to_markdown(view, index=False)
 
 
+def _literal_aside(a: Analysis) -> list[str]:
+    """The literal reading of H4 as a labelled aside (not one of the four verdicts)."""
+    v = a.h4_literal
+    if v is None:
+        return []
+    return [
+        f"*Aside, not the study's meaning:* {v.statement} On these numbers that reading is "
+        f"**{v.verdict}** ({v.evidence}).",
+        "",
+    ]
+
+
 def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None) -> str:
     """report.md as text: tables, plots, verdicts, conclusions, reference, holes, provenance."""
     a = out.analysis
@@ -232,6 +258,9 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         "",
         _verdicts_md(a.verdicts),
         "",
+        f"How H4 is read: {H4_READING}",
+        "",
+        *_literal_aside(a),
         "## Conclusions",
         "",
         a.conclusions.text,
@@ -345,6 +374,9 @@ def _verdicts_json(a: Analysis) -> dict[str, Any]:
         "label": a.label,
         "ci": a.ci,
         "h1_threshold": a.h1_threshold,
+        "h4_r2": a.h4_r2,
+        "h4_reading": H4_READING,
+        "h4_literal_aside": dataclasses.asdict(a.h4_literal) if a.h4_literal else None,
         "verdicts": [dataclasses.asdict(v) for v in a.verdicts],
         "paper_verdicts": PAPER_VERDICTS,
         "conclusions": dataclasses.asdict(a.conclusions),
@@ -422,6 +454,7 @@ def collect_experiment(
     ci: float = 0.95,
     h1_threshold: float = 95.0,
     h3_metric: str = "test_acc",
+    h4_r2: float = 0.9,
     allow_mixed_splits: bool = False,
     plots: bool = True,
     write: bool = True,
@@ -435,7 +468,9 @@ def collect_experiment(
     """
     exp_dir = Path(exp_dir)
     cells = load_matrix(exp_dir, states, allow_mixed_splits=allow_mixed_splits)
-    analysis = analyze(cells, name=exp_dir.name, ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric)
+    analysis = analyze(
+        cells, name=exp_dir.name, ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2
+    )
     out = CollectOutput(exp_dir=exp_dir, analysis=analysis)
     ref = _as_reference(reference)
     if ref is not None:
@@ -446,6 +481,7 @@ def collect_experiment(
             ci=ci,
             h1_threshold=h1_threshold,
             h3_metric=h3_metric,
+            h4_r2=h4_r2,
         )
         out.comparison = comparison_tables(analysis.summary, out.reference.summary)
     if write:
@@ -473,6 +509,7 @@ def collect_reference(
     ci: float = 0.95,
     h1_threshold: float = 95.0,
     h3_metric: str = "test_acc",
+    h4_r2: float = 0.9,
     plots: bool = True,
     write: bool = True,
     name: str = "lad2020",
@@ -487,6 +524,7 @@ def collect_reference(
         ci=ci,
         h1_threshold=h1_threshold,
         h3_metric=h3_metric,
+        h4_r2=h4_r2,
     )
     out = CollectOutput(exp_dir=Path(out_dir), analysis=analysis)
     if write:

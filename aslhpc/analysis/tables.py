@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -116,6 +117,34 @@ def ci_halfwidth(std: float, n: int, level: float = 0.95) -> float:
     if n < 2 or not math.isfinite(std):
         return math.nan
     return t_quantile(0.5 + level / 2.0, n - 1) * std / math.sqrt(n)
+
+
+def wilson_interval(p: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``p`` observed on ``n`` trials (e.g. a test accuracy on n
+    images): the binomial noise of one run, usable without repeats, and sensible at p = 0 or 1."""
+    if n <= 0 or not math.isfinite(p):
+        return (math.nan, math.nan)
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def linear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
+    """Least-squares line ``y = a + b x``: returns (a, b, R²); R² is NaN when y does not vary."""
+    n = len(x)
+    if n < 2 or n != len(y):
+        return (math.nan, math.nan, math.nan)
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((v - mx) ** 2 for v in x)
+    syy = sum((v - my) ** 2 for v in y)
+    if sxx == 0:
+        return (math.nan, math.nan, math.nan)
+    b = sum((u - mx) * (v - my) for u, v in zip(x, y, strict=True)) / sxx
+    a = my - b * mx
+    r2 = (b * b * sxx / syy) if syy > 0 else math.nan
+    return (a, b, r2)
 
 
 # --------------------------------------------------------------------------- derived columns
@@ -293,6 +322,8 @@ def summarize(cells: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
             "gpus_used": g["gpus_used"].min(),
             "n_batches": g["n_batches"].median(),
             "n_train": g["n_train"].median(),
+            "n_val": g["n_val"].median(),
+            "n_test": g["n_test"].median(),
             "gpu_mem_total_gb": g["gpu_mem_total_gb"].median(),
             "images_per_s_estimated": g["images_per_s_estimated"].any(),
             "max_steps": g["max_steps"].max(),
