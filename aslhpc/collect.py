@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from aslhpc import __version__
 from aslhpc.analysis import (
     REFERENCE_LABEL,
     CollectOutput,
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m aslhpc.collect",
         description="Collect an experiment's cells into the 2020 study's tables, plots, verdicts and report.md.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--experiment", help="experiment name under --results (default: the only one there)")
     p.add_argument("--results", default="results", help="results directory (default: results)")
     p.add_argument(
@@ -74,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-mixed-splits", action="store_true", help="analyse cells trained on different splits anyway"
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every table (paper layout, comparison, verdict evidence), not just the summary",
+    )
     return p
 
 
@@ -149,6 +156,7 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             "h1_threshold": args.h1_threshold,
             "h3_metric": args.h3_metric,
             "h4_r2": args.h4_r2,
+            "verbose": args.verbose,
         }
         if args.reference_only:
             ref = load_reference(ref_path)
@@ -169,7 +177,10 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     except AslhpcError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    console.print(f"report: {out.report_path}")
+    ignored = out.analysis.cells.attrs.get("ignored") or []
+    if ignored and not args.verbose:  # a note, not a result: stderr (--verbose lists them with the tables)
+        print(f"note: ignored under cells/ (no cell identity): {'; '.join(ignored)}", file=sys.stderr)
+    console.print(f"report: {out.report_path}", soft_wrap=True)
     return 0
 
 

@@ -87,7 +87,7 @@ def test_collect_without_write_touches_nothing(tmp_path):
 def test_collect_prints_tables_verdicts_and_holes(tmp_path):
     exp = _experiment_with_holes_and_repeats(tmp_path)
     buf = io.StringIO()
-    collect_experiment(exp, console=Console(file=buf, width=200), plots=False)
+    collect_experiment(exp, console=Console(file=buf, width=200), plots=False, verbose=True)
     text = buf.getvalue()
     assert "Using 4GPU" in text and "Hypotheses" in text and "Conclusions" in text
     assert "CUDA error: out of memory" in text

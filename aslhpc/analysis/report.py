@@ -24,6 +24,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from aslhpc.analysis.console import SummaryInput, print_summary
 from aslhpc.analysis.hypotheses import (
     H4_READING,
     PAPER_VERDICTS,
@@ -355,6 +356,39 @@ def print_analysis(console: Console, a: Analysis, comparison: dict[int, pd.DataF
         console.print(Text(f"ignored under cells/ (no cell identity): {'; '.join(ignored)}"))
 
 
+def summary_input(a: Analysis, reference: Analysis | None = None) -> SummaryInput:
+    """The console summary's view of an analysis (and the reference's, for the comparison lines)."""
+    c = a.conclusions
+    return SummaryInput(
+        name=a.name,
+        label=a.label,
+        summary=a.summary,
+        cells=a.cells,
+        verdicts=a.verdicts,
+        fastest=c.fastest,
+        fastest_time_s=c.fastest_time_s,
+        most_accurate=c.most_accurate,
+        most_accurate_test_acc=c.most_accurate_test_acc,
+        reference=reference.summary if reference is not None else None,
+        reference_verdicts=reference.verdicts if reference is not None else (),
+    )
+
+
+def print_full(console: Console, out: CollectOutput) -> None:
+    """Every table, as ``collect --verbose`` prints them (report.md holds the same)."""
+    print_analysis(console, out.analysis, out.comparison)
+    if out.reference is not None:
+        console.print(
+            Panel(
+                out.reference.conclusions.text,
+                title=f"Conclusions — {REFERENCE_LABEL}",
+                title_align="left",
+            )
+        )
+        for v in out.reference.verdicts:
+            console.print(f"{v.hypothesis} ({REFERENCE_LABEL}): {v.verdict} — {v.evidence}")
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -458,13 +492,14 @@ def collect_experiment(
     allow_mixed_splits: bool = False,
     plots: bool = True,
     write: bool = True,
+    verbose: bool = False,
 ) -> CollectOutput:
     """Load an experiment's cells, analyse them, write the outputs and report.md.
 
     ``reference`` (a table from :func:`load_reference`, or its path) adds the
     published-2020 comparison; ``states`` passes the states ``status`` resolved for holes
-    (cell_id -> (state, reason), see :func:`load_matrix`); ``console`` prints the tables and verdicts; ``write=False`` computes
-    only (nothing touches disk).
+    (cell_id -> (state, reason), see :func:`load_matrix`); ``console`` prints the summary
+    (``verbose``: every table); ``write=False`` computes only (nothing touches disk).
     """
     exp_dir = Path(exp_dir)
     cells = load_matrix(exp_dir, states, allow_mixed_splits=allow_mixed_splits)
@@ -487,17 +522,10 @@ def collect_experiment(
     if write:
         write_outputs(out, plots=plots)
     if console is not None:
-        print_analysis(console, analysis, out.comparison)
-        if out.reference is not None:
-            console.print(
-                Panel(
-                    out.reference.conclusions.text,
-                    title=f"Conclusions — {REFERENCE_LABEL}",
-                    title_align="left",
-                )
-            )
-            for v in out.reference.verdicts:
-                console.print(f"{v.hypothesis} ({REFERENCE_LABEL}): {v.verdict} — {v.evidence}")
+        if verbose:
+            print_full(console, out)
+        else:
+            print_summary(console, summary_input(analysis, out.reference), out.report_path)
     return out
 
 
@@ -513,6 +541,7 @@ def collect_reference(
     plots: bool = True,
     write: bool = True,
     name: str = "lad2020",
+    verbose: bool = False,
 ) -> CollectOutput:
     """The same analysis on the published numbers alone (``collect --reference-only``)."""
     ref = _as_reference(reference)
@@ -530,5 +559,8 @@ def collect_reference(
     if write:
         write_outputs(out, plots=plots)
     if console is not None:
-        print_analysis(console, analysis)
+        if verbose:
+            print_analysis(console, analysis)
+        else:
+            print_summary(console, summary_input(analysis), out.report_path)
     return out
