@@ -20,14 +20,15 @@ from aslhpc.analysis.hypotheses import (
     h4_literal_steps,
 )
 from aslhpc.analysis.matrix import load_matrix
-from aslhpc.analysis.reference import load_reference, reference_matrix
+from aslhpc.analysis.reference import load_reference
+from aslhpc.analysis.report import reference_cells
 from aslhpc.analysis.tables import derive, summarize
 
 REF = Path(__file__).resolve().parents[1] / "results" / "reference" / "lad2020.csv"
 
 
 def _summary_of(table: pd.DataFrame) -> pd.DataFrame:
-    return summarize(derive(reference_matrix(table)))
+    return summarize(derive(reference_cells(table)))
 
 
 @pytest.fixture
@@ -193,7 +194,7 @@ def test_conclusions_on_the_reference(ref):
     assert c.fastest_mem_per_gpu_gb == (1.809, 1.739, 1.719)
     assert c.most_accurate == "128 × 2 GPUs" and c.most_accurate_test_acc == 100.0
     assert c.most_accurate_mem_total_gb == pytest.approx(3.100)
-    assert "256 × 3 GPUs at 2028.72 s, using 5.267 GB in total (1.809 + 1.739 + 1.719 GB per GPU)" in c.text
+    assert "256 × 3 GPUs at 2028.72 s, using 5.267 GB per-process in total (1.809 + 1.739 + 1.719 GB per GPU)" in c.text
 
 
 def test_conclusions_follow_the_numbers_and_flag_uncertain_rankings(ref, tmp_path):

@@ -64,7 +64,7 @@ def test_reference_only_prints_the_papers_verdicts(tmp_path):
     ):
         line = next(line for line in out.splitlines() if f"│ {h}:" in line)
         assert f"│ {verdict} " in line, line
-    assert "256 × 3 GPUs at 2028.72 s" in out and "5.267 GB in total" in out
+    assert "256 × 3 GPUs at 2028.72 s" in out and "5.267 GB per-process in total" in out
     assert (tmp_path / "lad2020-analysis" / "report.md").is_file()
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from aslhpc.analysis.tables import gpu_label, linear_fit, main_split_kind, wilson_interval
+from aslhpc.analysis.tables import data_wait_share, gpu_label, linear_fit, main_split_kind, wilson_interval
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -392,7 +392,30 @@ def h2_more_gpus_faster(summary: pd.DataFrame) -> Verdict:
     v = _decide(
         "H2", statement, tally, "time fell with every added GPU", "need two GPU counts at one batch size"
     )
+    if why := scaling_limit(done):
+        v = Verdict(v.hypothesis, v.statement, v.verdict, f"{v.evidence}; {why}", v.key)
     return _void(v, shared=_shared_host(done))
+
+
+def scaling_limit(done: pd.DataFrame) -> str:
+    """What limited scaling, in numbers, at the largest GPU count ("" without a recorded time breakdown):
+    the share of the training loop spent waiting for the next batch, and mean GPU utilisation."""
+    if "time_data_wait_s" not in done or not done["time_data_wait_s"].notna().any():
+        return ""
+    rows = done[done["time_data_wait_s"].notna()]
+    top = rows[rows["gpus"] == rows["gpus"].max()]
+    parts = []
+    for _, r in top.sort_values("batch_size").iterrows():
+        share = data_wait_share(r)
+        if not math.isfinite(share):
+            continue
+        util = r.get("gpu_util_pct", math.nan)
+        util_s = f", GPU utilisation {util:.0f} %" if util is not None and math.isfinite(util) else ""
+        parts.append(f"b={int(r['batch_size'])}: {share * 100:.0f} % waiting for data{util_s}")
+    if not parts:
+        return ""
+    g = int(top["gpus"].iloc[0])
+    return f"where the time went at {gpu_label(g)} (share of the training loop): " + "; ".join(parts)
 
 
 def h3_larger_batch_better(summary: pd.DataFrame, metric: str = "test_acc") -> Verdict:
@@ -562,15 +585,22 @@ def _label(r: pd.Series, multi: bool) -> str:
     return s + (f" ({r['strategy']}/{r['pipeline']})" if multi else "")
 
 
-def _per_gpu(r: pd.Series) -> tuple[float, ...]:
-    return tuple(float(r.get(f"gpu{i}_gb", math.nan)) for i in range(int(r["gpus"])))
+def _memory(r: pd.Series) -> tuple[float, tuple[float, ...], str]:
+    """(total, per GPU, "per-process" | "device-wide"): the per-process peaks the study compared, else
+    the device-wide ones, labelled."""
+    n = int(r["gpus"])
+    proc = tuple(float(r.get(f"gpu{i}_proc_gb", math.nan)) for i in range(n))
+    if any(math.isfinite(v) for v in proc):
+        return float(r.get("total_proc_gb", math.nan)), proc, "per-process"
+    dev = tuple(float(r.get(f"gpu{i}_gb", math.nan)) for i in range(n))
+    return float(r.get("total_gpu_gb", math.nan)), dev, "device-wide"
 
 
-def _mem_text(total: float, per: tuple[float, ...]) -> str:
+def _mem_text(total: float, per: tuple[float, ...], kind: str) -> str:
     if not math.isfinite(total):
         return "memory not measured"
     return (
-        f"{total:.3f} GB in total ("
+        f"{total:.3f} GB {kind} in total ("
         + " + ".join("n/m" if not math.isfinite(v) else f"{v:.3f}" for v in per)
         + " GB per GPU)"
     )
@@ -598,10 +628,10 @@ def conclusions(summary: pd.DataFrame) -> Conclusions:
     by_time = done.sort_values(["exec_time_s", "gpus"])
     f = by_time.iloc[0]
     fp = Point.of(f, "exec_time_s")
-    ftotal = float(f.get("total_gpu_gb", math.nan))
-    fper = _per_gpu(f)
+    ftotal, fper, fkind = _memory(f)
     parts = [
-        f"The fastest configuration is batch size {_label(f, multi)} at {fp.show(' s')}, using {_mem_text(ftotal, fper)}."
+        f"The fastest configuration is batch size {_label(f, multi)} at {fp.show(' s')}, using "
+        f"{_mem_text(ftotal, fper, fkind)}."
     ]
     cap = float(f.get("gpu_mem_total_gb", math.nan))
     if math.isfinite(cap) and cap > 0 and fper and all(math.isfinite(v) for v in fper):
@@ -626,9 +656,11 @@ def conclusions(summary: pd.DataFrame) -> Conclusions:
         ranked = acc.sort_values(["test_acc", "val_acc", "exec_time_s"], ascending=[False, False, True])
         a = ranked.iloc[0]
         ap = Point.of(a, "test_acc")
-        aacc, atotal, aper = ap.mean, float(a.get("total_gpu_gb", math.nan)), _per_gpu(a)
+        atotal, aper, akind = _memory(a)
+        aacc = ap.mean
         parts.append(
-            f"The most accurate is batch size {_label(a, multi)} with {ap.show(' %')} test accuracy, using {_mem_text(atotal, aper)}."
+            f"The most accurate is batch size {_label(a, multi)} with {ap.show(' %')} test accuracy, using "
+            f"{_mem_text(atotal, aper, akind)}."
         )
         bp = Point.of(ranked.iloc[1], "test_acc") if len(ranked) > 1 else None
         if bp is not None and compare(ap, bp) in ("overlap", "eq"):

@@ -24,7 +24,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from aslhpc.analysis.console import SummaryInput, print_summary
+from aslhpc.analysis.console import STUDY_EPOCHS, SummaryInput, print_summary
+from aslhpc.analysis.extras import attach_extras
 from aslhpc.analysis.hypotheses import (
     H4_READING,
     PAPER_VERDICTS,
@@ -36,24 +37,31 @@ from aslhpc.analysis.hypotheses import (
 )
 from aslhpc.analysis.matrix import COMPLETED, holes, load_matrix
 from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
+from aslhpc.analysis.reference_cpu import CpuReference, default_cpu_reference_path, load_cpu_reference
 from aslhpc.analysis.tables import (
+    breakdown_view,
     comparison_tables,
     derive,
     gpu_label,
+    has_breakdown,
     paper_tables,
     summarize,
     summary_view,
     to_markdown,
 )
 from aslhpc.atomic import atomic_write_text
+from aslhpc.errors import AslhpcError
 
 MEASURED_LABEL = "measured by aslhpc"
 #: under the paper-shaped tables: what their GPU columns measure (not quite what the paper's did)
 MEMORY_NOTE = (
-    "`GPU n (GB)` is the device-wide NVML peak of that GPU (`mem_peak_gb`: all memory in use on the device, "
-    "which in the fast pipeline includes the cached dataset shown as `data on GPU (GB)` below), not the "
-    "per-process figure the 2020 paper read off nvidia-smi's process list, which is `process mem per GPU (GB)` "
-    "below (`gpu<i>_proc_gb` in `cells.csv`)."
+    "`GPU n (GB, per-process)` is the peak memory of the cell's own process on that GPU (NVML's "
+    "per-process figure, `proc_mem_peak_gb`, `gpu<i>_proc_gb` in `cells.csv`; sampled every few seconds, "
+    "so a shorter spike can be missed): the figure the 2020 study read off nvidia-smi's process list, so "
+    "these columns compare like with like. `Device-wide total (GB)` sums the NVML device peaks "
+    "(`mem_peak_gb`, `gpu<i>_gb`: everything on the device, other processes included) and `Data on GPU "
+    "(GB)` is the fast pipeline's dataset held there (inside the device-wide figure); each is shown only "
+    "when measured."
 )
 
 #: under the paper-shaped tables: which epoch the accuracies are from (status shows the last one)
@@ -105,6 +113,8 @@ class CollectOutput:
     comparison: dict[int, pd.DataFrame] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     report_path: Path | None = None
+    #: the study's CPU run (Section 6.6), shown as reference data beside this run's figures
+    cpu_reference: CpuReference | None = None
 
 
 def analyze(
@@ -196,6 +206,67 @@ def _provenance_md(cells: pd.DataFrame) -> str:
     return head + to_markdown(view, index=False)
 
 
+BREAKDOWN_NOTE = (
+    "Summed over the epochs (result.json `time_breakdown`): waiting for the next batch (the input "
+    "pipeline), compute (forward, backward and optimiser step), validation, and the rest. \"data wait / "
+    "training loop\" is waiting ÷ (waiting + compute); GPU util is NVML's mean utilisation over the GPUs "
+    "the cell used."
+)
+
+
+def _breakdown_md(a: Analysis) -> list[str]:
+    """Where the time went, per configuration, or a note that the cells did not record it."""
+    lines = ["## Where the time went", ""]
+    if a.label == REFERENCE_LABEL:
+        return []
+    if not has_breakdown(a.summary):
+        return lines + [
+            "Time breakdown: not recorded (the cells' result.json has no `time_breakdown`: the trainer "
+            "that ran them predates it), so H2's evidence cannot say what limited scaling.",
+            "",
+        ]
+    return lines + [BREAKDOWN_NOTE, "", to_markdown(breakdown_view(a.summary), index=False), ""]
+
+
+def _cpu_reference_md(out: CollectOutput) -> list[str]:
+    """The study's CPU epoch beside its own 1-GPU epoch at the same batch size and any CPU cell of ours."""
+    c = out.cpu_reference
+    if c is None:
+        return []
+    lines = [
+        f"## The 2020 CPU run — {REFERENCE_LABEL}",
+        "",
+        f"{c.source}: {c.epochs} epoch at batch size {c.batch_size} in {c.exec_time_s:.2f} s on {c.device} "
+        f"(train accuracy {c.train_acc:.2f} %, validation {c.val_acc:.2f} %; the study ran no more epochs "
+        "on the CPU).",
+    ]
+    ref = out.reference.summary if out.reference is not None else out.analysis.summary
+    if out.analysis.label == REFERENCE_LABEL or out.reference is not None:
+        one = ref[(ref["gpus"] == 1) & (ref["batch_size"] == c.batch_size) & (ref["n"] > 0)]
+        if len(one):
+            epoch_gpu = float(one["exec_time_s"].iloc[0]) / STUDY_EPOCHS
+            lines[-1] += (
+                f" Its 1-GPU run at the same batch size took {epoch_gpu:.2f} s per epoch (all {STUDY_EPOCHS} "
+                f"epochs averaged): {c.epoch_s / epoch_gpu:.1f}× faster than the CPU epoch."
+            )
+    mine = out.analysis.summary
+    cpu = mine[(mine["gpus"] == 0) & (mine["n"] > 0)] if out.analysis.label != REFERENCE_LABEL else mine[:0]
+    for _, r in cpu.iterrows():
+        epochs = _cells_epochs(out.analysis.cells, r)
+        if epochs:
+            lines[-1] += (
+                f" This run's CPU cell at batch size {int(r['batch_size'])}: "
+                f"{float(r['exec_time_s']) / epochs:.2f} s per epoch over {epochs} epochs."
+            )
+    return lines + [""]
+
+
+def _cells_epochs(cells: pd.DataFrame, r: pd.Series) -> int:
+    done = cells[(cells["gpus"] == r["gpus"]) & (cells["batch_size"] == r["batch_size"])]
+    vals = pd.to_numeric(done["epochs"], errors="coerce").dropna()
+    return int(vals.median()) if len(vals) else 0
+
+
 def _literal_aside(a: Analysis) -> list[str]:
     """The literal reading of H4 as a labelled aside (not one of the four verdicts)."""
     v = a.h4_literal
@@ -246,6 +317,8 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
     ]
     if note := cpu_fallback_note(a.summary):
         lines += [note, ""]
+    lines += _breakdown_md(a)
+    lines += _cpu_reference_md(out)
     if plot_paths:
         lines += ["## Plots", ""]
         for key, p in plot_paths.items():
@@ -312,7 +385,12 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
 def _rich_table(frame: pd.DataFrame, title: str) -> Table:
     """Values are never wrapped or cut (numbers must stay whole); headers wrap instead."""
     t = Table(title=escape(title), title_justify="left", padding=(0, 1))
-    t.add_column(str(frame.index.name or ""), style="bold", no_wrap=True)
+    t.add_column(
+        str(frame.index.name or ""),
+        style="bold",
+        no_wrap=True,
+        min_width=max((len(str(i)) for i in frame.index), default=1),
+    )
     values = frame.to_numpy(dtype=object)
     for j, c in enumerate(frame.columns):
         width = max((len(str(v)) for v in values[:, j]), default=1)
@@ -473,6 +551,28 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     return out
 
 
+def _cpu_reference() -> CpuReference | None:
+    """The study's CPU run from the packaged table, or None where it is missing or unreadable (it is
+    context, not something a collect should fail over)."""
+    path = default_cpu_reference_path()
+    if not path.is_file():
+        return None
+    try:
+        return load_cpu_reference(path)
+    except AslhpcError:
+        return None
+
+
+def reference_cells(reference: pd.DataFrame, name: str = "lad2020") -> pd.DataFrame:
+    """The reference as a matrix whose memory says what it measured: the study's figures are nvidia-smi
+    per-process readings, so they go to ``gpu<i>_proc_gb``; device-wide ``gpu<i>_gb`` stays unmeasured."""
+    m = reference_matrix(reference, name)
+    for c in [c for c in m.columns if c.startswith("gpu") and c.endswith("_gb") and c[3:-3].isdigit()]:
+        m[f"{c[:-3]}_proc_gb"] = m[c]
+        m[c] = math.nan
+    return m
+
+
 def _as_reference(reference: pd.DataFrame | str | Path | None) -> pd.DataFrame | None:
     if reference is None or isinstance(reference, pd.DataFrame):
         return reference
@@ -502,7 +602,7 @@ def collect_experiment(
     (``verbose``: every table); ``write=False`` computes only (nothing touches disk).
     """
     exp_dir = Path(exp_dir)
-    cells = load_matrix(exp_dir, states, allow_mixed_splits=allow_mixed_splits)
+    cells = attach_extras(load_matrix(exp_dir, states, allow_mixed_splits=allow_mixed_splits), exp_dir)
     analysis = analyze(
         cells, name=exp_dir.name, ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2
     )
@@ -510,7 +610,7 @@ def collect_experiment(
     ref = _as_reference(reference)
     if ref is not None:
         out.reference = analyze(
-            reference_matrix(ref),
+            reference_cells(ref),
             name="lad2020",
             label=REFERENCE_LABEL,
             ci=ci,
@@ -519,6 +619,7 @@ def collect_experiment(
             h4_r2=h4_r2,
         )
         out.comparison = comparison_tables(analysis.summary, out.reference.summary)
+        out.cpu_reference = _cpu_reference()
     if write:
         write_outputs(out, plots=plots)
     if console is not None:
@@ -547,7 +648,7 @@ def collect_reference(
     ref = _as_reference(reference)
     assert ref is not None
     analysis = analyze(
-        reference_matrix(ref, name),
+        reference_cells(ref, name),
         name=name,
         label=REFERENCE_LABEL,
         ci=ci,
@@ -555,7 +656,7 @@ def collect_reference(
         h3_metric=h3_metric,
         h4_r2=h4_r2,
     )
-    out = CollectOutput(exp_dir=Path(out_dir), analysis=analysis)
+    out = CollectOutput(exp_dir=Path(out_dir), analysis=analysis, cpu_reference=_cpu_reference())
     if write:
         write_outputs(out, plots=plots)
     if console is not None:
