@@ -32,7 +32,8 @@ __all__ = ["CollectOutput", "collect_experiment", "main"]
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m aslhpc.collect",
-        description="Collect an experiment's cells into the 2020 study's tables, plots, verdicts and report.md.",
+        description="Collect an experiment's cells into the 2020 study's tables, plots, verdicts and "
+        "report.md.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--experiment", help="experiment name under --results (default: the only one there)")
@@ -116,7 +117,8 @@ def live_states(exp_dir: Path) -> dict[str, tuple[str, str]] | None:
     from aslhpc.orchestration.cellstate import UNKNOWN, experiment_status
 
     report = experiment_status(manifest)
-    # UNKNOWN (SLURM unreachable or the job forgotten) says less than the cell's own files: leave those holes to them.
+    # UNKNOWN (SLURM unreachable or the job forgotten) says less than the cell's own files:
+    # leave those holes to them.
     return {r.cell_id: (r.state, _reason(r)) for r in report.rows if r.state not in ("COMPLETED", UNKNOWN)}
 
 

@@ -27,14 +27,16 @@ EXPERIMENT = "smoke"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m aslhpc.demo", description=__doc__.splitlines()[0].replace("``", ""))
+    description = __doc__.splitlines()[0].replace("``", "")  # no reST markup in --help
+    p = argparse.ArgumentParser(prog="python -m aslhpc.demo", description=description)
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--dir", default="demo", help="where the data and results go (default ./demo)")
     p.add_argument("--per-class", type=int, default=30, help="generated images per class (default 30)")
     p.add_argument("--cluster", choices=("auto", "local", "slurm"), default="local",
                    help="local (default) = run the cells here, no cluster needed; slurm = submit them to the "
                         "SLURM this machine reaches (e.g. scripts/minislurm.sh); auto = SLURM if it answers")
-    p.add_argument("--verbose", action="store_true", help="print every table at the end, not just the summary")
+    p.add_argument("--verbose", action="store_true",
+                   help="print every table at the end, not just the summary")
     return p
 
 
@@ -42,7 +44,8 @@ def header(per_class: int, epochs: int, gpus: tuple[int, ...], sizes: tuple[int,
     where = "on this machine's CPU unless it has GPUs" if cluster == "local" else "on SLURM"
     return (
         f"aslhpc demo: a {per_class}-images-per-class generated dataset (29 classes), the '{EXPERIMENT}' "
-        f"experiment ({len(gpus)} GPU counts x {len(sizes)} batch sizes, {epochs} epochs each, {where}), then "
+        f"experiment ({len(gpus)} GPU counts x {len(sizes)} batch sizes, {epochs} epochs each, {where}), "
+        "then "
         "collect.\nIt shows how the tool works: its accuracies and verdicts are a demonstration of the flow, "
         "not the 2020 study's result."
     )
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     console = Console(highlight=False)
-    _say(console, header(args.per_class, spec.train.epochs, spec.gpus, spec.batch_sizes, args.cluster).split("\n"))
+    intro = header(args.per_class, spec.train.epochs, spec.gpus, spec.batch_sizes, args.cluster)
+    _say(console, intro.split("\n"))
     if not (data / "asl_alphabet_train").is_dir():
         from aslhpc.data.synth import write_dataset
 

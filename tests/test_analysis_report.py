@@ -123,7 +123,10 @@ def test_report_shows_process_memory_and_data_on_gpu_beside_the_device_peak(tmp_
     report = out.report_path.read_text(encoding="utf-8")
     # the paper-shaped table: per-process peaks in the GPU columns (like the study's), the device-wide
     # total and the data on the GPU in named columns of their own, and a note saying what each measures
-    assert "| GPU 0 (GB, per-process) | GPU 1 (GB, per-process) | Device-wide total (GB) | Data on GPU (GB) |" in report
+    assert (
+        "| GPU 0 (GB, per-process) | GPU 1 (GB, per-process) | Device-wide total (GB) | Data on GPU (GB) |"
+        in report
+    )
     assert "| Using 2GPU | 1.558 | 1.520 | 3.100 | 0.262 |" in report
     tables_end = report.index("## All configurations")
     note = report[report.index("### Batch size 128") : tables_end]
@@ -180,7 +183,9 @@ def test_cpu_fallback_speedup_is_not_labelled_gpu_scaling(tmp_path):
     assert "1.20 (CPU run)" in row and "0.60 (CPU run)" in row
 
 
-def _with_breakdown(exp: Path, g: int, bs: int, pipeline: str, wait: float, compute: float, util: float) -> None:
+def _with_breakdown(
+    exp: Path, g: int, bs: int, pipeline: str, wait: float, compute: float, util: float
+) -> None:
     r = result_json(exp.name, g, bs)
     r["pipeline"] = r["config"]["pipeline"] = pipeline
     r["time_breakdown"] = {"data_wait_s": wait, "compute_s": compute, "eval_s": 100.0, "other_s": 10.0}
@@ -196,7 +201,8 @@ def test_time_breakdown_table_plot_and_h2_evidence_when_recorded(tmp_path):
     out = collect_experiment(exp)
     report = out.report_path.read_text(encoding="utf-8")
     section = report[report.index("## Where the time went") :]
-    assert "| 128 | 4 | paper |" in section and "| 71 |" in section and "| 18 |" in section  # wait share, util
+    # waiting for data: 71 % of the training loop; GPU utilisation 18 %
+    assert "| 128 | 4 | paper |" in section and "| 71 |" in section and "| 18 |" in section
     assert (exp / "plots" / "time_breakdown.png").read_bytes().startswith(PNG)
     assert "![breakdown](plots/time_breakdown.png)" in report
     h2 = next(v for v in out.analysis.verdicts if v.hypothesis == "H2")

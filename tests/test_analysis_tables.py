@@ -60,7 +60,8 @@ def test_paper_tables_shape_na_and_values(tmp_path):
     assert list(t.loc["Using 1GPU"])[:7] == ["2.848", "NA", "NA", "NA", "2.859", "2461.46", "No"]
     assert tables[128].loc["Using 2GPU", "Test Acc"] == "100.00"
     md = to_markdown(t)
-    assert md.splitlines()[0].startswith("|  | GPU 0 (GB, per-process) |") and "| Using 4GPU | 1.638 | 1.568 |" in md
+    assert md.splitlines()[0].startswith("|  | GPU 0 (GB, per-process) |")
+    assert "| Using 4GPU | 1.638 | 1.568 |" in md
 
 
 def test_reference_tables_are_the_papers_per_process_figures():
@@ -78,7 +79,8 @@ def test_gpu_columns_follow_the_largest_gpu_count(tmp_path):
     write_cell(exp, result_json("e", 1, 64, mem_gb=(1.0,)))
     write_cell(exp, result_json("e", 2, 64, mem_gb=(1.0, 0.9)))
     t = paper_tables(_summary(exp))[64]
-    assert [c for c in t.columns if c.startswith("GPU")] == ["GPU 0 (GB, per-process)", "GPU 1 (GB, per-process)"]
+    gpu_cols = [c for c in t.columns if c.startswith("GPU")]
+    assert gpu_cols == ["GPU 0 (GB, per-process)", "GPU 1 (GB, per-process)"]
 
 
 def test_unmeasured_memory_is_not_na(tmp_path):
@@ -98,7 +100,9 @@ def test_holes_appear_as_rows_with_their_state(tmp_path):
     t = paper_tables(_summary(exp))[512]
     row = t.loc["Using 4GPU"]
     assert (
-        row["Exec. Time (secs)"] == "failed" and row["GPU 3 (GB, per-process)"] == "failed" and row["Test Acc"] == "failed"
+        row["Exec. Time (secs)"] == "failed"
+        and row["GPU 3 (GB, per-process)"] == "failed"
+        and row["Test Acc"] == "failed"
     )
     assert t.loc["Using 3GPU", "GPU 3 (GB, per-process)"] == "NA"
 

@@ -25,7 +25,8 @@ def _run(argv: list[str]) -> tuple[int, str]:
 
 
 def test_collect_single_experiment_end_to_end(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no SLURM to ask (CI runs one): the skipped cell's job is unknown
+    # no SLURM to ask (CI runs one): the skipped cell's job is unknown
+    monkeypatch.setenv("PATH", str(tmp_path))
     exp = paper_experiment(tmp_path, "paper", skip=((512, 4),))
     rc, out = _run(["--results", str(tmp_path), "--reference-file", str(REF), "--no-plots"])
     assert rc == 0
@@ -52,7 +53,8 @@ def test_reference_flag_prints_the_run_beside_the_reference(tmp_path):
 
 def test_reference_only_prints_the_papers_verdicts(tmp_path):
     rc, out = _run(
-        ["--reference-only", "--reference-file", str(REF), "--results", str(tmp_path), "--no-plots", "--verbose"]
+        ["--reference-only", "--reference-file", str(REF), "--results", str(tmp_path), "--no-plots",
+         "--verbose"]
     )
     assert rc == 0
     assert LABEL in out

@@ -71,7 +71,10 @@ def _ran_on_cpu(r: pd.Series) -> bool:
     return int(r["n"]) > 0 and r["gpus"] > 0 and used is not None and math.isfinite(used) and used == 0
 
 
-def matrix_cells(summary: pd.DataFrame) -> tuple[list[str], list[int], dict[tuple[str, int], tuple[str, str]]]:
+Cells = dict[tuple[str, int], tuple[str, str]]
+
+
+def matrix_cells(summary: pd.DataFrame) -> tuple[list[str], list[int], Cells]:
     """Row labels, batch sizes and, per (row, batch size), the (time, accuracy) strings ("" acc for holes)."""
     rows = _rows(summary)
     labels: list[str] = []
@@ -151,7 +154,8 @@ def print_verdicts(console: Console, verdicts: Sequence[Verdict]) -> None:
     grid.add_column(no_wrap=True)
     grid.add_column(ratio=1, overflow="fold")
     for v in verdicts:
-        grid.add_row(v.hypothesis, Text(v.verdict, style=COLOURS.get(v.verdict, "")), Text(v.key or v.evidence))
+        verdict = Text(v.verdict, style=COLOURS.get(v.verdict, ""))
+        grid.add_row(v.hypothesis, verdict, Text(v.key or v.evidence))
     console.print(grid)
 
 
@@ -230,7 +234,8 @@ def _epochs_note(cells: pd.DataFrame) -> str:
     if epochs >= STUDY_EPOCHS:
         return ""
     return (
-        f"note: {epochs} epoch{'s' if epochs != 1 else ''} per cell (the study ran {STUDY_EPOCHS}): accuracies, "
+        f"note: {epochs} epoch{'s' if epochs != 1 else ''} per cell (the study ran {STUDY_EPOCHS}): "
+        "accuracies, "
         "and the verdicts resting on them, are not comparable with the study's"
     )
 
@@ -263,4 +268,6 @@ def print_summary(console: Console, s: SummaryInput, report_path: object | None 
         )
     print_reference(console, s)
     if report_path is not None:
-        console.print(Text("Every table, plot and the evidence behind each verdict: report.md (or --verbose)"))
+        console.print(
+            Text("Every table, plot and the evidence behind each verdict: report.md (or --verbose)")
+        )

@@ -27,7 +27,8 @@ INCONCLUSIVE = "inconclusive"
 
 STATEMENTS = {
     "H1": "Hand signs can be recognised from images (test accuracy above {threshold:g} %).",
-    "H2": "Using more GPUs always speeds up computation (time falls strictly with GPU count at every batch size).",
+    "H2": "Using more GPUs always speeds up computation (time falls strictly with GPU count at every "
+    "batch size).",
     "H3": "A larger batch size means a better model ({metric} rises with batch size at every GPU count).",
     "H4": "At a fixed GPU count, time falls linearly as the batch size grows (the study's \"number of "
     "batches\" is the batch size; linear fit of time on batch size, R² ≥ {r2:g}).",
@@ -40,7 +41,8 @@ H4_READING = (
     '(Section 7, Conclusion 4). Its Hypothesis 4, "Keeping number of GPUs constant, there exists a linear '
     'relationship between number of batches and time taken. In short, as number of batches increases, time '
     'decreases" (Section 5), is therefore read as: at a fixed GPU count, time falls, linearly, as the batch '
-    "size grows. aslhpc tests the direction (every larger batch size faster) and the linearity (a least-squares "
+    "size grows. aslhpc tests the direction (every larger batch size faster) and the linearity (a "
+    "least-squares "
     "line of time on batch size with R² at least the threshold, `--h4-r2`; it needs 3 batch sizes)."
 )
 
@@ -230,10 +232,16 @@ def _decide(h: str, statement: str, tally: _Tally, what: str, needs: str) -> Ver
             tally.overlap[0],
         )
     if tally.passed == 0:
-        return Verdict(h, statement, INCONCLUSIVE, f"too few cells to test: {needs}", f"too few cells: {needs}")
+        return Verdict(
+            h, statement, INCONCLUSIVE, f"too few cells to test: {needs}", f"too few cells: {needs}"
+        )
     note = f"; not testable: {', '.join(tally.untested)}" if tally.untested else ""
     return Verdict(
-        h, statement, SUPPORTED, f"{what} in all {tally.passed} comparisons{note}", f"{what} ({tally.passed}×)"
+        h,
+        statement,
+        SUPPORTED,
+        f"{what} in all {tally.passed} comparisons{note}",
+        f"{what} ({tally.passed}×)",
     )
 
 
@@ -478,10 +486,13 @@ def h4_batch_size_faster(summary: pd.DataFrame, r2_threshold: float = 0.9) -> Ve
             if len(grp) < 3:
                 short.append(series)
                 continue
-            _, slope, r2 = linear_fit([float(b) for b in grp["batch_size"]], [float(t) for t in grp["exec_time_s"]])
+            xs = [float(b) for b in grp["batch_size"]]
+            _, slope, r2 = linear_fit(xs, [float(t) for t in grp["exec_time_s"]])
             fits.append(LineFit(series, slope, r2, len(grp)))
     fit_text = _fits_text(fits, r2_threshold)
-    v = _decide("H4", statement, tally, "time fell as the batch size grew", "need two batch sizes at one GPU count")
+    v = _decide(
+        "H4", statement, tally, "time fell as the batch size grew", "need two batch sizes at one GPU count"
+    )
     if v.verdict == NOT_SUPPORTED:
         v = Verdict(v.hypothesis, v.statement, v.verdict, v.evidence + fit_text, v.key)
     elif v.verdict == SUPPORTED:
@@ -643,7 +654,8 @@ def conclusions(summary: pd.DataFrame) -> Conclusions:
         sp = Point.of(s, "exec_time_s")
         if compare(fp, sp) == "overlap":
             parts.append(
-                f"Its interval overlaps the runner-up {_label(s, multi)} ({sp.show(' s')}), so the ranking is not certain."
+                f"Its interval overlaps the runner-up {_label(s, multi)} ({sp.show(' s')}), so the ranking "
+                "is not certain."
             )
         else:
             parts.append(f"The runner-up is {_label(s, multi)} at {sp.show(' s')}.")
@@ -669,7 +681,8 @@ def conclusions(summary: pd.DataFrame) -> Conclusions:
                 if ap.n < 2 and bp.n < 2
                 else "the difference is inside the intervals"
             )
-            parts.append(f"It is not clearly ahead of {_label(ranked.iloc[1], multi)} ({bp.show(' %')}): {why}.")
+            runner = _label(ranked.iloc[1], multi)
+            parts.append(f"It is not clearly ahead of {runner} ({bp.show(' %')}): {why}.")
     slowest = by_time.iloc[-1]
     parts.append(
         f"Across the {len(done)} completed configurations execution time spans "

@@ -1,7 +1,8 @@
 """The study's figures, redrawn from the per-configuration summary.
 
 Matplotlib is driven through ``matplotlib.figure.Figure`` (PNG via Agg, no pyplot state
-machine, no global backend switch) so collect can run on a login node without a display and from threads; each PNG is
+machine, no global backend switch) so collect can run on a login node without a display and from
+threads; each PNG is
 rendered to memory and written with :func:`aslhpc.atomic.atomic_write_bytes`, so a
 report never links a half-written image.
 """
@@ -117,7 +118,8 @@ def plot_time_vs_gpus(
             )
     ax.set_xlabel("GPUs (count requested)")
     ax.set_ylabel("execution time, all epochs (s)")
-    times = pd.concat([data["exec_time_s"], _main(reference)["exec_time_s"] if reference is not None else None]).dropna()
+    ref_times = _main(reference)["exec_time_s"] if reference is not None else None
+    times = pd.concat([data["exec_time_s"], ref_times]).dropna()
     if len(times) and times.min() > 0 and times.max() / times.min() > 20:
         # A laptop demo (seconds) beside the 2020 cells (40 minutes): a log axis keeps both readable.
         ax.set_yscale("log")
@@ -357,7 +359,8 @@ def plot_breakdown(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
     cpu = _cpu_mask(data).to_list()
     ax.set_xticks(x)
     ax.set_xticklabels(
-        [f"b{int(b)}\n{int(g)}G" + (f"\n{p}" if data["pipeline"].nunique() > 1 else "") + ("\nCPU" if c else "")
+        [f"b{int(b)}\n{int(g)}G" + (f"\n{p}" if data["pipeline"].nunique() > 1 else "")
+         + ("\nCPU" if c else "")
          for b, g, p, c in zip(data["batch_size"], data["gpus"], data["pipeline"], cpu, strict=True)],
         fontsize=8,
     )

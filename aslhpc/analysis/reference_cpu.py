@@ -50,7 +50,9 @@ def load_cpu_reference(path: str | Path) -> CpuReference:
     try:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise AslhpcError(f"CPU reference {path} is not a readable CSV ({type(exc).__name__}); fix or replace it") from None
+        raise AslhpcError(
+            f"CPU reference {path} is not a readable CSV ({type(exc).__name__}); fix or replace it"
+        ) from None
     missing = [c for c in COLUMNS if c not in raw.columns]
     if missing or raw.empty:
         what = f"lacks {', '.join(missing)}" if missing else "has no rows"

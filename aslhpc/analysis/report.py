@@ -294,7 +294,8 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         ]
     lines += [
         f"Generated {_now()} by `python -m aslhpc.collect` from `{out.exp_dir}`: "
-        f"{n_cells} cells, {n_done} completed, {n_cells - n_done} hole{'' if n_cells - n_done == 1 else 's'}.",
+        f"{n_cells} cells, {n_done} completed, "
+        f"{n_cells - n_done} hole{'' if n_cells - n_done == 1 else 's'}.",
         f"Where a configuration has repeats, figures are mean ± {a.ci * 100:g} % confidence-interval "
         "half-width (Student t) and `n` is completed/expected runs. `NA` = GPU not used (as in the paper); "
         "`n/m` = not measured (e.g. no NVML).",
@@ -310,7 +311,8 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         "## All configurations",
         "",
         "Speed-up is over the 1-GPU time at the same batch size; efficiency = T1 / (N · TN); GPU-hours = "
-        "exec time × GPUs used / 3600. Every number: `summary.csv` (per configuration) and `cells.csv` (per cell).",
+        "exec time × GPUs used / 3600. Every number: `summary.csv` (per configuration) and `cells.csv` "
+        "(per cell).",
         "",
         to_markdown(summary_view(a.summary), index=False),
         "",
@@ -366,7 +368,8 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
     if ignored:
         lines += [
             f"Ignored {len(ignored)} director{'y' if len(ignored) == 1 else 'ies'} under `cells/` that "
-            f"name{'s' if len(ignored) == 1 else ''} no cell (not in the manifest, no readable result, not named g<gpus>-b<batch>-r<repeat>): "
+            f"name{'s' if len(ignored) == 1 else ''} no cell (not in the manifest, no readable result, "
+            "not named g<gpus>-b<batch>-r<repeat>): "
             + "; ".join(f"`{i}`" for i in ignored),
             "",
         ]

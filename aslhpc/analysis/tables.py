@@ -218,7 +218,9 @@ def concurrent_cells(cells: pd.DataFrame) -> pd.Series:
     if not {"cell_id", "host", "started_at", "finished_at", "slurm_job_id"} <= set(cells.columns):
         return out
     local = cells[(cells["state"] == COMPLETED) & cells["slurm_job_id"].isna() & cells["host"].notna()]
-    began = local["attempt_started_at"].fillna(local["started_at"]) if "attempt_started_at" in local else local["started_at"]
+    began = local["started_at"]
+    if "attempt_started_at" in local:
+        began = local["attempt_started_at"].fillna(local["started_at"])
     start = pd.to_datetime(began, utc=True, errors="coerce", format="ISO8601")
     end = pd.to_datetime(local["finished_at"], utc=True, errors="coerce", format="ISO8601")
     local = local[start.notna() & end.notna()]
@@ -588,14 +590,17 @@ def breakdown_view(summary: pd.DataFrame) -> pd.DataFrame:
             continue
         rec: dict[str, str] = {
             "batch": str(int(r["batch_size"])),
-            "GPUs": str(int(r["gpus"])) + (" (ran on CPU)" if r.get("gpus_used") == 0 and r["gpus"] > 0 else ""),
+            "GPUs": str(int(r["gpus"]))
+            + (" (ran on CPU)" if r.get("gpus_used") == 0 and r["gpus"] > 0 else ""),
             "pipeline": str(r["pipeline"]),
         }
         for label, v in parts:
             rec[f"{label} (s)"] = fmt(v, math.nan, 2)
             rec[f"{label} (%)"] = fmt(v / total * 100, math.nan, 0) if math.isfinite(v) else "n/m"
         share = data_wait_share(r)
-        rec["data wait / training loop (%)"] = fmt(share * 100, math.nan, 0) if math.isfinite(share) else "n/m"
+        rec["data wait / training loop (%)"] = (
+            fmt(share * 100, math.nan, 0) if math.isfinite(share) else "n/m"
+        )
         util = r.get("gpu_util_pct", math.nan)
         rec["GPU util (%)"] = fmt(util, math.nan, 0) if util is not None and math.isfinite(util) else "n/m"
         records.append(rec)
