@@ -291,7 +291,12 @@ def test_cells_sharing_a_host_at_once_make_time_verdicts_inconclusive(tmp_path):
 
 
 def test_conclusions_word_a_tie_between_single_runs(ref, tmp_path):
+    # single runs: the Wilson intervals of the 1,741 test images decide (100 % vs 100 %: no winner)
     c = conclusions(_summary_of(_set(ref, 256, 3, test_acc=100.0)))
+    assert "the difference is inside the intervals (Wilson, on the test images)" in c.text
+    # with no test-set size there is no interval at all, and the text says so
+    s = _summary_of(_set(ref, 256, 3, test_acc=100.0)).drop(columns=["n_test"])
+    c = conclusions(s)
     assert "a single run per configuration: no interval to tell them apart" in c.text
     assert "inside the intervals" not in c.text
     s = _repeats(

@@ -617,6 +617,33 @@ def _mem_text(total: float, per: tuple[float, ...], kind: str) -> str:
     )
 
 
+def _most_accurate(
+    acc: pd.DataFrame, multi: bool
+) -> tuple[pd.Series | None, float, float, tuple[float, ...], list[str]]:
+    """The most accurate configuration, its test accuracy and memory, and the sentences about it."""
+    if acc.empty:
+        return None, math.nan, math.nan, (), ["No test accuracy was recorded."]
+    ranked = acc.sort_values(["test_acc", "val_acc", "exec_time_s"], ascending=[False, False, True])
+    a = ranked.iloc[0]
+    ap = Point.of(a, "test_acc")
+    atotal, aper, akind = _memory(a)
+    parts = [
+        f"The most accurate is batch size {_label(a, multi)} with {ap.show(' %')} test accuracy, using "
+        f"{_mem_text(atotal, aper, akind)}."
+    ]
+    bp = Point.of(ranked.iloc[1], "test_acc") if len(ranked) > 1 else None
+    if bp is not None and compare(ap, bp) in ("overlap", "eq"):
+        if ap.has_interval or bp.has_interval:
+            why = "the difference is inside the intervals" + (
+                " (Wilson, on the test images)" if ap.kind == "wilson" else ""
+            )
+        else:
+            why = "a single run per configuration: no interval to tell them apart"
+        runner = _label(ranked.iloc[1], multi)
+        parts.append(f"It is not clearly ahead of {runner} ({bp.show(' %')}): {why}.")
+    return a, ap.mean, atotal, aper, parts
+
+
 def conclusions(summary: pd.DataFrame) -> Conclusions:
     """Fastest configuration (lowest mean exec time), most accurate (highest mean test
     accuracy; ties broken by validation accuracy, then time), and the memory each used."""
@@ -660,29 +687,8 @@ def conclusions(summary: pd.DataFrame) -> Conclusions:
         else:
             parts.append(f"The runner-up is {_label(s, multi)} at {sp.show(' s')}.")
     acc = done[done["test_acc"].notna()]
-    if acc.empty:
-        a = None
-        parts.append("No test accuracy was recorded.")
-        aacc, atotal, aper = math.nan, math.nan, ()
-    else:
-        ranked = acc.sort_values(["test_acc", "val_acc", "exec_time_s"], ascending=[False, False, True])
-        a = ranked.iloc[0]
-        ap = Point.of(a, "test_acc")
-        atotal, aper, akind = _memory(a)
-        aacc = ap.mean
-        parts.append(
-            f"The most accurate is batch size {_label(a, multi)} with {ap.show(' %')} test accuracy, using "
-            f"{_mem_text(atotal, aper, akind)}."
-        )
-        bp = Point.of(ranked.iloc[1], "test_acc") if len(ranked) > 1 else None
-        if bp is not None and compare(ap, bp) in ("overlap", "eq"):
-            why = (
-                "a single run per configuration: no interval to tell them apart"
-                if ap.n < 2 and bp.n < 2
-                else "the difference is inside the intervals"
-            )
-            runner = _label(ranked.iloc[1], multi)
-            parts.append(f"It is not clearly ahead of {runner} ({bp.show(' %')}): {why}.")
+    a, aacc, atotal, aper, more = _most_accurate(acc, multi)
+    parts += more
     slowest = by_time.iloc[-1]
     parts.append(
         f"Across the {len(done)} completed configurations execution time spans "

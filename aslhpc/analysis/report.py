@@ -279,8 +279,7 @@ def _literal_aside(a: Analysis) -> list[str]:
     ]
 
 
-def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None) -> str:
-    """report.md as text: tables, plots, verdicts, conclusions, reference, holes, provenance."""
+def _header_md(out: CollectOutput) -> list[str]:
     a = out.analysis
     n_cells = len(a.cells)
     n_done = int((a.cells["state"] == COMPLETED).sum())
@@ -292,7 +291,7 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
             "the paper's derived figures and verdicts from them.",
             "",
         ]
-    lines += [
+    return lines + [
         f"Generated {_now()} by `python -m aslhpc.collect` from `{out.exp_dir}`: "
         f"{n_cells} cells, {n_done} completed, "
         f"{n_cells - n_done} hole{'' if n_cells - n_done == 1 else 's'}.",
@@ -300,9 +299,11 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         "half-width (Student t) and `n` is completed/expected runs. `NA` = GPU not used (as in the paper); "
         "`n/m` = not measured (e.g. no NVML).",
         "",
-        "## Tables (the paper's layout)",
-        "",
     ]
+
+
+def _tables_md(a: Analysis) -> list[str]:
+    lines = ["## Tables (the paper's layout)", ""]
     for bs, t in a.tables.items():
         lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
     if a.label != REFERENCE_LABEL and a.tables:
@@ -311,26 +312,32 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         "## All configurations",
         "",
         "Speed-up is over the 1-GPU time at the same batch size; efficiency = T1 / (N · TN); GPU-hours = "
-        "exec time × GPUs used / 3600. Every number: `summary.csv` (per configuration) and `cells.csv` "
-        "(per cell).",
+        "exec time × GPUs used / 3600; GPU util = NVML's mean utilisation over the GPUs used. Every number: "
+        "`summary.csv` (per configuration) and `cells.csv` (per cell).",
         "",
         to_markdown(summary_view(a.summary), index=False),
         "",
     ]
     if note := cpu_fallback_note(a.summary):
         lines += [note, ""]
-    lines += _breakdown_md(a)
-    lines += _cpu_reference_md(out)
-    if plot_paths:
-        lines += ["## Plots", ""]
-        for key, p in plot_paths.items():
-            rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
-            lines += [f"![{key}]({rel.as_posix()})", ""]
-    lines += [
+    return lines
+
+
+#: how the verdicts weigh noise, under the Hypotheses heading
+NOISE_NOTE = (
+    "Decided from the numbers alone; a difference inside the intervals counts neither way (inconclusive). "
+    "With repeats the intervals are Student-t over the runs. Without repeats an accuracy still has the "
+    "binomial noise of the images it was measured on: it is shown as `value [a, b]`, the Wilson interval at "
+    "the same confidence level; a time from a single run has no interval, so its comparisons say "
+    "\"single runs\" and how large the deciding gap was."
+)
+
+
+def _verdicts_section(a: Analysis) -> list[str]:
+    return [
         "## Hypotheses",
         "",
-        "Decided from the numbers alone; a difference inside the confidence intervals counts neither way "
-        "(inconclusive).",
+        NOISE_NOTE,
         "",
         _verdicts_md(a.verdicts),
         "",
@@ -342,18 +349,27 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         a.conclusions.text,
         "",
     ]
-    if out.reference is not None:
-        r = out.reference
-        lines += [f"## Compared with the {REFERENCE_LABEL}", ""]
-        lines += [
-            "`2020 …` columns are the published figures; `time / 2020` < 1 means this run was faster.",
-            "",
-        ]
-        for bs, t in out.comparison.items():
-            lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
-        lines += [f"Verdicts recomputed from the {REFERENCE_LABEL}:", ""]
-        lines += [_verdicts_md(r.verdicts), "", f"Reference conclusions: {r.conclusions.text}", ""]
-    lines += ["## Holes", ""]
+
+
+def _reference_section(out: CollectOutput) -> list[str]:
+    if out.reference is None:
+        return []
+    r = out.reference
+    lines = [
+        f"## Compared with the {REFERENCE_LABEL}",
+        "",
+        "`2020 …` columns are the published figures; `time / 2020` < 1 means this run was faster; memory "
+        "compares per-process totals on both sides (the study's are nvidia-smi process readings).",
+        "",
+    ]
+    for bs, t in out.comparison.items():
+        lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
+    lines += [f"Verdicts recomputed from the {REFERENCE_LABEL}:", ""]
+    return lines + [_verdicts_md(r.verdicts), "", f"Reference conclusions: {r.conclusions.text}", ""]
+
+
+def _holes_md(a: Analysis) -> list[str]:
+    lines = ["## Holes", ""]
     if a.holes.empty:
         lines += ["None: every expected cell has a result.", ""]
     else:
@@ -375,10 +391,21 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         ]
     lines += ["## Provenance", ""]
     if a.label == REFERENCE_LABEL:
-        src = a.cells[["cell_id", "source"]]
-        lines += [to_markdown(src, index=False), ""]
-    else:
-        lines += [_provenance_md(a.cells), ""]
+        return lines + [to_markdown(a.cells[["cell_id", "source"]], index=False), ""]
+    return lines + [_provenance_md(a.cells), ""]
+
+
+def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None) -> str:
+    """report.md as text: tables, time breakdown, plots, verdicts, conclusions, reference, holes,
+    provenance."""
+    a = out.analysis
+    lines = _header_md(out) + _tables_md(a) + _breakdown_md(a) + _cpu_reference_md(out)
+    if plot_paths:
+        lines += ["## Plots", ""]
+        for key, p in plot_paths.items():
+            rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
+            lines += [f"![{key}]({rel.as_posix()})", ""]
+    lines += _verdicts_section(a) + _reference_section(out) + _holes_md(a)
     return "\n".join(lines)
 
 
