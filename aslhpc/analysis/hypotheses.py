@@ -48,8 +48,8 @@ H4_READING = (
 
 #: the literal reading (number of batches = steps per epoch), shown only as a labelled aside
 H4_LITERAL_STATEMENT = (
-    "Literal reading (not the study's meaning): at a fixed GPU count, time falls as the number of "
-    "training batches per epoch rises, i.e. as the batch size falls."
+    "H4 read literally (number of batches = training batches per epoch): at a fixed GPU count, time falls "
+    "as the number of batches per epoch rises, i.e. as the batch size falls."
 )
 
 #: which count of images an accuracy column was measured on (for its Wilson interval)
@@ -401,7 +401,7 @@ def h2_more_gpus_faster(summary: pd.DataFrame) -> Verdict:
         "H2", statement, tally, "time fell with every added GPU", "need two GPU counts at one batch size"
     )
     if why := scaling_limit(done):
-        v = Verdict(v.hypothesis, v.statement, v.verdict, f"{v.evidence}; {why}", v.key)
+        v = Verdict(v.hypothesis, v.statement, v.verdict, f"{v.evidence}; {why}", f"{v.key}; {why}")
     return _void(v, shared=_shared_host(done))
 
 
