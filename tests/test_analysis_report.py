@@ -230,3 +230,15 @@ def test_report_has_the_2020_cpu_run_as_labelled_reference_and_h4_reading(tmp_pa
     # H4: the study's reading with its quote, and the literal reading only as a labelled aside
     assert '"256 batches seem to be the optimal batch size"' in report and "How H4 is read" in report
     assert "*Aside, not the study's meaning:*" in report
+
+
+def test_a_cpu_cell_sits_in_the_matrix_beside_the_2020_cpu_epoch(tmp_path):
+    exp = paper_experiment(tmp_path, "paper")
+    cpu = result_json("paper", 0, 128, exec_time_s=30000.0, nvml=False)
+    write_cell(exp, cpu)
+    out = collect_experiment(exp, reference=load_reference(REF), plots=False)
+    report = out.report_path.read_text(encoding="utf-8")
+    assert "| Using CPU |" in report
+    assert "This run's CPU cell at batch size 128: 1200.00 s per epoch over 25 epochs." in report
+    h2 = next(v for v in out.analysis.verdicts if v.hypothesis == "H2")
+    assert h2.verdict == "not supported"  # the CPU cell is no GPU count: H2 is judged on the GPU cells
