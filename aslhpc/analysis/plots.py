@@ -369,7 +369,8 @@ def plot_breakdown(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
     ax.set_title("Where the time went, per configuration (labels: mean GPU utilisation)\n"
                  + _subtitle(data, label, error_bars=False), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, max(bottom, default=1.0) * 1.3 or 1.0)  # headroom for the legend above the bars
+    ax.legend(fontsize=8, ncol=4, loc="upper center")
     width = fig.get_figwidth()
     fig.subplots_adjust(left=0.8 / width, right=1 - 0.2 / width, bottom=0.2, top=0.88)
     return _save(fig, path)
