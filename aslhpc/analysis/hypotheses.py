@@ -407,19 +407,26 @@ def h2_more_gpus_faster(summary: pd.DataFrame) -> Verdict:
 
 def scaling_limit(done: pd.DataFrame) -> str:
     """What limited scaling, in numbers, at the largest GPU count ("" without a recorded time breakdown):
-    the share of the training loop spent waiting for the next batch, and mean GPU utilisation."""
+    the share of the training loop spent waiting for the next batch, and mean GPU utilisation. Cells
+    that ran on the CPU say nothing about GPUs and are left out."""
     if "time_data_wait_s" not in done or not done["time_data_wait_s"].notna().any():
         return ""
-    rows = done[done["time_data_wait_s"].notna()]
+    rows = done[done["time_data_wait_s"].notna() & (done["gpus"] > 0)]
+    if "gpus_used" in rows:
+        rows = rows[~(rows["gpus_used"] == 0)]
+    if rows.empty:
+        return ""
     top = rows[rows["gpus"] == rows["gpus"].max()]
+    several = top["pipeline"].nunique() > 1 or top["strategy"].nunique() > 1
     parts = []
-    for _, r in top.sort_values("batch_size").iterrows():
+    for _, r in top.sort_values(["batch_size", "strategy", "pipeline"]).iterrows():
         share = data_wait_share(r)
         if not math.isfinite(share):
             continue
         util = r.get("gpu_util_pct", math.nan)
         util_s = f", GPU utilisation {util:.0f} %" if util is not None and math.isfinite(util) else ""
-        parts.append(f"b={int(r['batch_size'])}: {share * 100:.0f} % waiting for data{util_s}")
+        series = f" {r['strategy']}/{r['pipeline']}" if several else ""
+        parts.append(f"b={int(r['batch_size'])}{series}: {share * 100:.0f} % waiting for data{util_s}")
     if not parts:
         return ""
     g = int(top["gpus"].iloc[0])
