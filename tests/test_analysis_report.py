@@ -141,7 +141,10 @@ def test_report_shows_process_memory_and_data_on_gpu_beside_the_device_peak(tmp_
     assert vals["data on GPU (GB)"] == "0.262"
     assert vals["per-process per GPU (GB)"] == "1.558 / 1.520"
     cells = (exp / "cells.csv").read_text().splitlines()[0].split(",")
-    assert {"data_device_gb", "gpu0_proc_gb", "gpu1_proc_gb", "gpu0_gb"} <= set(cells)
+    # CSV headers say what each memory figure measures
+    want = {"data_device_gb", "gpu0_proc_gb", "gpu1_proc_gb", "gpu0_device_gb", "total_device_gb"}
+    assert want <= set(cells)
+    assert "gpu0_gb" not in cells and "total_gpu_gb" not in cells
 
 
 def _strict_json(path: Path) -> dict:

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ MEMORY_NOTE = (
     "per-process figure, `proc_mem_peak_gb`, `gpu<i>_proc_gb` in `cells.csv`; sampled every few seconds, "
     "so a shorter spike can be missed): the figure the 2020 study read off nvidia-smi's process list, so "
     "these columns compare like with like. `Device-wide total (GB)` sums the NVML device peaks "
-    "(`mem_peak_gb`, `gpu<i>_gb`: everything on the device, other processes included) and `Data on GPU "
+    "(`mem_peak_gb`, `gpu<i>_device_gb` in `cells.csv`: everything on the device, other processes "
+    "included) and `Data on GPU "
     "(GB)` is the fast pipeline's dataset held there (inside the device-wide figure); each is shown only "
     "when measured."
 )
@@ -525,6 +527,22 @@ def _verdicts_json(a: Analysis) -> dict[str, Any]:
     }
 
 
+_DEVICE_COL = re.compile(r"^gpu(\d+)_gb(_hw)?$")
+
+
+def csv_memory_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with CSV headers that say what each memory figure measures: the NVML device-wide peaks
+    ``gpu<i>_gb`` / ``total_gpu_gb`` become ``gpu<i>_device_gb`` / ``total_device_gb``; the per-process
+    ``gpu<i>_proc_gb`` / ``total_proc_gb`` and ``data_device_gb`` keep their names."""
+    names = {}
+    for c in frame.columns:
+        if m := _DEVICE_COL.match(str(c)):
+            names[c] = f"gpu{m[1]}_device_gb{m[2] or ''}"
+        elif str(c).startswith("total_gpu_gb"):
+            names[c] = "total_device_gb" + str(c)[len("total_gpu_gb") :]
+    return frame.rename(columns=names)
+
+
 def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     """Write CSV/Markdown/JSON/PNG and report.md into ``out.exp_dir``, all atomically."""
     d = out.exp_dir
@@ -535,8 +553,8 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     if a.label == REFERENCE_LABEL:
         cells["source"] = REFERENCE_LABEL
         summary.insert(0, "source", REFERENCE_LABEL)
-    files["cells.csv"] = atomic_write_text(d / "cells.csv", cells.to_csv(index=False))
-    files["summary.csv"] = atomic_write_text(d / "summary.csv", summary.to_csv(index=False))
+    files["cells.csv"] = atomic_write_text(d / "cells.csv", csv_memory_names(cells).to_csv(index=False))
+    files["summary.csv"] = atomic_write_text(d / "summary.csv", csv_memory_names(summary).to_csv(index=False))
     summary_md = f"# {a.name}: all configurations ({a.label})\n\n" + to_markdown(
         summary_view(a.summary), index=False
     )
