@@ -273,7 +273,8 @@ def derive(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def main_split_kind(frame: pd.DataFrame) -> str:
-    """The split the paper-shaped figures use: ``random`` if any cell used it (the paper did)."""
+    """The split the paper-shaped figures use: ``random`` if any cell used it (aslhpc's assumption for the
+    study's unstated split method, docs/reproducing-2020.md)."""
     kinds = frame["split_kind"].dropna()
     if (kinds == "random").any() or kinds.empty:
         return "random"
