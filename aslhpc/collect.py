@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from aslhpc import __version__
 from aslhpc.analysis import (
     REFERENCE_LABEL,
     CollectOutput,
@@ -31,8 +32,10 @@ __all__ = ["CollectOutput", "collect_experiment", "main"]
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m aslhpc.collect",
-        description="Collect an experiment's cells into the 2020 study's tables, plots, verdicts and report.md.",
+        description="Collect an experiment's cells into the 2020 study's tables, plots, verdicts and "
+        "report.md.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--experiment", help="experiment name under --results (default: the only one there)")
     p.add_argument("--results", default="results", help="results directory (default: results)")
     p.add_argument(
@@ -65,9 +68,20 @@ def _parser() -> argparse.ArgumentParser:
         help="H3: accuracy judged (default test_acc)",
     )
     p.add_argument(
+        "--h4-r2",
+        type=float,
+        default=0.9,
+        help="H4: least-squares R² that time against batch size must reach to count as linear (default 0.9)",
+    )
+    p.add_argument(
         "--allow-mixed-splits", action="store_true", help="analyse cells trained on different splits anyway"
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every table (paper layout, comparison, verdict evidence), not just the summary",
+    )
     return p
 
 
@@ -103,7 +117,8 @@ def live_states(exp_dir: Path) -> dict[str, tuple[str, str]] | None:
     from aslhpc.orchestration.cellstate import UNKNOWN, experiment_status
 
     report = experiment_status(manifest)
-    # UNKNOWN (SLURM unreachable or the job forgotten) says less than the cell's own files: leave those holes to them.
+    # UNKNOWN (SLURM unreachable or the job forgotten) says less than the cell's own files:
+    # leave those holes to them.
     return {r.cell_id: (r.state, _reason(r)) for r in report.rows if r.state not in ("COMPLETED", UNKNOWN)}
 
 
@@ -133,6 +148,8 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     try:
         if not 0.0 < args.ci < 1.0:
             raise AslhpcError(f"--ci {args.ci} must be between 0 and 1 (e.g. 0.95)")
+        if not 0.0 <= args.h4_r2 <= 1.0:
+            raise AslhpcError(f"--h4-r2 {args.h4_r2} must be between 0 and 1 (e.g. 0.9)")
         results = Path(args.results)
         ref_path = args.reference_file or default_reference_path(results)
         common = {
@@ -140,6 +157,8 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
             "ci": args.ci,
             "h1_threshold": args.h1_threshold,
             "h3_metric": args.h3_metric,
+            "h4_r2": args.h4_r2,
+            "verbose": args.verbose,
         }
         if args.reference_only:
             ref = load_reference(ref_path)
@@ -160,7 +179,10 @@ def main(argv: Sequence[str] | None = None, console: Console | None = None) -> i
     except AslhpcError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    console.print(f"report: {out.report_path}")
+    ignored = out.analysis.cells.attrs.get("ignored") or []
+    if ignored and not args.verbose:  # a note, not a result: stderr (--verbose lists them with the tables)
+        print(f"note: ignored under cells/ (no cell identity): {'; '.join(ignored)}", file=sys.stderr)
+    console.print(f"report: {out.report_path}", soft_wrap=True)
     return 0
 
 

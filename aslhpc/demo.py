@@ -1,12 +1,13 @@
 """``python -m aslhpc.demo``: the whole flow on this machine, no cluster needed.
 
 1. generate a small dataset in the real Kaggle layout (``demo/asl``),
-2. submit the smoke experiment (``jobs/smoke.toml``: 2 GPU counts x 2 batch sizes); with no
-   SLURM here its cells run on this machine (CPU fallback), and the demo waits for them,
+2. submit the smoke experiment (``jobs/smoke.toml``: 2 GPU counts x 2 batch sizes, a few epochs); with
+   no SLURM here its cells run on this machine (CPU fallback), and the demo waits for them,
 3. collect: the matrix in the 2020 study's shape, plots, hypothesis verdicts and a report,
    beside the published 2020 figures (labelled as reference data).
 
-Re-running it skips what is already done: the data is kept and finished cells are not re-run.
+It demonstrates the flow; its accuracies and verdicts are not the study's result. Re-running it
+skips what is already done: the data is kept and finished cells are not re-run.
 """
 
 from __future__ import annotations
@@ -15,23 +16,69 @@ import argparse
 import sys
 from pathlib import Path
 
-from aslhpc import collect, submit
+from rich.console import Console
+from rich.text import Text
+
+from aslhpc import __version__, collect, submit
+from aslhpc.errors import AslhpcError
+from aslhpc.orchestration.experiment import find_job_file, load_spec
+
+EXPERIMENT = "smoke"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m aslhpc.demo", description=__doc__.splitlines()[0])
+    description = __doc__.splitlines()[0].replace("``", "")  # no reST markup in --help
+    p = argparse.ArgumentParser(prog="python -m aslhpc.demo", description=description)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--dir", default="demo", help="where the data and results go (default ./demo)")
     p.add_argument("--per-class", type=int, default=30, help="generated images per class (default 30)")
     p.add_argument("--cluster", choices=("auto", "local", "slurm"), default="local",
                    help="local (default) = run the cells here, no cluster needed; slurm = submit them to the "
                         "SLURM this machine reaches (e.g. scripts/minislurm.sh); auto = SLURM if it answers")
+    p.add_argument("--verbose", action="store_true",
+                   help="print every table at the end, not just the summary")
     return p
+
+
+def header(per_class: int, epochs: int, gpus: tuple[int, ...], sizes: tuple[int, ...], cluster: str) -> str:
+    where = "on this machine's CPU unless it has GPUs" if cluster == "local" else "on SLURM"
+    return (
+        f"aslhpc demo: a {per_class}-images-per-class generated dataset (29 classes), the '{EXPERIMENT}' "
+        f"experiment ({len(gpus)} GPU counts x {len(sizes)} batch sizes, {epochs} epochs each, {where}), "
+        "then "
+        "collect.\nIt shows how the tool works: its accuracies and verdicts are a demonstration of the flow, "
+        "not the 2020 study's result."
+    )
+
+
+def footer() -> list[str]:
+    return [
+        "That was a demonstration on tiny generated data (few epochs, CPU), not the study's result. Next:",
+        "- the same flow on a real SLURM on this machine: sudo bash scripts/minislurm.sh up, then "
+        "python -m aslhpc.demo --cluster slurm",
+        "- the real study (Kaggle data, GPUs): python -m aslhpc.submit --data ~/data/asl, then "
+        "python -m aslhpc.collect --reference",
+    ]
+
+
+def _say(console: Console, lines: list[str] | str) -> None:
+    """Word-wrapped to the terminal (plain print would cut words at its edge)."""
+    for line in [lines] if isinstance(lines, str) else lines:
+        console.print(Text(line))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     root = Path(args.dir)
     data, results = root / "asl", root / "results"
+    try:
+        spec = load_spec(find_job_file(EXPERIMENT))
+    except AslhpcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    console = Console(highlight=False)
+    intro = header(args.per_class, spec.train.epochs, spec.gpus, spec.batch_sizes, args.cluster)
+    _say(console, intro.split("\n"))
     if not (data / "asl_alphabet_train").is_dir():
         from aslhpc.data.synth import write_dataset
 
@@ -39,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         write_dataset(data, per_class=args.per_class, seed=0)
     else:
         print(f"[1/3] using the dataset already in {data}", flush=True)
-    print("[2/3] submitting the smoke experiment and waiting for its cells", flush=True)
-    rc = submit.main(["--experiment", "smoke", "--data", str(data), "--results", str(results),
+    print(f"[2/3] submitting the {EXPERIMENT} experiment and waiting for its cells", flush=True)
+    rc = submit.main(["--experiment", EXPERIMENT, "--data", str(data), "--results", str(results),
                       "--cluster", args.cluster, "--wait", "--interval", "2",
                       # one cell at a time here: cells sharing the cores would make their times incomparable
                       "--max-parallel", "1"])
@@ -48,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"submit failed (exit {rc}); see the messages above, then re-run the demo", file=sys.stderr)
         return rc
     print("[3/3] collecting the experiment matrix", flush=True)
-    return collect.main(["--experiment", "smoke", "--results", str(results), "--reference"])
+    rc = collect.main(["--experiment", EXPERIMENT, "--results", str(results), "--reference",
+                       *(["--verbose"] if args.verbose else [])])
+    if rc == 0:
+        _say(console, footer())
+    return rc
 
 
 if __name__ == "__main__":

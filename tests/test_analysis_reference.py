@@ -65,3 +65,16 @@ def test_reference_matrix_is_labelled_and_complete():
     m = reference_matrix(load_reference(REF))
     assert (m["source"] == REFERENCE_LABEL).all() and (m["state"] == "completed").all()
     assert m.loc[(m["batch_size"] == 128) & (m["gpus"] == 1), "batches_train"].iloc[0] == 600
+
+
+def test_cpu_reference_is_the_studys_section_6_6_run(tmp_path):
+    from aslhpc.analysis.reference_cpu import default_cpu_reference_path, load_cpu_reference
+
+    c = load_cpu_reference(default_cpu_reference_path())
+    assert (c.batch_size, c.epochs, c.exec_time_s) == (128, 1, 1383.2038)
+    assert c.val_acc == 67.7767 and "Section 6.6" in c.source
+    bad = tmp_path / "cpu.csv"
+    bad.write_text("device,gpus\nx,0\n", encoding="utf-8")
+    with pytest.raises(AslhpcError) as e:
+        load_cpu_reference(bad)
+    assert "lacks batch_size, epochs, exec_time_s" in str(e.value) and "\n" not in str(e.value)

@@ -87,7 +87,7 @@ def test_collect_without_write_touches_nothing(tmp_path):
 def test_collect_prints_tables_verdicts_and_holes(tmp_path):
     exp = _experiment_with_holes_and_repeats(tmp_path)
     buf = io.StringIO()
-    collect_experiment(exp, console=Console(file=buf, width=200), plots=False)
+    collect_experiment(exp, console=Console(file=buf, width=200), plots=False, verbose=True)
     text = buf.getvalue()
     assert "Using 4GPU" in text and "Hypotheses" in text and "Conclusions" in text
     assert "CUDA error: out of memory" in text
@@ -121,23 +121,30 @@ def test_report_shows_process_memory_and_data_on_gpu_beside_the_device_peak(tmp_
     write_cell(exp, result_json("fast", 2, 128, data_device_gb=0.262))
     out = collect_experiment(exp, plots=False)
     report = out.report_path.read_text(encoding="utf-8")
-    # the paper-shaped table keeps the device peak, and says under it what that measures
-    assert "| Using 2GPU | 1.569 | 1.531 |" in report
+    # the paper-shaped table: per-process peaks in the GPU columns (like the study's), the device-wide
+    # total and the data on the GPU in named columns of their own, and a note saying what each measures
+    assert (
+        "| GPU 0 (GB, per-process) | GPU 1 (GB, per-process) | Device-wide total (GB) | Data on GPU (GB) |"
+        in report
+    )
+    assert "| Using 2GPU | 1.558 | 1.520 | 3.100 | 0.262 |" in report
     tables_end = report.index("## All configurations")
     note = report[report.index("### Batch size 128") : tables_end]
-    assert "device-wide NVML peak" in note and "`data on GPU (GB)`" in note
-    assert "process mem per GPU (GB)" in note
+    assert "per-process" in note and "compare like with like" in note and "`Data on GPU" in note
     # the all-configurations table: total device, total process, data on GPU, process memory per GPU
     header = next(line for line in report[tables_end:].splitlines() if line.startswith("| batch |"))
     cols = [c.strip() for c in header.strip("|").split("|")]
     row = next(line for line in report[tables_end:].splitlines() if line.startswith("| 128 | 2 |"))
     vals = dict(zip(cols, [c.strip() for c in row.strip("|").split("|")], strict=True))
-    assert vals["total GPU mem (GB)"] == "3.100"
-    assert vals["total process mem (GB)"] == "3.078"
+    assert vals["device-wide total (GB)"] == "3.100"
+    assert vals["per-process total (GB)"] == "3.078"
     assert vals["data on GPU (GB)"] == "0.262"
-    assert vals["process mem per GPU (GB)"] == "1.558 / 1.520"
+    assert vals["per-process per GPU (GB)"] == "1.558 / 1.520"
     cells = (exp / "cells.csv").read_text().splitlines()[0].split(",")
-    assert {"data_device_gb", "gpu0_proc_gb", "gpu1_proc_gb", "gpu0_gb"} <= set(cells)
+    # CSV headers say what each memory figure measures
+    want = {"data_device_gb", "gpu0_proc_gb", "gpu1_proc_gb", "gpu0_device_gb", "total_device_gb"}
+    assert want <= set(cells)
+    assert "gpu0_gb" not in cells and "total_gpu_gb" not in cells
 
 
 def _strict_json(path: Path) -> dict:
@@ -177,3 +184,64 @@ def test_cpu_fallback_speedup_is_not_labelled_gpu_scaling(tmp_path):
     assert "not GPU scaling" in report
     row = next(line for line in report.splitlines() if line.startswith("| 128 | 2 |"))
     assert "1.20 (CPU run)" in row and "0.60 (CPU run)" in row
+
+
+def _with_breakdown(
+    exp: Path, g: int, bs: int, pipeline: str, wait: float, compute: float, util: float
+) -> None:
+    r = result_json(exp.name, g, bs)
+    r["pipeline"] = r["config"]["pipeline"] = pipeline
+    r["time_breakdown"] = {"data_wait_s": wait, "compute_s": compute, "eval_s": 100.0, "other_s": 10.0}
+    for gpu in r["telemetry"]["gpus"]:
+        gpu["util_mean_pct"] = util
+    write_cell(exp, r)
+
+
+def test_time_breakdown_table_plot_and_h2_evidence_when_recorded(tmp_path):
+    exp = tmp_path / "bd"
+    _with_breakdown(exp, 1, 128, "paper", 400.0, 1600.0, 60.0)
+    _with_breakdown(exp, 4, 128, "paper", 1420.0, 580.0, 18.0)
+    out = collect_experiment(exp)
+    report = out.report_path.read_text(encoding="utf-8")
+    section = report[report.index("## Where the time went") :]
+    # waiting for data: 71 % of the training loop; GPU utilisation 18 %
+    assert "| 128 | 4 | paper |" in section and "| 71 |" in section and "| 18 |" in section
+    assert (exp / "plots" / "time_breakdown.png").read_bytes().startswith(PNG)
+    assert "![breakdown](plots/time_breakdown.png)" in report
+    h2 = next(v for v in out.analysis.verdicts if v.hypothesis == "H2")
+    assert "at 4 GPUs" in h2.evidence and "b=128: 71 % waiting for data, GPU utilisation 18 %" in h2.evidence
+    # GPU utilisation is in the all-configurations table too
+    assert "GPU util (%)" in report
+
+
+def test_without_a_breakdown_the_report_says_not_recorded(tmp_path):
+    exp = paper_experiment(tmp_path, "paper")
+    report = collect_experiment(exp, plots=False).report_path.read_text(encoding="utf-8")
+    assert "Time breakdown: not recorded" in report
+    assert not (exp / "plots" / "time_breakdown.png").exists()
+
+
+def test_report_has_the_2020_cpu_run_as_labelled_reference_and_h4_reading(tmp_path):
+    exp = paper_experiment(tmp_path, "paper")
+    report = collect_experiment(exp, reference=load_reference(REF), plots=False).report_path.read_text(
+        encoding="utf-8"
+    )
+    cpu = report[report.index("## The 2020 CPU run") :]
+    assert cpu.startswith(f"## The 2020 CPU run — {REFERENCE_LABEL}")
+    assert "1 epoch at batch size 128 in 1383.20 s" in cpu and "Section 6.6" in cpu
+    assert "100.03 s per epoch" in cpu and "13.8× faster" in cpu  # 2500.82 s / 25 epochs, computed
+    # H4: the study's reading with its quote, and the literal reading only as a labelled aside
+    assert '"256 batches seem to be the optimal batch size"' in report and "How H4 is read" in report
+    assert "*Aside, not the study's meaning:*" in report
+
+
+def test_a_cpu_cell_sits_in_the_matrix_beside_the_2020_cpu_epoch(tmp_path):
+    exp = paper_experiment(tmp_path, "paper")
+    cpu = result_json("paper", 0, 128, exec_time_s=30000.0, nvml=False)
+    write_cell(exp, cpu)
+    out = collect_experiment(exp, reference=load_reference(REF), plots=False)
+    report = out.report_path.read_text(encoding="utf-8")
+    assert "| Using CPU |" in report
+    assert "This run's CPU cell at batch size 128: 1200.00 s per epoch over 25 epochs." in report
+    h2 = next(v for v in out.analysis.verdicts if v.hypothesis == "H2")
+    assert h2.verdict == "not supported"  # the CPU cell is no GPU count: H2 is judged on the GPU cells

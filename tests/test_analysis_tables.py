@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from test_analysis_helpers import paper_experiment, result_json, write_cell, write_json, write_manifest
@@ -19,10 +20,11 @@ from aslhpc.analysis.tables import (
 )
 
 PAPER_COLUMNS = [
-    "GPU 0 (GB)",
-    "GPU 1 (GB)",
-    "GPU 2 (GB)",
-    "GPU 3 (GB)",
+    "GPU 0 (GB, per-process)",
+    "GPU 1 (GB, per-process)",
+    "GPU 2 (GB, per-process)",
+    "GPU 3 (GB, per-process)",
+    "Device-wide total (GB)",
     "Exec. Time (secs)",
     "Data Parallel",
     "Train Acc",
@@ -41,21 +43,35 @@ def test_paper_tables_shape_na_and_values(tmp_path):
     t = tables[256]
     assert list(t.index) == ["Using 1GPU", "Using 2GPU", "Using 3GPU", "Using 4GPU"]
     assert list(t.columns) == PAPER_COLUMNS
+    # per-process peaks in the paper's GPU columns (the helper's are 11 MB under the device peaks);
+    # the device-wide peaks only as their own total
     assert list(t.loc["Using 3GPU"]) == [
-        "1.809",
-        "1.739",
-        "1.719",
+        "1.798",
+        "1.728",
+        "1.708",
         "NA",
+        "5.267",
         "2028.72",
         "Yes",
         "99.64",
         "99.82",
         "99.82",
     ]
-    assert list(t.loc["Using 1GPU"])[:6] == ["2.859", "NA", "NA", "NA", "2461.46", "No"]
+    assert list(t.loc["Using 1GPU"])[:7] == ["2.848", "NA", "NA", "NA", "2.859", "2461.46", "No"]
     assert tables[128].loc["Using 2GPU", "Test Acc"] == "100.00"
     md = to_markdown(t)
-    assert md.splitlines()[0].startswith("|  | GPU 0 (GB) |") and "| Using 4GPU | 1.649 | 1.579 |" in md
+    assert md.splitlines()[0].startswith("|  | GPU 0 (GB, per-process) |")
+    assert "| Using 4GPU | 1.638 | 1.568 |" in md
+
+
+def test_reference_tables_are_the_papers_per_process_figures():
+    from aslhpc.analysis.reference import load_reference
+    from aslhpc.analysis.report import reference_cells
+
+    ref = load_reference(Path(__file__).resolve().parents[1] / "results" / "reference" / "lad2020.csv")
+    t = paper_tables(summarize(derive(reference_cells(ref))))[256]
+    assert list(t.loc["Using 3GPU"])[:4] == ["1.809", "1.739", "1.719", "NA"]
+    assert "Device-wide total (GB)" not in t.columns  # the study measured no device-wide figure
 
 
 def test_gpu_columns_follow_the_largest_gpu_count(tmp_path):
@@ -63,7 +79,8 @@ def test_gpu_columns_follow_the_largest_gpu_count(tmp_path):
     write_cell(exp, result_json("e", 1, 64, mem_gb=(1.0,)))
     write_cell(exp, result_json("e", 2, 64, mem_gb=(1.0, 0.9)))
     t = paper_tables(_summary(exp))[64]
-    assert [c for c in t.columns if c.startswith("GPU")] == ["GPU 0 (GB)", "GPU 1 (GB)"]
+    gpu_cols = [c for c in t.columns if c.startswith("GPU")]
+    assert gpu_cols == ["GPU 0 (GB, per-process)", "GPU 1 (GB, per-process)"]
 
 
 def test_unmeasured_memory_is_not_na(tmp_path):
@@ -83,9 +100,11 @@ def test_holes_appear_as_rows_with_their_state(tmp_path):
     t = paper_tables(_summary(exp))[512]
     row = t.loc["Using 4GPU"]
     assert (
-        row["Exec. Time (secs)"] == "failed" and row["GPU 3 (GB)"] == "failed" and row["Test Acc"] == "failed"
+        row["Exec. Time (secs)"] == "failed"
+        and row["GPU 3 (GB, per-process)"] == "failed"
+        and row["Test Acc"] == "failed"
     )
-    assert t.loc["Using 3GPU", "GPU 3 (GB)"] == "NA"
+    assert t.loc["Using 3GPU", "GPU 3 (GB, per-process)"] == "NA"
 
 
 def test_derived_columns(tmp_path):

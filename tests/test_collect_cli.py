@@ -25,7 +25,8 @@ def _run(argv: list[str]) -> tuple[int, str]:
 
 
 def test_collect_single_experiment_end_to_end(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path))  # no SLURM to ask (CI runs one): the skipped cell's job is unknown
+    # no SLURM to ask (CI runs one): the skipped cell's job is unknown
+    monkeypatch.setenv("PATH", str(tmp_path))
     exp = paper_experiment(tmp_path, "paper", skip=((512, 4),))
     rc, out = _run(["--results", str(tmp_path), "--reference-file", str(REF), "--no-plots"])
     assert rc == 0
@@ -33,21 +34,27 @@ def test_collect_single_experiment_end_to_end(tmp_path, monkeypatch):
         assert (exp / name).is_file(), name
     assert not (exp / "plots").exists()  # --no-plots
     assert out.rstrip().endswith(f"report: {exp / 'report.md'}")
-    assert "Using 3GPU" in out and "not supported" in out and "pending" in out
-    assert f"this run vs {LABEL}" in out
+    # the summary: the matrix with the hole's state, one line per verdict, the shared configurations
+    assert "b=512" in out and "pending" in out and "not supported" in out
+    assert "×1.00 · +0.00 pp" in out and "the 2020 study also ran b=512 × 4 GPUs, not run here" in out
+    assert "Using 3GPU" not in out and f"this run vs {LABEL}" not in out  # full tables: --verbose
+    rc, full = _run(["--results", str(tmp_path), "--reference-file", str(REF), "--no-plots", "--verbose"])
+    assert rc == 0 and "Using 3GPU" in full and f"this run vs {LABEL}" in full
 
 
 def test_reference_flag_prints_the_run_beside_the_reference(tmp_path):
     paper_experiment(tmp_path, "paper")
     rc, out = _run(
-        ["--results", str(tmp_path), "--experiment", "paper", "--reference-file", str(REF), "--no-plots"]
+        ["--results", str(tmp_path), "--experiment", "paper", "--reference-file", str(REF), "--no-plots",
+         "--verbose"]
     )
     assert rc == 0 and "2020 Exec. Time (secs)" in out and f"H2 ({LABEL}): not supported" in out
 
 
 def test_reference_only_prints_the_papers_verdicts(tmp_path):
     rc, out = _run(
-        ["--reference-only", "--reference-file", str(REF), "--results", str(tmp_path), "--no-plots"]
+        ["--reference-only", "--reference-file", str(REF), "--results", str(tmp_path), "--no-plots",
+         "--verbose"]
     )
     assert rc == 0
     assert LABEL in out
@@ -59,7 +66,7 @@ def test_reference_only_prints_the_papers_verdicts(tmp_path):
     ):
         line = next(line for line in out.splitlines() if f"│ {h}:" in line)
         assert f"│ {verdict} " in line, line
-    assert "256 × 3 GPUs at 2028.72 s" in out and "5.267 GB in total" in out
+    assert "256 × 3 GPUs at 2028.72 s" in out and "5.267 GB per-process in total" in out
     assert (tmp_path / "lad2020-analysis" / "report.md").is_file()
 
 

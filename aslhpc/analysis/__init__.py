@@ -1,7 +1,9 @@
 """Analysis of an experiment's cells: the 2020 study's tables, plots and verdicts, computed.
 
 Pure functions over pandas frames (``matrix`` -> ``tables`` -> ``hypotheses``), plus
-``plots``/``report`` for the files and ``reference`` for the published 2020 figures.
+``plots``/``report`` for the files, ``console`` for collect's terminal summary, ``extras`` for
+per-cell figures read from result.json beside the matrix (GPU utilisation, time breakdown), and
+``reference``/``reference_cpu`` for the published 2020 figures.
 ``collect_experiment`` is the one call the CLI (``python -m aslhpc.collect``) and demos use.
 """
 
@@ -13,7 +15,15 @@ from aslhpc.analysis.reference import (
     load_reference,
     reference_matrix,
 )
-from aslhpc.analysis.report import Analysis, CollectOutput, analyze, collect_experiment, collect_reference
+from aslhpc.analysis.reference_cpu import CpuReference, load_cpu_reference
+from aslhpc.analysis.report import (
+    Analysis,
+    CollectOutput,
+    analyze,
+    collect_experiment,
+    collect_reference,
+    reference_cells,
+)
 from aslhpc.analysis.tables import derive, paper_tables, summarize
 
 __all__ = [
@@ -21,6 +31,7 @@ __all__ = [
     "Analysis",
     "CollectOutput",
     "Conclusions",
+    "CpuReference",
     "Verdict",
     "analyze",
     "collect_experiment",
@@ -32,8 +43,10 @@ __all__ = [
     "find_experiments",
     "holes",
     "load_matrix",
+    "load_cpu_reference",
     "load_reference",
     "paper_tables",
+    "reference_cells",
     "reference_matrix",
     "summarize",
 ]

@@ -1,7 +1,8 @@
 """The study's figures, redrawn from the per-configuration summary.
 
 Matplotlib is driven through ``matplotlib.figure.Figure`` (PNG via Agg, no pyplot state
-machine, no global backend switch) so collect can run on a login node without a display and from threads; each PNG is
+machine, no global backend switch) so collect can run on a login node without a display and from
+threads; each PNG is
 rendered to memory and written with :func:`aslhpc.atomic.atomic_write_bytes`, so a
 report never links a half-written image.
 """
@@ -16,19 +17,36 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from aslhpc.analysis.reference import REFERENCE_LABEL
-from aslhpc.analysis.tables import gpu_label, main_split_kind
+from aslhpc.analysis.tables import BREAKDOWN_PARTS, gpu_label, has_breakdown, main_split_kind
 from aslhpc.atomic import atomic_write_bytes
 
 PLOT_FILES = {
     "time": "time_vs_gpus.png",
+    "time_batch": "time_vs_batch.png",
     "accuracy": "accuracy_vs_batch.png",
     "memory": "memory_per_gpu.png",
     "throughput": "throughput_efficiency.png",
 }
+#: drawn only when the cells recorded a time breakdown
+BREAKDOWN_FILE = "time_breakdown.png"
+CPU_NOTE = "hollow markers: asked for GPUs, ran on the CPU (not GPU scaling)"
 
 
 def _main(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[(summary["split_kind"] == main_split_kind(summary)) & (summary["n"] > 0)]
+
+
+def _cpu_mask(frame: pd.DataFrame) -> pd.Series:
+    """Cells that asked for GPUs but ran on the CPU (GPU fallback)."""
+    if "gpus_used" not in frame:
+        return pd.Series(False, index=frame.index)
+    return (frame["gpus"] > 0) & (frame["gpus_used"] == 0)
+
+
+def _mark_cpu(ax: object, x: pd.Series, y: pd.Series, colour: str | None) -> None:
+    """Hollow markers over CPU-run points, so they do not read as GPU measurements."""
+    ax.plot(x, y, linestyle="none", marker="o", markersize=11, markerfacecolor="white",  # type: ignore[attr-defined]
+            markeredgecolor=colour or "black", zorder=3)
 
 
 def _series_key(frame: pd.DataFrame) -> list[str]:
@@ -82,6 +100,9 @@ def plot_time_vs_gpus(
             grp["gpus"], grp["exec_time_s"], yerr=_hw(grp, "exec_time_s"), marker="o", capsize=4, label=name
         )
         colours.setdefault(int(k[0]), bars[0].get_color())
+        cpu = _cpu_mask(grp)
+        if cpu.any():
+            _mark_cpu(ax, grp.loc[cpu, "gpus"], grp.loc[cpu, "exec_time_s"], bars[0].get_color())
     if reference is not None and len(reference):
         ref = _main(reference)
         for bs, grp in ref.groupby("batch_size", sort=True):
@@ -95,9 +116,10 @@ def plot_time_vs_gpus(
                 color=colours.get(int(bs)),
                 label=f"batch {bs}, 2020",
             )
-    ax.set_xlabel("GPUs (count)")
+    ax.set_xlabel("GPUs (count requested)")
     ax.set_ylabel("execution time, all epochs (s)")
-    times = pd.concat([data["exec_time_s"], _main(reference)["exec_time_s"] if reference is not None else None]).dropna()
+    ref_times = _main(reference)["exec_time_s"] if reference is not None else None
+    times = pd.concat([data["exec_time_s"], ref_times]).dropna()
     if len(times) and times.min() > 0 and times.max() / times.min() > 20:
         # A laptop demo (seconds) beside the 2020 cells (40 minutes): a log axis keeps both readable.
         ax.set_yscale("log")
@@ -106,10 +128,62 @@ def plot_time_vs_gpus(
     title = "Execution time vs GPU count, per batch size\n" + _subtitle(data, label)
     if reference is not None and len(reference):
         title += f"\ndashed: {REFERENCE_LABEL}"
+    if _cpu_mask(data).any():
+        title += f"\n{CPU_NOTE}"
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.85 if reference is not None else 0.88)
+    lines = title.count("\n")
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.91 - 0.035 * lines)
+    return _save(fig, path)
+
+
+def plot_time_vs_batch(
+    summary: pd.DataFrame, path: Path, label: str = "", reference: pd.DataFrame | None = None
+) -> Path:
+    """Execution time against batch size, one line per GPU count: the study's own view (Observation 3),
+    the one H4 is about."""
+    data = _main(summary)
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.add_subplot()
+    colours: dict[int, str] = {}
+    for k, grp in data.groupby(["gpus", *_series_key(data)], sort=True):
+        k = k if isinstance(k, tuple) else (k,)
+        grp = grp.sort_values("batch_size")
+        name = gpu_label(int(k[0])) + ("" if len(k) == 1 else " (" + "/".join(map(str, k[1:])) + ")")
+        bars = ax.errorbar(
+            grp["batch_size"], grp["exec_time_s"], yerr=_hw(grp, "exec_time_s"), marker="o", capsize=4,
+            label=name,
+        )
+        colours.setdefault(int(k[0]), bars[0].get_color())
+        cpu = _cpu_mask(grp)
+        if cpu.any():
+            _mark_cpu(ax, grp.loc[cpu, "batch_size"], grp.loc[cpu, "exec_time_s"], bars[0].get_color())
+    ref = _main(reference) if reference is not None and len(reference) else None
+    if ref is not None:
+        for g, grp in ref.groupby("gpus", sort=True):
+            grp = grp.sort_values("batch_size")
+            ax.plot(grp["batch_size"], grp["exec_time_s"], linestyle="--", marker="x", alpha=0.6,
+                    color=colours.get(int(g)), label=f"{gpu_label(int(g))}, 2020")
+    ticks = sorted(set(data["batch_size"]) | (set(ref["batch_size"]) if ref is not None else set()))
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.set_xlabel("batch size (images per step, log scale)")
+    ax.set_ylabel("execution time, all epochs (s)")
+    times = pd.concat([data["exec_time_s"], ref["exec_time_s"] if ref is not None else None]).dropna()
+    if len(times) and times.min() > 0 and times.max() / times.min() > 20:
+        ax.set_yscale("log")
+        ax.set_ylabel("execution time, all epochs (s, log scale)")
+    title = "Execution time vs batch size, per GPU count (H4)\n" + _subtitle(data, label)
+    if ref is not None:
+        title += f"\ndashed: {REFERENCE_LABEL}"
+    if _cpu_mask(data).any():
+        title += f"\n{CPU_NOTE}"
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.11, top=0.91 - 0.035 * title.count("\n"))
     return _save(fig, path)
 
 
@@ -153,13 +227,27 @@ def plot_accuracy_vs_batch(summary: pd.DataFrame, path: Path, label: str = "") -
     return _save(fig, path)
 
 
-def plot_memory(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
-    """Peak memory per GPU, stacked per configuration (the paper's section 6.5)."""
-    data = _main(summary).sort_values(["batch_size", "gpus", "strategy", "pipeline"])
-    gcols = sorted(
+def _memory_columns(data: pd.DataFrame) -> tuple[list[str], str]:
+    """The per-GPU columns to stack and what they measure: per-process peaks (the study's figure) when
+    any was measured, else the device-wide ones."""
+    proc = sorted(
+        (c for c in data.columns if c.startswith("gpu") and c.endswith("_proc_gb") and c[3:-8].isdigit()),
+        key=lambda c: int(c[3:-8]),
+    )
+    if proc and data[proc].notna().any().any():
+        return proc, "per-process"
+    dev = sorted(
         (c for c in data.columns if c.startswith("gpu") and c.endswith("_gb") and c[3:-3].isdigit()),
         key=lambda c: int(c[3:-3]),
     )
+    return dev, "device-wide"
+
+
+def plot_memory(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
+    """Peak memory per GPU, stacked per configuration (the paper's section 6.5), labelled per-process
+    (what the study read off nvidia-smi) or device-wide."""
+    data = _main(summary).sort_values(["batch_size", "gpus", "strategy", "pipeline"])
+    gcols, kind = _memory_columns(data)
     fig = Figure(figsize=(max(7.5, 0.55 * len(data) + 2), 4.8))
     ax = fig.add_subplot()
     x = list(range(len(data)))
@@ -168,75 +256,140 @@ def plot_memory(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
         vals = [v if math.isfinite(v) else 0.0 for v in data[c]]
         if not any(vals):
             continue
-        ax.bar(x, vals, bottom=bottom, label=f"GPU {c[3:-3]}")
+        ax.bar(x, vals, bottom=bottom, label=f"GPU {c[3:].split('_')[0]}")
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
-    for xi, tot, known in zip(x, bottom, data[gcols].notna().any(axis=1), strict=True):
-        ax.annotate(f"{tot:.2f}" if known else "n/m", (xi, tot), ha="center", va="bottom", fontsize=7)
+    known = data[gcols].notna().any(axis=1) if gcols else pd.Series(False, index=data.index)
+    for xi, tot, k in zip(x, bottom, known, strict=True):
+        ax.annotate(f"{tot:.2f}" if k else "n/m", (xi, tot), ha="center", va="bottom", fontsize=7)
+    if not known.any():
+        ax.text(0.5, 0.5, "no GPU memory measured\n(no NVML: the cells ran on the CPU or without a driver)",
+                transform=ax.transAxes, ha="center", va="center", fontsize=9, color="dimgrey")
+    ax.set_xlim(-0.6, len(data) - 0.4)
+    cpu = _cpu_mask(data).to_list()
     ax.set_xticks(x)
     ax.set_xticklabels(
-        [f"b{int(b)}\n{int(g)}G" for b, g in zip(data["batch_size"], data["gpus"], strict=True)], fontsize=8
+        [f"b{int(b)}\n{int(g)}G" + ("\nCPU" if c else "") for b, g, c in
+         zip(data["batch_size"], data["gpus"], cpu, strict=True)],
+        fontsize=8,
     )
-    ax.set_xlabel("configuration (batch size, GPU count)")
-    ax.set_ylabel("peak GPU memory (GB), stacked over GPUs")
+    ax.set_xlabel("configuration (batch size, GPU count; CPU = ran on the CPU)")
+    what = "one nvidia-smi reading per GPU" if label == REFERENCE_LABEL else "peaks"
+    ax.set_ylabel(f"GPU memory, {kind} (GB), stacked over GPUs")
     ax.set_title(
-        "GPU memory per configuration (n/m = not measured)\n" + _subtitle(data, label, error_bars=False),
+        f"GPU memory per configuration, {kind}, {what} (n/m = not measured)\n"
+        + _subtitle(data, label, error_bars=False),
         fontsize=10,
     )
     ax.grid(axis="y", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     width = fig.get_figwidth()
-    fig.subplots_adjust(left=0.8 / width, right=1 - 0.2 / width, bottom=0.16, top=0.88)
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.2 / width, bottom=0.2, top=0.88)
     return _save(fig, path)
 
 
 def plot_throughput(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
-    """Training throughput and scaling efficiency T1/(N·TN) against GPU count."""
+    """Training throughput and scaling efficiency T1/(N·TN) against GPU count. Cells that ran on the CPU
+    are hollow in the throughput panel and left out of the efficiency panel, which is about GPUs."""
     data = _main(summary)
     fig = Figure(figsize=(11, 4.6))
     ax1, ax2 = fig.subplots(1, 2)
     keys = ["batch_size", *_series_key(data)]
+    drawn = 0
     for k, grp in data.groupby(keys, sort=True):
         k = k if isinstance(k, tuple) else (k,)
         grp = grp.sort_values("gpus")
         name = f"batch {k[0]}" + ("" if len(k) == 1 else " (" + "/".join(map(str, k[1:])) + ")")
-        ax1.errorbar(
+        bars = ax1.errorbar(
             grp["gpus"], grp["images_per_s"], yerr=_hw(grp, "images_per_s"), marker="o", capsize=4, label=name
         )
-        g = grp[grp["gpus"] > 0]
-        ax2.plot(g["gpus"], g["efficiency"], marker="o", label=name)
+        cpu = _cpu_mask(grp)
+        if cpu.any():
+            _mark_cpu(ax1, grp.loc[cpu, "gpus"], grp.loc[cpu, "images_per_s"], bars[0].get_color())
+        g = grp[(grp["gpus"] > 0) & ~cpu]
+        if len(g):
+            ax2.plot(g["gpus"], g["efficiency"], marker="o", label=name, color=bars[0].get_color())
+            drawn += 1
     gpus = sorted(set(data["gpus"]))
-    if gpus:
+    if gpus and drawn:
         ax2.plot(gpus, [1.0] * len(gpus), color="grey", linestyle="--", label="ideal (linear scaling)")
+    n_cpu = int(_cpu_mask(data).sum())
+    if n_cpu:
+        ax2.text(0.5, 0.5 if not drawn else 0.08,
+                 f"{n_cpu} configuration(s) ran on the CPU:\nnot GPU scaling, not drawn here",
+                 transform=ax2.transAxes, ha="center", va="center", fontsize=9, color="dimgrey")
     for ax in (ax1, ax2):
-        ax.set_xlabel("GPUs (count)")
+        ax.set_xlabel("GPUs (count requested)")
         ax.set_xticks(gpus)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     estimated = "images_per_s_estimated" in data and bool(data["images_per_s_estimated"].fillna(False).any())
     ax1.set_ylabel(
         "training throughput (images/s)"
         + ("\nestimated: train images × epochs / exec time" if estimated else "")
     )
-    ax1.set_title("Throughput vs GPU count", fontsize=10)
+    ax1.set_title("Throughput vs GPU count" + ("\n" + CPU_NOTE if n_cpu else ""), fontsize=10)
     ax2.set_ylabel("scaling efficiency T1 / (N · TN)")
     ax2.set_ylim(bottom=0)
-    ax2.set_title("Scaling efficiency vs GPU count", fontsize=10)
+    ax2.set_title("Scaling efficiency vs GPU count (GPU runs only)", fontsize=10)
     fig.suptitle(_subtitle(data, label), fontsize=9)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.11, top=0.86, wspace=0.22)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.11, top=0.82 if n_cpu else 0.86, wspace=0.22)
+    return _save(fig, path)
+
+
+def plot_breakdown(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
+    """Where the time went (waiting for data, compute, validation, other), stacked per configuration and
+    ordered by GPU count within each batch size: what limited scaling."""
+    data = _main(summary)
+    data = data[data[[c for c, _ in BREAKDOWN_PARTS if c in data]].notna().any(axis=1)]
+    data = data.sort_values(["batch_size", "gpus", "strategy", "pipeline"])
+    fig = Figure(figsize=(max(7.5, 0.6 * len(data) + 2), 4.8))
+    ax = fig.add_subplot()
+    x = list(range(len(data)))
+    bottom = [0.0] * len(data)
+    for col, name in BREAKDOWN_PARTS:
+        vals = [v if math.isfinite(v) else 0.0 for v in data.get(col, pd.Series(math.nan, index=data.index))]
+        ax.bar(x, vals, bottom=bottom, label=name)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    for xi, (_, r) in zip(x, data.iterrows(), strict=True):
+        util = r.get("gpu_util_pct", math.nan)
+        if util is not None and math.isfinite(util):
+            ax.annotate(f"GPU {util:.0f} %", (xi, bottom[xi]), ha="center", va="bottom", fontsize=7)
+    cpu = _cpu_mask(data).to_list()
+    ax.set_xticks(x)
+    ax.set_xticklabels(
+        [f"b{int(b)}\n{int(g)}G" + (f"\n{p}" if data["pipeline"].nunique() > 1 else "")
+         + ("\nCPU" if c else "")
+         for b, g, p, c in zip(data["batch_size"], data["gpus"], data["pipeline"], cpu, strict=True)],
+        fontsize=8,
+    )
+    ax.set_xlabel("configuration (batch size, GPU count; CPU = ran on the CPU)")
+    ax.set_ylabel("time, summed over epochs (s)")
+    ax.set_title("Where the time went, per configuration (labels: mean GPU utilisation)\n"
+                 + _subtitle(data, label, error_bars=False), fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_ylim(0, max(bottom, default=1.0) * 1.3 or 1.0)  # headroom for the legend above the bars
+    ax.legend(fontsize=8, ncol=4, loc="upper center")
+    width = fig.get_figwidth()
+    fig.subplots_adjust(left=0.8 / width, right=1 - 0.2 / width, bottom=0.2, top=0.88)
     return _save(fig, path)
 
 
 def write_plots(
     summary: pd.DataFrame, out_dir: Path, label: str = "", reference: pd.DataFrame | None = None
 ) -> dict[str, Path]:
-    """All four figures into ``out_dir`` (created); returns name -> path. Nothing to plot -> {}."""
+    """All figures into ``out_dir`` (created); returns name -> path. Nothing to plot -> {}."""
     if _main(summary).empty:
         return {}
     out_dir = Path(out_dir)
-    return {
+    paths = {
         "time": plot_time_vs_gpus(summary, out_dir / PLOT_FILES["time"], label, reference),
+        "time_batch": plot_time_vs_batch(summary, out_dir / PLOT_FILES["time_batch"], label, reference),
         "accuracy": plot_accuracy_vs_batch(summary, out_dir / PLOT_FILES["accuracy"], label),
         "memory": plot_memory(summary, out_dir / PLOT_FILES["memory"], label),
         "throughput": plot_throughput(summary, out_dir / PLOT_FILES["throughput"], label),
     }
+    if has_breakdown(summary):
+        paths["breakdown"] = plot_breakdown(summary, out_dir / BREAKDOWN_FILE, label)
+    return paths

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,27 +25,45 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from aslhpc.analysis.hypotheses import PAPER_VERDICTS, Conclusions, Verdict, conclusions, evaluate
+from aslhpc.analysis.console import STUDY_EPOCHS, SummaryInput, print_summary
+from aslhpc.analysis.extras import attach_extras
+from aslhpc.analysis.hypotheses import (
+    H4_READING,
+    PAPER_VERDICTS,
+    Conclusions,
+    Verdict,
+    conclusions,
+    evaluate,
+    h4_literal_steps,
+)
 from aslhpc.analysis.matrix import COMPLETED, holes, load_matrix
 from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
+from aslhpc.analysis.reference_cpu import CpuReference, default_cpu_reference_path, load_cpu_reference
 from aslhpc.analysis.tables import (
+    breakdown_view,
     comparison_tables,
     derive,
     gpu_label,
+    has_breakdown,
     paper_tables,
     summarize,
     summary_view,
     to_markdown,
 )
 from aslhpc.atomic import atomic_write_text
+from aslhpc.errors import AslhpcError
 
 MEASURED_LABEL = "measured by aslhpc"
 #: under the paper-shaped tables: what their GPU columns measure (not quite what the paper's did)
 MEMORY_NOTE = (
-    "`GPU n (GB)` is the device-wide NVML peak of that GPU (`mem_peak_gb`: all memory in use on the device, "
-    "which in the fast pipeline includes the cached dataset shown as `data on GPU (GB)` below), not the "
-    "per-process figure the 2020 paper read off nvidia-smi's process list, which is `process mem per GPU (GB)` "
-    "below (`gpu<i>_proc_gb` in `cells.csv`)."
+    "`GPU n (GB, per-process)` is the peak memory of the cell's own process on that GPU (NVML's "
+    "per-process figure, `proc_mem_peak_gb`, `gpu<i>_proc_gb` in `cells.csv`; sampled every few seconds, "
+    "so a shorter spike can be missed): the figure the 2020 study read off nvidia-smi's process list, so "
+    "these columns compare like with like. `Device-wide total (GB)` sums the NVML device peaks "
+    "(`mem_peak_gb`, `gpu<i>_device_gb` in `cells.csv`: everything on the device, other processes "
+    "included) and `Data on GPU "
+    "(GB)` is the fast pipeline's dataset held there (inside the device-wide figure); each is shown only "
+    "when measured."
 )
 
 #: under the paper-shaped tables: which epoch the accuracies are from (status shows the last one)
@@ -81,6 +100,9 @@ class Analysis:
     holes: pd.DataFrame
     ci: float
     h1_threshold: float
+    h4_r2: float = 0.9
+    #: H4 read literally (steps per epoch), shown only as a labelled aside
+    h4_literal: Verdict | None = None
 
 
 @dataclass
@@ -93,6 +115,8 @@ class CollectOutput:
     comparison: dict[int, pd.DataFrame] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     report_path: Path | None = None
+    #: the study's CPU run (Section 6.6), shown as reference data beside this run's figures
+    cpu_reference: CpuReference | None = None
 
 
 def analyze(
@@ -103,6 +127,7 @@ def analyze(
     ci: float = 0.95,
     h1_threshold: float = 95.0,
     h3_metric: str = "test_acc",
+    h4_r2: float = 0.9,
 ) -> Analysis:
     """Derived columns, CI summary, paper tables, verdicts and conclusions from a matrix."""
     derived = derive(cells)
@@ -113,11 +138,13 @@ def analyze(
         cells=derived,
         summary=summary,
         tables=paper_tables(summary),
-        verdicts=evaluate(summary, h1_threshold, h3_metric),
+        verdicts=evaluate(summary, h1_threshold, h3_metric, h4_r2),
         conclusions=conclusions(summary),
         holes=holes(derived),
         ci=ci,
         h1_threshold=h1_threshold,
+        h4_r2=h4_r2,
+        h4_literal=h4_literal_steps(summary),
     )
 
 
@@ -181,8 +208,80 @@ def _provenance_md(cells: pd.DataFrame) -> str:
     return head + to_markdown(view, index=False)
 
 
-def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None) -> str:
-    """report.md as text: tables, plots, verdicts, conclusions, reference, holes, provenance."""
+BREAKDOWN_NOTE = (
+    "Summed over the epochs (result.json `time_breakdown`): waiting for the next batch (the input "
+    "pipeline), compute (forward, backward and optimiser step), validation, and the rest. \"data wait / "
+    "training loop\" is waiting ÷ (waiting + compute); GPU util is NVML's mean utilisation over the GPUs "
+    "the cell used."
+)
+
+
+def _breakdown_md(a: Analysis) -> list[str]:
+    """Where the time went, per configuration, or a note that the cells did not record it."""
+    lines = ["## Where the time went", ""]
+    if a.label == REFERENCE_LABEL:
+        return []
+    if not has_breakdown(a.summary):
+        return lines + [
+            "Time breakdown: not recorded (the cells' result.json has no `time_breakdown`: the trainer "
+            "that ran them predates it), so H2's evidence cannot say what limited scaling.",
+            "",
+        ]
+    return lines + [BREAKDOWN_NOTE, "", to_markdown(breakdown_view(a.summary), index=False), ""]
+
+
+def _cpu_reference_md(out: CollectOutput) -> list[str]:
+    """The study's CPU epoch beside its own 1-GPU epoch at the same batch size and any CPU cell of ours."""
+    c = out.cpu_reference
+    if c is None:
+        return []
+    lines = [
+        f"## The 2020 CPU run — {REFERENCE_LABEL}",
+        "",
+        f"{c.source}: {c.epochs} epoch at batch size {c.batch_size} in {c.exec_time_s:.2f} s on {c.device} "
+        f"(train accuracy {c.train_acc:.2f} %, validation {c.val_acc:.2f} %; the study ran no more epochs "
+        "on the CPU).",
+    ]
+    ref = out.reference.summary if out.reference is not None else out.analysis.summary
+    if out.analysis.label == REFERENCE_LABEL or out.reference is not None:
+        one = ref[(ref["gpus"] == 1) & (ref["batch_size"] == c.batch_size) & (ref["n"] > 0)]
+        if len(one):
+            epoch_gpu = float(one["exec_time_s"].iloc[0]) / STUDY_EPOCHS
+            lines[-1] += (
+                f" Its 1-GPU run at the same batch size took {epoch_gpu:.2f} s per epoch (all {STUDY_EPOCHS} "
+                f"epochs averaged): {c.epoch_s / epoch_gpu:.1f}× faster than the CPU epoch."
+            )
+    mine = out.analysis.summary
+    cpu = mine[(mine["gpus"] == 0) & (mine["n"] > 0)] if out.analysis.label != REFERENCE_LABEL else mine[:0]
+    for _, r in cpu.iterrows():
+        epochs = _cells_epochs(out.analysis.cells, r)
+        if epochs:
+            lines[-1] += (
+                f" This run's CPU cell at batch size {int(r['batch_size'])}: "
+                f"{float(r['exec_time_s']) / epochs:.2f} s per epoch over {epochs} epochs."
+            )
+    return lines + [""]
+
+
+def _cells_epochs(cells: pd.DataFrame, r: pd.Series) -> int:
+    done = cells[(cells["gpus"] == r["gpus"]) & (cells["batch_size"] == r["batch_size"])]
+    vals = pd.to_numeric(done["epochs"], errors="coerce").dropna()
+    return int(vals.median()) if len(vals) else 0
+
+
+def _literal_aside(a: Analysis) -> list[str]:
+    """The literal reading of H4 as a labelled aside (not one of the four verdicts)."""
+    v = a.h4_literal
+    if v is None:
+        return []
+    return [
+        f"*Aside, not the study's meaning:* {v.statement} On these numbers that reading is "
+        f"**{v.verdict}** ({v.evidence}).",
+        "",
+    ]
+
+
+def _header_md(out: CollectOutput) -> list[str]:
     a = out.analysis
     n_cells = len(a.cells)
     n_done = int((a.cells["state"] == COMPLETED).sum())
@@ -194,16 +293,19 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
             "the paper's derived figures and verdicts from them.",
             "",
         ]
-    lines += [
+    return lines + [
         f"Generated {_now()} by `python -m aslhpc.collect` from `{out.exp_dir}`: "
-        f"{n_cells} cells, {n_done} completed, {n_cells - n_done} hole{'' if n_cells - n_done == 1 else 's'}.",
+        f"{n_cells} cells, {n_done} completed, "
+        f"{n_cells - n_done} hole{'' if n_cells - n_done == 1 else 's'}.",
         f"Where a configuration has repeats, figures are mean ± {a.ci * 100:g} % confidence-interval "
         "half-width (Student t) and `n` is completed/expected runs. `NA` = GPU not used (as in the paper); "
         "`n/m` = not measured (e.g. no NVML).",
         "",
-        "## Tables (the paper's layout)",
-        "",
     ]
+
+
+def _tables_md(a: Analysis) -> list[str]:
+    lines = ["## Tables (the paper's layout)", ""]
     for bs, t in a.tables.items():
         lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
     if a.label != REFERENCE_LABEL and a.tables:
@@ -212,43 +314,64 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         "## All configurations",
         "",
         "Speed-up is over the 1-GPU time at the same batch size; efficiency = T1 / (N · TN); GPU-hours = "
-        "exec time × GPUs used / 3600. Every number: `summary.csv` (per configuration) and `cells.csv` (per cell).",
+        "exec time × GPUs used / 3600; GPU util = NVML's mean utilisation over the GPUs used. Every number: "
+        "`summary.csv` (per configuration) and `cells.csv` (per cell).",
         "",
         to_markdown(summary_view(a.summary), index=False),
         "",
     ]
     if note := cpu_fallback_note(a.summary):
         lines += [note, ""]
-    if plot_paths:
-        lines += ["## Plots", ""]
-        for key, p in plot_paths.items():
-            rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
-            lines += [f"![{key}]({rel.as_posix()})", ""]
-    lines += [
+    return lines
+
+
+#: how the verdicts weigh noise, under the Hypotheses heading
+NOISE_NOTE = (
+    "Decided from the numbers alone; a difference inside the intervals counts neither way (inconclusive). "
+    "With repeats the intervals are Student-t over the runs. Without repeats an accuracy still has the "
+    "binomial noise of the images it was measured on: it is shown as `value [a, b]`, the Wilson interval at "
+    "the same confidence level; a time from a single run has no interval, so its comparisons say "
+    "\"single runs\" and how large the deciding gap was."
+)
+
+
+def _verdicts_section(a: Analysis) -> list[str]:
+    return [
         "## Hypotheses",
         "",
-        "Decided from the numbers alone; a difference inside the confidence intervals counts neither way "
-        "(inconclusive).",
+        NOISE_NOTE,
         "",
         _verdicts_md(a.verdicts),
         "",
+        f"How H4 is read: {H4_READING}",
+        "",
+        *_literal_aside(a),
         "## Conclusions",
         "",
         a.conclusions.text,
         "",
     ]
-    if out.reference is not None:
-        r = out.reference
-        lines += [f"## Compared with the {REFERENCE_LABEL}", ""]
-        lines += [
-            "`2020 …` columns are the published figures; `time / 2020` < 1 means this run was faster.",
-            "",
-        ]
-        for bs, t in out.comparison.items():
-            lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
-        lines += [f"Verdicts recomputed from the {REFERENCE_LABEL}:", ""]
-        lines += [_verdicts_md(r.verdicts), "", f"Reference conclusions: {r.conclusions.text}", ""]
-    lines += ["## Holes", ""]
+
+
+def _reference_section(out: CollectOutput) -> list[str]:
+    if out.reference is None:
+        return []
+    r = out.reference
+    lines = [
+        f"## Compared with the {REFERENCE_LABEL}",
+        "",
+        "`2020 …` columns are the published figures; `time / 2020` < 1 means this run was faster; memory "
+        "compares per-process totals on both sides (the study's are nvidia-smi process readings).",
+        "",
+    ]
+    for bs, t in out.comparison.items():
+        lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
+    lines += [f"Verdicts recomputed from the {REFERENCE_LABEL}:", ""]
+    return lines + [_verdicts_md(r.verdicts), "", f"Reference conclusions: {r.conclusions.text}", ""]
+
+
+def _holes_md(a: Analysis) -> list[str]:
+    lines = ["## Holes", ""]
     if a.holes.empty:
         lines += ["None: every expected cell has a result.", ""]
     else:
@@ -263,16 +386,28 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
     if ignored:
         lines += [
             f"Ignored {len(ignored)} director{'y' if len(ignored) == 1 else 'ies'} under `cells/` that "
-            f"name{'s' if len(ignored) == 1 else ''} no cell (not in the manifest, no readable result, not named g<gpus>-b<batch>-r<repeat>): "
+            f"name{'s' if len(ignored) == 1 else ''} no cell (not in the manifest, no readable result, "
+            "not named g<gpus>-b<batch>-r<repeat>): "
             + "; ".join(f"`{i}`" for i in ignored),
             "",
         ]
     lines += ["## Provenance", ""]
     if a.label == REFERENCE_LABEL:
-        src = a.cells[["cell_id", "source"]]
-        lines += [to_markdown(src, index=False), ""]
-    else:
-        lines += [_provenance_md(a.cells), ""]
+        return lines + [to_markdown(a.cells[["cell_id", "source"]], index=False), ""]
+    return lines + [_provenance_md(a.cells), ""]
+
+
+def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None) -> str:
+    """report.md as text: tables, time breakdown, plots, verdicts, conclusions, reference, holes,
+    provenance."""
+    a = out.analysis
+    lines = _header_md(out) + _tables_md(a) + _breakdown_md(a) + _cpu_reference_md(out)
+    if plot_paths:
+        lines += ["## Plots", ""]
+        for key, p in plot_paths.items():
+            rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
+            lines += [f"![{key}]({rel.as_posix()})", ""]
+    lines += _verdicts_section(a) + _reference_section(out) + _holes_md(a)
     return "\n".join(lines)
 
 
@@ -282,7 +417,12 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
 def _rich_table(frame: pd.DataFrame, title: str) -> Table:
     """Values are never wrapped or cut (numbers must stay whole); headers wrap instead."""
     t = Table(title=escape(title), title_justify="left", padding=(0, 1))
-    t.add_column(str(frame.index.name or ""), style="bold", no_wrap=True)
+    t.add_column(
+        str(frame.index.name or ""),
+        style="bold",
+        no_wrap=True,
+        min_width=max((len(str(i)) for i in frame.index), default=1),
+    )
     values = frame.to_numpy(dtype=object)
     for j, c in enumerate(frame.columns):
         width = max((len(str(v)) for v in values[:, j]), default=1)
@@ -326,6 +466,39 @@ def print_analysis(console: Console, a: Analysis, comparison: dict[int, pd.DataF
         console.print(Text(f"ignored under cells/ (no cell identity): {'; '.join(ignored)}"))
 
 
+def summary_input(a: Analysis, reference: Analysis | None = None) -> SummaryInput:
+    """The console summary's view of an analysis (and the reference's, for the comparison lines)."""
+    c = a.conclusions
+    return SummaryInput(
+        name=a.name,
+        label=a.label,
+        summary=a.summary,
+        cells=a.cells,
+        verdicts=a.verdicts,
+        fastest=c.fastest,
+        fastest_time_s=c.fastest_time_s,
+        most_accurate=c.most_accurate,
+        most_accurate_test_acc=c.most_accurate_test_acc,
+        reference=reference.summary if reference is not None else None,
+        reference_verdicts=reference.verdicts if reference is not None else (),
+    )
+
+
+def print_full(console: Console, out: CollectOutput) -> None:
+    """Every table, as ``collect --verbose`` prints them (report.md holds the same)."""
+    print_analysis(console, out.analysis, out.comparison)
+    if out.reference is not None:
+        console.print(
+            Panel(
+                out.reference.conclusions.text,
+                title=f"Conclusions — {REFERENCE_LABEL}",
+                title_align="left",
+            )
+        )
+        for v in out.reference.verdicts:
+            console.print(f"{v.hypothesis} ({REFERENCE_LABEL}): {v.verdict} — {v.evidence}")
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -345,10 +518,29 @@ def _verdicts_json(a: Analysis) -> dict[str, Any]:
         "label": a.label,
         "ci": a.ci,
         "h1_threshold": a.h1_threshold,
+        "h4_r2": a.h4_r2,
+        "h4_reading": H4_READING,
+        "h4_literal_aside": dataclasses.asdict(a.h4_literal) if a.h4_literal else None,
         "verdicts": [dataclasses.asdict(v) for v in a.verdicts],
         "paper_verdicts": PAPER_VERDICTS,
         "conclusions": dataclasses.asdict(a.conclusions),
     }
+
+
+_DEVICE_COL = re.compile(r"^gpu(\d+)_gb(_hw)?$")
+
+
+def csv_memory_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with CSV headers that say what each memory figure measures: the NVML device-wide peaks
+    ``gpu<i>_gb`` / ``total_gpu_gb`` become ``gpu<i>_device_gb`` / ``total_device_gb``; the per-process
+    ``gpu<i>_proc_gb`` / ``total_proc_gb`` and ``data_device_gb`` keep their names."""
+    names = {}
+    for c in frame.columns:
+        if m := _DEVICE_COL.match(str(c)):
+            names[c] = f"gpu{m[1]}_device_gb{m[2] or ''}"
+        elif str(c).startswith("total_gpu_gb"):
+            names[c] = "total_device_gb" + str(c)[len("total_gpu_gb") :]
+    return frame.rename(columns=names)
 
 
 def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
@@ -361,8 +553,8 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     if a.label == REFERENCE_LABEL:
         cells["source"] = REFERENCE_LABEL
         summary.insert(0, "source", REFERENCE_LABEL)
-    files["cells.csv"] = atomic_write_text(d / "cells.csv", cells.to_csv(index=False))
-    files["summary.csv"] = atomic_write_text(d / "summary.csv", summary.to_csv(index=False))
+    files["cells.csv"] = atomic_write_text(d / "cells.csv", csv_memory_names(cells).to_csv(index=False))
+    files["summary.csv"] = atomic_write_text(d / "summary.csv", csv_memory_names(summary).to_csv(index=False))
     summary_md = f"# {a.name}: all configurations ({a.label})\n\n" + to_markdown(
         summary_view(a.summary), index=False
     )
@@ -407,6 +599,28 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     return out
 
 
+def _cpu_reference() -> CpuReference | None:
+    """The study's CPU run from the packaged table, or None where it is missing or unreadable (it is
+    context, not something a collect should fail over)."""
+    path = default_cpu_reference_path()
+    if not path.is_file():
+        return None
+    try:
+        return load_cpu_reference(path)
+    except AslhpcError:
+        return None
+
+
+def reference_cells(reference: pd.DataFrame, name: str = "lad2020") -> pd.DataFrame:
+    """The reference as a matrix whose memory says what it measured: the study's figures are nvidia-smi
+    per-process readings, so they go to ``gpu<i>_proc_gb``; device-wide ``gpu<i>_gb`` stays unmeasured."""
+    m = reference_matrix(reference, name)
+    for c in [c for c in m.columns if c.startswith("gpu") and c.endswith("_gb") and c[3:-3].isdigit()]:
+        m[f"{c[:-3]}_proc_gb"] = m[c]
+        m[c] = math.nan
+    return m
+
+
 def _as_reference(reference: pd.DataFrame | str | Path | None) -> pd.DataFrame | None:
     if reference is None or isinstance(reference, pd.DataFrame):
         return reference
@@ -422,46 +636,45 @@ def collect_experiment(
     ci: float = 0.95,
     h1_threshold: float = 95.0,
     h3_metric: str = "test_acc",
+    h4_r2: float = 0.9,
     allow_mixed_splits: bool = False,
     plots: bool = True,
     write: bool = True,
+    verbose: bool = False,
 ) -> CollectOutput:
     """Load an experiment's cells, analyse them, write the outputs and report.md.
 
     ``reference`` (a table from :func:`load_reference`, or its path) adds the
     published-2020 comparison; ``states`` passes the states ``status`` resolved for holes
-    (cell_id -> (state, reason), see :func:`load_matrix`); ``console`` prints the tables and verdicts; ``write=False`` computes
-    only (nothing touches disk).
+    (cell_id -> (state, reason), see :func:`load_matrix`); ``console`` prints the summary
+    (``verbose``: every table); ``write=False`` computes only (nothing touches disk).
     """
     exp_dir = Path(exp_dir)
-    cells = load_matrix(exp_dir, states, allow_mixed_splits=allow_mixed_splits)
-    analysis = analyze(cells, name=exp_dir.name, ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric)
+    cells = attach_extras(load_matrix(exp_dir, states, allow_mixed_splits=allow_mixed_splits), exp_dir)
+    analysis = analyze(
+        cells, name=exp_dir.name, ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2
+    )
     out = CollectOutput(exp_dir=exp_dir, analysis=analysis)
     ref = _as_reference(reference)
     if ref is not None:
         out.reference = analyze(
-            reference_matrix(ref),
+            reference_cells(ref),
             name="lad2020",
             label=REFERENCE_LABEL,
             ci=ci,
             h1_threshold=h1_threshold,
             h3_metric=h3_metric,
+            h4_r2=h4_r2,
         )
         out.comparison = comparison_tables(analysis.summary, out.reference.summary)
+        out.cpu_reference = _cpu_reference()
     if write:
         write_outputs(out, plots=plots)
     if console is not None:
-        print_analysis(console, analysis, out.comparison)
-        if out.reference is not None:
-            console.print(
-                Panel(
-                    out.reference.conclusions.text,
-                    title=f"Conclusions — {REFERENCE_LABEL}",
-                    title_align="left",
-                )
-            )
-            for v in out.reference.verdicts:
-                console.print(f"{v.hypothesis} ({REFERENCE_LABEL}): {v.verdict} — {v.evidence}")
+        if verbose:
+            print_full(console, out)
+        else:
+            print_summary(console, summary_input(analysis, out.reference), out.report_path)
     return out
 
 
@@ -473,24 +686,30 @@ def collect_reference(
     ci: float = 0.95,
     h1_threshold: float = 95.0,
     h3_metric: str = "test_acc",
+    h4_r2: float = 0.9,
     plots: bool = True,
     write: bool = True,
     name: str = "lad2020",
+    verbose: bool = False,
 ) -> CollectOutput:
     """The same analysis on the published numbers alone (``collect --reference-only``)."""
     ref = _as_reference(reference)
     assert ref is not None
     analysis = analyze(
-        reference_matrix(ref, name),
+        reference_cells(ref, name),
         name=name,
         label=REFERENCE_LABEL,
         ci=ci,
         h1_threshold=h1_threshold,
         h3_metric=h3_metric,
+        h4_r2=h4_r2,
     )
-    out = CollectOutput(exp_dir=Path(out_dir), analysis=analysis)
+    out = CollectOutput(exp_dir=Path(out_dir), analysis=analysis, cpu_reference=_cpu_reference())
     if write:
         write_outputs(out, plots=plots)
     if console is not None:
-        print_analysis(console, analysis)
+        if verbose:
+            print_analysis(console, analysis)
+        else:
+            print_summary(console, summary_input(analysis), out.report_path)
     return out

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
-from aslhpc.analysis.matrix import COMPLETED, gpu_columns
+from aslhpc.analysis.matrix import COMPLETED, proc_columns
 
 #: what identifies a configuration; repeats of it are aggregated
 CONFIG_KEYS = ["batch_size", "gpus", "strategy", "pipeline", "split_kind"]
@@ -35,7 +36,21 @@ SUMMARY_METRICS = [
     "gpu_hours",
     "speedup",
     "efficiency",
+    "gpu_util_pct",
+    "time_data_wait_s",
+    "time_compute_s",
+    "time_eval_s",
+    "time_other_s",
 ]
+
+#: paper-layout column names: per-process peaks in the "GPU n" columns (what the study read off nvidia-smi's
+#: process list), the device-wide total and the on-GPU dataset in columns of their own
+def paper_gpu_label(i: int) -> str:
+    return f"GPU {i} (GB, per-process)"
+
+
+DEVICE_TOTAL_LABEL = "Device-wide total (GB)"
+DATA_ON_GPU_LABEL = "Data on GPU (GB)"
 
 #: decimals used when printing, chosen like the paper's tables (GB 3, seconds and % 2)
 DECIMALS = {"gb": 3, "exec_time_s": 2, "acc": 2, "images_per_s": 0, "speedup": 2, "efficiency": 2}
@@ -118,6 +133,34 @@ def ci_halfwidth(std: float, n: int, level: float = 0.95) -> float:
     return t_quantile(0.5 + level / 2.0, n - 1) * std / math.sqrt(n)
 
 
+def wilson_interval(p: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``p`` observed on ``n`` trials (e.g. a test accuracy on n
+    images): the binomial noise of one run, usable without repeats, and sensible at p = 0 or 1."""
+    if n <= 0 or not math.isfinite(p):
+        return (math.nan, math.nan)
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def linear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
+    """Least-squares line ``y = a + b x``: returns (a, b, R²); R² is NaN when y does not vary."""
+    n = len(x)
+    if n < 2 or n != len(y):
+        return (math.nan, math.nan, math.nan)
+    mx, my = sum(x) / n, sum(y) / n
+    sxx = sum((v - mx) ** 2 for v in x)
+    syy = sum((v - my) ** 2 for v in y)
+    if sxx == 0:
+        return (math.nan, math.nan, math.nan)
+    b = sum((u - mx) * (v - my) for u, v in zip(x, y, strict=True)) / sxx
+    a = my - b * mx
+    r2 = (b * b * sxx / syy) if syy > 0 else math.nan
+    return (a, b, r2)
+
+
 # --------------------------------------------------------------------------- derived columns
 
 
@@ -175,7 +218,9 @@ def concurrent_cells(cells: pd.DataFrame) -> pd.Series:
     if not {"cell_id", "host", "started_at", "finished_at", "slurm_job_id"} <= set(cells.columns):
         return out
     local = cells[(cells["state"] == COMPLETED) & cells["slurm_job_id"].isna() & cells["host"].notna()]
-    began = local["attempt_started_at"].fillna(local["started_at"]) if "attempt_started_at" in local else local["started_at"]
+    began = local["started_at"]
+    if "attempt_started_at" in local:
+        began = local["attempt_started_at"].fillna(local["started_at"])
     start = pd.to_datetime(began, utc=True, errors="coerce", format="ISO8601")
     end = pd.to_datetime(local["finished_at"], utc=True, errors="coerce", format="ISO8601")
     local = local[start.notna() & end.notna()]
@@ -228,7 +273,8 @@ def derive(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def main_split_kind(frame: pd.DataFrame) -> str:
-    """The split the paper-shaped figures use: ``random`` if any cell used it (the paper did)."""
+    """The split the paper-shaped figures use: ``random`` if any cell used it (aslhpc's assumption for the
+    study's unstated split method, docs/reproducing-2020.md)."""
     kinds = frame["split_kind"].dropna()
     if (kinds == "random").any() or kinds.empty:
         return "random"
@@ -293,6 +339,8 @@ def summarize(cells: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
             "gpus_used": g["gpus_used"].min(),
             "n_batches": g["n_batches"].median(),
             "n_train": g["n_train"].median(),
+            "n_val": g["n_val"].median(),
+            "n_test": g["n_test"].median(),
             "gpu_mem_total_gb": g["gpu_mem_total_gb"].median(),
             "images_per_s_estimated": g["images_per_s_estimated"].any(),
             "max_steps": g["max_steps"].max(),
@@ -377,19 +425,23 @@ def _cell(row: pd.Series, col: str, decimals: int) -> str:
 def paper_tables(summary: pd.DataFrame) -> dict[int, pd.DataFrame]:
     """One table per batch size in the paper's shape, cells as strings.
 
-    Columns: ``GPU 0 (GB)`` .. (as many as the largest GPU count; "NA" where the cell
-    used fewer GPUs, "n/m" where a used GPU was not measured, e.g. no NVML),
-    ``Exec. Time (secs)``, ``Data Parallel``, ``Train Acc``, ``Valid Acc``, ``Test Acc``;
-    then ``Test Acc (<kind>)``/``Valid Acc (<kind>)`` for other split kinds, and ``n``
-    (completed/expected runs) when any configuration has repeats. A configuration with no
-    completed run shows its state in place of numbers.
+    Columns: ``GPU 0 (GB, per-process)`` .. (as many as the largest GPU count: the peak memory of
+    the cell's own process on each GPU, like the study's nvidia-smi process figures; "NA" where the
+    cell used fewer GPUs, "n/m" where a used GPU was not measured, e.g. no NVML), then, when measured,
+    ``Device-wide total (GB)`` (sum of the NVML device peaks, which include other processes and the
+    fast pipeline's dataset) and ``Data on GPU (GB)`` (that dataset), ``Exec. Time (secs)``,
+    ``Data Parallel``, ``Train Acc``, ``Valid Acc``, ``Test Acc``; then ``Test Acc (<kind>)``/``Valid
+    Acc (<kind>)`` for other split kinds, and ``n`` (completed/expected runs) when any configuration has
+    repeats. A configuration with no completed run shows its state in place of numbers.
     """
     main = main_split_kind(summary)
     rows = summary[summary["split_kind"] == main]
     n_gpu = max(int(summary["gpus"].max()) if len(summary) else 1, 1)
-    gcols = gpu_columns(n_gpu)
+    pcols = proc_columns(n_gpu)
     extra_kinds = [k for k in other_split_kinds(summary) if f"test_acc_{k}" in summary.columns]
     show_n = bool((summary["n_cells"] > 1).any())
+    device = _measured(summary, "total_gpu_gb")
+    data = _measured(summary, "data_device_gb", positive=True)
     tables: dict[int, pd.DataFrame] = {}
     for bs, grp in rows.groupby("batch_size", sort=True):
         records = []
@@ -397,12 +449,15 @@ def paper_tables(summary: pd.DataFrame) -> dict[int, pd.DataFrame]:
             rec: dict[str, str] = {"": row_label(int(r["gpus"]), _series_suffix(rows, r))}
             hole = int(r["n"]) == 0
             used = int(r["gpus"])
-            for i, c in enumerate(gcols):
-                label = f"GPU {i} (GB)"
+            for i, c in enumerate(pcols):
                 if i >= used:
-                    rec[label] = "NA"
+                    rec[paper_gpu_label(i)] = "NA"
                 else:
-                    rec[label] = r["state"] if hole else _cell(r, c, DECIMALS["gb"])
+                    rec[paper_gpu_label(i)] = r["state"] if hole else _cell(r, c, DECIMALS["gb"])
+            if device:
+                rec[DEVICE_TOTAL_LABEL] = r["state"] if hole else _cell(r, "total_gpu_gb", DECIMALS["gb"])
+            if data:
+                rec[DATA_ON_GPU_LABEL] = r["state"] if hole else _cell(r, "data_device_gb", DECIMALS["gb"])
             rec["Exec. Time (secs)"] = (
                 r["state"] if hole else _cell(r, "exec_time_s", DECIMALS["exec_time_s"])
             )
@@ -432,6 +487,14 @@ def paper_tables(summary: pd.DataFrame) -> dict[int, pd.DataFrame]:
     return tables
 
 
+def _measured(summary: pd.DataFrame, col: str, positive: bool = False) -> bool:
+    """Whether any configuration has a figure for ``col`` (> 0 with ``positive``)."""
+    if col not in summary:
+        return False
+    vals = pd.to_numeric(summary[col], errors="coerce").dropna()
+    return bool((vals > 0).any() if positive else len(vals))
+
+
 #: the tidy summary's columns worth reading in Markdown (summary.csv keeps them all)
 SUMMARY_VIEW = [
     ("batch_size", "batch", None),
@@ -444,8 +507,9 @@ SUMMARY_VIEW = [
     ("images_per_s", "images/s", 0),
     ("speedup", "speed-up vs 1 GPU", 2),
     ("efficiency", "efficiency T1/(N·TN)", 2),
-    ("total_gpu_gb", "total GPU mem (GB)", 3),
-    ("total_proc_gb", "total process mem (GB)", 3),
+    ("gpu_util_pct", "GPU util (%)", 0),
+    ("total_proc_gb", "per-process total (GB)", 3),
+    ("total_gpu_gb", "device-wide total (GB)", 3),
     ("data_device_gb", "data on GPU (GB)", 3),
     ("gpu_hours", "GPU-hours", 3),
     ("val_acc", "valid acc (%)", 2),
@@ -473,6 +537,8 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
     for _, r in summary.iterrows():
         rec: dict[str, str] = {}
         for col, label, dec in SUMMARY_VIEW:
+            if col not in summary:
+                continue
             if dec is None:
                 rec[label] = str(r[col])
             elif int(r["n"]) == 0:
@@ -480,7 +546,7 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
             else:
                 rec[label] = _cell(r, col, dec)
             if col == "total_proc_gb":
-                rec["process mem per GPU (GB)"] = _per_gpu_proc(r)
+                rec["per-process per GPU (GB)"] = _per_gpu_proc(r)
         for c in extra:
             rec[f"test acc {c[len('test_acc_') :]} (%)"] = _cell(r, c, 2) if math.isfinite(r[c]) else ""
         if r.get("gpus_used") == 0 and r["gpus"] > 0:
@@ -491,11 +557,64 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+#: the time breakdown's parts: (column, label)
+BREAKDOWN_PARTS = (
+    ("time_data_wait_s", "waiting for data"),
+    ("time_compute_s", "compute"),
+    ("time_eval_s", "validation"),
+    ("time_other_s", "other"),
+)
+
+
+def has_breakdown(summary: pd.DataFrame) -> bool:
+    """Whether any configuration recorded where its time went (result.json ``time_breakdown``)."""
+    cols = [c for c, _ in BREAKDOWN_PARTS if c in summary]
+    return bool(cols) and bool(summary[cols].notna().any().any())
+
+
+def data_wait_share(r: pd.Series) -> float:
+    """Waiting for the next batch as a share (0..1) of the training loop (waiting + compute)."""
+    wait, comp = r.get("time_data_wait_s", math.nan), r.get("time_compute_s", math.nan)
+    if wait is None or comp is None or not (math.isfinite(wait) and math.isfinite(comp)) or wait + comp <= 0:
+        return math.nan
+    return wait / (wait + comp)
+
+
+def breakdown_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration with a recorded breakdown: seconds and share of each part, GPU utilisation."""
+    records = []
+    main = summary[(summary["split_kind"] == main_split_kind(summary)) & (summary["n"] > 0)]
+    for _, r in main.iterrows():
+        parts = [(label, float(r.get(col, math.nan))) for col, label in BREAKDOWN_PARTS]
+        total = sum(v for _, v in parts if math.isfinite(v))
+        if total <= 0:
+            continue
+        rec: dict[str, str] = {
+            "batch": str(int(r["batch_size"])),
+            "GPUs": str(int(r["gpus"]))
+            + (" (ran on CPU)" if r.get("gpus_used") == 0 and r["gpus"] > 0 else ""),
+            "pipeline": str(r["pipeline"]),
+        }
+        for label, v in parts:
+            rec[f"{label} (s)"] = fmt(v, math.nan, 2)
+            rec[f"{label} (%)"] = fmt(v / total * 100, math.nan, 0) if math.isfinite(v) else "n/m"
+        share = data_wait_share(r)
+        rec["data wait / training loop (%)"] = (
+            fmt(share * 100, math.nan, 0) if math.isfinite(share) else "n/m"
+        )
+        util = r.get("gpu_util_pct", math.nan)
+        rec["GPU util (%)"] = fmt(util, math.nan, 0) if util is not None and math.isfinite(util) else "n/m"
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
 def comparison_tables(summary: pd.DataFrame, reference: pd.DataFrame) -> dict[int, pd.DataFrame]:
     """Per batch size: this run beside the published 2020 figures, matched on GPU count.
 
     Columns prefixed "2020" are the published reference (not measured by aslhpc);
-    "time / 2020" < 1 means this run was faster.
+    "time / 2020" < 1 means this run was faster. Memory compares per-process totals with per-process
+    totals (``reference`` must carry the 2020 figures as ``gpu<i>_proc_gb``, see
+    ``report.reference_cells``).
     """
     main = summary[summary["split_kind"] == main_split_kind(summary)]
     ref = reference.set_index(["batch_size", "gpus"])
@@ -529,8 +648,8 @@ def comparison_tables(summary: pd.DataFrame, reference: pd.DataFrame) -> dict[in
                 rec["time / 2020"] = fmt(ratio, math.nan, 2) if math.isfinite(ratio) else "—"
                 rec["Speed-up"] = mine_or_state("speedup", 2)
                 rec["2020 Speed-up"] = ref_val("speedup", 2)
-                rec["Total GPU mem (GB)"] = mine_or_state("total_gpu_gb", 3)
-                rec["2020 Total GPU mem (GB)"] = ref_val("total_gpu_gb", 3)
+                rec["Per-process total (GB)"] = mine_or_state("total_proc_gb", 3)
+                rec["2020 Per-process total (GB)"] = ref_val("total_proc_gb", 3)
                 rec["Test Acc"] = mine_or_state("test_acc", 2)
                 rec["2020 Test Acc"] = ref_val("test_acc", 2)
                 records.append(rec)

@@ -1,0 +1,34 @@
+"""The demo says what it is: a header before the run and a footer with the next commands after it."""
+
+from __future__ import annotations
+
+from aslhpc import collect, demo, submit
+
+
+def test_demo_frames_its_output_and_names_the_next_commands(tmp_path, monkeypatch, capsys):
+    calls = []
+    (tmp_path / "asl" / "asl_alphabet_train").mkdir(parents=True)  # data present: nothing generated
+    monkeypatch.setattr(submit, "main", lambda argv: calls.append(("submit", argv)) or 0)
+
+    def fake_collect(argv):
+        calls.append(("collect", argv))
+        print("report: somewhere/report.md")
+        return 0
+
+    monkeypatch.setattr(collect, "main", fake_collect)
+    assert demo.main(["--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    head, tail = out.split("report: somewhere/report.md")
+    assert "2 epochs each" in " ".join(head.split())  # from jobs/smoke.toml, not typed in
+    assert "demonstration of the flow, not the 2020 study's result" in " ".join(head.split())
+    assert "python -m aslhpc.demo --cluster slurm" in tail and "python -m aslhpc.submit --data" in tail
+    assert [c for c, _ in calls] == ["submit", "collect"]
+    assert "--max-parallel" in calls[0][1] and "--reference" in calls[1][1]
+
+
+def test_demo_stops_with_submits_exit_status(tmp_path, monkeypatch, capsys):
+    (tmp_path / "asl" / "asl_alphabet_train").mkdir(parents=True)
+    monkeypatch.setattr(submit, "main", lambda argv: 2)
+    assert demo.main(["--dir", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "submit failed (exit 2)" in captured.err and "Next:" not in captured.out
