@@ -196,3 +196,17 @@ def test_waiter_trusts_a_fresh_build_marker(tmp_path: Path, cache_dir: Path) -> 
     again = open_cache(idx, 16, "bilinear", cache_dir, progress=False)
     assert again.build_s > 0 and time.perf_counter() - t0 < 5
     assert paths.lock.read_text().startswith("built ")
+
+
+@pytest.mark.parametrize(("configured", "node_local", "env", "want", "rule"), [
+    ("/c", True, {"ASLHPC_CACHE_DIR": "/e", "SLURM_TMPDIR": "/s"}, "/c", "configured"),
+    ("", True, {"ASLHPC_CACHE_DIR": "/e", "SLURM_TMPDIR": "/s"}, "/e", "ASLHPC_CACHE_DIR"),
+    ("", True, {"SLURM_TMPDIR": "/s", "TMPDIR": "/t", "HOME": "/h"}, "/s/aslhpc", "SLURM_TMPDIR"),
+    ("", True, {"TMPDIR": "/t", "HOME": "/h"}, "/t/aslhpc", "TMPDIR"),
+    ("", False, {"SLURM_TMPDIR": "/s", "TMPDIR": "/t", "HOME": "/h"}, "/h/.cache/aslhpc", "default"),
+    ("", True, {"HOME": "/h"}, "/h/.cache/aslhpc", "default"),
+])
+def test_resolve_cache_dir_rules(configured: str, node_local: bool, env: dict, want: str, rule: str) -> None:
+    from aslhpc.data.cache import resolve_cache_dir
+
+    assert resolve_cache_dir(configured, node_local, env) == (Path(want), rule)

@@ -42,7 +42,7 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -118,10 +118,32 @@ def cache_paths(index: DatasetIndex, size: int, interpolation: str, cache_dir: s
     return CachePaths(d / f"{stem}.npy", d / f"{stem}.json", d / f"{stem}.lock")
 
 
-def _default_cache_dir() -> str:
-    from aslhpc.training.config import default_cache_dir
+CACHE_RULES = ("configured", "ASLHPC_CACHE_DIR", "SLURM_TMPDIR", "TMPDIR", "default")
 
-    return default_cache_dir()
+
+def resolve_cache_dir(configured: str = "", node_local: bool = False,
+                      env: Mapping[str, str] = os.environ) -> tuple[Path, str]:
+    """Where a cell's decoded cache lives, and which rule chose it (one of :data:`CACHE_RULES`).
+
+    Resolved on the node at run time, so the doctor and the trainer agree. In order: the cell's
+    ``cache_dir`` when set; ``$ASLHPC_CACHE_DIR``; with ``node_local``, node-local scratch
+    (``$SLURM_TMPDIR/aslhpc``, else ``$TMPDIR/aslhpc``); else ``~/.cache/aslhpc``, shared by every
+    cell of the user. Node-local scratch is opt-in: each node then decodes the dataset once.
+    """
+    if configured:
+        return Path(configured).expanduser(), "configured"
+    if env.get("ASLHPC_CACHE_DIR"):
+        return Path(env["ASLHPC_CACHE_DIR"]).expanduser(), "ASLHPC_CACHE_DIR"
+    if node_local:
+        for var in ("SLURM_TMPDIR", "TMPDIR"):
+            if env.get(var):
+                return Path(env[var]).expanduser() / "aslhpc", var
+    home = env.get("HOME") or str(Path.home())
+    return Path(home) / ".cache" / "aslhpc", "default"
+
+
+def _default_cache_dir() -> str:
+    return str(resolve_cache_dir("", False)[0])
 
 
 def _say(msg: str) -> None:
