@@ -92,7 +92,7 @@ def check_sampler_overhead(ctx: Context) -> Check:
         finally:
             summary = s.stop()
     med = statistics.median(times)
-    path = f"{len(summary.get('gpus', []))} GPU(s)" if devices else "CPU path (no GPU)"
+    path = f"{len(summary.get('gpus', []))} GPU(s)" if devices else "CPU path: no GPU"
     figures = {"median_us": round(med, 1), "ticks": ticks, "gpus": len(summary.get("gpus", []))}
     if med > 50_000:
         return Check("sampler tick", WARN, f"median {med / 1000:.1f} ms per tick ({path})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import socket
 from collections.abc import Callable
@@ -38,7 +39,7 @@ CHECKS: tuple[tuple[str, Callable[[Context], Any]], ...] = (
 @dataclass
 class Report:
     checks: list[Check]
-    host: str = field(default_factory=socket.gethostname)
+    host: str = field(default_factory=lambda: os.environ.get("SLURMD_NODENAME") or socket.gethostname())
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
