@@ -63,7 +63,7 @@ def probe(ctx: Context, steps: int, batch: int = BATCH) -> dict:
 def check_throughput(ctx: Context) -> Check:
     cuda = ctx.cuda_count() > 0
     steps = 3 if ctx.quick else (30 if cuda else 5)
-    fig = probe(ctx, steps)
+    fig = probe(ctx, steps, batch=16 if ctx.quick else BATCH)
     found = (f"{fig['images_per_s']:,.0f} images/s on {fig['device']} ({fig['precision']}, "
              f"batch {fig['batch']}, {fig['image_size']} px, {steps} steps)")
     recorded = RECORDED_PROBE.get(fig["device"])
