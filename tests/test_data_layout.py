@@ -75,7 +75,8 @@ def test_inner_train_folder_still_finds_test_folder(synth_root: Path) -> None:
 
 
 def test_direct_layout_subset_order_and_numbers(tmp_path: Path) -> None:
-    touch_classes(tmp_path, {"space": [1], "nothing": [2, 1], "del": [1], "Z": [1], "B": [1], "A": [10, 2, 100, 1]})
+    touch_classes(tmp_path, {"space": [1], "nothing": [2, 1], "del": [1], "Z": [1], "B": [1],
+                             "A": [10, 2, 100, 1]})
     (tmp_path / "A" / "notes.txt").write_text("not an image")
     (tmp_path / "A" / ".hidden.jpg").write_bytes(b"")
     (tmp_path / ".aslhpc-cache").mkdir()
@@ -169,7 +170,8 @@ def test_load_image_any_mode_to_rgb(tmp_path: Path) -> None:
     assert tuple(load_image(tmp_path / "rgba.png", 16)[0, 0]) == (0, 255, 0)
     red = load_image(Image.fromarray(rgb), size=20)  # a PIL image in memory works too
     assert tuple(red[10, 2]) == (255, 0, 0) and tuple(red[10, 17]) == (0, 0, 0)
-    assert not np.array_equal(load_image(tmp_path / "rgb.png", 20, "nearest"), load_image(tmp_path / "rgb.png", 20, "bicubic"))
+    rgb = tmp_path / "rgb.png"
+    assert not np.array_equal(load_image(rgb, 20, "nearest"), load_image(rgb, 20, "bicubic"))
     with pytest.raises(ValueError, match="interpolation"):
         load_image(tmp_path / "rgb.png", 20, "fancy")
 
