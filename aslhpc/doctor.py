@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             return submit_doctor(job, args, width=width)
         ctx = context_from_args(args)
         report = run_checks(ctx, progress=_progress if sys.stderr.isatty() else None)
+        if sys.stderr.isatty():
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
     except AslhpcError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

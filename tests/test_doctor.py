@@ -28,14 +28,16 @@ def rows(path: Path) -> dict[str, dict]:
 
 
 def run(tmp_path: Path, *extra: str) -> tuple[int, dict[str, dict]]:
+    """The doctor CLI with private results/cache dirs; small images unless a test asks (fast on 2 cores)."""
     out = tmp_path / "report.json"
+    size = [] if "--image-size" in extra else ["--image-size", "40"]
     code = doctor.main(["--quick", "--json", str(out), "--results", str(tmp_path / "results"),
-                        "--cache-dir", str(tmp_path / "cache"), *extra])
+                        "--cache-dir", str(tmp_path / "cache"), *size, *extra])
     return code, rows(out)
 
 
 def test_cpu_machine_passes_with_gpu_rows_skipped(tmp_path: Path, synth_root: Path, capsys) -> None:
-    code, got = run(tmp_path, "--data", str(synth_root))
+    code, got = run(tmp_path, "--data", str(synth_root), "--image-size", "150")
     assert code == 0
     for name in CUDA_ROWS + ("NVML init",):
         assert got[name]["status"] == SKIP and got[name]["found"], name  # skipped, with the reason
@@ -210,3 +212,11 @@ def test_bad_experiment_is_one_error_line(tmp_path: Path, capsys) -> None:
     assert doctor.main(["-e", str(tmp_path / "missing.toml")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "missing.toml" in err and len(err.splitlines()) == 1
+
+
+def test_cache_room_knows_an_already_built_cache(tmp_path: Path, synth_root: Path) -> None:
+    from aslhpc.data import open_cache, scan_dataset
+
+    open_cache(scan_dataset(synth_root), 40, "bilinear", tmp_path / "cache", progress=False)
+    code, got = run(tmp_path, "--data", str(synth_root))
+    assert code == 0 and "already built" in got["cache room"]["found"]

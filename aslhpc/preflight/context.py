@@ -29,6 +29,7 @@ class Context:
     torch: Any = None
     nvml: Any = None  # the pynvml module (None: import it)
     n_images: int | None = None  # set by the data check when --data scans
+    index: Any = None  # the DatasetIndex, set by the data check
 
     def __post_init__(self) -> None:
         if self.torch is None:

@@ -16,7 +16,7 @@ def check_data(ctx: Context) -> list[Check]:
         index = scan_dataset(ctx.data)
     except DataError as exc:
         return [Check("data layout", FAIL, str(exc), "fix the dataset folder, or pass the right --data")]
-    ctx.n_images = len(index)
+    ctx.n_images, ctx.index = len(index), index
     counts = index.counts()
     low = min(counts.values())
     found = (f"{len(index):,} images in {len(index.classes)} classes under {index.root}; "

@@ -56,6 +56,16 @@ def check_cache_dir(ctx: Context) -> list[Check]:
     if why:
         return [Check("cache dir", FAIL, f"not writable: {why}; chosen by rule {rule}", FIX_CACHE)]
     rows = [Check("cache dir", PASS, f"{where} writable", figures={"path": str(d), "rule": rule})]
+    if ctx.index is not None:
+        from aslhpc.data.cache import cache_paths
+
+        built = cache_paths(ctx.index, ctx.image_size, ctx.interpolation, d).array
+        if built.is_file():
+            size = built.stat().st_size
+            rows.append(Check("cache room", PASS,
+                              f"this data's cache is already built: {built.name} ({size / 1e9:.2f} GB)",
+                              figures={"built": str(built), "bytes": size}))
+            return rows + [_flock_row(d)]
     n = ctx.n_images or PAPER_IMAGES
     basis = f"{n:,} images" + ("" if ctx.n_images else " (the paper's dataset: no --data)")
     need = cache_need_bytes(n, ctx.image_size)
@@ -66,14 +76,16 @@ def check_cache_dir(ctx: Context) -> list[Check]:
         rows.append(Check("cache room", FAIL, found, f"free space in {d} or {FIX_CACHE}", figures))
     else:
         rows.append(Check("cache room", PASS, found, figures=figures))
+    return rows + [_flock_row(d)]
+
+
+def _flock_row(d: Path) -> Check:
     lock = flock_error(d)
     if lock:
-        rows.append(Check("cache flock", WARN, f"flock fails in {d}: {lock}",
-                          "concurrent cells may each build the cache (slow, but safe); "
-                          "or use node-local scratch: " + FIX_CACHE))
-    else:
-        rows.append(Check("cache flock", PASS, f"flock works in {d}"))
-    return rows
+        return Check("cache flock", WARN, f"flock fails in {d}: {lock}",
+                     "concurrent cells may each build the cache (slow, but safe); "
+                     "or use node-local scratch: " + FIX_CACHE)
+    return Check("cache flock", PASS, f"flock works in {d}")
 
 
 def check_results_dir(ctx: Context) -> Check:
