@@ -220,3 +220,40 @@ def test_cache_room_knows_an_already_built_cache(tmp_path: Path, synth_root: Pat
     open_cache(scan_dataset(synth_root), 40, "bilinear", tmp_path / "cache", progress=False)
     code, got = run(tmp_path, "--data", str(synth_root))
     assert code == 0 and "already built" in got["cache room"]["found"]
+
+
+def test_nvml_rows_with_a_driver_but_no_cuda_gpu() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_nvml import FakeNvml, four_v100s
+
+    from aslhpc.preflight import nvmlcheck
+
+    cpu_torch = SimpleNamespace(__version__="2.14.1", version=SimpleNamespace(cuda=None),
+                                cuda=SimpleNamespace(is_available=lambda: False))
+    init, uuids, proc = nvmlcheck.check_nvml(Context(torch=cpu_torch, nvml=FakeNvml(four_v100s())))
+    assert init.status == PASS and "550.54.15" in init.found and "4 GPU(s)" in init.found
+    assert uuids.status == SKIP and proc.status == SKIP and "CPU build" in uuids.found
+
+
+def test_nvml_missing_where_torch_sees_gpus_warns() -> None:
+    import sys
+
+    import pynvml
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_nvml import FakeNvml, four_v100s
+
+    from aslhpc.preflight import nvmlcheck
+
+    nv = FakeNvml(four_v100s(), init_error=pynvml.NVMLError_DriverNotLoaded)
+    init, *_ = nvmlcheck.check_nvml(Context(torch=fake_torch(CU130, (8, 0)), nvml=nv))
+    assert init.status == WARN and "driver not loaded" in init.found and "no GPU memory" in init.fix
+
+
+def test_ddp_over_two_gloo_processes(tmp_path: Path) -> None:
+    from aslhpc.preflight import ddp
+
+    got = ddp.check_ddp(Context(ddp=True, image_size=40))
+    assert got.status == PASS and got.figures["backend"] == "gloo", got
