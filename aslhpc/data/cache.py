@@ -188,8 +188,11 @@ def _try_open(paths: CachePaths, index: DatasetIndex, size: int, interpolation: 
         return f"it holds {images.dtype} {images.shape}, expected uint8 {(len(index.files), size, size, 3)}"
     if any(not 0 <= r < len(index.files) for r in bad_rows):
         return "its sidecar lists rows outside the array"
-    why = blocksum.verify(paths.array, meta.get("checksum"), int(images.offset), int(images.nbytes),
-                          blocksum.verify_mode() if verify is None else verify)
+    try:
+        mode = blocksum.verify_mode() if verify is None else verify
+        why = blocksum.verify(images, meta.get("checksum"), mode)
+    except OSError as exc:  # an I/O error while reading the mapped pages
+        return f"reading it failed ({exc.strerror or exc})"
     if why:
         return why
     ok = np.ones(len(index.files), dtype=bool)
@@ -310,8 +313,8 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _reserve(tmp: Path, n: int, size: int) -> int:
-    """Create the temp array with its space allocated (``posix_fallocate``); return the data offset.
+def _reserve(tmp: Path, n: int, size: int) -> None:
+    """Create the temp array with its space allocated (``posix_fallocate``).
 
     Without the reservation the array is a sparse file written through an mmap, and a disk that
     fills mid-build kills the process with SIGBUS; reserved, a full disk is one error here.
@@ -331,7 +334,6 @@ def _reserve(tmp: Path, n: int, size: int) -> int:
                             f"ASLHPC_CACHE_DIR to a larger filesystem") from exc
     finally:
         os.close(fd)
-    return offset
 
 
 def _decode_all(tmp: Path, index: DatasetIndex, size: int, interpolation: str, workers: int,
@@ -388,10 +390,10 @@ def _build(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str
         _say(f"decoding {n} images to {size}x{size} ({interpolation}) into {paths.array} "
              f"with {workers} workers")
     try:
-        offset = _reserve(tmp, n, size)
+        _reserve(tmp, n, size)
         bad = sorted(_decode_all(tmp, index, size, interpolation, workers, progress and sys.stderr.isatty()))
         _fsync_path(tmp)
-        checksum = blocksum.block_checksums(tmp, offset, nbytes)
+        checksum = blocksum.block_checksums(np.load(tmp, mmap_mode="r"))
         build_s = time.perf_counter() - t0
         meta = {
             "schema": SCHEMA, "key": paths.key, "fingerprint": index.fingerprint(), "n": n,
