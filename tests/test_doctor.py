@@ -257,3 +257,21 @@ def test_ddp_over_two_gloo_processes(tmp_path: Path) -> None:
 
     got = ddp.check_ddp(Context(ddp=True, image_size=40))
     assert got.status == PASS and got.figures["backend"] == "gloo", got
+
+
+def test_submit_checks_one_job_per_distinct_shape() -> None:
+    from dataclasses import replace
+
+    from aslhpc.orchestration.experiment import find_job_file, load_spec
+    from aslhpc.preflight.remote import shapes
+
+    spec = load_spec(find_job_file("lad2020"))  # 12 cells: GPUs 1-4 x batch 128/256/512
+    assert list(shapes(spec)) == ["g1-dp", "g2-dp", "g3-dp", "g4-dp"]
+    wide = replace(spec, gpus=(2, 4), strategies=("ddp",), cluster=replace(spec.cluster, gpus_per_node=2))
+    assert list(shapes(wide)) == ["g2-ddp", "g2-ddp-n2"]  # 4 GPUs at 2 per node: checked on one node
+
+
+def test_submit_without_an_experiment_is_one_error_line(capsys) -> None:
+    assert doctor.main(["--submit"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --submit needs an experiment") and len(err.splitlines()) == 1
