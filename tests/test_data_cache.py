@@ -9,6 +9,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,8 @@ def test_build_then_reuse(synth_root: Path, cache_dir: Path) -> None:
     assert digest(again.images) == digest(first.images)
     key = first.path.name
     assert idx.fingerprint()[:20] in key and "32px" in key and "bilinear" in key
-    assert sorted(p.name for p in cache_dir.iterdir()) == sorted([key, key[:-4] + ".json", key[:-4] + ".lock"])
+    names = sorted(p.name for p in cache_dir.iterdir())
+    assert names == sorted([key, key[:-4] + ".json", key[:-4] + ".lock"])
 
 
 def test_default_cache_dir_from_env(tmp_path: Path, cache_dir: Path) -> None:
@@ -76,7 +78,8 @@ def test_regenerated_content_is_not_served_stale(tmp_path: Path, cache_dir: Path
     assert tuple(after.images[0, 8, 8]) == (255, 255, 0)
 
 
-def test_corrupt_images_skipped_counted_listed(tmp_path: Path, cache_dir: Path, capsys: pytest.CaptureFixture) -> None:
+def test_corrupt_images_skipped_counted_listed(tmp_path: Path, cache_dir: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
     root = small_dataset(tmp_path / "d", per_class=4)
     good = (root / "A" / "A1.jpg").read_bytes()
     (root / "A" / "A2.jpg").write_bytes(good[: len(good) // 3])  # truncated
@@ -115,7 +118,8 @@ def test_lock_holder_blocks_builders(tmp_path: Path, cache_dir: Path) -> None:
     out: list = []
     with open(paths.lock, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # another "job" is building
-        t = threading.Thread(target=lambda: out.append(open_cache(idx, 16, "bilinear", cache_dir, progress=False)))
+        t = threading.Thread(
+            target=lambda: out.append(open_cache(idx, 16, "bilinear", cache_dir, progress=False)))
         t.start()
         time.sleep(0.4)
         assert t.is_alive() and not paths.array.exists()
@@ -196,3 +200,145 @@ def test_waiter_trusts_a_fresh_build_marker(tmp_path: Path, cache_dir: Path) -> 
     again = open_cache(idx, 16, "bilinear", cache_dir, progress=False)
     assert again.build_s > 0 and time.perf_counter() - t0 < 5
     assert paths.lock.read_text().startswith("built ")
+
+
+@pytest.mark.parametrize(("configured", "node_local", "env", "want", "rule"), [
+    ("/c", True, {"ASLHPC_CACHE_DIR": "/e", "SLURM_TMPDIR": "/s"}, "/c", "configured"),
+    ("", True, {"ASLHPC_CACHE_DIR": "/e", "SLURM_TMPDIR": "/s"}, "/e", "ASLHPC_CACHE_DIR"),
+    ("", True, {"SLURM_TMPDIR": "/s", "TMPDIR": "/t", "HOME": "/h"}, "/s/aslhpc", "SLURM_TMPDIR"),
+    ("", True, {"TMPDIR": "/t", "HOME": "/h"}, "/t/aslhpc", "TMPDIR"),
+    ("", False, {"SLURM_TMPDIR": "/s", "TMPDIR": "/t", "HOME": "/h"}, "/h/.cache/aslhpc", "default"),
+    ("", True, {"HOME": "/h"}, "/h/.cache/aslhpc", "default"),
+])
+def test_resolve_cache_dir_rules(configured: str, node_local: bool, env: dict, want: str, rule: str) -> None:
+    from aslhpc.data.cache import resolve_cache_dir
+
+    assert resolve_cache_dir(configured, node_local, env) == (Path(want), rule)
+
+
+# ---- issue 16 medium 2: a verified cache ------------------------------------------------------
+
+
+def _built(tmp_path: Path, cache_dir: Path, per_class: int = 3):  # noqa: ANN202
+    idx = scan_dataset(small_dataset(tmp_path / "d", per_class=per_class))
+    return idx, open_cache(idx, 16, "bilinear", cache_dir, progress=False)
+
+
+def test_sidecar_records_block_checksums(tmp_path: Path, cache_dir: Path) -> None:
+    _, d = _built(tmp_path, cache_dir)
+    c = d.meta["checksum"]
+    assert d.meta["schema"] == 2 and c["algo"] == "crc32" and c["nbytes"] == 6 * 16 * 16 * 3
+    assert len(c["blocks"]) == 1 and c["blocks"][0] == f"{zlib.crc32(np.asarray(d.images).tobytes()):08x}"
+
+
+def test_damaged_pixels_are_rebuilt_with_a_line_saying_why(tmp_path: Path, cache_dir: Path, capsys) -> None:
+    idx, d = _built(tmp_path, cache_dir)
+    want = digest(d.images)
+    offset, path = d.images.offset, d.path
+    del d
+    with open(path, "r+b") as fh:  # same size, header intact: only the pixels change
+        fh.seek(offset + 100)
+        fh.write(os.urandom(500))
+    capsys.readouterr()
+    again = open_cache(idx, 16, "bilinear", cache_dir, progress=False)
+    err = capsys.readouterr().err
+    assert f"rebuilding cache {path}: checksum mismatch" in err
+    assert again.build_s > 0 and digest(again.images) == want and again.meta["builds"] == 2
+
+
+def test_random_bytes_of_the_same_size_are_rebuilt(tmp_path: Path, cache_dir: Path, capsys) -> None:
+    idx, d = _built(tmp_path, cache_dir)
+    want, path = digest(d.images), d.path
+    path.write_bytes(os.urandom(path.stat().st_size))
+    again = open_cache(idx, 16, "bilinear", cache_dir, progress=False)
+    assert "rebuilding cache" in capsys.readouterr().err and digest(again.images) == want
+
+
+def test_zero_byte_cache_names_the_file(tmp_path: Path, cache_dir: Path, capsys) -> None:
+    idx, d = _built(tmp_path, cache_dir)
+    d.path.write_bytes(b"")
+    again = open_cache(idx, 16, "bilinear", cache_dir, progress=False)
+    assert f"rebuilding cache {d.path}: the file is empty (0 bytes)" in capsys.readouterr().err
+    assert again.build_s > 0 and again.images.shape == (6, 16, 16, 3)
+
+
+def test_a_cache_without_checksums_is_rebuilt_once(tmp_path: Path, cache_dir: Path, capsys) -> None:
+    from aslhpc.atomic import atomic_write_json
+
+    idx, d = _built(tmp_path, cache_dir)
+    old = {k: v for k, v in d.meta.items() if k != "checksum"} | {"schema": 1}  # what aslhpc wrote before
+    atomic_write_json(d.path.with_suffix(".json"), old)
+    again = open_cache(idx, 16, "bilinear", cache_dir, progress=False)
+    assert "does not match (schema)" in capsys.readouterr().err and again.build_s > 0
+    assert open_cache(idx, 16, "bilinear", cache_dir, progress=False).build_s == 0.0
+
+
+@pytest.mark.parametrize("mode", ["full", "sample"])
+def test_verify_modes_catch_damage_and_off_trusts(tmp_path: Path, mode: str) -> None:
+    from aslhpc.data import blocksum
+
+    data = np.frombuffer(os.urandom(40 * 1024), dtype=np.uint8).reshape(40, 32, 32).copy()
+    entry = blocksum.block_checksums(data, block=1024)
+    assert len(entry["blocks"]) == 40 and blocksum.verify(data, entry, mode) is None
+    data[0, 0, 0] ^= 1  # block 0: always among the sampled ones
+    assert "checksum mismatch in 1 of" in blocksum.verify(data, entry, mode)
+    assert blocksum.verify(data, entry, "off") is None
+    assert "another size" in blocksum.verify(data[:20], entry, mode)
+
+
+def test_full_disk_is_one_error_and_leaves_no_temp_file(tmp_path: Path, cache_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aslhpc.errors import DataError
+
+    def enospc(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", enospc)
+    idx = scan_dataset(small_dataset(tmp_path / "d"))
+    with pytest.raises(DataError) as err:
+        open_cache(idx, 16, "bilinear", cache_dir, progress=False)
+    msg = str(err.value)
+    assert "\n" not in msg and "cannot reserve" in msg and str(cache_dir) in msg and "ASLHPC_CACHE_DIR" in msg
+    assert not [p for p in cache_dir.iterdir() if p.suffix == ".npy"]
+
+
+def _die(*args: object) -> None:
+    os._exit(9)
+
+
+def test_a_dead_decoding_worker_is_one_error_and_cleans_up(synth_root: Path, cache_dir: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from aslhpc.data import cache
+    from aslhpc.errors import DataError
+
+    monkeypatch.setattr(cache, "_decode_rows", _die)  # a worker killed (the OOM killer)
+    with pytest.raises(DataError, match="a decoding worker died"):
+        open_cache(scan_dataset(synth_root), 20, "bilinear", cache_dir, workers=2, progress=False)
+    assert not [p for p in cache_dir.iterdir() if p.suffix in (".npy", ".json")]
+
+
+def test_any_failure_after_decoding_removes_the_temp_file(tmp_path: Path, cache_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from aslhpc.data import blocksum
+
+    def interrupted(*a, **k) -> None:  # noqa: ANN002, ANN003 - e.g. Ctrl-C or a read error while summing
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(blocksum, "block_checksums", interrupted)
+    idx = scan_dataset(small_dataset(tmp_path / "d"))
+    with pytest.raises(KeyboardInterrupt):
+        open_cache(idx, 16, "bilinear", cache_dir, progress=False)
+    assert [p.suffix for p in cache_dir.iterdir()] == [".lock"]
+
+
+def test_invalid_soon_after_a_build_is_rebuilt_without_waiting(tmp_path: Path, cache_dir: Path,
+                                                               capsys) -> None:
+    idx, d = _built(tmp_path, cache_dir)
+    paths = cache_paths(idx, 16, "bilinear", cache_dir)
+    want, path = digest(d.images), d.path
+    paths.lock.write_text(f"built {time.time():.3f}\n")  # another node finished a build just now ...
+    path.write_bytes(b"")  # ... and what we see of it is damaged
+    t0 = time.perf_counter()
+    again = open_cache(idx, 16, "bilinear", cache_dir, progress=False)
+    assert time.perf_counter() - t0 < 10  # not NFS_VISIBILITY_S (90 s)
+    assert digest(again.images) == want and "rebuilding cache" in capsys.readouterr().err

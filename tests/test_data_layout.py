@@ -75,7 +75,8 @@ def test_inner_train_folder_still_finds_test_folder(synth_root: Path) -> None:
 
 
 def test_direct_layout_subset_order_and_numbers(tmp_path: Path) -> None:
-    touch_classes(tmp_path, {"space": [1], "nothing": [2, 1], "del": [1], "Z": [1], "B": [1], "A": [10, 2, 100, 1]})
+    touch_classes(tmp_path, {"space": [1], "nothing": [2, 1], "del": [1], "Z": [1], "B": [1],
+                             "A": [10, 2, 100, 1]})
     (tmp_path / "A" / "notes.txt").write_text("not an image")
     (tmp_path / "A" / ".hidden.jpg").write_bytes(b"")
     (tmp_path / ".aslhpc-cache").mkdir()
@@ -169,7 +170,8 @@ def test_load_image_any_mode_to_rgb(tmp_path: Path) -> None:
     assert tuple(load_image(tmp_path / "rgba.png", 16)[0, 0]) == (0, 255, 0)
     red = load_image(Image.fromarray(rgb), size=20)  # a PIL image in memory works too
     assert tuple(red[10, 2]) == (255, 0, 0) and tuple(red[10, 17]) == (0, 0, 0)
-    assert not np.array_equal(load_image(tmp_path / "rgb.png", 20, "nearest"), load_image(tmp_path / "rgb.png", 20, "bicubic"))
+    rgb = tmp_path / "rgb.png"
+    assert not np.array_equal(load_image(rgb, 20, "nearest"), load_image(rgb, 20, "bicubic"))
     with pytest.raises(ValueError, match="interpolation"):
         load_image(tmp_path / "rgb.png", 20, "fancy")
 
@@ -221,3 +223,76 @@ def test_to_tensor_chw() -> None:
     assert ro[0, 0, 0] == 0 and torch.equal(to_tensor(ro), to_tensor(a))
     with pytest.raises(TypeError):
         to_tensor(a.astype(np.float32))
+
+
+# ---- issue 16 medium 3: every filesystem problem is one line naming the path -------------------
+
+
+def test_symlink_loop_in_a_class_folder_is_named(tmp_path: Path) -> None:
+    touch_classes(tmp_path, {"A": [1, 2]})
+    (tmp_path / "A" / "A9.jpg").symlink_to(tmp_path / "A" / "A9.jpg")  # points at itself
+    with pytest.raises(DataError, match=r"symlink loop at .*A9\.jpg") as err:
+        scan_dataset(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_class_folder_symlink_loop_is_named(tmp_path: Path) -> None:
+    touch_classes(tmp_path, {"A": [1]})
+    (tmp_path / "B").symlink_to(tmp_path / "B")
+    with pytest.raises(DataError, match=r"symlink loop at .*/B while listing the class folders"):
+        scan_dataset(tmp_path)
+
+
+def test_unreadable_class_directory_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from aslhpc.data import layout
+
+    touch_classes(tmp_path, {"A": [1], "B": [1]})
+    real = os.scandir
+
+    def scandir(path):  # noqa: ANN001, ANN202 - what a non-root user meets on a chmod 700 folder
+        if str(path).endswith("/B"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(layout.os, "scandir", scandir)
+    with pytest.raises(DataError, match=r"permission denied reading .*/B while scanning class folder B; fix"):
+        scan_dataset(tmp_path)
+
+
+def test_io_error_in_the_scan_is_a_data_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from aslhpc.data import layout
+
+    touch_classes(tmp_path, {"A": [1]})
+
+    def broken(path):  # noqa: ANN001, ANN202
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(layout.os, "scandir", broken)
+    with pytest.raises(DataError, match=r"cannot read .* Input/output error"):
+        scan_dataset(tmp_path)
+
+
+def test_class_name_that_is_a_file_or_dangling_link_is_reported(tmp_path: Path) -> None:
+    touch_classes(tmp_path, {"A": [1]})
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "C").symlink_to(tmp_path / "notes.txt")  # a symlinked "class folder" that is a file
+    with pytest.raises(DataError, match=r"class folder .*/C is not a directory"):
+        scan_dataset(tmp_path)
+    (tmp_path / "C").unlink()
+    (tmp_path / "D").symlink_to(tmp_path / "gone")
+    with pytest.raises(DataError, match=r"class folder .*/D is a symlink to nothing"):
+        scan_dataset(tmp_path)
+
+
+def test_dangling_image_links_are_named_and_skipped(tmp_path: Path, capsys) -> None:
+    touch_classes(tmp_path, {"A": [1, 2]})
+    (tmp_path / "A" / "A3.jpg").symlink_to(tmp_path / "elsewhere" / "A3.jpg")
+    idx = scan_dataset(tmp_path)
+    assert idx.files == ("A/A1.jpg", "A/A2.jpg")
+    err = capsys.readouterr().err
+    assert "warning: 1 image link(s) in" in err and "A3.jpg" in err

@@ -42,8 +42,9 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,11 +53,12 @@ from typing import Any
 import numpy as np
 
 from aslhpc.atomic import atomic_write_json, read_json
+from aslhpc.data import blocksum
 from aslhpc.data.layout import DatasetIndex
 from aslhpc.data.preprocess import RESAMPLE, CorruptImageError, load_image
 from aslhpc.errors import DataError
 
-SCHEMA = 1
+SCHEMA = 2  # 2: per-block checksums ("checksum"); a schema-1 cache is rebuilt once
 _SMALL = 256  # below this many images a process pool costs more than it saves
 NFS_VISIBILITY_S = 90.0  # > the default NFS acdirmax (60 s): how long a fresh build may stay unseen
 
@@ -111,42 +113,88 @@ def content_probe(index: DatasetIndex) -> str:
     return h.hexdigest()
 
 
-def cache_paths(index: DatasetIndex, size: int, interpolation: str, cache_dir: str | os.PathLike) -> CachePaths:
+def cache_paths(index: DatasetIndex, size: int, interpolation: str,
+                cache_dir: str | os.PathLike) -> CachePaths:
     """File names carry the whole key: fingerprint, content probe, size and interpolation."""
     stem = f"asl-{index.fingerprint()[:20]}-{content_probe(index)[:10]}-{size}px-{interpolation}"
     d = Path(cache_dir).expanduser()
     return CachePaths(d / f"{stem}.npy", d / f"{stem}.json", d / f"{stem}.lock")
 
 
-def _default_cache_dir() -> str:
-    from aslhpc.training.config import default_cache_dir
+CACHE_RULES = ("configured", "ASLHPC_CACHE_DIR", "SLURM_TMPDIR", "TMPDIR", "default")
 
-    return default_cache_dir()
+
+def resolve_cache_dir(configured: str = "", node_local: bool = False,
+                      env: Mapping[str, str] = os.environ) -> tuple[Path, str]:
+    """Where a cell's decoded cache lives, and which rule chose it (one of :data:`CACHE_RULES`).
+
+    Resolved on the node at run time, so the doctor and the trainer agree. In order: the cell's
+    ``cache_dir`` when set; ``$ASLHPC_CACHE_DIR``; with ``node_local``, node-local scratch
+    (``$SLURM_TMPDIR/aslhpc``, else ``$TMPDIR/aslhpc``); else ``~/.cache/aslhpc``, shared by every
+    cell of the user. Node-local scratch is opt-in: each node then decodes the dataset once.
+    """
+    if configured:
+        return Path(configured).expanduser(), "configured"
+    if env.get("ASLHPC_CACHE_DIR"):
+        return Path(env["ASLHPC_CACHE_DIR"]).expanduser(), "ASLHPC_CACHE_DIR"
+    if node_local:
+        for var in ("SLURM_TMPDIR", "TMPDIR"):
+            if env.get(var):
+                return Path(env[var]).expanduser() / "aslhpc", var
+    home = env.get("HOME") or str(Path.home())
+    return Path(home) / ".cache" / "aslhpc", "default"
+
+
+def _default_cache_dir() -> str:
+    return str(resolve_cache_dir("", False)[0])
 
 
 def _say(msg: str) -> None:
     print(f"aslhpc: {msg}", file=sys.stderr, flush=True)
 
 
-def _try_open(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str, build_s: float = 0.0) -> DecodedImages | None:
-    """Map a finished cache, or None when it is absent or does not match (then it is rebuilt)."""
-    if not paths.array.exists():
+def _try_open(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str, build_s: float = 0.0,
+              verify: str | None = None) -> DecodedImages | str | None:
+    """Map a finished cache; None when it is absent, else a one-line reason it cannot be used.
+
+    ``verify`` is the checksum mode (default ``$ASLHPC_CACHE_VERIFY``, full): a cache whose bytes
+    changed since it was built is rebuilt, never trained on.
+    """
+    try:
+        st = paths.array.stat()
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        return f"cannot stat it ({exc.strerror})"
+    if st.st_size == 0:
+        return "the file is empty (0 bytes)"
+    expect = {"schema": SCHEMA, "fingerprint": index.fingerprint(), "n": len(index.files),
+              "size": size, "interpolation": interpolation}
     try:
         meta = read_json(paths.sidecar)
-        expect = {"schema": SCHEMA, "fingerprint": index.fingerprint(), "n": len(index.files),
-                  "size": size, "interpolation": interpolation}
-        if any(meta.get(k) != v for k, v in expect.items()):
-            return None
+        if not isinstance(meta, dict):
+            return f"sidecar {paths.sidecar.name} is not a JSON object"
+        wrong = [k for k, v in expect.items() if meta.get(k) != v]
+        if wrong:
+            return f"sidecar {paths.sidecar.name} does not match ({', '.join(wrong)})"
         bad_rows = [int(b["row"]) for b in meta.get("bad", [])]
         bad = [str(b["file"]) for b in meta.get("bad", [])]
         images = np.load(paths.array, mmap_mode="r")
-    except (OSError, ValueError, TypeError, AttributeError, KeyError):
-        return None
+    except FileNotFoundError:
+        return f"its sidecar {paths.sidecar.name} is missing"
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, EOFError) as exc:
+        return f"it cannot be read ({type(exc).__name__}: {exc})"
     if images.dtype != np.uint8 or images.shape != (len(index.files), size, size, 3):
-        return None
+        return f"it holds {images.dtype} {images.shape}, expected uint8 {(len(index.files), size, size, 3)}"
     if any(not 0 <= r < len(index.files) for r in bad_rows):
-        return None
+        return "its sidecar lists rows outside the array"
+    try:
+        mode = blocksum.verify_mode() if verify is None else verify
+        why = blocksum.verify(images, meta.get("checksum"), mode)
+    except OSError as exc:  # an I/O error while reading the mapped pages
+        return f"reading it failed ({exc.strerror or exc})"
+    if why:
+        return why
     ok = np.ones(len(index.files), dtype=bool)
     ok[bad_rows] = False
     return DecodedImages(images, ok, bad, paths.array, build_s, meta)
@@ -178,7 +226,8 @@ def _exclusive_lock(path: Path, say: Callable[[str], None]) -> Iterator[_Lock]:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664)
     except OSError as exc:
-        raise DataError(f"cannot create cache lock {path}: {exc.strerror}; set ASLHPC_CACHE_DIR to a writable directory") from exc
+        raise DataError(f"cannot create cache lock {path}: {exc.strerror}; "
+                        "set ASLHPC_CACHE_DIR to a writable directory") from exc
     try:
         locked = True
         try:
@@ -197,8 +246,13 @@ def _exclusive_lock(path: Path, say: Callable[[str], None]) -> Iterator[_Lock]:
         os.close(fd)  # releases the lock
 
 
-def _await_visible(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str, lock: _Lock) -> DecodedImages | None:
-    """After another node's build, NFS may cache "no such file" for up to a minute: wait, do not rebuild."""
+def _await_visible(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str,
+                   lock: _Lock) -> DecodedImages | str | None:
+    """After another node's build, NFS may cache "no such file" for up to a minute: wait, do not rebuild.
+
+    Only an absent file is waited for: a file that is there but invalid is returned at once
+    (its reason), so the caller rebuilds now instead of after the whole visibility delay.
+    """
     built = lock.built_at()
     if not lock.locked or built is None:
         return None
@@ -213,7 +267,8 @@ def _await_visible(paths: CachePaths, index: DatasetIndex, size: int, interpolat
     return None
 
 
-def _decode_rows(tmp: str, root: str, files: list[str], start: int, size: int, interpolation: str) -> list[tuple[int, str]]:
+def _decode_rows(tmp: str, root: str, files: list[str], start: int, size: int,
+                 interpolation: str) -> list[tuple[int, str]]:
     """Decode ``files`` into rows ``start..`` of the temp array; return (row, error) of failures."""
     arr = np.load(tmp, mmap_mode="r+")
     bad: list[tuple[int, str]] = []
@@ -258,8 +313,63 @@ def _fsync_path(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
-def _build(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str, workers: int, progress: bool,
-           locked: bool = True) -> float:
+def _reserve(tmp: Path, n: int, size: int) -> None:
+    """Create the temp array with its space allocated (``posix_fallocate``).
+
+    Without the reservation the array is a sparse file written through an mmap, and a disk that
+    fills mid-build kills the process with SIGBUS; reserved, a full disk is one error here.
+    """
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    offset, nbytes = int(arr.offset), int(arr.nbytes)
+    arr.flush()
+    del arr
+    fd = os.open(tmp, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, offset + nbytes)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            free = shutil.disk_usage(tmp.parent).free
+            raise DataError(f"cannot reserve {nbytes / 1e9:.2f} GB for the cache in {tmp.parent} "
+                            f"({exc.strerror}; {free / 1e9:.2f} GB free); free space there or set "
+                            f"ASLHPC_CACHE_DIR to a larger filesystem") from exc
+    finally:
+        os.close(fd)
+
+
+def _decode_all(tmp: Path, index: DatasetIndex, size: int, interpolation: str, workers: int,
+                bar_on: bool) -> list[tuple[int, str]]:
+    """Decode every image into the reserved temp array; (row, error) of the images that failed."""
+    n = len(index.files)
+    chunk = max(16, min(512, math.ceil(n / (workers * 8))))
+    chunks = [(i, list(index.files[i : i + chunk])) for i in range(0, n, chunk)]
+    args = (str(tmp), str(index.root))
+    bad: list[tuple[int, str]] = []
+    with _progress_bar(bar_on, n, f"decoding {size}px") as bar:
+        def advance(k: int) -> None:
+            if bar is not None:
+                bar.advance(bar.task_ids[0], k)
+
+        if workers == 1 or n < _SMALL:
+            for start, files in chunks:
+                bad += _decode_rows(*args, files, start, size, interpolation)
+                advance(len(files))
+            return bad
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                futures = {pool.submit(_decode_rows, *args, files, start, size, interpolation): len(files)
+                           for start, files in chunks}
+                for fut in as_completed(futures):
+                    bad += fut.result()
+                    advance(futures[fut])
+        except BrokenProcessPool as exc:
+            raise DataError(f"a decoding worker died while building the cache in {tmp.parent} (killed, or "
+                            "out of memory?); rerun it, or give the job more memory") from exc
+    return bad
+
+
+def _build(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str, workers: int,
+           progress: bool, locked: bool = True) -> float:
     t0 = time.perf_counter()
     n = len(index.files)
     nbytes = n * size * size * 3
@@ -276,35 +386,15 @@ def _build(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str
     with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
         previous = int(read_json(paths.sidecar).get("builds", 0))
     workers = max(1, min(workers, math.ceil(n / 64)))
-    chunk = max(16, min(512, math.ceil(n / (workers * 8))))
-    chunks = [(i, list(index.files[i : i + chunk])) for i in range(0, n, chunk)]
-    show = progress and sys.stderr.isatty()
     if progress:
-        _say(f"decoding {n} images to {size}x{size} ({interpolation}) into {paths.array} with {workers} workers")
-    bad: list[tuple[int, str]] = []
+        _say(f"decoding {n} images to {size}x{size} ({interpolation}) into {paths.array} "
+             f"with {workers} workers")
     try:
-        np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3)).flush()
-        args = (str(tmp), str(index.root))
-        with _progress_bar(show, n, f"decoding {size}px") as bar:
-            def advance(k: int) -> None:
-                if bar is not None:
-                    bar.advance(bar.task_ids[0], k)
-
-            if workers == 1 or n < _SMALL:
-                for start, files in chunks:
-                    bad += _decode_rows(*args, files, start, size, interpolation)
-                    advance(len(files))
-            else:
-                ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-                with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                    futures = {pool.submit(_decode_rows, *args, files, start, size, interpolation): len(files)
-                               for start, files in chunks}
-                    for fut in as_completed(futures):
-                        bad += fut.result()
-                        advance(futures[fut])
+        _reserve(tmp, n, size)
+        bad = sorted(_decode_all(tmp, index, size, interpolation, workers, progress and sys.stderr.isatty()))
         _fsync_path(tmp)
+        checksum = blocksum.block_checksums(np.load(tmp, mmap_mode="r"))
         build_s = time.perf_counter() - t0
-        bad.sort()
         meta = {
             "schema": SCHEMA, "key": paths.key, "fingerprint": index.fingerprint(), "n": n,
             "size": size, "interpolation": interpolation, "dtype": "uint8", "shape": [n, size, size, 3],
@@ -312,7 +402,7 @@ def _build(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str
             "bad": [{"row": row, "file": index.files[row], "error": err} for row, err in bad],
             "build_s": round(build_s, 3), "builds": previous + 1, "workers": workers,
             "built_by": {"host": socket.gethostname(), "pid": os.getpid()},
-            "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "built_at": datetime.now(UTC).isoformat(timespec="seconds"), "checksum": checksum,
         }
         atomic_write_json(paths.sidecar, meta)  # sidecar first: the rename below is the commit
         os.chmod(paths.sidecar, stat.S_IMODE(tmp.stat().st_mode))  # shareable like the array, not 0600
@@ -324,6 +414,34 @@ def _build(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str
     if progress:
         _say(f"decoded {n} images in {build_s:.1f} s ({n / max(build_s, 1e-9):.0f} img/s)")
     return build_s
+
+
+def _open_or_build(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str,
+                   workers: int | None, progress: bool) -> DecodedImages:
+    """Under the lock: map what another job just built, or (re)build it, saying why when rebuilding."""
+    try:
+        paths.array.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create cache directory {paths.array.parent}: {exc.strerror}; "
+                        f"set ASLHPC_CACHE_DIR to a writable directory") from exc
+    with _exclusive_lock(paths.lock, _say) as lock:
+        # Another job may have just built it (and on NFS it may take a moment to show).
+        found = _try_open(paths, index, size, interpolation)
+        if found is None:
+            found = _await_visible(paths, index, size, interpolation, lock)
+        if isinstance(found, DecodedImages):
+            return found
+        if isinstance(found, str):
+            _say(f"rebuilding cache {paths.array}: {found}")
+        build_s = _build(paths, index, size, interpolation, workers or default_workers(), progress,
+                         lock.locked)
+        if lock.locked:
+            lock.mark_built()
+        found = _try_open(paths, index, size, interpolation, build_s, verify="off")  # summed while built
+    if not isinstance(found, DecodedImages):
+        raise DataError(f"cache {paths.array} was built but cannot be read back ({found or 'missing'}); "
+                        f"delete it and retry")
+    return found
 
 
 def open_cache(
@@ -346,22 +464,8 @@ def open_cache(
         raise ValueError(f"size={size} must be positive")
     paths = cache_paths(index, size, interpolation, cache_dir or _default_cache_dir())
     found = _try_open(paths, index, size, interpolation)
-    if found is None:
-        try:
-            paths.array.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot create cache directory {paths.array.parent}: {exc.strerror}; "
-                            f"set ASLHPC_CACHE_DIR to a writable directory") from exc
-        with _exclusive_lock(paths.lock, _say) as lock:
-            # Another job may have just built it (and on NFS it may take a moment to show).
-            found = _try_open(paths, index, size, interpolation) or _await_visible(paths, index, size, interpolation, lock)
-            if found is None:
-                build_s = _build(paths, index, size, interpolation, workers or default_workers(), progress, lock.locked)
-                if lock.locked:
-                    lock.mark_built()
-                found = _try_open(paths, index, size, interpolation, build_s)
-        if found is None:
-            raise DataError(f"cache {paths.array} was built but cannot be read back; delete it and retry")
+    if not isinstance(found, DecodedImages):
+        found = _open_or_build(paths, index, size, interpolation, workers, progress)
     if found.bad:
         shown = ", ".join(found.bad[:3]) + (", ..." if len(found.bad) > 3 else "")
         _say(f"warning: {len(found.bad)} of {len(found)} images could not be decoded and are skipped "

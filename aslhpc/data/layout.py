@@ -16,10 +16,12 @@ frames, and the blocked split relies on that order.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -89,8 +91,48 @@ def _visible(entry: os.DirEntry) -> bool:
     return not entry.name.startswith(".")
 
 
-def _is_image(entry: os.DirEntry) -> bool:
-    return entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
+def _fs_error(exc: OSError, path: str | os.PathLike, doing: str) -> DataError:
+    """One line naming the path and what failed, for every filesystem error of the scan."""
+    where = exc.filename or path
+    if exc.errno == errno.ELOOP:
+        return DataError(f"symlink loop at {where} while {doing}; remove or fix the link")
+    if exc.errno == errno.EACCES:
+        return DataError(f"permission denied reading {where} while {doing}; "
+                         f"fix its permissions (chmod -R u+rX, or g+rX for a shared dataset)")
+    return DataError(f"cannot read {where} while {doing}: {exc.strerror or exc}; check the filesystem")
+
+
+def _list(path: str | os.PathLike, doing: str) -> list[os.DirEntry]:
+    """The directory's visible entries; a DataError naming the path when it cannot be read."""
+    try:
+        with os.scandir(path) as it:
+            return [e for e in it if _visible(e)]
+    except OSError as exc:
+        raise _fs_error(exc, path, doing) from exc
+
+
+def _kind(entry: os.DirEntry, doing: str) -> str:
+    """"dir", "file", "dangling" (a symlink to nothing) or "other", following symlinks."""
+    try:
+        if entry.is_dir():
+            return "dir"
+        if entry.is_file():
+            return "file"
+        if entry.is_symlink() and not os.path.exists(entry.path):
+            os.stat(entry.path)  # raises ELOOP for a loop (named), ENOENT for a dangling link
+        return "other"
+    except FileNotFoundError:
+        return "dangling"
+    except OSError as exc:
+        raise _fs_error(exc, entry.path, doing) from exc
+
+
+def _is_image(entry: os.DirEntry, doing: str = "scanning") -> bool:
+    return Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and _kind(entry, doing) == "file"
+
+
+def _warn(msg: str) -> None:
+    print(f"aslhpc: warning: {msg}", file=sys.stderr, flush=True)
 
 
 def _train_root(root: Path) -> Path:
@@ -115,21 +157,43 @@ def _test_dir(root: Path) -> Path | None:
 
 def _scan_classes(train_root: Path) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
-    with os.scandir(train_root) as it:
-        for entry in it:
-            if not _visible(entry) or not entry.is_dir() or entry.name in _NOT_CLASSES:
-                continue
-            if entry.name not in CANONICAL_CLASSES:
-                raise DataError(
-                    f"unknown class folder {entry.name!r} in {train_root}; "
-                    f"expected only {', '.join(CANONICAL_CLASSES)} (move it away)"
-                )
-            with os.scandir(entry.path) as files:
-                names = [f.name for f in files if _visible(f) and _is_image(f)]
-            if not names:
-                raise DataError(f"class folder {entry.path} holds no images; delete it or restore its files")
-            found[entry.name] = sorted(names, key=file_sort_key)
+    for entry in _list(train_root, "listing the class folders"):
+        if entry.name in _NOT_CLASSES:
+            continue
+        kind = _kind(entry, "listing the class folders")
+        if kind != "dir":
+            if entry.name in CANONICAL_CLASSES:  # a class name that is not a folder: never skipped silently
+                what = "a symlink to nothing" if kind == "dangling" else "not a directory"
+                raise DataError(f"class folder {entry.path} is {what}; make it a folder of images "
+                                f"(or remove it)")
+            continue
+        if entry.name not in CANONICAL_CLASSES:
+            raise DataError(
+                f"unknown class folder {entry.name!r} in {train_root}; "
+                f"expected only {', '.join(CANONICAL_CLASSES)} (move it away)"
+            )
+        found[entry.name] = _scan_class(entry)
     return found
+
+
+def _scan_class(folder: os.DirEntry) -> list[str]:
+    """Image names of one class folder in frame order; dangling links are named in a warning."""
+    doing = f"scanning class folder {folder.name}"
+    names, dangling = [], []
+    for f in _list(folder.path, doing):
+        if Path(f.name).suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        kind = _kind(f, doing)
+        if kind == "file":
+            names.append(f.name)
+        elif kind == "dangling":
+            dangling.append(f.name)
+    if dangling:
+        shown = ", ".join(sorted(dangling)[:3]) + (", ..." if len(dangling) > 3 else "")
+        _warn(f"{len(dangling)} image link(s) in {folder.path} point to nothing and are skipped ({shown})")
+    if not names:
+        raise DataError(f"class folder {folder.path} holds no images; delete it or restore its files")
+    return sorted(names, key=file_sort_key)
 
 
 def _scan_test(test_dir: Path, classes: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
@@ -138,8 +202,8 @@ def _scan_test(test_dir: Path, classes: tuple[str, ...]) -> tuple[tuple[str, int
     A canonical class that is absent from the training folders is skipped (it has no label).
     """
     out: list[tuple[str, int]] = []
-    with os.scandir(test_dir) as it:
-        entries = [e for e in it if _visible(e) and _is_image(e)]
+    doing = "scanning the test folder"
+    entries = [e for e in _list(test_dir, doing) if _is_image(e, doing)]
     for entry in entries:
         stem = Path(entry.name).stem
         name = stem[: -len("_test")] if stem.endswith("_test") else stem
@@ -155,8 +219,19 @@ def _scan_test(test_dir: Path, classes: tuple[str, ...]) -> tuple[tuple[str, int
 
 
 def scan_dataset(root: str | os.PathLike) -> DatasetIndex:
-    """Index a Kaggle-layout dataset; raise a one-line :class:`DataError` if it is not one."""
-    root = Path(root).expanduser()
+    """Index a Kaggle-layout dataset; raise a one-line :class:`DataError` if it is not one.
+
+    Every filesystem error (permissions, symlink loops, I/O errors) is a DataError naming the path.
+    """
+    try:
+        return _scan(Path(root).expanduser())
+    except OSError as exc:
+        raise _fs_error(exc, root, "scanning the dataset") from exc
+    except RuntimeError as exc:  # Path.resolve() on a symlink loop (Python < 3.13)
+        raise DataError(f"cannot resolve {root}: {exc}; fix the symlinks") from exc
+
+
+def _scan(root: Path) -> DatasetIndex:
     if not root.exists():
         raise DataError(f"dataset directory {root} does not exist; expected {_EXPECTED}")
     if not root.is_dir():

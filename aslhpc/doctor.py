@@ -1,0 +1,100 @@
+"""``python -m aslhpc.doctor``: check this node before a cell runs here (exit 0: a cell would run).
+
+    python -m aslhpc.doctor                           # this machine, default settings
+    python -m aslhpc.doctor -e lad2020 --data DIR     # with an experiment's image size, cache, results
+    python -m aslhpc.doctor --json report.json        # also the full report as JSON
+    python -m aslhpc.doctor --submit lad2020          # the same checks as a short SLURM job per job shape
+
+Checks: package versions and torch's GPU kernels, CUDA devices and one LadNet step on each,
+bf16/fp16, cuDNN, NVML (init, UUIDs, per-process memory), the sampler's tick cost,
+DataParallel, DDP over two processes, the data, the cache and results directories, and a
+throughput probe. See aslhpc/preflight/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from aslhpc.errors import AslhpcError
+from aslhpc.preflight.context import Context
+from aslhpc.preflight.runner import Report, render, run_checks, write_json
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m aslhpc.doctor", description=__doc__.splitlines()[0])
+    p.add_argument("-e", "--experiment", metavar="JOB", help="jobs/<name>.toml or its name: take the cells' "
+                   "image size, cache dir, results dir, data and GPU type from it")
+    p.add_argument("--data", help="dataset root to check (default: the experiment's, if given)")
+    p.add_argument("--results", help="results directory (default: the experiment's, else ./results)")
+    p.add_argument("--cache-dir", default=None,
+                   help="the cells' configured cache_dir (default: resolved as a cell does: "
+                   "$ASLHPC_CACHE_DIR, node-local scratch with --node-local, ~/.cache/aslhpc)")
+    p.add_argument("--node-local", action="store_true", help="resolve the cache dir to $SLURM_TMPDIR/$TMPDIR")
+    p.add_argument("--image-size", type=int, default=None, help="default: the experiment's, else 150")
+    p.add_argument("--ddp", action="store_true",
+                   help="run the 2-process DDP check even with fewer than 2 GPUs")
+    p.add_argument("--quick", action="store_true", help="fewer steps and samples (tests, CI)")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON (atomically)")
+    p.add_argument("--submit", nargs="?", const="", metavar="JOB",
+                   help="run the checks as one short SLURM job per job shape of JOB (default: --experiment)")
+    p.add_argument("--timeout", type=float, default=900.0, help="with --submit: seconds to wait for the jobs")
+    return p
+
+
+def context_from_args(args: argparse.Namespace) -> Context:
+    """The checks' inputs: the experiment's settings, overridden by explicit flags."""
+    ctx = Context(ddp=args.ddp, quick=args.quick, node_local=args.node_local)
+    if args.experiment:
+        from aslhpc.orchestration.experiment import find_job_file, load_spec
+
+        spec = load_spec(find_job_file(args.experiment))
+        ctx.image_size, ctx.interpolation = spec.train.image_size, spec.train.interpolation
+        ctx.results, ctx.data, ctx.gpu_type = spec.results, spec.data, spec.cluster.gpu_type
+        ctx.allow_cpu, ctx.gpus = spec.train.allow_cpu, max(spec.gpus, default=0)
+    for name in ("data", "results", "cache_dir", "image_size"):
+        if getattr(args, name) is not None:
+            setattr(ctx, name, getattr(args, name))
+    if ctx.image_size < 30:
+        raise AslhpcError(f"--image-size {ctx.image_size} is below the network's minimum of 30 px; "
+                          "use e.g. 150")
+    return ctx
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    width = min(shutil.get_terminal_size((80, 24)).columns, 120)
+    try:
+        if args.submit is not None:
+            from aslhpc.preflight.remote import submit_doctor
+
+            job = args.submit or args.experiment
+            if not job:
+                raise AslhpcError("--submit needs an experiment: --submit jobs/NAME.toml (or -e NAME)")
+            return submit_doctor(job, args, width=width)
+        ctx = context_from_args(args)
+        report = run_checks(ctx, progress=_progress if sys.stderr.isatty() else None)
+        if sys.stderr.isatty():
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+    except AslhpcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(render(report, width=width), end="")
+    if args.json:
+        path = write_json(report, args.json)
+        print(f"report written to {Path(path)}")
+    return report.exit_code
+
+
+def _progress(name: str) -> None:
+    print(f"\r\033[Kchecking {name} ...", end="", file=sys.stderr, flush=True)
+
+
+def report_from_json(data: dict) -> Report:
+    return Report.from_dict(data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
