@@ -36,7 +36,7 @@ from aslhpc.cellfiles import RESULT_SCHEMA, CellPaths
 from aslhpc.data import DatasetIndex, load_image, make_split, normalize, open_cache, scan_dataset, to_tensor
 from aslhpc.errors import AslhpcError, DataError
 from aslhpc.telemetry import Sampler, collect_provenance
-from aslhpc.training.config import TrainConfig
+from aslhpc.training.config import TrainConfig, resolve_cache_dir
 from aslhpc.training.devices import DevicePlan, Precision, choose_precision, plan_devices
 from aslhpc.training.hostmem import retain_freed_memory
 from aslhpc.training.model import LadNet
@@ -249,7 +249,7 @@ def build_data(cfg: TrainConfig, plan: DevicePlan, dist: Dist, log: Log) -> Cell
                  for idx, shuffle in ((split.train, True), (split.val, False), (split.test, False))]
         return CellData(index, split, *parts, time.perf_counter() - t0, 0, "decoded every epoch (DataLoader)", [])
 
-    cache = open_cache(index, cfg.image_size, cfg.interpolation, cfg.cache_dir, progress=dist.main)
+    cache = open_cache(index, cfg.image_size, cfg.interpolation, resolve_cache_dir(cfg)[0], progress=dist.main)
     parts_idx = [idx[cache.ok[idx]] for idx in (split.train, split.val, split.test)]
     for name, idx, total in zip(("training", "validation"), parts_idx, (split.train, split.val), strict=False):
         if len(idx) == 0:
