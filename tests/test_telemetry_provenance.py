@@ -100,3 +100,33 @@ def test_the_given_environment_is_used_not_the_process_one(monkeypatch: pytest.M
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     p = collect_provenance(nvml=FakeNvml(four_v100s()), env={})  # no CUDA_VISIBLE_DEVICES: all GPUs
     assert p["gpu_count"] == 4 and p["cuda_visible_devices"] is None
+
+
+def _fake_torch(arch: list[str], flags: str | None, cuda: str | None = "12.6"):
+    from types import SimpleNamespace
+
+    c = SimpleNamespace(_cuda_getArchFlags=lambda: flags) if flags is not None else SimpleNamespace()
+    return SimpleNamespace(version=SimpleNamespace(cuda=cuda), cuda=SimpleNamespace(get_arch_list=lambda: arch), _C=c)
+
+
+def test_the_arch_list_is_read_from_the_wheel_when_no_gpu_is_visible() -> None:
+    """Issue 19.3: torch 2.7.1 answers get_arch_list() == [] without a GPU; the compiled-in flags still know."""
+    old = _fake_torch([], "sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90")
+    assert prov.cuda_arch_list(old) == ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
+    assert prov.v100_supported(prov.cuda_arch_list(old)) is True
+    cu130 = _fake_torch([], "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120")
+    assert prov.v100_supported(prov.cuda_arch_list(cu130)) is False  # the login-node check no longer passes silently
+    assert prov.cuda_arch_list(_fake_torch(["sm_80"], "sm_50")) == ["sm_80"]  # the documented call wins
+    assert prov.cuda_arch_list(_fake_torch([], None, cuda=None)) == []  # a CPU build
+
+
+@pytest.mark.parametrize(("arch", "cap", "ok"), [
+    (["sm_80"], (8, 6), True),  # same major, newer minor: the cubin runs
+    (["sm_86"], (8, 0), False),
+    (["sm_90a"], (9, 0), True), (["sm_90a"], (9, 1), False),  # arch-specific: exactly that GPU
+    (["sm_75", "sm_80"], (7, 0), False),
+    (["compute_70"], (9, 0), True),  # PTX: JIT for anything newer
+    (["sm_90"], (10, 0), False),
+])
+def test_arch_supports_a_gpu_capability(arch: list[str], cap: tuple[int, int], ok: bool) -> None:
+    assert prov.arch_supports(arch, cap) is ok

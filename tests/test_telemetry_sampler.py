@@ -348,3 +348,37 @@ def test_cpu_meter_counts_child_processes_and_catches_the_rss_peak(monkeypatch: 
     summary = meter.summary()
     assert summary["rss_peak_gb"] * 1000 >= rss0 + 140  # VmHWM saw the spike between samples
     assert summary["n_cpus"] >= 1 and summary["util_mean_pct"] > 0
+
+
+def test_a_gpu_nvml_may_not_open_leaves_telemetry_on_for_this_jobs_gpus(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19.5: on a shared 4-GPU node SLURM's cgroup denies the other jobs' GPUs (NO_PERMISSION)."""
+    gpus = four_v100s()
+    for g in (gpus[0], gpus[1]):
+        g.denied = True  # another job holds GPUs 0 and 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    with Sampler(tmp_path / "s.csv", interval_s=HOUR, nvml=FakeNvml(gpus)) as s:
+        pass
+    assert s.summary["nvml"] is True and s.summary["reason"] is None
+    assert [(m["index"], m["nvml_index"]) for m in s.summary["mapping"]] == [(0, 2), (1, 3)]
+    # the same through torch's UUIDs alone (no PCI fields, as on torch 2.7.1)
+    visible = [{"index": 0, "uuid": uuid(4)[4:], "pci_bus_id": None}]
+    with Sampler(tmp_path / "t.csv", interval_s=HOUR, nvml=FakeNvml(gpus), visible=visible) as s:
+        pass
+    assert [(m["index"], m["nvml_index"], m["matched_by"]) for m in s.summary["mapping"]] == [(0, 3, "uuid")]
+
+
+def test_torch_without_pci_properties_is_matched_by_uuid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19.4: torch 2.7.1's device properties have ``uuid`` but no ``pci_*``; torch_visible must not fail."""
+    from types import SimpleNamespace
+
+    from aslhpc.telemetry.nvml import torch_visible
+
+    props = SimpleNamespace(uuid="00000004-1111-2222-3333-000000000004", name="Tesla V100-SXM2-32GB")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    assert torch_visible() == [{"index": 0, "uuid": props.uuid, "name": props.name, "pci_bus_id": None}]
+    full = SimpleNamespace(**vars(props), pci_domain_id=0, pci_bus_id=0xAF, pci_device_id=0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: full)
+    assert torch_visible()[0]["pci_bus_id"] == "00000000:af:00.0"

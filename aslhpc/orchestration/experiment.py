@@ -24,7 +24,7 @@ from typing import Any
 from aslhpc.cellfiles import cell_id as make_cell_id
 from aslhpc.cellfiles import cells_dir
 from aslhpc.errors import ConfigError
-from aslhpc.training.config import STRATEGIES, TrainConfig, config_problems, shared_fields
+from aslhpc.training.config import COMPILE_DP, STRATEGIES, TrainConfig, config_problems, shared_fields
 
 OPTIMIZERS = ("sgd",)
 REPO_JOBS = Path(__file__).resolve().parents[2] / "jobs"
@@ -388,6 +388,9 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
 
     choice("train.optimizer", t.optimizer, OPTIMIZERS)
     problems += [f"train.{p}" for p in config_problems(asdict(t))]
+    dp_gpus = sorted({g for g in spec.gpus if isinstance(g, int) and g > 1}) if "dp" in spec.strategies else []
+    if t.compile is True and dp_gpus:
+        problems.append(f"train.{COMPILE_DP.format(gpus=dp_gpus[0])}")
 
     for key in ("partition", "gpu_type"):
         v = getattr(c, key)

@@ -26,9 +26,12 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 MIN_INPUT_SIZE = 30  # the network's conv k7, pool, conv k5, pool, conv k3, pool: 30 px -> 1x1
 # Fields that do not change what a cell computes: a checkpoint or result written under other values still counts.
 NOT_IDENTITY = frozenset({"out", "cache_dir", "node_local_cache", "log_every", "sample_interval_s",
-                          "process_sample_interval_s", "workers", "allow_cpu", "reuse_host_memory"})
+                          "process_sample_interval_s", "workers", "allow_cpu", "reuse_host_memory",
+                          "cpu_threads"})
 # Fields that differ per cell of an experiment (the matrix and its paths): not part of the [train] table.
 PER_CELL = ("data", "out", "gpus", "batch_size", "strategy", "cache_dir")
+COMPILE_DP = ("compile=true cannot apply to a {gpus}-GPU DataParallel cell (its replicas are re-made every step, "
+              "uncompiled); use strategy ddp, or compile=false")
 
 
 def _opt(default: Any, help: str, **rules: Any) -> Any:
@@ -74,11 +77,14 @@ class TrainConfig:
     strategy: str = _opt("dp", "dp = nn.DataParallel, ddp = one process per GPU", choices=STRATEGIES)
     amp: str = _opt("auto", "auto = bf16 on Ampere+, fp16 on V100, fp32 on CPU", choices=AMP_MODES)
     channels_last: bool = _opt(True, "channels_last memory format (fast pipeline)")
-    compile: bool = _opt(False, "torch.compile the model (refused with DataParallel)")
+    compile: bool = _opt(False, "torch.compile the model (not with --strategy dp over several GPUs: "
+                         "DataParallel re-makes its replicas every step)")
     reuse_host_memory: bool = _opt(True, "fast pipeline on CPU: keep freed activation memory in the heap "
                                    "instead of letting glibc return it to the OS every step")
     allow_cpu: bool = _opt(False, "fall back to the CPU when the GPUs are not usable here")
     workers: int = _opt(2, "DataLoader workers (paper pipeline)", min=0)
+    cpu_threads: int = _opt(0, "intra-op CPU threads; 0 = $OMP_NUM_THREADS, else the CPUs the job was given "
+                            "(the same value makes CPU numerics comparable across machines)", min=0)
     cache_dir: str = _opt("", "decoded-image cache; empty = chosen where the cell runs: $ASLHPC_CACHE_DIR, "
                           "node-local scratch (--node-local-cache), else ~/.cache/aslhpc")
     node_local_cache: bool = _opt(False, "without --cache-dir/$ASLHPC_CACHE_DIR, cache in the job's "
@@ -94,6 +100,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         problems = config_problems(self.to_dict())
+        if not problems and self.compile and self.strategy == "dp" and self.gpus > 1:
+            problems.append(COMPILE_DP.format(gpus=self.gpus))
         if problems:
             raise ConfigError("; ".join(problems))
 
