@@ -382,3 +382,44 @@ def test_torch_without_pci_properties_is_matched_by_uuid(monkeypatch: pytest.Mon
     full = SimpleNamespace(**vars(props), pci_domain_id=0, pci_bus_id=0xAF, pci_device_id=0)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: full)
     assert torch_visible()[0]["pci_bus_id"] == "00000000:af:00.0"
+
+
+def test_descendants_are_found_without_the_proc_children_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: /proc/<pid>/task/<tid>/children needs CONFIG_PROC_CHILDREN; the tree comes from psutil."""
+    from aslhpc.telemetry import cpu
+
+    real = cpu._read
+    monkeypatch.setattr(cpu, "_read", lambda path: None if path.endswith("/children") else real(path))
+    script = "import subprocess, sys, time\np = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(5)'])\n" \
+             "print(p.pid, flush=True)\ntime.sleep(5)"
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(child.stdout.readline())
+        assert {child.pid, grandchild} <= set(cpu.descendants(os.getpid()))
+    finally:
+        child.kill()
+        child.wait()
+        try:
+            os.kill(grandchild, 9)
+        except (OSError, UnboundLocalError):
+            pass
+
+
+def test_whole_cell_summary_covers_every_attempt(tmp_path: Path) -> None:
+    """Issue 16: a resumed cell's GPU peak may have happened in an earlier attempt."""
+    from aslhpc.telemetry.cellsummary import whole_cell
+
+    csv_path = tmp_path / "samples.csv"
+    first = FakeNvml([FakeGpu(uuid(1), used_mib=(9000, 12000))])
+    with Sampler(csv_path, interval_s=HOUR, nvml=first) as s:
+        s.sample_now()
+    second = FakeNvml([FakeGpu(uuid(1), used_mib=(3000,))])
+    with Sampler(csv_path, interval_s=HOUR, nvml=second) as s:
+        pass
+    last = s.summary
+    assert last["gpus"][0]["mem_peak_gb"] == 3.0 and last["n_samples"] == 2
+    cell = whole_cell(last, csv_path)
+    assert cell["n_samples"] == 5 and [a["n_samples"] for a in cell["attempts"]] == [3, 2]
+    assert cell["gpus"][0]["mem_peak_gb"] == 12.0 and cell["attempts"][0]["gpus"][0]["mem_peak_gb"] == 12.0
+    assert cell["attempts"][1]["gpus"][0]["mem_peak_gb"] == 3.0 and cell["scope"] == "cell (all attempts)"
+    assert cell["cpu"]["rss_peak_gb"] >= last["cpu"]["rss_peak_gb"]

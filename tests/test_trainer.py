@@ -104,6 +104,11 @@ def test_killed_after_an_epoch_and_resumed_ends_with_identical_metrics(synth_roo
     assert {k: resumed[k] for k in METRICS} == {k: straight[k] for k in METRICS}
     assert [r["epoch"] for r in read_jsonl(tmp_path / "resumed" / "epochs.jsonl")] == [1, 2, 3, 4]
     assert not (tmp_path / "resumed" / "error.json").exists()
+    # telemetry describes the whole cell, both attempts (issue 16), not only the process that finished it
+    tel = resumed["telemetry"]
+    cpu_rows = [ln for ln in (tmp_path / "resumed" / "samples.csv").read_text().splitlines() if ",cpu," in ln]
+    assert len(tel["attempts"]) == 2 and tel["n_samples"] == len(cpu_rows)
+    assert tel["n_samples"] == sum(a["n_samples"] for a in tel["attempts"]) > tel["attempts"][-1]["n_samples"]
 
 
 def test_more_gpus_than_visible_is_an_error_naming_the_fix(synth_root, tmp_path):
