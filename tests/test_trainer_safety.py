@@ -165,3 +165,18 @@ def test_result_records_cache_threads_precision_and_what_was_applied(synth_root,
     assert r["compile"] is False and r["optimizer"] == {"name": "sgd", "fused": False} and r["backend"] is None
     assert r["versions"]["torch"] == torch.__version__ and r["slurm"] is None
     assert not math.isnan(r["telemetry"]["n_samples"])
+
+
+def test_time_breakdown_per_epoch_and_for_the_cell(synth_root, tmp_path):
+    """Issue 14 (stretch): epochs.jsonl and result.json say where the time went; the parts add up on a CPU."""
+    from aslhpc.atomic import read_jsonl
+
+    r = run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", epochs=2, max_steps=3), log=lambda m: None)
+    lines = read_jsonl(tmp_path / "c" / "epochs.jsonl")
+    for e in lines:
+        assert e["data_wait_s"] > 0 and e["compute_s"] > 0 and e["eval_s"] > 0
+        assert e["data_wait_s"] + e["compute_s"] <= e["train_s"] + 1e-6
+    tb = r["time_breakdown"]
+    assert set(tb) == {"data_wait_s", "compute_s", "eval_s", "other_s"} and tb["other_s"] >= 0
+    assert tb["compute_s"] == pytest.approx(sum(e["compute_s"] for e in lines), abs=1e-3)
+    assert sum(tb.values()) == pytest.approx(r["exec_time_s"], abs=2e-3)

@@ -10,8 +10,10 @@ computes its replicas in fp16, unscaled. Each pass records the dtype the outputs
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -20,6 +22,7 @@ from aslhpc.training.distributed import Dist
 from aslhpc.training.pipelines import Batches
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 
 class AutocastForward(nn.Module):
@@ -43,6 +46,52 @@ class Stats:
     n: int
     seconds: float
     out_dtype: str = ""  # the dtype the model's outputs came in (what the replicas computed in)
+    data_wait_s: float = 0.0  # training only: host time spent waiting for the next batch (copy to the GPU included)
+    compute_s: float = 0.0  # training only: forward + backward + optimizer step
+
+
+class StepClock:
+    """Where a training epoch's time goes, without slowing it down.
+
+    ``data_wait_s``: host wall time inside the batch iterator (decode, gather, and the host-to-device
+    copy the pipeline issues: ``h2d`` is folded in here). ``compute_s``: forward + backward + step,
+    timed with CUDA events recorded on the current stream around each step and read once after the
+    epoch's final synchronize (no per-step sync); wall time on the CPU, where work is synchronous.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.data_wait_s = 0.0
+        self._wall_compute = 0.0
+        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+
+    def batches(self, iterable: Iterable[T]) -> Iterator[T]:
+        it = iter(iterable)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            self.data_wait_s += time.perf_counter() - t0
+            yield item
+
+    @contextmanager
+    def compute(self) -> Iterator[None]:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self._events.append((start, end))
+        else:
+            t0 = time.perf_counter()
+            yield
+            self._wall_compute += time.perf_counter() - t0
+
+    def compute_s(self) -> float:
+        """Call after the epoch's synchronize: every event has completed by then."""
+        return self._wall_compute + sum(s.elapsed_time(e) for s, e in self._events) / 1000.0
 
 
 def _sync(device: torch.device) -> None:
@@ -63,23 +112,25 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
     criterion = nn.CrossEntropyLoss(reduction="sum")
     sums = torch.zeros(3, device=device)  # loss, correct, seen
     total, out_dtype = len(batches), ""
+    clock = StepClock(device)
     _sync(device)
     t0 = time.perf_counter()
-    for step, (x, y, global_n) in enumerate(batches.epoch(epoch)):
-        out = model(x)
+    for step, (x, y, global_n) in enumerate(clock.batches(batches.epoch(epoch))):
+        with clock.compute():
+            out = model(x)
+            batch_loss = criterion(out.float(), y)
+            # Sum / global batch size * world: after DDP averages gradients over ranks this is
+            # exactly the mean over the global batch, even when ranks hold unequal shares.
+            loss = batch_loss * (dist.world / global_n)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
         out_dtype = out_dtype or str(out.dtype).removeprefix("torch.")
-        batch_loss = criterion(out.float(), y)
-        # Sum / global batch size * world: after DDP averages gradients over ranks this is
-        # exactly the mean over the global batch, even when ranks hold unequal shares.
-        loss = batch_loss * (dist.world / global_n)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
         sums[0] += batch_loss.detach()
         sums[1] += (out.argmax(1) == y).sum()
         sums[2] += len(y)
@@ -92,7 +143,9 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
                 on_progress(step, total)
     _sync(device)
     seconds = time.perf_counter() - t0
-    return _stats(dist.all_sum(sums), seconds, out_dtype)
+    stats = _stats(dist.all_sum(sums), seconds, out_dtype)
+    stats.data_wait_s, stats.compute_s = clock.data_wait_s, clock.compute_s()
+    return stats
 
 
 @torch.inference_mode()

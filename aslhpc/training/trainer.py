@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from aslhpc import __version__
-from aslhpc.atomic import append_jsonl, atomic_write_json, read_json
+from aslhpc.atomic import append_jsonl, atomic_write_json, read_json, read_jsonl
 from aslhpc.cellfiles import RESULT_SCHEMA, CellPaths
 from aslhpc.errors import AslhpcError, DataError
 from aslhpc.telemetry import Sampler, collect_provenance
@@ -366,7 +366,8 @@ def record_epoch(cell: Cell, model: Model, progress: Progress, tr: Stats, va: St
     # Epoch line first, checkpoint second: a crash in between leaves a line that resume drops.
     append_jsonl(paths.epochs, {"epoch": epoch, "train_loss": tr.loss, "train_acc": tr.acc, "val_loss": va.loss,
                                 "val_acc": va.acc, "epoch_s": epoch_s, "train_s": tr.seconds,
-                                "images_per_s": tr.n / max(tr.seconds, 1e-9), "lr": cfg.lr, "time": _now()})
+                                "images_per_s": tr.n / max(tr.seconds, 1e-9), "lr": cfg.lr, "time": _now(),
+                                "data_wait_s": tr.data_wait_s, "compute_s": tr.compute_s, "eval_s": va.seconds})
     save_checkpoint(paths.checkpoint, {
         "identity": cfg.identity(), "epoch": epoch, "model": model_state(model.bare),
         "optimizer": model.optimizer.state_dict(), "scaler": model.scaler.state_dict() if model.scaler else None,
@@ -394,6 +395,18 @@ def final_evaluation(cell: Cell, data: CellData, model: Model,
         extra = extra_test(AutocastForward(model.bare, cell.device.type, cell.precision.dtype), data.index,
                            cell.cfg, cell.device)
     return test, extra, digests
+
+
+def time_breakdown(epochs: list[dict[str, Any]], exec_s: float) -> dict[str, float | None]:
+    """Where the cell's epochs spent their time, summed over every attempt's epoch lines.
+
+    ``other_s`` is the rest of ``exec_time_s`` (logging, loss bookkeeping, progress writes), floored at 0:
+    on a GPU the data wait (host clock) and the compute (GPU events) can overlap."""
+    keys = ("data_wait_s", "compute_s", "eval_s")
+    if not epochs or not all(all(k in e for k in keys) for e in epochs):
+        return dict.fromkeys((*keys, "other_s"))  # epochs written before these were measured
+    sums = {k: round(sum(float(e[k]) for e in epochs), 4) for k in keys}
+    return {**sums, "other_s": round(max(0.0, exec_s - sum(sums.values())), 4)}
 
 
 def result_record(cell: Cell, data: CellData, model: Model, progress: Progress, test: Stats,
@@ -424,6 +437,7 @@ def result_record(cell: Cell, data: CellData, model: Model, progress: Progress, 
         "train_loss": best["train_loss"], "val_loss": best["val_loss"], "test_loss": test.loss,
         "extra_test": extra,
         "exec_time_s": progress.exec_s, "data_prep_s": data.prep_s, "train_time_s": progress.train_s,
+        "time_breakdown": time_breakdown(read_jsonl(cell.paths.epochs), progress.exec_s),
         "images_per_s": progress.train_images / max(progress.train_s, 1e-9),
         "data_location": data.data_location,
         "telemetry": telemetry, "provenance": provenance,
