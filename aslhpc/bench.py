@@ -32,19 +32,23 @@ from aslhpc.training.config import AMP_MODES, TrainConfig
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m aslhpc.bench", description=__doc__.splitlines()[0])
     p.add_argument("--data", help="dataset root; default: generate one in a temporary directory")
-    p.add_argument("--per-class", type=int, default=100, help="images per class when generating (default 100)")
+    p.add_argument("--per-class", type=int, default=100,
+                   help="images per class when generating (default 100)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=20, help="training steps per pipeline (default 20)")
     p.add_argument("--gpus", type=int, default=None, help="default: 1 when CUDA is available, else 0 (CPU)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the paper pipeline")
     p.add_argument("--full", action="store_true",
-                   help="time complete cells: 25 epochs on 76,760 training images (3,001 generated per class, as in the paper)")
+                   help="time complete cells: 25 epochs on 76,760 training images "
+                        "(3,001 generated per class, as in the paper)")
     p.add_argument("--epochs", type=int, default=25, help="epochs with --full")
     p.add_argument("--pipelines", default="paper,fast", help="which pipelines to run, in order")
     p.add_argument("--amp", choices=AMP_MODES, default="auto",
-                   help="precision of the fast pipeline (the paper pipeline is always fp32); auto = by hardware")
+                   help="precision of the fast pipeline (the paper pipeline is always fp32); "
+                        "auto = by hardware")
     p.add_argument("--no-reuse-host-memory", dest="reuse_host_memory", action="store_false",
-                   help="fast pipeline on CPU: let glibc unmap freed activation memory every step (what it costs)")
+                   help="fast pipeline on CPU: let glibc unmap freed activation memory every step "
+                        "(what it costs)")
     return p
 
 
@@ -65,11 +69,13 @@ def timed_figures(result: dict, epochs: list[dict]) -> dict:
     warm-up), the whole cell's for ``--full``."""
     if result["config"]["max_steps"] and len(epochs) > 1:
         last = epochs[-1]
-        return {"images_per_s": last["images_per_s"], "train_time_s": last["train_s"], "warmup_epochs": len(epochs) - 1}
+        return {"images_per_s": last["images_per_s"], "train_time_s": last["train_s"],
+                "warmup_epochs": len(epochs) - 1}
     return {"warmup_epochs": 0}
 
 
-def pipeline_config(pipeline: str, data: Path, out: Path, cache: Path, args: argparse.Namespace, gpus: int) -> TrainConfig:
+def pipeline_config(pipeline: str, data: Path, out: Path, cache: Path, args: argparse.Namespace,
+                    gpus: int) -> TrainConfig:
     full = args.full
     return TrainConfig(data=str(data), out=str(out / pipeline), gpus=gpus, batch_size=args.batch_size,
                        epochs=args.epochs if full else 2, pipeline=pipeline, workers=args.workers,
@@ -94,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 per_class = 3001 if args.full else args.per_class  # 29 x 3001 = 87,029 -> 76,760 train images
                 data = write_dataset(tmp_path / "data", per_class=per_class, seed=0, test_folder=False)
             device = torch.cuda.get_device_name(0) if gpus and torch.cuda.is_available() else "CPU"
-            what = "full cells" if args.full else f"{args.steps} steps after {args.steps} untimed warm-up steps"
+            steps = f"{args.steps} steps after {args.steps} untimed warm-up steps"
+            what = "full cells" if args.full else steps
             print(f"device: {device} x{max(gpus, 1) if gpus else 0} | torch {torch.__version__} | threads "
                   f"{torch.get_num_threads()} | batch {args.batch_size} | {what}", flush=True)
             figures: dict[str, float] = {}

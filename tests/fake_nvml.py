@@ -156,7 +156,8 @@ class FakeNvml:
         gpu = self._enter("nvmlDeviceGetUtilizationRates", handle)
         assert gpu is not None
         fn = "nvmlDeviceGetUtilizationRates"
-        return SimpleNamespace(gpu=self._next(fn, handle, gpu.util_gpu), memory=self._next(fn, handle, gpu.util_mem))
+        return SimpleNamespace(gpu=self._next(fn, handle, gpu.util_gpu),
+                               memory=self._next(fn, handle, gpu.util_mem))
 
     def nvmlDeviceGetPowerUsage(self, handle: FakeHandle) -> int:
         gpu = self._enter("nvmlDeviceGetPowerUsage", handle)
@@ -188,4 +189,5 @@ def uuid(n: int) -> str:
 def four_v100s(**overrides: Any) -> list[FakeGpu]:
     """The paper's node: 4 V100-SXM2 at the bus ids of its nvidia-smi screenshots."""
     buses = ("18", "3B", "86", "AF")
-    return [FakeGpu(uuid=uuid(i + 1), pci_bus_id=f"00000000:{b}:00.0", **overrides) for i, b in enumerate(buses)]
+    return [FakeGpu(uuid=uuid(i + 1), pci_bus_id=f"00000000:{b}:00.0", **overrides)
+            for i, b in enumerate(buses)]

@@ -1,4 +1,5 @@
-"""The benchmark prints both pipelines' figures from one run and ends with their ratio (values not asserted)."""
+"""The benchmark prints both pipelines' figures from one run and ends with their ratio (values not
+asserted)."""
 
 import re
 

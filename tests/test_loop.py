@@ -48,8 +48,8 @@ def test_autocast_inside_the_forward_reaches_the_replica_threads() -> None:
         assert ThreadedDataParallel(model)(x).dtype == torch.bfloat16
 
 
-def test_a_data_parallel_cell_trains_and_records_the_precision_its_replicas_used(tmp_path: Path,
-                                                                                 monkeypatch: pytest.MonkeyPatch):
+def test_a_data_parallel_cell_trains_in_the_planned_precision(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
     """Issue 19.1: the trainer's wrapped model computes in the planned dtype inside DataParallel's threads."""
     from aslhpc.training import trainer
 
@@ -62,6 +62,7 @@ def test_a_data_parallel_cell_trains_and_records_the_precision_its_replicas_used
     trainer.wrap_model(cell, model)
     assert isinstance(model.wrapped, ThreadedDataParallel)
     images = torch.randint(0, 255, (8, 30, 30, 3), dtype=torch.uint8)
-    batches = TensorBatches(images, torch.arange(8) % 5, torch.device("cpu"), batch_size=4, shuffle=True, seed=0)
+    batches = TensorBatches(images, torch.arange(8) % 5, torch.device("cpu"), batch_size=4, shuffle=True,
+                            seed=0)
     stats = train_one_epoch(model.wrapped, batches, model.optimizer, None, cell.device, 1, Dist(), 0, print)
     assert stats.out_dtype == "float16" and stats.n == 8

@@ -25,7 +25,8 @@ def test_rank_slices_cover_every_item_once():
 
 def _batches(n=10, **kw):
     images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 2, 2, 3).contiguous()
-    return TensorBatches(images, torch.arange(n), torch.device("cpu"), batch_size=4, shuffle=True, seed=1, **kw)
+    return TensorBatches(images, torch.arange(n), torch.device("cpu"), batch_size=4, shuffle=True, seed=1,
+                         **kw)
 
 
 def test_shuffle_depends_only_on_seed_and_epoch_and_covers_the_split():
@@ -111,7 +112,8 @@ def test_split_tensors_are_filled_in_chunks_and_registered_at_their_exact_size()
     original = torch.Tensor.to
     try:
         torch.Tensor.to = lambda self, *a, **k: self  # labels "to the GPU" on a machine without one
-        x, y = pipelines.tensor_data(images, rows, np.arange(50) % 7, torch.device("cuda", 0), on_device=False,
+        x, y = pipelines.tensor_data(images, rows, np.arange(50) % 7, torch.device("cuda", 0),
+                                     on_device=False,
                                      register=lambda t: pinned.append((t.numel(), t.is_pinned())))
     finally:
         torch.Tensor.to = original

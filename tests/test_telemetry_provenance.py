@@ -11,7 +11,8 @@ from aslhpc.telemetry import collect_provenance
 from aslhpc.telemetry import provenance as prov
 
 KEYS = {
-    "hostname", "slurmd_nodename", "python", "platform", "torch", "cuda", "cudnn", "arch_list", "v100_supported",
+    "hostname", "slurmd_nodename", "python", "platform", "torch", "cuda", "cudnn", "arch_list",
+    "v100_supported",
     "gpu_count", "gpu_models", "gpu_memory_gb", "gpus", "driver_version", "cpu_model", "cpu_sockets",
     "cpu_cores_per_socket", "cpu_threads_per_core", "cpu_logical", "cpus_allowed", "slurm",
     "cuda_visible_devices", "errors",
@@ -79,7 +80,8 @@ def test_cpu_topology_parsing() -> None:
             "siblings : 14\ncore id : {c}\ncpu cores : 14\n\n"
     text = "".join(block.format(n=n, s=n // 14, c=n % 14) for n in range(28))
     got = prov._parse_cpuinfo(text)
-    assert got == {"cpu_model": "Intel(R) Xeon(R) Gold 6132 CPU @ 2.60GHz", "cpu_logical": 28, "cpu_sockets": 2,
+    assert got == {"cpu_model": "Intel(R) Xeon(R) Gold 6132 CPU @ 2.60GHz", "cpu_logical": 28,
+                   "cpu_sockets": 2,
                    "cpu_cores_per_socket": 14, "cpu_threads_per_core": 1}
     lscpu = "CPU(s):   28\nModel name:  Intel(R) Xeon(R) Gold 6132\nThread(s) per core:  1\nSocket(s):  2\n"
     assert prov._parse_lscpu(lscpu)["cpu_sockets"] == 2
@@ -106,16 +108,17 @@ def _fake_torch(arch: list[str], flags: str | None, cuda: str | None = "12.6"):
     from types import SimpleNamespace
 
     c = SimpleNamespace(_cuda_getArchFlags=lambda: flags) if flags is not None else SimpleNamespace()
-    return SimpleNamespace(version=SimpleNamespace(cuda=cuda), cuda=SimpleNamespace(get_arch_list=lambda: arch), _C=c)
+    cuda_module = SimpleNamespace(get_arch_list=lambda: arch)
+    return SimpleNamespace(version=SimpleNamespace(cuda=cuda), cuda=cuda_module, _C=c)
 
 
 def test_the_arch_list_is_read_from_the_wheel_when_no_gpu_is_visible() -> None:
-    """Issue 19.3: torch 2.7.1 answers get_arch_list() == [] without a GPU; the compiled-in flags still know."""
+    """Issue 19.3: torch 2.7.1: get_arch_list() is [] without a GPU; the compiled-in flags know."""
     old = _fake_torch([], "sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90")
     assert prov.cuda_arch_list(old) == ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
     assert prov.v100_supported(prov.cuda_arch_list(old)) is True
     cu130 = _fake_torch([], "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120")
-    assert prov.v100_supported(prov.cuda_arch_list(cu130)) is False  # the login-node check no longer passes silently
+    assert prov.v100_supported(prov.cuda_arch_list(cu130)) is False  # the login-node check now refuses
     assert prov.cuda_arch_list(_fake_torch(["sm_80"], "sm_50")) == ["sm_80"]  # the documented call wins
     assert prov.cuda_arch_list(_fake_torch([], None, cuda=None)) == []  # a CPU build
 

@@ -61,7 +61,8 @@ def test_stop_does_not_wait_for_the_interval_and_is_idempotent(tmp_path: Path) -
 def test_peaks_and_means_from_scripted_values(tmp_path: Path) -> None:
     pid = os.getpid()
     gpus = [
-        FakeGpu(uuid(1), used_mib=(1000, 2859, 2000, 1500), util_gpu=(10, 30, 20, 40), util_mem=(5, 5, 15, 15),
+        FakeGpu(uuid(1), used_mib=(1000, 2859, 2000, 1500), util_gpu=(10, 30, 20, 40),
+                util_mem=(5, 5, 15, 15),
                 power_mw=(60000, 125000, 70000, 45000), sm_clock_mhz=(1290, 1530, 1530, 1290),
                 temp_c=(40, 48, 45, 44), processes=((pid, 2848), (pid + 10**6, 500))),
         FakeGpu(uuid(2), pci_bus_id="00000000:3B:00.0", used_mib=(11,)),
@@ -149,7 +150,8 @@ def test_uuid_cuda_visible_devices(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert got == [(0, 3, "CUDA_VISIBLE_DEVICES uuid"), (1, 1, "CUDA_VISIBLE_DEVICES uuid")]
 
 
-def test_cuda_visible_devices_stops_at_first_unknown_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_visible_devices_stops_at_first_unknown_entry(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,7,0")  # like CUDA: 7 does not exist, so 0 is hidden
     with Sampler(tmp_path / "s.csv", interval_s=HOUR, nvml=FakeNvml(four_v100s())) as s:
         pass
@@ -350,8 +352,7 @@ def test_cpu_meter_counts_child_processes_and_catches_the_rss_peak(monkeypatch: 
     assert summary["n_cpus"] >= 1 and summary["util_mean_pct"] > 0
 
 
-def test_a_gpu_nvml_may_not_open_leaves_telemetry_on_for_this_jobs_gpus(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gpu_nvml_may_not_open_leaves_telemetry_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 19.5: on a shared 4-GPU node SLURM's cgroup denies the other jobs' GPUs (NO_PERMISSION)."""
     gpus = four_v100s()
     for g in (gpus[0], gpus[1]):
@@ -369,7 +370,7 @@ def test_a_gpu_nvml_may_not_open_leaves_telemetry_on_for_this_jobs_gpus(tmp_path
 
 
 def test_torch_without_pci_properties_is_matched_by_uuid(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 19.4: torch 2.7.1's device properties have ``uuid`` but no ``pci_*``; torch_visible must not fail."""
+    """Issue 19.4: torch 2.7.1's device properties have ``uuid`` but no ``pci_*``: match on the UUID."""
     from types import SimpleNamespace
 
     from aslhpc.telemetry.nvml import torch_visible
@@ -390,8 +391,9 @@ def test_descendants_are_found_without_the_proc_children_files(monkeypatch: pyte
 
     real = cpu._read
     monkeypatch.setattr(cpu, "_read", lambda path: None if path.endswith("/children") else real(path))
-    script = "import subprocess, sys, time\np = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(5)'])\n" \
-             "print(p.pid, flush=True)\ntime.sleep(5)"
+    script = ("import subprocess, sys, time\n"
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(5)'])\n"
+              "print(p.pid, flush=True)\ntime.sleep(5)")
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         grandchild = int(child.stdout.readline())

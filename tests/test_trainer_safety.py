@@ -99,7 +99,8 @@ def test_the_process_group_is_joined_with_the_planned_devices_backend(monkeypatc
 
     joined: list[str] = []
     monkeypatch.setattr(distributed.torch_dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(distributed.torch_dist, "init_process_group", lambda backend, timeout: joined.append(backend))
+    monkeypatch.setattr(distributed.torch_dist, "init_process_group",
+                        lambda backend, timeout: joined.append(backend))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     cpu_plan = DevicePlan(torch.device("cpu"), (), 2, "CPU fallback: ...")
     gpu_plan = DevicePlan(torch.device("cuda", 1), (1,), 2)
@@ -114,7 +115,7 @@ def test_compile_with_data_parallel_over_gpus_is_refused_up_front():
 
     from aslhpc.orchestration.experiment import REPO_JOBS, load_spec, validate_spec
 
-    with pytest.raises(ConfigError, match="compile=true cannot apply to a 2-GPU DataParallel cell.*strategy ddp"):
+    with pytest.raises(ConfigError, match="compile=true cannot apply to a 2-GPU DataParallel cell.*ddp"):
         TrainConfig(data="d", out="o", gpus=2, strategy="dp", compile=True)
     assert TrainConfig(data="d", out="o", gpus=2, strategy="ddp", compile=True).compile
     assert TrainConfig(data="d", out="o", gpus=1, compile=True).compile
@@ -162,7 +163,8 @@ def test_result_records_cache_threads_precision_and_what_was_applied(synth_root,
     assert r["config"]["cache_dir"] == ""  # decided on the node, recorded beside the config
     assert r["threads"]["intra_op"] == torch.get_num_threads() and r["threads"]["inter_op"] >= 1
     assert r["amp"] == "fp32" and r["amp_observed"] == ["float32"]
-    assert r["compile"] is False and r["optimizer"] == {"name": "sgd", "fused": False} and r["backend"] is None
+    assert r["compile"] is False and r["backend"] is None
+    assert r["optimizer"] == {"name": "sgd", "fused": False}
     assert r["versions"]["torch"] == torch.__version__ and r["slurm"] is None
     assert not math.isnan(r["telemetry"]["n_samples"])
 
@@ -171,7 +173,8 @@ def test_time_breakdown_per_epoch_and_for_the_cell(synth_root, tmp_path):
     """Issue 14 (stretch): epochs.jsonl and result.json say where the time went; the parts add up on a CPU."""
     from aslhpc.atomic import read_jsonl
 
-    r = run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", epochs=2, max_steps=3), log=lambda m: None)
+    r = run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", epochs=2, max_steps=3),
+                 log=lambda m: None)
     lines = read_jsonl(tmp_path / "c" / "epochs.jsonl")
     for e in lines:
         assert e["data_wait_s"] > 0 and e["compute_s"] > 0 and e["eval_s"] > 0

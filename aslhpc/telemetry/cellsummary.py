@@ -58,21 +58,25 @@ def _combine(values: list[float], how: str) -> float | None:
     return round(v / 1000, 3) if how.endswith("_gb") else round(v, 1)
 
 
+def _column(rows: list[dict[str, str]], column: str) -> list[float]:
+    return [v for r in rows if (v := _num(r.get(column))) is not None]
+
+
 def _figures(rows: list[dict[str, str]]) -> dict[str, Any]:
     cpu = [r for r in rows if r["kind"] == "cpu"]
     gpu_ids = sorted({r["gpu"] for r in rows if r["kind"] == "gpu"}, key=lambda g: int(_num(g) or 0))
     out: dict[str, Any] = {
         "started": cpu[0]["time"] if cpu else None, "n_samples": len(cpu),
         "duration_s": max((_num(r["elapsed_s"]) or 0.0 for r in rows), default=0.0),
-        "cpu_util_mean_pct": _combine([v for r in cpu if (v := _num(r.get("cpu_util_pct"))) is not None], "mean"),
-        "rss_peak_gb": _combine([v for r in cpu if (v := _num(r.get("rss_mib"))) is not None], "peak_gb"),
+        "cpu_util_mean_pct": _combine(_column(cpu, "cpu_util_pct"), "mean"),
+        "rss_peak_gb": _combine(_column(cpu, "rss_mib"), "peak_gb"),
         "gpus": [],
     }
     for g in gpu_ids:
         mine = [r for r in rows if r["kind"] == "gpu" and r["gpu"] == g]
         entry: dict[str, Any] = {"index": int(_num(g) or 0)}
         for key, (column, how) in _GPU_FIGURES.items():
-            entry[key] = _combine([v for r in mine if (v := _num(r.get(column))) is not None], how)
+            entry[key] = _combine(_column(mine, column), how)
         out["gpus"].append(entry)
     return out
 

@@ -59,7 +59,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def _tree_seconds(proc: psutil.Process, reaped: bool) -> float | None:
-    """User + system seconds of ``proc`` (with its reaped children's when ``reaped``); None once it is gone."""
+    """User + system seconds of ``proc`` (+ reaped children's if ``reaped``); None once it is gone."""
     try:
         t = proc.cpu_times()
     except psutil.Error:
@@ -122,7 +122,7 @@ class CpuMeter:
         self._sampled = False
 
     def _tree_cpu(self, now: float) -> float:
-        """CPU seconds of the process, its reaped children and its live descendants; process_time() as a last resort."""
+        """CPU seconds of the process, its reaped children and its live descendants (else process_time())."""
         own = _tree_seconds(self._proc, reaped=True) if self._proc is not None else None
         if own is None:
             return time.process_time()
@@ -135,7 +135,8 @@ class CpuMeter:
             # keep the Process objects already known: psutil checks each one's start time, so a reused pid
             # is never mistaken for the worker that had it
             self._kids = {p.pid: self._kids.get(p.pid, p) for p in found}
-        return own + sum(s for s in (_tree_seconds(p, reaped=False) for p in self._kids.values()) if s is not None)
+        kids = (_tree_seconds(p, reaped=False) for p in self._kids.values())
+        return own + sum(s for s in kids if s is not None)
 
     def sample(self) -> CpuSample:
         t = time.monotonic()

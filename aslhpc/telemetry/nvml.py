@@ -140,7 +140,7 @@ def torch_visible(devices: Sequence[int] | None = None) -> list[dict[str, Any]]:
 
 
 def _torch_pci(props: Any) -> str | None:
-    """The bus id from torch's device properties; None where torch lacks the fields (2.7.1 has no ``pci_*``)."""
+    """The bus id from torch's device properties; None where torch lacks them (2.7.1 has no ``pci_*``)."""
     ids = [getattr(props, k, None) for k in ("pci_domain_id", "pci_bus_id", "pci_device_id")]
     if not all(isinstance(v, int) for v in ids):
         return None  # matched on the UUID alone
@@ -290,12 +290,14 @@ class Nvml:
             elif pos < len(from_env):
                 mapped.append(MappedGpu(index, from_env[pos].device, from_env[pos].matched_by))
             else:
-                problems.append(f"visible GPU {index} has no uuid/pci_bus_id and no CUDA_VISIBLE_DEVICES entry")
+                problems.append(f"visible GPU {index} has no uuid/pci_bus_id and no CUDA_VISIBLE_DEVICES "
+                                "entry")
         return mapped, problems
 
     def _map_env(self, cvd: str | None) -> list[MappedGpu]:
         if cvd is None:
-            return [MappedGpu(i, d, "nvml order (CUDA_VISIBLE_DEVICES unset)") for i, d in enumerate(self.devices)]
+            how = "nvml order (CUDA_VISIBLE_DEVICES unset)"
+            return [MappedGpu(i, d, how) for i, d in enumerate(self.devices)]
         mapped: list[MappedGpu] = []
         for token in (t.strip() for t in cvd.split(",")):
             dev, how = self._env_token(token)
@@ -310,7 +312,8 @@ class Nvml:
             hits = [d for d in self.devices if d.nvml_index == int(token)]
             return (hits[0] if hits else None), "CUDA_VISIBLE_DEVICES index"
         if low.startswith("mig-gpu-"):  # legacy MIG-GPU-<uuid>/<gi>/<ci>: the parent GPU
-            return self._by_uuid(token[4:].split("/")[0], prefix_ok=True), "CUDA_VISIBLE_DEVICES MIG parent uuid"
+            parent = self._by_uuid(token[4:].split("/")[0], prefix_ok=True)
+            return parent, "CUDA_VISIBLE_DEVICES MIG parent uuid"
         if low.startswith("mig-"):
             return self._mig(token), "CUDA_VISIBLE_DEVICES MIG uuid"
         if low.startswith("gpu-"):
@@ -356,7 +359,8 @@ class Nvml:
         Costly (it takes a driver lock), hence sampled rarely. In a container with its own
         PID namespace NVML reports host PIDs, nothing matches and the cell stays empty.
         """
-        found = [p.usedGpuMemory for p in self.m.nvmlDeviceGetComputeRunningProcesses(handle) if p.pid in pids]
+        running = self.m.nvmlDeviceGetComputeRunningProcesses(handle)
+        found = [p.usedGpuMemory for p in running if p.pid in pids]
         known = [b for b in found if b is not None]
         return sum(known) / MIB if known else None
 

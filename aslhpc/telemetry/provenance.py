@@ -51,7 +51,7 @@ SLURM_ENV = {
 
 
 def cuda_arch_list(torch_module: Any = None) -> list[str]:
-    """The GPU architectures this torch build has kernels for (``sm_XY``, PTX as ``compute_XY``); [] for CPU builds.
+    """The GPU architectures this torch build has kernels for (``sm_XY``; PTX: ``compute_XY``); [] for CPU.
 
     ``torch.cuda.get_arch_list()`` returns [] where no GPU is visible on torch before a 2026 change
     (2.7.1 does, e.g. on a login node); the list compiled into the wheel is still there
@@ -90,7 +90,8 @@ def arch_supports(arch_list: list[str], capability: tuple[int, int]) -> bool | N
         if not m:
             continue
         have = divmod(int(m.group(2)), 10)
-        if m.group(1) == "sm" and have[0] == want[0] and (have[1] == want[1] or (have[1] < want[1] and not m.group(3))):
+        exact_only = bool(m.group(3))
+        if m.group(1) == "sm" and have[0] == want[0] and (have == want or (have < want and not exact_only)):
             return True
         if m.group(1) == "compute" and not m.group(3) and have <= want:
             return True
@@ -162,7 +163,8 @@ def _parse_cpuinfo(text: str) -> dict[str, Any]:
 
 
 def _parse_lscpu(text: str) -> dict[str, Any]:
-    keys = {"Model name": "cpu_model", "Socket(s)": "cpu_sockets", "Core(s) per socket": "cpu_cores_per_socket",
+    keys = {"Model name": "cpu_model", "Socket(s)": "cpu_sockets",
+            "Core(s) per socket": "cpu_cores_per_socket",
             "Thread(s) per core": "cpu_threads_per_core", "CPU(s)": "cpu_logical"}
     out: dict[str, Any] = {}
     for line in text.splitlines():
@@ -178,7 +180,8 @@ def cpu_info(cpuinfo: Path | None = None) -> dict[str, Any]:
     info: dict[str, Any] = dict.fromkeys(
         ("cpu_model", "cpu_sockets", "cpu_cores_per_socket", "cpu_threads_per_core", "cpu_logical"))
     try:
-        info.update({k: v for k, v in _parse_cpuinfo(cpuinfo.read_text(errors="replace")).items() if v is not None})
+        parsed = _parse_cpuinfo(cpuinfo.read_text(errors="replace"))
+        info.update({k: v for k, v in parsed.items() if v is not None})
     except OSError:
         pass
     lscpu = shutil.which("lscpu")
@@ -202,7 +205,8 @@ def gpu_info(nvml: Any = None, env: Mapping[str, str] | None = None) -> dict[str
     """The GPUs this process sees (via NVML, mapped like the sampler does) and the driver."""
     env = os.environ if env is None else env
     info: dict[str, Any] = {"gpu_count": 0, "gpu_models": [], "gpu_memory_gb": [], "gpus": [],
-                            "gpu_count_node": None, "driver_version": None, "gpu_source": None, "gpu_reason": None}
+                            "gpu_count_node": None, "driver_version": None, "gpu_source": None,
+                            "gpu_reason": None}
     try:
         nv = Nvml.open(nvml)
     except NvmlUnavailable as exc:

@@ -47,24 +47,28 @@ def build_data(cfg: TrainConfig, plan: DevicePlan, dist: Dist, log: Log) -> Cell
     t0 = time.perf_counter()
     index = scan_dataset(cfg.data)
     split = make_split(index, cfg.split, cfg.split_seed)
-    common = dict(device=plan.device, batch_size=cfg.batch_size, seed=cfg.seed, rank=dist.rank, world=dist.world)
+    common = dict(device=plan.device, batch_size=cfg.batch_size, seed=cfg.seed, rank=dist.rank,
+                  world=dist.world)
     if cfg.pipeline == "paper":
         ds = PaperImageFolder(index, cfg.image_size, cfg.interpolation)
         parts = [LoaderBatches(ds, idx, shuffle=shuffle, workers=cfg.workers,
                                max_steps=cfg.max_steps if shuffle else 0, log=log, **common)
                  for idx, shuffle in ((split.train, True), (split.val, False), (split.test, False))]
-        return CellData(index, split, *parts, time.perf_counter() - t0, 0, "decoded every epoch (DataLoader)", [],
-                        {"dir": None, "chosen_by": "not used: the paper pipeline decodes every epoch"})
+        return CellData(index, split, *parts, time.perf_counter() - t0, 0, "decoded every epoch (DataLoader)",
+                        [], {"dir": None, "chosen_by": "not used: the paper pipeline decodes every epoch"})
     cache_dir, chosen_by = resolve_cache_dir(cfg)
     cache = open_cache(index, cfg.image_size, cfg.interpolation, cache_dir, progress=dist.main)
     parts_idx = [idx[cache.ok[idx]] for idx in (split.train, split.val, split.test)]
-    for name, idx, total in zip(("training", "validation"), parts_idx, (split.train, split.val), strict=False):
+    for name, idx, total in zip(("training", "validation"), parts_idx, (split.train, split.val),
+                                strict=False):
         if len(idx) == 0:
-            raise DataError(f"no readable {name} images in {cfg.data} ({len(total)} of {len(total)} unreadable, "
-                            f"e.g. {', '.join(cache.bad[:3])}); check or replace the dataset")
+            raise DataError(f"no readable {name} images in {cfg.data} ({len(total)} of {len(total)} "
+                            f"unreadable, e.g. {', '.join(cache.bad[:3])}); check or replace the dataset")
     nbytes = sum(len(i) for i in parts_idx) * int(np.prod(cache.images.shape[1:]))
     on_device = fits_on_device(nbytes, plan.device)
-    location = {True: str(plan.device), False: "pinned host memory"}[on_device] if plan.is_cuda else "host memory"
+    location = "host memory"
+    if plan.is_cuda:
+        location = str(plan.device) if on_device else "pinned host memory"
     labels = np.asarray(index.labels, dtype=np.int64)
     parts = []
     for k, idx in enumerate(parts_idx):
@@ -78,18 +82,20 @@ def build_data(cfg: TrainConfig, plan: DevicePlan, dist: Dist, log: Log) -> Cell
     if cache.bad and dist.main:
         more = " ..." if len(cache.bad) > 5 else ""
         log(f"skipped {len(cache.bad)} unreadable image(s): {', '.join(cache.bad[:5])}{more}")
-    return CellData(index, split, *parts, time.perf_counter() - t0, nbytes if on_device and plan.is_cuda else 0,
-                    location, list(cache.bad), {"dir": str(Path(cache_dir)), "chosen_by": chosen_by})
+    device_bytes = nbytes if on_device and plan.is_cuda else 0
+    return CellData(index, split, *parts, time.perf_counter() - t0, device_bytes, location, list(cache.bad),
+                    {"dir": str(Path(cache_dir)), "chosen_by": chosen_by})
 
 
 def skipped_images(cfg: TrainConfig, data: CellData) -> list[str]:
-    """fast: found while building the cache; paper: met in the last pass over each split (this rank's share)."""
+    """fast: found while building the cache; paper: met in the last pass over each split (this rank's)."""
     if cfg.pipeline == "fast":
         return list(data.skipped)
     return sorted({name for b in (data.train, data.val, data.test) for name in b.skipped})
 
 
-def extra_test(model: nn.Module, index: DatasetIndex, cfg: TrainConfig, device: torch.device) -> dict[str, Any] | None:
+def extra_test(model: nn.Module, index: DatasetIndex, cfg: TrainConfig,
+               device: torch.device) -> dict[str, Any] | None:
     """The flat Kaggle test folder (28 images, no ``del``), evaluated with the best model."""
     if not index.test_files:
         return None

@@ -42,7 +42,8 @@ def load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | No
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt, truncated or not ours: the same user action
         why = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise AslhpcError(f"{path} cannot be read as a checkpoint ({type(exc).__name__}: {why}); {fix}") from None
+        what = f"{type(exc).__name__}: {why}"
+        raise AslhpcError(f"{path} cannot be read as a checkpoint ({what}); {fix}") from None
     if not isinstance(state, dict) or not REQUIRED <= state.keys():
         raise AslhpcError(f"{path} is not an aslhpc training checkpoint (missing entries); {fix}")
     if state.get("identity") != identity:
@@ -84,8 +85,9 @@ def cell_lock(root: Path, rank: int = 0) -> Iterator[Path]:
                 holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
             except ValueError:
                 holder = {}
-            raise AslhpcError(f"{root} is being trained by {_describe(holder) if holder else 'another process'} "
-                              f"(lock {path.name}); wait for it to finish or stop that job, then run again") from None
+            who = _describe(holder) if holder else "another process"
+            raise AslhpcError(f"{root} is being trained by {who} (lock {path.name}); wait for it to finish "
+                              "or stop that job, then run again") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_holder(os.environ)).encode(), 0)
         yield path

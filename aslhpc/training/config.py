@@ -24,14 +24,15 @@ STRATEGIES = ("dp", "ddp")
 AMP_MODES = ("auto", "fp32", "fp16", "bf16")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 MIN_INPUT_SIZE = 30  # the network's conv k7, pool, conv k5, pool, conv k3, pool: 30 px -> 1x1
-# Fields that do not change what a cell computes: a checkpoint or result written under other values still counts.
+# Fields that do not change what a cell computes: a checkpoint or result written under other values
+# still counts.
 NOT_IDENTITY = frozenset({"out", "cache_dir", "node_local_cache", "log_every", "sample_interval_s",
                           "process_sample_interval_s", "workers", "allow_cpu", "reuse_host_memory",
                           "cpu_threads"})
 # Fields that differ per cell of an experiment (the matrix and its paths): not part of the [train] table.
 PER_CELL = ("data", "out", "gpus", "batch_size", "strategy", "cache_dir")
-COMPILE_DP = ("compile=true cannot apply to a {gpus}-GPU DataParallel cell (its replicas are re-made every step, "
-              "uncompiled); use strategy ddp, or compile=false")
+COMPILE_DP = ("compile=true cannot apply to a {gpus}-GPU DataParallel cell (its replicas are re-made "
+              "every step, uncompiled); use strategy ddp, or compile=false")
 
 
 def _opt(default: Any, help: str, **rules: Any) -> Any:

@@ -13,7 +13,7 @@ from aslhpc.telemetry.provenance import arch_supports, cuda_arch_list
 
 @dataclass(frozen=True)
 class DevicePlan:
-    """What really runs: ``device_ids`` empty means CPU. ``fallback`` says why CPU was used instead of GPUs."""
+    """What really runs: ``device_ids`` empty means CPU; ``fallback`` says why CPU was used ."""
 
     device: torch.device
     device_ids: tuple[int, ...] = ()

@@ -55,7 +55,8 @@ def dist_from_env(cfg: TrainConfig, env: Mapping[str, str] | None = None) -> Dis
         return Dist()
     if "WORLD_SIZE" not in env and cfg.gpus > 1:
         raise AslhpcError(f"--strategy ddp with {cfg.gpus} GPUs needs one process per GPU; run it under "
-                          f"torchrun --nproc-per-node {cfg.gpus} or srun (submit does this), or use --strategy dp")
+                          f"torchrun --nproc-per-node {cfg.gpus} or srun (submit does this), "
+                          "or use --strategy dp")
     world = int(env.get("WORLD_SIZE", "1"))
     rank = int(env.get("RANK", "0"))
     return Dist(rank, world, int(env.get("LOCAL_RANK", str(rank))))

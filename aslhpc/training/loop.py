@@ -46,7 +46,7 @@ class Stats:
     n: int
     seconds: float
     out_dtype: str = ""  # the dtype the model's outputs came in (what the replicas computed in)
-    data_wait_s: float = 0.0  # training only: host time spent waiting for the next batch (copy to the GPU included)
+    data_wait_s: float = 0.0  # training only: host time waiting for the next batch (copy to the GPU included)
     compute_s: float = 0.0  # training only: forward + backward + optimizer step
 
 

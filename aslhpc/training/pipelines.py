@@ -240,7 +240,8 @@ class PaperImageFolder(torchvision.datasets.ImageFolder):
         return classes, {c: i for i, c in enumerate(classes)}
 
     def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):  # noqa: ANN001
-        return [(str(self._index.root / f), label) for f, label in zip(self._index.files, self._index.labels, strict=True)]
+        index = self._index
+        return [(str(index.root / f), label) for f, label in zip(index.files, index.labels, strict=True)]
 
     def _load(self, path: str) -> torch.Tensor | str:
         """Decode + resize + normalise on the CPU, every epoch, as in 2020.
@@ -253,7 +254,8 @@ class PaperImageFolder(torchvision.datasets.ImageFolder):
         return normalize(to_tensor(hwc).unsqueeze(0))[0]
 
 
-def _skip_corrupt(batch: list[tuple[torch.Tensor | str, int]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def _skip_corrupt(batch: list[tuple[torch.Tensor | str, int]],
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     good = [(x, y) for x, y in batch if isinstance(x, torch.Tensor)]
     xs = torch.stack([x for x, _ in good]) if good else torch.empty(0)
     ys = torch.tensor([y for _, y in good], dtype=torch.int64)
@@ -305,4 +307,5 @@ class LoaderBatches:
                 if self.world > 1:  # a rank with nothing to train on would leave its peers waiting
                     raise RuntimeError(f"every image of a training batch was unreadable on rank {self.rank}")
                 continue
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), sampler.global_size(step)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield x, y, sampler.global_size(step)

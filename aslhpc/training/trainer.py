@@ -122,7 +122,8 @@ class Model:
 # --------------------------------------------------------------------------- the cell, top to bottom
 
 
-def run_cell(cfg: TrainConfig, *, experiment: str = "", cell_id: str = "", log: Log = _print) -> dict[str, Any]:
+def run_cell(cfg: TrainConfig, *, experiment: str = "", cell_id: str = "",
+             log: Log = _print) -> dict[str, Any]:
     """Train one cell into ``cfg.out``; resume if a checkpoint is there; return the result dict.
 
     Writes ``error.json`` (rank r > 0: ``error.rank<r>.json``) and re-raises if anything fails.
@@ -130,7 +131,8 @@ def run_cell(cfg: TrainConfig, *, experiment: str = "", cell_id: str = "", log: 
     paths = CellPaths(Path(cfg.out))
     paths.root.mkdir(parents=True, exist_ok=True)
     dist = dist_from_env(cfg)
-    cell = Cell(cfg, paths, dist, experiment or paths.root.parent.parent.name, cell_id or paths.root.name, log)
+    experiment = experiment or paths.root.parent.parent.name
+    cell = Cell(cfg, paths, dist, experiment, cell_id or paths.root.name, log)
     with cell_lock(paths.root, dist.rank):
         done = finished_result(cell)
         if done is not None:
@@ -157,12 +159,15 @@ def finished_result(cell: Cell) -> dict[str, Any] | None:
     if done.get("config") and TrainConfig.from_dict(done["config"]).identity() == cell.cfg.identity():
         cell.log(f"{cell.paths.result} exists for this configuration; nothing to do")
         return done
-    raise AslhpcError(f"{cell.paths.result} holds a finished cell with a different configuration; use another --out")
+    raise AslhpcError(f"{cell.paths.result} holds a finished cell with a different configuration; "
+                      "use another --out")
 
 
 def error_path(cell: Cell) -> Path:
     """Every rank records its own failure: under NCCL a failing rank > 0 may leave rank 0 hanging."""
-    return cell.paths.error if cell.dist.main else cell.paths.error.with_name(f"error.rank{cell.dist.rank}.json")
+    if cell.dist.main:
+        return cell.paths.error
+    return cell.paths.error.with_name(f"error.rank{cell.dist.rank}.json")
 
 
 def record_error(cell: Cell, exc: BaseException) -> None:
@@ -258,7 +263,8 @@ def restore(cell: Cell, model: Model) -> Progress:
                         state["train_images"], state["started_at"], set(state.get("amp_observed") or ()))
     if cell.dist.main:
         truncate_epochs(cell.paths.epochs, progress.epoch)
-        cell.log(f"resuming {cell.cell_id} from {cell.paths.checkpoint} after epoch {progress.epoch}/{cell.cfg.epochs}")
+        cell.log(f"resuming {cell.cell_id} from {cell.paths.checkpoint} "
+                 f"after epoch {progress.epoch}/{cell.cfg.epochs}")
     return progress
 
 
@@ -271,7 +277,7 @@ def wrap_model(cell: Cell, model: Model) -> None:
         wrapped = nn.parallel.DistributedDataParallel(inner, device_ids=list(plan.device_ids) or None)
     elif plan.gpus_used > 1:
         wrapped = nn.DataParallel(inner, device_ids=list(plan.device_ids))
-    if cfg.compile and not isinstance(wrapped, nn.DataParallel):  # TrainConfig refuses compile with dp over GPUs
+    if cfg.compile and not isinstance(wrapped, nn.DataParallel):  # TrainConfig refuses compile with dp
         wrapped = torch.compile(wrapped)
         model.compiled = True
     model.wrapped = wrapped
@@ -288,9 +294,11 @@ def train_and_finish(cell: Cell, data: CellData, model: Model, progress: Progres
     attempt_started_at = _now()  # this process's run: a resumed cell's other attempts did not share its host
     # Every rank samples the GPU it drives (rank 0 into samples.csv, rank r into samples.rank<r>.csv),
     # so a DDP cell measures all its GPUs, on every node.
-    csv = cell.paths.samples if cell.dist.main else cell.paths.samples.with_name(f"samples.rank{cell.dist.rank}.csv")
-    sampler = Sampler(csv, interval_s=cell.cfg.sample_interval_s,
-                      process_interval_s=cell.cfg.process_sample_interval_s, devices=list(cell.plan.device_ids))
+    csv = cell.paths.samples
+    if not cell.dist.main:
+        csv = csv.with_name(f"samples.rank{cell.dist.rank}.csv")
+    sampler = Sampler(csv, interval_s=cell.cfg.sample_interval_s, devices=list(cell.plan.device_ids),
+                      process_interval_s=cell.cfg.process_sample_interval_s)
     sampler.start()
     try:
         for epoch in range(progress.epoch + 1, cell.cfg.epochs + 1):
@@ -309,8 +317,9 @@ def train_and_finish(cell: Cell, data: CellData, model: Model, progress: Progres
     result["attempt_started_at"] = attempt_started_at
     atomic_write_json(cell.paths.result, result)
     cell.paths.progress.unlink(missing_ok=True)
-    cell.log(f"Test Acc: {test.acc:.4f}% (best epoch {progress.best['epoch']}), Exec. Time: {progress.exec_s:.2f}s, "
-             f"{result['images_per_s']:.0f} images/s -> {cell.paths.result}")
+    cell.log(f"Test Acc: {test.acc:.4f}% (best epoch {progress.best['epoch']}), "
+             f"Exec. Time: {progress.exec_s:.2f}s, {result['images_per_s']:.0f} images/s "
+             f"-> {cell.paths.result}")
     return result
 
 
@@ -326,8 +335,8 @@ def run_epoch(cell: Cell, data: CellData, model: Model, progress: Progress, epoc
         raise DataError(f"epoch {epoch} had no readable {'training' if tr.n == 0 else 'validation'} images "
                         f"in {cfg.data}; check the dataset (see the skipped images in the log)")
     if not math.isfinite(va.loss) or not math.isfinite(tr.loss):
-        raise AslhpcError(f"training diverged at epoch {epoch} (train loss {tr.loss}, validation loss {va.loss}); "
-                          f"lower --lr, or use --amp fp32")
+        raise AslhpcError(f"training diverged at epoch {epoch} (train loss {tr.loss}, "
+                          f"validation loss {va.loss}); lower --lr, or use --amp fp32")
     epoch_s = tr.seconds + va.seconds
     progress.epoch = epoch
     progress.exec_s += epoch_s
@@ -336,7 +345,7 @@ def run_epoch(cell: Cell, data: CellData, model: Model, progress: Progress, epoc
     progress.amp_observed.add(tr.out_dtype)
     improved = va.loss < progress.best["val_loss"]
     if improved:
-        progress.best_state = model_state(model.bare)  # every rank keeps it: no re-reading a shared file at the end
+        progress.best_state = model_state(model.bare)  # every rank keeps it: no shared file to re-read
         progress.best = {"val_loss": va.loss, "val_acc": va.acc, "train_loss": tr.loss, "train_acc": tr.acc,
                          "epoch": epoch}
     if dist.main:
@@ -356,21 +365,22 @@ def record_epoch(cell: Cell, model: Model, progress: Progress, tr: Stats, va: St
     """Rank 0: the epoch's log lines, best_model.pt when it improved, epochs.jsonl, then checkpoint.pt."""
     cfg, epoch, paths = cell.cfg, progress.epoch, cell.paths
     epoch_s = tr.seconds + va.seconds
-    cell.log(f"Epoch: {epoch:03d}, Train Loss: {tr.loss:.4f}, Train Acc: {tr.acc:.4f}%, Valid Loss : {va.loss:.4f}, "
-             f"Valid Acc: {va.acc:.4f}%, Time: {epoch_s:.4f}s")
+    cell.log(f"Epoch: {epoch:03d}, Train Loss: {tr.loss:.4f}, Train Acc: {tr.acc:.4f}%, "
+             f"Valid Loss : {va.loss:.4f}, Valid Acc: {va.acc:.4f}%, Time: {epoch_s:.4f}s")
     if improved:
         cell.log(f"New best validation loss {va.loss:.4f} at epoch {epoch}: saving {paths.best_model.name}")
         save_model(paths.best_model, model.bare, model.classes, image_size=cfg.image_size,
                    interpolation=cfg.interpolation, dropout=cfg.dropout, epoch=epoch,
                    val_loss=va.loss, val_acc=va.acc, cell_id=cell.cell_id, experiment=cell.experiment)
     # Epoch line first, checkpoint second: a crash in between leaves a line that resume drops.
-    append_jsonl(paths.epochs, {"epoch": epoch, "train_loss": tr.loss, "train_acc": tr.acc, "val_loss": va.loss,
-                                "val_acc": va.acc, "epoch_s": epoch_s, "train_s": tr.seconds,
-                                "images_per_s": tr.n / max(tr.seconds, 1e-9), "lr": cfg.lr, "time": _now(),
-                                "data_wait_s": tr.data_wait_s, "compute_s": tr.compute_s, "eval_s": va.seconds})
+    append_jsonl(paths.epochs, {
+        "epoch": epoch, "train_loss": tr.loss, "train_acc": tr.acc, "val_loss": va.loss, "val_acc": va.acc,
+        "epoch_s": epoch_s, "train_s": tr.seconds, "images_per_s": tr.n / max(tr.seconds, 1e-9), "lr": cfg.lr,
+        "time": _now(), "data_wait_s": tr.data_wait_s, "compute_s": tr.compute_s, "eval_s": va.seconds})
     save_checkpoint(paths.checkpoint, {
         "identity": cfg.identity(), "epoch": epoch, "model": model_state(model.bare),
-        "optimizer": model.optimizer.state_dict(), "scaler": model.scaler.state_dict() if model.scaler else None,
+        "optimizer": model.optimizer.state_dict(),
+        "scaler": model.scaler.state_dict() if model.scaler else None,
         "rng_cpu": torch.get_rng_state(),
         "rng_cuda": torch.cuda.get_rng_state(cell.device) if cell.device.type == "cuda" else None,
         "best": progress.best, "best_state": progress.best_state, "exec_s": progress.exec_s,
@@ -383,11 +393,12 @@ def record_epoch(cell: Cell, model: Model, progress: Progress, tr: Stats, va: St
 
 def final_evaluation(cell: Cell, data: CellData, model: Model,
                      progress: Progress) -> tuple[Stats, dict[str, Any] | None, list[str]]:
-    """Check the ranks agree, then the test split (and the flat test folder) with the best-validation model."""
+    """Check the ranks agree, then the test split (and the flat test folder) with the best model."""
     digests = rank_digests(model.bare, cell.dist)
     if len(set(digests)) > 1:
-        raise AslhpcError(f"DDP ranks ended with different weights ({len(set(digests))} distinct digests over "
-                          f"{cell.dist.world} ranks); this cell's numbers are not trustworthy: report it with its logs")
+        raise AslhpcError(f"DDP ranks ended with different weights ({len(set(digests))} distinct digests "
+                          f"over {cell.dist.world} ranks); this cell's numbers are not trustworthy: "
+                          "report it with its logs")
     model.bare.load_state_dict(progress.best_state)
     test = evaluate(model.evaluator, data.test, cell.device, cell.dist)
     extra = None
@@ -410,13 +421,15 @@ def time_breakdown(epochs: list[dict[str, Any]], exec_s: float) -> dict[str, flo
 
 
 def result_record(cell: Cell, data: CellData, model: Model, progress: Progress, test: Stats,
-                  extra: dict[str, Any] | None, digests: list[str], telemetry: dict[str, Any]) -> dict[str, Any]:
-    """result.json (see docs/design.md); provenance is read once and the versions/slurm blocks come from it."""
+                  extra: dict[str, Any] | None, digests: list[str],
+                  telemetry: dict[str, Any]) -> dict[str, Any]:
+    """result.json (see docs/design.md); provenance is read once; the versions/slurm blocks come from it."""
     cfg, plan, dist, best = cell.cfg, cell.plan, cell.dist, progress.best
     provenance = collect_provenance()
     skipped = skipped_images(cfg, data)
     return {
-        "schema": RESULT_SCHEMA, "status": "completed", "experiment": cell.experiment, "cell_id": cell.cell_id,
+        "schema": RESULT_SCHEMA, "status": "completed", "experiment": cell.experiment,
+        "cell_id": cell.cell_id,
         "config": cfg.to_dict(),
         "gpus_requested": cfg.gpus, "gpus_used": plan.gpus_used * (dist.world if dist.world > 1 else 1),
         "device": plan.device.type, "device_names": list(plan.names), "fallback": plan.fallback,
