@@ -55,7 +55,7 @@ def test_a_data_parallel_cell_trains_in_the_planned_precision(tmp_path: Path,
 
     monkeypatch.setattr(torch.nn, "DataParallel", ThreadedDataParallel)
     cfg = TrainConfig(data="d", out=str(tmp_path), gpus=0, image_size=30, amp="fp16")
-    cell = trainer.Cell(cfg, CellPaths(tmp_path), Dist(), "e", "c", lambda m: None)
+    cell = trainer.CellRun(cfg, CellPaths(tmp_path), Dist(), "e", "c", lambda m: None)
     cell.plan = DevicePlan(torch.device("cpu"), (0, 1), 2)  # two "GPUs": the trainer wraps in DataParallel
     cell.precision = choose_precision("fp16", cell.device)
     model = trainer.build_model(cell, tuple("abcde"))

@@ -22,6 +22,7 @@ import torch
 
 from aslhpc.atomic import atomic_write_bytes, read_jsonl
 from aslhpc.errors import AslhpcError
+from aslhpc.telemetry.provenance import slurm_info
 
 REQUIRED = frozenset({"identity", "epoch", "model", "optimizer", "rng_cpu", "best", "best_state", "exec_s",
                       "train_s", "train_images", "started_at"})
@@ -58,8 +59,9 @@ def truncate_epochs(path: Path, last_epoch: int) -> None:
     atomic_write_bytes(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep).encode())
 
 
-def _holder(env: dict[str, str] | os._Environ) -> dict[str, Any]:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "job_id": env.get("SLURM_JOB_ID")}
+def _holder() -> dict[str, Any]:
+    slurm = slurm_info(os.environ) or {}
+    return {"pid": os.getpid(), "host": socket.gethostname(), "job_id": slurm.get("job_id")}
 
 
 def _describe(holder: dict[str, Any]) -> str:
@@ -89,7 +91,7 @@ def cell_lock(root: Path, rank: int = 0) -> Iterator[Path]:
             raise AslhpcError(f"{root} is being trained by {who} (lock {path.name}); wait for it to finish "
                               "or stop that job, then run again") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(_holder(os.environ)).encode(), 0)
+        os.pwrite(fd, json.dumps(_holder()).encode(), 0)
         yield path
     finally:
         os.close(fd)

@@ -14,6 +14,7 @@ which DDP needs to weight each rank's loss.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,10 +174,15 @@ class _PinnedStaging:
 
 
 def _register_host(t: torch.Tensor) -> None:
-    """Page-lock ``t`` in place (cudaHostRegister): no second copy, no power-of-two rounding."""
-    rc = torch.cuda.cudart().cudaHostRegister(t.data_ptr(), t.numel() * t.element_size(), 0)
+    """Page-lock ``t`` in place (cudaHostRegister): no second copy, no power-of-two rounding.
+
+    Unregistered when the tensor is collected (a process that trains several cells, e.g. a test)."""
+    cudart = torch.cuda.cudart()
+    ptr = t.data_ptr()
+    rc = cudart.cudaHostRegister(ptr, t.numel() * t.element_size(), 0)
     if int(rc) != 0:
         raise RuntimeError(f"cudaHostRegister failed ({rc})")
+    weakref.finalize(t, cudart.cudaHostUnregister, ptr)
 
 
 def fill_rows(dst: torch.Tensor, images: np.ndarray, rows: np.ndarray, chunk: int = STAGING_ROWS) -> None:

@@ -69,7 +69,7 @@ def _print(msg: str) -> None:
 
 
 @dataclass
-class Cell:
+class CellRun:
     """One cell's fixed facts for this attempt: what to run, where, and where its files go."""
 
     cfg: TrainConfig
@@ -132,7 +132,7 @@ def run_cell(cfg: TrainConfig, *, experiment: str = "", cell_id: str = "",
     paths.root.mkdir(parents=True, exist_ok=True)
     dist = dist_from_env(cfg)
     experiment = experiment or paths.root.parent.parent.name
-    cell = Cell(cfg, paths, dist, experiment, cell_id or paths.root.name, log)
+    cell = CellRun(cfg, paths, dist, experiment, cell_id or paths.root.name, log)
     with cell_lock(paths.root, dist.rank):
         done = finished_result(cell)
         if done is not None:
@@ -151,7 +151,7 @@ def run_cell(cfg: TrainConfig, *, experiment: str = "", cell_id: str = "",
             leave_process_group(dist)
 
 
-def finished_result(cell: Cell) -> dict[str, Any] | None:
+def finished_result(cell: CellRun) -> dict[str, Any] | None:
     """The cell's result.json when it is already done with this configuration (nothing to train)."""
     if not cell.paths.result.exists():
         return None
@@ -163,14 +163,14 @@ def finished_result(cell: Cell) -> dict[str, Any] | None:
                       "use another --out")
 
 
-def error_path(cell: Cell) -> Path:
+def error_path(cell: CellRun) -> Path:
     """Every rank records its own failure: under NCCL a failing rank > 0 may leave rank 0 hanging."""
     if cell.dist.main:
         return cell.paths.error
     return cell.paths.error.with_name(f"error.rank{cell.dist.rank}.json")
 
 
-def record_error(cell: Cell, exc: BaseException) -> None:
+def record_error(cell: CellRun, exc: BaseException) -> None:
     if isinstance(exc, KeyboardInterrupt | SystemExit):
         return
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -181,7 +181,7 @@ def record_error(cell: Cell, exc: BaseException) -> None:
 # --------------------------------------------------------------------------- 1. devices and process settings
 
 
-def plan_cell(cell: Cell) -> None:
+def plan_cell(cell: CellRun) -> None:
     """Devices, process group, precision, threads and allocator settings of this attempt."""
     cfg, dist = cell.cfg, cell.dist
     plan = plan_devices(cfg.gpus, cfg.allow_cpu, dist.local_rank if dist.world > 1 else None)
@@ -235,7 +235,7 @@ def sgd_options(device: torch.device) -> dict[str, Any]:
     return {}
 
 
-def build_model(cell: Cell, classes: tuple[str, ...]) -> Model:
+def build_model(cell: CellRun, classes: tuple[str, ...]) -> Model:
     cfg = cell.cfg
     torch.manual_seed(cfg.seed)
     model = LadNet(len(classes), cfg.dropout, cfg.image_size).to(cell.device)
@@ -247,7 +247,7 @@ def build_model(cell: Cell, classes: tuple[str, ...]) -> Model:
     return Model(model, classes, optimizer, scaler, bool(options.get("fused")))
 
 
-def restore(cell: Cell, model: Model) -> Progress:
+def restore(cell: CellRun, model: Model) -> Progress:
     """Load ``checkpoint.pt`` into the model and optimizer; a fresh Progress when there is none."""
     state = load_checkpoint(cell.paths.checkpoint, cell.cfg.identity())
     if state is None:
@@ -268,7 +268,7 @@ def restore(cell: Cell, model: Model) -> Progress:
     return progress
 
 
-def wrap_model(cell: Cell, model: Model) -> None:
+def wrap_model(cell: CellRun, model: Model) -> None:
     """Autocast inside the forward, then DDP / DataParallel / torch.compile around it."""
     cfg, dist, plan = cell.cfg, cell.dist, cell.plan
     inner = AutocastForward(model.bare, cell.device.type, cell.precision.dtype)
@@ -289,7 +289,7 @@ def wrap_model(cell: Cell, model: Model) -> None:
 # --------------------------------------------------------------------------- 3. epochs
 
 
-def train_and_finish(cell: Cell, data: CellData, model: Model, progress: Progress) -> dict[str, Any]:
+def train_and_finish(cell: CellRun, data: CellData, model: Model, progress: Progress) -> dict[str, Any]:
     """Epochs, the test pass, telemetry of the whole cell, then result.json (rank 0)."""
     attempt_started_at = _now()  # this process's run: a resumed cell's other attempts did not share its host
     # Every rank samples the GPU it drives (rank 0 into samples.csv, rank r into samples.rank<r>.csv),
@@ -323,7 +323,7 @@ def train_and_finish(cell: Cell, data: CellData, model: Model, progress: Progres
     return result
 
 
-def run_epoch(cell: Cell, data: CellData, model: Model, progress: Progress, epoch: int) -> None:
+def run_epoch(cell: CellRun, data: CellData, model: Model, progress: Progress, epoch: int) -> None:
     """Train, evaluate, keep the best, write the epoch line and the checkpoint (in that order)."""
     cfg, dist = cell.cfg, cell.dist
     cell.say(f"Epoch: {epoch}/{cfg.epochs}")
@@ -353,7 +353,7 @@ def run_epoch(cell: Cell, data: CellData, model: Model, progress: Progress, epoc
     dist.barrier()
 
 
-def _progress_writer(cell: Cell, epoch: int) -> Callable[[int, int], None]:
+def _progress_writer(cell: CellRun, epoch: int) -> Callable[[int, int], None]:
     def write(step: int, total: int) -> None:
         if cell.dist.main:
             atomic_write_json(cell.paths.progress, {"epoch": epoch, "epochs": cell.cfg.epochs, "batch": step,
@@ -361,7 +361,7 @@ def _progress_writer(cell: Cell, epoch: int) -> Callable[[int, int], None]:
     return write
 
 
-def record_epoch(cell: Cell, model: Model, progress: Progress, tr: Stats, va: Stats, improved: bool) -> None:
+def record_epoch(cell: CellRun, model: Model, progress: Progress, tr: Stats, va: Stats, improved: bool) -> None:
     """Rank 0: the epoch's log lines, best_model.pt when it improved, epochs.jsonl, then checkpoint.pt."""
     cfg, epoch, paths = cell.cfg, progress.epoch, cell.paths
     epoch_s = tr.seconds + va.seconds
@@ -391,7 +391,7 @@ def record_epoch(cell: Cell, model: Model, progress: Progress, tr: Stats, va: St
 # --------------------------------------------------------------------------- 4. finish
 
 
-def final_evaluation(cell: Cell, data: CellData, model: Model,
+def final_evaluation(cell: CellRun, data: CellData, model: Model,
                      progress: Progress) -> tuple[Stats, dict[str, Any] | None, list[str]]:
     """Check the ranks agree, then the test split (and the flat test folder) with the best model."""
     digests = rank_digests(model.bare, cell.dist)
@@ -420,7 +420,7 @@ def time_breakdown(epochs: list[dict[str, Any]], exec_s: float) -> dict[str, flo
     return {**sums, "other_s": round(max(0.0, exec_s - sum(sums.values())), 4)}
 
 
-def result_record(cell: Cell, data: CellData, model: Model, progress: Progress, test: Stats,
+def result_record(cell: CellRun, data: CellData, model: Model, progress: Progress, test: Stats,
                   extra: dict[str, Any] | None, digests: list[str],
                   telemetry: dict[str, Any]) -> dict[str, Any]:
     """result.json (see docs/design.md); provenance is read once; the versions/slurm blocks come from it."""
