@@ -19,19 +19,20 @@ _TYPES = {"int": int, "float": float, "str": str}
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per TrainConfig field: its name, type, default, choices and help come from the field."""
-    p = argparse.ArgumentParser(prog="python -m aslhpc.train", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m aslhpc.train", description=__doc__.splitlines()[0])
     for f in fields(TrainConfig):
         kw: dict = {"dest": f.name, "help": f.metadata.get("help")}
         if f.default is MISSING:
             kw["required"] = True
         else:
             kw["default"] = f.default
+            kw["help"] += f" (default: {f.default!r})" if f.default != "" else ""
         if str(f.type) == "bool":
             kw["action"] = argparse.BooleanOptionalAction
         else:
             kw["type"] = _TYPES[str(f.type)]
             kw["choices"] = f.metadata.get("choices")
+            kw["metavar"] = None if kw["choices"] else cli_flag(f)[2:].upper().replace("-", "_")
         p.add_argument(cli_flag(f), **kw)
     return p
 
