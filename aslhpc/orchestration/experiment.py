@@ -67,7 +67,7 @@ class ClusterRequest:
 TrainSettings = make_dataclass(
     "TrainSettings", [*shared_fields(), ("optimizer", str, field(default="sgd"))], frozen=True)
 TrainSettings.__module__ = __name__  # make_dataclass's module= needs Python 3.12; pickles find it here
-TrainSettings.__doc__ = "The [train] table: TrainConfig's shared fields (repeat r trains with seed + r) + optimizer."
+TrainSettings.__doc__ = "The [train] table: TrainConfig's shared fields (repeat r: seed + r) + optimizer."
 
 
 @dataclass(frozen=True)
@@ -388,8 +388,8 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
 
     choice("train.optimizer", t.optimizer, OPTIMIZERS)
     problems += [f"train.{p}" for p in config_problems(asdict(t))]
-    dp_gpus = sorted({g for g in spec.gpus if isinstance(g, int) and g > 1}) if "dp" in spec.strategies else []
-    if t.compile is True and dp_gpus:
+    dp_gpus = sorted({g for g in spec.gpus if isinstance(g, int) and g > 1})
+    if t.compile is True and dp_gpus and "dp" in spec.strategies:
         problems.append(f"train.{COMPILE_DP.format(gpus=dp_gpus[0])}")
 
     for key in ("partition", "gpu_type"):
