@@ -38,6 +38,7 @@ class FakeGpu:
     not_supported: set[str] = field(default_factory=set)  # pynvml function names
     failing: set[str] = field(default_factory=set)  # raise NVMLError_Unknown
     mig: bool = False  # reachable by UUID only (a MIG instance), not by index
+    denied: bool = False  # another job's GPU: SLURM's cgroup makes every handle call fail with NO_PERMISSION
 
 
 @dataclass(frozen=True)
@@ -111,14 +112,19 @@ class FakeNvml:
     def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeHandle:
         self._enter("nvmlDeviceGetHandleByIndex")
         try:
-            return FakeHandle(self._indexed()[index])
+            key = self._indexed()[index]
         except IndexError:
             raise pynvml.NVMLError_InvalidArgument() from None
+        if self.gpus[key].denied:
+            raise pynvml.NVMLError_NoPermission()
+        return FakeHandle(key)
 
     def nvmlDeviceGetHandleByUUID(self, uuid: str) -> FakeHandle:
         self._enter("nvmlDeviceGetHandleByUUID")
         for i, g in enumerate(self.gpus):
             if g.uuid == uuid:
+                if g.denied:
+                    raise pynvml.NVMLError_NoPermission()
                 return FakeHandle(i)
         raise pynvml.NVMLError_NotFound()
 
@@ -150,7 +156,8 @@ class FakeNvml:
         gpu = self._enter("nvmlDeviceGetUtilizationRates", handle)
         assert gpu is not None
         fn = "nvmlDeviceGetUtilizationRates"
-        return SimpleNamespace(gpu=self._next(fn, handle, gpu.util_gpu), memory=self._next(fn, handle, gpu.util_mem))
+        return SimpleNamespace(gpu=self._next(fn, handle, gpu.util_gpu),
+                               memory=self._next(fn, handle, gpu.util_mem))
 
     def nvmlDeviceGetPowerUsage(self, handle: FakeHandle) -> int:
         gpu = self._enter("nvmlDeviceGetPowerUsage", handle)
@@ -182,4 +189,5 @@ def uuid(n: int) -> str:
 def four_v100s(**overrides: Any) -> list[FakeGpu]:
     """The paper's node: 4 V100-SXM2 at the bus ids of its nvidia-smi screenshots."""
     buses = ("18", "3B", "86", "AF")
-    return [FakeGpu(uuid=uuid(i + 1), pci_bus_id=f"00000000:{b}:00.0", **overrides) for i, b in enumerate(buses)]
+    return [FakeGpu(uuid=uuid(i + 1), pci_bus_id=f"00000000:{b}:00.0", **overrides)
+            for i, b in enumerate(buses)]

@@ -1,4 +1,5 @@
-"""The benchmark prints both pipelines' figures from one run and ends with their ratio (values not asserted)."""
+"""The benchmark prints both pipelines' figures from one run and ends with their ratio (values not
+asserted)."""
 
 import re
 
@@ -8,7 +9,7 @@ from aslhpc.bench import main
 def test_bench_prints_both_pipelines_and_the_ratio_last(capsys, cache_dir):
     assert main(["--per-class", "3", "--steps", "2", "--batch-size", "8", "--workers", "0"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("device: CPU")
+    assert lines[0].startswith("device: CPU") and "2 steps after 2 untimed warm-up steps" in lines[0]
     paper = next(ln for ln in lines if ln.startswith("paper"))
     fast = next(ln for ln in lines if ln.startswith("fast"))
     figures = [float(re.search(r"([\d.]+) images/s", ln).group(1)) for ln in (paper, fast)]
@@ -16,3 +17,13 @@ def test_bench_prints_both_pipelines_and_the_ratio_last(capsys, cache_dir):
     assert "host memory off" in paper and "host memory off" not in fast  # each in its own process
     assert re.fullmatch(r"ratio \d+\.\d\d", lines[-1])
     assert abs(float(lines[-1].split()[1]) - figures[1] / figures[0]) < 0.01 + 0.01 * figures[1] / figures[0]
+
+
+def test_the_timed_figure_is_the_epoch_after_the_warm_up():
+    """Issue 19.10: lazy library loading and cudnn autotuning (fast pipeline only) stay out of the figure."""
+    from aslhpc.bench import timed_figures
+
+    result = {"config": {"max_steps": 20}, "images_per_s": 50.0, "train_time_s": 9.0}
+    epochs = [{"images_per_s": 10.0, "train_s": 8.0}, {"images_per_s": 90.0, "train_s": 1.0}]
+    assert timed_figures(result, epochs) == {"images_per_s": 90.0, "train_time_s": 1.0, "warmup_epochs": 1}
+    assert timed_figures({"config": {"max_steps": 0}}, epochs) == {"warmup_epochs": 0}  # --full: whole cells

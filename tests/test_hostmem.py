@@ -37,9 +37,11 @@ print(json.dumps({"default": default, "what": what, "kept": faults(), "again": r
 @pytest.mark.skipif(_glibc_mallopt() is None, reason="needs glibc's mallopt")
 def test_after_the_call_big_allocations_stop_page_faulting():
     env = {k: v for k, v in os.environ.items()
-           if k not in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_",
+           if k not in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
+                        "MALLOC_TOP_PAD_",
                         "GLIBC_TUNABLES")}
-    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120, check=True)
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120,
+                         check=True)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     assert r["default"] > 4 * PAGE_FAULTS_PER_ALLOC  # by default every round maps fresh pages
     assert r["what"].startswith("glibc mallopt") and r["again"] == r["what"]  # calling twice is harmless

@@ -25,7 +25,8 @@ def test_rank_slices_cover_every_item_once():
 
 def _batches(n=10, **kw):
     images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 2, 2, 3).contiguous()
-    return TensorBatches(images, torch.arange(n), torch.device("cpu"), batch_size=4, shuffle=True, seed=1, **kw)
+    return TensorBatches(images, torch.arange(n), torch.device("cpu"), batch_size=4, shuffle=True, seed=1,
+                         **kw)
 
 
 def test_shuffle_depends_only_on_seed_and_epoch_and_covers_the_split():
@@ -54,3 +55,67 @@ def test_paper_sampler_gives_every_ddp_rank_equal_steps_and_a_share_of_each_glob
     assert len(single) == 11
     for step, (a, b) in enumerate(zip(*ranks, strict=True)):
         assert sorted(a + b) == sorted(single[step])  # the same global batch as one process, split in two
+
+
+def test_tensor_batches_length_is_its_loop_bound_when_the_last_global_batch_is_smaller_than_the_world():
+    """Issue 11.4: n % batch in [1, world-1] under DDP: the last global batch is dropped by both pipelines."""
+    from aslhpc.training.pipelines import GlobalBatchSampler
+
+    for n, batch, world in ((9, 4, 2), (10, 4, 3), (9, 4, 3), (13, 4, 4)):
+        assert 1 <= n % batch <= world - 1
+        for rank in range(world):
+            b = _batches(n, rank=rank, world=world)
+            steps = list(b.epoch(1))
+            assert len(b) == len(steps) == n // batch, (n, batch, world)
+            sampler = GlobalBatchSampler(n, 4, True, seed=1, epoch=1, rank=rank, world=world)
+            assert [y.tolist() for _, y, _ in steps] == list(sampler)  # one rule for both pipelines
+    assert len(_batches(9, rank=0, world=1)) == len(list(_batches(9).epoch(0))) == 3
+
+
+def test_the_shuffle_is_a_cpu_permutation_whatever_the_data_device():
+    """Issue 19 (low): the order is made on the CPU from (seed, epoch) and copied once per epoch."""
+    from aslhpc.training.pipelines import GlobalBatchSampler, epoch_generator
+
+    assert epoch_generator(1, 3).device.type == "cpu"
+    order = GlobalBatchSampler(10, 4, True, seed=1, epoch=3).order()
+    assert order.device.type == "cpu"
+    assert torch.cat([y for _, y, _ in _batches().epoch(3)]).tolist() == order.tolist()
+
+
+def test_split_tensors_are_filled_in_chunks_and_registered_at_their_exact_size():
+    """Issue 19.6: no whole-split copy plus a power-of-two pinned block; labels go to the training device."""
+    import numpy as np
+
+    from aslhpc.training.pipelines import fill_rows, tensor_data
+
+    images = np.arange(50 * 2 * 2 * 3, dtype=np.uint8).reshape(50, 2, 2, 3)
+
+    class Counting:  # the memory-mapped cache: records how many rows each read materialises
+        shape = images.shape
+        biggest = 0
+
+        def __getitem__(self, rows):
+            Counting.biggest = max(Counting.biggest, len(rows))
+            return images[rows]
+
+    rows = np.array([3, 1, 4, 15, 9, 26, 5, 35, 8, 49])
+    dst = torch.empty((len(rows), 2, 2, 3), dtype=torch.uint8)
+    fill_rows(dst, Counting(), rows, chunk=3)
+    assert Counting.biggest == 3 and torch.equal(dst, torch.from_numpy(images[rows]))
+    registered: list[int] = []
+    x, y = tensor_data(images, rows, np.arange(50) % 7, torch.device("meta"), on_device=False,
+                       register=lambda t: registered.append(t.numel()))
+    assert y.device.type == "meta" and x.device.type == "cpu" and registered == []  # not a CUDA run
+    from aslhpc.training import pipelines
+
+    pinned: list[tuple[int, bool]] = []
+    original = torch.Tensor.to
+    try:
+        torch.Tensor.to = lambda self, *a, **k: self  # labels "to the GPU" on a machine without one
+        x, y = pipelines.tensor_data(images, rows, np.arange(50) % 7, torch.device("cuda", 0),
+                                     on_device=False,
+                                     register=lambda t: pinned.append((t.numel(), t.is_pinned())))
+    finally:
+        torch.Tensor.to = original
+    assert pinned == [(len(rows) * 2 * 2 * 3, False)]  # one exact-size block, registered in place
+    assert torch.equal(x, torch.from_numpy(images[rows]))

@@ -11,7 +11,8 @@ from aslhpc.telemetry import collect_provenance
 from aslhpc.telemetry import provenance as prov
 
 KEYS = {
-    "hostname", "slurmd_nodename", "python", "platform", "torch", "cuda", "cudnn", "arch_list", "v100_supported",
+    "hostname", "slurmd_nodename", "python", "platform", "torch", "cuda", "cudnn", "arch_list",
+    "v100_supported",
     "gpu_count", "gpu_models", "gpu_memory_gb", "gpus", "driver_version", "cpu_model", "cpu_sockets",
     "cpu_cores_per_socket", "cpu_threads_per_core", "cpu_logical", "cpus_allowed", "slurm",
     "cuda_visible_devices", "errors",
@@ -79,7 +80,8 @@ def test_cpu_topology_parsing() -> None:
             "siblings : 14\ncore id : {c}\ncpu cores : 14\n\n"
     text = "".join(block.format(n=n, s=n // 14, c=n % 14) for n in range(28))
     got = prov._parse_cpuinfo(text)
-    assert got == {"cpu_model": "Intel(R) Xeon(R) Gold 6132 CPU @ 2.60GHz", "cpu_logical": 28, "cpu_sockets": 2,
+    assert got == {"cpu_model": "Intel(R) Xeon(R) Gold 6132 CPU @ 2.60GHz", "cpu_logical": 28,
+                   "cpu_sockets": 2,
                    "cpu_cores_per_socket": 14, "cpu_threads_per_core": 1}
     lscpu = "CPU(s):   28\nModel name:  Intel(R) Xeon(R) Gold 6132\nThread(s) per core:  1\nSocket(s):  2\n"
     assert prov._parse_lscpu(lscpu)["cpu_sockets"] == 2
@@ -100,3 +102,34 @@ def test_the_given_environment_is_used_not_the_process_one(monkeypatch: pytest.M
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     p = collect_provenance(nvml=FakeNvml(four_v100s()), env={})  # no CUDA_VISIBLE_DEVICES: all GPUs
     assert p["gpu_count"] == 4 and p["cuda_visible_devices"] is None
+
+
+def _fake_torch(arch: list[str], flags: str | None, cuda: str | None = "12.6"):
+    from types import SimpleNamespace
+
+    c = SimpleNamespace(_cuda_getArchFlags=lambda: flags) if flags is not None else SimpleNamespace()
+    cuda_module = SimpleNamespace(get_arch_list=lambda: arch)
+    return SimpleNamespace(version=SimpleNamespace(cuda=cuda), cuda=cuda_module, _C=c)
+
+
+def test_the_arch_list_is_read_from_the_wheel_when_no_gpu_is_visible() -> None:
+    """Issue 19.3: torch 2.7.1: get_arch_list() is [] without a GPU; the compiled-in flags know."""
+    old = _fake_torch([], "sm_50 sm_60 sm_70 sm_75 sm_80 sm_86 sm_90")
+    assert prov.cuda_arch_list(old) == ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
+    assert prov.v100_supported(prov.cuda_arch_list(old)) is True
+    cu130 = _fake_torch([], "sm_75 sm_80 sm_86 sm_90 sm_100 sm_120")
+    assert prov.v100_supported(prov.cuda_arch_list(cu130)) is False  # the login-node check now refuses
+    assert prov.cuda_arch_list(_fake_torch(["sm_80"], "sm_50")) == ["sm_80"]  # the documented call wins
+    assert prov.cuda_arch_list(_fake_torch([], None, cuda=None)) == []  # a CPU build
+
+
+@pytest.mark.parametrize(("arch", "cap", "ok"), [
+    (["sm_80"], (8, 6), True),  # same major, newer minor: the cubin runs
+    (["sm_86"], (8, 0), False),
+    (["sm_90a"], (9, 0), True), (["sm_90a"], (9, 1), False),  # arch-specific: exactly that GPU
+    (["sm_75", "sm_80"], (7, 0), False),
+    (["compute_70"], (9, 0), True),  # PTX: JIT for anything newer
+    (["sm_90"], (10, 0), False),
+])
+def test_arch_supports_a_gpu_capability(arch: list[str], cap: tuple[int, int], ok: bool) -> None:
+    assert prov.arch_supports(arch, cap) is ok

@@ -61,7 +61,8 @@ def test_stop_does_not_wait_for_the_interval_and_is_idempotent(tmp_path: Path) -
 def test_peaks_and_means_from_scripted_values(tmp_path: Path) -> None:
     pid = os.getpid()
     gpus = [
-        FakeGpu(uuid(1), used_mib=(1000, 2859, 2000, 1500), util_gpu=(10, 30, 20, 40), util_mem=(5, 5, 15, 15),
+        FakeGpu(uuid(1), used_mib=(1000, 2859, 2000, 1500), util_gpu=(10, 30, 20, 40),
+                util_mem=(5, 5, 15, 15),
                 power_mw=(60000, 125000, 70000, 45000), sm_clock_mhz=(1290, 1530, 1530, 1290),
                 temp_c=(40, 48, 45, 44), processes=((pid, 2848), (pid + 10**6, 500))),
         FakeGpu(uuid(2), pci_bus_id="00000000:3B:00.0", used_mib=(11,)),
@@ -149,7 +150,8 @@ def test_uuid_cuda_visible_devices(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert got == [(0, 3, "CUDA_VISIBLE_DEVICES uuid"), (1, 1, "CUDA_VISIBLE_DEVICES uuid")]
 
 
-def test_cuda_visible_devices_stops_at_first_unknown_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cuda_visible_devices_stops_at_first_unknown_entry(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,7,0")  # like CUDA: 7 does not exist, so 0 is hidden
     with Sampler(tmp_path / "s.csv", interval_s=HOUR, nvml=FakeNvml(four_v100s())) as s:
         pass
@@ -348,3 +350,78 @@ def test_cpu_meter_counts_child_processes_and_catches_the_rss_peak(monkeypatch: 
     summary = meter.summary()
     assert summary["rss_peak_gb"] * 1000 >= rss0 + 140  # VmHWM saw the spike between samples
     assert summary["n_cpus"] >= 1 and summary["util_mean_pct"] > 0
+
+
+def test_a_gpu_nvml_may_not_open_leaves_telemetry_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19.5: on a shared 4-GPU node SLURM's cgroup denies the other jobs' GPUs (NO_PERMISSION)."""
+    gpus = four_v100s()
+    for g in (gpus[0], gpus[1]):
+        g.denied = True  # another job holds GPUs 0 and 1
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    with Sampler(tmp_path / "s.csv", interval_s=HOUR, nvml=FakeNvml(gpus)) as s:
+        pass
+    assert s.summary["nvml"] is True and s.summary["reason"] is None
+    assert [(m["index"], m["nvml_index"]) for m in s.summary["mapping"]] == [(0, 2), (1, 3)]
+    # the same through torch's UUIDs alone (no PCI fields, as on torch 2.7.1)
+    visible = [{"index": 0, "uuid": uuid(4)[4:], "pci_bus_id": None}]
+    with Sampler(tmp_path / "t.csv", interval_s=HOUR, nvml=FakeNvml(gpus), visible=visible) as s:
+        pass
+    assert [(m["index"], m["nvml_index"], m["matched_by"]) for m in s.summary["mapping"]] == [(0, 3, "uuid")]
+
+
+def test_torch_without_pci_properties_is_matched_by_uuid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19.4: torch 2.7.1's device properties have ``uuid`` but no ``pci_*``: match on the UUID."""
+    from types import SimpleNamespace
+
+    from aslhpc.telemetry.nvml import torch_visible
+
+    props = SimpleNamespace(uuid="00000004-1111-2222-3333-000000000004", name="Tesla V100-SXM2-32GB")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    assert torch_visible() == [{"index": 0, "uuid": props.uuid, "name": props.name, "pci_bus_id": None}]
+    full = SimpleNamespace(**vars(props), pci_domain_id=0, pci_bus_id=0xAF, pci_device_id=0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: full)
+    assert torch_visible()[0]["pci_bus_id"] == "00000000:af:00.0"
+
+
+def test_descendants_are_found_without_the_proc_children_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: /proc/<pid>/task/<tid>/children needs CONFIG_PROC_CHILDREN; the tree comes from psutil."""
+    from aslhpc.telemetry import cpu
+
+    real = cpu._read
+    monkeypatch.setattr(cpu, "_read", lambda path: None if path.endswith("/children") else real(path))
+    script = ("import subprocess, sys, time\n"
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(5)'])\n"
+              "print(p.pid, flush=True)\ntime.sleep(5)")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(child.stdout.readline())
+        assert {child.pid, grandchild} <= set(cpu.descendants(os.getpid()))
+    finally:
+        child.kill()
+        child.wait()
+        try:
+            os.kill(grandchild, 9)
+        except (OSError, UnboundLocalError):
+            pass
+
+
+def test_whole_cell_summary_covers_every_attempt(tmp_path: Path) -> None:
+    """Issue 16: a resumed cell's GPU peak may have happened in an earlier attempt."""
+    from aslhpc.telemetry.cellsummary import whole_cell
+
+    csv_path = tmp_path / "samples.csv"
+    first = FakeNvml([FakeGpu(uuid(1), used_mib=(9000, 12000))])
+    with Sampler(csv_path, interval_s=HOUR, nvml=first) as s:
+        s.sample_now()
+    second = FakeNvml([FakeGpu(uuid(1), used_mib=(3000,))])
+    with Sampler(csv_path, interval_s=HOUR, nvml=second) as s:
+        pass
+    last = s.summary
+    assert last["gpus"][0]["mem_peak_gb"] == 3.0 and last["n_samples"] == 2
+    cell = whole_cell(last, csv_path)
+    assert cell["n_samples"] == 5 and [a["n_samples"] for a in cell["attempts"]] == [3, 2]
+    assert cell["gpus"][0]["mem_peak_gb"] == 12.0 and cell["attempts"][0]["gpus"][0]["mem_peak_gb"] == 12.0
+    assert cell["attempts"][1]["gpus"][0]["mem_peak_gb"] == 3.0 and cell["scope"] == "cell (all attempts)"
+    assert cell["cpu"]["rss_peak_gb"] >= last["cpu"]["rss_peak_gb"]

@@ -85,7 +85,8 @@ class Killed(Exception):
 
 
 @pytest.mark.parametrize("pipeline", ["fast", "paper"])
-def test_killed_after_an_epoch_and_resumed_ends_with_identical_metrics(synth_root, tmp_path, pipeline, trained,
+def test_killed_after_an_epoch_and_resumed_ends_with_identical_metrics(synth_root, tmp_path, pipeline,
+                                                                      trained,
                                                                       paper_trained):
     straight = trained[1] if pipeline == "fast" else paper_trained
 
@@ -104,6 +105,11 @@ def test_killed_after_an_epoch_and_resumed_ends_with_identical_metrics(synth_roo
     assert {k: resumed[k] for k in METRICS} == {k: straight[k] for k in METRICS}
     assert [r["epoch"] for r in read_jsonl(tmp_path / "resumed" / "epochs.jsonl")] == [1, 2, 3, 4]
     assert not (tmp_path / "resumed" / "error.json").exists()
+    # telemetry describes the whole cell, both attempts (issue 16), not only the process that finished it
+    tel = resumed["telemetry"]
+    cpu_rows = [ln for ln in (tmp_path / "resumed" / "samples.csv").read_text().splitlines() if ",cpu," in ln]
+    assert len(tel["attempts"]) == 2 and tel["n_samples"] == len(cpu_rows)
+    assert tel["n_samples"] == sum(a["n_samples"] for a in tel["attempts"]) > tel["attempts"][-1]["n_samples"]
 
 
 def test_more_gpus_than_visible_is_an_error_naming_the_fix(synth_root, tmp_path):
@@ -112,7 +118,8 @@ def test_more_gpus_than_visible_is_an_error_naming_the_fix(synth_root, tmp_path)
 
 
 def test_allow_cpu_records_what_really_ran(synth_root, tmp_path):
-    r = run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", gpus=2, epochs=1, allow_cpu=True, max_steps=2),
+    r = run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", gpus=2, epochs=1, allow_cpu=True,
+                     max_steps=2),
                  log=lambda m: None)
     assert r["gpus_requested"] == 2 and r["gpus_used"] == 0
     assert r["data_parallel"] is False
@@ -134,7 +141,8 @@ def test_a_different_config_refuses_to_resume_someone_elses_checkpoint(synth_roo
 
 def test_a_diverging_run_stops_with_a_one_line_error(synth_root, tmp_path):
     with pytest.raises(AslhpcError, match="diverged at epoch 1.*lower --lr"):
-        run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", epochs=2, lr=1e12, max_steps=3), log=lambda m: None)
+        run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", epochs=2, lr=1e12, max_steps=3),
+                 log=lambda m: None)
     assert "diverged" in json.loads((tmp_path / "c" / "error.json").read_text())["error"]
 
 
@@ -173,7 +181,8 @@ def test_both_pipelines_name_the_same_unreadable_images(synth_root, tmp_path):
         (classes / name).write_bytes(b"truncated")
     named = {}
     for pipeline in ("fast", "paper"):
-        r = run_cell(cfg(root, tmp_path / pipeline, tmp_path / "cache", epochs=1, pipeline=pipeline), log=lambda m: None)
+        r = run_cell(cfg(root, tmp_path / pipeline, tmp_path / "cache", epochs=1, pipeline=pipeline),
+                     log=lambda m: None)
         assert r["skipped_count"] == 4
         named[pipeline] = sorted(r["skipped_images"])
     assert named["fast"] == named["paper"] == bad

@@ -26,7 +26,8 @@ def test_two_ranks_train_in_lockstep_and_rank0_writes_the_result(synth_root: Pat
     for rank in range(2):
         env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                    MASTER_PORT=port, OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+        procs.append(subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
     logs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs
     result = json.loads((out / "result.json").read_text())
@@ -38,7 +39,8 @@ def test_two_ranks_train_in_lockstep_and_rank0_writes_the_result(synth_root: Pat
     assert result["train_acc"] > 60 and result["val_acc"] > 40
     assert result["batches"]["train"] == -(-result["split"]["train"] // 32)
     # Only rank 0 writes the cell's files: one line per epoch, no duplicates.
-    assert [json.loads(line)["epoch"] for line in (out / "epochs.jsonl").read_text().splitlines()] == [1, 2, 3]
+    lines = (out / "epochs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
     # Every rank sampled its own device: rank 1 into its own file, both summaries in the result.
     assert (out / "samples.csv").is_file() and (out / "samples.rank1.csv").is_file()
     assert [r["rank"] for r in result["telemetry"]["ranks"]] == [0, 1]

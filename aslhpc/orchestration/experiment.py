@@ -17,22 +17,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from aslhpc.cellfiles import cell_id as make_cell_id
 from aslhpc.cellfiles import cells_dir
 from aslhpc.errors import ConfigError
-from aslhpc.training.config import (
-    AMP_MODES,
-    INTERPOLATIONS,
-    MIN_INPUT_SIZE,
-    PIPELINES,
-    SPLITS,
-    STRATEGIES,
-    TrainConfig,
-)
+from aslhpc.training.config import COMPILE_DP, STRATEGIES, TrainConfig, config_problems, shared_fields
 
 OPTIMIZERS = ("sgd",)
 REPO_JOBS = Path(__file__).resolve().parents[2] / "jobs"
@@ -69,31 +61,13 @@ class ClusterRequest:
     max_requeues: int = 3  # timeouts a cell may be requeued after (preemptions do not count)
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """The [train] table: TrainConfig's fields that are the same for every cell of the experiment."""
-
-    epochs: int = 25
-    lr: float = 0.005
-    momentum: float = 0.0
-    dropout: float = 0.2
-    optimizer: str = "sgd"
-    image_size: int = 150
-    interpolation: str = "bilinear"
-    split: str = "random"
-    split_seed: int = 0
-    seed: int = 0  # repeat r trains with seed + r
-    pipeline: str = "paper"
-    amp: str = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    reuse_host_memory: bool = True
-    allow_cpu: bool = False
-    workers: int = 2
-    log_every: int = 50
-    sample_interval_s: float = 1.0
-    process_sample_interval_s: float = 10.0
-    max_steps: int = 0
+# The [train] table: TrainConfig's fields that are the same for every cell of the experiment (not the
+# matrix's gpus/batch_size/strategy nor the per-cell paths), with TrainConfig's defaults, plus the optimizer.
+# Built from TrainConfig so the two cannot drift apart; checked by validate_spec through config_problems.
+TrainSettings = make_dataclass(
+    "TrainSettings", [*shared_fields(), ("optimizer", str, field(default="sgd"))], frozen=True)
+TrainSettings.__module__ = __name__  # make_dataclass's module= needs Python 3.12; pickles find it here
+TrainSettings.__doc__ = "The [train] table: TrainConfig's shared fields (repeat r: seed + r) + optimizer."
 
 
 @dataclass(frozen=True)
@@ -413,28 +387,10 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
         problems.append(f"matrix.repeats={spec.repeats!r} must be an integer >= 1")
 
     choice("train.optimizer", t.optimizer, OPTIMIZERS)
-    choice("train.pipeline", t.pipeline, PIPELINES)
-    choice("train.split", t.split, SPLITS)
-    choice("train.amp", t.amp, AMP_MODES)
-    choice("train.interpolation", t.interpolation, INTERPOLATIONS)
-    if not isinstance(t.epochs, int) or isinstance(t.epochs, bool) or t.epochs < 1:
-        problems.append(f"train.epochs={t.epochs!r} must be an integer >= 1")
-    if not isinstance(t.image_size, int) or isinstance(t.image_size, bool) or t.image_size < MIN_INPUT_SIZE:
-        problems.append(f"train.image_size={t.image_size!r} must be an integer >= {MIN_INPUT_SIZE} "
-                        "(the network's three conv+pool stages; the paper: 150)")
-    for key in ("workers", "max_steps", "seed", "split_seed", "log_every"):
-        v = getattr(t, key)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            problems.append(f"train.{key}={v!r} must be an integer >= 0")
-    if not isinstance(t.lr, int | float) or t.lr <= 0:
-        problems.append(f"train.lr={t.lr!r} must be a positive number")
-    if not isinstance(t.momentum, int | float) or not 0 <= t.momentum < 1:
-        problems.append(f"train.momentum={t.momentum!r} must be in [0, 1)")
-    if not isinstance(t.dropout, int | float) or not 0 <= t.dropout < 1:
-        problems.append(f"train.dropout={t.dropout!r} must be in [0, 1)")
-    for key in ("allow_cpu", "channels_last", "compile", "reuse_host_memory"):
-        if not isinstance(getattr(t, key), bool):
-            problems.append(f"train.{key}={getattr(t, key)!r} must be true or false")
+    problems += [f"train.{p}" for p in config_problems(asdict(t))]
+    dp_gpus = sorted({g for g in spec.gpus if isinstance(g, int) and g > 1})
+    if t.compile is True and dp_gpus and "dp" in spec.strategies:
+        problems.append(f"train.{COMPILE_DP.format(gpus=dp_gpus[0])}")
 
     for key in ("partition", "gpu_type"):
         v = getattr(c, key)

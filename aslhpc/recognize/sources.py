@@ -138,11 +138,6 @@ class FrameSource:
                               + ("check the camera is free and working" if live else "is it a video OpenCV can decode?"))
         self._first: np.ndarray | None = frame
 
-    @property
-    def nominal_fps(self) -> float:
-        """What the container or camera claims (0 when unknown), not what inference achieves."""
-        return float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
-
     def __iter__(self) -> Iterator[np.ndarray]:
         if self._first is not None:
             first, self._first = self._first, None

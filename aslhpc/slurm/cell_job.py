@@ -53,7 +53,8 @@ def export_dist_env() -> submitit.helpers.TorchDistributedEnvironment:
     job) are overwritten with this job's layout, where submitit would raise RuntimeError; a
     MASTER_PORT found there is kept (submitit reads it), the same for every rank.
     """
-    return submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    env = submitit.helpers.TorchDistributedEnvironment()
+    return env.export(set_cuda_visible_devices=False, overwrite=True)
 
 
 def _num_tasks() -> int:

@@ -1,4 +1,4 @@
-"""Process CPU utilisation and resident memory from /proc (no psutil).
+"""Process CPU utilisation and resident memory of a process tree (psutil).
 
 Why these definitions:
 
@@ -11,8 +11,8 @@ Why these definitions:
   mark (VmHWM), which catches spikes between samples. Workers are left out of RSS: forked
   workers share copy-on-write pages, so summing them would count the same memory many times.
 
-Without /proc (not Linux) the figures fall back to ``time.process_time`` and
-``resource.getrusage``.
+The RSS peak is read from /proc (VmHWM, which psutil does not expose); without /proc it falls
+back to ``resource.getrusage``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import os
 import time
 from dataclasses import dataclass
 
+import psutil
+
 MIB = 1024 * 1024
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 RESCAN_S = 1.0  # how often the list of descendants is refreshed (it costs a read per thread)
 
@@ -49,41 +50,28 @@ def n_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (all its threads'), [] where the kernel lacks the file."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return []
-    out: list[int] = []
-    for tid in tasks:
-        text = _read(f"/proc/{pid}/task/{tid}/children")
-        if text:
-            out.extend(int(c) for c in text.split() if c.isdigit())
-    return out
-
-
 def descendants(pid: int) -> list[int]:
-    """All live descendants of ``pid`` (breadth first)."""
-    seen: list[int] = []
-    queue = children(pid)
-    while queue:
-        p = queue.pop()
-        if p not in seen:
-            seen.append(p)
-            queue.extend(children(p))
-    return seen
+    """All live descendants of ``pid`` (psutil walks the parent pids); [] if ``pid`` is gone."""
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _tree_seconds(proc: psutil.Process, reaped: bool) -> float | None:
+    """User + system seconds of ``proc`` (+ reaped children's if ``reaped``); None once it is gone."""
+    try:
+        t = proc.cpu_times()
+    except psutil.Error:
+        return None
+    return t.user + t.system + ((t.children_user + t.children_system) if reaped else 0.0)
 
 
 def cpu_seconds(pid: int) -> float | None:
     """utime+stime+cutime+cstime of ``pid`` in seconds, None if unreadable (e.g. exited)."""
-    stat = _read(f"/proc/{pid}/stat")
-    if not stat:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
     try:
-        return sum(int(x) for x in fields[11:15]) / _TICK  # fields 14-17 of proc(5)
-    except (ValueError, IndexError):
+        return _tree_seconds(psutil.Process(pid), reaped=True)
+    except psutil.Error:
         return None
 
 
@@ -122,7 +110,11 @@ class CpuMeter:
 
     def __init__(self, pid: int | None = None) -> None:
         self.pid = os.getpid() if pid is None else pid
-        self._kids: list[int] = []
+        try:
+            self._proc: psutil.Process | None = psutil.Process(self.pid)
+        except psutil.Error:
+            self._proc = None
+        self._kids: dict[int, psutil.Process] = {}
         self._scanned = -RESCAN_S
         self._t0 = self._t = time.monotonic()
         self._c0 = self._c = self._tree_cpu(self._t)
@@ -130,13 +122,21 @@ class CpuMeter:
         self._sampled = False
 
     def _tree_cpu(self, now: float) -> float:
-        """CPU seconds of the process and its live descendants; process_time() without /proc."""
-        own = cpu_seconds(self.pid)
+        """CPU seconds of the process, its reaped children and its live descendants (else process_time())."""
+        own = _tree_seconds(self._proc, reaped=True) if self._proc is not None else None
         if own is None:
             return time.process_time()
         if now - self._scanned >= RESCAN_S:
-            self._kids, self._scanned = descendants(self.pid), now
-        return own + sum(s for s in (cpu_seconds(c) for c in self._kids) if s is not None)
+            self._scanned = now
+            try:
+                found = self._proc.children(recursive=True)
+            except psutil.Error:
+                found = []
+            # keep the Process objects already known: psutil checks each one's start time, so a reused pid
+            # is never mistaken for the worker that had it
+            self._kids = {p.pid: self._kids.get(p.pid, p) for p in found}
+        kids = (_tree_seconds(p, reaped=False) for p in self._kids.values())
+        return own + sum(s for s in kids if s is not None)
 
     def sample(self) -> CpuSample:
         t = time.monotonic()

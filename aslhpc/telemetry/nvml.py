@@ -133,11 +133,18 @@ def torch_visible(devices: Sequence[int] | None = None) -> list[dict[str, Any]]:
         out = []
         for i in ordinals:
             p = torch.cuda.get_device_properties(i)
-            out.append({"index": i, "uuid": str(p.uuid), "name": p.name,
-                        "pci_bus_id": f"{p.pci_domain_id:08x}:{p.pci_bus_id:02x}:{p.pci_device_id:02x}.0"})
+            out.append({"index": i, "uuid": str(p.uuid), "name": p.name, "pci_bus_id": _torch_pci(p)})
         return out
     except Exception:  # telemetry must never stop training; the sampler falls back to the env
         return []
+
+
+def _torch_pci(props: Any) -> str | None:
+    """The bus id from torch's device properties; None where torch lacks them (2.7.1 has no ``pci_*``)."""
+    ids = [getattr(props, k, None) for k in ("pci_domain_id", "pci_bus_id", "pci_device_id")]
+    if not all(isinstance(v, int) for v in ids):
+        return None  # matched on the UUID alone
+    return f"{ids[0]:08x}:{ids[1]:02x}:{ids[2]:02x}.0"
 
 
 class Nvml:
@@ -147,7 +154,9 @@ class Nvml:
         self.m = module
         self.not_supported: type[BaseException] = module.NVMLError_NotSupported
         self.error: type[BaseException] = module.NVMLError
-        self.devices: list[NvmlDevice] = []
+        self.devices: list[NvmlDevice] = []  # the ones this process may open, in NVML order
+        self.count = 0  # devices on the node, openable or not
+        self.denied: list[str] = []  # one note per device NVML lists but will not open (another job's GPU)
         self._mem_v2: int | None = getattr(module, "nvmlMemory_v2", None)
         self._open = False
 
@@ -162,14 +171,21 @@ class Nvml:
             raise NvmlUnavailable(describe_error(exc)) from exc
         session._open = True
         try:
-            count = module.nvmlDeviceGetCount()
-            session.devices = [session._describe(module.nvmlDeviceGetHandleByIndex(i), i) for i in range(count)]
+            session.count = module.nvmlDeviceGetCount()
         except Exception as exc:
             session.close()
             raise NvmlUnavailable(describe_error(exc)) from exc
+        for i in range(session.count):
+            # One by one: NVML lists every GPU of the node, but SLURM's cgroup lets this job open only its
+            # own (NO_PERMISSION for the others); one closed device must not turn off telemetry for all.
+            try:
+                session.devices.append(session._describe(module.nvmlDeviceGetHandleByIndex(i), i))
+            except Exception as exc:
+                session.denied.append(f"NVML device {i}: {describe_error(exc)}")
         if not session.devices:
             session.close()
-            raise NvmlUnavailable("NVML works but reports no GPUs on this node")
+            why = f" ({'; '.join(session.denied)})" if session.denied else ""
+            raise NvmlUnavailable(f"NVML works but reports no GPUs this process may open on this node{why}")
         return session
 
     def close(self) -> None:
@@ -226,9 +242,10 @@ class Nvml:
         return self._mig(uuid)
 
     def _mig(self, uuid: Any) -> NvmlDevice | None:
-        """A MIG instance (not in the index enumeration): ask NVML for it by its UUID."""
+        """A device not in the index enumeration (a MIG instance, or a GPU that could not be opened by
+        index): ask NVML for it by its UUID."""
         text = _text(uuid).strip()
-        for candidate in (text, "MIG-" + norm_uuid(text)):
+        for candidate in (text, "MIG-" + norm_uuid(text), "GPU-" + norm_uuid(text)):
             if "/" in candidate:  # legacy MIG-GPU-<uuid>/gi/ci: resolved by the caller
                 continue
             try:
@@ -273,12 +290,14 @@ class Nvml:
             elif pos < len(from_env):
                 mapped.append(MappedGpu(index, from_env[pos].device, from_env[pos].matched_by))
             else:
-                problems.append(f"visible GPU {index} has no uuid/pci_bus_id and no CUDA_VISIBLE_DEVICES entry")
+                problems.append(f"visible GPU {index} has no uuid/pci_bus_id and no CUDA_VISIBLE_DEVICES "
+                                "entry")
         return mapped, problems
 
     def _map_env(self, cvd: str | None) -> list[MappedGpu]:
         if cvd is None:
-            return [MappedGpu(i, d, "nvml order (CUDA_VISIBLE_DEVICES unset)") for i, d in enumerate(self.devices)]
+            how = "nvml order (CUDA_VISIBLE_DEVICES unset)"
+            return [MappedGpu(i, d, how) for i, d in enumerate(self.devices)]
         mapped: list[MappedGpu] = []
         for token in (t.strip() for t in cvd.split(",")):
             dev, how = self._env_token(token)
@@ -290,10 +309,11 @@ class Nvml:
     def _env_token(self, token: str) -> tuple[NvmlDevice | None, str]:
         low = token.lower()
         if re.fullmatch(r"\d+", token):
-            i = int(token)
-            return (self.devices[i] if i < len(self.devices) else None), "CUDA_VISIBLE_DEVICES index"
+            hits = [d for d in self.devices if d.nvml_index == int(token)]
+            return (hits[0] if hits else None), "CUDA_VISIBLE_DEVICES index"
         if low.startswith("mig-gpu-"):  # legacy MIG-GPU-<uuid>/<gi>/<ci>: the parent GPU
-            return self._by_uuid(token[4:].split("/")[0], prefix_ok=True), "CUDA_VISIBLE_DEVICES MIG parent uuid"
+            parent = self._by_uuid(token[4:].split("/")[0], prefix_ok=True)
+            return parent, "CUDA_VISIBLE_DEVICES MIG parent uuid"
         if low.startswith("mig-"):
             return self._mig(token), "CUDA_VISIBLE_DEVICES MIG uuid"
         if low.startswith("gpu-"):
@@ -339,7 +359,8 @@ class Nvml:
         Costly (it takes a driver lock), hence sampled rarely. In a container with its own
         PID namespace NVML reports host PIDs, nothing matches and the cell stays empty.
         """
-        found = [p.usedGpuMemory for p in self.m.nvmlDeviceGetComputeRunningProcesses(handle) if p.pid in pids]
+        running = self.m.nvmlDeviceGetComputeRunningProcesses(handle)
+        found = [p.usedGpuMemory for p in running if p.pid in pids]
         known = [b for b in found if b is not None]
         return sum(known) / MIB if known else None
 

@@ -7,8 +7,9 @@ wrong is listed under ``errors``.
 
 ``v100_supported``: torch wheels built for CUDA 12.8+ omit sm_70 (CUDA 13 dropped Volta
 altogether), so e.g. torch 2.14.1+cu130 cannot run on the paper's V100s. It is computed from
-``torch.cuda.get_arch_list()``: True when it holds ``sm_70`` or PTX (``compute_XX``) of
-XX <= 70, which the driver can JIT for Volta.
+the build's arch list (:func:`cuda_arch_list`, which works without a GPU on every torch):
+True when it holds ``sm_70`` or PTX (``compute_XX``) of XX <= 70, which the driver can JIT.
+:func:`arch_supports` answers the same for any GPU capability (the trainer's device check).
 """
 
 from __future__ import annotations
@@ -45,18 +46,82 @@ SLURM_ENV = {
     "cpus_per_task": "SLURM_CPUS_PER_TASK",
     "mem_per_node_mb": "SLURM_MEM_PER_NODE",
     "cluster": "SLURM_CLUSTER_NAME",
+    "ntasks": "SLURM_NTASKS",
 }
+
+
+def cuda_arch_list(torch_module: Any = None) -> list[str]:
+    """The GPU architectures this torch build has kernels for (``sm_XY``; PTX: ``compute_XY``); [] for CPU.
+
+    ``torch.cuda.get_arch_list()`` returns [] where no GPU is visible on torch before a 2026 change
+    (2.7.1 does, e.g. on a login node); the list compiled into the wheel is still there
+    (``torch._C._cuda_getArchFlags()``), so it is read from there when the first answer is empty.
+    """
+    if torch_module is None:
+        import torch as torch_module
+    if not getattr(torch_module.version, "cuda", None):
+        return []
+    arch: list[str] = []
+    try:
+        arch = [str(a) for a in torch_module.cuda.get_arch_list()]
+    except Exception:  # noqa: BLE001 - fall through to the compiled-in flags
+        pass
+    if not arch:
+        flags = getattr(torch_module._C, "_cuda_getArchFlags", None)
+        try:
+            text = flags() if flags is not None else ""
+        except Exception:  # noqa: BLE001
+            text = ""
+        arch = [a for a in re.split(r"[\s;,]+", str(text or "")) if a]
+    return arch
+
+
+def arch_supports(arch_list: list[str], capability: tuple[int, int]) -> bool | None:
+    """Can a build with these arches run on a GPU of ``capability`` (major, minor)? None if the list is empty.
+
+    A cubin ``sm_XY`` runs on the same major and a minor >= Y (``sm_90a``-style arch-specific ones
+    only on exactly that GPU); PTX ``compute_XY`` is JIT-compiled by the driver for any GPU >= X.Y.
+    """
+    if not arch_list:
+        return None
+    want = tuple(capability)
+    for arch in arch_list:
+        m = re.fullmatch(r"(sm|compute)_(\d+)([a-z]?)", arch)
+        if not m:
+            continue
+        have = divmod(int(m.group(2)), 10)
+        exact_only = bool(m.group(3))
+        if m.group(1) == "sm" and have[0] == want[0] and (have == want or (have < want and not exact_only)):
+            return True
+        if m.group(1) == "compute" and not m.group(3) and have <= want:
+            return True
+    return False
 
 
 def v100_supported(arch_list: list[str]) -> bool | None:
     """Can a build with these CUDA arches run on a V100 (sm_70)? None if the list is empty."""
-    if not arch_list:
+    return arch_supports(arch_list, (7, 0))
+
+
+def run_versions(prov: Mapping[str, Any], package_version: str) -> dict[str, Any]:
+    """result.json's ``versions`` block, read off the provenance record (one source for both)."""
+    return {"python": prov.get("python"), "torch": prov.get("torch"), "cuda": prov.get("cuda"),
+            "cudnn": prov.get("cudnn"), "aslhpc": package_version}
+
+
+def run_slurm(info: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """result.json's ``slurm`` block (its keys since the first release), from :func:`slurm_info`."""
+    if not info:
         return None
-    for arch in arch_list:
-        m = re.fullmatch(r"(sm|compute)_(\d+)[a-z]?", arch)
-        if m and ((m.group(1) == "sm" and int(m.group(2)) == 70) or (m.group(1) == "compute" and int(m.group(2)) <= 70)):
-            return True
-    return False
+    gpus = info.get("step_gpus") or info.get("job_gpus") or ""
+    on_node = str(info.get("gpus_on_node") or "")
+    return {
+        "job_id": info.get("array_job_id") or info.get("job_id"), "array_task": info.get("array_task"),
+        "partition": info.get("partition"), "reservation": info.get("reservation"),
+        "nodelist": info.get("nodelist"), "node": info.get("nodename"),
+        "gpus_granted": int(on_node) if on_node.isdigit() else len([g for g in gpus.split(",") if g]),
+        "job_gpus": info.get("job_gpus"), "ntasks": info.get("ntasks"), "restarts": info.get("restarts", 0),
+    }
 
 
 def slurm_info(env: Mapping[str, str]) -> dict[str, Any] | None:
@@ -98,7 +163,8 @@ def _parse_cpuinfo(text: str) -> dict[str, Any]:
 
 
 def _parse_lscpu(text: str) -> dict[str, Any]:
-    keys = {"Model name": "cpu_model", "Socket(s)": "cpu_sockets", "Core(s) per socket": "cpu_cores_per_socket",
+    keys = {"Model name": "cpu_model", "Socket(s)": "cpu_sockets",
+            "Core(s) per socket": "cpu_cores_per_socket",
             "Thread(s) per core": "cpu_threads_per_core", "CPU(s)": "cpu_logical"}
     out: dict[str, Any] = {}
     for line in text.splitlines():
@@ -114,7 +180,8 @@ def cpu_info(cpuinfo: Path | None = None) -> dict[str, Any]:
     info: dict[str, Any] = dict.fromkeys(
         ("cpu_model", "cpu_sockets", "cpu_cores_per_socket", "cpu_threads_per_core", "cpu_logical"))
     try:
-        info.update({k: v for k, v in _parse_cpuinfo(cpuinfo.read_text(errors="replace")).items() if v is not None})
+        parsed = _parse_cpuinfo(cpuinfo.read_text(errors="replace"))
+        info.update({k: v for k, v in parsed.items() if v is not None})
     except OSError:
         pass
     lscpu = shutil.which("lscpu")
@@ -138,7 +205,8 @@ def gpu_info(nvml: Any = None, env: Mapping[str, str] | None = None) -> dict[str
     """The GPUs this process sees (via NVML, mapped like the sampler does) and the driver."""
     env = os.environ if env is None else env
     info: dict[str, Any] = {"gpu_count": 0, "gpu_models": [], "gpu_memory_gb": [], "gpus": [],
-                            "gpu_count_node": None, "driver_version": None, "gpu_source": None, "gpu_reason": None}
+                            "gpu_count_node": None, "driver_version": None, "gpu_source": None,
+                            "gpu_reason": None}
     try:
         nv = Nvml.open(nvml)
     except NvmlUnavailable as exc:
@@ -146,7 +214,7 @@ def gpu_info(nvml: Any = None, env: Mapping[str, str] | None = None) -> dict[str
         return _torch_gpus(info)
     try:
         mapped, problems = nv.map_visible(None, env)
-        info.update(gpu_source="nvml", gpu_count=len(mapped), gpu_count_node=len(nv.devices),
+        info.update(gpu_source="nvml", gpu_count=len(mapped), gpu_count_node=nv.count,
                     driver_version=nv.driver_version(), gpu_reason="; ".join(problems) or None)
         for g in mapped:
             d, total = g.device, nv.total_mib(g.device)
@@ -181,11 +249,7 @@ def torch_info() -> dict[str, Any]:
     import torch
 
     cuda = torch.version.cuda
-    arch: list[str] = []
-    try:
-        arch = list(torch.cuda.get_arch_list()) if cuda else []
-    except Exception:
-        pass
+    arch = cuda_arch_list(torch)
     cudnn = None
     try:
         cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None

@@ -43,7 +43,8 @@ CSV_COLUMNS = (
     "time", "elapsed_s", "kind", "gpu", "uuid", "mem_used_mib", "mem_total_mib", "util_gpu_pct",
     "util_mem_pct", "power_w", "sm_clock_mhz", "temp_c", "proc_mem_mib", "cpu_util_pct", "rss_mib",
 )
-_GPU_STATS = ("mem_used_mib", "util_gpu_pct", "util_mem_pct", "power_w", "sm_clock_mhz", "temp_c", "proc_mem_mib")
+_GPU_STATS = ("mem_used_mib", "util_gpu_pct", "util_mem_pct", "power_w", "sm_clock_mhz", "temp_c",
+              "proc_mem_mib")
 CPU_RUN_REASON = "CPU run: no GPUs requested"
 _JOIN_TIMEOUT_S = 10.0
 _MAX_ERROR_NOTES = 5
@@ -183,7 +184,8 @@ class Sampler:
     """
 
     def __init__(self, out_csv: str | os.PathLike, interval_s: float = 1.0, process_interval_s: float = 10.0,
-                 nvml: Any = None, visible: list[Any] | None = None, devices: list[int] | None = None) -> None:
+                 nvml: Any = None, visible: list[Any] | None = None,
+                 devices: list[int] | None = None) -> None:
         if not interval_s > 0:
             raise ConfigError(f"sample interval {interval_s!r} s is not positive; use e.g. 1.0")
         if not process_interval_s >= 0:

@@ -1,9 +1,18 @@
-"""Configuration of one training cell, as a dataclass that round-trips through JSON."""
+"""``TrainConfig``: the one definition of a cell's training settings.
+
+Everything else is built from its fields: the train CLI's flags (name, type, default and help
+from each field), the experiment TOML's ``[train]`` table (``TrainSettings``, the fields shared
+by every cell of an experiment) and their validation (:func:`config_problems`, which
+constructing a ``TrainConfig`` runs). The dataclass round-trips through JSON (result.json's
+``config``, the manifest, the job's command line).
+"""
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +24,25 @@ STRATEGIES = ("dp", "ddp")
 AMP_MODES = ("auto", "fp32", "fp16", "bf16")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 MIN_INPUT_SIZE = 30  # the network's conv k7, pool, conv k5, pool, conv k3, pool: 30 px -> 1x1
-# Fields that do not change what a cell computes: a checkpoint or result written under other values still counts.
-NOT_IDENTITY = frozenset({"out", "cache_dir", "log_every", "sample_interval_s", "process_sample_interval_s",
-                          "workers", "allow_cpu", "reuse_host_memory"})
+# Fields that do not change what a cell computes: a checkpoint or result written under other values
+# still counts.
+NOT_IDENTITY = frozenset({"out", "cache_dir", "node_local_cache", "log_every", "sample_interval_s",
+                          "process_sample_interval_s", "workers", "allow_cpu", "reuse_host_memory",
+                          "cpu_threads"})
+# Fields that differ per cell of an experiment (the matrix and its paths): not part of the [train] table.
+PER_CELL = ("data", "out", "gpus", "batch_size", "strategy", "cache_dir")
+COMPILE_DP = ("compile=true cannot apply to a {gpus}-GPU DataParallel cell (its replicas are re-made "
+              "every step, uncompiled); use strategy ddp, or compile=false")
+
+
+def _opt(default: Any, help: str, **rules: Any) -> Any:
+    """A field with its CLI help and validation rules in metadata.
+
+    Rules: ``choices`` (allowed strings), ``min`` (int lower bound), ``positive`` (finite float > 0),
+    ``unit`` (float in [0, 1)), ``hint`` (appended to a range error), ``flag`` (CLI flag when not
+    ``--field-name``), ``experiment_default`` (the [train] table's default where it differs).
+    """
+    return field(default=default, metadata={"help": help, **rules})
 
 
 def default_cache_dir() -> str:
@@ -29,63 +54,57 @@ def default_cache_dir() -> str:
 class TrainConfig:
     """Everything that defines one cell's training run. Defaults follow the 2020 paper."""
 
-    data: str
-    out: str
-    gpus: int = 1
-    batch_size: int = 128
-    epochs: int = 25
-    lr: float = 0.005
-    momentum: float = 0.0
-    dropout: float = 0.2
-    image_size: int = 150
-    interpolation: str = "bilinear"
-    split: str = "random"
-    split_seed: int = 0  # fixed across repeats, so every cell of an experiment sees the same split
-    seed: int = 0  # model init, shuffling and dropout; repeats vary this
-    pipeline: str = "fast"
-    strategy: str = "dp"
-    amp: str = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    reuse_host_memory: bool = True  # fast pipeline on CPU: keep freed activation memory (hostmem.py)
-    allow_cpu: bool = False
-    workers: int = 2
-    cache_dir: str = ""
-    log_every: int = 50
-    sample_interval_s: float = 1.0
-    process_sample_interval_s: float = 10.0
-    max_steps: int = 0  # >0 stops each epoch after this many batches (benchmarks, smoke tests)
+    data: str = field(metadata={"help": "dataset root (Kaggle ASL Alphabet layout)"})
+    out: str = field(metadata={"help": "cell directory for result.json, epochs.jsonl, checkpoints"})
+    gpus: int = _opt(1, "0 = CPU, 1 = one GPU, N > 1 = DataParallel (or DDP) over N", min=0)
+    batch_size: int = _opt(128, "global batch size (all GPUs together)", min=1)
+    epochs: int = _opt(25, "epochs (no early stopping, as in 2020)", min=1)
+    lr: float = _opt(0.005, "SGD learning rate", positive=True)
+    momentum: float = _opt(0.0, "SGD momentum", unit=True)
+    dropout: float = _opt(0.2, "dropout before fc1", unit=True)
+    image_size: int = _opt(150, "input side in pixels", min=MIN_INPUT_SIZE,
+                           hint=f"(the network's three conv+pool stages need at least {MIN_INPUT_SIZE}; "
+                                "the paper: 150)")
+    interpolation: str = _opt("bilinear", "resize filter", choices=INTERPOLATIONS)
+    split: str = _opt("random", "random = the paper's split; blocked = contiguous frame blocks per class "
+                      "(no near-duplicate leak)", choices=SPLITS)
+    split_seed: int = _opt(0, "seed of the split (keep it fixed across repeats)", min=0)
+    seed: int = _opt(0, "seed of init, shuffling and dropout (an experiment's repeat r uses seed + r)", min=0)
+    pipeline: str = _opt("fast", "paper = ImageFolder+DataLoader, fp32, decode every epoch (2020); "
+                         "fast = cached data on the device", choices=PIPELINES,
+                         # An experiment reproduces the study unless it says otherwise; the train CLI is
+                         # for trying things, where the fast pipeline is what one wants.
+                         experiment_default="paper")
+    strategy: str = _opt("dp", "dp = nn.DataParallel, ddp = one process per GPU", choices=STRATEGIES)
+    amp: str = _opt("auto", "auto = bf16 on Ampere+, fp16 on V100, fp32 on CPU", choices=AMP_MODES)
+    channels_last: bool = _opt(True, "channels_last memory format (fast pipeline)")
+    compile: bool = _opt(False, "torch.compile the model (not with --strategy dp over several GPUs: "
+                         "DataParallel re-makes its replicas every step)")
+    reuse_host_memory: bool = _opt(True, "fast pipeline on CPU: keep freed activation memory in the heap "
+                                   "instead of letting glibc return it to the OS every step")
+    allow_cpu: bool = _opt(False, "fall back to the CPU when the GPUs are not usable here")
+    workers: int = _opt(2, "DataLoader workers (paper pipeline)", min=0)
+    cpu_threads: int = _opt(0, "intra-op CPU threads; 0 = $OMP_NUM_THREADS, else the CPUs the job was given "
+                            "(the same value makes CPU numerics comparable across machines)", min=0)
+    cache_dir: str = _opt("", "decoded-image cache; empty = chosen where the cell runs: $ASLHPC_CACHE_DIR, "
+                          "node-local scratch (--node-local-cache), else ~/.cache/aslhpc")
+    node_local_cache: bool = _opt(False, "without --cache-dir/$ASLHPC_CACHE_DIR, cache in the job's "
+                                  "$SLURM_TMPDIR or $TMPDIR (node-local scratch)")
+    log_every: int = _opt(50, "print a batch line every N batches (0 = never)", min=0)
+    sample_interval_s: float = _opt(1.0, "telemetry interval, s", positive=True, flag="--sample-interval")
+    process_sample_interval_s: float = _opt(10.0, "CPU process-tree telemetry interval, s", positive=True,
+                                            flag="--process-sample-interval")
+    max_steps: int = _opt(0, "stop each epoch after N batches (smoke runs; 0 = whole epochs)", min=0)
 
     def __post_init__(self) -> None:
-        if not self.cache_dir:
-            object.__setattr__(self, "cache_dir", default_cache_dir())
         self.validate()
 
     def validate(self) -> None:
-        def choice(name: str, allowed: tuple[str, ...]) -> None:
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ConfigError(f"{name}={value!r} is not valid; use one of {', '.join(allowed)}")
-
-        choice("split", SPLITS)
-        choice("pipeline", PIPELINES)
-        choice("strategy", STRATEGIES)
-        choice("amp", AMP_MODES)
-        choice("interpolation", INTERPOLATIONS)
-        for name in ("batch_size", "epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be a positive integer")
-        if self.image_size < MIN_INPUT_SIZE:
-            raise ConfigError(f"image_size={self.image_size} is too small for the network's three conv+pool "
-                              f"stages; use at least {MIN_INPUT_SIZE} (the paper: 150)")
-        if self.gpus < 0:
-            raise ConfigError(f"gpus={self.gpus} must be 0 (CPU) or more")
-        if self.lr <= 0:
-            raise ConfigError(f"lr={self.lr} must be positive")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout={self.dropout} must be in [0, 1)")
-        if self.workers < 0:
-            raise ConfigError(f"workers={self.workers} must be 0 or more")
+        problems = config_problems(self.to_dict())
+        if not problems and self.compile and self.strategy == "dp" and self.gpus > 1:
+            problems.append(COMPILE_DP.format(gpus=self.gpus))
+        if problems:
+            raise ConfigError("; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -99,3 +118,75 @@ class TrainConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that must match for a checkpoint to be resumed (not paths or logging)."""
         return {k: v for k, v in self.to_dict().items() if k not in NOT_IDENTITY}
+
+
+def _field_problem(f: Field, value: Any) -> str | None:
+    """What is wrong with ``value`` for field ``f`` (its type and metadata rules), or None."""
+    meta, kind = f.metadata, str(f.type)
+    if kind == "bool":
+        return None if isinstance(value, bool) else f"{f.name}={value!r} must be true or false"
+    if "choices" in meta and value not in meta["choices"]:
+        return f"{f.name}={value!r} is not valid; use one of {', '.join(meta['choices'])}"
+    if kind == "str":
+        return None if isinstance(value, str) else f"{f.name}={value!r} must be a string"
+    if kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool) or value < meta.get("min", value):
+            hint = f" {meta['hint']}" if "hint" in meta else ""
+            return f"{f.name}={value!r} must be an integer >= {meta.get('min', 0)}{hint}"
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return f"{f.name}={value!r} must be a number"
+    if meta.get("positive") and not (math.isfinite(value) and value > 0):
+        return f"{f.name}={value!r} must be a positive finite number"
+    if meta.get("unit") and not 0 <= value < 1:
+        return f"{f.name}={value!r} must be in [0, 1)"
+    return None
+
+
+def config_problems(values: Mapping[str, Any]) -> list[str]:
+    """One line per invalid value among ``values`` (any subset of the fields), naming key and fix."""
+    problems = []
+    for f in fields(TrainConfig):
+        if f.name in values:
+            problem = _field_problem(f, values[f.name])
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def shared_fields() -> list[tuple[str, Any, Any]]:
+    """``(name, type, field)`` of the settings every cell of an experiment shares (``[train]``).
+
+    For ``dataclasses.make_dataclass``; defaults and help are TrainConfig's (``experiment_default``
+    where an experiment defaults otherwise)."""
+    out = []
+    for f in fields(TrainConfig):
+        if f.name not in PER_CELL:
+            default = f.metadata.get("experiment_default", f.default)
+            out.append((f.name, f.type, field(default=default, metadata=f.metadata)))
+    return out
+
+
+def resolve_cache_dir(cfg: TrainConfig, env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """``(directory, chosen_by)`` for the decoded-image cache, decided where the cell runs.
+
+    An explicit ``cache_dir`` (``--cache-dir``, or a config written before this was decided on
+    the node) is used as given; otherwise the job's environment wins: ``$ASLHPC_CACHE_DIR``, then
+    node-local scratch (``$SLURM_TMPDIR``, ``$TMPDIR``) when ``node_local_cache`` asks for it,
+    then ``~/.cache/aslhpc``.
+    """
+    env = os.environ if env is None else env
+    if cfg.cache_dir:
+        return cfg.cache_dir, "config"
+    if env.get("ASLHPC_CACHE_DIR"):
+        return env["ASLHPC_CACHE_DIR"], "ASLHPC_CACHE_DIR"
+    if cfg.node_local_cache:
+        for var in ("SLURM_TMPDIR", "TMPDIR"):
+            if env.get(var):
+                return str(Path(env[var]) / "aslhpc-cache"), var
+    return str(Path.home() / ".cache" / "aslhpc"), "default"
+
+
+def cli_flag(f: Field) -> str:
+    """The train CLI's flag for a field: ``--batch-size`` for ``batch_size`` unless metadata names one."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")

@@ -34,7 +34,8 @@ def feature_side(image_size: int) -> int:
 class LadNet(nn.Module):
     """Three conv-BN-ReLU-pool stages and two linear layers, as published."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.2, image_size: int = INPUT_SIZE) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.2,
+                 image_size: int = INPUT_SIZE) -> None:
         super().__init__()
         if image_size < MIN_INPUT_SIZE:
             raise ValueError(f"image_size={image_size} leaves no features after three conv+pool stages; "

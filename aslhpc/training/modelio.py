@@ -68,15 +68,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         hint = f"; did you mean {path / 'best_model.pt'}?" if (path / "best_model.pt").is_file() else ""
         raise AslhpcError(f"model {path} is a folder, expected a best_model.pt file{hint}")
     if not path.exists():
-        raise AslhpcError(f"model file {path} does not exist; pass a cell's best_model.pt (results/<exp>/cells/<cell>/best_model.pt)")
+        raise AslhpcError(f"model file {path} does not exist; pass a cell's best_model.pt "
+                          "(results/<exp>/cells/<cell>/best_model.pt)")
     if not path.is_file():
         raise AslhpcError(f"model {path} is not a regular file; pass a cell's best_model.pt")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch's many-line messages say nothing the user can act on
-        what = "a PyTorch file that holds more than plain weights" if zipfile.is_zipfile(path) else "not a PyTorch file"
+        what = "not a PyTorch file"
+        if zipfile.is_zipfile(path):
+            what = "a PyTorch file that holds more than plain weights"
         raise _not_a_model(path, f"{what}: {type(exc).__name__}") from exc
-    if not isinstance(blob, dict) or not {"state_dict", "classes", "image_size", "interpolation"} <= blob.keys():
+    needed = {"state_dict", "classes", "image_size", "interpolation"}
+    if not isinstance(blob, dict) or not needed <= blob.keys():
         if isinstance(blob, dict) and {"model", "optimizer"} <= blob.keys():
             raise _not_a_model(path, "a training checkpoint.pt, which resumes training")
         raise _not_a_model(path, "no state_dict / classes / image_size / interpolation entries")
@@ -84,8 +88,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         classes = tuple(str(c) for c in blob["classes"])
         image_size, interpolation = int(blob["image_size"]), str(blob["interpolation"])
         if interpolation not in RESAMPLE or image_size < 1 or not classes:
-            raise ValueError(f"classes {len(classes)}, image_size {image_size}, interpolation {interpolation!r}")
-        model = LadNet(num_classes=len(classes), dropout=float(blob.get("dropout", 0.2)), image_size=image_size)
+            raise ValueError(f"classes {len(classes)}, image_size {image_size}, "
+                             f"interpolation {interpolation!r}")
+        dropout = float(blob.get("dropout", 0.2))
+        model = LadNet(num_classes=len(classes), dropout=dropout, image_size=image_size)
         model.load_state_dict(blob["state_dict"])
         meta = dict(blob.get("meta", {}))
     except Exception as exc:  # noqa: BLE001 - any shape/type problem is the same user error

@@ -5,7 +5,7 @@
   This is what the study timed; it is kept so its findings can be reproduced.
 * fast: the decode-once uint8 cache is put on the device once (or in pinned host
   memory when it does not fit); a batch is a gather on the device, normalisation
-  happens there, shuffling is a device-side permutation. No worker processes.
+  happens there; the shuffle is made on the CPU and copied once per epoch. No worker processes.
 
 Both yield ``(x, y, n)`` per batch: float NCHW input and int64 labels on the
 training device, and the number of samples in the *global* batch (all ranks),
@@ -14,9 +14,11 @@ which DDP needs to weight each rank's loss.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -26,6 +28,17 @@ from torch.utils.data import DataLoader, Subset
 from aslhpc.data import DatasetIndex, load_image, normalize, to_tensor
 
 Batch = tuple[torch.Tensor, torch.Tensor, int]
+STAGING_ROWS = 4096  # rows copied per chunk into pinned or device memory: ~270 MB at 150 px
+
+
+class Batches(Protocol):
+    """What the training loop iterates: ``len()`` is the number of steps ``epoch()`` yields."""
+
+    skipped: list[str]  # unreadable images met so far (names relative to the dataset's class folders)
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, epoch: int) -> Iterator[Batch]: ...
 
 
 def rank_slice(n: int, rank: int, world: int) -> slice:
@@ -35,11 +48,58 @@ def rank_slice(n: int, rank: int, world: int) -> slice:
     return slice(start, start + base + (1 if rank < extra else 0))
 
 
-def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A fresh generator per epoch: the shuffle of epoch e depends only on (seed, e), so resume is exact."""
-    g = torch.Generator(device=device)
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A fresh CPU generator per epoch: the shuffle of epoch e depends only on (seed, e), so resume is exact.
+
+    Always on the CPU: a CUDA ``randperm`` depends on the GPU model (its SM count), so a resume on
+    another GPU type, or DDP over mixed GPUs, would shuffle differently."""
+    g = torch.Generator()
     g.manual_seed(seed * 100_003 + epoch)
     return g
+
+
+class GlobalBatchSampler:
+    """The one batching rule of both pipelines: an epoch's order cut into global batches, this rank's share.
+
+    Under DDP every rank walks the same global batches, so ranks take equal steps (no rank waits in an
+    all-reduce its peers never join) and each global batch mixes all classes, as one process would see.
+    A last global batch smaller than the world is dropped (a rank would get nothing). ``len()`` is the
+    loop bound: :meth:`steps` yields exactly that many. Iterating yields index lists (a DataLoader
+    ``batch_sampler``).
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int = 0,
+                 world: int = 1, max_steps: int = 0) -> None:
+        self.n, self.batch_size, self.shuffle, self.seed, self.epoch = n, batch_size, shuffle, seed, epoch
+        self.rank, self.world, self.max_steps = rank, world, max_steps
+
+    def __len__(self) -> int:
+        steps = -(-self.n // self.batch_size)
+        if self.world > 1 and self.n % self.batch_size and self.n % self.batch_size < self.world:
+            steps -= 1  # a last global batch smaller than the world would leave a rank empty
+        return min(steps, self.max_steps) if self.max_steps else steps
+
+    def order(self) -> torch.Tensor:
+        """The epoch's order of the ``n`` items, on the CPU."""
+        if self.shuffle:
+            return torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))
+        return torch.arange(self.n)
+
+    def slices(self) -> Iterator[tuple[slice, int]]:
+        """Per step: ``(this rank's positions in the epoch's order, the global batch size)``."""
+        for step in range(len(self)):
+            start = step * self.batch_size
+            global_n = min(self.batch_size, self.n - start)
+            mine = rank_slice(global_n, self.rank, self.world) if self.world > 1 else slice(0, global_n)
+            yield slice(start + mine.start, start + mine.stop), global_n
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self.order()
+        for pos, _ in self.slices():
+            yield order[pos].tolist()
+
+    def global_size(self, step: int) -> int:
+        return min(self.batch_size, self.n - step * self.batch_size)
 
 
 @dataclass
@@ -48,10 +108,11 @@ class TensorBatches:
 
     NHWC permuted to NCHW *is* the channels_last layout, so the gather feeds a
     channels_last model without a copy; ``channels_last=False`` makes it contiguous.
+    Labels live on the training device (a few hundred KB): their gather never waits on a copy.
     """
 
     images: torch.Tensor  # (N, H, W, 3) uint8
-    labels: torch.Tensor  # (N,) int64, same device as images
+    labels: torch.Tensor  # (N,) int64, on ``device``
     device: torch.device
     batch_size: int
     shuffle: bool
@@ -60,31 +121,29 @@ class TensorBatches:
     rank: int = 0
     world: int = 1
     max_steps: int = 0
+    skipped: list[str] = field(default_factory=list)  # the cache found them (build_data lists them)
+
+    def sampler(self, epoch: int) -> GlobalBatchSampler:
+        return GlobalBatchSampler(len(self.labels), self.batch_size, self.shuffle, self.seed, epoch,
+                                  self.rank, self.world, self.max_steps)
 
     def __len__(self) -> int:
-        n = -(-len(self.labels) // self.batch_size)
-        return min(n, self.max_steps) if self.max_steps else n
+        return len(self.sampler(0))
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        n = len(self.labels)
-        on_device = self.images.device == self.device
-        if self.shuffle:
-            order = torch.randperm(n, generator=epoch_generator(self.seed, epoch, self.images.device), device=self.images.device)
-        else:
-            order = torch.arange(n, device=self.images.device)
-        staging = _PinnedStaging(self.images, self.batch_size) if not on_device and self.device.type == "cuda" else None
-        for step in range(len(self)):
-            idx = order[step * self.batch_size:(step + 1) * self.batch_size]
-            global_n = len(idx)
-            if self.world > 1:
-                if global_n < self.world:
-                    break  # every DDP rank must see at least one sample per step
-                idx = idx[rank_slice(global_n, self.rank, self.world)]
+        sampler = self.sampler(epoch)
+        order = sampler.order()  # made on the CPU, copied to the device once per epoch
+        dev_order = order.to(self.labels.device, non_blocking=True)
+        img_order = order if self.images.device.type == "cpu" else dev_order
+        staging = None
+        if self.images.device != self.device and self.device.type == "cuda":
+            staging = _PinnedStaging(self.images, self.batch_size)
+        for pos, global_n in sampler.slices():
             if staging is not None:
-                x = staging.gather(idx, self.device)
+                x = staging.gather(img_order[pos], self.device)
             else:
-                x = self.images.index_select(0, idx)
-            y = self.labels.index_select(0, idx).to(self.device, non_blocking=True)
+                x = self.images.index_select(0, img_order[pos])
+            y = self.labels.index_select(0, dev_order[pos])
             x = normalize(x.permute(0, 3, 1, 2))
             if not self.channels_last:
                 x = x.contiguous()
@@ -106,23 +165,58 @@ class _PinnedStaging:
         if self.events[k] is not None:
             self.events[k].synchronize()  # the previous copy out of this buffer is finished
         buf = self.buffers[k][: len(idx)]
-        torch.index_select(self.images, 0, idx.cpu(), out=buf)
+        torch.index_select(self.images, 0, idx, out=buf)
         out = buf.to(device, non_blocking=True)
         event = torch.cuda.Event()
-        event.record()
+        event.record(torch.cuda.current_stream(device))  # the stream the copy was queued on
         self.events[k] = event
         return out
 
 
-def tensor_data(images: np.ndarray, labels: np.ndarray, device: torch.device, on_device: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Copy a split's decoded images into one tensor: on the device, pinned host memory, or plain CPU memory."""
-    x = torch.from_numpy(np.ascontiguousarray(images))
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    if device.type == "cuda":
-        if on_device:
-            return x.to(device), y.to(device)
-        return x.pin_memory(), y.pin_memory()
+def _register_host(t: torch.Tensor) -> None:
+    """Page-lock ``t`` in place (cudaHostRegister): no second copy, no power-of-two rounding.
+
+    Unregistered when the tensor is collected (a process that trains several cells, e.g. a test)."""
+    cudart = torch.cuda.cudart()
+    ptr = t.data_ptr()
+    rc = cudart.cudaHostRegister(ptr, t.numel() * t.element_size(), 0)
+    if int(rc) != 0:
+        raise RuntimeError(f"cudaHostRegister failed ({rc})")
+    weakref.finalize(t, cudart.cudaHostUnregister, ptr)
+
+
+def fill_rows(dst: torch.Tensor, images: np.ndarray, rows: np.ndarray, chunk: int = STAGING_ROWS) -> None:
+    """``dst[i] = images[rows[i]]``, a chunk at a time: never a whole split's copy in host memory."""
+    for start in range(0, len(rows), chunk):
+        part = torch.from_numpy(np.ascontiguousarray(images[rows[start:start + chunk]]))
+        dst[start:start + len(part)].copy_(part)
+
+
+def tensor_data(images: np.ndarray, rows: np.ndarray, labels: np.ndarray, device: torch.device,
+                on_device: bool, register: Callable[[torch.Tensor], None] = _register_host,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's decoded images (``images[rows]``) in one tensor: on the device, page-locked, or CPU memory.
+
+    Filled in chunks straight from the (memory-mapped) cache. Pinning a finished copy with
+    ``pin_memory()`` would hold the copy and a pinned block rounded up to a power of two at once
+    (~3x the split: 5.18 GB becomes ~14 GB); registering one exact-size tensor needs 1x. Labels go
+    to the device in every case.
+    """
+    shape = (len(rows), *images.shape[1:])
+    y = torch.from_numpy(np.asarray(labels[rows], dtype=np.int64)).to(device)
+    if device.type == "cuda" and on_device:
+        x = torch.empty(shape, dtype=torch.uint8, device=device)
+    else:
+        x = torch.empty(shape, dtype=torch.uint8)
+        if device.type == "cuda":
+            register(x)
+    fill_rows(x, images, rows)
     return x, y
+
+
+def host_bytes_per_rank(n_images: int, image_size: int) -> int:
+    """Host memory one rank's fast pipeline holds for its decoded splits when they stay in host memory."""
+    return n_images * image_size * image_size * 3
 
 
 def fits_on_device(nbytes: int, device: torch.device, fraction: float = 0.5) -> bool:
@@ -152,7 +246,8 @@ class PaperImageFolder(torchvision.datasets.ImageFolder):
         return classes, {c: i for i, c in enumerate(classes)}
 
     def make_dataset(self, directory, class_to_idx, extensions=None, is_valid_file=None, allow_empty=False):  # noqa: ANN001
-        return [(str(self._index.root / f), label) for f, label in zip(self._index.files, self._index.labels, strict=True)]
+        index = self._index
+        return [(str(index.root / f), label) for f, label in zip(index.files, index.labels, strict=True)]
 
     def _load(self, path: str) -> torch.Tensor | str:
         """Decode + resize + normalise on the CPU, every epoch, as in 2020.
@@ -165,42 +260,12 @@ class PaperImageFolder(torchvision.datasets.ImageFolder):
         return normalize(to_tensor(hwc).unsqueeze(0))[0]
 
 
-def _skip_corrupt(batch: list[tuple[torch.Tensor | str, int]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def _skip_corrupt(batch: list[tuple[torch.Tensor | str, int]],
+                  ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     good = [(x, y) for x, y in batch if isinstance(x, torch.Tensor)]
     xs = torch.stack([x for x, _ in good]) if good else torch.empty(0)
     ys = torch.tensor([y for _, y in good], dtype=torch.int64)
     return xs, ys, [x for x, _ in batch if isinstance(x, str)]
-
-
-class GlobalBatchSampler:
-    """One epoch's order cut into global batches; yields this rank's share of each (a batch_sampler).
-
-    Under DDP every rank walks the same global batches, so ranks take equal steps (no rank waits in an
-    all-reduce its peers never join) and each global batch mixes all classes, as one process would see.
-    """
-
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int = 0,
-                 world: int = 1, max_steps: int = 0) -> None:
-        self.n, self.batch_size, self.shuffle, self.seed, self.epoch = n, batch_size, shuffle, seed, epoch
-        self.rank, self.world, self.max_steps = rank, world, max_steps
-
-    def __len__(self) -> int:
-        steps = -(-self.n // self.batch_size)
-        if self.world > 1 and self.n % self.batch_size and self.n % self.batch_size < self.world:
-            steps -= 1  # a last global batch smaller than the world would leave a rank empty
-        return min(steps, self.max_steps) if self.max_steps else steps
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order = torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch)) if self.shuffle \
-            else torch.arange(self.n)
-        for step in range(len(self)):
-            idx = order[step * self.batch_size:(step + 1) * self.batch_size]
-            if self.world > 1:
-                idx = idx[rank_slice(len(idx), self.rank, self.world)]
-            yield idx.tolist()
-
-    def global_size(self, step: int) -> int:
-        return min(self.batch_size, self.n - step * self.batch_size)
 
 
 @dataclass
@@ -218,6 +283,8 @@ class LoaderBatches:
     world: int = 1
     max_steps: int = 0
     skipped: list[str] = field(default_factory=list)  # unreadable images met in the last epoch (this rank's)
+    log: Callable[[str], None] | None = field(default=None, repr=False)  # names each unreadable image once
+    _logged: set[str] = field(default_factory=set, repr=False)
 
     def sampler(self, epoch: int) -> GlobalBatchSampler:
         return GlobalBatchSampler(len(self.indices), self.batch_size, self.shuffle, self.seed, epoch,
@@ -238,8 +305,13 @@ class LoaderBatches:
         self.skipped = []
         for step, (x, y, skipped) in enumerate(loader):
             self.skipped += skipped
+            for name in skipped:
+                if self.log is not None and name not in self._logged:
+                    self._logged.add(name)
+                    self.log(f"skipped unreadable image {name} (the paper pipeline decodes it every epoch)")
             if len(y) == 0:
                 if self.world > 1:  # a rank with nothing to train on would leave its peers waiting
                     raise RuntimeError(f"every image of a training batch was unreadable on rank {self.rank}")
                 continue
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True), sampler.global_size(step)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield x, y, sampler.global_size(step)

@@ -1,56 +1,63 @@
 """Train one (GPU count, batch size) cell: the 2020 recipe, resumable, measured.
 
-The loop is deliberately plain (torchvision's references/classification style):
-``train_one_epoch`` and ``evaluate`` do the work; ``run_cell`` wires data, devices,
-telemetry, checkpoints and the cell's files (see :mod:`aslhpc.cellfiles`).
+:func:`run_cell` reads top to bottom like torchvision's references/classification ``main``:
+plan devices -> build data -> restore -> wrap model -> epochs -> finish. The passes themselves
+are in :mod:`.loop`, the data in :mod:`.celldata`, checkpoints and the cell lock in
+:mod:`.checkpoint`, rank facts and collectives in :mod:`.distributed`.
 
-Resume contract: a checkpoint is written after every epoch (model, optimizer,
-scaler, torch RNG, bookkeeping). Shuffling is seeded per epoch, so a run killed
-after epoch k and restarted with the same command continues from k and ends with
-the same metrics as an uninterrupted run (bit-identical on CPU).
+Resume contract: a checkpoint is written after every epoch (model, optimizer, scaler, torch
+RNG, bookkeeping). Shuffling is seeded per epoch, so a run killed after epoch k and restarted
+with the same command continues from k and ends with the same metrics as an uninterrupted run
+(bit-identical on CPU with the same thread count).
+
+Threads: CPU kernels split their reductions by thread count, so a cell's numbers depend on it
+(the same cell on 1 and 2 threads differs in the last digits, and after 25 epochs by more).
+Each cell sets intra-op threads from its own CPU allocation (``cpu_threads``, else
+``OMP_NUM_THREADS``, else the CPUs this process may run on) and records them; set
+``cpu_threads`` to the same value to compare cells run in different places bit for bit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
-import json
+import inspect
+import math
 import os
 import platform
 import sys
-import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as torch_dist
 from torch import nn
 
 from aslhpc import __version__
-from aslhpc.atomic import append_jsonl, atomic_write_bytes, atomic_write_json, read_json, read_jsonl
+from aslhpc.atomic import append_jsonl, atomic_write_json, read_json, read_jsonl
 from aslhpc.cellfiles import RESULT_SCHEMA, CellPaths
-from aslhpc.data import DatasetIndex, load_image, make_split, normalize, open_cache, scan_dataset, to_tensor
 from aslhpc.errors import AslhpcError, DataError
 from aslhpc.telemetry import Sampler, collect_provenance
+from aslhpc.telemetry.cellsummary import whole_cell
+from aslhpc.telemetry.provenance import run_slurm, run_versions
+from aslhpc.training.celldata import CellData, build_data, extra_test, skipped_images
+from aslhpc.training.checkpoint import cell_lock, load_checkpoint, save_checkpoint, truncate_epochs
 from aslhpc.training.config import TrainConfig
 from aslhpc.training.devices import DevicePlan, Precision, choose_precision, plan_devices
-from aslhpc.training.hostmem import retain_freed_memory
-from aslhpc.training.model import LadNet
-from aslhpc.training.modelio import model_state, save_model, unwrap
-from aslhpc.training.pipelines import (
-    LoaderBatches,
-    PaperImageFolder,
-    TensorBatches,
-    fits_on_device,
-    rank_slice,
-    tensor_data,
+from aslhpc.training.distributed import (
+    Dist,
+    dist_from_env,
+    join_process_group,
+    leave_process_group,
+    merge_rank_telemetry,
+    rank_digests,
+    sync_buffers,
 )
-
-Log = Callable[[str], None]
+from aslhpc.training.hostmem import retain_freed_memory
+from aslhpc.training.loop import AutocastForward, Log, Stats, evaluate, train_one_epoch
+from aslhpc.training.model import LadNet
+from aslhpc.training.modelio import model_state, save_model
 
 
 def _now() -> str:
@@ -61,493 +68,393 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
-# --------------------------------------------------------------------------- distributed
+@dataclass
+class CellRun:
+    """One cell's fixed facts for this attempt: what to run, where, and where its files go."""
 
-
-@dataclass(frozen=True)
-class Dist:
-    """This process's place in a DDP job; ``world == 1`` means no process group."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int | None = None
+    cfg: TrainConfig
+    paths: CellPaths
+    dist: Dist
+    experiment: str
+    cell_id: str
+    log: Log
+    plan: DevicePlan = field(default=None)  # type: ignore[assignment]  # set by plan_cell
+    precision: Precision = field(default=None)  # type: ignore[assignment]
+    setup: dict[str, Any] = field(default_factory=dict)  # what was applied: host memory, threads, backend ...
 
     @property
-    def main(self) -> bool:
-        return self.rank == 0
+    def device(self) -> torch.device:
+        return self.plan.device
 
-    def all_sum(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            torch_dist.all_reduce(t, op=torch_dist.ReduceOp.SUM)
-        return t
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch_dist.barrier()
-
-
-def init_dist(cfg: TrainConfig) -> Dist:
-    """Join the process group described by RANK/WORLD_SIZE/MASTER_ADDR (set by submitit's helper or torchrun)."""
-    if cfg.strategy != "ddp":
-        return Dist()
-    if "WORLD_SIZE" not in os.environ and cfg.gpus > 1:
-        raise AslhpcError(f"--strategy ddp with {cfg.gpus} GPUs needs one process per GPU; run it under "
-                          f"torchrun --nproc-per-node {cfg.gpus} or srun (submit does this), or use --strategy dp")
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
-    if world > 1 and not torch_dist.is_initialized():
-        backend = "nccl" if cfg.gpus and torch.cuda.is_available() else "gloo"
-        torch_dist.init_process_group(backend=backend, timeout=dt.timedelta(minutes=10))
-    return Dist(rank, world, local_rank)
-
-
-def sync_buffers(model: nn.Module, dist: Dist) -> None:
-    """BatchNorm running stats drift apart per rank; make every rank use rank 0's before evaluating."""
-    if dist.world > 1:
-        for buf in unwrap(model).buffers():
-            torch_dist.broadcast(buf, src=0)
-
-
-def merge_rank_telemetry(mine: dict[str, Any], dist: Dist) -> dict[str, Any]:
-    """Rank 0's summary with every rank's GPUs in global-rank order (GPU i of the tables = rank i's GPU)."""
-    if dist.world == 1:
-        return mine
-    summaries: list[Any] = [None] * dist.world
-    torch_dist.all_gather_object(summaries, {**mine, "node": platform.node(), "rank": dist.rank})
-    merged = dict(summaries[0])
-    merged["gpus"] = [{**g, "index": i, "rank": s["rank"], "node": s["node"]}
-                      for i, (s, g) in enumerate((s, g) for s in summaries for g in s.get("gpus", []))]
-    merged["torch"] = [t for s in summaries for t in s.get("torch", [])]
-    merged["ranks"] = [{"rank": s["rank"], "node": s["node"], "nvml": s.get("nvml"), "cpu": s.get("cpu"),
-                        "csv": s.get("csv")} for s in summaries]
-    return merged
-
-
-def rank_digests(model: nn.Module, dist: Dist) -> list[str]:
-    """A hash of every rank's final weights and buffers: DDP is only right if they are all equal."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, t in sorted(model_state(model).items()):
-        h.update(name.encode())
-        h.update(t.numpy().tobytes())
-    if dist.world == 1:
-        return [h.hexdigest()]
-    out: list[Any] = [None] * dist.world
-    torch_dist.all_gather_object(out, h.hexdigest())
-    return out
-
-
-# --------------------------------------------------------------------------- the loop
+    def say(self, msg: str) -> None:
+        if self.dist.main:
+            self.log(msg)
 
 
 @dataclass
-class Stats:
-    loss: float
-    acc: float  # percent
-    n: int
-    seconds: float
+class Progress:
+    """What a checkpoint carries from one attempt to the next."""
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def train_one_epoch(model: nn.Module, batches: Any, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
-                    precision: Precision, device: torch.device, epoch: int, dist: Dist, log_every: int,
-                    log: Log, on_progress: Callable[[int, int], None] | None = None) -> Stats:
-    """One pass over the training batches; returns mean loss and accuracy over all ranks."""
-    model.train()
-    criterion = nn.CrossEntropyLoss(reduction="sum")
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    seen = torch.zeros((), device=device, dtype=torch.int64)
-    total = len(batches)
-    _sync(device)
-    t0 = time.perf_counter()
-    for step, (x, y, global_n) in enumerate(batches.epoch(epoch)):
-        with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
-            out = model(x)
-            batch_loss = criterion(out.float(), y)
-        # Sum / global batch size * world: after DDP averages gradients over ranks this is
-        # exactly the mean over the global batch, even when ranks hold unequal shares.
-        loss = batch_loss * (dist.world / global_n)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        loss_sum += batch_loss.detach()
-        correct += (out.argmax(1) == y).sum()
-        seen += len(y)
-        if log_every and step % log_every == 0:
-            if dist.main:
-                n = max(int(seen), 1)
-                log(f"Batch: {step:03d}/{total:03d}, Training Loss: {float(loss_sum) / n:.4f}, "
-                    f"Training Acc: {100.0 * float(correct) / n:.4f}")
-            if on_progress is not None:
-                on_progress(step, total)
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    sums = dist.all_sum(torch.stack([loss_sum.float(), correct.float(), seen.float()]))
-    n = int(sums[2])
-    return Stats(float(sums[0]) / max(n, 1), 100.0 * float(sums[1]) / max(n, 1), n, seconds)
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, batches: Any, precision: Precision, device: torch.device, dist: Dist) -> Stats:
-    """Mean cross-entropy and accuracy over a split, summed over ranks."""
-    model.eval()
-    criterion = nn.CrossEntropyLoss(reduction="sum")
-    sums = torch.zeros(3, device=device)
-    _sync(device)
-    t0 = time.perf_counter()
-    for x, y, _ in batches.epoch(0):
-        with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
-            out = model(x)
-        sums[0] += criterion(out.float(), y)
-        sums[1] += (out.argmax(1) == y).sum()
-        sums[2] += len(y)
-    _sync(device)
-    seconds = time.perf_counter() - t0
-    sums = dist.all_sum(sums)
-    n = int(sums[2])
-    return Stats(float(sums[0]) / max(n, 1), 100.0 * float(sums[1]) / max(n, 1), n, seconds)
-
-
-# --------------------------------------------------------------------------- data
+    epoch: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"val_loss": float("inf"), "epoch": 0})
+    best_state: dict[str, torch.Tensor] | None = None
+    exec_s: float = 0.0
+    train_s: float = 0.0
+    train_images: int = 0
+    started_at: str = field(default_factory=_now)
+    amp_observed: set[str] = field(default_factory=set)
 
 
 @dataclass
-class CellData:
-    index: DatasetIndex
-    split: Any
-    train: Any
-    val: Any
-    test: Any
-    prep_s: float
-    data_device_bytes: int
-    data_location: str
-    skipped: list[str]
+class Model:
+    """The bare model and what trains it; ``wrapped`` runs the training passes, ``evaluator`` the others."""
+
+    bare: nn.Module
+    classes: tuple[str, ...]
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    fused: bool
+    wrapped: nn.Module = field(default=None)  # type: ignore[assignment]
+    evaluator: nn.Module = field(default=None)  # type: ignore[assignment]
+    compiled: bool = False
 
 
-def build_data(cfg: TrainConfig, plan: DevicePlan, dist: Dist, log: Log) -> CellData:
-    """Scan, split and load the data for the chosen pipeline; the time spent is reported apart."""
-    t0 = time.perf_counter()
-    index = scan_dataset(cfg.data)
-    split = make_split(index, cfg.split, cfg.split_seed)
-    labels = np.asarray(index.labels, dtype=np.int64)
-    common = dict(device=plan.device, batch_size=cfg.batch_size, seed=cfg.seed, rank=dist.rank, world=dist.world)
-    if cfg.pipeline == "paper":
-        ds = PaperImageFolder(index, cfg.image_size, cfg.interpolation)
-        parts = [LoaderBatches(ds, idx, shuffle=shuffle, workers=cfg.workers, max_steps=cfg.max_steps if shuffle else 0, **common)
-                 for idx, shuffle in ((split.train, True), (split.val, False), (split.test, False))]
-        return CellData(index, split, *parts, time.perf_counter() - t0, 0, "decoded every epoch (DataLoader)", [])
-
-    cache = open_cache(index, cfg.image_size, cfg.interpolation, cfg.cache_dir, progress=dist.main)
-    parts_idx = [idx[cache.ok[idx]] for idx in (split.train, split.val, split.test)]
-    for name, idx, total in zip(("training", "validation"), parts_idx, (split.train, split.val), strict=False):
-        if len(idx) == 0:
-            raise DataError(f"no readable {name} images in {cfg.data} ({len(total)} of {len(total)} unreadable, "
-                            f"e.g. {', '.join(cache.bad[:3])}); check or replace the dataset")
-    nbytes = sum(len(i) for i in parts_idx) * int(np.prod(cache.images.shape[1:]))
-    on_device = fits_on_device(nbytes, plan.device)
-    location = {True: str(plan.device), False: "pinned host memory"}[on_device] if plan.is_cuda else "host memory"
-    parts = []
-    for k, idx in enumerate(parts_idx):
-        if dist.world > 1 and k > 0:  # evaluation shards are contiguous per rank
-            idx = idx[rank_slice(len(idx), dist.rank, dist.world)]
-        idx = np.sort(idx)  # ascending rows read the memory-mapped cache sequentially
-        x, y = tensor_data(cache.images[idx], labels[idx], plan.device, on_device)
-        eval_common = dict(common, rank=0, world=1) if k > 0 else common
-        parts.append(TensorBatches(x, y, shuffle=k == 0, channels_last=cfg.channels_last,
-                                   max_steps=cfg.max_steps if k == 0 else 0, **eval_common))
-    if cache.bad and dist.main:
-        log(f"skipped {len(cache.bad)} unreadable image(s): {', '.join(cache.bad[:5])}{' ...' if len(cache.bad) > 5 else ''}")
-    return CellData(index, split, *parts, time.perf_counter() - t0, nbytes if on_device and plan.is_cuda else 0,
-                    location, list(cache.bad))
+# --------------------------------------------------------------------------- the cell, top to bottom
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _load_checkpoint(paths: CellPaths, cfg: TrainConfig) -> dict[str, Any] | None:
-    if not paths.checkpoint.exists():
-        return None
-    state = torch.load(paths.checkpoint, map_location="cpu", weights_only=False)
-    if state.get("identity") != cfg.identity():
-        raise AslhpcError(f"{paths.checkpoint} was written by a different configuration; "
-                          f"use another --out, or delete the checkpoint to start this cell over")
-    return state
-
-
-def _slurm_env() -> dict[str, Any] | None:
-    env = os.environ
-    if "SLURM_JOB_ID" not in env:
-        return None
-    gpus = env.get("SLURM_STEP_GPUS") or env.get("SLURM_JOB_GPUS") or ""
-    granted = int(env["SLURM_GPUS_ON_NODE"]) if env.get("SLURM_GPUS_ON_NODE", "").isdigit() else len([g for g in gpus.split(",") if g])
-    return {
-        "job_id": env.get("SLURM_ARRAY_JOB_ID") or env.get("SLURM_JOB_ID"),
-        "array_task": env.get("SLURM_ARRAY_TASK_ID"),
-        "partition": env.get("SLURM_JOB_PARTITION"),
-        "reservation": env.get("SLURM_JOB_RESERVATION"),
-        "nodelist": env.get("SLURM_JOB_NODELIST"),
-        "node": env.get("SLURMD_NODENAME"),
-        "gpus_granted": granted,
-        "job_gpus": env.get("SLURM_JOB_GPUS"),
-        "ntasks": env.get("SLURM_NTASKS"),
-        "restarts": int(env.get("SLURM_RESTART_COUNT", "0") or 0),
-    }
-
-
-def _versions() -> dict[str, Any]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "aslhpc": __version__,
-    }
-
-
-def _extra_test(model: nn.Module, index: DatasetIndex, cfg: TrainConfig, device: torch.device,
-                precision: Precision) -> dict[str, Any] | None:
-    """The flat Kaggle test folder (28 images, no ``del``), evaluated with the best model."""
-    if not index.test_files:
-        return None
-    xs, labels, unreadable = [], [], []
-    for path, label in index.test_files:
-        try:
-            xs.append(to_tensor(load_image(path, cfg.image_size, cfg.interpolation)))
-            labels.append(label)
-        except Exception:  # noqa: BLE001 - an unreadable test image is reported, not fatal
-            unreadable.append(Path(path).name)
-    per_class: dict[str, Any] = {}
-    if xs:
-        model.eval()
-        with torch.inference_mode(), torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
-            pred = model(normalize(torch.stack(xs).to(device))).argmax(1).cpu().tolist()
-        for label, p in zip(labels, pred, strict=True):
-            per_class[index.classes[label]] = {"predicted": index.classes[p], "correct": p == label}
-    hits = sum(1 for v in per_class.values() if v["correct"])
-    acc = 100.0 * hits / len(xs) if xs else None
-    return {"n": len(xs), "acc": acc, "per_class": per_class, "unreadable": unreadable}
-
-
-# --------------------------------------------------------------------------- one cell
-
-
-def run_cell(cfg: TrainConfig, *, experiment: str = "", cell_id: str = "", log: Log = _print) -> dict[str, Any]:
+def run_cell(cfg: TrainConfig, *, experiment: str = "", cell_id: str = "",
+             log: Log = _print) -> dict[str, Any]:
     """Train one cell into ``cfg.out``; resume if a checkpoint is there; return the result dict.
 
-    Writes ``error.json`` and re-raises if anything fails, so status can show why.
+    Writes ``error.json`` (rank r > 0: ``error.rank<r>.json``) and re-raises if anything fails.
     """
     paths = CellPaths(Path(cfg.out))
     paths.root.mkdir(parents=True, exist_ok=True)
-    if paths.result.exists():
-        done = read_json(paths.result)
-        if done.get("config") and TrainConfig.from_dict(done["config"]).identity() == cfg.identity():
-            log(f"{paths.result} exists for this configuration; nothing to do")
+    dist = dist_from_env(cfg)
+    experiment = experiment or paths.root.parent.parent.name
+    cell = CellRun(cfg, paths, dist, experiment, cell_id or paths.root.name, log)
+    with cell_lock(paths.root, dist.rank):
+        done = finished_result(cell)
+        if done is not None:
             return done
-        raise AslhpcError(f"{paths.result} holds a finished cell with a different configuration; use another --out")
-    dist = init_dist(cfg)
-    try:
-        plan = plan_devices(cfg.gpus, cfg.allow_cpu, dist.local_rank if dist.world > 1 else None)
-        # Trick (fast pipeline, CPU): freed activation memory stays in the heap instead of being
-        # unmapped and page-faulted back in every step (hostmem.py: 1.5x on a 2-core VM). It lasts
-        # for the rest of this process, which is this cell's.
-        host_memory = retain_freed_memory(cfg.reuse_host_memory and cfg.pipeline == "fast" and plan.device.type == "cpu")
-        return _run(cfg, plan, host_memory, paths, dist, experiment or paths.root.parent.parent.name,
-                    cell_id or paths.root.name, log)
-    except BaseException as exc:
-        if dist.main and not isinstance(exc, KeyboardInterrupt | SystemExit):
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            atomic_write_json(paths.error, {"error": f"{type(exc).__name__}: {first}",
-                                            "traceback": traceback.format_exc(), "time": _now()})
-        raise
-    finally:
-        if dist.world > 1 and torch_dist.is_initialized():
-            torch_dist.destroy_process_group()
+        try:
+            plan_cell(cell)
+            data = build_data(cfg, cell.plan, dist, log)
+            model = build_model(cell, tuple(data.index.classes))
+            progress = restore(cell, model)
+            wrap_model(cell, model)
+            return train_and_finish(cell, data, model, progress)
+        except BaseException as exc:
+            record_error(cell, exc)
+            raise
+        finally:
+            leave_process_group(dist)
 
 
-def _run(cfg: TrainConfig, plan: DevicePlan, host_memory: str, paths: CellPaths, dist: Dist, experiment: str,
-         cell_id: str, log: Log) -> dict[str, Any]:
+def finished_result(cell: CellRun) -> dict[str, Any] | None:
+    """The cell's result.json when it is already done with this configuration (nothing to train)."""
+    if not cell.paths.result.exists():
+        return None
+    done = read_json(cell.paths.result)
+    if done.get("config") and TrainConfig.from_dict(done["config"]).identity() == cell.cfg.identity():
+        cell.log(f"{cell.paths.result} exists for this configuration; nothing to do")
+        return done
+    raise AslhpcError(f"{cell.paths.result} holds a finished cell with a different configuration; "
+                      "use another --out")
+
+
+def error_path(cell: CellRun) -> Path:
+    """Every rank records its own failure: under NCCL a failing rank > 0 may leave rank 0 hanging."""
+    if cell.dist.main:
+        return cell.paths.error
+    return cell.paths.error.with_name(f"error.rank{cell.dist.rank}.json")
+
+
+def record_error(cell: CellRun, exc: BaseException) -> None:
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    atomic_write_json(error_path(cell), {"error": f"{type(exc).__name__}: {first}", "rank": cell.dist.rank,
+                                         "traceback": traceback.format_exc(), "time": _now()})
+
+
+# --------------------------------------------------------------------------- 1. devices and process settings
+
+
+def plan_cell(cell: CellRun) -> None:
+    """Devices, process group, precision, threads and allocator settings of this attempt."""
+    cfg, dist = cell.cfg, cell.dist
+    plan = plan_devices(cfg.gpus, cfg.allow_cpu, dist.local_rank if dist.world > 1 else None)
+    cell.plan = plan
     paper = cfg.pipeline == "paper"
-    device = plan.device
-    # The 2020 pipeline ran fp32, contiguous, without cudnn autotuning; the fast one uses all three.
-    if device.type == "cuda":
+    if plan.is_cuda:
         # Each DDP rank must make its own GPU current, or NCCL collectives and CUDA events land on cuda:0.
-        torch.cuda.set_device(device)
-    precision = choose_precision("fp32" if paper else cfg.amp, device)
-    channels_last = cfg.channels_last and not paper
-    torch.backends.cudnn.benchmark = device.type == "cuda" and not paper
-    if plan.fallback and dist.main:
-        log(plan.fallback)
+        torch.cuda.set_device(plan.device)
+    cell.setup["backend"] = join_process_group(dist, plan)  # after planning: a CPU fallback joins with gloo
+    # The 2020 pipeline ran fp32, contiguous, without cudnn autotuning; the fast one uses all three.
+    cell.precision = choose_precision("fp32" if paper else cfg.amp, plan.device)
+    torch.backends.cudnn.benchmark = plan.is_cuda and not paper
+    cell.setup["threads"] = set_threads(cfg)
+    # Trick (fast pipeline, CPU): freed activation memory stays in the heap instead of being
+    # unmapped and page-faulted back in every step (hostmem.py: 1.5x on a 2-core VM). It lasts
+    # for the rest of this process, which is this cell's.
+    cell.setup["host_memory"] = retain_freed_memory(cfg.reuse_host_memory and not paper and not plan.is_cuda)
+    if plan.fallback:
+        cell.say(plan.fallback)
+    error_path(cell).unlink(missing_ok=True)
     if dist.main:
-        paths.error.unlink(missing_ok=True)
-        atomic_write_json(paths.config, cfg.to_dict())
+        atomic_write_json(cell.paths.config, cfg.to_dict())
 
-    data = build_data(cfg, plan, dist, log)
-    classes = data.index.classes
+
+def set_threads(cfg: TrainConfig, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Intra-op threads from the cell's own CPU allocation, applied and recorded (see the module notes)."""
+    env = dict(os.environ) if env is None else env
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = os.cpu_count() or 1
+    if cfg.cpu_threads:
+        n, why = cfg.cpu_threads, "cpu_threads"
+    elif env.get("OMP_NUM_THREADS", "").isdigit() and int(env["OMP_NUM_THREADS"]) > 0:
+        n, why = int(env["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
+    else:
+        n, why = allowed, "CPUs allowed (the job's CPU allocation)"
+    torch.set_num_threads(n)
+    return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
+            "cpus_allowed": allowed, "chosen_by": why}
+
+
+# --------------------------------------------------------------------------- 2. model, restore, wrap
+
+
+def sgd_options(device: torch.device) -> dict[str, Any]:
+    """``fused=True`` on CUDA where torch has it: with a GradScaler, plain SGD waits for the GPU every
+    step (``.item()`` on the inf check); the fused kernel takes the scale and the inf flag on the device."""
+    if device.type == "cuda" and "fused" in inspect.signature(torch.optim.SGD).parameters:
+        return {"fused": True}
+    return {}
+
+
+def build_model(cell: CellRun, classes: tuple[str, ...]) -> Model:
+    cfg = cell.cfg
     torch.manual_seed(cfg.seed)
-    model = LadNet(len(classes), cfg.dropout, cfg.image_size).to(device)
-    if channels_last:
+    model = LadNet(len(classes), cfg.dropout, cfg.image_size).to(cell.device)
+    if cfg.channels_last and cfg.pipeline != "paper":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    scaler = torch.amp.GradScaler("cuda") if precision.scaler else None
+    options = sgd_options(cell.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, **options)
+    scaler = torch.amp.GradScaler("cuda") if cell.precision.scaler else None
+    return Model(model, classes, optimizer, scaler, bool(options.get("fused")))
 
-    state = _load_checkpoint(paths, cfg)
-    start_epoch, best, exec_s, train_s, train_images = 1, {"val_loss": float("inf"), "epoch": 0}, 0.0, 0.0, 0
-    best_state: dict[str, torch.Tensor] | None = None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and state.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(state["rng_cuda"], device)
-        best_state = state["best_state"]
-        start_epoch = state["epoch"] + 1
-        best, exec_s, train_s, train_images = state["best"], state["exec_s"], state["train_s"], state["train_images"]
-        if dist.main:
-            _truncate_epochs(paths, state["epoch"])
-            log(f"resuming {cell_id} from {paths.checkpoint} after epoch {state['epoch']}/{cfg.epochs}")
 
-    wrapped: nn.Module = model
+def restore(cell: CellRun, model: Model) -> Progress:
+    """Load ``checkpoint.pt`` into the model and optimizer; a fresh Progress when there is none."""
+    state = load_checkpoint(cell.paths.checkpoint, cell.cfg.identity())
+    if state is None:
+        return Progress()
+    model.bare.load_state_dict(state["model"])
+    model.optimizer.load_state_dict(state["optimizer"])
+    if model.scaler is not None and state.get("scaler"):
+        model.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng_cpu"])
+    if cell.device.type == "cuda" and state.get("rng_cuda") is not None:
+        torch.cuda.set_rng_state(state["rng_cuda"], cell.device)
+    progress = Progress(state["epoch"], state["best"], state["best_state"], state["exec_s"], state["train_s"],
+                        state["train_images"], state["started_at"], set(state.get("amp_observed") or ()))
+    if cell.dist.main:
+        truncate_epochs(cell.paths.epochs, progress.epoch)
+        cell.log(f"resuming {cell.cell_id} from {cell.paths.checkpoint} "
+                 f"after epoch {progress.epoch}/{cell.cfg.epochs}")
+    return progress
+
+
+def wrap_model(cell: CellRun, model: Model) -> None:
+    """Autocast inside the forward, then DDP / DataParallel / torch.compile around it."""
+    cfg, dist, plan = cell.cfg, cell.dist, cell.plan
+    inner = AutocastForward(model.bare, cell.device.type, cell.precision.dtype)
+    wrapped: nn.Module = inner
     if cfg.strategy == "ddp" and dist.world > 1:
-        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=list(plan.device_ids) or None)
+        wrapped = nn.parallel.DistributedDataParallel(inner, device_ids=list(plan.device_ids) or None)
     elif plan.gpus_used > 1:
-        wrapped = nn.DataParallel(model, device_ids=list(plan.device_ids))
-    if cfg.compile and not isinstance(wrapped, nn.DataParallel):
+        wrapped = nn.DataParallel(inner, device_ids=list(plan.device_ids))
+    if cfg.compile and not isinstance(wrapped, nn.DataParallel):  # TrainConfig refuses compile with dp
         wrapped = torch.compile(wrapped)
+        model.compiled = True
+    model.wrapped = wrapped
     # DDP's forward may broadcast buffers (a collective): ranks whose evaluation shards hold different
-    # numbers of batches would then wait on each other. Evaluate the bare model; buffers are synced first.
-    evaluator = model if dist.world > 1 else wrapped
+    # numbers of batches would then wait on each other. Evaluate without DDP; buffers are synced first.
+    model.evaluator = inner if dist.world > 1 else wrapped
 
-    def progress(epoch: int) -> Callable[[int, int], None]:
-        def write(step: int, total: int) -> None:
-            if dist.main:
-                atomic_write_json(paths.progress, {"epoch": epoch, "epochs": cfg.epochs, "batch": step,
-                                                   "batches": total, "phase": "train", "time": _now()})
-        return write
 
-    started_at = state["started_at"] if state else _now()
+# --------------------------------------------------------------------------- 3. epochs
+
+
+def train_and_finish(cell: CellRun, data: CellData, model: Model, progress: Progress) -> dict[str, Any]:
+    """Epochs, the test pass, telemetry of the whole cell, then result.json (rank 0)."""
     attempt_started_at = _now()  # this process's run: a resumed cell's other attempts did not share its host
     # Every rank samples the GPU it drives (rank 0 into samples.csv, rank r into samples.rank<r>.csv),
     # so a DDP cell measures all its GPUs, on every node.
-    samples = paths.samples if dist.main else paths.samples.with_name(f"samples.rank{dist.rank}.csv")
-    sampler = Sampler(samples, interval_s=cfg.sample_interval_s, process_interval_s=cfg.process_sample_interval_s,
-                      devices=list(plan.device_ids))
+    csv = cell.paths.samples
+    if not cell.dist.main:
+        csv = csv.with_name(f"samples.rank{cell.dist.rank}.csv")
+    sampler = Sampler(csv, interval_s=cell.cfg.sample_interval_s, devices=list(cell.plan.device_ids),
+                      process_interval_s=cell.cfg.process_sample_interval_s)
     sampler.start()
-    telemetry: dict[str, Any] = {}
     try:
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            if dist.main:
-                log(f"Epoch: {epoch}/{cfg.epochs}")
-            tr = train_one_epoch(wrapped, data.train, optimizer, scaler, precision, device, epoch, dist,
-                                 cfg.log_every, log, progress(epoch))
-            sync_buffers(model, dist)
-            va = evaluate(evaluator, data.val, precision, device, dist)
-            if tr.n == 0 or va.n == 0:  # every image unreadable: 0 % from no data is not a result
-                raise DataError(f"epoch {epoch} had no readable {'training' if tr.n == 0 else 'validation'} images "
-                                f"in {cfg.data}; check the dataset (see the skipped images in the log)")
-            epoch_s = tr.seconds + va.seconds
-            exec_s += epoch_s
-            train_s += tr.seconds
-            train_images += tr.n
-            if not np.isfinite(va.loss) or not np.isfinite(tr.loss):
-                raise AslhpcError(f"training diverged at epoch {epoch} (train loss {tr.loss}, validation loss {va.loss}); "
-                                  f"lower --lr, or use --amp fp32")
-            improved = va.loss < best["val_loss"]
-            if improved:
-                best_state = model_state(model)  # every rank keeps it: no re-reading a shared file at the end
-                best = {"val_loss": va.loss, "val_acc": va.acc, "train_loss": tr.loss, "train_acc": tr.acc, "epoch": epoch}
-            if dist.main:
-                line = {"epoch": epoch, "train_loss": tr.loss, "train_acc": tr.acc, "val_loss": va.loss, "val_acc": va.acc,
-                        "epoch_s": epoch_s, "train_s": tr.seconds, "images_per_s": tr.n / max(tr.seconds, 1e-9),
-                        "lr": cfg.lr, "time": _now()}
-                log(f"Epoch: {epoch:03d}, Train Loss: {tr.loss:.4f}, Train Acc: {tr.acc:.4f}%, Valid Loss : {va.loss:.4f}, "
-                    f"Valid Acc: {va.acc:.4f}%, Time: {epoch_s:.4f}s")
-                if improved:
-                    log(f"New best validation loss {va.loss:.4f} at epoch {epoch}: saving {paths.best_model.name}")
-                    save_model(paths.best_model, model, classes, image_size=cfg.image_size,
-                               interpolation=cfg.interpolation, dropout=cfg.dropout, epoch=epoch,
-                               val_loss=va.loss, val_acc=va.acc, cell_id=cell_id, experiment=experiment)
-                # Epoch line first, checkpoint second: a crash in between leaves a line that resume drops.
-                append_jsonl(paths.epochs, line)
-                _save_checkpoint(paths.checkpoint, {
-                    "identity": cfg.identity(), "epoch": epoch, "model": model_state(model),
-                    "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else None,
-                    "rng_cpu": torch.get_rng_state(),
-                    "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    "best": best, "best_state": best_state, "exec_s": exec_s, "train_s": train_s,
-                    "train_images": train_images, "started_at": started_at})
-            dist.barrier()
-
-        digests = rank_digests(model, dist)
-        if len(set(digests)) > 1:
-            raise AslhpcError(f"DDP ranks ended with different weights ({len(set(digests))} distinct digests over "
-                              f"{dist.world} ranks); this cell's numbers are not trustworthy: report it with its logs")
-        # Test split with the best-validation model, as the paper did.
-        model.load_state_dict(best_state)
-        te = evaluate(evaluator, data.test, precision, device, dist)
-        extra = _extra_test(model, data.index, cfg, device, precision) if dist.main else None
+        for epoch in range(progress.epoch + 1, cell.cfg.epochs + 1):
+            run_epoch(cell, data, model, progress, epoch)
+        test, extra, digests = final_evaluation(cell, data, model, progress)
     finally:
         telemetry = sampler.stop()
-    if plan.fallback and not telemetry.get("nvml"):
-        telemetry["reason"] = f"no GPU sampled: {plan.fallback}"
-    telemetry = merge_rank_telemetry(telemetry, dist)
-    if not dist.main:
+    telemetry = whole_cell(telemetry, csv)
+    if cell.plan.fallback and not telemetry.get("nvml"):
+        telemetry["reason"] = f"no GPU sampled: {cell.plan.fallback}"
+    telemetry = merge_rank_telemetry(telemetry, cell.dist)
+    if not cell.dist.main:
         return {}
     telemetry["data_device_gb"] = data.data_device_bytes / 1e9
-    result = {
-        "schema": RESULT_SCHEMA, "status": "completed", "experiment": experiment, "cell_id": cell_id,
+    result = result_record(cell, data, model, progress, test, extra, digests, telemetry)
+    result["attempt_started_at"] = attempt_started_at
+    atomic_write_json(cell.paths.result, result)
+    cell.paths.progress.unlink(missing_ok=True)
+    cell.log(f"Test Acc: {test.acc:.4f}% (best epoch {progress.best['epoch']}), "
+             f"Exec. Time: {progress.exec_s:.2f}s, {result['images_per_s']:.0f} images/s "
+             f"-> {cell.paths.result}")
+    return result
+
+
+def run_epoch(cell: CellRun, data: CellData, model: Model, progress: Progress, epoch: int) -> None:
+    """Train, evaluate, keep the best, write the epoch line and the checkpoint (in that order)."""
+    cfg, dist = cell.cfg, cell.dist
+    cell.say(f"Epoch: {epoch}/{cfg.epochs}")
+    tr = train_one_epoch(model.wrapped, data.train, model.optimizer, model.scaler, cell.device, epoch, dist,
+                         cfg.log_every, cell.log, _progress_writer(cell, epoch))
+    sync_buffers(model.bare, dist)
+    va = evaluate(model.evaluator, data.val, cell.device, dist)
+    if tr.n == 0 or va.n == 0:  # every image unreadable: 0 % from no data is not a result
+        raise DataError(f"epoch {epoch} had no readable {'training' if tr.n == 0 else 'validation'} images "
+                        f"in {cfg.data}; check the dataset (see the skipped images in the log)")
+    if not math.isfinite(va.loss) or not math.isfinite(tr.loss):
+        raise AslhpcError(f"training diverged at epoch {epoch} (train loss {tr.loss}, "
+                          f"validation loss {va.loss}); lower --lr, or use --amp fp32")
+    epoch_s = tr.seconds + va.seconds
+    progress.epoch = epoch
+    progress.exec_s += epoch_s
+    progress.train_s += tr.seconds
+    progress.train_images += tr.n
+    progress.amp_observed.add(tr.out_dtype)
+    improved = va.loss < progress.best["val_loss"]
+    if improved:
+        progress.best_state = model_state(model.bare)  # every rank keeps it: no shared file to re-read
+        progress.best = {"val_loss": va.loss, "val_acc": va.acc, "train_loss": tr.loss, "train_acc": tr.acc,
+                         "epoch": epoch}
+    if dist.main:
+        record_epoch(cell, model, progress, tr, va, improved)
+    dist.barrier()
+
+
+def _progress_writer(cell: CellRun, epoch: int) -> Callable[[int, int], None]:
+    def write(step: int, total: int) -> None:
+        if cell.dist.main:
+            atomic_write_json(cell.paths.progress, {"epoch": epoch, "epochs": cell.cfg.epochs, "batch": step,
+                                                    "batches": total, "phase": "train", "time": _now()})
+    return write
+
+
+def record_epoch(cell: CellRun, model: Model, progress: Progress, tr: Stats, va: Stats, improved: bool) -> None:
+    """Rank 0: the epoch's log lines, best_model.pt when it improved, epochs.jsonl, then checkpoint.pt."""
+    cfg, epoch, paths = cell.cfg, progress.epoch, cell.paths
+    epoch_s = tr.seconds + va.seconds
+    cell.log(f"Epoch: {epoch:03d}, Train Loss: {tr.loss:.4f}, Train Acc: {tr.acc:.4f}%, "
+             f"Valid Loss : {va.loss:.4f}, Valid Acc: {va.acc:.4f}%, Time: {epoch_s:.4f}s")
+    if improved:
+        cell.log(f"New best validation loss {va.loss:.4f} at epoch {epoch}: saving {paths.best_model.name}")
+        save_model(paths.best_model, model.bare, model.classes, image_size=cfg.image_size,
+                   interpolation=cfg.interpolation, dropout=cfg.dropout, epoch=epoch,
+                   val_loss=va.loss, val_acc=va.acc, cell_id=cell.cell_id, experiment=cell.experiment)
+    # Epoch line first, checkpoint second: a crash in between leaves a line that resume drops.
+    append_jsonl(paths.epochs, {
+        "epoch": epoch, "train_loss": tr.loss, "train_acc": tr.acc, "val_loss": va.loss, "val_acc": va.acc,
+        "epoch_s": epoch_s, "train_s": tr.seconds, "images_per_s": tr.n / max(tr.seconds, 1e-9), "lr": cfg.lr,
+        "time": _now(), "data_wait_s": tr.data_wait_s, "compute_s": tr.compute_s, "eval_s": va.seconds})
+    save_checkpoint(paths.checkpoint, {
+        "identity": cfg.identity(), "epoch": epoch, "model": model_state(model.bare),
+        "optimizer": model.optimizer.state_dict(),
+        "scaler": model.scaler.state_dict() if model.scaler else None,
+        "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state(cell.device) if cell.device.type == "cuda" else None,
+        "best": progress.best, "best_state": progress.best_state, "exec_s": progress.exec_s,
+        "train_s": progress.train_s, "train_images": progress.train_images, "started_at": progress.started_at,
+        "amp_observed": sorted(progress.amp_observed)})
+
+
+# --------------------------------------------------------------------------- 4. finish
+
+
+def final_evaluation(cell: CellRun, data: CellData, model: Model,
+                     progress: Progress) -> tuple[Stats, dict[str, Any] | None, list[str]]:
+    """Check the ranks agree, then the test split (and the flat test folder) with the best model."""
+    digests = rank_digests(model.bare, cell.dist)
+    if len(set(digests)) > 1:
+        raise AslhpcError(f"DDP ranks ended with different weights ({len(set(digests))} distinct digests "
+                          f"over {cell.dist.world} ranks); this cell's numbers are not trustworthy: "
+                          "report it with its logs")
+    model.bare.load_state_dict(progress.best_state)
+    test = evaluate(model.evaluator, data.test, cell.device, cell.dist)
+    extra = None
+    if cell.dist.main:
+        extra = extra_test(AutocastForward(model.bare, cell.device.type, cell.precision.dtype), data.index,
+                           cell.cfg, cell.device)
+    return test, extra, digests
+
+
+def time_breakdown(epochs: list[dict[str, Any]], exec_s: float) -> dict[str, float | None]:
+    """Where the cell's epochs spent their time, summed over every attempt's epoch lines.
+
+    ``other_s`` is the rest of ``exec_time_s`` (logging, loss bookkeeping, progress writes), floored at 0:
+    on a GPU the data wait (host clock) and the compute (GPU events) can overlap."""
+    keys = ("data_wait_s", "compute_s", "eval_s")
+    if not epochs or not all(all(k in e for k in keys) for e in epochs):
+        return dict.fromkeys((*keys, "other_s"))  # epochs written before these were measured
+    sums = {k: round(sum(float(e[k]) for e in epochs), 4) for k in keys}
+    return {**sums, "other_s": round(max(0.0, exec_s - sum(sums.values())), 4)}
+
+
+def result_record(cell: CellRun, data: CellData, model: Model, progress: Progress, test: Stats,
+                  extra: dict[str, Any] | None, digests: list[str],
+                  telemetry: dict[str, Any]) -> dict[str, Any]:
+    """result.json (see docs/design.md); provenance is read once; the versions/slurm blocks come from it."""
+    cfg, plan, dist, best = cell.cfg, cell.plan, cell.dist, progress.best
+    provenance = collect_provenance()
+    skipped = skipped_images(cfg, data)
+    return {
+        "schema": RESULT_SCHEMA, "status": "completed", "experiment": cell.experiment,
+        "cell_id": cell.cell_id,
         "config": cfg.to_dict(),
         "gpus_requested": cfg.gpus, "gpus_used": plan.gpus_used * (dist.world if dist.world > 1 else 1),
-        "device": device.type, "device_names": list(plan.names), "fallback": plan.fallback,
+        "device": plan.device.type, "device_names": list(plan.names), "fallback": plan.fallback,
         "data_parallel": (plan.gpus_used > 1) or dist.world > 1,
-        "strategy": cfg.strategy, "pipeline": cfg.pipeline, "amp": precision.name, "channels_last": channels_last,
-        "host_memory": host_memory, "world_size": dist.world,
+        "strategy": cfg.strategy, "pipeline": cfg.pipeline, "amp": cell.precision.name,
+        "amp_observed": sorted(progress.amp_observed),
+        "channels_last": cfg.channels_last and cfg.pipeline != "paper", "compile": model.compiled,
+        "optimizer": {"name": "sgd", "fused": model.fused},
+        "host_memory": cell.setup["host_memory"], "threads": cell.setup["threads"],
+        "backend": cell.setup["backend"], "world_size": dist.world,
         "ranks": {"weight_digests": digests, "in_sync": len(set(digests)) == 1},
         "split": {"kind": data.split.kind, "seed": cfg.split_seed, "hash": data.split.hash,
                   "train": len(data.split.train), "val": len(data.split.val), "test": len(data.split.test)},
         "batches": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-        # fast: found while building the cache; paper: met in the last pass over each split (rank 0's share)
-        "skipped_images": (skipped := data.skipped if cfg.pipeline == "fast"
-                           else sorted({name for b in (data.train, data.val, data.test) for name in b.skipped})),
-        "skipped_count": len(skipped),
+        "skipped_images": skipped, "skipped_count": len(skipped), "cache": data.cache,
         "epochs": cfg.epochs, "best_epoch": best["epoch"],
-        "train_acc": best["train_acc"], "val_acc": best["val_acc"], "test_acc": te.acc,
-        "train_loss": best["train_loss"], "val_loss": best["val_loss"], "test_loss": te.loss,
+        "train_acc": best["train_acc"], "val_acc": best["val_acc"], "test_acc": test.acc,
+        "train_loss": best["train_loss"], "val_loss": best["val_loss"], "test_loss": test.loss,
         "extra_test": extra,
-        "exec_time_s": exec_s, "data_prep_s": data.prep_s, "train_time_s": train_s,
-        "images_per_s": train_images / max(train_s, 1e-9),
+        "exec_time_s": progress.exec_s, "data_prep_s": data.prep_s, "train_time_s": progress.train_s,
+        "time_breakdown": time_breakdown(read_jsonl(cell.paths.epochs), progress.exec_s),
+        "images_per_s": progress.train_images / max(progress.train_s, 1e-9),
         "data_location": data.data_location,
-        "telemetry": telemetry, "provenance": collect_provenance(), "versions": _versions(),
-        "slurm": _slurm_env(), "host": platform.node(), "argv": sys.argv,
-        "started_at": started_at, "attempt_started_at": attempt_started_at, "finished_at": _now(),
+        "telemetry": telemetry, "provenance": provenance,
+        "versions": run_versions(provenance, __version__), "slurm": run_slurm(provenance.get("slurm")),
+        "host": platform.node(), "argv": sys.argv,
+        "started_at": progress.started_at, "finished_at": _now(),
     }
-    atomic_write_json(paths.result, result)
-    paths.progress.unlink(missing_ok=True)
-    log(f"Test Acc: {te.acc:.4f}% (best epoch {best['epoch']}), Exec. Time: {exec_s:.2f}s, "
-        f"{result['images_per_s']:.0f} images/s -> {paths.result}")
-    return result
-
-
-def _truncate_epochs(paths: CellPaths, last_epoch: int) -> None:
-    """Drop epoch lines written after the checkpoint being resumed (a crash between the two writes)."""
-    keep = [r for r in read_jsonl(paths.epochs) if r.get("epoch", 0) <= last_epoch]
-    atomic_write_bytes(paths.epochs, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep).encode())

@@ -75,7 +75,8 @@ def job_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def one_node(cli, tiny_data: Path, job_file: Path, tmp_path_factory: pytest.TempPathFactory) -> DdpRun:
     """2 tasks on one node, followed with ``submit --wait``; the reference for the two-node run."""
     results = tmp_path_factory.mktemp("one-node") / "results"
-    p = cli.submit(job_file, "--data", tiny_data, "--results", results, "--wait", "--interval", "1", timeout=150)
+    p = cli.submit(job_file, "--data", tiny_data, "--results", results, "--wait", "--interval", "1",
+                   timeout=150)
     assert p.returncode == 0, p.stdout + p.stderr
     return finished_run(results, p.stdout)
 

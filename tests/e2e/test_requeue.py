@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("slurm_cluster")]
 EPOCHS = 3
 
 
-def test_preempted_cell_resumes_from_its_epoch_checkpoint(cli, synth_root: Path, tmp_path: Path, wait_ended) -> None:
+def test_preempted_cell_resumes_from_its_epoch_checkpoint(cli, synth_root: Path, tmp_path: Path,
+                                                          wait_ended) -> None:
     results = tmp_path / "results"
     p = cli.submit("jobs/smoke.toml", "--data", synth_root, "--results", results, "--gpus", "1",
                    "--batch-sizes", "32", "--epochs", EPOCHS)

@@ -1,0 +1,92 @@
+"""TrainConfig is the one definition: the train CLI, the [train] table and their validation come from it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import pytest
+
+from aslhpc.errors import ConfigError
+from aslhpc.orchestration.experiment import REPO_JOBS, TrainSettings, load_spec, validate_spec
+from aslhpc.train import build_parser
+from aslhpc.training.config import PER_CELL, TrainConfig, cli_flag, resolve_cache_dir
+
+
+def test_every_field_is_a_train_flag_with_the_fields_default_and_help() -> None:
+    parser = build_parser()
+    args = vars(parser.parse_args(["--data", "d", "--out", "o"]))
+    assert set(args) == {f.name for f in fields(TrainConfig)}
+    help_text = " ".join(parser.format_help().split())
+    for f in fields(TrainConfig):
+        if f.default is not MISSING:
+            assert args[f.name] == f.default, f.name
+        assert cli_flag(f) in help_text and " ".join(f.metadata["help"].split())[:30] in help_text, f.name
+    assert TrainConfig(**args) == TrainConfig(data="d", out="o")
+    # the flags users already type keep working
+    parsed = parser.parse_args(["--data", "d", "--out", "o", "--no-channels-last", "--allow-cpu", "--compile",
+                                "--sample-interval", "0.5", "--batch-size", "32", "--pipeline", "paper"])
+    assert (parsed.channels_last, parsed.allow_cpu, parsed.compile) == (False, True, True)
+    assert (parsed.sample_interval_s, parsed.batch_size, parsed.pipeline) == (0.5, 32, "paper")
+
+
+def test_train_cli_refuses_a_bad_value_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from aslhpc.train import main
+
+    assert main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--lr", "nan"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: lr=nan must be a positive finite number"
+
+
+def test_the_train_table_is_trainconfigs_shared_fields_with_its_defaults() -> None:
+    shared = {f.name: f for f in fields(TrainConfig) if f.name not in PER_CELL}
+    table = {f.name: f for f in fields(TrainSettings)}
+    assert set(table) == set(shared) | {"optimizer"}
+    for name, f in shared.items():
+        # the one documented difference: an experiment reproduces the study (paper pipeline) by default
+        expected = "paper" if name == "pipeline" else f.default
+        assert table[name].default == expected, name
+    assert TrainSettings().pipeline == "paper" and TrainConfig(data="d", out="o").pipeline == "fast"
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("lr", math.nan, "lr=nan must be a positive finite number"),
+    ("lr", math.inf, "lr=inf must be a positive finite number"),
+    ("lr", 0, "lr=0 must be a positive finite number"),
+    ("sample_interval_s", 0.0, "sample_interval_s=0.0 must be a positive finite number"),
+    ("sample_interval_s", -1.0, "sample_interval_s=-1.0 must be a positive finite number"),
+    ("process_sample_interval_s", 0, "process_sample_interval_s=0 must be a positive finite number"),
+    ("momentum", 1.0, "momentum=1.0 must be in [0, 1)"),
+    ("workers", -1, "workers=-1 must be an integer >= 0"),
+    ("epochs", True, "epochs=True must be an integer >= 1"),
+    ("compile", "yes", "compile='yes' must be true or false"),
+])
+def test_one_validation_for_the_cli_and_the_experiment_file(key: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(data="d", out="o", **{key: value})
+    assert str(err.value) == message
+    from dataclasses import replace
+
+    spec = load_spec(REPO_JOBS / "lad2020.toml")
+    assert validate_spec(replace(spec, train=replace(spec.train, **{key: value}))) == [f"train.{message}"]
+
+
+def test_cache_dir_is_chosen_where_the_cell_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Submit leaves it empty; the job's environment decides (issue 12)."""
+    monkeypatch.setenv("ASLHPC_CACHE_DIR", "/submit/side")
+    spec = load_spec(REPO_JOBS / "smoke.toml")
+    cfg = spec.train_config(spec.cells()[0])
+    assert cfg.cache_dir == ""  # nothing of the submitting shell is baked into the job
+    home = str(Path.home() / ".cache" / "aslhpc")
+    assert resolve_cache_dir(cfg, {}) == (home, "default")
+    assert resolve_cache_dir(cfg, {"ASLHPC_CACHE_DIR": "/node/a", "SLURM_TMPDIR": "/tmp/j"}) == ("/node/a",
+                                                                                                 "ASLHPC_CACHE_DIR")
+    assert resolve_cache_dir(cfg, {"SLURM_TMPDIR": "/tmp/j"}) == (home, "default")  # not asked for
+    local = TrainConfig.from_dict({**cfg.to_dict(), "node_local_cache": True})
+    assert resolve_cache_dir(local, {"SLURM_TMPDIR": "/tmp/j", "TMPDIR": "/tmp"}) == ("/tmp/j/aslhpc-cache",
+                                                                                    "SLURM_TMPDIR")
+    assert resolve_cache_dir(local, {"TMPDIR": "/tmp"}) == ("/tmp/aslhpc-cache", "TMPDIR")
+    # a config that carries a cache_dir (--cache-dir, or one baked by an older submit) keeps it
+    explicit = TrainConfig.from_dict({**cfg.to_dict(), "cache_dir": "/old/baked"})
+    assert resolve_cache_dir(explicit, {"ASLHPC_CACHE_DIR": "/node/a"}) == ("/old/baked", "config")

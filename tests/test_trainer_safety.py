@@ -1,0 +1,185 @@
+"""A cell's safety nets, on CPU: checkpoints that cannot run code, one trainer per cell, per-rank errors,
+the settings that reach the GPU paths (fused SGD, process-group backend, compile), threads and logs."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from aslhpc.errors import AslhpcError, ConfigError
+from aslhpc.training.config import TrainConfig
+from aslhpc.training.trainer import run_cell
+
+
+def cfg(root: Path, out: Path, cache: Path, **kw) -> TrainConfig:
+    base = dict(data=str(root), out=str(out), gpus=0, batch_size=32, epochs=1, lr=0.01, cache_dir=str(cache),
+                log_every=0, workers=0, sample_interval_s=0.2, max_steps=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class Planted:
+    """A pickle that runs code when loaded with a full unpickler."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+@pytest.mark.parametrize("kind", ["planted", "corrupt", "foreign"])
+def test_a_checkpoint_is_never_unpickled_and_a_bad_one_is_one_line_naming_the_fix(synth_root, tmp_path, kind):
+    """Issue 16: weights_only=True; a corrupt checkpoint names the file and says to delete it."""
+    out = tmp_path / "c"
+    out.mkdir()
+    ckpt = out / "checkpoint.pt"
+    marker = tmp_path / "code-ran"
+    if kind == "planted":
+        with open(ckpt, "wb") as fh:
+            torch.save({"identity": {}, "x": Planted(marker)}, fh)
+    elif kind == "corrupt":
+        ckpt.write_bytes(os.urandom(4096))
+    else:
+        torch.save({"weights": torch.zeros(2)}, ckpt)
+    with pytest.raises(AslhpcError) as err:
+        run_cell(cfg(synth_root, out, tmp_path / "cache"), log=lambda m: None)
+    msg = str(err.value)
+    assert "\n" not in msg and str(ckpt) in msg and "delete it to restart this cell" in msg
+    assert not marker.exists()
+    assert json.loads((out / "error.json").read_text())["error"].startswith("AslhpcError")
+
+
+def test_a_second_trainer_of_the_same_cell_refuses_naming_the_holder(synth_root, tmp_path, monkeypatch):
+    """Issue 16: a per-cell lock; the second one says which job/pid holds it."""
+    from aslhpc.training.checkpoint import cell_lock
+
+    out = tmp_path / "c"
+    out.mkdir()
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    with cell_lock(out):
+        with pytest.raises(AslhpcError) as err:
+            run_cell(cfg(synth_root, out, tmp_path / "cache"), log=lambda m: None)
+    msg = str(err.value)
+    assert "\n" not in msg and f"SLURM job 4242 (pid {os.getpid()}" in msg and "cell.lock" in msg
+    assert not (out / "result.json").exists() and not (out / "error.json").exists()  # the holder's files
+    r = run_cell(cfg(synth_root, out, tmp_path / "cache"), log=lambda m: None)  # released: runs
+    assert r["status"] == "completed"
+
+
+def test_a_failing_ddp_rank_writes_its_own_error_file(synth_root, tmp_path, monkeypatch):
+    """Issue 19.7: rank 0 may be stuck in a collective; rank r records why it failed in error.rank<r>.json."""
+    for k, v in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(k, v)
+    out = tmp_path / "c"
+    with pytest.raises(AslhpcError, match="rank 1 needs GPU 1"):
+        run_cell(cfg(synth_root, out, tmp_path / "cache", gpus=2, strategy="ddp"), log=lambda m: None)
+    err = json.loads((out / "error.rank1.json").read_text())
+    assert err["rank"] == 1 and "rank 1 needs GPU 1" in err["error"]
+    assert not (out / "error.json").exists()
+
+
+def test_fused_sgd_on_cuda_only():
+    """Issue 19.9: with a GradScaler plain SGD syncs every step; the fused kernel does not."""
+    from aslhpc.training.trainer import sgd_options
+
+    assert sgd_options(torch.device("cuda", 0)) == {"fused": True}
+    assert sgd_options(torch.device("cpu")) == {}
+
+
+def test_the_process_group_is_joined_with_the_planned_devices_backend(monkeypatch):
+    """Issue 19.8: chosen after device planning (a CPU fallback joins with gloo)."""
+    from aslhpc.training import distributed
+    from aslhpc.training.devices import DevicePlan
+
+    joined: list[str] = []
+    monkeypatch.setattr(distributed.torch_dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.torch_dist, "init_process_group",
+                        lambda backend, timeout: joined.append(backend))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cpu_plan = DevicePlan(torch.device("cpu"), (), 2, "CPU fallback: ...")
+    gpu_plan = DevicePlan(torch.device("cuda", 1), (1,), 2)
+    d = distributed.Dist(1, 2, 1)
+    assert [distributed.join_process_group(d, p) for p in (cpu_plan, gpu_plan)] == ["gloo", "nccl"]
+    assert joined == ["gloo", "nccl"] and distributed.join_process_group(distributed.Dist(), cpu_plan) is None
+
+
+def test_compile_with_data_parallel_over_gpus_is_refused_up_front():
+    """Issue 19 (low): it used to be ignored silently while result.json said compile: true."""
+    from dataclasses import replace
+
+    from aslhpc.orchestration.experiment import REPO_JOBS, load_spec, validate_spec
+
+    with pytest.raises(ConfigError, match="compile=true cannot apply to a 2-GPU DataParallel cell.*ddp"):
+        TrainConfig(data="d", out="o", gpus=2, strategy="dp", compile=True)
+    assert TrainConfig(data="d", out="o", gpus=2, strategy="ddp", compile=True).compile
+    assert TrainConfig(data="d", out="o", gpus=1, compile=True).compile
+    spec = load_spec(REPO_JOBS / "lad2020.toml")
+    problems = validate_spec(replace(spec, train=replace(spec.train, compile=True)))
+    assert any(p.startswith("train.compile=true cannot apply") for p in problems), problems
+
+
+def test_threads_follow_the_cells_allocation_and_are_recorded(monkeypatch):
+    """Issue 16: the same cell on 1 and 2 threads differs; threads are set by one rule and recorded."""
+    from aslhpc.training.trainer import set_threads
+
+    before = torch.get_num_threads()
+    try:
+        got = set_threads(TrainConfig(data="d", out="o", cpu_threads=1), {"OMP_NUM_THREADS": "2"})
+        assert (got["intra_op"], got["chosen_by"]) == (1, "cpu_threads") and torch.get_num_threads() == 1
+        got = set_threads(TrainConfig(data="d", out="o"), {"OMP_NUM_THREADS": "2"})
+        assert (got["intra_op"], got["chosen_by"]) == (2, "OMP_NUM_THREADS")
+        got = set_threads(TrainConfig(data="d", out="o"), {})
+        assert got["intra_op"] == got["cpus_allowed"] == len(os.sched_getaffinity(0))
+        assert got["inter_op"] >= 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_paper_pipeline_logs_each_unreadable_image_by_name(synth_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "some-bad"
+    shutil.copytree(synth_root, root)
+    classes = root / "asl_alphabet_train" / "asl_alphabet_train"
+    bad = sorted(str(p.relative_to(classes)) for p in (classes / "B").glob("*.jpg"))[:3]
+    for name in bad:
+        (classes / name).write_bytes(b"truncated")
+    logs: list[str] = []
+    run_cell(cfg(root, tmp_path / "c", tmp_path / "cache", pipeline="paper", max_steps=0), log=logs.append)
+    for name in bad:
+        assert sum(1 for m in logs if m.startswith(f"skipped unreadable image {name} ")) == 1, name
+
+
+def test_result_records_cache_threads_precision_and_what_was_applied(synth_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("ASLHPC_CACHE_DIR", str(tmp_path / "node-cache"))
+    r = run_cell(cfg(synth_root, tmp_path / "c", "", epochs=1), log=lambda m: None)
+    assert r["cache"] == {"dir": str(tmp_path / "node-cache"), "chosen_by": "ASLHPC_CACHE_DIR"}
+    assert r["config"]["cache_dir"] == ""  # decided on the node, recorded beside the config
+    assert r["threads"]["intra_op"] == torch.get_num_threads() and r["threads"]["inter_op"] >= 1
+    assert r["amp"] == "fp32" and r["amp_observed"] == ["float32"]
+    assert r["compile"] is False and r["backend"] is None
+    assert r["optimizer"] == {"name": "sgd", "fused": False}
+    assert r["versions"]["torch"] == torch.__version__ and r["slurm"] is None
+    assert not math.isnan(r["telemetry"]["n_samples"])
+
+
+def test_time_breakdown_per_epoch_and_for_the_cell(synth_root, tmp_path):
+    """Issue 14 (stretch): epochs.jsonl and result.json say where the time went; the parts add up on a CPU."""
+    from aslhpc.atomic import read_jsonl
+
+    r = run_cell(cfg(synth_root, tmp_path / "c", tmp_path / "cache", epochs=2, max_steps=3),
+                 log=lambda m: None)
+    lines = read_jsonl(tmp_path / "c" / "epochs.jsonl")
+    for e in lines:
+        assert e["data_wait_s"] > 0 and e["compute_s"] > 0 and e["eval_s"] > 0
+        assert e["data_wait_s"] + e["compute_s"] <= e["train_s"] + 1e-6
+    tb = r["time_breakdown"]
+    assert set(tb) == {"data_wait_s", "compute_s", "eval_s", "other_s"} and tb["other_s"] >= 0
+    assert tb["compute_s"] == pytest.approx(sum(e["compute_s"] for e in lines), abs=1e-3)
+    assert sum(tb.values()) == pytest.approx(r["exec_time_s"], abs=2e-3)
