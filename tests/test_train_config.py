@@ -84,9 +84,9 @@ def test_cache_dir_is_chosen_where_the_cell_runs(tmp_path: Path, monkeypatch: py
                                                                                                  "ASLHPC_CACHE_DIR")
     assert resolve_cache_dir(cfg, {"SLURM_TMPDIR": "/tmp/j"}) == (home, "default")  # not asked for
     local = TrainConfig.from_dict({**cfg.to_dict(), "node_local_cache": True})
-    assert resolve_cache_dir(local, {"SLURM_TMPDIR": "/tmp/j", "TMPDIR": "/tmp"}) == ("/tmp/j/aslhpc-cache",
+    assert resolve_cache_dir(local, {"SLURM_TMPDIR": "/tmp/j", "TMPDIR": "/tmp"}) == ("/tmp/j/aslhpc",
                                                                                     "SLURM_TMPDIR")
-    assert resolve_cache_dir(local, {"TMPDIR": "/tmp"}) == ("/tmp/aslhpc-cache", "TMPDIR")
+    assert resolve_cache_dir(local, {"TMPDIR": "/tmp"}) == ("/tmp/aslhpc", "TMPDIR")
     # a config that carries a cache_dir (--cache-dir, or one baked by an older submit) keeps it
     explicit = TrainConfig.from_dict({**cfg.to_dict(), "cache_dir": "/old/baked"})
-    assert resolve_cache_dir(explicit, {"ASLHPC_CACHE_DIR": "/node/a"}) == ("/old/baked", "config")
+    assert resolve_cache_dir(explicit, {"ASLHPC_CACHE_DIR": "/node/a"}) == ("/old/baked", "configured")

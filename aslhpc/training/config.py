@@ -45,11 +45,6 @@ def _opt(default: Any, help: str, **rules: Any) -> Any:
     return field(default=default, metadata={"help": help, **rules})
 
 
-def default_cache_dir() -> str:
-    """Where decoded-image caches live: $ASLHPC_CACHE_DIR, else ~/.cache/aslhpc (shared by all cells)."""
-    return os.environ.get("ASLHPC_CACHE_DIR") or str(Path.home() / ".cache" / "aslhpc")
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines one cell's training run. Defaults follow the 2020 paper."""
@@ -168,23 +163,16 @@ def shared_fields() -> list[tuple[str, Any, Any]]:
 
 
 def resolve_cache_dir(cfg: TrainConfig, env: Mapping[str, str] | None = None) -> tuple[str, str]:
-    """``(directory, chosen_by)`` for the decoded-image cache, decided where the cell runs.
+    """``(directory, chosen_by)`` for the cell's decoded-image cache, decided where the cell runs.
 
-    An explicit ``cache_dir`` (``--cache-dir``, or a config written before this was decided on
-    the node) is used as given; otherwise the job's environment wins: ``$ASLHPC_CACHE_DIR``, then
-    node-local scratch (``$SLURM_TMPDIR``, ``$TMPDIR``) when ``node_local_cache`` asks for it,
-    then ``~/.cache/aslhpc``.
+    One rule for the trainer and the doctor: :func:`aslhpc.data.cache.resolve_cache_dir` (an explicit
+    ``cache_dir``, then ``$ASLHPC_CACHE_DIR``, then node-local scratch when ``node_local_cache`` asks
+    for it, then ``~/.cache/aslhpc``).
     """
-    env = os.environ if env is None else env
-    if cfg.cache_dir:
-        return cfg.cache_dir, "config"
-    if env.get("ASLHPC_CACHE_DIR"):
-        return env["ASLHPC_CACHE_DIR"], "ASLHPC_CACHE_DIR"
-    if cfg.node_local_cache:
-        for var in ("SLURM_TMPDIR", "TMPDIR"):
-            if env.get(var):
-                return str(Path(env[var]) / "aslhpc-cache"), var
-    return str(Path.home() / ".cache" / "aslhpc"), "default"
+    from aslhpc.data.cache import resolve_cache_dir as rule
+
+    path, chosen_by = rule(cfg.cache_dir, cfg.node_local_cache, os.environ if env is None else env)
+    return str(path), chosen_by
 
 
 def cli_flag(f: Field) -> str:
