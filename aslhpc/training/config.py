@@ -13,7 +13,6 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import Field, asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from aslhpc.errors import ConfigError
