@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the paper pipeline")
     p.add_argument("--full", action="store_true",
                    help="time complete cells: 25 epochs on 76,760 training images "
-                        "(3,001 generated per class, as in the paper)")
+                        "(3,001 generated per class: the size of the study's 87,029)")
     p.add_argument("--epochs", type=int, default=25, help="epochs with --full")
     p.add_argument("--pipelines", default="paper,fast", help="which pipelines to run, in order")
     p.add_argument("--amp", choices=AMP_MODES, default="auto",

@@ -1,7 +1,8 @@
 """``python -m aslhpc.train``: train one (GPU count, batch size) cell, resumably.
 
-Defaults follow the 2020 paper: SGD at lr 0.005, no momentum, 25 epochs, dropout 0.2,
-150 px inputs, no early stopping. Re-running the same command resumes after the last
+Defaults are the study's stated settings (SGD at lr 0.005, 25 epochs, dropout 0.2, 150 px
+inputs, no early stopping) plus our assumptions where it is silent (no momentum, the split, the
+normalisation: docs/reproducing-2020.md). Re-running the same command resumes after the last
 finished epoch; a finished cell is not trained again.
 """
 

@@ -1,9 +1,11 @@
-"""Train / validation / test splits: the paper's random split and a leak-free blocked one.
+"""Train / validation / test splits: a seeded random split and a leak-free blocked one.
 
-Sizes follow the 2020 paper: test = round(2 % of N), validation = floor(10 % of the rest),
-train = the remainder, so 87,029 images give 76,760 / 8,528 / 1,741.
+Sizes reproduce the 2020 paper's counts with a rule inferred from them (the study does not state
+it): test = round(2 % of N), validation = floor(10 % of the rest), train = the remainder, so
+87,029 images give 76,760 / 8,528 / 1,741 (the Kaggle download's 87,000 give 76,734 / 8,526 / 1,740).
 
-``random`` shuffles all images (what the paper did). The Kaggle images are consecutive
+``random`` shuffles all images with a seeded generator (the study does not say how, or with which
+seed, it split: this is our assumption). The Kaggle images are consecutive
 video frames, so a random split puts near-duplicates of every test image into training
 and inflates accuracy. ``blocked`` therefore cuts each class, ordered by frame number,
 into contiguous blocks: train first, then validation, then test.

@@ -46,7 +46,11 @@ def _opt(default: Any, help: str, **rules: Any) -> Any:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines one cell's training run. Defaults follow the 2020 paper."""
+    """Everything that defines one cell's training run.
+
+    Defaults are the study's stated settings (lr, epochs, dropout, image size) and, where it is silent,
+    our assumptions (docs/reproducing-2020.md lists which is which).
+    """
 
     data: str = field(metadata={"help": "dataset root (Kaggle ASL Alphabet layout)"})
     out: str = field(metadata={"help": "cell directory for result.json, epochs.jsonl, checkpoints"})
@@ -60,7 +64,7 @@ class TrainConfig:
                            hint=f"(the network's three conv+pool stages need at least {MIN_INPUT_SIZE}; "
                                 "the paper: 150)")
     interpolation: str = _opt("bilinear", "resize filter", choices=INTERPOLATIONS)
-    split: str = _opt("random", "random = the paper's split; blocked = contiguous frame blocks per class "
+    split: str = _opt("random", "random = one seeded shuffle (the study's method is not stated); blocked = contiguous frame blocks per class "
                       "(no near-duplicate leak)", choices=SPLITS)
     split_seed: int = _opt(0, "seed of the split (keep it fixed across repeats)", min=0)
     seed: int = _opt(0, "seed of init, shuffling and dropout (an experiment's repeat r uses seed + r)", min=0)

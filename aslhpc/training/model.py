@@ -1,4 +1,4 @@
-"""The 2020 study's CNN ("Net" in section 4.1 of the paper), layer for layer.
+"""The 2020 study's CNN ("Net" in section 4.1 of the paper): its printed modules and sizes.
 
     150x150x3 -conv1 k7-> 144x144x8 -pool-> 72x72x8
               -conv2 k5-> 68x68x16  -pool-> 34x34x16
@@ -32,7 +32,8 @@ def feature_side(image_size: int) -> int:
 
 
 class LadNet(nn.Module):
-    """Three conv-BN-ReLU-pool stages and two linear layers, as published."""
+    """Three conv-BN-ReLU-pool stages and two linear layers: the published modules; the order of BN,
+    ReLU and pool and the dropout position are our assumptions (docs/reproducing-2020.md)."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, dropout: float = 0.2,
                  image_size: int = INPUT_SIZE) -> None:

@@ -1,8 +1,9 @@
-"""Two ways to feed the same model the same split: ``paper`` (as in 2020) and ``fast``.
+"""Two ways to feed the same model the same split: ``paper`` and ``fast``.
 
 * paper: torchvision ImageFolder + DataLoader; every epoch every JPEG is decoded,
   resized with PIL and normalised on the CPU, then copied to the GPU as fp32.
-  This is what the study timed; it is kept so its findings can be reproduced.
+  The most common PyTorch setup of 2020; that the study timed this is our assumption (it does
+  not describe its pipeline), kept so its findings can be compared like for like.
 * fast: the decode-once uint8 cache is put on the device once (or in pinned host
   memory when it does not fit); a batch is a gather on the device, normalisation
   happens there; the shuffle is made on the CPU and copied once per epoch. No worker processes.
@@ -250,7 +251,7 @@ class PaperImageFolder(torchvision.datasets.ImageFolder):
         return [(str(index.root / f), label) for f, label in zip(index.files, index.labels, strict=True)]
 
     def _load(self, path: str) -> torch.Tensor | str:
-        """Decode + resize + normalise on the CPU, every epoch, as in 2020.
+        """Decode + resize + normalise on the CPU, every epoch (the assumed 2020 pipeline).
 
         A corrupt file comes back as its path relative to the dataset root, so the batch can name it."""
         try:

@@ -191,7 +191,8 @@ def plan_cell(cell: CellRun) -> None:
         # Each DDP rank must make its own GPU current, or NCCL collectives and CUDA events land on cuda:0.
         torch.cuda.set_device(plan.device)
     cell.setup["backend"] = join_process_group(dist, plan)  # after planning: a CPU fallback joins with gloo
-    # The 2020 pipeline ran fp32, contiguous, without cudnn autotuning; the fast one uses all three.
+    # The paper pipeline runs fp32, contiguous, without cudnn autotuning (our assumption of the 2020 setup:
+    # the study names none of them); the fast one uses all three.
     cell.precision = choose_precision("fp32" if paper else cfg.amp, plan.device)
     torch.backends.cudnn.benchmark = plan.is_cuda and not paper
     cell.setup["threads"] = set_threads(cfg)
