@@ -80,6 +80,15 @@ class CellPaths:
     def error(self) -> Path:
         return self.root / ERROR
 
+    def error_files(self) -> list[Path]:
+        """``error.json`` first, then the other DDP ranks' ``error.rank<r>.json`` by rank: a rank > 0
+        that raised under NCCL may be the only one that wrote anything."""
+        def rank(p: Path) -> int:
+            digits = p.name[len("error.rank"):-len(".json")]
+            return int(digits) if digits.isdigit() else 1 << 30
+        ranked = sorted(self.root.glob("error.rank*.json"), key=rank)
+        return [self.error, *ranked]
+
 
 def experiment_dir(results: str | Path, experiment: str) -> Path:
     return Path(results) / experiment

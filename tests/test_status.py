@@ -371,3 +371,18 @@ def test_a_damaged_manifest_is_one_error_line(experiment: Path, capsys: pytest.C
     assert status_cli.main(["--results", str(experiment.parent.parent), "--experiment", "smoke"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "manifest.json" in err[0]
+
+
+def test_a_ddp_rank_that_failed_alone_names_its_error(experiment: Path) -> None:
+    """Under NCCL a rank > 0 that raised may be the only one that wrote an error (rank 0 hangs in a
+    collective until the watchdog kills it): status shows the first rank's error.rank<r>.json."""
+    exp = experiment.parent
+    write_json(exp / "cells/g1-b64-r0/error.rank3.json", {"error": "ValueError: rank 3 later", "time": iso(1)})
+    write_json(exp / "cells/g1-b64-r0/error.rank1.json", {"error": "OSError: rank 1 disk", "time": iso(1)})
+    rows = {r.cell_id: r for r in experiment_status(experiment, query=fake_query(SACCT)).rows}
+    assert rows["g1-b64-r0"].state == "FAILED"
+    assert rows["g1-b64-r0"].error == "OSError: rank 1 disk"
+    # rank 0's error.json, when there is one, comes first
+    write_json(exp / "cells/g1-b64-r0/error.json", {"error": "RuntimeError: rank 0", "time": iso(1)})
+    rows = {r.cell_id: r for r in experiment_status(experiment, query=fake_query(SACCT)).rows}
+    assert rows["g1-b64-r0"].error == "RuntimeError: rank 0"

@@ -237,9 +237,11 @@ def _fill(rec: CellRecord) -> None:
             problems.append(str(exc))
             return None
 
-    err = read(lambda: _read_json(paths.error, ERROR_FIELDS))
-    if err is not None:
-        rec.error = ErrorInfo(str(err.get("error") or "").strip(), err.get("time") or "")
+    for error_file in paths.error_files():  # error.json, else the first rank's error.rank<r>.json
+        err = read(lambda f=error_file: _read_json(f, ERROR_FIELDS))
+        if err is not None:
+            rec.error = ErrorInfo(str(err.get("error") or "").strip(), err.get("time") or "")
+            break
     prog = read(lambda: _read_json(paths.progress, PROGRESS_FIELDS))
     if prog is not None:
         rec.progress = Progress(prog.get("epoch"), prog.get("epochs"), prog.get("phase") or "training")
