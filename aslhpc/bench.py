@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 
 from aslhpc.atomic import read_jsonl
-from aslhpc.errors import AslhpcError
+from aslhpc.cli import add_version, run_cli
 from aslhpc.training.config import AMP_MODES, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m aslhpc.bench", description=__doc__.splitlines()[0])
+    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.bench", description=__doc__.splitlines()[0]))
     p.add_argument("--data", help="dataset root; default: generate one in a temporary directory")
     p.add_argument("--per-class", type=int, default=100,
                    help="images per class when generating (default 100)")
@@ -90,34 +90,35 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--steps {args.steps}: give at least 1 training step (or --full for whole cells)")
     gpus = args.gpus if args.gpus is not None else (1 if torch.cuda.is_available() else 0)
     pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
-    try:
-        with tempfile.TemporaryDirectory(prefix="aslhpc-bench-") as tmp:
-            tmp_path = Path(tmp)
-            data = Path(args.data) if args.data else None
-            if data is None:
-                from aslhpc.data.synth import write_dataset
+    return run_cli(lambda: _bench(args, gpus, pipelines))
 
-                per_class = 3001 if args.full else args.per_class  # 29 x 3001 = 87,029 -> 76,760 train images
-                data = write_dataset(tmp_path / "data", per_class=per_class, seed=0, test_folder=False)
-            device = torch.cuda.get_device_name(0) if gpus and torch.cuda.is_available() else "CPU"
-            steps = f"{args.steps} steps after {args.steps} untimed warm-up steps"
-            what = "full cells" if args.full else steps
-            print(f"device: {device} x{max(gpus, 1) if gpus else 0} | torch {torch.__version__} | threads "
-                  f"{torch.get_num_threads()} | batch {args.batch_size} | {what}", flush=True)
-            figures: dict[str, float] = {}
-            for pipeline in pipelines:
-                cfg = pipeline_config(pipeline, data, tmp_path / "out", tmp_path / "cache", args, gpus)
-                spawn = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                    r = pool.submit(run_pipeline, cfg, multiprocessing.get_start_method()).result()
-                figures[pipeline] = r["images_per_s"]
-                print(f"{pipeline:6s} {r['images_per_s']:10.1f} images/s  train {r['train_time_s']:.2f} s"
-                      f"  exec {r['exec_time_s']:.2f} s  data prep {r['data_prep_s']:.2f} s"
-                      f"  amp {r['amp']}  data on {r['data_location']}  host memory {r['host_memory']}"
-                      f"  val acc {r['val_acc']:.1f}%", flush=True)
-    except AslhpcError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def _bench(args: argparse.Namespace, gpus: int, pipelines: list[str]) -> int:
+    """Each pipeline in a fresh process on the same data; prints both figures and their ratio."""
+    with tempfile.TemporaryDirectory(prefix="aslhpc-bench-") as tmp:
+        tmp_path = Path(tmp)
+        data = Path(args.data) if args.data else None
+        if data is None:
+            from aslhpc.data.synth import write_dataset
+
+            per_class = 3001 if args.full else args.per_class  # 29 x 3001 = 87,029 -> 76,760 train images
+            data = write_dataset(tmp_path / "data", per_class=per_class, seed=0, test_folder=False)
+        device = torch.cuda.get_device_name(0) if gpus and torch.cuda.is_available() else "CPU"
+        steps = f"{args.steps} steps after {args.steps} untimed warm-up steps"
+        what = "full cells" if args.full else steps
+        print(f"device: {device} x{max(gpus, 1) if gpus else 0} | torch {torch.__version__} | threads "
+              f"{torch.get_num_threads()} | batch {args.batch_size} | {what}", flush=True)
+        figures: dict[str, float] = {}
+        for pipeline in pipelines:
+            cfg = pipeline_config(pipeline, data, tmp_path / "out", tmp_path / "cache", args, gpus)
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                r = pool.submit(run_pipeline, cfg, multiprocessing.get_start_method()).result()
+            figures[pipeline] = r["images_per_s"]
+            print(f"{pipeline:6s} {r['images_per_s']:10.1f} images/s  train {r['train_time_s']:.2f} s"
+                  f"  exec {r['exec_time_s']:.2f} s  data prep {r['data_prep_s']:.2f} s"
+                  f"  amp {r['amp']}  data on {r['data_location']}  host memory {r['host_memory']}"
+                  f"  val acc {r['val_acc']:.1f}%", flush=True)
     if "paper" in figures and "fast" in figures:
         print(f"ratio {figures['fast'] / figures['paper']:.2f}")
     return 0

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from aslhpc import __version__
 from aslhpc.analysis import (
     REFERENCE_LABEL,
     CollectOutput,
@@ -23,6 +22,8 @@ from aslhpc.analysis import (
     find_experiments,
     load_reference,
 )
+from aslhpc.cli import add_version, run_cli
+from aslhpc.cli import console as cli_console
 from aslhpc.errors import AslhpcError
 from aslhpc.orchestration.cellstate import CellRow
 
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Collect an experiment's cells into the 2020 study's tables, plots, verdicts and "
         "report.md.",
     )
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_version(p)
     p.add_argument("--experiment", help="experiment name under --results (default: the only one there)")
     p.add_argument("--results", default="results", help="results directory (default: results)")
     p.add_argument(
@@ -141,44 +142,40 @@ def _reason(row: CellRow) -> str:
 
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
     args = _parser().parse_args(argv)
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # piped/redirected: do not squeeze tables into 80 columns
-            console = Console(width=160)
-    try:
-        if not 0.0 < args.ci < 1.0:
-            raise AslhpcError(f"--ci {args.ci} must be between 0 and 1 (e.g. 0.95)")
-        if not 0.0 <= args.h4_r2 <= 1.0:
-            raise AslhpcError(f"--h4-r2 {args.h4_r2} must be between 0 and 1 (e.g. 0.9)")
-        results = Path(args.results)
-        ref_path = args.reference_file or default_reference_path(results)
-        common = {
-            "console": console,
-            "ci": args.ci,
-            "h1_threshold": args.h1_threshold,
-            "h3_metric": args.h3_metric,
-            "h4_r2": args.h4_r2,
-            "verbose": args.verbose,
-        }
-        if args.reference_only:
-            ref = load_reference(ref_path)
-            name = ref_path.stem
-            out_dir = args.out or results / f"{name}-analysis"
-            out = collect_reference(ref, out_dir, plots=not args.no_plots, name=name, **common)
-        else:
-            ref = load_reference(ref_path) if args.reference or args.reference_file else None
-            exp_dir = pick_experiment(results, args.experiment)
-            out = collect_experiment(
-                exp_dir,
-                reference=ref,
-                states=live_states(exp_dir),
-                allow_mixed_splits=args.allow_mixed_splits,
-                plots=not args.no_plots,
-                **common,
-            )
-    except AslhpcError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(lambda: _collect(args, console or cli_console()))
+
+
+def _collect(args: argparse.Namespace, console: Console) -> int:
+    if not 0.0 < args.ci < 1.0:
+        raise AslhpcError(f"--ci {args.ci} must be between 0 and 1 (e.g. 0.95)")
+    if not 0.0 <= args.h4_r2 <= 1.0:
+        raise AslhpcError(f"--h4-r2 {args.h4_r2} must be between 0 and 1 (e.g. 0.9)")
+    results = Path(args.results)
+    ref_path = args.reference_file or default_reference_path(results)
+    common = {
+        "console": console,
+        "ci": args.ci,
+        "h1_threshold": args.h1_threshold,
+        "h3_metric": args.h3_metric,
+        "h4_r2": args.h4_r2,
+        "verbose": args.verbose,
+    }
+    if args.reference_only:
+        ref = load_reference(ref_path)
+        name = ref_path.stem
+        out_dir = args.out or results / f"{name}-analysis"
+        out = collect_reference(ref, out_dir, plots=not args.no_plots, name=name, **common)
+    else:
+        ref = load_reference(ref_path) if args.reference or args.reference_file else None
+        exp_dir = pick_experiment(results, args.experiment)
+        out = collect_experiment(
+            exp_dir,
+            reference=ref,
+            states=live_states(exp_dir),
+            allow_mixed_splits=args.allow_mixed_splits,
+            plots=not args.no_plots,
+            **common,
+        )
     ignored = out.analysis.cells.attrs.get("ignored") or []
     if ignored and not args.verbose:  # a note, not a result: stderr (--verbose lists them with the tables)
         print(f"note: ignored under cells/ (no cell identity): {'; '.join(ignored)}", file=sys.stderr)

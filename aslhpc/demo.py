@@ -19,8 +19,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from aslhpc import __version__, collect, submit
-from aslhpc.errors import AslhpcError
+from aslhpc import collect, submit
+from aslhpc.cli import add_version, run_cli
 from aslhpc.orchestration.experiment import find_job_file, load_spec
 
 EXPERIMENT = "smoke"
@@ -29,7 +29,7 @@ EXPERIMENT = "smoke"
 def build_parser() -> argparse.ArgumentParser:
     description = __doc__.splitlines()[0].replace("``", "")  # no reST markup in --help
     p = argparse.ArgumentParser(prog="python -m aslhpc.demo", description=description)
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_version(p)
     p.add_argument("--dir", default="demo", help="where the data and results go (default ./demo)")
     p.add_argument("--per-class", type=int, default=30, help="generated images per class (default 30)")
     p.add_argument("--cluster", choices=("auto", "local", "slurm"), default="local",
@@ -69,13 +69,13 @@ def _say(console: Console, lines: list[str] | str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_cli(lambda: _demo(args))
+
+
+def _demo(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     data, results = root / "asl", root / "results"
-    try:
-        spec = load_spec(find_job_file(EXPERIMENT))
-    except AslhpcError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    spec = load_spec(find_job_file(EXPERIMENT))
     console = Console(highlight=False)
     intro = header(args.per_class, spec.train.epochs, spec.gpus, spec.batch_sizes, args.cluster)
     _say(console, intro.split("\n"))

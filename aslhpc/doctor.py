@@ -18,13 +18,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from aslhpc.cli import add_version, run_cli
 from aslhpc.errors import AslhpcError
 from aslhpc.preflight.context import Context
 from aslhpc.preflight.runner import Report, render, run_checks, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m aslhpc.doctor", description=__doc__.splitlines()[0])
+    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.doctor", description=__doc__.splitlines()[0]))
     p.add_argument("-e", "--experiment", metavar="JOB", help="jobs/<name>.toml or its name: take the cells' "
                    "image size, cache dir, results dir, data and GPU type from it")
     p.add_argument("--data", help="dataset root to check (default: the experiment's, if given)")
@@ -65,22 +66,22 @@ def context_from_args(args: argparse.Namespace) -> Context:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    width = min(shutil.get_terminal_size((80, 24)).columns, 120)
-    try:
-        if args.submit is not None:
-            from aslhpc.preflight.remote import submit_doctor
+    return run_cli(lambda: _doctor(args))
 
-            job = args.submit or args.experiment
-            if not job:
-                raise AslhpcError("--submit needs an experiment: --submit jobs/NAME.toml (or -e NAME)")
-            return submit_doctor(job, args, width=width)
-        ctx = context_from_args(args)
-        report = run_checks(ctx, progress=_progress if sys.stderr.isatty() else None)
-        if sys.stderr.isatty():
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
-    except AslhpcError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def _doctor(args: argparse.Namespace) -> int:
+    width = min(shutil.get_terminal_size((80, 24)).columns, 120)
+    if args.submit is not None:
+        from aslhpc.preflight.remote import submit_doctor
+
+        job = args.submit or args.experiment
+        if not job:
+            raise AslhpcError("--submit needs an experiment: --submit jobs/NAME.toml (or -e NAME)")
+        return submit_doctor(job, args, width=width)
+    ctx = context_from_args(args)
+    report = run_checks(ctx, progress=_progress if sys.stderr.isatty() else None)
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
     print(render(report, width=width), end="")
     if args.json:
         path = write_json(report, args.json)

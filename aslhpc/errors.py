@@ -1,11 +1,8 @@
 """User-facing errors: one line that names the problem and the fix.
 
-CLIs catch :class:`AslhpcError` and print ``error: <message>`` without a traceback,
+CLIs (:func:`aslhpc.cli.run_cli`) catch :class:`AslhpcError` and print ``error: <message>`` without a traceback,
 so every raise site must phrase its message as "what is wrong; how to fix it".
 """
-
-import sys
-from collections.abc import Callable
 
 
 class AslhpcError(Exception):
@@ -22,13 +19,3 @@ class ConfigError(AslhpcError):
 
 class ClusterError(AslhpcError):
     """SLURM refused (or would refuse) a request."""
-
-
-def run_cli(body: Callable[[], object]) -> int:
-    """Run a CLI's work: a user error prints ``error: <message>`` on stderr and exits 2, no traceback."""
-    try:
-        body()
-    except AslhpcError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0

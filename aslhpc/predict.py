@@ -22,7 +22,8 @@ from typing import TextIO
 
 import torch
 
-from aslhpc.errors import AslhpcError, run_cli
+from aslhpc.cli import add_version, run_cli
+from aslhpc.errors import AslhpcError
 from aslhpc.recognize import (
     Classifier,
     FrameSource,
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="exit code: 0 all inputs done; 2 on a user error (one 'error: ...' line on stderr, work "
                                        "stops) or when some image could not be decoded (a 'PATH: cannot read "
                                        "image (...)' line each on stderr; the other inputs are still done)")
+    add_version(p)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", type=Path, help="a cell's best_model.pt")
     which.add_argument("--experiment", help="use the best cell (highest val_acc) of results/<NAME>/cells/")
@@ -195,13 +197,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    unreadable = 0
 
-    def body() -> None:
-        nonlocal unreadable
-        unreadable = run(args, sys.stdout, sys.stderr)
+    def body() -> int:
+        return 2 if run(args, sys.stdout, sys.stderr) else 0  # 2: some image could not be decoded
 
-    return run_cli(body) or (2 if unreadable else 0)
+    return run_cli(body)
 
 
 if __name__ == "__main__":

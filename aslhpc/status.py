@@ -17,7 +17,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from aslhpc.errors import AslhpcError, ConfigError
+from aslhpc.cli import add_version, console, run_cli
+from aslhpc.errors import ConfigError
 from aslhpc.orchestration.cellstate import (
     NOT_SUBMITTED,
     UNKNOWN,
@@ -92,7 +93,7 @@ def watch(get_report: Callable[[], StatusReport], interval_s: float,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m aslhpc.status", description=__doc__.splitlines()[0])
+    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.status", description=__doc__.splitlines()[0]))
     p.add_argument("--experiment", help="experiment name (default: the most recently submitted one)")
     p.add_argument("--results", default="results", help="results directory (default results/)")
     p.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
@@ -117,20 +118,16 @@ def resolve_manifest(results: str, experiment: str | None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
-    if not console.is_terminal:  # a log file or pipe: keep whole rows instead of 80 columns of ellipses
-        console = Console(width=max(console.width, 200))
-    try:
-        path = resolve_manifest(args.results, args.experiment)
-        if args.watch is not None:
-            report = watch(lambda: experiment_status(path), max(args.watch, 0.5), console)
-        else:
-            report = experiment_status(path)
-            console.print(render_table(report))
-    except AslhpcError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever the raiser put in it
-        Console(stderr=True, soft_wrap=True).print(f"error: {message}", highlight=False, markup=False)
-        return 2
+    return run_cli(lambda: _status(args, console()))
+
+
+def _status(args: argparse.Namespace, out: Console) -> int:
+    path = resolve_manifest(args.results, args.experiment)
+    if args.watch is not None:
+        report = watch(lambda: experiment_status(path), max(args.watch, 0.5), out)
+    else:
+        report = experiment_status(path)
+        out.print(render_table(report))
     return 1 if report.any_failed else 0
 
 

@@ -12,7 +12,7 @@ import argparse
 import sys
 from dataclasses import MISSING, fields
 
-from aslhpc.errors import run_cli
+from aslhpc.cli import add_version, run_cli
 from aslhpc.training.config import TrainConfig, cli_flag
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -20,7 +20,7 @@ _TYPES = {"int": int, "float": float, "str": str}
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per TrainConfig field: its name, type, default, choices and help come from the field."""
-    p = argparse.ArgumentParser(prog="python -m aslhpc.train", description=__doc__.splitlines()[0])
+    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.train", description=__doc__.splitlines()[0]))
     for f in fields(TrainConfig):
         kw: dict = {"dest": f.name, "help": f.metadata.get("help")}
         if f.default is MISSING:

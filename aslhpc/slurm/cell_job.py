@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cell-id", required=True)
     p.add_argument("--config", required=True, help="the cell's TrainConfig as JSON")
     args = p.parse_args(argv)
-    from aslhpc.errors import run_cli
+    from aslhpc.cli import run_cli
 
     return run_cli(CellJob(json.loads(args.config), args.experiment, args.cell_id))
 

@@ -1,0 +1,41 @@
+"""Every ``python -m aslhpc.X``: ``--version``, and a user error is one ``error:`` line, exit 2."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from aslhpc import __version__
+from aslhpc.cli import run_cli
+from aslhpc.errors import ConfigError
+
+CLIS = ["submit", "status", "collect", "train", "predict", "bench", "demo", "doctor"]
+
+
+@pytest.mark.parametrize("name", CLIS)
+def test_every_cli_says_its_version(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    main = importlib.import_module(f"aslhpc.{name}").main
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_a_user_error_is_one_line_on_stderr_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    def body() -> int:
+        raise ConfigError("jobs/x.toml: gpus must be\n  a list; write gpus = [1, 2]")
+
+    assert run_cli(body) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == "error: jobs/x.toml: gpus must be a list; write gpus = [1, 2]\n"
+    assert run_cli(lambda: 1) == 1 and run_cli(lambda: None) == 0
+
+
+def test_status_error_from_a_real_process_is_one_line(tmp_path) -> None:  # noqa: ANN001
+    proc = subprocess.run([sys.executable, "-m", "aslhpc.status", "--results", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
