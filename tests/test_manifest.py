@@ -24,11 +24,12 @@ def test_round_trip_and_schema(tmp_path: Path) -> None:
     data = json.loads(path.read_text())
     assert data["schema"] == 1 and data["experiment"] == "lad2020" and data["spec"]["gpus"] == [1, 2, 3, 4]
     cell = data["cells"]["g2-b256-r0"]
-    assert {k: cell[k] for k in ("cell_id", "gpus", "batch_size", "repeat", "seed", "strategy", "out_dir")} == {
+    keys = ("cell_id", "gpus", "batch_size", "repeat", "seed", "strategy", "out_dir")
+    assert {k: cell[k] for k in keys} == {
         "cell_id": "g2-b256-r0", "gpus": 2, "batch_size": 256, "repeat": 0, "seed": 0, "strategy": "dp",
         "out_dir": "cells/g2-b256-r0"}
-    assert cell["attempts"] == [{"job_id": "41", "cluster": "slurm", "submitted_at": "2026-01-01T00:00:00+00:00",
-                                 "folder": "jobs/g2-b256-r0/41"}]
+    assert cell["attempts"] == [{"job_id": "41", "cluster": "slurm",
+                                 "submitted_at": "2026-01-01T00:00:00+00:00", "folder": "jobs/g2-b256-r0/41"}]
     back = load_manifest(path)
     assert back is not None and back.to_dict() == json.loads(json.dumps(m.to_dict()))
     assert back.cells["g2-b256-r0"].last.job_id == "41" and back.cells["g1-b128-r0"].last is None
@@ -89,7 +90,8 @@ def _valid(tmp_path: Path) -> dict:
     (lambda d: d["cells"]["g1-b32-r0"]["attempts"][0].update(cluster="cloud") or d, "cluster is 'cloud'"),
     (lambda d: d["cells"]["g1-b32-r0"]["attempts"][0].update(folder="../../etc") or d,
      "folder '../../etc' leaves the experiment directory"),
-    (lambda d: d["cells"]["g1-b32-r0"].update(out_dir="/tmp/x") or d, "out_dir '/tmp/x' leaves the experiment"),
+    (lambda d: d["cells"]["g1-b32-r0"].update(out_dir="/tmp/x") or d,
+     "out_dir '/tmp/x' leaves the experiment"),
     (lambda d: d["cells"]["g1-b32-r0"].update(gpus=True) or d, "gpus is bool True, expected int"),
     (lambda d: d["cells"]["g1-b32-r0"].update(cell_id="other") or d, "not its key 'g1-b32-r0'"),
 ])
@@ -104,7 +106,8 @@ def test_a_damaged_manifest_is_one_error_naming_file_and_field(tmp_path: Path, d
 
 def test_todays_schema_1_files_load_and_are_written_back_unchanged(tmp_path: Path) -> None:
     data = _valid(tmp_path)
-    assert "intent" not in data["cells"]["g1-b32-r0"] and "token" not in data["cells"]["g1-b32-r0"]["attempts"][0]
+    cell = data["cells"]["g1-b32-r0"]
+    assert "intent" not in cell and "token" not in cell["attempts"][0]
     data["cells"]["g1-b32-r0"]["future_field"] = 1  # unknown keys of a newer writer are ignored
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(data))

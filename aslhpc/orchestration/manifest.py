@@ -145,7 +145,8 @@ class _Bad(Exception):
     """A field of the manifest that is not what schema 1 says (caught and reworded by _parse)."""
 
 
-def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
+def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
+           default: Any = ...) -> Any:
     if key not in obj:
         if default is ...:
             raise _Bad(f"{where}{key} is missing")
@@ -176,7 +177,8 @@ def _attempt(a: Any, where: str) -> Attempt:
     if not isinstance(a, dict):
         raise _Bad(f"{where[:-1]} is {type(a).__name__}, expected an object")
     return Attempt(_field(a, "job_id", str, where), _cluster(a, where), _field(a, "submitted_at", str, where),
-                   _relative(_field(a, "folder", str, where), f"{where}folder"), _field(a, "token", str, where, ""))
+                   _relative(_field(a, "folder", str, where), f"{where}folder"),
+                   _field(a, "token", str, where, ""))
 
 
 def _intent(i: Any, where: str) -> Intent | None:
@@ -196,8 +198,8 @@ def _cell(cid: str, c: Any) -> CellEntry:
         raise _Bad(f"{where}cell_id is {c['cell_id']!r}, not its key {cid!r}")
     attempts = _field(c, "attempts", list, where, [])
     return CellEntry(
-        cid, _field(c, "gpus", int, where), _field(c, "batch_size", int, where), _field(c, "repeat", int, where),
-        _field(c, "seed", int, where), _field(c, "strategy", str, where),
+        cid, _field(c, "gpus", int, where), _field(c, "batch_size", int, where),
+        _field(c, "repeat", int, where), _field(c, "seed", int, where), _field(c, "strategy", str, where),
         _relative(_field(c, "out_dir", str, where), f"{where}out_dir"),
         [_attempt(a, f"{where}attempts[{i}].") for i, a in enumerate(attempts)],
         _intent(c.get("intent"), f"{where}intent."))
@@ -208,11 +210,12 @@ def _parse(data: Any, source: str) -> Manifest:
         if not isinstance(data, dict):
             raise _Bad(f"it holds a JSON {type(data).__name__}, not an object")
         if data.get("schema") != SCHEMA:
-            raise ConfigError(f"{source}: manifest schema {data.get('schema')!r} is not {SCHEMA}; use the aslhpc "
-                              "version that wrote it or another --results directory")
+            raise ConfigError(f"{source}: manifest schema {data.get('schema')!r} is not {SCHEMA}; use the "
+                              "aslhpc version that wrote it or another --results directory")
         cells = {cid: _cell(cid, c) for cid, c in _field(data, "cells", dict, "", {}).items()}
         return Manifest(_field(data, "experiment", str, ""), _field(data, "spec", dict, "", {}),
-                        _field(data, "created_at", str, ""), _field(data, "updated_at", str, ""), cells, SCHEMA)
+                        _field(data, "created_at", str, ""), _field(data, "updated_at", str, ""),
+                        cells, SCHEMA)
     except _Bad as exc:
         raise ConfigError(f"{source} is not a valid aslhpc manifest: {exc}; restore it (or move it away) "
                           "or use another --results") from None
