@@ -147,6 +147,8 @@ def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner 
             manifest.record(cid, Attempt(str(pids[0]), "local", intent.since, f"jobs/{cid}/{pids[0]}",
                                          intent.token))
             done.adopted.append((cid, str(pids[0]), "RUNNING"))
+            with contextlib.suppress(OSError):  # the controller's literal pattern folder, empty (see local.py)
+                (experiment_dir / "jobs" / cid / "%j").rmdir()
         else:
             manifest.cells[cid].intent = None
             done.dropped.append(cid)

@@ -40,7 +40,7 @@ from aslhpc.orchestration.experiment import (
 )
 from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest, manifest_path, now_iso
 from aslhpc.orchestration.reconcile import reconcile_manifest, submit_lock
-from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES, job_comment
+from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES, job_comment, queued_jobs_named
 from aslhpc.slurm.cell_job import CellJob
 from aslhpc.slurm.cluster import (
     ClusterInfo,
@@ -50,7 +50,14 @@ from aslhpc.slurm.cluster import (
     slurm_installed,
     slurm_reachable,
 )
-from aslhpc.slurm.executor import cell_command, default_python, job_request, render_sbatch, slurm_executor
+from aslhpc.slurm.executor import (
+    cell_command,
+    default_python,
+    job_name,
+    job_request,
+    render_sbatch,
+    slurm_executor,
+)
 from aslhpc.slurm.local import LocalTask, RunnerLock, process_alive, run_local, runner_alive, visible_gpus
 from aslhpc.training.config import NOT_IDENTITY, TrainConfig
 
@@ -382,7 +389,10 @@ class _Ledger:
         parts = []
         if self.recorded:
             parts.append("submitted and recorded: " + ", ".join(f"{c} (job {j})" for c, j in self.recorded))
-        if job_id:
+        if job_id == "?":
+            parts.append(f"perhaps submitted: {cell_id} (SLURM did not answer; the next submit adopts its job if "
+                         "there is one)")
+        elif job_id:
             parts.append(f"submitted but not recorded: {cell_id} (job {job_id}; the next submit finds it by its "
                          "tag and adopts it)")
         done = {c for c, _ in self.recorded} | ({cell_id} if job_id else set())
@@ -484,14 +494,23 @@ def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: li
             msg = " ".join(str(exc).split())
             raise ClusterError(f"sbatch refused cell {cell.cell_id}: {msg}; the cells submitted before it are "
                                f"recorded in {path}") from exc
-        except OSError as exc:  # submitit could not write the job's files (before its sbatch)
-            raise ledger.error(exc, cell.cell_id) from exc
+        except OSError as exc:  # submitit could not write the job's files: before its sbatch, or just after
+            raise ledger.error(exc, cell.cell_id, _tagged_job(spec.name, cell.cell_id, intent.token)) from exc
         _crash_point("after-sbatch")
         action.job_id = str(job.job_id)
         manifest.record(cell.cell_id, Attempt(action.job_id, "slurm", now_iso(),
                                               f"jobs/{cell.cell_id}/{job.job_id}", intent.token))
         ledger.save(manifest, cell.cell_id, action.job_id)
         _crash_point("after-record")
+
+
+def _tagged_job(experiment: str, cell_id: str, token: str) -> str:
+    """The id of the queued job tagged ``token`` ('' if none, '?' if squeue does not answer)."""
+    try:
+        jobs = queued_jobs_named([job_name(experiment, cell_id)])
+    except RuntimeError:
+        return "?"
+    return next((j.job_id for j in jobs if j.token == token), "")
 
 
 def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction], max_parallel: int,
