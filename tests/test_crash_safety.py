@@ -52,7 +52,8 @@ elif tool == "squeue":
     names = next((a.split("=", 1)[1].split(",") for a in args if a.startswith("--name=")), None)
     for i, name, comment in jobs:
         if names is None or name in names:
-            print({{"%i|%T|%j|%k": f"{{i}}|PENDING|{{name}}|{{comment}}"}}.get(fmt, f"{{i}}|PENDING||0:00|None|{{name}}"))
+            tagged = f"{{i}}|PENDING|{{name}}|{{comment}}"
+            print(tagged if fmt == "%i|%T|%j|%k" else f"{{i}}|PENDING||0:00|None|{{name}}")
 elif tool == "sacct":
     if "-X" in args:  # the tag search: ended jobs only, none here unless ended.txt says so
         p = os.path.join(d, "ended.txt")
@@ -60,7 +61,8 @@ elif tool == "sacct":
     else:
         print("JobID|JobIDRaw|State|NodeList|Elapsed|ExitCode|Start|End|Submit|Reason|JobName")
         for i, name, _ in jobs:
-            print(f"{{i}}|{{i}}|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-01-01T00:00:00|None|{{name}}")
+            print(f"{{i}}|{{i}}|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-01-01T00:00:00|None|"
+                  f"{{name}}")
 '''
 SCONTROL = f"""#!/bin/bash
 case "$1 $2" in
@@ -113,7 +115,8 @@ def sbatch_per_cell(slurm: Path) -> Counter[str]:
     return Counter(parse_comment(ln.split("|", 2)[2])[1] for ln in lines)
 
 
-def test_every_job_carries_its_tag_and_the_manifest_its_token(slurm: Path, dataset: Path, tmp_path: Path) -> None:
+def test_every_job_carries_its_tag_and_the_manifest_its_token(slurm: Path, dataset: Path,
+                                                              tmp_path: Path) -> None:
     p = submit(dataset, tmp_path / "r")
     assert p.returncode == 0, p.stderr
     m = load_manifest(tmp_path / "r" / "smoke" / "manifest.json")
@@ -149,7 +152,8 @@ def test_killed_at_any_step_then_resubmitted_runs_every_cell_once(slurm: Path, d
     assert p.returncode == 0 and sum(sbatch_per_cell(slurm).values()) == 4
 
 
-def test_full_disk_is_one_line_saying_what_was_and_was_not_submitted(slurm: Path, dataset: Path, tmp_path: Path,
+def test_full_disk_is_one_line_saying_what_was_and_was_not_submitted(slurm: Path, dataset: Path,
+                                                                     tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch,
                                                                      capsys: pytest.CaptureFixture) -> None:
     from aslhpc import submit as submit_cli
@@ -190,9 +194,11 @@ def test_full_disk_before_the_first_sbatch_submits_nothing(slurm: Path, dataset:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr(Manifest, "save", full)
-    rc = submit_cli.main([str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(tmp_path / "r")])
+    rc = submit_cli.main([str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results",
+                          str(tmp_path / "r")])
     err = capsys.readouterr().err
-    assert rc == 2 and "nothing was submitted; not submitted: g1-b32-r0, g1-b64-r0, g2-b32-r0, g2-b64-r0" in err
+    assert rc == 2
+    assert "nothing was submitted; not submitted: g1-b32-r0, g1-b64-r0, g2-b32-r0, g2-b64-r0" in err
     assert not (slurm / "jobs.txt").exists()
 
 
@@ -243,14 +249,16 @@ def test_a_job_that_already_ended_is_adopted_from_sacct_by_name_time_and_folder(
     run = _runner(sacct=sacct)
     done = reconcile_manifest(m, exp, run=run)
     assert done.adopted == [("g1-b32-r0", "9", "FAILED")] and m.pending() == {}
-    assert m.cells["g1-b32-r0"].last == Attempt("9", "slurm", "2026-11-30T08:00:00+00:00", "jobs/g1-b32-r0/9", "tok")
+    want = Attempt("9", "slurm", "2026-11-30T08:00:00+00:00", "jobs/g1-b32-r0/9", "tok")
+    assert m.cells["g1-b32-r0"].last == want
     assert run.calls[0][:3] == ["squeue", "--me", "-h"] and "--name=aslhpc-smoke-g1-b32-r0" in run.calls[0]
     assert "-X" in run.calls[1] and "--starttime" in run.calls[1]
 
 
 def test_a_foreign_token_or_missing_folder_is_not_adopted_and_the_intent_is_dropped(tmp_path: Path) -> None:
     m, exp = _manifest_with_intent(tmp_path)
-    squeue = "5|RUNNING|aslhpc-smoke-g1-b32-r0|aslhpc:smoke:g1-b32-r0:other\n"  # same name, another results dir
+    # same name, another results dir
+    squeue = "5|RUNNING|aslhpc-smoke-g1-b32-r0|aslhpc:smoke:g1-b32-r0:other\n"
     sacct = "9|aslhpc-smoke-g1-b32-r0|FAILED|2099-01-01T00:00:00|\n"  # no folder of ours
     done = reconcile_manifest(m, exp, run=_runner(squeue, sacct))
     assert done.adopted == [] and done.dropped == ["g1-b32-r0"] and m.cells["g1-b32-r0"].attempts == []
@@ -304,3 +312,35 @@ def test_status_reconcile_adopts_and_saves_but_never_while_a_submit_runs(tmp_pat
     assert load_manifest(path).cells["g1-b32-r0"].last.job_id == "101" and not load_manifest(path).pending()
     assert reconcile(path, run=_runner(squeue_rc=1)).changed is False  # nothing pending: SLURM not asked
     assert json.loads(path.read_text())["cells"]["g1-b32-r0"]["attempts"][0]["token"] == "tok"
+
+
+@pytest.mark.parametrize("after_sbatch", [True, False])
+def test_job_files_unwritable_says_whether_sbatch_happened(slurm: Path, dataset: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture,
+                                                          after_sbatch: bool) -> None:
+    """submitit writes files around its sbatch; an OSError there is looked up in squeue by the token."""
+    import submitit
+
+    from aslhpc import submit as submit_cli
+
+    real = submitit.SlurmExecutor.submit
+
+    def submit_(self: submitit.SlurmExecutor, fn, *a, **k):  # noqa: ANN001, ANN202
+        if fn.cell_id == "g1-b64-r0":
+            if after_sbatch:
+                real(self, fn, *a, **k)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/x/jobs/g1-b64-r0/tmp.pkl")
+        return real(self, fn, *a, **k)
+
+    monkeypatch.setattr(submitit.SlurmExecutor, "submit", submit_)
+    args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(tmp_path / "r")]
+    assert submit_cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "cannot write /x/jobs/g1-b64-r0/tmp.pkl (No space left on device): submitted and recorded: " \
+           "g1-b32-r0 (job 101); " in err
+    said = "submitted but not recorded: g1-b64-r0 (job 102;" if after_sbatch else "not submitted: g1-b64-r0, "
+    assert said in err, err
+    monkeypatch.setattr(submitit.SlurmExecutor, "submit", real)
+    assert submit_cli.main(args) == 0
+    assert sbatch_per_cell(slurm) == Counter(CELLS)

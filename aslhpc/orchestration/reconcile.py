@@ -109,7 +109,8 @@ def _slurm_match(cell_id: str, intent: Intent, queued: list[TaggedJob], ended: l
 
 
 def find_local_controllers(folder: str, proc: Path = Path("/proc")) -> list[int]:
-    """Pids of live submitit local controllers for ``folder`` (the job folder pattern, ``.../jobs/<cell>/%j``).
+    """Pids of live submitit local controllers for ``folder`` (the job folder pattern,
+    ``.../jobs/<cell>/%j``).
 
     A controller started through a shell (setup lines) shows twice, shell and python: the outermost
     is the job (its pid is submitit's job id)."""
@@ -147,7 +148,7 @@ def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner 
             manifest.record(cid, Attempt(str(pids[0]), "local", intent.since, f"jobs/{cid}/{pids[0]}",
                                          intent.token))
             done.adopted.append((cid, str(pids[0]), "RUNNING"))
-            with contextlib.suppress(OSError):  # the controller's literal pattern folder, empty (see local.py)
+            with contextlib.suppress(OSError):  # the controller's literal, empty pattern folder (local.py)
                 (experiment_dir / "jobs" / cid / "%j").rmdir()
         else:
             manifest.cells[cid].intent = None
@@ -159,8 +160,8 @@ def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner 
         queued = queued_jobs_named(names.values(), run)
     except RuntimeError as exc:
         cells = ", ".join(sorted(slurm))
-        raise ClusterError(f"cannot tell whether the interrupted submission of {cells} started a job ({exc}); "
-                           "submit again when SLURM answers (`squeue --me`)") from exc
+        raise ClusterError(f"cannot tell whether the interrupted submission of {cells} started a job "
+                           f"({exc}); submit again when SLURM answers (`squeue --me`)") from exc
     ended = ended_jobs_named(names.values(), _sacct_since(list(slurm.values())), run)
     for cid, intent in slurm.items():
         job = _slurm_match(cid, intent, queued, ended, names[cid], experiment_dir)
@@ -168,7 +169,8 @@ def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner 
             manifest.cells[cid].intent = None
             done.dropped.append(cid)
             continue
-        manifest.record(cid, Attempt(job.job_id, "slurm", intent.since, f"jobs/{cid}/{job.job_id}", intent.token))
+        manifest.record(cid, Attempt(job.job_id, "slurm", intent.since, f"jobs/{cid}/{job.job_id}",
+                                     intent.token))
         done.adopted.append((cid, job.job_id, job.state))
     return done
 

@@ -67,8 +67,9 @@ CLUSTERS = ("auto", "slurm", "local")
 _NOT_IDENTITY = NOT_IDENTITY & {f.name for f in fields(TrainSettings)}
 
 Out = Callable[[str], None]
-#: test hook: ``after-intent`` | ``after-sbatch`` | ``after-record``, optionally ``:N`` (the N-th cell, default
-#: the first): submit dies there with os._exit(CRASH_EXIT), as a SIGKILL would. Used by tests only.
+#: test hook: ``after-intent`` | ``after-sbatch`` | ``after-record``, optionally ``:N`` (the N-th
+#: cell, default the first): submit dies there with os._exit(CRASH_EXIT), as a SIGKILL would.
+#: Used by tests only (tests/test_crash_safety.py, tests/e2e/test_crash_safety.py, tests/e2e/test_local.py).
 CRASH_ENV = "ASLHPC_TEST_CRASH_AT"
 CRASH_EXIT = 99
 _crash_counts: Counter[str] = Counter()
@@ -123,10 +124,11 @@ def resolve_cluster(choice: str, reachable: Callable[[], tuple[bool, str]] = slu
     if ok:
         return "slurm", ""
     if choice == "slurm":
-        raise ClusterError(f"SLURM is not reachable ({why}); start it (scripts/minislurm.sh up) or use --cluster local")
+        raise ClusterError(f"SLURM is not reachable ({why}); start it (scripts/minislurm.sh up) "
+                           "or use --cluster local")
     if installed():
-        raise ClusterError(f"SLURM is installed here but not answering ({why}); submit again when it is back, "
-                           "or pass --cluster local to run the cells on this machine")
+        raise ClusterError(f"SLURM is installed here but not answering ({why}); submit again when it is "
+                           "back, or pass --cluster local to run the cells on this machine")
     return "local", f"no SLURM here ({why})"
 
 
@@ -191,7 +193,8 @@ def v100_check(gpu_type: str, allow_cpu: bool, build: TorchBuild | None) -> tupl
 
 def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = False,
                      query: Callable[[], ClusterInfo] = query_cluster,
-                     torch_info: Callable[[], TorchBuild | None] | None = None) -> tuple[list[str], list[str]]:
+                     torch_info: Callable[[], TorchBuild | None] | None = None,
+                     ) -> tuple[list[str], list[str]]:
     """(problems, warnings): everything wrong with submitting ``spec``, found before any side effect.
 
     ``torch_info`` describes the torch the jobs will run (default :func:`torch_build`, this interpreter's:
@@ -207,9 +210,9 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
         problems.append(f"{exc} (pass --data DIR)")
     try:
         if parse_time_min(spec.cluster.time) <= 10:
-            warnings.append(f"cluster.time={spec.cluster.time!r} is 10 minutes or less: submitit then counts every "
-                            f"preemption as a timeout, and a cell is requeued at most cluster.max_requeues="
-                            f"{spec.cluster.max_requeues} times")
+            warnings.append(f"cluster.time={spec.cluster.time!r} is 10 minutes or less: submitit then "
+                            "counts every preemption as a timeout, and a cell is requeued at most "
+                            f"cluster.max_requeues={spec.cluster.max_requeues} times")
     except ConfigError:
         pass  # reported by validate_spec
     if not any(p.startswith("cluster.preamble") for p in problems):
@@ -220,8 +223,8 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
     if cluster == "slurm":
         c = spec.cluster
         # malformed GPU counts / CPUs cannot be sized: still check partition and reservation
-        malformed = any(p.startswith(("matrix.gpus", "matrix.repeats", "cluster.cpus_per_gpu", "cluster.gpus_per_node"))
-                        for p in problems)
+        sizes = ("matrix.gpus", "matrix.repeats", "cluster.cpus_per_gpu", "cluster.gpus_per_node")
+        malformed = any(p.startswith(sizes) for p in problems)
         shapes = [] if malformed else job_shapes(spec)
         try:
             info = query()
@@ -255,9 +258,10 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
             if diffs:
                 problems.append(f"{path.parent} already holds experiment {spec.name!r} with other settings "
                                 f"({'; '.join(diffs)}); use --results DIR for a separate run")
-            if any(e.last and e.last.cluster == "local" for e in old.cells.values()) and (r := runner_alive(path.parent)):
-                problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it to end "
-                                "or stop it before submitting again")
+            ran_here = any(e.last and e.last.cluster == "local" for e in old.cells.values())
+            if ran_here and (r := runner_alive(path.parent)):
+                problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it "
+                                "to end or stop it before submitting again")
     return problems, warnings
 
 
@@ -321,7 +325,8 @@ def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: 
         state = row.state if row else NOT_SUBMITTED
         job = f" (job {row.job_id})" if row and row.job_id else ""
         if state == NOT_SUBMITTED and done(spec, cell):
-            actions.append(CellAction(cell, "skip", "completed (its result.json is there, from a run outside submit)"))
+            actions.append(CellAction(cell, "skip",
+                                      "completed (its result.json is there, from a run outside submit)"))
         elif state == NOT_SUBMITTED:
             actions.append(CellAction(cell, "submit"))
         elif state == "COMPLETED":
@@ -390,11 +395,11 @@ class _Ledger:
         if self.recorded:
             parts.append("submitted and recorded: " + ", ".join(f"{c} (job {j})" for c, j in self.recorded))
         if job_id == "?":
-            parts.append(f"perhaps submitted: {cell_id} (SLURM did not answer; the next submit adopts its job if "
-                         "there is one)")
+            parts.append(f"perhaps submitted: {cell_id} (SLURM did not answer; the next submit adopts its "
+                         "job if there is one)")
         elif job_id:
-            parts.append(f"submitted but not recorded: {cell_id} (job {job_id}; the next submit finds it by its "
-                         "tag and adopts it)")
+            parts.append(f"submitted but not recorded: {cell_id} (job {job_id}; the next submit finds it "
+                         "by its tag and adopts it)")
         done = {c for c, _ in self.recorded} | ({cell_id} if job_id else set())
         rest = [c for c in self.cells if c not in done]
         if rest:
@@ -420,7 +425,8 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
             raise
         # A dry run only writes scripts: without an answering controller they are not checked against it.
         cluster, why = "local", str(exc)
-        out(f"warning: {str(exc).split(';')[0]}: the sbatch scripts are written but not checked against the cluster")
+        out(f"warning: {str(exc).split(';')[0]}: the sbatch scripts are written but not checked against "
+            "the cluster")
     # a dry run checks against SLURM when it can, else only what needs no cluster
     problems, warnings = check_submission(spec, cluster, dry_run=options.dry_run, query=cluster_query)
     if problems:
@@ -458,7 +464,8 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
             share = f", each on its own of GPUs {','.join(gpus)}" if gpus else ""
             out(f"running {len(todo)} cell(s) on this machine, {options.max_parallel} at a time{share} "
                 f"({why or 'local'}); waiting for them (status works from another shell)")
-            result.failed_local = _run_local(spec, manifest, path, todo, options.max_parallel, on_local_tick, gpus)
+            result.failed_local = _run_local(spec, manifest, path, todo, options.max_parallel, on_local_tick,
+                                             gpus)
     return result
 
 
@@ -492,8 +499,8 @@ def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: li
             with contextlib.suppress(OSError):
                 manifest.save(path)
             msg = " ".join(str(exc).split())
-            raise ClusterError(f"sbatch refused cell {cell.cell_id}: {msg}; the cells submitted before it are "
-                               f"recorded in {path}") from exc
+            raise ClusterError(f"sbatch refused cell {cell.cell_id}: {msg}; the cells submitted before it "
+                               f"are recorded in {path}") from exc
         except OSError as exc:  # submitit could not write the job's files: before its sbatch, or just after
             raise ledger.error(exc, cell.cell_id, _tagged_job(spec.name, cell.cell_id, intent.token)) from exc
         _crash_point("after-sbatch")
@@ -513,13 +520,13 @@ def _tagged_job(experiment: str, cell_id: str, token: str) -> str:
     return next((j.job_id for j in jobs if j.token == token), "")
 
 
-def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction], max_parallel: int,
-               on_tick: Callable[[], None] | None, gpus: list[str]) -> list[str]:
+def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction],
+               max_parallel: int, on_tick: Callable[[], None] | None, gpus: list[str]) -> list[str]:
     """Intents for every cell first (a crash then leaves them findable), then run; also wait for local jobs
     of this experiment that an earlier, killed submit left running (adopted, or recorded but orphaned)."""
     by_id = {a.cell.cell_id: a for a in todo}
-    tasks = [LocalTask(a.cell.cell_id, _cell_job(spec, a.cell), job_request(spec, a.cell), _folder(spec, a.cell))
-             for a in todo]
+    tasks = [LocalTask(a.cell.cell_id, _cell_job(spec, a.cell), job_request(spec, a.cell),
+                       _folder(spec, a.cell)) for a in todo]
     orphans = _live_local_jobs(manifest, exclude=set(by_id))
     ledger = _Ledger(path, list(by_id))
     for cid in by_id:
@@ -533,7 +540,8 @@ def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[
         by_id[task.cell_id].job_id = job_id
         rel = os.path.relpath(folder, path.parent.resolve())
         intent = manifest.cells[task.cell_id].intent
-        manifest.record(task.cell_id, Attempt(job_id, "local", now_iso(), rel, intent.token if intent else ""))
+        token = intent.token if intent else ""
+        manifest.record(task.cell_id, Attempt(job_id, "local", now_iso(), rel, token))
         ledger.save(manifest, task.cell_id, job_id)
         _crash_point("after-record")
 

@@ -25,8 +25,8 @@ FAILED_STATES = frozenset({
 })
 DONE_STATES = frozenset({"COMPLETED"})
 
-SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "NodeList", "Elapsed", "ExitCode", "Start", "End", "Submit", "Reason",
-                "JobName")
+SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "NodeList", "Elapsed", "ExitCode", "Start", "End", "Submit",
+                "Reason", "JobName")
 SQUEUE_FORMAT = "%i|%T|%N|%M|%r|%j"  # the name last: it is the only free-text field
 
 Runner = Callable[[list[str]], subprocess.CompletedProcess]
@@ -96,7 +96,8 @@ def parse_sacct(text: str) -> dict[str, JobState]:
         out[job_id] = JobState(
             job_id=job_id, state=normalize_state(row.get("State", "")), raw_state=row.get("State", ""),
             node="" if node in ("None assigned", "(null)") else node, elapsed=row.get("Elapsed", ""),
-            exit_code=row.get("ExitCode", ""), reason="" if row.get("Reason") == "None" else row.get("Reason", ""),
+            exit_code=row.get("ExitCode", ""),
+            reason="" if row.get("Reason") == "None" else row.get("Reason", ""),
             restarts=requeues.get(job_id, 0), source="sacct", name=_job_name(row.get("JobName", "")))
     return out
 
@@ -128,7 +129,8 @@ def sacct_command(job_ids: Iterable[str], starttime: str = "") -> list[str]:
     return cmd
 
 
-def _overlay_queue(states: dict[str, JobState], ids: list[str], run: Runner) -> tuple[dict[str, JobState], bool]:
+def _overlay_queue(states: dict[str, JobState], ids: list[str],
+                   run: Runner) -> tuple[dict[str, JobState], bool]:
     """Live jobs as the controller sees them now: slurmdbd lags a moment (a started job can still read
     PENDING in sacct), so squeue's state wins for the jobs it lists; sacct keeps node, restarts, history.
     Also whether squeue answered."""

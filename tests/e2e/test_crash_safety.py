@@ -42,7 +42,8 @@ def sacct_jobs(experiment: str) -> dict[str, list[str]]:
     since = (dt.datetime.now() - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
     acct = subprocess.run(["sacct", "-n", "-X", "-P", "--duplicates", "-o", "JobIDRaw,JobName", "-S", since],
                           capture_output=True, text=True, check=True).stdout
-    queue = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%j"], capture_output=True, text=True, check=True).stdout
+    queue = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%j"], capture_output=True, text=True,
+                           check=True).stdout
     found: dict[str, set[str]] = {}
     prefix = f"aslhpc-{experiment}-"
     for line in (acct + queue).splitlines():
@@ -79,7 +80,8 @@ def test_killed_right_after_sbatch_then_resubmitted(cli, tiny_data: Path, tmp_pa
     assert entry.attempts == [] and entry.intent is not None  # the manifest does not know the job ...
     queue = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%j|%k"], capture_output=True, text=True).stdout
     tagged = [ln.split("|") for ln in queue.splitlines() if ln.split("|")[1] == f"aslhpc-{name}-g1-b16-r0"]
-    assert len(tagged) == 1 and parse_comment(tagged[0][2]) == (name, "g1-b16-r0", entry.intent.token)  # ... SLURM does
+    # ... SLURM does, by the tag
+    assert len(tagged) == 1 and parse_comment(tagged[0][2]) == (name, "g1-b16-r0", entry.intent.token)
 
     p = cli.submit(*args)
     assert p.returncode == 0, p.stderr
@@ -97,7 +99,8 @@ def small_disk(tmp_path: Path):  # noqa: ANN201 - Path
         pytest.skip("mounting a tmpfs needs root")
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True,
+                       text=True)
     if p.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
     try:
@@ -128,8 +131,9 @@ def test_disk_full_during_submit_then_resubmitted(cli, tiny_data: Path, tmp_path
     assert err.count("\n") == 0 and "Traceback" not in err, err
     m = load_manifest(results / name / "manifest.json")
     first = m.cells["g1-b16-r0"].last.job_id
-    assert re.search(rf"^error: cannot write .*manifest\.json \(No space left on device\): submitted and recorded: "
-                     rf"g1-b16-r0 \(job {first}\); submitted but not recorded: g1-b32-r0 \(job (\d+);.*; "
+    assert re.search(r"^error: cannot write .*manifest\.json \(No space left on device\): "
+                     rf"submitted and recorded: g1-b16-r0 \(job {first}\); "
+                     r"submitted but not recorded: g1-b32-r0 \(job (\d+);.*; "
                      r"not submitted: g1-b64-r0; free space and run submit again$", err), err
     lost = re.search(r"g1-b32-r0 \(job (\d+);", err).group(1)
     assert m.cells["g1-b32-r0"].attempts == [] and m.cells["g1-b32-r0"].intent is not None
