@@ -31,7 +31,7 @@ GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[1]
 CELLS = ["g1-b32-r0", "g1-b64-r0", "g2-b32-r0", "g2-b64-r0"]  # smoke.toml, in submission order
 
-# sbatch appends "id|name|comment" to jobs.txt; squeue prints them (PENDING) in the asked format;
+# sbatch appends "id|name|script|comment" to jobs.txt; squeue prints them (PENDING) in the asked format;
 # sacct prints the status header and PENDING rows. Fails (rc 1) when the file "down" exists.
 FAKE = r'''#!{python}
 import os, re, sys
@@ -39,28 +39,29 @@ d = os.path.dirname(os.path.abspath(__file__)); tool = os.path.basename(sys.argv
 if os.path.exists(os.path.join(d, "down")) and tool in ("squeue", "sacct"):
     print(tool + ": error: Unable to contact slurm controller", file=sys.stderr); sys.exit(1)
 jobs_file = os.path.join(d, "jobs.txt")
-jobs = [ln.rstrip("\n").split("|", 2) for ln in open(jobs_file)] if os.path.exists(jobs_file) else []
+jobs = [ln.rstrip("\n").split("|", 3) for ln in open(jobs_file)] if os.path.exists(jobs_file) else []
 if tool == "sbatch":
     text = open(args[-1]).read()
     head = dict(m.groups() for m in re.finditer(r"^#SBATCH --([\w-]+)=(.*)$", text, re.M))
     n = 101 + len(jobs)
     with open(jobs_file, "a") as fh:
-        fh.write(f"{{n}}|{{head.get('job-name', '')}}|{{head.get('comment', '')}}\n")
+        script = os.path.abspath(args[-1])
+        fh.write(f"{{n}}|{{head.get('job-name', '')}}|{{script}}|{{head.get('comment', '')}}\n")
     print(f"Submitted batch job {{n}}")
 elif tool == "squeue":
     fmt = args[args.index("-o") + 1]
     names = next((a.split("=", 1)[1].split(",") for a in args if a.startswith("--name=")), None)
-    for i, name, comment in jobs:
+    for i, name, script, comment in jobs:
         if names is None or name in names:
-            tagged = f"{{i}}|PENDING|{{name}}|{{comment}}"
-            print(tagged if fmt == "%i|%T|%j|%k" else f"{{i}}|PENDING||0:00|None|{{name}}")
+            tagged = f"{{i}}|PENDING|{{name}}|{{script}}|{{comment}}"
+            print(tagged if fmt == "%i|%T|%j|%o|%k" else f"{{i}}|PENDING||0:00|None|{{name}}")
 elif tool == "sacct":
     if "-X" in args:  # the tag search: ended jobs only, none here unless ended.txt says so
         p = os.path.join(d, "ended.txt")
         print(open(p).read() if os.path.exists(p) else "", end="")
     else:
         print("JobID|JobIDRaw|State|NodeList|Elapsed|ExitCode|Start|End|Submit|Reason|JobName")
-        for i, name, _ in jobs:
+        for i, name, _, _ in jobs:
             print(f"{{i}}|{{i}}|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-01-01T00:00:00|None|"
                   f"{{name}}")
 '''
@@ -112,7 +113,7 @@ def submit(dataset: Path, results: Path, crash: str = "", *extra: str) -> subpro
 def sbatch_per_cell(slurm: Path) -> Counter[str]:
     """How many jobs SLURM got per cell (by the tag in their comment)."""
     lines = (slurm / "jobs.txt").read_text().splitlines() if (slurm / "jobs.txt").exists() else []
-    return Counter(parse_comment(ln.split("|", 2)[2])[1] for ln in lines)
+    return Counter(parse_comment(ln.split("|", 3)[3])[1] for ln in lines)
 
 
 def test_every_job_carries_its_tag_and_the_manifest_its_token(slurm: Path, dataset: Path,
@@ -120,7 +121,7 @@ def test_every_job_carries_its_tag_and_the_manifest_its_token(slurm: Path, datas
     p = submit(dataset, tmp_path / "r")
     assert p.returncode == 0, p.stderr
     m = load_manifest(tmp_path / "r" / "smoke" / "manifest.json")
-    jobs = {ln.split("|")[0]: ln.split("|", 2)[2] for ln in (slurm / "jobs.txt").read_text().splitlines()}
+    jobs = {ln.split("|")[0]: ln.split("|", 3)[3] for ln in (slurm / "jobs.txt").read_text().splitlines()}
     for cid, entry in m.cells.items():
         a = entry.last
         assert entry.intent is None and len(a.token) == 16
@@ -258,15 +259,17 @@ def test_a_job_that_already_ended_is_adopted_from_sacct_by_name_time_and_folder(
 def test_a_foreign_token_or_missing_folder_is_not_adopted_and_the_intent_is_dropped(tmp_path: Path) -> None:
     m, exp = _manifest_with_intent(tmp_path)
     # same name, another results dir
-    squeue = "5|RUNNING|aslhpc-smoke-g1-b32-r0|aslhpc:smoke:g1-b32-r0:other\n"
+    squeue = ("5|RUNNING|aslhpc-smoke-g1-b32-r0|/elsewhere/smoke/jobs/g1-b32-r0/s.sh|"
+              "aslhpc:smoke:g1-b32-r0:other\n")
     sacct = "9|aslhpc-smoke-g1-b32-r0|FAILED|2099-01-01T00:00:00|\n"  # no folder of ours
     done = reconcile_manifest(m, exp, run=_runner(squeue, sacct))
     assert done.adopted == [] and done.dropped == ["g1-b32-r0"] and m.cells["g1-b32-r0"].attempts == []
 
 
 def test_queued_jobs_named_reads_the_tag_and_fails_loudly() -> None:
-    text = ("12|RUNNING|aslhpc-e-c|aslhpc:e:c:abc\n13|PENDING|aslhpc-e-c|(null)\n"
-            "14|PENDING|someone-else|aslhpc:e:c:abc\n")
+    text = ("12|RUNNING|aslhpc-e-c|/r/e/jobs/c/s.sh|aslhpc:e:c:abc\n"
+            "13|PENDING|aslhpc-e-c|/r/e/jobs/c/t.sh|(null)\n"
+            "14|PENDING|someone-else|/x.sh|aslhpc:e:c:abc\n")
     jobs = queued_jobs_named(["aslhpc-e-c"], _runner(text))
     assert [(j.job_id, j.state, j.token) for j in jobs] == [("12", "RUNNING", "abc"), ("13", "PENDING", "")]
     with pytest.raises(RuntimeError, match="boom"):
@@ -303,7 +306,7 @@ def test_status_reconcile_adopts_and_saves_but_never_while_a_submit_runs(tmp_pat
     m, exp = _manifest_with_intent(tmp_path)
     path = exp / "manifest.json"
     m.save(path)
-    run = _runner("101|PENDING|aslhpc-smoke-g1-b32-r0|aslhpc:smoke:g1-b32-r0:tok\n")
+    run = _runner("101|PENDING|aslhpc-smoke-g1-b32-r0|/r/s.sh|aslhpc:smoke:g1-b32-r0:tok\n")
     with submit_lock(exp) as held:
         assert held
         assert reconcile(path, run=run).busy and load_manifest(path).pending()
@@ -344,3 +347,18 @@ def test_job_files_unwritable_says_whether_sbatch_happened(slurm: Path, dataset:
     monkeypatch.setattr(submitit.SlurmExecutor, "submit", real)
     assert submit_cli.main(args) == 0
     assert sbatch_per_cell(slurm) == Counter(CELLS)
+
+
+def test_a_live_job_the_manifest_lost_is_adopted_but_not_one_from_another_results_dir(
+        slurm: Path, dataset: Path, tmp_path: Path) -> None:
+    assert submit(dataset, tmp_path / "r").returncode == 0
+    manifest = tmp_path / "r" / "smoke" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["cells"]["g2-b32-r0"]["attempts"] = []  # e.g. a manifest restored from an older backup
+    manifest.write_text(json.dumps(data))
+    p = submit(dataset, tmp_path / "r")
+    assert p.returncode == 0 and "g2-b32-r0        adopted     job 103 (PENDING)" in p.stdout
+    assert sbatch_per_cell(slurm) == Counter(CELLS)
+    # the same experiment name under another --results is another experiment: its own four jobs
+    assert submit(dataset, tmp_path / "other").returncode == 0
+    assert sbatch_per_cell(slurm) == Counter(CELLS * 2)

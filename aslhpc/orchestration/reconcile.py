@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aslhpc.errors import ClusterError
-from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest
+from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest, now_iso
 from aslhpc.slurm.accounting import Runner, TaggedJob, _run, ended_jobs_named, queued_jobs_named
 from aslhpc.slurm.executor import job_name
 
@@ -135,11 +135,48 @@ def local_folder(experiment_dir: Path, cell_id: str) -> str:
 
 
 def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner = _run,
-                       local_jobs: Callable[[str], list[int]] = find_local_controllers) -> Reconciled:
-    """Settle every intent in ``manifest`` (in memory; the caller saves). See the module docstring."""
+                       local_jobs: Callable[[str], list[int]] = find_local_controllers,
+                       whole_queue: bool = False) -> Reconciled:
+    """Settle every intent in ``manifest`` (in memory; the caller saves). See the module docstring.
+
+    ``whole_queue`` (submit): also adopt any live job of this user named for one of the cells whose batch
+    script lies in this experiment's job folders though the manifest does not know it (a manifest
+    restored from a backup, or written by a version without intents); squeue not answering then only
+    matters if there are intents."""
     done = Reconciled()
     pending = manifest.pending()
+    _settle_local(manifest, experiment_dir, pending, local_jobs, done)
     slurm = {cid: i for cid, i in pending.items() if i.cluster == "slurm"}
+    names = {cid: job_name(manifest.experiment, cid) for cid in (manifest.cells if whole_queue else slurm)}
+    if not names:
+        return done
+    try:
+        queued = queued_jobs_named(names.values(), run)
+    except RuntimeError as exc:
+        if not slurm:
+            return done
+        cells = ", ".join(sorted(slurm))
+        raise ClusterError(f"cannot tell whether the interrupted submission of {cells} started a job "
+                           f"({exc}); submit again when SLURM answers (`squeue --me`)") from exc
+    ended = []
+    if slurm:
+        ended = ended_jobs_named([names[c] for c in slurm], _sacct_since(list(slurm.values())), run)
+    for cid, intent in slurm.items():
+        job = _slurm_match(cid, intent, queued, ended, names[cid], experiment_dir)
+        if job is None:
+            manifest.cells[cid].intent = None
+            done.dropped.append(cid)
+            continue
+        manifest.record(cid, Attempt(job.job_id, "slurm", intent.since, f"jobs/{cid}/{job.job_id}",
+                                     intent.token))
+        done.adopted.append((cid, job.job_id, job.state))
+    if whole_queue:
+        _adopt_untracked(manifest, experiment_dir, queued, names, done)
+    return done
+
+
+def _settle_local(manifest: Manifest, experiment_dir: Path, pending: dict[str, Intent],
+                  local_jobs: Callable[[str], list[int]], done: Reconciled) -> None:
     for cid, intent in pending.items():
         if intent.cluster != "local":
             continue
@@ -153,26 +190,21 @@ def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner 
         else:
             manifest.cells[cid].intent = None
             done.dropped.append(cid)
-    if not slurm:
-        return done
-    names = {cid: job_name(manifest.experiment, cid) for cid in slurm}
-    try:
-        queued = queued_jobs_named(names.values(), run)
-    except RuntimeError as exc:
-        cells = ", ".join(sorted(slurm))
-        raise ClusterError(f"cannot tell whether the interrupted submission of {cells} started a job "
-                           f"({exc}); submit again when SLURM answers (`squeue --me`)") from exc
-    ended = ended_jobs_named(names.values(), _sacct_since(list(slurm.values())), run)
-    for cid, intent in slurm.items():
-        job = _slurm_match(cid, intent, queued, ended, names[cid], experiment_dir)
-        if job is None:
-            manifest.cells[cid].intent = None
-            done.dropped.append(cid)
+
+
+def _adopt_untracked(manifest: Manifest, experiment_dir: Path, queued: list[TaggedJob], names: dict[str, str],
+                     done: Reconciled) -> None:
+    """Live jobs of these cells, submitted from this experiment directory, that no attempt records."""
+    by_name = {n: cid for cid, n in names.items()}
+    for job in queued:
+        cid = by_name.get(job.name)
+        if cid is None or any(a.job_id == job.job_id for a in manifest.cells[cid].attempts):
             continue
-        manifest.record(cid, Attempt(job.job_id, "slurm", intent.since, f"jobs/{cid}/{job.job_id}",
-                                     intent.token))
+        folder = (experiment_dir / "jobs" / cid).resolve()
+        if not job.script or Path(job.script).parent != folder:
+            continue  # the same experiment name in another results directory: not ours
+        manifest.record(cid, Attempt(job.job_id, "slurm", now_iso(), f"jobs/{cid}/{job.job_id}", job.token))
         done.adopted.append((cid, job.job_id, job.state))
-    return done
 
 
 def reconcile(manifest_path: str | Path, *, run: Runner = _run) -> Reconciled:

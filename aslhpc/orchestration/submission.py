@@ -445,9 +445,11 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
 
     with _submit_lock(path.parent):
         manifest = load_manifest(path) or Manifest.new(spec)
-        if manifest.pending():  # an earlier submit died between sbatch and recording: adopt its jobs first
-            adopted = reconcile_manifest(manifest, path.parent)
-            _Ledger(path, []).save(manifest)
+        # an earlier submit died between sbatch and recording (or the manifest lost a job): adopt first
+        if manifest.pending() or (cluster == "slurm" and path.exists()):
+            adopted = reconcile_manifest(manifest, path.parent, whole_queue=cluster == "slurm")
+            if adopted.changed:
+                _Ledger(path, []).save(manifest)
             for line in adopted.lines():
                 out(line)
         report = experiment_status(path) if path.exists() else None

@@ -188,8 +188,9 @@ def query_states(job_ids: Iterable[str], starttime: str = "", run: Runner = _run
 # --------------------------------------------------------------------------- finding our jobs by their tag
 
 TAG = "aslhpc"
-# squeue: id, state, name, comment (--comment carries the tag; free text last)
-TAG_QUEUE_FORMAT = "%i|%T|%j|%k"
+# squeue: id, state, name, batch script path (submitit writes it in the cell's job folder), comment (the tag;
+# free text last)
+TAG_QUEUE_FORMAT = "%i|%T|%j|%o|%k"
 TAG_SACCT_FIELDS = ("JobIDRaw", "JobName", "State", "Submit", "Comment")
 
 
@@ -219,6 +220,7 @@ class TaggedJob:
     token: str = ""  # from the comment; '' where SLURM did not keep it (sacct without job_comment)
     submit: str = ""  # sacct's Submit (local time), '' from squeue
     source: str = "squeue"
+    script: str = ""  # the batch script sbatch was given (squeue only): tells which results directory
 
 
 def queued_jobs_named(names: Iterable[str], run: Runner = _run) -> list[TaggedJob]:
@@ -238,11 +240,12 @@ def queued_jobs_named(names: Iterable[str], run: Runner = _run) -> list[TaggedJo
         raise RuntimeError(said[-1] if said else f"squeue: exit {proc.returncode}")
     found = []
     for line in proc.stdout.splitlines():
-        parts = line.strip().split("|", 3)
-        if len(parts) != 4 or parts[2] not in names:
+        parts = line.strip().split("|", 4)
+        if len(parts) != 5 or parts[2] not in names:
             continue
-        tag = parse_comment(parts[3])
-        found.append(TaggedJob(parts[0], parts[2], normalize_state(parts[1]), tag[2] if tag else ""))
+        tag = parse_comment(parts[4])
+        found.append(TaggedJob(parts[0], parts[2], normalize_state(parts[1]), tag[2] if tag else "",
+                               script=parts[3]))
     return found
 
 
