@@ -362,3 +362,40 @@ def test_a_live_job_the_manifest_lost_is_adopted_but_not_one_from_another_result
     # the same experiment name under another --results is another experiment: its own four jobs
     assert submit(dataset, tmp_path / "other").returncode == 0
     assert sbatch_per_cell(slurm) == Counter(CELLS * 2)
+
+
+def test_out_of_disk_inside_submitit_after_sbatch_still_hands_the_job_its_pickle(
+        slurm: Path, dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    """Seen on a real full tmpfs: submitit's symlink after sbatch fails, its pickle is never moved and the
+    job would wait 60 s for it and fail. Submit names the job and moves the pickle itself."""
+    import submitit
+
+    from aslhpc import submit as submit_cli
+
+    real = submitit.core.utils.JobPaths.move_temporary_file
+
+    def move(self, tmp_path_, name, keep_as_symlink=False):  # noqa: ANN001, ANN202
+        if "g1-b64-r0" in str(tmp_path_) and name == "submission_file":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path_))
+        return real(self, tmp_path_, name, keep_as_symlink)
+
+    monkeypatch.setattr(submitit.core.utils.JobPaths, "move_temporary_file", move)
+    results = tmp_path / "r"
+    args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results)]
+    assert submit_cli.main(args) == 2
+    assert "submitted but not recorded: g1-b64-r0 (job 102;" in capsys.readouterr().err
+    jobs = results / "smoke" / "jobs" / "g1-b64-r0"
+    assert (jobs / "102" / "102_submitted.pkl").is_file() and not list(jobs.glob("*.pkl"))
+
+
+def test_adopting_a_queued_job_moves_the_pickle_a_killed_submit_left(tmp_path: Path) -> None:
+    m, exp = _manifest_with_intent(tmp_path)
+    folder = exp / "jobs" / "g1-b32-r0"
+    folder.mkdir(parents=True)
+    (folder / f"{'a' * 32}.pkl").write_bytes(b"the cell's call")
+    (folder / "notes.pkl").write_bytes(b"not submitit's")
+    run = _runner("101|PENDING|aslhpc-smoke-g1-b32-r0|/r/s.sh|aslhpc:smoke:g1-b32-r0:tok\n")
+    assert reconcile_manifest(m, exp, run=run).adopted == [("g1-b32-r0", "101", "PENDING")]
+    assert (folder / "101" / "101_submitted.pkl").read_bytes() == b"the cell's call"
+    assert (folder / "notes.pkl").exists()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from aslhpc.slurm.accounting import Runner, TaggedJob, _run, ended_jobs_named, q
 from aslhpc.slurm.executor import job_name
 
 SUBMIT_LOCK = ".submit.lock"
+_UUID_PICKLE = re.compile(r"[0-9a-f]{32}\.pkl")
 LOCAL_CONTROLLER = "submitit.local._local"
 #: seconds a job's sacct Submit time may precede its intent (clock rounding; sacct shows whole seconds)
 SLACK_S = 60
@@ -108,6 +110,30 @@ def _slurm_match(cell_id: str, intent: Intent, queued: list[TaggedJob], ended: l
     return None
 
 
+def finish_handoff(experiment_dir: Path, cell_id: str, job_id: str) -> bool:
+    """Put the job's pickle where the job looks for it, if submit died before submitit did.
+
+    submitit dumps the call to ``jobs/<cell>/<uuid>.pkl``, runs sbatch, then renames it to
+    ``jobs/<cell>/<id>/<id>_submitted.pkl``; a job that starts without it waits 60 s and fails. A
+    submit killed (or out of disk) in between leaves the uuid pickle behind: the newest is this cell's
+    (each cell's folder holds only its own call). Only files are renamed; nothing is unpickled.
+    True when the job's pickle is (now) in place."""
+    folder = experiment_dir / "jobs" / cell_id
+    target = folder / job_id / f"{job_id}_submitted.pkl"
+    if target.exists():
+        return True
+    try:
+        strays = sorted((p for p in folder.glob("*.pkl") if _UUID_PICKLE.fullmatch(p.name)),
+                        key=lambda p: p.stat().st_mtime)
+        if not strays:
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        strays[-1].rename(target)
+    except OSError:
+        return False
+    return True
+
+
 def find_local_controllers(folder: str, proc: Path = Path("/proc")) -> list[int]:
     """Pids of live submitit local controllers for ``folder`` (the job folder pattern,
     ``.../jobs/<cell>/%j``).
@@ -167,6 +193,8 @@ def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner 
             manifest.cells[cid].intent = None
             done.dropped.append(cid)
             continue
+        if job.source == "squeue":  # still to start: make sure it will find its pickle
+            finish_handoff(experiment_dir, cid, job.job_id)
         manifest.record(cid, Attempt(job.job_id, "slurm", intent.since, f"jobs/{cid}/{job.job_id}",
                                      intent.token))
         done.adopted.append((cid, job.job_id, job.state))

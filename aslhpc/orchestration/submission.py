@@ -39,7 +39,7 @@ from aslhpc.orchestration.experiment import (
     validate_spec,
 )
 from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest, manifest_path, now_iso
-from aslhpc.orchestration.reconcile import reconcile_manifest, submit_lock
+from aslhpc.orchestration.reconcile import finish_handoff, reconcile_manifest, submit_lock
 from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES, job_comment, queued_jobs_named
 from aslhpc.slurm.cell_job import CellJob
 from aslhpc.slurm.cluster import (
@@ -504,7 +504,10 @@ def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: li
             raise ClusterError(f"sbatch refused cell {cell.cell_id}: {msg}; the cells submitted before it "
                                f"are recorded in {path}") from exc
         except OSError as exc:  # submitit could not write the job's files: before its sbatch, or just after
-            raise ledger.error(exc, cell.cell_id, _tagged_job(spec.name, cell.cell_id, intent.token)) from exc
+            found = _tagged_job(spec.name, cell.cell_id, intent.token)
+            if found not in ("", "?"):
+                finish_handoff(spec.experiment_dir, cell.cell_id, found)
+            raise ledger.error(exc, cell.cell_id, found) from exc
         _crash_point("after-sbatch")
         action.job_id = str(job.job_id)
         manifest.record(cell.cell_id, Attempt(action.job_id, "slurm", now_iso(),
