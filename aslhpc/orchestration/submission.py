@@ -69,7 +69,7 @@ _NOT_IDENTITY = NOT_IDENTITY & {f.name for f in fields(TrainSettings)}
 Out = Callable[[str], None]
 #: test hook: ``after-intent`` | ``after-sbatch`` | ``after-record``, optionally ``:N`` (the N-th
 #: cell, default the first): submit dies there with os._exit(CRASH_EXIT), as a SIGKILL would.
-#: Used by tests only (tests/test_crash_safety.py, tests/e2e/test_crash_safety.py, tests/e2e/test_local.py).
+#: Used by tests only (tests/test_submit_crash.py, tests/e2e/test_crash_safety.py, tests/e2e/test_local.py).
 CRASH_ENV = "ASLHPC_TEST_CRASH_AT"
 CRASH_EXIT = 99
 _crash_counts: Counter[str] = Counter()
