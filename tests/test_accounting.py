@@ -65,7 +65,8 @@ class FakeSlurm:
             err = "" if self.sacct_rc == 0 else "Slurm accounting storage is disabled"
             return subprocess.CompletedProcess(cmd, self.sacct_rc, self.sacct, err)
         if cmd[0] == "squeue":
-            return subprocess.CompletedProcess(cmd, self.squeue_rc, self.squeue, "" if self.squeue_rc == 0 else "boom")
+            err = "" if self.squeue_rc == 0 else "boom"
+            return subprocess.CompletedProcess(cmd, self.squeue_rc, self.squeue, err)
         raise AssertionError(cmd)
 
 
@@ -106,4 +107,5 @@ def test_job_names_from_sacct_and_squeue() -> None:
     assert named["7"].name == "aslhpc-smoke-g1-b32-r0"
     # slurmdbd calls a starting job "allocation" for a moment: that names nothing
     assert parse_sacct(header + "7|7|RUNNING|2026-11-25T16:00:34|None|allocation\n")["7"].name == ""
-    assert parse_squeue("7|RUNNING|n1|0:03|None|aslhpc-smoke-g1-b32-r0\n")["7"].name == "aslhpc-smoke-g1-b32-r0"
+    queued = parse_squeue("7|RUNNING|n1|0:03|None|aslhpc-smoke-g1-b32-r0\n")
+    assert queued["7"].name == "aslhpc-smoke-g1-b32-r0"

@@ -22,15 +22,18 @@ def submit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=cwd, env=dict(os.environ), timeout=180)
 
 
-def test_detached_run_returns_at_once_and_finishes_its_cells_in_its_own_session(synth_root, tmp_path, cache_dir):
+def test_detached_run_returns_at_once_and_finishes_its_cells_in_its_own_session(synth_root, tmp_path,
+                                                                               cache_dir):
     proc = submit("--data", str(synth_root), "--results", "res", "--gpus", "1", "--batch-sizes", "16",
                   "--epochs", "1", "--max-steps", "2", "--detach", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     exp = tmp_path / "res" / "smoke"
     pid = int(proc.stdout.split("running in the background as pid ")[1].split(",")[0])
     logs = list(exp.glob("submit-*.log"))
-    assert len(logs) == 1 and str(logs[0].relative_to(tmp_path)) in proc.stdout and f"kill {pid}" in proc.stdout
-    assert not (exp / "cells" / "g1-b16-r0" / "result.json").exists()  # the shell came back before the cell ended
+    assert len(logs) == 1 and str(logs[0].relative_to(tmp_path)) in proc.stdout
+    assert f"kill {pid}" in proc.stdout
+    # the shell came back before the cell ended
+    assert not (exp / "cells" / "g1-b16-r0" / "result.json").exists()
     try:
         assert os.getsid(pid) != os.getsid(0)  # no SIGHUP when this terminal closes
     except ProcessLookupError:
@@ -78,14 +81,15 @@ def test_abbreviated_flags_are_refused_and_the_background_copy_never_detaches_ag
     assert proc.returncode == 2 and "unrecognized arguments: --deta" in proc.stderr
     # In the background copy (ASLHPC_DETACHED=1) --detach runs in place: here, a dry run that ends at once.
     env = dict(os.environ, ASLHPC_DETACHED="1")
-    proc = subprocess.run([sys.executable, "-m", "aslhpc.submit", SMOKE, "--cluster", "local", "--data", str(synth_root),
-                           "--results", "res", "--dry-run", "--detach"], capture_output=True, text=True, cwd=tmp_path,
-                          env=env, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "aslhpc.submit", SMOKE, "--cluster", "local", "--data",
+                           str(synth_root), "--results", "res", "--dry-run", "--detach"], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=120)
     assert proc.returncode == 0 and "dry run: 4 sbatch script(s)" in proc.stdout
 
 
 def test_detach_with_wait_is_a_one_line_error(synth_root, tmp_path):
     proc = submit("--data", str(synth_root), "--results", "res", "--detach", "--wait", cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: --detach cannot be combined with --wait or --dry-run; drop one of them"
+    said = "error: --detach cannot be combined with --wait or --dry-run; drop one of them"
+    assert proc.stderr.strip() == said
     assert not (tmp_path / "res").exists()

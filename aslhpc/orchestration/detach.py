@@ -49,7 +49,8 @@ def is_detached_child(environ: dict[str, str] | None = None) -> bool:
 
 def start_detached(argv: Sequence[str], experiment_dir: Path, *, timeout_s: float = 600.0,
                    poll_s: float = 0.1) -> Detached:
-    """Start ``python -m aslhpc.submit <argv>`` in a new session, logging to its own file in ``experiment_dir``.
+    """Start ``python -m aslhpc.submit <argv>`` in a new session, logging to its own file in
+    ``experiment_dir``.
 
     Returns when it runs local cells, has ended, or ``timeout_s`` passed (then ``running`` is True:
     it is still validating or scanning data). If it ends with an error before recording anything,
@@ -65,7 +66,8 @@ def start_detached(argv: Sequence[str], experiment_dir: Path, *, timeout_s: floa
     runner, manifest = experiment_dir / RUNNER_FILE, experiment_dir / MANIFEST_FILE
     manifest_before = _mtime(manifest)
     with open(log, "wb") as fh:
-        fh.write(f"python -m aslhpc.submit {' '.join(argv)}  (started {time.strftime('%Y-%m-%dT%H:%M:%S')})\n".encode())
+        started = time.strftime("%Y-%m-%dT%H:%M:%S")
+        fh.write(f"python -m aslhpc.submit {' '.join(argv)}  (started {started})\n".encode())
         fh.flush()
         start = fh.tell()
         proc = subprocess.Popen([sys.executable, "-m", "aslhpc.submit", *argv], stdin=subprocess.DEVNULL,

@@ -8,15 +8,21 @@ Order matters and is the point of this module:
 2. :func:`plan_cells` decides per cell from its files and SLURM state: completed and live cells
    are skipped, failed ones are resubmitted only with ``retry_failed``, so a cell never has two
    live jobs;
-3. :func:`submit_experiment` submits (or renders for ``dry_run``), saving the manifest after
-   every successful sbatch, so a crash mid-submit loses nothing.
+3. :func:`submit_experiment` first adopts the jobs of an interrupted earlier submit
+   (:mod:`aslhpc.orchestration.reconcile`), then submits (or renders for ``dry_run``) cell by cell:
+   intent (a token) into the manifest, sbatch with the token in the job's ``--comment``, the job id
+   into the manifest. A crash or a full disk at any step leaves either nothing submitted for the cell
+   or an intent from which the next submit finds the job: never a second live job.
+
+Tests kill submit between those steps through :data:`CRASH_ENV` (see :func:`_crash_point`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
+import secrets
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -32,8 +38,9 @@ from aslhpc.orchestration.experiment import (
     parse_time_min,
     validate_spec,
 )
-from aslhpc.orchestration.manifest import Attempt, Manifest, load_manifest, manifest_path, now_iso
-from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES
+from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest, manifest_path, now_iso
+from aslhpc.orchestration.reconcile import finish_handoff, reconcile_manifest, submit_lock
+from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES, job_comment, queued_jobs_named
 from aslhpc.slurm.cell_job import CellJob
 from aslhpc.slurm.cluster import (
     ClusterInfo,
@@ -43,8 +50,15 @@ from aslhpc.slurm.cluster import (
     slurm_installed,
     slurm_reachable,
 )
-from aslhpc.slurm.executor import cell_command, default_python, job_request, render_sbatch, slurm_executor
-from aslhpc.slurm.local import LocalTask, RunnerLock, run_local, runner_alive, visible_gpus
+from aslhpc.slurm.executor import (
+    cell_command,
+    default_python,
+    job_name,
+    job_request,
+    render_sbatch,
+    slurm_executor,
+)
+from aslhpc.slurm.local import LocalTask, RunnerLock, process_alive, run_local, runner_alive, visible_gpus
 from aslhpc.training.config import NOT_IDENTITY, TrainConfig
 
 CLUSTERS = ("auto", "slurm", "local")
@@ -53,6 +67,12 @@ CLUSTERS = ("auto", "slurm", "local")
 _NOT_IDENTITY = NOT_IDENTITY & {f.name for f in fields(TrainSettings)}
 
 Out = Callable[[str], None]
+#: test hook: ``after-intent`` | ``after-sbatch`` | ``after-record``, optionally ``:N`` (the N-th
+#: cell, default the first): submit dies there with os._exit(CRASH_EXIT), as a SIGKILL would.
+#: Used by tests only (tests/test_submit_crash.py, tests/e2e/test_crash_safety.py, tests/e2e/test_local.py).
+CRASH_ENV = "ASLHPC_TEST_CRASH_AT"
+CRASH_EXIT = 99
+_crash_counts: Counter[str] = Counter()
 
 
 @dataclass(frozen=True)
@@ -104,10 +124,11 @@ def resolve_cluster(choice: str, reachable: Callable[[], tuple[bool, str]] = slu
     if ok:
         return "slurm", ""
     if choice == "slurm":
-        raise ClusterError(f"SLURM is not reachable ({why}); start it (scripts/minislurm.sh up) or use --cluster local")
+        raise ClusterError(f"SLURM is not reachable ({why}); start it (scripts/minislurm.sh up) "
+                           "or use --cluster local")
     if installed():
-        raise ClusterError(f"SLURM is installed here but not answering ({why}); submit again when it is back, "
-                           "or pass --cluster local to run the cells on this machine")
+        raise ClusterError(f"SLURM is installed here but not answering ({why}); submit again when it is "
+                           "back, or pass --cluster local to run the cells on this machine")
     return "local", f"no SLURM here ({why})"
 
 
@@ -172,7 +193,8 @@ def v100_check(gpu_type: str, allow_cpu: bool, build: TorchBuild | None) -> tupl
 
 def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = False,
                      query: Callable[[], ClusterInfo] = query_cluster,
-                     torch_info: Callable[[], TorchBuild | None] | None = None) -> tuple[list[str], list[str]]:
+                     torch_info: Callable[[], TorchBuild | None] | None = None,
+                     ) -> tuple[list[str], list[str]]:
     """(problems, warnings): everything wrong with submitting ``spec``, found before any side effect.
 
     ``torch_info`` describes the torch the jobs will run (default :func:`torch_build`, this interpreter's:
@@ -188,9 +210,9 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
         problems.append(f"{exc} (pass --data DIR)")
     try:
         if parse_time_min(spec.cluster.time) <= 10:
-            warnings.append(f"cluster.time={spec.cluster.time!r} is 10 minutes or less: submitit then counts every "
-                            f"preemption as a timeout, and a cell is requeued at most cluster.max_requeues="
-                            f"{spec.cluster.max_requeues} times")
+            warnings.append(f"cluster.time={spec.cluster.time!r} is 10 minutes or less: submitit then "
+                            "counts every preemption as a timeout, and a cell is requeued at most "
+                            f"cluster.max_requeues={spec.cluster.max_requeues} times")
     except ConfigError:
         pass  # reported by validate_spec
     if not any(p.startswith("cluster.preamble") for p in problems):
@@ -201,8 +223,8 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
     if cluster == "slurm":
         c = spec.cluster
         # malformed GPU counts / CPUs cannot be sized: still check partition and reservation
-        malformed = any(p.startswith(("matrix.gpus", "matrix.repeats", "cluster.cpus_per_gpu", "cluster.gpus_per_node"))
-                        for p in problems)
+        sizes = ("matrix.gpus", "matrix.repeats", "cluster.cpus_per_gpu", "cluster.gpus_per_node")
+        malformed = any(p.startswith(sizes) for p in problems)
         shapes = [] if malformed else job_shapes(spec)
         try:
             info = query()
@@ -236,9 +258,10 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
             if diffs:
                 problems.append(f"{path.parent} already holds experiment {spec.name!r} with other settings "
                                 f"({'; '.join(diffs)}); use --results DIR for a separate run")
-            if any(e.last and e.last.cluster == "local" for e in old.cells.values()) and (r := runner_alive(path.parent)):
-                problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it to end "
-                                "or stop it before submitting again")
+            ran_here = any(e.last and e.last.cluster == "local" for e in old.cells.values())
+            if ran_here and (r := runner_alive(path.parent)):
+                problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it "
+                                "to end or stop it before submitting again")
     return problems, warnings
 
 
@@ -302,7 +325,8 @@ def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: 
         state = row.state if row else NOT_SUBMITTED
         job = f" (job {row.job_id})" if row and row.job_id else ""
         if state == NOT_SUBMITTED and done(spec, cell):
-            actions.append(CellAction(cell, "skip", "completed (its result.json is there, from a run outside submit)"))
+            actions.append(CellAction(cell, "skip",
+                                      "completed (its result.json is there, from a run outside submit)"))
         elif state == NOT_SUBMITTED:
             actions.append(CellAction(cell, "submit"))
         elif state == "COMPLETED":
@@ -326,13 +350,64 @@ def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: 
 @contextlib.contextmanager
 def _submit_lock(experiment_dir: Path) -> Iterator[None]:
     """One submit per experiment at a time (two would race to give a cell two live jobs)."""
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    with open(experiment_dir / ".submit.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise ClusterError(f"another submit of {experiment_dir.name!r} is running; wait for it to finish") from exc
+    with submit_lock(experiment_dir) as held:
+        if not held:
+            raise ClusterError(f"another submit of {experiment_dir.name!r} is running; wait for it to finish")
         yield
+
+
+def _crash_point(step: str) -> None:
+    """Die here, as a SIGKILL would, when :data:`CRASH_ENV` names this step (tests of crash safety only)."""
+    want = os.environ.get(CRASH_ENV, "")
+    name, _, nth = want.partition(":")
+    if not want or name != step:
+        return
+    _crash_counts[step] += 1
+    if _crash_counts[step] == int(nth or 1):
+        os._exit(CRASH_EXIT)
+
+
+def new_token() -> str:
+    """A submission's unique tag (random: two submits, hosts or users never share one)."""
+    return secrets.token_hex(8)
+
+
+@dataclass
+class _Ledger:
+    """What this submit has done so far, to say exactly that when the manifest cannot be written."""
+
+    path: Path
+    cells: list[str]  # every cell this submit means to submit, in order
+    recorded: list[tuple[str, str]] = field(default_factory=list)  # (cell_id, job_id)
+
+    def save(self, manifest: Manifest, cell_id: str = "", job_id: str = "") -> None:
+        """Save; on a write error raise one line saying what was and was not submitted."""
+        try:
+            manifest.save(self.path)
+        except OSError as exc:
+            raise self.error(exc, cell_id, job_id) from exc
+        if job_id:
+            self.recorded.append((cell_id, job_id))
+
+    def error(self, exc: OSError, cell_id: str, job_id: str = "") -> AslhpcError:
+        where = exc.filename or self.path
+        parts = []
+        if self.recorded:
+            parts.append("submitted and recorded: " + ", ".join(f"{c} (job {j})" for c, j in self.recorded))
+        if job_id == "?":
+            parts.append(f"perhaps submitted: {cell_id} (SLURM did not answer; the next submit adopts its "
+                         "job if there is one)")
+        elif job_id:
+            parts.append(f"submitted but not recorded: {cell_id} (job {job_id}; the next submit finds it "
+                         "by its tag and adopts it)")
+        done = {c for c, _ in self.recorded} | ({cell_id} if job_id else set())
+        rest = [c for c in self.cells if c not in done]
+        if rest:
+            parts.append("not submitted: " + ", ".join(rest))
+        if not self.recorded and not job_id:
+            parts.insert(0, "nothing was submitted")
+        return AslhpcError(f"cannot write {where} ({exc.strerror or exc}): {'; '.join(parts)}; "
+                           "free space and run submit again")
 
 
 def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = print,
@@ -350,7 +425,8 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
             raise
         # A dry run only writes scripts: without an answering controller they are not checked against it.
         cluster, why = "local", str(exc)
-        out(f"warning: {str(exc).split(';')[0]}: the sbatch scripts are written but not checked against the cluster")
+        out(f"warning: {str(exc).split(';')[0]}: the sbatch scripts are written but not checked against "
+            "the cluster")
     # a dry run checks against SLURM when it can, else only what needs no cluster
     problems, warnings = check_submission(spec, cluster, dry_run=options.dry_run, query=cluster_query)
     if problems:
@@ -369,13 +445,20 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
 
     with _submit_lock(path.parent):
         manifest = load_manifest(path) or Manifest.new(spec)
+        # an earlier submit died between sbatch and recording (or the manifest lost a job): adopt first
+        if manifest.pending() or (cluster == "slurm" and path.exists()):
+            adopted = reconcile_manifest(manifest, path.parent, whole_queue=cluster == "slurm")
+            if adopted.changed:
+                _Ledger(path, []).save(manifest)
+            for line in adopted.lines():
+                out(line)
         report = experiment_status(path) if path.exists() else None
         result.actions = plan_cells(spec, report, options.retry_failed)
         manifest.spec = spec.to_dict()
         manifest.ensure_cells(spec.cells())
         todo = [a for a in result.actions if a.submits]
         if todo or not path.exists():
-            manifest.save(path)
+            _Ledger(path, [a.cell.cell_id for a in todo]).save(manifest)
         if cluster == "slurm":
             _submit_slurm(spec, manifest, path, todo, python, out)
         else:
@@ -383,7 +466,8 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
             share = f", each on its own of GPUs {','.join(gpus)}" if gpus else ""
             out(f"running {len(todo)} cell(s) on this machine, {options.max_parallel} at a time{share} "
                 f"({why or 'local'}); waiting for them (status works from another shell)")
-            result.failed_local = _run_local(spec, manifest, path, todo, options.max_parallel, on_local_tick, gpus)
+            result.failed_local = _run_local(spec, manifest, path, todo, options.max_parallel, on_local_tick,
+                                             gpus)
     return result
 
 
@@ -398,39 +482,99 @@ def _cell_job(spec: ExperimentSpec, cell: Cell) -> CellJob:
 
 def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction], python: str,
                   out: Out) -> None:
+    """Per cell: intent saved, sbatch (tagged with the intent's token), job id saved. See the module doc."""
     import submitit
 
+    ledger = _Ledger(path, [a.cell.cell_id for a in todo])
     for action in todo:
         cell = action.cell
-        req = job_request(spec, cell)
-        ex = slurm_executor(_folder(spec, cell), req, python=python)  # a fresh executor per cell
+        intent = Intent(new_token(), "slurm", now_iso())
+        manifest.cells[cell.cell_id].intent = intent
+        ledger.save(manifest, cell.cell_id)  # before sbatch: a crash after it leaves a findable token
+        _crash_point("after-intent")
+        ex = slurm_executor(_folder(spec, cell), job_request(spec, cell), python=python)  # fresh per cell
+        ex.update_parameters(comment=job_comment(spec.name, cell.cell_id, intent.token))
         try:
             job = ex.submit(_cell_job(spec, cell))
         except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as exc:
+            manifest.cells[cell.cell_id].intent = None  # sbatch refused: nothing to find later
+            with contextlib.suppress(OSError):
+                manifest.save(path)
             msg = " ".join(str(exc).split())
-            raise ClusterError(f"sbatch refused cell {cell.cell_id}: {msg}; the cells submitted before it are "
-                               f"recorded in {path}") from exc
+            raise ClusterError(f"sbatch refused cell {cell.cell_id}: {msg}; the cells submitted before it "
+                               f"are recorded in {path}") from exc
+        except OSError as exc:  # submitit could not write the job's files: before its sbatch, or just after
+            found = _tagged_job(spec.name, cell.cell_id, intent.token)
+            if found not in ("", "?"):
+                finish_handoff(spec.experiment_dir, cell.cell_id, found)
+            raise ledger.error(exc, cell.cell_id, found) from exc
+        _crash_point("after-sbatch")
         action.job_id = str(job.job_id)
         manifest.record(cell.cell_id, Attempt(action.job_id, "slurm", now_iso(),
-                                              f"jobs/{cell.cell_id}/{job.job_id}"))
-        manifest.save(path)  # after every sbatch: a crash now loses nothing
+                                              f"jobs/{cell.cell_id}/{job.job_id}", intent.token))
+        ledger.save(manifest, cell.cell_id, action.job_id)
+        _crash_point("after-record")
 
 
-def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction], max_parallel: int,
-               on_tick: Callable[[], None] | None, gpus: list[str]) -> list[str]:
+def _tagged_job(experiment: str, cell_id: str, token: str) -> str:
+    """The id of the queued job tagged ``token`` ('' if none, '?' if squeue does not answer)."""
+    try:
+        jobs = queued_jobs_named([job_name(experiment, cell_id)])
+    except RuntimeError:
+        return "?"
+    return next((j.job_id for j in jobs if j.token == token), "")
+
+
+def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction],
+               max_parallel: int, on_tick: Callable[[], None] | None, gpus: list[str]) -> list[str]:
+    """Intents for every cell first (a crash then leaves them findable), then run; also wait for local jobs
+    of this experiment that an earlier, killed submit left running (adopted, or recorded but orphaned)."""
     by_id = {a.cell.cell_id: a for a in todo}
-    tasks = [LocalTask(a.cell.cell_id, _cell_job(spec, a.cell), job_request(spec, a.cell), _folder(spec, a.cell))
-             for a in todo]
+    tasks = [LocalTask(a.cell.cell_id, _cell_job(spec, a.cell), job_request(spec, a.cell),
+                       _folder(spec, a.cell)) for a in todo]
+    orphans = _live_local_jobs(manifest, exclude=set(by_id))
+    ledger = _Ledger(path, list(by_id))
+    for cid in by_id:
+        manifest.cells[cid].intent = Intent(new_token(), "local", now_iso())
+    if todo:
+        ledger.save(manifest)
+    _crash_point("after-intent")
 
     def started(task: LocalTask, job_id: str, folder: Path) -> None:
+        _crash_point("after-sbatch")
         by_id[task.cell_id].job_id = job_id
         rel = os.path.relpath(folder, path.parent.resolve())
-        manifest.record(task.cell_id, Attempt(job_id, "local", now_iso(), rel))
-        manifest.save(path)
+        intent = manifest.cells[task.cell_id].intent
+        token = intent.token if intent else ""
+        manifest.record(task.cell_id, Attempt(job_id, "local", now_iso(), rel, token))
+        ledger.save(manifest, task.cell_id, job_id)
+        _crash_point("after-record")
 
     with RunnerLock(path.parent):
-        outcomes = run_local(tasks, max_parallel, started, on_tick, gpus=gpus)
+        outcomes = run_local(tasks, max_parallel, started, on_tick, gpus=gpus) if tasks else []
+        _wait_local(orphans, on_tick)
     return [o.cell_id for o in outcomes if not o.ok]
+
+
+def _live_local_jobs(manifest: Manifest, exclude: set[str]) -> list[int]:
+    """Pids of this experiment's local jobs still running (not children of this process)."""
+    pids = []
+    for cid, entry in manifest.cells.items():
+        last = entry.last
+        if cid in exclude or last is None or last.cluster != "local" or not last.job_id.isdigit():
+            continue
+        if process_alive(int(last.job_id), "submitit.local._local"):
+            pids.append(int(last.job_id))
+    return pids
+
+
+def _wait_local(pids: list[int], on_tick: Callable[[], None] | None, poll_s: float = 0.5) -> None:
+    import time
+
+    while any(process_alive(p, "submitit.local._local") for p in pids):
+        if on_tick is not None:
+            on_tick()
+        time.sleep(poll_s)
 
 
 def _write_dry_run(spec: ExperimentSpec, actions: list[CellAction], python: str) -> Path:

@@ -25,8 +25,8 @@ FAILED_STATES = frozenset({
 })
 DONE_STATES = frozenset({"COMPLETED"})
 
-SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "NodeList", "Elapsed", "ExitCode", "Start", "End", "Submit", "Reason",
-                "JobName")
+SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "NodeList", "Elapsed", "ExitCode", "Start", "End", "Submit",
+                "Reason", "JobName")
 SQUEUE_FORMAT = "%i|%T|%N|%M|%r|%j"  # the name last: it is the only free-text field
 
 Runner = Callable[[list[str]], subprocess.CompletedProcess]
@@ -96,7 +96,8 @@ def parse_sacct(text: str) -> dict[str, JobState]:
         out[job_id] = JobState(
             job_id=job_id, state=normalize_state(row.get("State", "")), raw_state=row.get("State", ""),
             node="" if node in ("None assigned", "(null)") else node, elapsed=row.get("Elapsed", ""),
-            exit_code=row.get("ExitCode", ""), reason="" if row.get("Reason") == "None" else row.get("Reason", ""),
+            exit_code=row.get("ExitCode", ""),
+            reason="" if row.get("Reason") == "None" else row.get("Reason", ""),
             restarts=requeues.get(job_id, 0), source="sacct", name=_job_name(row.get("JobName", "")))
     return out
 
@@ -128,7 +129,8 @@ def sacct_command(job_ids: Iterable[str], starttime: str = "") -> list[str]:
     return cmd
 
 
-def _overlay_queue(states: dict[str, JobState], ids: list[str], run: Runner) -> tuple[dict[str, JobState], bool]:
+def _overlay_queue(states: dict[str, JobState], ids: list[str],
+                   run: Runner) -> tuple[dict[str, JobState], bool]:
     """Live jobs as the controller sees them now: slurmdbd lags a moment (a started job can still read
     PENDING in sacct), so squeue's state wins for the jobs it lists; sacct keeps node, restarts, history.
     Also whether squeue answered."""
@@ -181,3 +183,92 @@ def query_states(job_ids: Iterable[str], starttime: str = "", run: Runner = _run
     except (OSError, subprocess.SubprocessError) as exc:
         notes.append(f"squeue: {exc}")
     return StateQuery({}, "none", "; ".join(notes))
+
+
+# --------------------------------------------------------------------------- finding our jobs by their tag
+
+TAG = "aslhpc"
+# squeue: id, state, name, batch script path (submitit writes it in the cell's job folder), comment (the tag;
+# free text last)
+TAG_QUEUE_FORMAT = "%i|%T|%j|%o|%k"
+TAG_SACCT_FIELDS = ("JobIDRaw", "JobName", "State", "Submit", "Comment")
+
+
+def job_comment(experiment: str, cell_id: str, token: str) -> str:
+    """The ``--comment`` a cell's job carries: ``aslhpc:<experiment>:<cell_id>:<token>``.
+
+    Experiment names and cell ids are ``[A-Za-z0-9._-]`` (validated), so ``:`` separates them and the
+    comment needs no quoting in the ``#SBATCH`` header."""
+    return f"{TAG}:{experiment}:{cell_id}:{token}"
+
+
+def parse_comment(text: str) -> tuple[str, str, str] | None:
+    """(experiment, cell_id, token) from :func:`job_comment`'s text; None for any other comment."""
+    parts = text.strip().split(":")
+    if len(parts) != 4 or parts[0] != TAG or not all(parts[1:]):
+        return None
+    return parts[1], parts[2], parts[3]
+
+
+@dataclass(frozen=True)
+class TaggedJob:
+    """A job of ours found by name (and tag) rather than by id: what an interrupted submit left."""
+
+    job_id: str
+    name: str
+    state: str  # normalized
+    token: str = ""  # from the comment; '' where SLURM did not keep it (sacct without job_comment)
+    submit: str = ""  # sacct's Submit (local time), '' from squeue
+    source: str = "squeue"
+    script: str = ""  # the batch script sbatch was given (squeue only): tells which results directory
+
+
+def queued_jobs_named(names: Iterable[str], run: Runner = _run) -> list[TaggedJob]:
+    """This user's queued/running jobs with one of ``names``, with the token of their tag.
+
+    Raises RuntimeError when squeue does not answer: then nobody can tell whether such a job exists."""
+    names = sorted(set(names))
+    if not names:
+        return []
+    cmd = ["squeue", "--me", "-h", "-a", f"--name={','.join(names)}", "-o", TAG_QUEUE_FORMAT]
+    try:
+        proc = run(cmd)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"squeue: {exc}") from exc
+    if proc.returncode != 0:
+        said = (proc.stderr or proc.stdout).strip().splitlines()
+        raise RuntimeError(said[-1] if said else f"squeue: exit {proc.returncode}")
+    found = []
+    for line in proc.stdout.splitlines():
+        parts = line.strip().split("|", 4)
+        if len(parts) != 5 or parts[2] not in names:
+            continue
+        tag = parse_comment(parts[4])
+        found.append(TaggedJob(parts[0], parts[2], normalize_state(parts[1]), tag[2] if tag else "",
+                               script=parts[3]))
+    return found
+
+
+def ended_jobs_named(names: Iterable[str], starttime: str, run: Runner = _run) -> list[TaggedJob]:
+    """Allocations with one of ``names`` that sacct has seen since ``starttime``; [] if sacct does not answer
+    (accounting off: the cells' own files then say what happened)."""
+    names = sorted(set(names))
+    if not names:
+        return []
+    cmd = ["sacct", "-X", "-n", "--parsable2", "--duplicates", f"--name={','.join(names)}",
+           "--starttime", starttime, "-o", ",".join(TAG_SACCT_FIELDS)]
+    try:
+        proc = run(cmd)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if proc.returncode != 0:
+        return []
+    found = []
+    for line in proc.stdout.splitlines():
+        parts = line.strip().split("|", 4)
+        if len(parts) != 5 or parts[1] not in names or "." in parts[0]:
+            continue
+        tag = parse_comment(parts[4])
+        found.append(TaggedJob(parts[0], parts[1], normalize_state(parts[2]), tag[2] if tag else "",
+                               parts[3], "sacct"))
+    return found

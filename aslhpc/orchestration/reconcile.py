@@ -1,0 +1,261 @@
+"""Adopt the jobs of interrupted submissions, so that a cell never gets a second live job.
+
+Submit writes an :class:`~aslhpc.orchestration.manifest.Intent` (a token) into the manifest before
+each sbatch and the job id right after; the job carries the token in its ``--comment``
+(:func:`aslhpc.slurm.accounting.job_comment`). A submit killed in between, or one whose manifest
+write failed on a full disk, leaves an intent with no attempt. :func:`reconcile_manifest` settles
+every such intent from what SLURM (or this machine) says:
+
+* a queued/running job of this user named for the cell whose tag carries the intent's token
+  (``squeue --me``) is adopted: recorded as the cell's attempt, exactly as if submit had lived;
+* else a job that already ended (``sacct -X --name``, submitted after the intent, its submitit
+  folder ``jobs/<cell>/<job id>`` present: the tag is lost where accounting does not keep comments)
+  is adopted too, so status shows how it ended;
+* else the sbatch never happened: the intent is dropped and the cell can be submitted.
+
+Local cells (submitit's LocalExecutor) are found the same way by their controller process
+(``python -m submitit.local._local <experiment>/jobs/<cell>/%j``, which outlives a killed submit).
+
+If squeue does not answer, nobody can tell whether a job exists: that is a :class:`ClusterError`
+and nothing is submitted. :func:`reconcile` is the same for ``status``: it takes the submit lock
+without waiting (a submit in progress records its own jobs) and saves what it adopted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aslhpc.errors import ClusterError
+from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest, now_iso
+from aslhpc.slurm.accounting import Runner, TaggedJob, _run, ended_jobs_named, queued_jobs_named
+from aslhpc.slurm.executor import job_name
+
+SUBMIT_LOCK = ".submit.lock"
+_UUID_PICKLE = re.compile(r"[0-9a-f]{32}\.pkl")
+LOCAL_CONTROLLER = "submitit.local._local"
+#: seconds a job's sacct Submit time may precede its intent (clock rounding; sacct shows whole seconds)
+SLACK_S = 60
+
+
+@contextlib.contextmanager
+def submit_lock(experiment_dir: Path, *, wait: bool = False) -> Iterator[bool]:
+    """Hold ``<experiment>/.submit.lock``: one submit (or reconcile) per experiment at a time.
+
+    Yields True when held; with ``wait=False`` yields False at once if another process holds it."""
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    with open(experiment_dir / SUBMIT_LOCK, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+@dataclass
+class Reconciled:
+    """What a reconcile did: jobs adopted, intents found to have started nothing."""
+
+    adopted: list[tuple[str, str, str]] = field(default_factory=list)  # (cell_id, job_id, state)
+    dropped: list[str] = field(default_factory=list)
+    busy: bool = False  # a submit holds the lock: it records its own jobs, nothing was done here
+    note: str = ""  # why nothing could be saved (status without write access), else ''
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.adopted or self.dropped)
+
+    def lines(self) -> list[str]:
+        out = [f"{cell:<16} adopted     job {job} ({state}), left by an interrupted submit"
+               for cell, job, state in self.adopted]
+        if self.note:
+            out.append(f"warning: {self.note}")
+        return out
+
+
+def _utc(text: str) -> dt.datetime | None:
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return t if t.tzinfo else t.astimezone()  # sacct prints local time without a zone
+
+
+def _sacct_since(intents: list[Intent]) -> str:
+    times = [t for t in (_utc(i.since) for i in intents) if t is not None]
+    start = min(times, default=dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=SLACK_S)
+    return start.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _slurm_match(cell_id: str, intent: Intent, queued: list[TaggedJob], ended: list[TaggedJob],
+                 name: str, experiment_dir: Path) -> TaggedJob | None:
+    for job in queued:
+        if job.name == name and job.token == intent.token:
+            return job
+    since = _utc(intent.since)
+    for job in ended:
+        if job.name != name or (job.token and job.token != intent.token):
+            continue
+        submitted = _utc(job.submit)
+        if since is not None and (submitted is None or submitted < since - dt.timedelta(seconds=SLACK_S)):
+            continue
+        if job.token == intent.token or (experiment_dir / "jobs" / cell_id / job.job_id).is_dir():
+            return job
+    return None
+
+
+def finish_handoff(experiment_dir: Path, cell_id: str, job_id: str) -> bool:
+    """Put the job's pickle where the job looks for it, if submit died before submitit did.
+
+    submitit dumps the call to ``jobs/<cell>/<uuid>.pkl``, runs sbatch, then renames it to
+    ``jobs/<cell>/<id>/<id>_submitted.pkl``; a job that starts without it waits 60 s and fails. A
+    submit killed (or out of disk) in between leaves the uuid pickle behind: the newest is this cell's
+    (each cell's folder holds only its own call). Only files are renamed; nothing is unpickled.
+    True when the job's pickle is (now) in place."""
+    folder = experiment_dir / "jobs" / cell_id
+    target = folder / job_id / f"{job_id}_submitted.pkl"
+    if target.exists():
+        return True
+    try:
+        strays = sorted((p for p in folder.glob("*.pkl") if _UUID_PICKLE.fullmatch(p.name)),
+                        key=lambda p: p.stat().st_mtime)
+        if not strays:
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        strays[-1].rename(target)
+    except OSError:
+        return False
+    return True
+
+
+def find_local_controllers(folder: str, proc: Path = Path("/proc")) -> list[int]:
+    """Pids of live submitit local controllers for ``folder`` (the job folder pattern,
+    ``.../jobs/<cell>/%j``).
+
+    A controller started through a shell (setup lines) shows twice, shell and python: the outermost
+    is the job (its pid is submitit's job id)."""
+    found: dict[int, int] = {}
+    for d in proc.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if LOCAL_CONTROLLER not in cmd or folder not in cmd:
+                continue
+            stat = (d / "stat").read_text()
+            found[int(d.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # ppid, after "(comm)"
+        except (OSError, ValueError, IndexError):
+            continue  # ended meanwhile, or not ours to read
+    return sorted(pid for pid, ppid in found.items() if ppid not in found)
+
+
+def local_folder(experiment_dir: Path, cell_id: str) -> str:
+    """submitit's folder pattern for a cell's local jobs, as it appears on the controller's command line."""
+    return str((experiment_dir / "jobs" / cell_id / "%j").resolve())
+
+
+def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner = _run,
+                       local_jobs: Callable[[str], list[int]] = find_local_controllers,
+                       whole_queue: bool = False) -> Reconciled:
+    """Settle every intent in ``manifest`` (in memory; the caller saves). See the module docstring.
+
+    ``whole_queue`` (submit): also adopt any live job of this user named for one of the cells whose batch
+    script lies in this experiment's job folders though the manifest does not know it (a manifest
+    restored from a backup, or written by a version without intents); squeue not answering then only
+    matters if there are intents."""
+    done = Reconciled()
+    pending = manifest.pending()
+    _settle_local(manifest, experiment_dir, pending, local_jobs, done)
+    slurm = {cid: i for cid, i in pending.items() if i.cluster == "slurm"}
+    names = {cid: job_name(manifest.experiment, cid) for cid in (manifest.cells if whole_queue else slurm)}
+    if not names:
+        return done
+    try:
+        queued = queued_jobs_named(names.values(), run)
+    except RuntimeError as exc:
+        if not slurm:
+            return done
+        cells = ", ".join(sorted(slurm))
+        raise ClusterError(f"cannot tell whether the interrupted submission of {cells} started a job "
+                           f"({exc}); submit again when SLURM answers (`squeue --me`)") from exc
+    ended = []
+    if slurm:
+        ended = ended_jobs_named([names[c] for c in slurm], _sacct_since(list(slurm.values())), run)
+    for cid, intent in slurm.items():
+        job = _slurm_match(cid, intent, queued, ended, names[cid], experiment_dir)
+        if job is None:
+            manifest.cells[cid].intent = None
+            done.dropped.append(cid)
+            continue
+        if job.source == "squeue":  # still to start: make sure it will find its pickle
+            finish_handoff(experiment_dir, cid, job.job_id)
+        manifest.record(cid, Attempt(job.job_id, "slurm", intent.since, f"jobs/{cid}/{job.job_id}",
+                                     intent.token))
+        done.adopted.append((cid, job.job_id, job.state))
+    if whole_queue:
+        _adopt_untracked(manifest, experiment_dir, queued, names, done)
+    return done
+
+
+def _settle_local(manifest: Manifest, experiment_dir: Path, pending: dict[str, Intent],
+                  local_jobs: Callable[[str], list[int]], done: Reconciled) -> None:
+    for cid, intent in pending.items():
+        if intent.cluster != "local":
+            continue
+        pids = local_jobs(local_folder(experiment_dir, cid))
+        if pids:
+            manifest.record(cid, Attempt(str(pids[0]), "local", intent.since, f"jobs/{cid}/{pids[0]}",
+                                         intent.token))
+            done.adopted.append((cid, str(pids[0]), "RUNNING"))
+            with contextlib.suppress(OSError):  # the controller's literal, empty pattern folder (local.py)
+                (experiment_dir / "jobs" / cid / "%j").rmdir()
+        else:
+            manifest.cells[cid].intent = None
+            done.dropped.append(cid)
+
+
+def _adopt_untracked(manifest: Manifest, experiment_dir: Path, queued: list[TaggedJob], names: dict[str, str],
+                     done: Reconciled) -> None:
+    """Live jobs of these cells, submitted from this experiment directory, that no attempt records."""
+    by_name = {n: cid for cid, n in names.items()}
+    for job in queued:
+        cid = by_name.get(job.name)
+        if cid is None or any(a.job_id == job.job_id for a in manifest.cells[cid].attempts):
+            continue
+        folder = (experiment_dir / "jobs" / cid).resolve()
+        if not job.script or Path(job.script).parent != folder:
+            continue  # the same experiment name in another results directory: not ours
+        manifest.record(cid, Attempt(job.job_id, "slurm", now_iso(), f"jobs/{cid}/{job.job_id}", job.token))
+        done.adopted.append((cid, job.job_id, job.state))
+
+
+def reconcile(manifest_path: str | Path, *, run: Runner = _run) -> Reconciled:
+    """For ``status``: adopt the jobs of interrupted submissions and save the manifest.
+
+    Does nothing while a submit runs (it holds the lock and records its own jobs), nor where there is
+    no manifest or no intent. Where the manifest cannot be written (another user's results), the
+    adoption is not saved and :attr:`Reconciled.note` says so; a damaged manifest raises ConfigError."""
+    path = Path(manifest_path)
+    manifest = load_manifest(path)
+    if manifest is None or not manifest.pending():
+        return Reconciled()
+    try:
+        with submit_lock(path.parent) as held:
+            if not held:
+                return Reconciled(busy=True)
+            manifest = load_manifest(path)  # again, under the lock
+            if manifest is None or not manifest.pending():
+                return Reconciled()
+            done = reconcile_manifest(manifest, path.parent, run=run)
+            if done.changed:
+                manifest.save(path)
+            return done
+    except OSError as exc:
+        return Reconciled(note=f"interrupted submissions in {path} not reconciled ({exc.strerror or exc}); "
+                               "run submit as the experiment's owner")

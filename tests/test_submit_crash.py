@@ -1,0 +1,401 @@
+"""Crash-safe, idempotent submit against a stateful fake SLURM: sbatch queues the job with its --comment,
+squeue --me lists it (id, state, name, comment), sacct reports it. Submit is killed at each step (the
+ASLHPC_TEST_CRASH_AT hook) or its manifest write fails with ENOSPC; re-running submit must adopt the
+job it left rather than submit the cell again. The same runs end to end in tests/e2e/test_crash_safety.py."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from aslhpc.data import CANONICAL_CLASSES
+from aslhpc.orchestration.experiment import REPO_JOBS
+from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest
+from aslhpc.orchestration.reconcile import (
+    find_local_controllers,
+    reconcile,
+    reconcile_manifest,
+    submit_lock,
+)
+from aslhpc.slurm.accounting import job_comment, parse_comment, queued_jobs_named
+
+GOLDEN = Path(__file__).parent / "golden"
+REPO = Path(__file__).resolve().parents[1]
+CELLS = ["g1-b32-r0", "g1-b64-r0", "g2-b32-r0", "g2-b64-r0"]  # smoke.toml, in submission order
+
+# sbatch appends "id|name|script|comment" to jobs.txt; squeue prints them (PENDING) in the asked format;
+# sacct prints the status header and PENDING rows. Fails (rc 1) when the file "down" exists.
+FAKE = r'''#!{python}
+import os, re, sys
+d = os.path.dirname(os.path.abspath(__file__)); tool = os.path.basename(sys.argv[0]); args = sys.argv[1:]
+if os.path.exists(os.path.join(d, "down")) and tool in ("squeue", "sacct"):
+    print(tool + ": error: Unable to contact slurm controller", file=sys.stderr); sys.exit(1)
+jobs_file = os.path.join(d, "jobs.txt")
+jobs = [ln.rstrip("\n").split("|", 3) for ln in open(jobs_file)] if os.path.exists(jobs_file) else []
+if tool == "sbatch":
+    text = open(args[-1]).read()
+    head = dict(m.groups() for m in re.finditer(r"^#SBATCH --([\w-]+)=(.*)$", text, re.M))
+    n = 101 + len(jobs)
+    with open(jobs_file, "a") as fh:
+        script = os.path.abspath(args[-1])
+        fh.write(f"{{n}}|{{head.get('job-name', '')}}|{{script}}|{{head.get('comment', '')}}\n")
+    print(f"Submitted batch job {{n}}")
+elif tool == "squeue":
+    fmt = args[args.index("-o") + 1]
+    names = next((a.split("=", 1)[1].split(",") for a in args if a.startswith("--name=")), None)
+    for i, name, script, comment in jobs:
+        if names is None or name in names:
+            tagged = f"{{i}}|PENDING|{{name}}|{{script}}|{{comment}}"
+            print(tagged if fmt == "%i|%T|%j|%o|%k" else f"{{i}}|PENDING||0:00|None|{{name}}")
+elif tool == "sacct":
+    if "-X" in args:  # the tag search: ended jobs only, none here unless ended.txt says so
+        p = os.path.join(d, "ended.txt")
+        print(open(p).read() if os.path.exists(p) else "", end="")
+    else:
+        print("JobID|JobIDRaw|State|NodeList|Elapsed|ExitCode|Start|End|Submit|Reason|JobName")
+        for i, name, _, _ in jobs:
+            print(f"{{i}}|{{i}}|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-01-01T00:00:00|None|"
+                  f"{{name}}")
+'''
+SCONTROL = f"""#!/bin/bash
+case "$1 $2" in
+  "ping "*) echo "Slurmctld(primary) at vm is UP" ;;
+  "show partition") cat {GOLDEN}/scontrol_partition.txt ;;
+  "show node") cat {GOLDEN}/scontrol_node.txt ;;
+  "show reservation") cat {GOLDEN}/scontrol_reservation.txt ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+@pytest.fixture
+def slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    b = tmp_path / "fakebin"
+    b.mkdir()
+    for name in ("sbatch", "squeue", "sacct"):
+        (b / name).write_text(FAKE.format(python=sys.executable))
+    (b / "scontrol").write_text(SCONTROL)
+    (b / "srun").write_text("#!/bin/bash\nexit 0\n")
+    for p in b.iterdir():
+        p.chmod(0o755 | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{b}:/usr/bin:/bin")
+    return b
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "asl"
+    for cls in CANONICAL_CLASSES:
+        d = root / "asl_alphabet_train" / "asl_alphabet_train" / cls
+        d.mkdir(parents=True)
+        (d / f"{cls}1.jpg").write_bytes(b"")
+    return root
+
+
+def submit(dataset: Path, results: Path, crash: str = "", *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    env.pop("ASLHPC_TEST_CRASH_AT", None)
+    if crash:
+        env["ASLHPC_TEST_CRASH_AT"] = crash
+    return subprocess.run([sys.executable, "-m", "aslhpc.submit", str(REPO_JOBS / "smoke.toml"), "--data",
+                           str(dataset), "--results", str(results), *extra], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def sbatch_per_cell(slurm: Path) -> Counter[str]:
+    """How many jobs SLURM got per cell (by the tag in their comment)."""
+    lines = (slurm / "jobs.txt").read_text().splitlines() if (slurm / "jobs.txt").exists() else []
+    return Counter(parse_comment(ln.split("|", 3)[3])[1] for ln in lines)
+
+
+def test_every_job_carries_its_tag_and_the_manifest_its_token(slurm: Path, dataset: Path,
+                                                              tmp_path: Path) -> None:
+    p = submit(dataset, tmp_path / "r")
+    assert p.returncode == 0, p.stderr
+    m = load_manifest(tmp_path / "r" / "smoke" / "manifest.json")
+    jobs = {ln.split("|")[0]: ln.split("|", 3)[3] for ln in (slurm / "jobs.txt").read_text().splitlines()}
+    for cid, entry in m.cells.items():
+        a = entry.last
+        assert entry.intent is None and len(a.token) == 16
+        assert jobs[a.job_id] == job_comment("smoke", cid, a.token) == f"aslhpc:smoke:{cid}:{a.token}"
+    assert len({e.last.token for e in m.cells.values()}) == 4
+
+
+@pytest.mark.parametrize("step", ["after-intent", "after-sbatch", "after-record"])
+def test_killed_at_any_step_then_resubmitted_runs_every_cell_once(slurm: Path, dataset: Path, tmp_path: Path,
+                                                                  step: str) -> None:
+    results = tmp_path / "r"
+    p = submit(dataset, results, f"{step}:2")  # dies at the 2nd cell
+    assert p.returncode == 99, (p.stdout, p.stderr)
+    manifest = results / "smoke" / "manifest.json"
+    m = load_manifest(manifest)
+    left = {cid: e.intent is not None for cid, e in m.cells.items()}
+    assert left["g1-b64-r0"] == (step != "after-record")  # the intent is on disk before sbatch
+    assert sum(sbatch_per_cell(slurm).values()) == (1 if step == "after-intent" else 2)
+
+    p = submit(dataset, results)
+    assert p.returncode == 0, p.stderr
+    if step == "after-sbatch":  # the job sbatch made is found by its tag, not submitted again
+        assert "g1-b64-r0        adopted     job 102 (PENDING)" in p.stdout
+    assert sbatch_per_cell(slurm) == Counter(CELLS)  # one job per cell, ever
+    m = load_manifest(manifest)
+    assert m.pending() == {} and all(len(e.attempts) == 1 for e in m.cells.values())
+    assert [m.cells[c].last.job_id for c in CELLS] == ["101", "102", "103", "104"]
+    p = submit(dataset, results)  # and a third run submits nothing
+    assert p.returncode == 0 and sum(sbatch_per_cell(slurm).values()) == 4
+
+
+def test_full_disk_is_one_line_saying_what_was_and_was_not_submitted(slurm: Path, dataset: Path,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    from aslhpc import submit as submit_cli
+
+    results = tmp_path / "r"
+    args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results)]
+    real = Manifest.save
+    calls = Counter()
+
+    def save(self: Manifest, path: str | Path) -> None:
+        calls["n"] += 1
+        if calls["n"] == 5:  # 1 initial, 2 intent+id of cell 1, 4 intent of cell 2, 5: id of cell 2
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(self, path)
+
+    monkeypatch.setattr(Manifest, "save", save)
+    assert submit_cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: cannot write "), err
+    assert "(No space left on device): submitted and recorded: g1-b32-r0 (job 101); submitted but not " \
+           "recorded: g1-b64-r0 (job 102;" in err
+    assert "not submitted: g2-b32-r0, g2-b64-r0; free space and run submit again" in err
+    assert not list((results / "smoke").glob(".manifest.json.*"))  # no temp file left
+
+    monkeypatch.setattr(Manifest, "save", real)  # space freed
+    assert submit_cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "g1-b64-r0        adopted     job 102" in out
+    assert sbatch_per_cell(slurm) == Counter(CELLS)
+
+
+def test_full_disk_before_the_first_sbatch_submits_nothing(slurm: Path, dataset: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    from aslhpc import submit as submit_cli
+
+    def full(self: Manifest, path: str | Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(Manifest, "save", full)
+    rc = submit_cli.main([str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results",
+                          str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "nothing was submitted; not submitted: g1-b32-r0, g1-b64-r0, g2-b32-r0, g2-b64-r0" in err
+    assert not (slurm / "jobs.txt").exists()
+
+
+def test_an_interrupted_submit_is_not_retried_while_squeue_cannot_answer(slurm: Path, dataset: Path,
+                                                                         tmp_path: Path) -> None:
+    results = tmp_path / "r"
+    assert submit(dataset, results, "after-sbatch:1").returncode == 99
+    (slurm / "down").write_text("")
+    p = submit(dataset, results)
+    assert p.returncode == 2 and sum(sbatch_per_cell(slurm).values()) == 1
+    assert "cannot tell whether the interrupted submission of g1-b32-r0 started a job" in p.stderr
+    assert "(squeue: error: Unable to contact slurm controller)" in p.stderr
+    assert p.stderr.strip().count("\n") == 0
+
+
+def _manifest_with_intent(tmp_path: Path, cluster: str = "slurm", since: str = "2026-11-30T08:00:00+00:00",
+                          ) -> tuple[Manifest, Path]:
+    from aslhpc.orchestration.experiment import load_spec
+
+    spec = load_spec(REPO_JOBS / "smoke.toml")
+    m = Manifest.new(spec)
+    m.ensure_cells(spec.cells())
+    m.cells["g1-b32-r0"].intent = Intent("tok", cluster, since)
+    exp = tmp_path / "smoke"
+    exp.mkdir()
+    return m, exp
+
+
+def _runner(squeue: str = "", sacct: str = "", squeue_rc: int = 0):  # noqa: ANN202
+    calls = []
+
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+        calls.append(cmd)
+        out, rc = (squeue, squeue_rc) if cmd[0] == "squeue" else (sacct, 0)
+        return subprocess.CompletedProcess(cmd, rc, out, "boom" if rc else "")
+
+    run.calls = calls  # type: ignore[attr-defined]
+    return run
+
+
+def test_a_job_that_already_ended_is_adopted_from_sacct_by_name_time_and_folder(tmp_path: Path) -> None:
+    m, exp = _manifest_with_intent(tmp_path)
+    # accounting keeps no comments here: the job is ours if named for the cell, submitted after the
+    # intent and its submitit folder exists; an older job of the same name is not
+    sacct = ("7|aslhpc-smoke-g1-b32-r0|COMPLETED|2026-11-30T07:00:00|\n"
+             "9|aslhpc-smoke-g1-b32-r0|FAILED|2099-01-01T00:00:00|\n")
+    (exp / "jobs" / "g1-b32-r0" / "9").mkdir(parents=True)
+    run = _runner(sacct=sacct)
+    done = reconcile_manifest(m, exp, run=run)
+    assert done.adopted == [("g1-b32-r0", "9", "FAILED")] and m.pending() == {}
+    want = Attempt("9", "slurm", "2026-11-30T08:00:00+00:00", "jobs/g1-b32-r0/9", "tok")
+    assert m.cells["g1-b32-r0"].last == want
+    assert run.calls[0][:3] == ["squeue", "--me", "-h"] and "--name=aslhpc-smoke-g1-b32-r0" in run.calls[0]
+    assert "-X" in run.calls[1] and "--starttime" in run.calls[1]
+
+
+def test_a_foreign_token_or_missing_folder_is_not_adopted_and_the_intent_is_dropped(tmp_path: Path) -> None:
+    m, exp = _manifest_with_intent(tmp_path)
+    # same name, another results dir
+    squeue = ("5|RUNNING|aslhpc-smoke-g1-b32-r0|/elsewhere/smoke/jobs/g1-b32-r0/s.sh|"
+              "aslhpc:smoke:g1-b32-r0:other\n")
+    sacct = "9|aslhpc-smoke-g1-b32-r0|FAILED|2099-01-01T00:00:00|\n"  # no folder of ours
+    done = reconcile_manifest(m, exp, run=_runner(squeue, sacct))
+    assert done.adopted == [] and done.dropped == ["g1-b32-r0"] and m.cells["g1-b32-r0"].attempts == []
+
+
+def test_queued_jobs_named_reads_the_tag_and_fails_loudly() -> None:
+    text = ("12|RUNNING|aslhpc-e-c|/r/e/jobs/c/s.sh|aslhpc:e:c:abc\n"
+            "13|PENDING|aslhpc-e-c|/r/e/jobs/c/t.sh|(null)\n"
+            "14|PENDING|someone-else|/x.sh|aslhpc:e:c:abc\n")
+    jobs = queued_jobs_named(["aslhpc-e-c"], _runner(text))
+    assert [(j.job_id, j.state, j.token) for j in jobs] == [("12", "RUNNING", "abc"), ("13", "PENDING", "")]
+    with pytest.raises(RuntimeError, match="boom"):
+        queued_jobs_named(["aslhpc-e-c"], _runner(squeue_rc=1))
+    assert parse_comment("aslhpc:e:c") is None and parse_comment("x:e:c:t") is None
+
+
+def test_a_local_job_left_running_is_adopted_by_its_controller_process(tmp_path: Path) -> None:
+    m, exp = _manifest_with_intent(tmp_path, cluster="local")
+    folder = str((exp / "jobs" / "g1-b32-r0" / "%j").resolve())
+    seen = []
+    done = reconcile_manifest(m, exp, local_jobs=lambda f: seen.append(f) or [4242])
+    assert seen == [folder] and done.adopted == [("g1-b32-r0", "4242", "RUNNING")]
+    assert m.cells["g1-b32-r0"].last.folder == "jobs/g1-b32-r0/4242"
+    m.cells["g1-b64-r0"].intent = Intent("t2", "local", "x")
+    assert reconcile_manifest(m, exp, local_jobs=lambda f: []).dropped == ["g1-b64-r0"]
+
+
+def test_find_local_controllers_reads_proc_and_takes_the_outermost(tmp_path: Path) -> None:
+    folder = "/r/smoke/jobs/g1-b32-r0/%j"
+    for pid, ppid, cmd in ((10, 1, f"/bin/sh\0-c\0export X && python -m submitit.local._local {folder}"),
+                           (11, 10, f"python\0-m\0submitit.local._local\0{folder}"),
+                           (12, 1, "python\0-m\0submitit.local._local\0/r/smoke/jobs/g1-b64-r0/%j"),
+                           (13, 1, f"vim\0{folder}")):
+        d = tmp_path / str(pid)
+        d.mkdir()
+        (d / "cmdline").write_bytes(cmd.encode())
+        (d / "stat").write_text(f"{pid} (py thon) S {ppid} 0 0\n")
+    (tmp_path / "self").mkdir()
+    assert find_local_controllers(folder, tmp_path) == [10]
+
+
+def test_status_reconcile_adopts_and_saves_but_never_while_a_submit_runs(tmp_path: Path) -> None:
+    m, exp = _manifest_with_intent(tmp_path)
+    path = exp / "manifest.json"
+    m.save(path)
+    run = _runner("101|PENDING|aslhpc-smoke-g1-b32-r0|/r/s.sh|aslhpc:smoke:g1-b32-r0:tok\n")
+    with submit_lock(exp) as held:
+        assert held
+        assert reconcile(path, run=run).busy and load_manifest(path).pending()
+    done = reconcile(path, run=run)
+    assert done.adopted == [("g1-b32-r0", "101", "PENDING")]
+    assert load_manifest(path).cells["g1-b32-r0"].last.job_id == "101" and not load_manifest(path).pending()
+    assert reconcile(path, run=_runner(squeue_rc=1)).changed is False  # nothing pending: SLURM not asked
+    assert json.loads(path.read_text())["cells"]["g1-b32-r0"]["attempts"][0]["token"] == "tok"
+
+
+@pytest.mark.parametrize("after_sbatch", [True, False])
+def test_job_files_unwritable_says_whether_sbatch_happened(slurm: Path, dataset: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture,
+                                                          after_sbatch: bool) -> None:
+    """submitit writes files around its sbatch; an OSError there is looked up in squeue by the token."""
+    import submitit
+
+    from aslhpc import submit as submit_cli
+
+    real = submitit.SlurmExecutor.submit
+
+    def submit_(self: submitit.SlurmExecutor, fn, *a, **k):  # noqa: ANN001, ANN202
+        if fn.cell_id == "g1-b64-r0":
+            if after_sbatch:
+                real(self, fn, *a, **k)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/x/jobs/g1-b64-r0/tmp.pkl")
+        return real(self, fn, *a, **k)
+
+    monkeypatch.setattr(submitit.SlurmExecutor, "submit", submit_)
+    args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(tmp_path / "r")]
+    assert submit_cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert "cannot write /x/jobs/g1-b64-r0/tmp.pkl (No space left on device): submitted and recorded: " \
+           "g1-b32-r0 (job 101); " in err
+    said = "submitted but not recorded: g1-b64-r0 (job 102;" if after_sbatch else "not submitted: g1-b64-r0, "
+    assert said in err, err
+    monkeypatch.setattr(submitit.SlurmExecutor, "submit", real)
+    assert submit_cli.main(args) == 0
+    assert sbatch_per_cell(slurm) == Counter(CELLS)
+
+
+def test_a_live_job_the_manifest_lost_is_adopted_but_not_one_from_another_results_dir(
+        slurm: Path, dataset: Path, tmp_path: Path) -> None:
+    assert submit(dataset, tmp_path / "r").returncode == 0
+    manifest = tmp_path / "r" / "smoke" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["cells"]["g2-b32-r0"]["attempts"] = []  # e.g. a manifest restored from an older backup
+    manifest.write_text(json.dumps(data))
+    p = submit(dataset, tmp_path / "r")
+    assert p.returncode == 0 and "g2-b32-r0        adopted     job 103 (PENDING)" in p.stdout
+    assert sbatch_per_cell(slurm) == Counter(CELLS)
+    # the same experiment name under another --results is another experiment: its own four jobs
+    assert submit(dataset, tmp_path / "other").returncode == 0
+    assert sbatch_per_cell(slurm) == Counter(CELLS * 2)
+
+
+def test_out_of_disk_inside_submitit_after_sbatch_still_hands_the_job_its_pickle(
+        slurm: Path, dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    """Seen on a real full tmpfs: submitit's symlink after sbatch fails, its pickle is never moved and the
+    job would wait 60 s for it and fail. Submit names the job and moves the pickle itself."""
+    import submitit
+
+    from aslhpc import submit as submit_cli
+
+    real = submitit.core.utils.JobPaths.move_temporary_file
+
+    def move(self, tmp_path_, name, keep_as_symlink=False):  # noqa: ANN001, ANN202
+        if "g1-b64-r0" in str(tmp_path_) and name == "submission_file":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path_))
+        return real(self, tmp_path_, name, keep_as_symlink)
+
+    monkeypatch.setattr(submitit.core.utils.JobPaths, "move_temporary_file", move)
+    results = tmp_path / "r"
+    args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results)]
+    assert submit_cli.main(args) == 2
+    assert "submitted but not recorded: g1-b64-r0 (job 102;" in capsys.readouterr().err
+    jobs = results / "smoke" / "jobs" / "g1-b64-r0"
+    assert (jobs / "102" / "102_submitted.pkl").is_file() and not list(jobs.glob("*.pkl"))
+
+
+def test_adopting_a_queued_job_moves_the_pickle_a_killed_submit_left(tmp_path: Path) -> None:
+    m, exp = _manifest_with_intent(tmp_path)
+    folder = exp / "jobs" / "g1-b32-r0"
+    folder.mkdir(parents=True)
+    (folder / f"{'a' * 32}.pkl").write_bytes(b"the cell's call")
+    (folder / "notes.pkl").write_bytes(b"not submitit's")
+    run = _runner("101|PENDING|aslhpc-smoke-g1-b32-r0|/r/s.sh|aslhpc:smoke:g1-b32-r0:tok\n")
+    assert reconcile_manifest(m, exp, run=run).adopted == [("g1-b32-r0", "101", "PENDING")]
+    assert (folder / "101" / "101_submitted.pkl").read_bytes() == b"the cell's call"
+    assert (folder / "notes.pkl").exists()
