@@ -29,7 +29,14 @@ from pathlib import Path
 
 from aslhpc.atomic import read_json
 from aslhpc.errors import AslhpcError, ClusterError, ConfigError, DataError
-from aslhpc.orchestration.cellstate import NOT_SUBMITTED, UNKNOWN, CellRow, StatusReport, experiment_status
+from aslhpc.orchestration.cellstate import (
+    DAMAGED,
+    NOT_SUBMITTED,
+    UNKNOWN,
+    CellRow,
+    StatusReport,
+    experiment_status,
+)
 from aslhpc.orchestration.experiment import (
     Cell,
     ExperimentSpec,
@@ -154,7 +161,8 @@ def spec_conflicts(old: dict, new: ExperimentSpec) -> list[str]:
 @dataclass(frozen=True)
 class TorchBuild:
     """The torch the jobs will run (the submitting interpreter's): version, CUDA version (None: a CPU
-    build) and the GPU architectures it has kernels for (``torch.cuda.get_arch_list()``, no GPU needed)."""
+    build) and the GPU architectures it has kernels for (:func:`~aslhpc.telemetry.provenance.cuda_arch_list`:
+    read from the wheel where no GPU is visible, as on a login node)."""
 
     version: str
     cuda: str | None
@@ -166,7 +174,9 @@ def torch_build() -> TorchBuild | None:
     try:
         import torch
 
-        return TorchBuild(str(torch.__version__), torch.version.cuda, tuple(torch.cuda.get_arch_list()))
+        from aslhpc.telemetry.provenance import cuda_arch_list
+
+        return TorchBuild(str(torch.__version__), torch.version.cuda, tuple(cuda_arch_list(torch)))
     except Exception:  # noqa: BLE001 - no torch here: nothing to check against
         return None
 
@@ -333,6 +343,9 @@ def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: 
             actions.append(CellAction(cell, "skip", f"completed{job}"))
         elif state in LIVE_STATES:
             actions.append(CellAction(cell, "skip", f"{state}{job}"))
+        elif state == DAMAGED:  # a garbled file: a new job would trip over it too; never a second live job
+            actions.append(CellAction(cell, "skip", f"DAMAGED{job}: {row.error}; fix or remove that file, "
+                                                    "then submit again"))
         elif state in FAILED_STATES or (state == UNKNOWN and queue_says_ended):
             if retry_failed:
                 actions.append(CellAction(cell, "retry", f"was {state}{job}"))
