@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--cpus-per-gpu", type=int)
     o.add_argument("--gpus-per-node", type=int,
                    help="GPUs per node; a wider ddp cell spans nodes (0 = each cell on one node)")
-    o.add_argument("--preamble", help="sbatch_templates/NAME.sh setup lines ('' for none)")
+    o.add_argument("--preamble", help="sbatch_templates/NAME.sh setup lines, or a path to a .sh file ('' for none)")
+    o.add_argument("--constraint", help="sbatch --constraint: node features, e.g. 'v100&ib' ('' for none)")
+    o.add_argument("--exclude", help="sbatch --exclude: nodes to avoid, e.g. 'node[01-02]' ('' for none)")
+    o.add_argument("--account", help="sbatch --account to charge ('' for none)")
+    o.add_argument("--qos", help="sbatch --qos ('' for none)")
     r = p.add_argument_group("running")
     r.add_argument("--cluster", choices=CLUSTERS, default="auto",
                    help="auto (default) = SLURM if it answers; this machine only where SLURM is not installed")
@@ -70,12 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local runs: run in the background, in a session of its own (closing the shell does not "
                         "stop it), logging to results/<exp>/submit-<time>-<pid>.log; returns once the cells run")
     r.add_argument("--interval", type=float, default=5.0, help="--wait refresh period, seconds (default 5)")
+    r.add_argument("--list", action="store_true",
+                   help="list the experiments and sbatch preambles you can name, and where each comes from")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.list:
+        print(list_text())
+        return 0
     from rich.console import Console
 
     console = Console()
@@ -91,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             strategies=strategies, repeats=args.repeats, allow_cpu=args.allow_cpu, pipeline=args.pipeline,
             split=args.split, split_seed=args.split_seed, max_steps=args.max_steps, partition=args.partition,
             reservation=args.reservation, gpu_type=args.gpu_type, time=args.time, mem=args.mem,
-            cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble))
+            cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble,
+            constraint=args.constraint, exclude=args.exclude, account=args.account, qos=args.qos))
         options = SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
                                 max_parallel=args.max_parallel)
         if args.detach and not is_detached_child():  # the background copy itself runs in place
@@ -142,6 +152,20 @@ def main(argv: list[str] | None = None) -> int:
         report = watch(lambda: experiment_status(result.manifest), args.interval, console)
         return 1 if report.any_failed else 0
     return 0
+
+
+def list_text() -> str:
+    """What ``--list`` prints: each experiment and preamble by name, with its file and where it comes from."""
+    from aslhpc.packaged import available, search_dirs
+
+    lines = []
+    for kind, title in (("experiment", "experiments (submit NAME or --experiment NAME)"),
+                        ("preamble", "sbatch preambles (--preamble NAME or [cluster] preamble)")):
+        lines.append(f"{title}; looked up in " + ", then ".join(f"{d} ({o})" for d, o in search_dirs(kind)) + ":")
+        found = available(kind)
+        width = max((len(f.name) for f in found), default=0)
+        lines += [f"  {f.name:<{width}}  {f.origin:<7}  {f.path}" for f in found] or ["  (none)"]
+    return "\n".join(lines)
 
 
 def _int_list(text: str) -> tuple[int, ...]:

@@ -139,7 +139,7 @@ def test_bad_toml_and_missing_file_are_one_line(tmp_path: Path) -> None:
         load_spec(write(tmp_path, "[matrix\n"))
     with pytest.raises(ConfigError, match="does not exist"):
         load_spec(tmp_path / "nope.toml")
-    with pytest.raises(ConfigError, match="no experiment named 'nope'; use one of: .*lad2020"):
+    with pytest.raises(ConfigError, match="no experiment named 'nope' in .*; use one of: .*lad2020"):
         find_job_file("nope")
 
 

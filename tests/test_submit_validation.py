@@ -185,7 +185,7 @@ def test_all_problems_at_once_and_no_files_written(fake_slurm: Path, dataset: Pa
 
 
 @pytest.mark.parametrize("flag", [["--reservation", "CSYE;rm -rf ~"], ["--partition", "a b"],
-                                  ["--preamble", "../etc/x"]])
+                                  ["--preamble", "x;rm -rf ~"], ["--constraint", "v100\nSBATCH"]])
 def test_shell_metacharacters_are_refused(fake_slurm: Path, dataset: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture, flag: list[str]) -> None:
     rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "r", *flag))
