@@ -263,3 +263,68 @@ def test_gpu_type_flag_overrides_the_file() -> None:
     assert (spec.cluster.gpu_type, s.cluster.gpu_type) == ("v100-sxm2", "a100-sxm4")
     assert validate_spec(apply_overrides(spec, Overrides(gpu_type="a100;x"))) == [
         "cluster.gpu_type='a100;x' is not a safe SLURM name; use letters, digits, '.', '_' or '-'"]
+
+
+def test_a_name_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    """``$`` matches before a final newline: "nl\\n" passed and split the sbatch header (issue 16)."""
+    spec = load_spec(REPO_JOBS / "smoke.toml")
+    assert any(p.startswith("experiment.name='nl\\n' is not a safe name") for p in validate_spec(replace(spec, name="nl\n")))
+    bad = replace(spec, cluster=replace(spec.cluster, partition="gpu\n", gpu_type="v100\n"))
+    assert sum("is not a safe SLURM name" in p for p in validate_spec(bad)) == 2
+
+
+@pytest.mark.parametrize("matrix, says", [("gpus = [1]\nbatch_sizes = [32]\nrepeats = 1000000000",
+                                           "matrix.repeats=1000000000: 1 GPU counts x 1 batch sizes x 1 strategies"),
+                                          ("gpus = [1000000000]\nbatch_sizes = [32]",
+                                           "matrix.gpus has [1000000000]; at most 1024 GPUs per cell")])
+def test_a_huge_matrix_is_one_line_at_once(tmp_path: Path, matrix: str, says: str) -> None:
+    """repeats = 10**9 built 5.6 GB of cells before any check; gpus = 10**9 ran out of memory laying it out."""
+    import time
+
+    path = write(tmp_path, f"[matrix]\n{matrix}\n[cluster]\ngpus_per_node = 4\n")
+    t0 = time.monotonic()
+    with pytest.raises(SpecErrors) as err:
+        load_spec(path)
+    assert time.monotonic() - t0 < 2
+    [line] = [p for p in err.value.problems if "matrix" in p]  # one line, naming the key and the fix
+    assert line.startswith(f"exp.toml: {says}") and ("lower matrix.repeats" in line or "smaller GPU counts" in line)
+    spec = replace(load_spec(REPO_JOBS / "smoke.toml"), repeats=10**9)
+    with pytest.raises(ConfigError, match="lower matrix.repeats"):
+        spec.cells()  # cells() itself refuses, whoever calls it
+
+
+def test_site_options_from_the_file_and_flags_reach_the_job_request(tmp_path: Path) -> None:
+    from aslhpc.orchestration.experiment import job_request
+
+    spec = load_spec(write(tmp_path, """
+[matrix]
+gpus = [2]
+batch_sizes = [64]
+[cluster]
+reservation = ""
+constraint = "v100"
+mail_type = "END,FAIL"
+mail_user = "me@example.edu"
+wckey = "lab"
+additional_parameters = { gpu-bind = "closest", exclusive = true }
+"""))
+    spec = apply_overrides(spec, Overrides(constraint="v100&ib", exclude="n[1-2]", account="acct", qos="high"))
+    req = job_request(spec, spec.cells()[0])
+    site = req.site
+    assert (site.constraint, site.exclude, site.account, site.qos, site.wckey) == ("v100&ib", "n[1-2]", "acct",
+                                                                                 "high", "lab")
+    assert (site.mail_type, site.mail_user) == ("END,FAIL", "me@example.edu")
+    assert site.additional == (("exclusive", True), ("gpu-bind", "closest"))
+    assert ExperimentSpec.from_dict(spec.to_dict()) == spec  # the manifest keeps them
+
+
+def test_the_slurm_package_never_imports_the_experiment_spec() -> None:
+    """slurm/ takes a JobRequest (issue 11): importing every slurm module loads no orchestration module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, aslhpc.slurm.executor, aslhpc.slurm.local, aslhpc.slurm.cluster, aslhpc.slurm.request, "
+            "aslhpc.slurm.accounting, aslhpc.slurm.cell_job; "
+            "print(sorted(m for m in sys.modules if m.startswith('aslhpc.orchestration')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

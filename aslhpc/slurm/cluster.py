@@ -41,22 +41,61 @@ def slurm_reachable(run: Runner = _run) -> tuple[bool, str]:
     return True, ""
 
 
-def expand_hostlist(text: str) -> list[str]:
-    """``n[1-3,5],gpu01`` -> ['n1', 'n2', 'n3', 'n5', 'gpu01'] (SLURM hostlist syntax, zero padding kept)."""
+def expand_hostlist(text: str, run: Runner | None = None) -> list[str]:
+    """``rack[1-2]-n[01-02],gpu7`` -> ['rack1-n01', 'rack1-n02', 'rack2-n01', 'rack2-n02', 'gpu7'].
+
+    With ``run``, SLURM itself expands it (``scontrol show hostnames``) when it answers; otherwise
+    (recorded output, no controller) :func:`parse_hostlist` does, with the same result."""
+    text = (text or "").strip()
+    if not text or text in ("(null)", "None"):
+        return []
+    if run is not None:
+        try:
+            proc = run(["scontrol", "show", "hostnames", text])
+        except (OSError, subprocess.SubprocessError):
+            proc = None
+        if proc is not None and proc.returncode == 0 and proc.stdout.strip():
+            return proc.stdout.split()
+    return parse_hostlist(text)
+
+
+def parse_hostlist(text: str) -> list[str]:
+    """SLURM hostlist syntax without SLURM: every bracket group of a name (``a[1-2]b[3,5]``), zero padding
+    kept as written (``n[08-10]`` -> n08, n09, n10), comma-separated names."""
     out: list[str] = []
-    for m in re.finditer(r"([^,\[]+)(?:\[([^\]]+)\])?([^,]*)", text.strip()):
-        prefix, ranges, suffix = m.group(1), m.group(2), m.group(3)
-        if not prefix and not ranges:
-            continue
-        if ranges is None:
-            out.append(prefix + suffix)
-            continue
-        for part in ranges.split(","):
-            lo, _, hi = part.partition("-")
-            width = len(lo)
-            for i in range(int(lo), int(hi or lo) + 1):
-                out.append(f"{prefix}{i:0{width}d}{suffix}")
-    return [h for h in out if h and h not in ("(null)", "None")]
+    for name in _split_top_level(text.strip()):
+        if name and name not in ("(null)", "None"):
+            out += _expand_name(name)
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split at commas outside brackets."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [*parts, current]
+
+
+def _expand_name(name: str) -> list[str]:
+    m = re.match(r"([^\[]*)\[([^\]]*)\](.*)$", name)
+    if m is None:
+        return [name]
+    prefix, ranges, rest = m.groups()
+    tails = _expand_name(rest)
+    out = []
+    for part in ranges.split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return [name]  # not a range SLURM writes: keep the name as it is
+        for i in range(int(lo), int(hi or lo) + 1):
+            out += [f"{prefix}{i:0{len(lo)}d}{tail}" for tail in tails]
+    return out
 
 
 def parse_records(text: str) -> list[dict[str, str]]:
@@ -151,7 +190,7 @@ def query_cluster(run: Runner = _run) -> ClusterInfo:
                 continue  # "No reservations in the system"
             name = rec["ReservationName"]
             info.reservations[name] = Reservation(
-                name, rec.get("State", ""), tuple(expand_hostlist(rec.get("Nodes", ""))), _names(rec.get("Users", "")),
+                name, rec.get("State", ""), tuple(expand_hostlist(rec.get("Nodes", ""), run)), _names(rec.get("Users", "")),
                 _names(rec.get("Accounts", "")), "" if rec.get("PartitionName") == "(null)" else rec.get("PartitionName", ""),
                 rec.get("StartTime", ""), rec.get("EndTime", ""))
     return info
