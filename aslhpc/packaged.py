@@ -39,7 +39,7 @@ def reference_table() -> Path:
 
 
 def search_dirs(kind: str, cwd: Path | None = None) -> list[tuple[Path, str]]:
-    """Where ``kind`` files are looked up, first match wins: the working directory's folder, then the package's."""
+    """Where ``kind`` files are looked up, first match wins: the working directory's folder, then aslhpc's."""
     folder, _ = KINDS[kind]
     local = (cwd or Path.cwd()) / folder
     shipped = shipped_dir(folder)

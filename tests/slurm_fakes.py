@@ -1,5 +1,6 @@
-"""Fake SLURM commands that replay text recorded on the mini cluster (tests/golden/), and the fixtures the
-submit, cluster-check and local-runner tests share. A test module wraps install_fake_slurm / make_dataset in its own fixtures (fake_slurm, dataset)."""
+"""Fake SLURM commands that replay text recorded on the mini cluster (tests/golden/), and the helpers the
+submit and cluster-check tests share. A test module wraps install_fake_slurm / make_dataset in its own
+fixtures (fake_slurm, dataset)."""
 
 from __future__ import annotations
 

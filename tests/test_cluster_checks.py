@@ -33,8 +33,10 @@ def test_cluster_parsing_from_recorded_scontrol(fake_slurm: Path) -> None:
     res = info.reservations["CSYE7374_GPU"]
     assert res.nodes == ("n1", "n2") and res.users == ("root",) and res.state == "ACTIVE"
 
+
 def test_hostlist_and_gres_parsing() -> None:
-    assert expand_hostlist("n[1-3,5],gpu01,c[08-10]") == ["n1", "n2", "n3", "n5", "gpu01", "c08", "c09", "c10"]
+    hosts = ["n1", "n2", "n3", "n5", "gpu01", "c08", "c09", "c10"]
+    assert expand_hostlist("n[1-3,5],gpu01,c[08-10]") == hosts
     assert expand_hostlist("(null)") == []
 
 
@@ -62,8 +64,9 @@ def test_a_reservation_on_multi_bracket_nodes_holds_them(fake_slurm: Path) -> No
         f"NodeName={h} CPUTot=8 RealMemory=8000 Gres=gpu:v100-sxm2:4 Partitions=reservation State=IDLE\n"
         for h in ("rack1-n01", "rack1-n02", "rack2-n01", "rack2-n02")))
     script = (fake_slurm / "scontrol").read_text()
-    (fake_slurm / "scontrol").write_text(script.replace(f"{GOLDEN}/scontrol_reservation.txt", f"{fake_slurm}/res.txt")
-                                         .replace(f"{GOLDEN}/scontrol_node.txt", f"{fake_slurm}/node.txt"))
+    script = script.replace(f"{GOLDEN}/scontrol_reservation.txt", f"{fake_slurm}/res.txt")
+    script = script.replace(f"{GOLDEN}/scontrol_node.txt", f"{fake_slurm}/node.txt")
+    (fake_slurm / "scontrol").write_text(script)
     info = query_cluster()
     assert info.reservations["R"].nodes == ("rack1-n01", "rack1-n02", "rack2-n01", "rack2-n02")
     problems, _ = check_request(info, partition="reservation", reservation="R", gpu_type="v100-sxm2",
@@ -84,6 +87,7 @@ def test_slurm_itself_agrees_with_the_parser(text: str, hosts: list[str]) -> Non
     assert expand_hostlist(text, run) == hosts
     assert calls == [["scontrol", "show", "hostnames", text]]
     assert parse_gres("gpu:v100-sxm2:4(S:0-1),gpu:2") == {("gpu", "v100-sxm2"): 4, ("gpu", ""): 2}
+
 
 def test_check_request_names_problem_and_fix(fake_slurm: Path) -> None:
     from aslhpc.slurm.cluster import JobShape
@@ -113,6 +117,7 @@ def test_check_request_names_problem_and_fix(fake_slurm: Path) -> None:
     [p] = problems(jobs=[JobShape("g1", 1, 1, 20000)])
     assert "cluster.mem 20000M" in p and "12000M" in p
 
+
 def test_check_request_counts_nodes_and_gpus_per_node(fake_slurm: Path) -> None:
     from dataclasses import replace
 
@@ -129,7 +134,8 @@ def test_check_request_counts_nodes_and_gpus_per_node(fake_slurm: Path) -> None:
     assert p.startswith("cells g3-ddp, g3b-ddp: 3 GPUs at 1 per node need 3 nodes")
     assert "has 2 with 1 gpu:v100-sxm2" in p and "--gpus up to 2" in p
     [p] = problems([JobShape("g10-ddp", 5, 5, 1000, nodes=2)])
-    assert "cluster.gpus_per_node=5" in p and "at most 4 gpu:v100-sxm2" in p and "--gpus-per-node from 1 to 4" in p
+    assert "cluster.gpus_per_node=5" in p and "at most 4 gpu:v100-sxm2" in p
+    assert "--gpus-per-node from 1 to 4" in p
     [p] = problems([JobShape("g4-ddp", 2, 16, 1000, nodes=2)])
     assert "2 GPUs on each of 2 nodes asks 16 CPUs per node" in p and "--cpus-per-gpu to 6" in p
     # a reservation narrows the nodes that count

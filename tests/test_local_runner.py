@@ -20,6 +20,7 @@ def test_visible_gpus_follow_the_users_cuda_visible_devices() -> None:
     assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}, lambda: 0) == []  # no driver / no GPU: CPU cells
     assert visible_gpus({}, lambda: 0) == []
 
+
 def test_next_start_gives_each_cell_its_own_gpus() -> None:
     from aslhpc.slurm.local import next_start
 
@@ -36,6 +37,7 @@ def test_next_start_gives_each_cell_its_own_gpus() -> None:
     assert next_start([1, 4], [], [], 1, 2) == (0, None)
     assert next_start([1], [], [], 2, 2) is None
     assert next_start([], four, four, 0, 2) is None
+
 
 def test_lad2020_on_a_four_gpu_workstation_never_shares_a_gpu() -> None:
     """Replay the scheduler over the 12 cells (1-4 GPUs x 3 batch sizes), --max-parallel 2, cells ending
@@ -59,6 +61,7 @@ def test_lad2020_on_a_four_gpu_workstation_never_shares_a_gpu() -> None:
             started.append(need)
         running.pop(0)
     assert sorted(started) == sorted(c.gpus for c in spec.cells())
+
 
 def test_local_cells_run_on_disjoint_gpus_from_the_users_set(tmp_path: Path) -> None:
     """Two 1-GPU cells at once get GPU 2 and GPU 3 of CUDA_VISIBLE_DEVICES=2,3 (not both GPU 0, which
@@ -93,8 +96,8 @@ def test_local_cells_run_on_disjoint_gpus_from_the_users_set(tmp_path: Path) -> 
     assert out["c"][1] >= max(out["a"][2], out["b"][2]) - 0.2  # c waited for both GPUs
 
 
-def test_a_gpu_count_beyond_any_machine_is_one_line_before_anything_runs(tmp_path: Path,
-                                                                          capsys: pytest.CaptureFixture) -> None:
+def test_a_gpu_count_beyond_any_machine_is_one_line_before_anything_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """``--gpus 100000 --cluster local`` died with E2BIG building CUDA_VISIBLE_DEVICES (issue 16)."""
     from aslhpc import submit
 

@@ -62,6 +62,7 @@ def test_valid_submission_then_each_bad_request_submits_nothing(
         assert len(scripts(fake_slurm)) == 4, name  # no sbatch call
         assert manifest.read_bytes() == before, name
 
+
 def test_all_problems_at_once_and_no_files_written(fake_slurm: Path, dataset: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     results = tmp_path / "results"
@@ -75,6 +76,7 @@ def test_all_problems_at_once_and_no_files_written(fake_slurm: Path, dataset: Pa
         assert needle in text, needle
     assert scripts(fake_slurm) == [] and not results.exists()
 
+
 @pytest.mark.parametrize("flag", [["--reservation", "CSYE;rm -rf ~"], ["--partition", "a b"],
                                   ["--preamble", "x;rm -rf ~"], ["--constraint", "v100\nSBATCH"]])
 def test_shell_metacharacters_are_refused(fake_slurm: Path, dataset: Path, tmp_path: Path,
@@ -82,7 +84,9 @@ def test_shell_metacharacters_are_refused(fake_slurm: Path, dataset: Path, tmp_p
     rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "r", *flag))
     assert rc == 2 and "not a safe" in err and scripts(fake_slurm) == []
 
-def test_no_slurm_with_cluster_slurm_is_an_error(tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch,
+
+def test_no_slurm_with_cluster_slurm_is_an_error(tmp_path: Path, dataset: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch anywhere
     rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "r", "--cluster", "slurm"))
@@ -91,10 +95,13 @@ def test_no_slurm_with_cluster_slurm_is_an_error(tmp_path: Path, dataset: Path, 
         "local", "no SLURM here (sbatch is not on PATH)")
     # Installed but the controller is down (a login node): never fall back to training here.
     with pytest.raises(ClusterError, match="installed here but not answering .*--cluster local"):
-        resolve_cluster("auto", lambda: (False, "scontrol ping: Slurmctld(primary) at c1 is DOWN"), lambda: True)
+        resolve_cluster("auto", lambda: (False, "scontrol ping: Slurmctld(primary) at c1 is "
+                                                "DOWN"), lambda: True)
     assert resolve_cluster("local", lambda: (True, ""))[0] == "local"
 
-def test_local_mode_without_gpus_asks_for_allow_cpu(tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch,
+
+def test_local_mode_without_gpus_asks_for_allow_cpu(tmp_path: Path, dataset: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture) -> None:
     import torch
 
@@ -104,6 +111,7 @@ def test_local_mode_without_gpus_asks_for_allow_cpu(tmp_path: Path, dataset: Pat
                  "--cluster", "local"]
     rc, _, err = run_submit(capsys, *spec_args)
     assert rc == 2 and "--allow-cpu" in err and not (tmp_path / "r").exists()
+
 
 def test_one_job_per_cell_recorded_after_each_sbatch(fake_slurm: Path, dataset: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
@@ -122,7 +130,8 @@ def test_one_job_per_cell_recorded_after_each_sbatch(fake_slurm: Path, dataset: 
     assert (results / "smoke" / a.folder / "108_submitted.pkl").exists()
 
     texts = {p.name: p.read_text() for p in scripts(fake_slurm)}
-    by_name = {next(ln.split("=", 1)[1] for ln in t.splitlines() if "--job-name" in ln): t for t in texts.values()}
+    by_name = {next(ln.split("=", 1)[1] for ln in t.splitlines() if "--job-name" in ln): t
+               for t in texts.values()}
     dp2 = by_name["aslhpc-smoke-g2-b32-r0"]
     assert "#SBATCH --gres=gpu:v100-sxm2:2" in dp2 and "--gpus-per-node" not in dp2
     assert "#SBATCH --cpus-per-task=2" in dp2 and "#SBATCH --ntasks-per-node=1" in dp2
@@ -136,7 +145,9 @@ def test_one_job_per_cell_recorded_after_each_sbatch(fake_slurm: Path, dataset: 
     one = by_name["aslhpc-smoke-g1-b32-r0"]
     assert "#SBATCH --gres=gpu:v100-sxm2:1" in one  # a fresh executor per cell: nothing leaks from g2
 
-def test_rerun_skips_live_and_completed_and_retries_only_failed(fake_slurm: Path, dataset: Path, tmp_path: Path,
+
+def test_rerun_skips_live_and_completed_and_retries_only_failed(fake_slurm: Path, dataset: Path,
+                                                                 tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture) -> None:
     results = tmp_path / "results"
     assert run_submit(capsys, *smoke_args(dataset, results))[0] == 0  # jobs 101..104
@@ -168,6 +179,7 @@ def test_rerun_skips_live_and_completed_and_retries_only_failed(fake_slurm: Path
     assert [a.job_id for a in m.cells["g1-b64-r0"].attempts] == ["102", "105"]
     assert [len(e.attempts) for cid, e in sorted(m.cells.items()) if cid != "g1-b64-r0"] == [1, 1, 1]
 
+
 def test_crash_mid_submit_keeps_what_was_submitted(fake_slurm: Path, dataset: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
     (fake_slurm / "fail_at").write_text("103")
@@ -179,25 +191,31 @@ def test_crash_mid_submit_keeps_what_was_submitted(fake_slurm: Path, dataset: Pa
         "g1-b32-r0": ["101"], "g1-b64-r0": ["102"], "g2-b32-r0": [], "g2-b64-r0": []}
     # re-running submits the rest only
     (fake_slurm / "fail_at").unlink()
-    (fake_slurm / "sacct.txt").write_text("101|101|RUNNING|n1|0|0:0|t|t|2026|None\n102|102|PENDING|n1|0|0:0|t|t|2026|None\n")
+    (fake_slurm / "sacct.txt").write_text("101|101|RUNNING|n1|0|0:0|t|t|2026|None\n"
+                                          "102|102|PENDING|n1|0|0:0|t|t|2026|None\n")
     rc, out, _ = run_submit(capsys, *smoke_args(dataset, results))
     assert rc == 0 and "g2-b32-r0        submitted   job 103" in out and "g1-b32-r0        skipped" in out
+
 
 def test_plan_never_gives_a_cell_two_live_jobs() -> None:
     spec = load_spec(REPO_JOBS / "smoke.toml")
     ids = [c.cell_id for c in spec.cells()]
 
     def report(states: list[str], source: str = "sacct") -> StatusReport:
-        rows = [CellRow(cid, 1, 32, "dp", 0, state=s, job_id=str(i)) for i, (cid, s) in enumerate(zip(ids, states, strict=True))]
+        rows = [CellRow(cid, 1, 32, "dp", 0, state=s, job_id=str(i))
+                for i, (cid, s) in enumerate(zip(ids, states, strict=True))]
         return StatusReport("smoke", Path("m"), rows, source)
 
     acts = plan_cells(spec, report(["REQUEUED", "TIMEOUT", "OUT_OF_MEMORY", "UNKNOWN"]), retry_failed=True)
     assert [a.action for a in acts] == ["skip", "retry", "retry", "skip"]
-    acts = plan_cells(spec, report(["NODE_FAIL", "COMPLETING", "NOT_SUBMITTED", "UNKNOWN"], source="squeue"), True)
+    squeue = report(["NODE_FAIL", "COMPLETING", "NOT_SUBMITTED", "UNKNOWN"], source="squeue")
+    acts = plan_cells(spec, squeue, True)
     assert [a.action for a in acts] == ["retry", "skip", "submit", "retry"]  # squeue: not queued = ended
     assert [a.action for a in plan_cells(spec, None, False)] == ["submit"] * 4
 
-def test_two_node_ddp_submission_and_bad_layouts_submit_nothing(fake_slurm: Path, dataset: Path, tmp_path: Path,
+
+def test_two_node_ddp_submission_and_bad_layouts_submit_nothing(fake_slurm: Path, dataset: Path,
+                                                                tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
     results = tmp_path / "results"
     one_per_node = ["--gpus", "2", "--batch-sizes", "32", "--strategy", "ddp", "--gpus-per-node", "1"]
@@ -213,7 +231,8 @@ def test_two_node_ddp_submission_and_bad_layouts_submit_nothing(fake_slurm: Path
                                           "3 GPUs at 1 per node need 3 nodes but partition 'reservation' in "
                                           "reservation 'CSYE7374_GPU' has 2"),
         "5 GPUs on a 4-GPU node": (["--gpus", "5", "--strategy", "ddp"], "at most 4 gpu:v100-sxm2"),
-        "dp across nodes": (["--gpus", "2", "--gpus-per-node", "1"], "cells g2-b32-r0, g2-b64-r0: strategy dp"),
+        "dp across "
+        "nodes": (["--gpus", "2", "--gpus-per-node", "1"], "cells g2-b32-r0, g2-b64-r0: strategy dp"),
         "uneven nodes": (["--gpus", "3", "--strategy", "ddp", "--gpus-per-node", "2"],
                          "cluster.gpus_per_node=2 does not divide its 3 GPUs"),
         "more per node than a node has": (["--gpus", "8", "--strategy", "ddp", "--gpus-per-node", "8"],
@@ -222,9 +241,11 @@ def test_two_node_ddp_submission_and_bad_layouts_submit_nothing(fake_slurm: Path
     for name, (extra, needle) in bad.items():
         rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "other", *extra))
         lines = [ln for ln in err.splitlines() if ln.strip()]
-        assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (name, err)
+        assert rc == 2 and len(lines) == 1, (name, err)
+        assert lines[0].startswith("error: ") and needle in lines[0], (name, err)
         assert len(scripts(fake_slurm)) == 1, name
     assert not (tmp_path / "other").exists()
+
 
 def test_split_flags_reach_every_cell_and_a_bad_split_is_one_line(dataset: Path, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture) -> None:
@@ -237,14 +258,17 @@ def test_split_flags_reach_every_cell_and_a_bad_split_is_one_line(dataset: Path,
     for script in scripts_:
         text = script.read_text()
         assert '"split":"blocked"' in text and '"split_seed":3' in text, script.name
-    rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "other", "--cluster", "local", "--split", "rand"))
+    other = smoke_args(dataset, tmp_path / "other", "--cluster", "local", "--split", "rand")
+    rc, _, err = run_submit(capsys, *other)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 2 and lines == ["error: train.split='rand' is not valid; use one of random, blocked"]
     assert not (tmp_path / "other").exists()
 
+
 def test_resubmitting_refuses_exactly_the_changes_a_resumed_cell_would_refuse(tmp_path: Path) -> None:
     """submit's "already holds experiment ... with other settings" check and TrainConfig.identity() (what a
-    checkpoint must match to be resumed) skip the same fields, so neither lets through what the other refuses."""
+    checkpoint must match to be resumed) skip the same fields, so neither lets through what the other
+    refuses."""
     from dataclasses import fields, replace
 
     from aslhpc.orchestration.experiment import TrainSettings
@@ -263,7 +287,8 @@ def test_resubmitting_refuses_exactly_the_changes_a_resumed_cell_would_refuse(tm
         refused = bool(spec_conflicts(spec.to_dict(), new))
         assert getattr(new.train, key) != getattr(spec.train, key), key
         if key in {f.name for f in fields(TrainConfig)}:
-            resumable = spec.train_config(spec.cells()[0]).identity() == new.train_config(new.cells()[0]).identity()
+            old_id = spec.train_config(spec.cells()[0]).identity()
+            resumable = old_id == new.train_config(new.cells()[0]).identity()
             assert refused != resumable, key
         else:
             assert refused, key  # not a TrainConfig field (optimizer): still part of what was run
@@ -272,8 +297,9 @@ CU130 = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")  # torch 2.14.1
 
 CU126 = ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")
 
-NO_SM70 = ("torch 2.14.1+cu130 has no sm_70 (V100) kernels: the cells would fail on v100-sxm2; install a CUDA 12.6 "
-           "build of torch (README 'V100 and torch wheels') or request another --gpu-type")
+NO_SM70 = ("torch 2.14.1+cu130 has no sm_70 (V100) kernels: the cells would fail on v100-sxm2; install a "
+           "CUDA 12.6 build of torch (README 'V100 and torch wheels') or request another --gpu-type")
+
 
 def test_v100_cells_need_a_torch_with_sm_70(fake_slurm: Path, dataset: Path, tmp_path: Path) -> None:
     from aslhpc.orchestration.experiment import Overrides, apply_overrides
@@ -286,21 +312,25 @@ def test_v100_cells_need_a_torch_with_sm_70(fake_slurm: Path, dataset: Path, tmp
     assert problems == [NO_SM70]
     # with CPU fallback allowed the cells still run: a warning, nothing refused
     problems, warnings = check_submission(replace_allow_cpu(spec, True), "slurm", torch_info=cu130)
-    assert problems == [] and any(w.startswith("torch 2.14.1+cu130 has no sm_70") and "CPU" in w for w in warnings)
+    assert problems == [] and any(w.startswith("torch 2.14.1+cu130 has no "
+                                               "sm_70") and "CPU" in w for w in warnings)
     # a dry run starts nothing: a warning too
     problems, warnings = check_submission(spec, "local", dry_run=True, torch_info=cu130)
     assert problems == [] and any("has no sm_70" in w for w in warnings)
     # a torch with Volta kernels, a CPU-only build, or another GPU type: nothing to say
-    for info in (lambda: TorchBuild("2.9.1+cu126", "12.6", CU126), lambda: TorchBuild("2.14.1+cpu", None, ())):
+    for info in (lambda: TorchBuild("2.9.1+cu126", "12.6", CU126),
+                 lambda: TorchBuild("2.14.1+cpu", None, ())):
         problems, warnings = check_submission(spec, "slurm", torch_info=info)
         assert problems == [] and not any("sm_70" in w for w in warnings)
     assert v100_check("a100", False, cu130()) is None
     assert v100_check("Tesla-V100", False, cu130()) == ("problem", NO_SM70.replace("v100-sxm2", "Tesla-V100"))
 
+
 def replace_allow_cpu(spec, allow_cpu: bool):  # noqa: ANN001, ANN201
     from dataclasses import replace
 
     return replace(spec, train=replace(spec.train, allow_cpu=allow_cpu))
+
 
 def test_submitting_the_v100_matrix_with_a_cuda_13_torch(fake_slurm: Path, dataset: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
@@ -309,7 +339,8 @@ def test_submitting_the_v100_matrix_with_a_cuda_13_torch(fake_slurm: Path, datas
     cells may fall back to the CPU (then a warning, as on the mini cluster)."""
     from aslhpc.orchestration.submission import TorchBuild
 
-    monkeypatch.setattr("aslhpc.orchestration.submission.torch_build", lambda: TorchBuild("2.14.1+cu130", "13.0", CU130))
+    monkeypatch.setattr("aslhpc.orchestration.submission.torch_build",
+                        lambda: TorchBuild("2.14.1+cu130", "13.0", CU130))
     args = [str(REPO_JOBS / "lad2020.toml"), "--data", str(dataset), "--results", str(tmp_path / "r"),
             "--cpus-per-gpu", "1", "--mem", "1G"]
     rc, _, err = run_submit(capsys, *args)
@@ -319,6 +350,7 @@ def test_submitting_the_v100_matrix_with_a_cuda_13_torch(fake_slurm: Path, datas
     assert rc == 0, err
     assert "warning: torch 2.14.1+cu130 has no sm_70 (V100) kernels" in " ".join(out.split())
     assert len(scripts(fake_slurm)) == 12
+
 
 def test_controller_down_refuses_to_run_here_but_a_dry_run_still_writes_its_scripts(
         fake_slurm: Path, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -331,14 +363,16 @@ def test_controller_down_refuses_to_run_here_but_a_dry_run_still_writes_its_scri
     assert "not checked against the cluster" in out
     assert len(list((tmp_path / "r" / "smoke" / "dry-run").glob("*.sbatch"))) == 4
 
+
 def test_a_cell_finished_outside_submit_is_not_submitted_again(tmp_path: Path) -> None:
     """Run by hand from its --dry-run script (or with aslhpc.train): its result.json is there, no manifest."""
     from dataclasses import replace
 
     spec = replace(load_spec(REPO_JOBS / "smoke.toml"), results=str(tmp_path / "res"))
     first, second = spec.cells()[:2]
+    # the second is someone else's run (other settings)
     for cell, config in ((first, spec.train_config(first).to_dict()),
-                         (second, {**spec.train_config(second).to_dict(), "epochs": 7})):  # someone else's run
+                         (second, {**spec.train_config(second).to_dict(), "epochs": 7})):
         d = spec.experiment_dir / "cells" / cell.cell_id
         d.mkdir(parents=True)
         (d / "result.json").write_text(json.dumps({"status": "completed", "config": config}))

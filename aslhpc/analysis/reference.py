@@ -103,7 +103,8 @@ def load_reference(path: str | Path) -> pd.DataFrame:
     if dup.any():
         i = int(dup.idxmax())
         raise AslhpcError(
-            f"reference file {path} row {i + 2}: batch_size={out.at[i, 'batch_size']}, gpus={out.at[i, 'gpus']} appears twice; keep one"
+            f"reference file {path} row {i + 2}: batch_size={out.at[i, 'batch_size']}, "
+            f"gpus={out.at[i, 'gpus']} appears twice; keep one"
         )
     return out.reset_index(drop=True)
 

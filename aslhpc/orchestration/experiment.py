@@ -134,7 +134,7 @@ class Cell:
 
 @dataclass(frozen=True)
 class NodeLayout:
-    """How a cell's GPUs spread over nodes: sbatch's ``--nodes``, ``--ntasks-per-node`` and the per-node gres."""
+    """How a cell's GPUs spread over nodes: sbatch's ``--nodes``, ``--ntasks-per-node``, per-node gres."""
 
     nodes: int
     gpus_per_node: int
@@ -154,14 +154,15 @@ def node_layout(gpus: int, strategy: str, gpus_per_node: int = 0, cell: str = ""
         return NodeLayout(1, gpus, gpus if ddp else 1)
     who = cell or f"a {gpus}-GPU {strategy} cell"
     if not ddp:
-        raise ConfigError(f"{who}: strategy {strategy} runs its {gpus} GPUs in one process, which cannot span nodes "
-                          f"of cluster.gpus_per_node={gpus_per_node}; use strategy ddp (--strategy ddp) or at most "
-                          f"{gpus_per_node} GPUs (--gpus)")
+        raise ConfigError(f"{who}: strategy {strategy} runs its {gpus} GPUs in one process, which cannot "
+                          f"span nodes of cluster.gpus_per_node={gpus_per_node}; use strategy ddp "
+                          f"(--strategy ddp) or at most {gpus_per_node} GPUs (--gpus)")
     if gpus % gpus_per_node:
         fits = " or ".join(str(d) for d in range(1, gpus + 1) if gpus % d == 0)
-        raise ConfigError(f"{who}: cluster.gpus_per_node={gpus_per_node} does not divide its {gpus} GPUs (every node "
-                          f"of a job gets the same share); use --gpus-per-node {fits}, GPU counts that are multiples "
-                          f"of {gpus_per_node}, or --gpus-per-node 0 for one node per cell")
+        raise ConfigError(f"{who}: cluster.gpus_per_node={gpus_per_node} does not divide its {gpus} GPUs "
+                          f"(every node of a job gets the same share); use --gpus-per-node {fits}, GPU "
+                          f"counts that are multiples of {gpus_per_node}, or --gpus-per-node 0 for one node "
+                          "per cell")
     return NodeLayout(gpus // gpus_per_node, gpus_per_node, gpus_per_node)
 
 
@@ -261,8 +262,9 @@ def find_job_file(name_or_path: str, search: tuple[Path, ...] = ()) -> Path:
     if found is not None:
         return found
     where = " or ".join(str(d) for d in (*search, *(d for d, _ in search_dirs("experiment"))))
-    raise ConfigError(f"no experiment named {name_or_path!r} in {where}; use one of: {shipped_names('experiment')} "
-                      "(python -m aslhpc.submit --list shows where each is), or pass a path to a .toml file")
+    raise ConfigError(f"no experiment named {name_or_path!r} in {where}; use one of: "
+                      f"{shipped_names('experiment')} (python -m aslhpc.submit --list shows where each is), "
+                      "or pass a path to a .toml file")
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -277,13 +279,15 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     problems: list[str] = []
     for table, body in raw.items():
         if table not in _TABLES:
-            problems.append(f"{path.name}: unknown table [{table}]; use {', '.join(f'[{t}]' for t in _TABLES)}")
+            problems.append(f"{path.name}: unknown table [{table}]; use "
+                            f"{', '.join(f'[{t}]' for t in _TABLES)}")
         elif not isinstance(body, dict):
             problems.append(f"{path.name}: {table} must be a table ([{table}])")
         else:
             for key in body:
                 if key not in _TABLES[table]:
-                    problems.append(f"{path.name}: unknown key {table}.{key}; allowed: {', '.join(_TABLES[table])}")
+                    problems.append(f"{path.name}: unknown key {table}.{key}; allowed: "
+                                    f"{', '.join(_TABLES[table])}")
     if problems:
         raise SpecErrors(problems)
 
@@ -387,7 +391,8 @@ def parse_mem_mb(mem: str) -> int:
     """SLURM memory (``16G``, ``95000M``, ``95000`` = MB) -> MB; ConfigError if malformed."""
     m = _MEM.match(str(mem).strip())
     if not m or int(m.group(1)) == 0:
-        raise ConfigError(f"cluster.mem={mem!r} is not a SLURM memory size; use e.g. 16G, 95000M or 95000 (MB)")
+        raise ConfigError(f"cluster.mem={mem!r} is not a SLURM memory size; use e.g. 16G, 95000M or 95000 "
+                          "(MB)")
     scale = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group(2).upper()]
     return max(1, int(int(m.group(1)) * scale))
 
@@ -396,7 +401,8 @@ def sbatch_mem(mem: str) -> str:
     """The value passed to ``--mem``: the user's size without a trailing B (``16GB`` -> ``16G``)."""
     m = _MEM.match(str(mem).strip())
     if not m:
-        raise ConfigError(f"cluster.mem={mem!r} is not a SLURM memory size; use e.g. 16G, 95000M or 95000 (MB)")
+        raise ConfigError(f"cluster.mem={mem!r} is not a SLURM memory size; use e.g. 16G, 95000M or 95000 "
+                          "(MB)")
     return f"{int(m.group(1))}{m.group(2).upper()}"
 
 
@@ -445,7 +451,8 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
             problems.append(f"{key} lists a value twice ({list(values)}); list each once")
 
     if not isinstance(spec.name, str) or not _SAFE_NAME.fullmatch(spec.name):
-        problems.append(f"experiment.name={spec.name!r} is not a safe name; use letters, digits, '.', '_' or '-'")
+        problems.append(f"experiment.name={spec.name!r} is not a safe name; use letters, digits, '.', '_' or "
+                        "'-'")
     positive_ints("matrix.gpus", spec.gpus)
     positive_ints("matrix.batch_sizes", spec.batch_sizes)
     for s in spec.strategies:
@@ -482,7 +489,8 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
     if not isinstance(c.cpus_per_gpu, int) or isinstance(c.cpus_per_gpu, bool) or c.cpus_per_gpu < 1:
         problems.append(f"cluster.cpus_per_gpu={c.cpus_per_gpu!r} must be an integer >= 1")
     if not isinstance(c.gpus_per_node, int) or isinstance(c.gpus_per_node, bool) or c.gpus_per_node < 0:
-        problems.append(f"cluster.gpus_per_node={c.gpus_per_node!r} must be an integer >= 0 (0 = each cell on one node)")
+        problems.append(f"cluster.gpus_per_node={c.gpus_per_node!r} must be an integer >= 0 (0 = each cell "
+                        "on one node)")
     elif not any(p.startswith("matrix.") for p in problems):  # a malformed matrix has no cells to lay out
         problems += layout_problems(spec)
     if not isinstance(c.max_requeues, int) or c.max_requeues < 0:
@@ -498,29 +506,32 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
 
 
 def size_problem(spec: ExperimentSpec) -> str:
-    """Why the matrix is too large to build (a typo like ``repeats = 10**9``), or ""; cheap: builds no cell."""
+    """Why the matrix is too large to build (a typo like ``repeats = 10**9``), or ""; builds no cell."""
     def count(values: object) -> int:
         return len(values) if isinstance(values, tuple | list) else 1
 
-    big = [g for g in spec.gpus if isinstance(g, int) and g > MAX_GPUS] if isinstance(spec.gpus, tuple) else []
+    gpus = spec.gpus if isinstance(spec.gpus, tuple) else ()
+    big = [g for g in gpus if isinstance(g, int) and g > MAX_GPUS]
     if big:
         return f"matrix.gpus has {big}; at most {MAX_GPUS} GPUs per cell: use smaller GPU counts"
     repeats = spec.repeats if isinstance(spec.repeats, int) else 1
     axes = (count(spec.gpus), count(spec.batch_sizes), count(spec.strategies), max(repeats, 1))
     n = axes[0] * axes[1] * axes[2] * axes[3]
     if n > MAX_CELLS:
-        return (f"matrix.repeats={repeats}: {axes[0]} GPU counts x {axes[1]} batch sizes x {axes[2]} strategies x "
-                f"{repeats} repeats = {n} cells, more than {MAX_CELLS}; lower matrix.repeats or shorten the lists")
+        return (f"matrix.repeats={repeats}: {axes[0]} GPU counts x {axes[1]} batch sizes x {axes[2]} "
+                f"strategies x {repeats} repeats = {n} cells, more than {MAX_CELLS}; lower matrix.repeats or "
+                "shorten the lists")
     return ""
 
 
 def cluster_problems(c: ClusterRequest) -> list[str]:
-    """Names and site options of the [cluster] table, one line each (resources are checked by validate_spec)."""
+    """Names and site options of [cluster], one line each (validate_spec checks the resources)."""
     problems = []
     for key in ("partition", "gpu_type"):
         v = getattr(c, key)
         if not isinstance(v, str) or not _SAFE_NAME.fullmatch(v):
-            problems.append(f"cluster.{key}={v!r} is not a safe SLURM name; use letters, digits, '.', '_' or '-'")
+            problems.append(f"cluster.{key}={v!r} is not a safe SLURM name; use letters, digits, '.', '_' or "
+                            "'-'")
     v = c.reservation
     if not isinstance(v, str) or (v and not _SAFE_NAME.fullmatch(v)):
         problems.append(f"cluster.reservation={v!r} is not a safe name; use letters, digits, '.', '_' or '-' "
@@ -530,7 +541,8 @@ def cluster_problems(c: ClusterRequest) -> list[str]:
     if not isinstance(v, str) or (v and not is_path and not _SAFE_NAME.fullmatch(v)) or (
             is_path and any(ch in v for ch in "\n\r\0")):
         problems.append(f"cluster.preamble={v!r} is not a safe preamble name or .sh path; use a name from "
-                        "sbatch_templates/ (letters, digits, '.', '_' or '-'), a path to a .sh file, or \"\" for none")
+                        "sbatch_templates/ (letters, digits, '.', '_' or '-'), a path to a .sh file, or "
+                        "\"\" for none")
     if not isinstance(c.additional_parameters, dict):
         problems.append("cluster.additional_parameters must be a table of sbatch option = value, "
                         "e.g. additional_parameters = { gpu-bind = \"closest\" }")
@@ -544,7 +556,7 @@ def cluster_problems(c: ClusterRequest) -> list[str]:
 
 def job_request(spec: ExperimentSpec, cell: Cell, templates: Path | None = None) -> JobRequest:
     """The cell's sbatch request for :mod:`aslhpc.slurm`: nodes, tasks and gres per node follow
-    :meth:`ExperimentSpec.layout`; the preamble (``templates`` or the usual lookup) is read into setup lines."""
+    :meth:`ExperimentSpec.layout`; the preamble (``templates``, else the usual lookup) becomes setup lines."""
     from aslhpc.slurm.executor import job_name, read_preamble
 
     c = spec.cluster
@@ -574,7 +586,8 @@ def layout_problems(spec: ExperimentSpec) -> list[str]:
     problems = []
     for (strategy, gpus), ids in by_shape.items():
         try:
-            node_layout(gpus, strategy, spec.cluster.gpus_per_node, f"cell{'s' * (len(ids) > 1)} {', '.join(ids)}")
+            node_layout(gpus, strategy, spec.cluster.gpus_per_node, f"cell{'s' * (len(ids) > 1)} "
+                                                                    f"{', '.join(ids)}")
         except ConfigError as exc:
             problems.append(str(exc))
     return problems

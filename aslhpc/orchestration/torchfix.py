@@ -18,10 +18,11 @@ V100_TORCHVISION = "0.22.1"
 
 
 def v100_fix_commands(python: str | None = None) -> list[str]:
-    """The commands, for the interpreter the jobs run (default: this one)."""
+    """The commands, for the interpreter the jobs run (default: this one). The check prints the architectures
+    the build was compiled for; ``torch.cuda.get_arch_list()`` is empty on a node without a GPU in torch 2.7."""
     py = shlex.quote(python or sys.executable)
     return [f"{py} -m pip install torch=={V100_TORCH} torchvision=={V100_TORCHVISION}",
-            f"{py} -c 'import torch; print(torch.cuda.get_arch_list())'"]
+            f"{py} -c 'import torch; print(torch._C._cuda_getArchFlags())'"]
 
 
 def v100_fix(python: str | None = None) -> str:
@@ -29,6 +30,6 @@ def v100_fix(python: str | None = None) -> str:
     replacing that torch (constraints-v100.txt, never constraints.txt, which pins the CUDA 13 torch)."""
     install, check = v100_fix_commands(python)
     return (f"install a CUDA 12.6 torch with sm_70 kernels into the jobs' environment: `{install}` (PyPI's "
-            f"{V100_TORCH} wheels are CUDA 12.6 builds), check that `{check}` lists sm_70, then submit again; "
-            "to reinstall aslhpc keep that torch with `pip install -c constraints-v100.txt .` in the clone "
-            "(README 'On V100 nodes')")
+            f"{V100_TORCH} wheels are CUDA 12.6 builds), check that `{check}` lists sm_70, then submit "
+            "again; to reinstall aslhpc keep that torch with `pip install -c constraints-v100.txt .` in the "
+            "clone (README 'On V100 nodes')")

@@ -24,7 +24,8 @@ from aslhpc.errors import ConfigError
 from aslhpc.packaged import find, names, search_dirs
 from aslhpc.slurm.request import JobRequest
 
-SIGNAL_DELAY_S = 90  # USR2 this long before the time limit: enough to requeue; the trainer saved at the last epoch
+# USR2 this long before the time limit: enough to requeue; the trainer saved at the last epoch
+SIGNAL_DELAY_S = 90
 
 __all__ = ["JobRequest", "SIGNAL_DELAY_S", "job_name", "read_preamble", "slurm_parameters", "slurm_executor",
            "local_executor", "cell_command", "render_sbatch", "default_python", "job_request"]
@@ -40,8 +41,8 @@ def preamble_path(name: str, templates: Path | None = None) -> Path:
     if "/" in name or name.endswith(".sh"):
         path = Path(name).expanduser()
         if not path.is_file():
-            raise ConfigError(f"sbatch preamble file {path} does not exist; pass an existing .sh file or a name "
-                              f"({names('preamble')})")
+            raise ConfigError(f"sbatch preamble file {path} does not exist; pass an existing .sh file or a "
+                              f"name ({names('preamble')})")
         return path
     if templates is not None:
         path = templates / f"{name}.sh"
@@ -51,7 +52,8 @@ def preamble_path(name: str, templates: Path | None = None) -> Path:
         found = find("preamble", name)
         where, known = " or ".join(str(d) for d, _ in search_dirs("preamble")), names("preamble")
     if found is None:
-        raise ConfigError(f"sbatch preamble {name!r} not found in {where}; use --preamble with one of: {known}")
+        raise ConfigError(f"sbatch preamble {name!r} not found in {where}; use --preamble with one of: "
+                          f"{known}")
     return found
 
 
@@ -114,14 +116,15 @@ class _RenderOnlySlurmExecutor(submitit.SlurmExecutor):
 
 def slurm_executor(folder: str | Path, req: JobRequest, *, python: str | None = None,
                    render_only: bool = False) -> submitit.SlurmExecutor:
-    """A fresh executor for one cell; ``max_num_timeout`` = requeues after a timeout (preemptions are free)."""
+    """A fresh executor for one cell; ``max_num_timeout`` = requeues after a timeout (preemptions: free)."""
     cls = _RenderOnlySlurmExecutor if render_only else submitit.SlurmExecutor
     ex = cls(folder=folder, max_num_timeout=req.max_requeues, python=python)
     ex.update_parameters(**slurm_parameters(req))
     return ex
 
 
-def local_executor(folder: str | Path, req: JobRequest, gpus: Sequence[str] | None = None) -> submitit.LocalExecutor:
+def local_executor(folder: str | Path, req: JobRequest,
+                   gpus: Sequence[str] | None = None) -> submitit.LocalExecutor:
     """The same cell on this machine: same time limit (so requeue-on-timeout works), same tasks and GPUs.
 
     A multi-node request runs all its tasks here (one machine is one node). The preamble is
@@ -139,7 +142,8 @@ def local_executor(folder: str | Path, req: JobRequest, gpus: Sequence[str] | No
         if all(g.isdigit() for g in gpus):
             params.update(gpus_per_node=len(gpus), visible_gpus=tuple(int(g) for g in gpus))
         else:
-            params.update(gpus_per_node=0, setup=[f"export CUDA_VISIBLE_DEVICES={shlex.quote(','.join(gpus))}"])
+            params.update(gpus_per_node=0, setup=["export "
+                                                  f"CUDA_VISIBLE_DEVICES={shlex.quote(','.join(gpus))}"])
     ex.update_parameters(**params)
     return ex
 

@@ -63,7 +63,8 @@ def process_alive(pid: int, needle: str = "") -> bool:
     if not needle:
         return True
     try:
-        return needle in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        return needle in cmdline.decode(errors="replace")
     except OSError:
         return True  # no /proc (macOS): trust kill(0)
 
@@ -154,9 +155,9 @@ def local_problems(requests: Sequence[tuple[str, JobRequest]], gpus: Sequence[st
         return []
     cell, tasks = max(wide, key=lambda w: w[1])
     ids = ", ".join(c for c, _ in wide[:3]) + (" ..." if len(wide) > 3 else "")
-    return [f"cell{'s' * (len(wide) > 1)} {ids}: a local run starts one process per GPU of a ddp cell ({tasks}) but "
-            f"this machine has {cpus} CPU cores and {len(gpus)} GPUs (at most {limit} processes); use fewer --gpus "
-            "or submit to SLURM (--cluster slurm)"]
+    return [f"cell{'s' * (len(wide) > 1)} {ids}: a local run starts one process per GPU of a ddp cell "
+            f"({tasks}) but this machine has {cpus} CPU cores and {len(gpus)} GPUs (at most {limit} "
+            "processes); use fewer --gpus or submit to SLURM (--cluster slurm)"]
 
 
 def run_local(tasks: list[LocalTask], max_parallel: int, on_start: Callable[[LocalTask, str, Path], None],

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 # may not override them, since that would silently change what a cell asks for or where its logs go
 RESERVED_OPTIONS = {
     "job_name": "", "partition": "cluster.partition", "reservation": "cluster.reservation",
-    "time": "cluster.time", "mem": "cluster.mem", "gres": "cluster.gpu_type", "nodes": "cluster.gpus_per_node",
+    "time": "cluster.time", "mem": "cluster.mem", "gres": "cluster.gpu_type",
+    "nodes": "cluster.gpus_per_node",
     "ntasks_per_node": "", "cpus_per_task": "cluster.cpus_per_gpu", "gpus_per_node": "cluster.gpu_type",
     "gpus": "cluster.gpu_type", "output": "", "error": "", "open_mode": "", "signal": "", "array": "",
     "account": "cluster.account", "qos": "cluster.qos", "wckey": "cluster.wckey",
@@ -86,8 +87,8 @@ def site_problems(values: Mapping[str, object], prefix: str = "cluster.") -> lis
     for key in ("account", "qos", "wckey"):
         v = values.get(key, "")
         if not isinstance(v, str) or (v and not _NAME.fullmatch(v)):
-            problems.append(f"{prefix}{key}={v!r} is not a safe SLURM name; use letters, digits, '.', '_' or '-' "
-                            "(or \"\" for none)")
+            problems.append(f"{prefix}{key}={v!r} is not a safe SLURM name; use letters, digits, '.', '_' or "
+                            "'-' (or \"\" for none)")
     checks = (("constraint", _VALUE, "a SLURM feature expression such as v100&ib or [rack1|rack2]"),
               ("exclude", _HOSTLIST, "a hostlist such as node[01-04],gpu7"),
               ("mail_user", _MAIL_USER, "an e-mail address or user name"),
@@ -108,7 +109,9 @@ def additional_problems(pairs: object, prefix: str = "cluster.") -> list[str]:
     """Problems with ``additional_parameters`` (a table of sbatch option -> value)."""
     key = f"{prefix}additional_parameters"
     items = list(pairs.items()) if isinstance(pairs, Mapping) else pairs
-    if not isinstance(items, list | tuple) or not all(isinstance(p, list | tuple) and len(p) == 2 for p in items):
+    pairs_ok = isinstance(items, list | tuple) and all(isinstance(p, list | tuple) and len(p) == 2
+                                                       for p in items)
+    if not pairs_ok:
         return [f"{key} must be a table of sbatch option = value, e.g. {{ gpu-bind = \"closest\" }}"]
     problems = []
     for option, value in items:
@@ -118,10 +121,12 @@ def additional_problems(pairs: object, prefix: str = "cluster.") -> list[str]:
                             "dashes in front, e.g. gpu-bind")
         elif norm in RESERVED_OPTIONS:
             use = RESERVED_OPTIONS[norm]
-            problems.append(f"{key}: {option} is set by aslhpc; " + (f"use {use} instead" if use else "remove it"))
+            problems.append(f"{key}: {option} is set by aslhpc; " + (f"use {use} "
+                                                                     "instead" if use else "remove it"))
         elif isinstance(value, bool):
             if not value:
-                problems.append(f"{key}.{option} = false is not an option; remove the key (true = a bare flag)")
+                problems.append(f"{key}.{option} = false is not an option; remove the key (true = a bare "
+                                "flag)")
         elif not isinstance(value, int | str) or (isinstance(value, str) and not _VALUE.fullmatch(value)):
             problems.append(f"{key}.{option}={value!r} is not a safe value; use letters, digits and "
                             "_.,:=/+@%-[]*&|!() only (no spaces, quotes, $, ;, or newlines)")

@@ -21,12 +21,15 @@ def submitted(cli, tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 CASES = {
-    "bad reservation": (["--reservation", "NOPE"], "reservation 'NOPE' does not exist; use --reservation with one of: CSYE7374_GPU"),
-    "missing partition": (["--partition", "nopart"], "partition 'nopart' does not exist; use --partition with one of: reservation"),
-    "5 GPUs on a 4-GPU node": (["--gpus", "5"], "at most 4 gpu:v100-sxm2 each; use --gpus with counts from 1 to 4"),
+    "bad reservation": (["--reservation", "NOPE"], "reservation 'NOPE' does not exist; use --reservation "
+                                                   "with one of: CSYE7374_GPU"),
+    "missing partition": (["--partition", "nopart"], "partition 'nopart' does not exist; use --partition "
+                                                     "with one of: reservation"),
+    "5 GPUs on a 4-GPU "
+    "node": (["--gpus", "5"], "at most 4 gpu:v100-sxm2 each; use --gpus with counts from 1 to 4"),
     "3 nodes on a 2-node partition": (["--gpus", "3", "--strategy", "ddp", "--gpus-per-node", "1"],
-                                      "cell g3-b32-ddp-r0: 3 GPUs at 1 per node need 3 nodes but partition 'reservation' "
-                                      "in reservation 'CSYE7374_GPU' has 2"),
+                                      "cell g3-b32-ddp-r0: 3 GPUs at 1 per node need 3 nodes but partition "
+                                      "'reservation' in reservation 'CSYE7374_GPU' has 2"),
     "missing dataset": (["--data", "/nonexistent/asl"], "dataset directory /nonexistent/asl does not exist"),
 }
 
@@ -36,8 +39,8 @@ def test_bad_request_submits_nothing(case: str, cli, tiny_data: Path, submitted:
     extra, message = CASES[case]
     manifest = submitted / "smoke" / "manifest.json"
     before, jobs = manifest.read_bytes(), job_ids()
-    args = ["jobs/smoke.toml", "--data", tiny_data, "--results", submitted, "--gpus", "1", "--batch-sizes", "32",
-            "--epochs", "1", "--max-steps", "1"]
+    args = ["jobs/smoke.toml", "--data", tiny_data, "--results", submitted, "--gpus", "1", "--batch-sizes",
+            "32", "--epochs", "1", "--max-steps", "1"]
     if extra[0] == "--data":
         args[args.index("--data") + 1] = extra[1]
         extra = []
