@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--batch-sizes", type=_int_list, help="batch sizes, e.g. 128,256")
     o.add_argument("--strategy", help="dp, ddp or dp,ddp")
     o.add_argument("--repeats", type=int, help="jobs per cell, each with seed + repeat")
-    o.add_argument("--allow-cpu", action="store_true", default=None, help="fall back to CPU without enough GPUs")
+    o.add_argument("--allow-cpu", action="store_true", default=None, help="fall back to CPU without enough "
+                                                                          "GPUs")
     o.add_argument("--pipeline", help="paper or fast")
     o.add_argument("--split", help="random (the paper's) or blocked (contiguous frame blocks per class)")
     o.add_argument("--split-seed", type=int, help="seed of the split, the same for every cell (default 0)")
@@ -56,26 +57,39 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--cpus-per-gpu", type=int)
     o.add_argument("--gpus-per-node", type=int,
                    help="GPUs per node; a wider ddp cell spans nodes (0 = each cell on one node)")
-    o.add_argument("--preamble", help="sbatch_templates/NAME.sh setup lines ('' for none)")
+    o.add_argument("--preamble", help="sbatch_templates/NAME.sh setup lines, or a path to a .sh file ('' "
+                                      "for none)")
+    o.add_argument("--constraint", help="sbatch --constraint: node features, e.g. 'v100&ib' ('' for none)")
+    o.add_argument("--exclude", help="sbatch --exclude: nodes to avoid, e.g. 'node[01-02]' ('' for none)")
+    o.add_argument("--account", help="sbatch --account to charge ('' for none)")
+    o.add_argument("--qos", help="sbatch --qos ('' for none)")
     r = p.add_argument_group("running")
     r.add_argument("--cluster", choices=CLUSTERS, default="auto",
-                   help="auto (default) = SLURM if it answers; this machine only where SLURM is not installed")
+                   help="auto (default) = SLURM if it answers; this machine only where SLURM is not "
+                        "installed")
     r.add_argument("--max-parallel", type=_positive_int, default=2,
                    help="cells at once when running locally (default 2)")
-    r.add_argument("--dry-run", action="store_true", help="write the sbatch scripts to results/<exp>/dry-run/ only")
+    r.add_argument("--dry-run", action="store_true", help="write the sbatch scripts to "
+                                                          "results/<exp>/dry-run/ only")
     r.add_argument("--retry-failed", action="store_true",
                    help="resubmit failed, cancelled, timed-out, out-of-memory and node-fail cells")
     r.add_argument("--wait", action="store_true", help="stay and show live progress until all cells end")
     r.add_argument("--detach", action="store_true",
-                   help="local runs: run in the background, in a session of its own (closing the shell does not "
-                        "stop it), logging to results/<exp>/submit-<time>-<pid>.log; returns once the cells run")
+                   help="local runs: run in the background, in a session of its own (closing the shell does "
+                        "not stop it), logging to results/<exp>/submit-<time>-<pid>.log; returns once the "
+                        "cells run")
     r.add_argument("--interval", type=float, default=5.0, help="--wait refresh period, seconds (default 5)")
+    r.add_argument("--list", action="store_true",
+                   help="list the experiments and sbatch preambles you can name, and where each comes from")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    if args.list:
+        print(list_text())
+        return 0
     from rich.console import Console
 
     console = Console()
@@ -85,17 +99,22 @@ def main(argv: list[str] | None = None) -> int:
     live = _LocalDisplay(console)
     try:
         spec = load_spec(find_job_file(args.job or args.experiment or DEFAULT_JOB))
-        strategies = tuple(s.strip() for s in args.strategy.split(",") if s.strip()) if args.strategy else None
+        strategies = None
+        if args.strategy:
+            strategies = tuple(s.strip() for s in args.strategy.split(",") if s.strip())
         spec = apply_overrides(spec, Overrides(
-            data=args.data, results=args.results, epochs=args.epochs, gpus=args.gpus, batch_sizes=args.batch_sizes,
+            data=args.data, results=args.results, epochs=args.epochs, gpus=args.gpus,
+            batch_sizes=args.batch_sizes,
             strategies=strategies, repeats=args.repeats, allow_cpu=args.allow_cpu, pipeline=args.pipeline,
             split=args.split, split_seed=args.split_seed, max_steps=args.max_steps, partition=args.partition,
             reservation=args.reservation, gpu_type=args.gpu_type, time=args.time, mem=args.mem,
-            cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble))
+            cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble,
+            constraint=args.constraint, exclude=args.exclude, account=args.account, qos=args.qos))
         options = SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
                                 max_parallel=args.max_parallel)
         if args.detach and not is_detached_child():  # the background copy itself runs in place
-            return _detach(argv, args, spec.experiment_dir, _status_command(spec.name, spec.results), console, err)
+            status_cmd = _status_command(spec.name, spec.results)
+            return _detach(argv, args, spec.experiment_dir, status_cmd, console, err)
         live.manifest = spec.experiment_dir / "manifest.json"
         result = submit_experiment(spec, options, out=console.print, on_local_tick=live.tick)
     except AslhpcError as exc:
@@ -105,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         live.stop()
-        err.print("interrupted: cells running on this machine were cancelled (SLURM jobs already submitted keep "
-                  "going); re-run submit, with --retry-failed for the cancelled cells, to continue")
+        err.print("interrupted: cells running on this machine were cancelled (SLURM jobs already submitted "
+                  "keep going); re-run submit, with --retry-failed for the cancelled cells, to continue")
         return 130
     live.stop()
 
@@ -114,15 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     if result.dry_run_dir is not None:
         n = sum(a.submits for a in result.actions)
         for a in result.actions:
-            what = f"{result.dry_run_dir / (a.cell.cell_id + '.sbatch')}" if a.submits else f"skipped: {a.reason}"
+            script = result.dry_run_dir / f"{a.cell.cell_id}.sbatch"
+            what = str(script) if a.submits else f"skipped: {a.reason}"
             console.print(f"{a.cell.cell_id:<16} {what}", highlight=False)
-        console.print(f"dry run: {n} sbatch script(s) in {result.dry_run_dir}; nothing submitted, manifest untouched "
-                      "(run one with: sbatch FILE)", highlight=False)
+        console.print(f"dry run: {n} sbatch script(s) in {result.dry_run_dir}; nothing submitted, manifest "
+                      "untouched (run one with: sbatch FILE)", highlight=False)
         return 0
     for a in result.actions:
         if a.submits:
-            verb = "resubmitted" if a.action == "retry" else ("ran" if result.cluster == "local" else "submitted")
-            console.print(f"{a.cell.cell_id:<16} {verb:<11} job {a.job_id}" + (f" ({a.reason})" if a.reason else ""),
+            ran = "ran" if result.cluster == "local" else "submitted"
+            verb = "resubmitted" if a.action == "retry" else ran
+            console.print(f"{a.cell.cell_id:<16} {verb:<11} job "
+                          f"{a.job_id}" + (f" ({a.reason})" if a.reason else ""),
                           highlight=False)
         else:
             console.print(f"{a.cell.cell_id:<16} skipped     {a.reason}", highlight=False)
@@ -146,6 +168,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def list_text() -> str:
+    """What ``--list`` prints: each experiment and preamble by name, with its file and where it comes from."""
+    from aslhpc.packaged import available, search_dirs
+
+    lines = []
+    for kind, title in (("experiment", "experiments (submit NAME or --experiment NAME)"),
+                        ("preamble", "sbatch preambles (--preamble NAME or [cluster] preamble)")):
+        lines.append(f"{title}; looked up in " + ", then ".join(f"{d} "
+                                                                f"({o})" for d, o in search_dirs(kind)) + ":")
+        found = available(kind)
+        width = max((len(f.name) for f in found), default=0)
+        lines += [f"  {f.name:<{width}}  {f.origin:<7}  {f.path}" for f in found] or ["  (none)"]
+    return "\n".join(lines)
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     try:
         return parse_int_list(text)
@@ -163,19 +200,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _detach(argv: list[str], args: argparse.Namespace, experiment_dir: Path, status_cmd: str, console, err) -> int:  # noqa: ANN001
+def _detach(argv: list[str], args: argparse.Namespace, experiment_dir: Path, status_cmd: str,  # noqa: ANN001
+            console, err) -> int:
     """Hand the run to a background submit (see detach.py) and report how it stands."""
     if args.wait or args.dry_run:
         raise AslhpcError("--detach cannot be combined with --wait or --dry-run; drop one of them")
     try:
         d = start_detached(strip_detach(argv), experiment_dir)
     except KeyboardInterrupt:
-        err.print("interrupted: the background submit was stopped (its running cells, if any, were cancelled)")
+        err.print("interrupted: the background submit was stopped (its running cells, if any, were "
+                  "cancelled)")
         return 130
     if d.running:
-        console.print(f"running in the background as pid {d.pid}, in its own session (closing this shell does not "
-                      f"stop it)\nlog:    {d.log}\nstatus: {status_cmd}\nstop:   kill {d.pid}   (cancels its running "
-                      "cells; re-run submit with --retry-failed to continue)", highlight=False, markup=False)
+        console.print(f"running in the background as pid {d.pid}, in its own session (closing this shell "
+                      f"does not stop it)\nlog:    {d.log}\nstatus: {status_cmd}\nstop:   kill {d.pid}   "
+                      "(cancels its running cells; re-run submit with --retry-failed to "
+                      "continue)", highlight=False, markup=False)
         return 0
     target = console if d.returncode == 0 else err
     target.print(d.output.rstrip(), highlight=False, markup=False, soft_wrap=True)

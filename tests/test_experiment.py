@@ -73,7 +73,8 @@ seed = 10
     assert seeds == {0: 10, 1: 11, 2: 12}
 
 
-def test_train_config_mirrors_the_spec_with_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_config_mirrors_the_spec_with_absolute_paths(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     spec = apply_overrides(load_spec(REPO_JOBS / "lad2020.toml"), Overrides(data="data/x", results="res"))
     cell = spec.cells()[4]  # g2-b256-r0
@@ -90,9 +91,11 @@ def test_flags_override_the_file() -> None:
                   pipeline="fast", reservation="", partition="gpu", time="30", mem="2G", results="/r",
                   strategies=("ddp",), cpus_per_gpu=1, preamble="minislurm", max_steps=3, gpus_per_node=2)
     s = apply_overrides(spec, o)
-    assert (s.data, s.results, s.gpus, s.batch_sizes, s.repeats, s.strategies) == ("/d", "/r", (1, 2), (128, 256), 2, ("ddp",))
+    top = (s.data, s.results, s.gpus, s.batch_sizes, s.repeats, s.strategies)
+    assert top == ("/d", "/r", (1, 2), (128, 256), 2, ("ddp",))
     assert (s.train.epochs, s.train.allow_cpu, s.train.pipeline, s.train.max_steps) == (1, True, "fast", 3)
-    assert (s.cluster.reservation, s.cluster.partition, s.cluster.time, s.cluster.mem) == ("", "gpu", "30", "2G")
+    c = s.cluster
+    assert (c.reservation, c.partition, c.time, c.mem) == ("", "gpu", "30", "2G")
     assert (s.cluster.cpus_per_gpu, s.cluster.preamble, s.cluster.gpus_per_node) == (1, "minislurm", 2)
     assert len(s.cells()) == 2 * 2 * 2
     assert apply_overrides(spec, Overrides()) == spec
@@ -139,12 +142,12 @@ def test_bad_toml_and_missing_file_are_one_line(tmp_path: Path) -> None:
         load_spec(write(tmp_path, "[matrix\n"))
     with pytest.raises(ConfigError, match="does not exist"):
         load_spec(tmp_path / "nope.toml")
-    with pytest.raises(ConfigError, match="no experiment named 'nope'; use one of: .*lad2020"):
+    with pytest.raises(ConfigError, match="no experiment named 'nope' in .*; use one of: .*lad2020"):
         find_job_file("nope")
 
 
-@pytest.mark.parametrize(("text", "minutes"), [("90", 90), ("1:30:00", 90), ("2-00:00:00", 2880), ("10:30", 11),
-                                               ("1-2", 1560), ("0:0:59", 1)])
+@pytest.mark.parametrize(("text", "minutes"), [("90", 90), ("1:30:00", 90), ("2-00:00:00", 2880),
+                                               ("10:30", 11), ("1-2", 1560), ("0:0:59", 1)])
 def test_parse_time(text: str, minutes: int) -> None:
     assert parse_time_min(text) == minutes
 
@@ -156,7 +159,8 @@ def test_parse_time_rejects(text: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "mb", "flag"), [("16G", 16384, "16G"), ("95000", 95000, "95000"),
-                                                  ("500M", 500, "500M"), ("1GB", 1024, "1G"), ("2t", 2 * 1024 * 1024, "2T")])
+                                                  ("500M", 500, "500M"), ("1GB", 1024, "1G"),
+                                                  ("2t", 2 * 1024 * 1024, "2T")])
 def test_parse_mem(text: str, mb: int, flag: str) -> None:
     assert parse_mem_mb(text) == mb
     assert sbatch_mem(text) == flag
@@ -240,9 +244,11 @@ gpus_per_node = 2
     assert len(problems) == 3, problems
     assert problems[0].startswith("cells g3-b32-r0, g3-b64-r0: strategy dp")
     assert problems[1].startswith("cells g4-b32-r0, g4-b64-r0: strategy dp")
-    assert problems[2].startswith("cells g3-b32-ddp-r0, g3-b64-ddp-r0: cluster.gpus_per_node=2 does not divide")
+    assert problems[2].startswith("cells g3-b32-ddp-r0, g3-b64-ddp-r0: cluster.gpus_per_node=2 does not "
+                                  "divide")
     with pytest.raises(SpecErrors, match=r"cluster.gpus_per_node=-1 must be an integer >= 0"):
-        load_spec(write(tmp_path, "[matrix]\ngpus=[1]\nbatch_sizes=[8]\n[cluster]\ngpus_per_node=-1\n", "neg.toml"))
+        load_spec(write(tmp_path, "[matrix]\ngpus=[1]\nbatch_sizes=[8]\n[cluster]\ngpus_per_node=-1\n",
+                        "neg.toml"))
 
 
 def test_split_and_split_seed_flags_override_the_file() -> None:
@@ -254,7 +260,8 @@ def test_split_and_split_seed_flags_override_the_file() -> None:
     assert validate_spec(s) == []
     assert validate_spec(apply_overrides(spec, Overrides(split="chronological"))) == [
         "train.split='chronological' is not valid; use one of random, blocked"]
-    assert validate_spec(apply_overrides(spec, Overrides(split_seed=-1))) == ["train.split_seed=-1 must be an integer >= 0"]
+    assert validate_spec(apply_overrides(spec, Overrides(split_seed=-1))) == ["train.split_seed=-1 must be "
+                                                                              "an integer >= 0"]
 
 
 def test_gpu_type_flag_overrides_the_file() -> None:
@@ -263,3 +270,73 @@ def test_gpu_type_flag_overrides_the_file() -> None:
     assert (spec.cluster.gpu_type, s.cluster.gpu_type) == ("v100-sxm2", "a100-sxm4")
     assert validate_spec(apply_overrides(spec, Overrides(gpu_type="a100;x"))) == [
         "cluster.gpu_type='a100;x' is not a safe SLURM name; use letters, digits, '.', '_' or '-'"]
+
+
+def test_a_name_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    """``$`` matches before a final newline: "nl\\n" passed and split the sbatch header (issue 16)."""
+    spec = load_spec(REPO_JOBS / "smoke.toml")
+    assert any(p.startswith("experiment.name='nl\\n' is not a safe "
+                            "name") for p in validate_spec(replace(spec, name="nl\n")))
+    bad = replace(spec, cluster=replace(spec.cluster, partition="gpu\n", gpu_type="v100\n"))
+    assert sum("is not a safe SLURM name" in p for p in validate_spec(bad)) == 2
+
+
+@pytest.mark.parametrize("matrix, says", [("gpus = [1]\nbatch_sizes = [32]\nrepeats = 1000000000",
+                                           "matrix.repeats=1000000000: 1 GPU counts x 1 batch sizes x 1 "
+                                           "strategies"),
+                                          ("gpus = [1000000000]\nbatch_sizes = [32]",
+                                           "matrix.gpus has [1000000000]; at most 1024 GPUs per cell")])
+def test_a_huge_matrix_is_one_line_at_once(tmp_path: Path, matrix: str, says: str) -> None:
+    """repeats = 10**9 built 5.6 GB of cells before any check; gpus = 10**9 ran out of memory laying it
+    out."""
+    import time
+
+    path = write(tmp_path, f"[matrix]\n{matrix}\n[cluster]\ngpus_per_node = 4\n")
+    t0 = time.monotonic()
+    with pytest.raises(SpecErrors) as err:
+        load_spec(path)
+    assert time.monotonic() - t0 < 2
+    [line] = [p for p in err.value.problems if "matrix" in p]  # one line, naming the key and the fix
+    assert line.startswith("exp.toml: "
+                           f"{says}") and ("lower matrix.repeats" in line or "smaller GPU counts" in line)
+    spec = replace(load_spec(REPO_JOBS / "smoke.toml"), repeats=10**9)
+    with pytest.raises(ConfigError, match="lower matrix.repeats"):
+        spec.cells()  # cells() itself refuses, whoever calls it
+
+
+def test_site_options_from_the_file_and_flags_reach_the_job_request(tmp_path: Path) -> None:
+    from aslhpc.orchestration.experiment import job_request
+
+    spec = load_spec(write(tmp_path, """
+[matrix]
+gpus = [2]
+batch_sizes = [64]
+[cluster]
+reservation = ""
+constraint = "v100"
+mail_type = "END,FAIL"
+mail_user = "me@example.edu"
+wckey = "lab"
+additional_parameters = { gpu-bind = "closest", exclusive = true }
+"""))
+    flags = Overrides(constraint="v100&ib", exclude="n[1-2]", account="acct", qos="high")
+    spec = apply_overrides(spec, flags)
+    req = job_request(spec, spec.cells()[0])
+    site = req.site
+    got = (site.constraint, site.exclude, site.account, site.qos, site.wckey)
+    assert got == ("v100&ib", "n[1-2]", "acct", "high", "lab")
+    assert (site.mail_type, site.mail_user) == ("END,FAIL", "me@example.edu")
+    assert site.additional == (("exclusive", True), ("gpu-bind", "closest"))
+    assert ExperimentSpec.from_dict(spec.to_dict()) == spec  # the manifest keeps them
+
+
+def test_the_slurm_package_never_imports_the_experiment_spec() -> None:
+    """slurm/ takes a JobRequest (issue 11): importing every slurm module loads no orchestration module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, aslhpc.slurm.executor, aslhpc.slurm.local, aslhpc.slurm.cluster, "
+            "aslhpc.slurm.request, aslhpc.slurm.accounting, aslhpc.slurm.cell_job; print(sorted(m for m in "
+            "sys.modules if m.startswith('aslhpc.orchestration')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

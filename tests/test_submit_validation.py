@@ -1,138 +1,31 @@
 """submit without a cluster: validation reports every problem and submits nothing; the real submission
 path (submitit, manifest updates, idempotent re-runs, --retry-failed) runs against fake SLURM commands
-that replay text recorded on the mini cluster (tests/golden/)."""
+that replay text recorded on the mini cluster (tests/golden/, tests/slurm_fakes.py)."""
 
 from __future__ import annotations
 
 import json
-import stat
 from pathlib import Path
 
 import pytest
+from slurm_fakes import install_fake_slurm, make_dataset, run_submit, scripts, smoke_args
 
-from aslhpc import submit
-from aslhpc.data import CANONICAL_CLASSES
 from aslhpc.errors import ClusterError
 from aslhpc.orchestration.cellstate import CellRow, StatusReport
 from aslhpc.orchestration.experiment import REPO_JOBS, load_spec
 from aslhpc.orchestration.manifest import load_manifest
 from aslhpc.orchestration.submission import plan_cells, resolve_cluster
-from aslhpc.slurm.cluster import check_request, expand_hostlist, parse_gres, query_cluster
-
-GOLDEN = Path(__file__).parent / "golden"
-SACCT_HEADER = "JobID|JobIDRaw|State|NodeList|Elapsed|ExitCode|Start|End|Submit|Reason\n"
-
-FAKE_SBATCH = """#!/bin/bash
-d=$(dirname "$0"); n=$(cat "$d/next" 2>/dev/null || echo 101)
-if [ -e "$d/fail_at" ] && [ "$n" = "$(cat "$d/fail_at")" ]; then
-  echo "sbatch: error: Batch job submission failed: Requested node configuration is not available" >&2; exit 1
-fi
-echo $((n + 1)) > "$d/next"; cp "$1" "$d/script_$n.sh"; echo "Submitted batch job $n"
-"""
-FAKE_SCONTROL = f"""#!/bin/bash
-case "$1 $2" in
-  "ping "*) echo "Slurmctld(primary) at vm is UP" ;;
-  "show partition") cat {GOLDEN}/scontrol_partition.txt ;;
-  "show node") cat {GOLDEN}/scontrol_node.txt ;;
-  "show reservation") cat {GOLDEN}/scontrol_reservation.txt ;;
-  *) echo "fake scontrol: $*" >&2; exit 1 ;;
-esac
-"""
-FAKE_SACCT = """#!/bin/bash
-d=$(dirname "$0"); printf '%s' "$(cat "$d/sacct_header")"; echo; cat "$d/sacct.txt" 2>/dev/null; exit 0
-"""
-FAKE_SQUEUE = """#!/bin/bash
-cat "$(dirname "$0")/squeue.txt" 2>/dev/null; exit 0
-"""
 
 
 @pytest.fixture
 def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A bin dir first on PATH with sbatch/scontrol/sacct/squeue/srun fakes; returns the dir."""
-    b = tmp_path / "fakebin"
-    b.mkdir()
-    for name, text in (("sbatch", FAKE_SBATCH), ("scontrol", FAKE_SCONTROL), ("sacct", FAKE_SACCT),
-                       ("squeue", FAKE_SQUEUE), ("srun", "#!/bin/bash\nexit 0\n")):
-        (b / name).write_text(text)
-        (b / name).chmod(0o755 | stat.S_IXUSR)
-    (b / "sacct_header").write_text(SACCT_HEADER.strip())
-    monkeypatch.setenv("PATH", f"{b}:/usr/bin:/bin")
-    return b
+    return install_fake_slurm(tmp_path, monkeypatch)
 
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
-    """The Kaggle layout with empty image files: enough for scan_dataset, nothing is trained here."""
-    root = tmp_path / "asl"
-    for cls in CANONICAL_CLASSES:
-        d = root / "asl_alphabet_train" / "asl_alphabet_train" / cls
-        d.mkdir(parents=True)
-        (d / f"{cls}1.jpg").write_bytes(b"")
-    return root
+    return make_dataset(tmp_path)
 
-
-def run_submit(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    rc = submit.main(list(args))
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-def smoke_args(dataset: Path, results: Path, *extra: str) -> list[str]:
-    return [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results), *extra]
-
-
-def scripts(bin_dir: Path) -> list[Path]:
-    return sorted(bin_dir.glob("script_*.sh"))
-
-
-# --------------------------------------------------------------------------- cluster facts
-
-
-def test_cluster_parsing_from_recorded_scontrol(fake_slurm: Path) -> None:
-    info = query_cluster()
-    assert info.partitions == {"reservation": "UP"}
-    assert set(info.nodes) == {"n1", "n2"} and info.nodes["n1"].gpus("v100-sxm2") == 4
-    assert info.nodes["n1"].cpus == 12 and info.nodes["n1"].memory_mb == 12000
-    res = info.reservations["CSYE7374_GPU"]
-    assert res.nodes == ("n1", "n2") and res.users == ("root",) and res.state == "ACTIVE"
-
-
-def test_hostlist_and_gres_parsing() -> None:
-    assert expand_hostlist("n[1-3,5],gpu01,c[08-10]") == ["n1", "n2", "n3", "n5", "gpu01", "c08", "c09", "c10"]
-    assert expand_hostlist("(null)") == []
-    assert parse_gres("gpu:v100-sxm2:4(S:0-1),gpu:2") == {("gpu", "v100-sxm2"): 4, ("gpu", ""): 2}
-
-
-def test_check_request_names_problem_and_fix(fake_slurm: Path) -> None:
-    from aslhpc.slurm.cluster import JobShape
-
-    info = query_cluster()
-    ok = [JobShape("g4", 4, 4, 1000)]
-
-    def problems(**kw: object) -> list[str]:
-        args = {"partition": "reservation", "reservation": "CSYE7374_GPU", "gpu_type": "v100-sxm2",
-                "jobs": ok, "user": "root"} | kw
-        return check_request(info, **args)[0]  # type: ignore[arg-type]
-
-    assert problems() == []
-    assert problems(reservation="") == []
-    [p] = problems(reservation="NOPE")
-    assert "reservation 'NOPE' does not exist" in p and "CSYE7374_GPU" in p
-    [p] = problems(partition="nopart")
-    assert "partition 'nopart' does not exist" in p and "--partition" in p and "reservation" in p
-    [p] = problems(jobs=[JobShape("g5", 5, 5, 1000)])
-    assert "at most 4 gpu:v100-sxm2" in p and "from 1 to 4" in p
-    [p] = problems(gpu_type="a100")
-    assert "gpu:a100" in p and "v100-sxm2" in p
-    [p] = problems(user="alice")
-    assert "for users root, not alice" in p
-    [p] = problems(jobs=[JobShape("g4", 4, 16, 1000)])
-    assert "16 CPUs" in p and "--cpus-per-gpu to 3" in p
-    [p] = problems(jobs=[JobShape("g1", 1, 1, 20000)])
-    assert "cluster.mem 20000M" in p and "12000M" in p
-
-
-# --------------------------------------------------------------------------- validation via the CLI
 
 
 def test_valid_submission_then_each_bad_request_submits_nothing(
@@ -185,14 +78,15 @@ def test_all_problems_at_once_and_no_files_written(fake_slurm: Path, dataset: Pa
 
 
 @pytest.mark.parametrize("flag", [["--reservation", "CSYE;rm -rf ~"], ["--partition", "a b"],
-                                  ["--preamble", "../etc/x"]])
+                                  ["--preamble", "x;rm -rf ~"], ["--constraint", "v100\nSBATCH"]])
 def test_shell_metacharacters_are_refused(fake_slurm: Path, dataset: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture, flag: list[str]) -> None:
     rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "r", *flag))
     assert rc == 2 and "not a safe" in err and scripts(fake_slurm) == []
 
 
-def test_no_slurm_with_cluster_slurm_is_an_error(tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch,
+def test_no_slurm_with_cluster_slurm_is_an_error(tmp_path: Path, dataset: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch anywhere
     rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "r", "--cluster", "slurm"))
@@ -201,11 +95,13 @@ def test_no_slurm_with_cluster_slurm_is_an_error(tmp_path: Path, dataset: Path, 
         "local", "no SLURM here (sbatch is not on PATH)")
     # Installed but the controller is down (a login node): never fall back to training here.
     with pytest.raises(ClusterError, match="installed here but not answering .*--cluster local"):
-        resolve_cluster("auto", lambda: (False, "scontrol ping: Slurmctld(primary) at c1 is DOWN"), lambda: True)
+        resolve_cluster("auto", lambda: (False, "scontrol ping: Slurmctld(primary) at c1 is "
+                                                "DOWN"), lambda: True)
     assert resolve_cluster("local", lambda: (True, ""))[0] == "local"
 
 
-def test_local_mode_without_gpus_asks_for_allow_cpu(tmp_path: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch,
+def test_local_mode_without_gpus_asks_for_allow_cpu(tmp_path: Path, dataset: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture) -> None:
     import torch
 
@@ -215,9 +111,6 @@ def test_local_mode_without_gpus_asks_for_allow_cpu(tmp_path: Path, dataset: Pat
                  "--cluster", "local"]
     rc, _, err = run_submit(capsys, *spec_args)
     assert rc == 2 and "--allow-cpu" in err and not (tmp_path / "r").exists()
-
-
-# --------------------------------------------------------------------------- the submission path
 
 
 def test_one_job_per_cell_recorded_after_each_sbatch(fake_slurm: Path, dataset: Path, tmp_path: Path,
@@ -237,7 +130,8 @@ def test_one_job_per_cell_recorded_after_each_sbatch(fake_slurm: Path, dataset: 
     assert (results / "smoke" / a.folder / "108_submitted.pkl").exists()
 
     texts = {p.name: p.read_text() for p in scripts(fake_slurm)}
-    by_name = {next(ln.split("=", 1)[1] for ln in t.splitlines() if "--job-name" in ln): t for t in texts.values()}
+    by_name = {next(ln.split("=", 1)[1] for ln in t.splitlines() if "--job-name" in ln): t
+               for t in texts.values()}
     dp2 = by_name["aslhpc-smoke-g2-b32-r0"]
     assert "#SBATCH --gres=gpu:v100-sxm2:2" in dp2 and "--gpus-per-node" not in dp2
     assert "#SBATCH --cpus-per-task=2" in dp2 and "#SBATCH --ntasks-per-node=1" in dp2
@@ -252,7 +146,8 @@ def test_one_job_per_cell_recorded_after_each_sbatch(fake_slurm: Path, dataset: 
     assert "#SBATCH --gres=gpu:v100-sxm2:1" in one  # a fresh executor per cell: nothing leaks from g2
 
 
-def test_rerun_skips_live_and_completed_and_retries_only_failed(fake_slurm: Path, dataset: Path, tmp_path: Path,
+def test_rerun_skips_live_and_completed_and_retries_only_failed(fake_slurm: Path, dataset: Path,
+                                                                 tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture) -> None:
     results = tmp_path / "results"
     assert run_submit(capsys, *smoke_args(dataset, results))[0] == 0  # jobs 101..104
@@ -296,7 +191,8 @@ def test_crash_mid_submit_keeps_what_was_submitted(fake_slurm: Path, dataset: Pa
         "g1-b32-r0": ["101"], "g1-b64-r0": ["102"], "g2-b32-r0": [], "g2-b64-r0": []}
     # re-running submits the rest only
     (fake_slurm / "fail_at").unlink()
-    (fake_slurm / "sacct.txt").write_text("101|101|RUNNING|n1|0|0:0|t|t|2026|None\n102|102|PENDING|n1|0|0:0|t|t|2026|None\n")
+    (fake_slurm / "sacct.txt").write_text("101|101|RUNNING|n1|0|0:0|t|t|2026|None\n"
+                                          "102|102|PENDING|n1|0|0:0|t|t|2026|None\n")
     rc, out, _ = run_submit(capsys, *smoke_args(dataset, results))
     assert rc == 0 and "g2-b32-r0        submitted   job 103" in out and "g1-b32-r0        skipped" in out
 
@@ -306,45 +202,20 @@ def test_plan_never_gives_a_cell_two_live_jobs() -> None:
     ids = [c.cell_id for c in spec.cells()]
 
     def report(states: list[str], source: str = "sacct") -> StatusReport:
-        rows = [CellRow(cid, 1, 32, "dp", 0, state=s, job_id=str(i)) for i, (cid, s) in enumerate(zip(ids, states, strict=True))]
+        rows = [CellRow(cid, 1, 32, "dp", 0, state=s, job_id=str(i))
+                for i, (cid, s) in enumerate(zip(ids, states, strict=True))]
         return StatusReport("smoke", Path("m"), rows, source)
 
     acts = plan_cells(spec, report(["REQUEUED", "TIMEOUT", "OUT_OF_MEMORY", "UNKNOWN"]), retry_failed=True)
     assert [a.action for a in acts] == ["skip", "retry", "retry", "skip"]
-    acts = plan_cells(spec, report(["NODE_FAIL", "COMPLETING", "NOT_SUBMITTED", "UNKNOWN"], source="squeue"), True)
+    squeue = report(["NODE_FAIL", "COMPLETING", "NOT_SUBMITTED", "UNKNOWN"], source="squeue")
+    acts = plan_cells(spec, squeue, True)
     assert [a.action for a in acts] == ["retry", "skip", "submit", "retry"]  # squeue: not queued = ended
     assert [a.action for a in plan_cells(spec, None, False)] == ["submit"] * 4
 
 
-# --------------------------------------------------------------------------- nodes (multi-node ddp)
-
-
-def test_check_request_counts_nodes_and_gpus_per_node(fake_slurm: Path) -> None:
-    from dataclasses import replace
-
-    from aslhpc.slurm.cluster import JobShape
-
-    info = query_cluster()
-
-    def problems(jobs: list[JobShape], reservation: str = "CSYE7374_GPU") -> list[str]:
-        return check_request(info, partition="reservation", reservation=reservation, gpu_type="v100-sxm2",
-                             jobs=jobs, user="root")[0]
-
-    assert problems([JobShape("g2-ddp", 1, 1, 1000, nodes=2), JobShape("g8-ddp", 4, 4, 1000, nodes=2)]) == []
-    [p] = problems([JobShape("g3-ddp", 1, 1, 1000, nodes=3), JobShape("g3b-ddp", 1, 1, 1000, nodes=3)])
-    assert p.startswith("cells g3-ddp, g3b-ddp: 3 GPUs at 1 per node need 3 nodes")
-    assert "has 2 with 1 gpu:v100-sxm2" in p and "--gpus up to 2" in p
-    [p] = problems([JobShape("g10-ddp", 5, 5, 1000, nodes=2)])
-    assert "cluster.gpus_per_node=5" in p and "at most 4 gpu:v100-sxm2" in p and "--gpus-per-node from 1 to 4" in p
-    [p] = problems([JobShape("g4-ddp", 2, 16, 1000, nodes=2)])
-    assert "2 GPUs on each of 2 nodes asks 16 CPUs per node" in p and "--cpus-per-gpu to 6" in p
-    # a reservation narrows the nodes that count
-    info.reservations["ONE"] = replace(info.reservations["CSYE7374_GPU"], name="ONE", nodes=("n1",))
-    [p] = problems([JobShape("g2-ddp", 1, 1, 1000, nodes=2)], reservation="ONE")
-    assert "need 2 nodes but partition 'reservation' in reservation 'ONE' has 1" in p
-
-
-def test_two_node_ddp_submission_and_bad_layouts_submit_nothing(fake_slurm: Path, dataset: Path, tmp_path: Path,
+def test_two_node_ddp_submission_and_bad_layouts_submit_nothing(fake_slurm: Path, dataset: Path,
+                                                                tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
     results = tmp_path / "results"
     one_per_node = ["--gpus", "2", "--batch-sizes", "32", "--strategy", "ddp", "--gpus-per-node", "1"]
@@ -360,7 +231,8 @@ def test_two_node_ddp_submission_and_bad_layouts_submit_nothing(fake_slurm: Path
                                           "3 GPUs at 1 per node need 3 nodes but partition 'reservation' in "
                                           "reservation 'CSYE7374_GPU' has 2"),
         "5 GPUs on a 4-GPU node": (["--gpus", "5", "--strategy", "ddp"], "at most 4 gpu:v100-sxm2"),
-        "dp across nodes": (["--gpus", "2", "--gpus-per-node", "1"], "cells g2-b32-r0, g2-b64-r0: strategy dp"),
+        "dp across "
+        "nodes": (["--gpus", "2", "--gpus-per-node", "1"], "cells g2-b32-r0, g2-b64-r0: strategy dp"),
         "uneven nodes": (["--gpus", "3", "--strategy", "ddp", "--gpus-per-node", "2"],
                          "cluster.gpus_per_node=2 does not divide its 3 GPUs"),
         "more per node than a node has": (["--gpus", "8", "--strategy", "ddp", "--gpus-per-node", "8"],
@@ -369,35 +241,10 @@ def test_two_node_ddp_submission_and_bad_layouts_submit_nothing(fake_slurm: Path
     for name, (extra, needle) in bad.items():
         rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "other", *extra))
         lines = [ln for ln in err.splitlines() if ln.strip()]
-        assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (name, err)
+        assert rc == 2 and len(lines) == 1, (name, err)
+        assert lines[0].startswith("error: ") and needle in lines[0], (name, err)
         assert len(scripts(fake_slurm)) == 1, name
     assert not (tmp_path / "other").exists()
-
-
-# --------------------------------------------------------------------------- the job's DDP environment
-
-
-@pytest.mark.parametrize(("nodelist", "nodes", "procid", "localid", "gpus"), [
-    ("n[1-2]", "2", "1", "0", "0"),  # 1 task on each of two nodes: rank 1 is local rank 0 on n2
-    ("n1", "1", "1", "1", "0,1"),  # 2 tasks on one node
-])
-def test_each_rank_gets_its_place_and_keeps_the_nodes_gpus(monkeypatch: pytest.MonkeyPatch, nodelist: str,
-                                                          nodes: str, procid: str, localid: str, gpus: str) -> None:
-    """What CellJob exports in a SLURM task: MASTER_ADDR = first node; CUDA_VISIBLE_DEVICES untouched, so
-    the trainer's cuda:LOCAL_RANK exists on every rank."""
-    import os
-
-    from aslhpc.slurm.cell_job import _num_tasks, export_dist_env
-
-    env = {"PATH": os.environ["PATH"], "SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2",
-           "SLURM_JOB_NUM_NODES": nodes, "SLURM_JOB_NODELIST": nodelist, "SLURM_NODEID": "0",
-           "SLURM_PROCID": procid, "SLURM_LOCALID": localid, "CUDA_VISIBLE_DEVICES": gpus}
-    monkeypatch.setattr(os, "environ", env)
-    assert _num_tasks() == 2
-    export_dist_env()
-    assert (env["MASTER_ADDR"], env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"]) == ("n1", procid, "2", localid)
-    assert env["LOCAL_WORLD_SIZE"] == str(2 // int(nodes)) and env["CUDA_VISIBLE_DEVICES"] == gpus
-    assert 20000 <= int(env["MASTER_PORT"]) <= 60000
 
 
 def test_split_flags_reach_every_cell_and_a_bad_split_is_one_line(dataset: Path, tmp_path: Path,
@@ -411,32 +258,17 @@ def test_split_flags_reach_every_cell_and_a_bad_split_is_one_line(dataset: Path,
     for script in scripts_:
         text = script.read_text()
         assert '"split":"blocked"' in text and '"split_seed":3' in text, script.name
-    rc, _, err = run_submit(capsys, *smoke_args(dataset, tmp_path / "other", "--cluster", "local", "--split", "rand"))
+    other = smoke_args(dataset, tmp_path / "other", "--cluster", "local", "--split", "rand")
+    rc, _, err = run_submit(capsys, *other)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert rc == 2 and lines == ["error: train.split='rand' is not valid; use one of random, blocked"]
     assert not (tmp_path / "other").exists()
 
 
-def test_a_preamble_that_already_set_master_addr_does_not_break_ddp(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Some site preambles export MASTER_ADDR/MASTER_PORT; export must not raise (submitit's default is a
-    RuntimeError) and MASTER_ADDR must become the job's first node, where rank 0 listens."""
-    import os
-
-    from aslhpc.slurm.cell_job import export_dist_env
-
-    env = {"PATH": os.environ["PATH"], "SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "2",
-           "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "n[1-2]", "SLURM_NODEID": "1", "SLURM_PROCID": "1",
-           "SLURM_LOCALID": "0", "CUDA_VISIBLE_DEVICES": "0", "MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}
-    monkeypatch.setattr(os, "environ", env)
-    export_dist_env()
-    assert (env["MASTER_ADDR"], env["RANK"], env["WORLD_SIZE"]) == ("n1", "1", "2")
-    # submitit keeps a MASTER_PORT it finds (the site's choice, the same for every rank of the job)
-    assert env["MASTER_PORT"] == "29500" and env["CUDA_VISIBLE_DEVICES"] == "0"
-
-
 def test_resubmitting_refuses_exactly_the_changes_a_resumed_cell_would_refuse(tmp_path: Path) -> None:
     """submit's "already holds experiment ... with other settings" check and TrainConfig.identity() (what a
-    checkpoint must match to be resumed) skip the same fields, so neither lets through what the other refuses."""
+    checkpoint must match to be resumed) skip the same fields, so neither lets through what the other
+    refuses."""
     from dataclasses import fields, replace
 
     from aslhpc.orchestration.experiment import TrainSettings
@@ -455,18 +287,18 @@ def test_resubmitting_refuses_exactly_the_changes_a_resumed_cell_would_refuse(tm
         refused = bool(spec_conflicts(spec.to_dict(), new))
         assert getattr(new.train, key) != getattr(spec.train, key), key
         if key in {f.name for f in fields(TrainConfig)}:
-            resumable = spec.train_config(spec.cells()[0]).identity() == new.train_config(new.cells()[0]).identity()
+            old_id = spec.train_config(spec.cells()[0]).identity()
+            resumable = old_id == new.train_config(new.cells()[0]).identity()
             assert refused != resumable, key
         else:
             assert refused, key  # not a TrainConfig field (optimizer): still part of what was run
 
-
-# --------------------------------------------------------------------------- V100 and the installed torch
-
 CU130 = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")  # torch 2.14.1+cu130's get_arch_list()
+
 CU126 = ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")
-NO_SM70 = ("torch 2.14.1+cu130 has no sm_70 (V100) kernels: the cells would fail on v100-sxm2; install a CUDA 12.6 "
-           "build of torch (README 'V100 and torch wheels') or request another --gpu-type")
+
+NO_SM70 = ("torch 2.14.1+cu130 has no sm_70 (V100) kernels: the cells would fail on v100-sxm2; install a "
+           "CUDA 12.6 build of torch (README 'V100 and torch wheels') or request another --gpu-type")
 
 
 def test_v100_cells_need_a_torch_with_sm_70(fake_slurm: Path, dataset: Path, tmp_path: Path) -> None:
@@ -480,12 +312,14 @@ def test_v100_cells_need_a_torch_with_sm_70(fake_slurm: Path, dataset: Path, tmp
     assert problems == [NO_SM70]
     # with CPU fallback allowed the cells still run: a warning, nothing refused
     problems, warnings = check_submission(replace_allow_cpu(spec, True), "slurm", torch_info=cu130)
-    assert problems == [] and any(w.startswith("torch 2.14.1+cu130 has no sm_70") and "CPU" in w for w in warnings)
+    assert problems == [] and any(w.startswith("torch 2.14.1+cu130 has no "
+                                               "sm_70") and "CPU" in w for w in warnings)
     # a dry run starts nothing: a warning too
     problems, warnings = check_submission(spec, "local", dry_run=True, torch_info=cu130)
     assert problems == [] and any("has no sm_70" in w for w in warnings)
     # a torch with Volta kernels, a CPU-only build, or another GPU type: nothing to say
-    for info in (lambda: TorchBuild("2.9.1+cu126", "12.6", CU126), lambda: TorchBuild("2.14.1+cpu", None, ())):
+    for info in (lambda: TorchBuild("2.9.1+cu126", "12.6", CU126),
+                 lambda: TorchBuild("2.14.1+cpu", None, ())):
         problems, warnings = check_submission(spec, "slurm", torch_info=info)
         assert problems == [] and not any("sm_70" in w for w in warnings)
     assert v100_check("a100", False, cu130()) is None
@@ -505,7 +339,8 @@ def test_submitting_the_v100_matrix_with_a_cuda_13_torch(fake_slurm: Path, datas
     cells may fall back to the CPU (then a warning, as on the mini cluster)."""
     from aslhpc.orchestration.submission import TorchBuild
 
-    monkeypatch.setattr("aslhpc.orchestration.submission.torch_build", lambda: TorchBuild("2.14.1+cu130", "13.0", CU130))
+    monkeypatch.setattr("aslhpc.orchestration.submission.torch_build",
+                        lambda: TorchBuild("2.14.1+cu130", "13.0", CU130))
     args = [str(REPO_JOBS / "lad2020.toml"), "--data", str(dataset), "--results", str(tmp_path / "r"),
             "--cpus-per-gpu", "1", "--mem", "1G"]
     rc, _, err = run_submit(capsys, *args)
@@ -515,96 +350,6 @@ def test_submitting_the_v100_matrix_with_a_cuda_13_torch(fake_slurm: Path, datas
     assert rc == 0, err
     assert "warning: torch 2.14.1+cu130 has no sm_70 (V100) kernels" in " ".join(out.split())
     assert len(scripts(fake_slurm)) == 12
-
-
-# --------------------------------------------------------------------------- local mode: GPUs per cell
-
-
-def test_visible_gpus_follow_the_users_cuda_visible_devices() -> None:
-    from aslhpc.slurm.local import visible_gpus
-
-    assert visible_gpus({}, lambda: 4) == ["0", "1", "2", "3"]
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}, lambda: 2) == ["2", "3"]
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "GPU-aa, GPU-bb"}, lambda: 2) == ["GPU-aa", "GPU-bb"]
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "1,7"}, lambda: 1) == ["1"]  # CUDA stops at the bad index 7
-    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "0,1"}, lambda: 0) == []  # no driver / no GPU: CPU cells
-    assert visible_gpus({}, lambda: 0) == []
-
-
-def test_next_start_gives_each_cell_its_own_gpus() -> None:
-    from aslhpc.slurm.local import next_start
-
-    four = ["0", "1", "2", "3"]
-    assert next_start([1, 1, 1], four, four, 0, 2) == (0, ("0",))
-    assert next_start([1, 1], ["1", "2", "3"], four, 1, 2) == (0, ("1",))
-    assert next_start([1], ["2", "3"], four, 2, 2) is None  # --max-parallel still bounds
-    assert next_start([3, 1], ["2", "3"], four, 1, 4) == (1, ("2",))  # the 3-GPU cell waits, a 1-GPU one fits
-    assert next_start([3], ["2", "3"], four, 1, 4) is None
-    # more GPUs than exist: alone, with all of them (the trainer errors or falls back per allow_cpu)
-    assert next_start([8, 1], four, four, 0, 2) == (0, tuple(four))
-    assert next_start([8], ["1", "2", "3"], four, 1, 2) is None
-    # no GPU here: CPU cells, max_parallel at a time, devices left alone
-    assert next_start([1, 4], [], [], 1, 2) == (0, None)
-    assert next_start([1], [], [], 2, 2) is None
-    assert next_start([], four, four, 0, 2) is None
-
-
-def test_lad2020_on_a_four_gpu_workstation_never_shares_a_gpu() -> None:
-    """Replay the scheduler over the 12 cells (1-4 GPUs x 3 batch sizes), --max-parallel 2, cells ending
-    oldest first: no two concurrent cells hold the same GPU and every cell gets what it asked for."""
-    from aslhpc.slurm.local import next_start
-
-    spec = load_spec(REPO_JOBS / "lad2020.toml")
-    gpus = ["0", "1", "2", "3"]
-    queue = [c.gpus for c in spec.cells()]
-    running: list[tuple[int, tuple[str, ...]]] = []
-    started = []
-    while queue or running:
-        while (pick := next_start(queue, [g for g in gpus if all(g not in s for _, s in running)], gpus,
-                                  len(running), 2)) is not None:
-            i, share = pick
-            need = queue.pop(i)
-            assert share is not None and len(share) == need
-            held = [g for _, s in running for g in s]
-            assert not set(share) & set(held), (share, held)
-            running.append((need, share))
-            started.append(need)
-        running.pop(0)
-    assert sorted(started) == sorted(c.gpus for c in spec.cells())
-
-
-def test_local_cells_run_on_disjoint_gpus_from_the_users_set(tmp_path: Path) -> None:
-    """Two 1-GPU cells at once get GPU 2 and GPU 3 of CUDA_VISIBLE_DEVICES=2,3 (not both GPU 0, which
-    submitit's LocalExecutor would give them); the 2-GPU cell waits until both are free."""
-    from aslhpc.slurm.executor import JobRequest
-    from aslhpc.slurm.local import LocalTask, run_local
-
-    def task(cid: str, gpus: int) -> LocalTask:
-        def fn() -> tuple[str, float, float]:
-            import os
-            import time
-
-            t0 = time.time()
-            time.sleep(1.0)
-            return os.environ.get("CUDA_VISIBLE_DEVICES", ""), t0, time.time()
-
-        req = JobRequest(cid, "p", "", f"gpu:x:{gpus}", gpus, 1, 1, 1, "1G", 5, (), 0)
-        return LocalTask(cid, fn, req, tmp_path / cid / "%j")
-
-    tasks = [task("a", 1), task("b", 1), task("c", 2)]
-    jobs = {}
-    run_local(tasks, 2, lambda t, job_id, folder: jobs.setdefault(t.cell_id, (job_id, folder)), poll_s=0.1,
-              gpus=["2", "3"])
-    import cloudpickle
-
-    out = {}
-    for cid, (job_id, folder) in jobs.items():
-        status, value = cloudpickle.loads((Path(folder) / f"{job_id}_0_result.pkl").read_bytes())
-        assert status == "success", value
-        out[cid] = value
-    assert {out["a"][0], out["b"][0]} == {"2", "3"} and out["c"][0] == "2,3"
-    assert out["a"][1] < out["b"][2] and out["b"][1] < out["a"][2]  # a and b ran at the same time
-    assert out["c"][1] >= max(out["a"][2], out["b"][2]) - 0.2  # c waited for both GPUs
 
 
 def test_controller_down_refuses_to_run_here_but_a_dry_run_still_writes_its_scripts(
@@ -625,8 +370,9 @@ def test_a_cell_finished_outside_submit_is_not_submitted_again(tmp_path: Path) -
 
     spec = replace(load_spec(REPO_JOBS / "smoke.toml"), results=str(tmp_path / "res"))
     first, second = spec.cells()[:2]
+    # the second is someone else's run (other settings)
     for cell, config in ((first, spec.train_config(first).to_dict()),
-                         (second, {**spec.train_config(second).to_dict(), "epochs": 7})):  # someone else's run
+                         (second, {**spec.train_config(second).to_dict(), "epochs": 7})):
         d = spec.experiment_dir / "cells" / cell.cell_id
         d.mkdir(parents=True)
         (d / "result.json").write_text(json.dumps({"status": "completed", "config": config}))

@@ -16,6 +16,7 @@ import pandas as pd
 
 from aslhpc.analysis.matrix import COMPLETED, finalize_matrix
 from aslhpc.errors import AslhpcError
+from aslhpc.packaged import reference_table
 
 REFERENCE_LABEL = "published 2020 reference (not measured by aslhpc)"
 REFERENCE_TITLE = "Lad (2020), American Sign Language Recognition using CNNs and Data Parallelism in PyTorch"
@@ -41,15 +42,9 @@ _YES = {"yes": True, "y": True, "true": True, "1": True, "no": False, "n": False
 
 
 def default_reference_path(results: str | Path = "results") -> Path:
-    """``<results>/reference/lad2020.csv``, else the copy next to this source tree."""
-    candidates = [
-        Path(results) / DEFAULT_FILE,
-        Path(__file__).resolve().parents[2] / "results" / DEFAULT_FILE,
-    ]
-    for c in candidates:
-        if c.is_file():
-            return c
-    return candidates[0]
+    """``<results>/reference/lad2020.csv`` (a site's own copy), else the table shipped in the package."""
+    own = Path(results) / DEFAULT_FILE
+    return own if own.is_file() else reference_table()
 
 
 def load_reference(path: str | Path) -> pd.DataFrame:
@@ -108,7 +103,8 @@ def load_reference(path: str | Path) -> pd.DataFrame:
     if dup.any():
         i = int(dup.idxmax())
         raise AslhpcError(
-            f"reference file {path} row {i + 2}: batch_size={out.at[i, 'batch_size']}, gpus={out.at[i, 'gpus']} appears twice; keep one"
+            f"reference file {path} row {i + 2}: batch_size={out.at[i, 'batch_size']}, "
+            f"gpus={out.at[i, 'gpus']} appears twice; keep one"
         )
     return out.reset_index(drop=True)
 

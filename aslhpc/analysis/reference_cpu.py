@@ -2,7 +2,7 @@
 
 The study ran one epoch on the CPU "for verifying how much time does it take": 1383.2038 s for
 epoch 1 at batch size 128 (its log shows 600 training batches), train accuracy 39.33 %, validation
-67.78 %. ``results/reference/lad2020_cpu.csv`` transcribes that log line; like lad2020.csv it is a
+67.78 %. ``aslhpc/reference/lad2020_cpu.csv`` transcribes that log line; like lad2020.csv it is a
 published figure, never a measurement of ours.
 """
 
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from aslhpc.analysis.reference import REFERENCE_LABEL, default_reference_path
+from aslhpc.analysis.reference import REFERENCE_LABEL
 from aslhpc.errors import AslhpcError
+from aslhpc.packaged import shipped_dir
 
 CPU_FILE = "lad2020_cpu.csv"
 COLUMNS = ("device", "gpus", "batch_size", "epochs", "exec_time_s", "train_acc", "val_acc")
@@ -40,8 +41,9 @@ class CpuReference:
 
 
 def default_cpu_reference_path(results: str | Path = "results") -> Path:
-    """``lad2020_cpu.csv`` beside the GPU reference table."""
-    return default_reference_path(results).with_name(CPU_FILE)
+    """``<results>/reference/lad2020_cpu.csv`` (a site's own copy), else the one shipped in the package."""
+    own = Path(results) / "reference" / CPU_FILE
+    return own if own.is_file() else shipped_dir("reference") / CPU_FILE
 
 
 def load_cpu_reference(path: str | Path) -> CpuReference:

@@ -6,7 +6,8 @@ A TOML file has four tables (every key optional except the matrix)::
     [matrix]      gpus = [1, 2], batch_sizes = [128, 256], strategy = "dp" | ["dp", "ddp"], repeats = 1
     [train]       fields of TrainConfig (epochs, lr, momentum, dropout, image_size, pipeline, ...) + optimizer
     [cluster]     partition, reservation, gpu_type, gpus_per_node, cpus_per_gpu, mem, time, preamble, setup,
-                  account, qos, max_requeues
+                  max_requeues, and site options: account, qos, wckey, constraint, exclude, mail_type,
+                  mail_user, comment, additional_parameters (a table of sbatch option = value)
 
 Command-line flags override the file through :func:`apply_overrides`. :func:`validate_spec`
 returns every problem at once (one line each, naming the key and the allowed values), so
@@ -24,13 +25,28 @@ from typing import Any
 from aslhpc.cellfiles import cell_id as make_cell_id
 from aslhpc.cellfiles import cells_dir
 from aslhpc.errors import ConfigError
-from aslhpc.training.config import COMPILE_DP, STRATEGIES, TrainConfig, config_problems, shared_fields
+from aslhpc.packaged import find, search_dirs, shipped_dir
+from aslhpc.packaged import names as shipped_names
+from aslhpc.slurm.request import JobRequest, SiteOptions, additional_pairs, site_problems
+from aslhpc.training.config import (
+    COMPILE_DP,
+    STRATEGIES,
+    TrainConfig,
+    config_problems,
+    shared_fields,
+)
 
 OPTIMIZERS = ("sgd",)
-REPO_JOBS = Path(__file__).resolve().parents[2] / "jobs"
+SHIPPED_JOBS = shipped_dir("jobs")  # the experiments shipped as package data (aslhpc/jobs/)
+REPO_JOBS = SHIPPED_JOBS  # the name the tests know
+# Bounds checked before any cell is built: a typo (repeats = 10**9) must be one error line, not minutes of
+# building cells and a MemoryError. Far above any real matrix (the 2020 one has 12 cells on 4 GPUs).
+MAX_CELLS = 10_000
+MAX_GPUS = 1024
 
-# Names that end up on an sbatch line or in a path: no shell metacharacters, no spaces.
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Names that end up on an sbatch line or in a path: no shell metacharacters, no spaces (always fullmatch:
+# ``$`` alone would let a trailing newline through and split the sbatch header).
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _MEM = re.compile(r"^(\d+)\s*([KMGT]?)B?$", re.IGNORECASE)
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
 
@@ -54,11 +70,25 @@ class ClusterRequest:
     cpus_per_gpu: int = 4
     mem: str = "16G"  # per node, SLURM syntax (e.g. 16G, 95000M, 95000)
     time: str = "02:00:00"  # per job (attempt), SLURM syntax: minutes, H:MM:SS, D-HH:MM:SS
-    preamble: str = ""  # sbatch_templates/<preamble>.sh: setup lines run before the cell starts
+    preamble: str = ""  # sbatch_templates/<preamble>.sh (yours first, then aslhpc's) or a path to a .sh file
     setup: tuple[str, ...] = ()  # extra setup lines, after the preamble's
+    max_requeues: int = 3  # timeouts a cell may be requeued after (preemptions do not count)
+    # site options: "" = no line in the script (wckey too: submitit's default --wckey=submitit is refused by
+    # some sites)
     account: str = ""
     qos: str = ""
-    max_requeues: int = 3  # timeouts a cell may be requeued after (preemptions do not count)
+    wckey: str = ""
+    constraint: str = ""  # --constraint, e.g. "v100&ib"
+    exclude: str = ""  # --exclude hostlist, e.g. "node[01-02]"
+    mail_type: str = ""  # e.g. "END,FAIL"
+    mail_user: str = ""
+    comment: str = ""
+    additional_parameters: dict[str, str | int | bool] = field(default_factory=dict)  # other sbatch options
+
+    def site(self) -> SiteOptions:
+        """The site options as the slurm package takes them."""
+        return SiteOptions(self.account, self.qos, self.wckey, self.constraint, self.exclude, self.mail_type,
+                           self.mail_user, self.comment, additional_pairs(self.additional_parameters))
 
 
 # The [train] table: TrainConfig's fields that are the same for every cell of the experiment (not the
@@ -84,7 +114,7 @@ class Cell:
 
 @dataclass(frozen=True)
 class NodeLayout:
-    """How a cell's GPUs spread over nodes: sbatch's ``--nodes``, ``--ntasks-per-node`` and the per-node gres."""
+    """How a cell's GPUs spread over nodes: sbatch's ``--nodes``, ``--ntasks-per-node``, per-node gres."""
 
     nodes: int
     gpus_per_node: int
@@ -104,14 +134,15 @@ def node_layout(gpus: int, strategy: str, gpus_per_node: int = 0, cell: str = ""
         return NodeLayout(1, gpus, gpus if ddp else 1)
     who = cell or f"a {gpus}-GPU {strategy} cell"
     if not ddp:
-        raise ConfigError(f"{who}: strategy {strategy} runs its {gpus} GPUs in one process, which cannot span nodes "
-                          f"of cluster.gpus_per_node={gpus_per_node}; use strategy ddp (--strategy ddp) or at most "
-                          f"{gpus_per_node} GPUs (--gpus)")
+        raise ConfigError(f"{who}: strategy {strategy} runs its {gpus} GPUs in one process, which cannot "
+                          f"span nodes of cluster.gpus_per_node={gpus_per_node}; use strategy ddp "
+                          f"(--strategy ddp) or at most {gpus_per_node} GPUs (--gpus)")
     if gpus % gpus_per_node:
         fits = " or ".join(str(d) for d in range(1, gpus + 1) if gpus % d == 0)
-        raise ConfigError(f"{who}: cluster.gpus_per_node={gpus_per_node} does not divide its {gpus} GPUs (every node "
-                          f"of a job gets the same share); use --gpus-per-node {fits}, GPU counts that are multiples "
-                          f"of {gpus_per_node}, or --gpus-per-node 0 for one node per cell")
+        raise ConfigError(f"{who}: cluster.gpus_per_node={gpus_per_node} does not divide its {gpus} GPUs "
+                          f"(every node of a job gets the same share); use --gpus-per-node {fits}, GPU "
+                          f"counts that are multiples of {gpus_per_node}, or --gpus-per-node 0 for one node "
+                          "per cell")
     return NodeLayout(gpus // gpus_per_node, gpus_per_node, gpus_per_node)
 
 
@@ -135,6 +166,9 @@ class ExperimentSpec:
 
     def cells(self) -> list[Cell]:
         """Every cell, in matrix order (strategy, GPUs, batch size, repeat); ids are stable."""
+        problem = size_problem(self)
+        if problem:
+            raise ConfigError(problem)
         out = []
         for strategy in self.strategies:
             for gpus in self.gpus:
@@ -194,17 +228,23 @@ _TABLES = {
 
 
 def find_job_file(name_or_path: str, search: tuple[Path, ...] = ()) -> Path:
-    """``lad2020`` -> ``jobs/lad2020.toml`` (here, then in the repository); a path is taken as is."""
+    """``lad2020`` -> ``./jobs/lad2020.toml`` if you have one, else the one shipped with aslhpc
+    (:mod:`aslhpc.packaged`); a path is taken as is. ``search`` folders are tried first."""
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
         if not p.is_file():
             raise ConfigError(f"experiment file {p} does not exist; pass an existing jobs/*.toml")
         return p
-    for d in (*search, Path("jobs"), REPO_JOBS):
+    for d in search:
         if (d / f"{name_or_path}.toml").is_file():
             return d / f"{name_or_path}.toml"
-    known = sorted({q.stem for d in (*search, Path("jobs"), REPO_JOBS) if d.is_dir() for q in d.glob("*.toml")})
-    raise ConfigError(f"no experiment named {name_or_path!r}; use one of: {', '.join(known) or '(none in jobs/)'}")
+    found = find("experiment", name_or_path)
+    if found is not None:
+        return found
+    where = " or ".join(str(d) for d in (*search, *(d for d, _ in search_dirs("experiment"))))
+    raise ConfigError(f"no experiment named {name_or_path!r} in {where}; use one of: "
+                      f"{shipped_names('experiment')} (python -m aslhpc.submit --list shows where each is), "
+                      "or pass a path to a .toml file")
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -219,13 +259,15 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     problems: list[str] = []
     for table, body in raw.items():
         if table not in _TABLES:
-            problems.append(f"{path.name}: unknown table [{table}]; use {', '.join(f'[{t}]' for t in _TABLES)}")
+            problems.append(f"{path.name}: unknown table [{table}]; use "
+                            f"{', '.join(f'[{t}]' for t in _TABLES)}")
         elif not isinstance(body, dict):
             problems.append(f"{path.name}: {table} must be a table ([{table}])")
         else:
             for key in body:
                 if key not in _TABLES[table]:
-                    problems.append(f"{path.name}: unknown key {table}.{key}; allowed: {', '.join(_TABLES[table])}")
+                    problems.append(f"{path.name}: unknown key {table}.{key}; allowed: "
+                                    f"{', '.join(_TABLES[table])}")
     if problems:
         raise SpecErrors(problems)
 
@@ -250,6 +292,8 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         cluster["time"] = str(cluster["time"])
     if "mem" in cluster:
         cluster["mem"] = str(cluster["mem"])
+    if "additional_parameters" in cluster and isinstance(cluster["additional_parameters"], dict):
+        cluster["additional_parameters"] = dict(cluster["additional_parameters"])
     spec = ExperimentSpec(**values, train=TrainSettings(**raw.get("train", {})), cluster=ClusterRequest(**cluster))
     problems = validate_spec(spec)
     if problems:
@@ -290,13 +334,20 @@ class Overrides:
     cpus_per_gpu: int | None = None
     gpus_per_node: int | None = None
     preamble: str | None = None
+    constraint: str | None = None
+    exclude: str | None = None
+    account: str | None = None
+    qos: str | None = None
+
+
+_CLUSTER_OVERRIDES = ("partition", "reservation", "gpu_type", "time", "mem", "cpus_per_gpu", "gpus_per_node",
+                      "preamble", "constraint", "exclude", "account", "qos")
 
 
 def apply_overrides(spec: ExperimentSpec, o: Overrides) -> ExperimentSpec:
     top = {k: getattr(o, k) for k in ("data", "results", "gpus", "batch_sizes", "strategies", "repeats")}
     train = {k: getattr(o, k) for k in ("epochs", "allow_cpu", "pipeline", "split", "split_seed", "max_steps")}
-    cluster = {k: getattr(o, k) for k in ("partition", "reservation", "gpu_type", "time", "mem", "cpus_per_gpu",
-                                          "gpus_per_node", "preamble")}
+    cluster = {k: getattr(o, k) for k in _CLUSTER_OVERRIDES}
     return replace(
         spec,
         **{k: v for k, v in top.items() if v is not None},
@@ -320,7 +371,8 @@ def parse_mem_mb(mem: str) -> int:
     """SLURM memory (``16G``, ``95000M``, ``95000`` = MB) -> MB; ConfigError if malformed."""
     m = _MEM.match(str(mem).strip())
     if not m or int(m.group(1)) == 0:
-        raise ConfigError(f"cluster.mem={mem!r} is not a SLURM memory size; use e.g. 16G, 95000M or 95000 (MB)")
+        raise ConfigError(f"cluster.mem={mem!r} is not a SLURM memory size; use e.g. 16G, 95000M or 95000 "
+                          "(MB)")
     scale = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024 * 1024}[m.group(2).upper()]
     return max(1, int(int(m.group(1)) * scale))
 
@@ -329,7 +381,8 @@ def sbatch_mem(mem: str) -> str:
     """The value passed to ``--mem``: the user's size without a trailing B (``16GB`` -> ``16G``)."""
     m = _MEM.match(str(mem).strip())
     if not m:
-        raise ConfigError(f"cluster.mem={mem!r} is not a SLURM memory size; use e.g. 16G, 95000M or 95000 (MB)")
+        raise ConfigError(f"cluster.mem={mem!r} is not a SLURM memory size; use e.g. 16G, 95000M or 95000 "
+                          "(MB)")
     return f"{int(m.group(1))}{m.group(2).upper()}"
 
 
@@ -377,14 +430,16 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
         if len(set(values)) != len(values):
             problems.append(f"{key} lists a value twice ({list(values)}); list each once")
 
-    if not isinstance(spec.name, str) or not _SAFE_NAME.match(spec.name):
-        problems.append(f"experiment.name={spec.name!r} is not a safe name; use letters, digits, '.', '_' or '-'")
+    if not isinstance(spec.name, str) or not _SAFE_NAME.fullmatch(spec.name):
+        problems.append(f"experiment.name={spec.name!r} is not a safe name; use letters, digits, '.', '_' or "
+                        "'-'")
     positive_ints("matrix.gpus", spec.gpus)
     positive_ints("matrix.batch_sizes", spec.batch_sizes)
     for s in spec.strategies:
         choice("matrix.strategy", s, STRATEGIES)
-    if not isinstance(spec.repeats, int) or spec.repeats < 1:
+    if not isinstance(spec.repeats, int) or isinstance(spec.repeats, bool) or spec.repeats < 1:
         problems.append(f"matrix.repeats={spec.repeats!r} must be an integer >= 1")
+    problems += [p for p in (size_problem(spec),) if p]
 
     choice("train.optimizer", t.optimizer, OPTIMIZERS)
     problems += [f"train.{p}" for p in config_problems(asdict(t))]
@@ -392,19 +447,12 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
     if t.compile is True and dp_gpus and "dp" in spec.strategies:
         problems.append(f"train.{COMPILE_DP.format(gpus=dp_gpus[0])}")
 
-    for key in ("partition", "gpu_type"):
-        v = getattr(c, key)
-        if not isinstance(v, str) or not _SAFE_NAME.match(v):
-            problems.append(f"cluster.{key}={v!r} is not a safe SLURM name; use letters, digits, '.', '_' or '-'")
-    for key in ("reservation", "account", "qos", "preamble"):
-        v = getattr(c, key)
-        if not isinstance(v, str) or (v and not _SAFE_NAME.match(v)):
-            problems.append(f"cluster.{key}={v!r} is not a safe name; use letters, digits, '.', '_' or '-' "
-                            "(or \"\" for none)")
+    problems += cluster_problems(c)
     if not isinstance(c.cpus_per_gpu, int) or isinstance(c.cpus_per_gpu, bool) or c.cpus_per_gpu < 1:
         problems.append(f"cluster.cpus_per_gpu={c.cpus_per_gpu!r} must be an integer >= 1")
     if not isinstance(c.gpus_per_node, int) or isinstance(c.gpus_per_node, bool) or c.gpus_per_node < 0:
-        problems.append(f"cluster.gpus_per_node={c.gpus_per_node!r} must be an integer >= 0 (0 = each cell on one node)")
+        problems.append(f"cluster.gpus_per_node={c.gpus_per_node!r} must be an integer >= 0 (0 = each cell "
+                        "on one node)")
     elif not any(p.startswith("matrix.") for p in problems):  # a malformed matrix has no cells to lay out
         problems += layout_problems(spec)
     if not isinstance(c.max_requeues, int) or c.max_requeues < 0:
@@ -419,6 +467,79 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
     return problems
 
 
+def size_problem(spec: ExperimentSpec) -> str:
+    """Why the matrix is too large to build (a typo like ``repeats = 10**9``), or ""; builds no cell."""
+    def count(values: object) -> int:
+        return len(values) if isinstance(values, tuple | list) else 1
+
+    gpus = spec.gpus if isinstance(spec.gpus, tuple) else ()
+    big = [g for g in gpus if isinstance(g, int) and g > MAX_GPUS]
+    if big:
+        return f"matrix.gpus has {big}; at most {MAX_GPUS} GPUs per cell: use smaller GPU counts"
+    repeats = spec.repeats if isinstance(spec.repeats, int) else 1
+    axes = (count(spec.gpus), count(spec.batch_sizes), count(spec.strategies), max(repeats, 1))
+    n = axes[0] * axes[1] * axes[2] * axes[3]
+    if n > MAX_CELLS:
+        return (f"matrix.repeats={repeats}: {axes[0]} GPU counts x {axes[1]} batch sizes x {axes[2]} "
+                f"strategies x {repeats} repeats = {n} cells, more than {MAX_CELLS}; lower matrix.repeats or "
+                "shorten the lists")
+    return ""
+
+
+def cluster_problems(c: ClusterRequest) -> list[str]:
+    """Names and site options of [cluster], one line each (validate_spec checks the resources)."""
+    problems = []
+    for key in ("partition", "gpu_type"):
+        v = getattr(c, key)
+        if not isinstance(v, str) or not _SAFE_NAME.fullmatch(v):
+            problems.append(f"cluster.{key}={v!r} is not a safe SLURM name; use letters, digits, '.', '_' or "
+                            "'-'")
+    v = c.reservation
+    if not isinstance(v, str) or (v and not _SAFE_NAME.fullmatch(v)):
+        problems.append(f"cluster.reservation={v!r} is not a safe name; use letters, digits, '.', '_' or '-' "
+                        "(or \"\" for none)")
+    v = c.preamble
+    is_path = isinstance(v, str) and ("/" in v or v.endswith(".sh"))
+    if not isinstance(v, str) or (v and not is_path and not _SAFE_NAME.fullmatch(v)) or (
+            is_path and any(ch in v for ch in "\n\r\0")):
+        problems.append(f"cluster.preamble={v!r} is not a safe preamble name or .sh path; use a name from "
+                        "sbatch_templates/ (letters, digits, '.', '_' or '-'), a path to a .sh file, or "
+                        "\"\" for none")
+    if not isinstance(c.additional_parameters, dict):
+        problems.append("cluster.additional_parameters must be a table of sbatch option = value, "
+                        "e.g. additional_parameters = { gpu-bind = \"closest\" }")
+        extra: object = ()
+    else:
+        extra = c.additional_parameters
+    values = {k: getattr(c, k) for k in ("account", "qos", "wckey", "constraint", "exclude", "mail_type",
+                                         "mail_user", "comment")}
+    return problems + site_problems({**values, "additional": extra})
+
+
+def job_request(spec: ExperimentSpec, cell: Cell, templates: Path | None = None) -> JobRequest:
+    """The cell's sbatch request for :mod:`aslhpc.slurm`: nodes, tasks and gres per node follow
+    :meth:`ExperimentSpec.layout`; the preamble (``templates``, else the usual lookup) becomes setup lines."""
+    from aslhpc.slurm.executor import job_name, read_preamble
+
+    c = spec.cluster
+    layout = spec.layout(cell)
+    return JobRequest(
+        name=job_name(spec.name, cell.cell_id),
+        partition=c.partition,
+        reservation=c.reservation,
+        gres=f"gpu:{c.gpu_type}:{layout.gpus_per_node}",
+        gpus=cell.gpus,
+        nodes=layout.nodes,
+        tasks_per_node=layout.tasks_per_node,
+        cpus_per_task=c.cpus_per_gpu if cell.strategy == "ddp" else c.cpus_per_gpu * cell.gpus,
+        mem=sbatch_mem(c.mem),
+        time_min=parse_time_min(c.time),
+        setup=read_preamble(c.preamble, templates) + tuple(c.setup),
+        max_requeues=c.max_requeues,
+        site=c.site(),
+    )
+
+
 def layout_problems(spec: ExperimentSpec) -> list[str]:
     """One line per (strategy, GPU count) that cannot be laid out on nodes, naming its cells."""
     by_shape: dict[tuple[str, int], list[str]] = {}
@@ -427,7 +548,8 @@ def layout_problems(spec: ExperimentSpec) -> list[str]:
     problems = []
     for (strategy, gpus), ids in by_shape.items():
         try:
-            node_layout(gpus, strategy, spec.cluster.gpus_per_node, f"cell{'s' * (len(ids) > 1)} {', '.join(ids)}")
+            node_layout(gpus, strategy, spec.cluster.gpus_per_node, f"cell{'s' * (len(ids) > 1)} "
+                                                                    f"{', '.join(ids)}")
         except ConfigError as exc:
             problems.append(str(exc))
     return problems

@@ -36,27 +36,67 @@ def slurm_reachable(run: Runner = _run) -> tuple[bool, str]:
     except (OSError, subprocess.SubprocessError) as exc:
         return False, f"scontrol ping failed: {exc}"
     if proc.returncode != 0 or " UP" not in proc.stdout:
-        first = next((ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()), "no answer")
+        first = next((ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()), "no "
+                                                                                                    "answer")
         return False, f"scontrol ping: {first}"
     return True, ""
 
 
-def expand_hostlist(text: str) -> list[str]:
-    """``n[1-3,5],gpu01`` -> ['n1', 'n2', 'n3', 'n5', 'gpu01'] (SLURM hostlist syntax, zero padding kept)."""
+def expand_hostlist(text: str, run: Runner | None = None) -> list[str]:
+    """``rack[1-2]-n[01-02],gpu7`` -> ['rack1-n01', 'rack1-n02', 'rack2-n01', 'rack2-n02', 'gpu7'].
+
+    With ``run``, SLURM itself expands it (``scontrol show hostnames``) when it answers; otherwise
+    (recorded output, no controller) :func:`parse_hostlist` does, with the same result."""
+    text = (text or "").strip()
+    if not text or text in ("(null)", "None"):
+        return []
+    if run is not None:
+        try:
+            proc = run(["scontrol", "show", "hostnames", text])
+        except (OSError, subprocess.SubprocessError):
+            proc = None
+        if proc is not None and proc.returncode == 0 and proc.stdout.strip():
+            return proc.stdout.split()
+    return parse_hostlist(text)
+
+
+def parse_hostlist(text: str) -> list[str]:
+    """SLURM hostlist syntax without SLURM: every bracket group of a name (``a[1-2]b[3,5]``), zero padding
+    kept as written (``n[08-10]`` -> n08, n09, n10), comma-separated names."""
     out: list[str] = []
-    for m in re.finditer(r"([^,\[]+)(?:\[([^\]]+)\])?([^,]*)", text.strip()):
-        prefix, ranges, suffix = m.group(1), m.group(2), m.group(3)
-        if not prefix and not ranges:
-            continue
-        if ranges is None:
-            out.append(prefix + suffix)
-            continue
-        for part in ranges.split(","):
-            lo, _, hi = part.partition("-")
-            width = len(lo)
-            for i in range(int(lo), int(hi or lo) + 1):
-                out.append(f"{prefix}{i:0{width}d}{suffix}")
-    return [h for h in out if h and h not in ("(null)", "None")]
+    for name in _split_top_level(text.strip()):
+        if name and name not in ("(null)", "None"):
+            out += _expand_name(name)
+    return out
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split at commas outside brackets."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [*parts, current]
+
+
+def _expand_name(name: str) -> list[str]:
+    m = re.match(r"([^\[]*)\[([^\]]*)\](.*)$", name)
+    if m is None:
+        return [name]
+    prefix, ranges, rest = m.groups()
+    tails = _expand_name(rest)
+    out = []
+    for part in ranges.split(","):
+        lo, _, hi = part.strip().partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return [name]  # not a range SLURM writes: keep the name as it is
+        for i in range(int(lo), int(hi or lo) + 1):
+            out += [f"{prefix}{i:0{len(lo)}d}{tail}" for tail in tails]
+    return out
 
 
 def parse_records(text: str) -> list[dict[str, str]]:
@@ -96,7 +136,8 @@ class Node:
 
     def gpus(self, gpu_type: str) -> int:
         """GPUs of ``gpu_type`` ('' = any type) on this node."""
-        return sum(n for (name, typ), n in self.gres.items() if name == "gpu" and (not gpu_type or typ == gpu_type))
+        return sum(n for (name, typ), n in self.gres.items()
+                   if name == "gpu" and (not gpu_type or typ == gpu_type))
 
 
 @dataclass(frozen=True)
@@ -151,8 +192,9 @@ def query_cluster(run: Runner = _run) -> ClusterInfo:
                 continue  # "No reservations in the system"
             name = rec["ReservationName"]
             info.reservations[name] = Reservation(
-                name, rec.get("State", ""), tuple(expand_hostlist(rec.get("Nodes", ""))), _names(rec.get("Users", "")),
-                _names(rec.get("Accounts", "")), "" if rec.get("PartitionName") == "(null)" else rec.get("PartitionName", ""),
+                name, rec.get("State", ""), tuple(expand_hostlist(rec.get("Nodes", ""), run)),
+                _names(rec.get("Users", "")), _names(rec.get("Accounts", "")),
+                "" if rec.get("PartitionName") == "(null)" else rec.get("PartitionName", ""),
                 rec.get("StartTime", ""), rec.get("EndTime", ""))
     return info
 
@@ -166,7 +208,7 @@ def _checked(run: Runner, cmd: list[str]) -> str:
 
 @dataclass(frozen=True)
 class JobShape:
-    """The resources of one cell's job per node (every node of a job gets the same), as the checks need them."""
+    """One cell's job per node (every node of a job gets the same), as the checks need it."""
 
     cell_id: str
     gpus: int  # per node
@@ -194,24 +236,26 @@ def check_request(info: ClusterInfo, *, partition: str, reservation: str, gpu_ty
     else:
         nodes = info.nodes_of(partition)
         if info.partitions[partition].upper() not in ("UP", ""):
-            warnings.append(f"partition {partition!r} is {info.partitions[partition]}; jobs will wait until it is UP")
+            warnings.append(f"partition {partition!r} is {info.partitions[partition]}; jobs will wait until "
+                            "it is UP")
     where = f"partition {partition!r}"
     if reservation:
         res = info.reservations.get(reservation)
         if res is None:
             known = ", ".join(sorted(info.reservations)) or "(none)"
-            problems.append(f"reservation {reservation!r} does not exist; use --reservation with one of: {known} "
-                            "(or --reservation '' for none)")
+            problems.append(f"reservation {reservation!r} does not exist; use --reservation with one of: "
+                            f"{known} (or --reservation '' for none)")
         else:
-            if res.users and not _listed(user, res.users) and not (account and _listed(account, res.accounts)):
-                problems.append(f"reservation {reservation!r} is for users {', '.join(res.users)}, not {user}; "
-                                "ask its owner to add you or drop --reservation")
+            allowed = _listed(user, res.users) or (account and _listed(account, res.accounts))
+            if res.users and not allowed:
+                problems.append(f"reservation {reservation!r} is for users {', '.join(res.users)}, not "
+                                f"{user}; ask its owner to add you or drop --reservation")
             if res.partition and partition in info.partitions and res.partition != partition:
-                problems.append(f"reservation {reservation!r} is on partition {res.partition!r}, not {partition!r}; "
-                                f"use --partition {res.partition}")
+                problems.append(f"reservation {reservation!r} is on partition {res.partition!r}, not "
+                                f"{partition!r}; use --partition {res.partition}")
             if res.state.upper() != "ACTIVE":
-                warnings.append(f"reservation {reservation!r} is {res.state or 'not active'} (starts {res.start}); "
-                                "jobs will wait for it")
+                warnings.append(f"reservation {reservation!r} is {res.state or 'not active'} (starts "
+                                f"{res.start}); jobs will wait for it")
             inside = [n for n in nodes if n.name in res.nodes]
             if nodes and not inside:
                 problems.append(f"reservation {reservation!r} holds no node of partition {partition!r} "
@@ -230,11 +274,13 @@ def check_request(info: ClusterInfo, *, partition: str, reservation: str, gpu_ty
         return problems, warnings
     problems += _gpu_problems(nodes, where, gpu_type, jobs, max_gpus)
     max_cpus = max(n.cpus for n in nodes)
-    cpu_heavy = sorted({j for j in jobs if j.gpus <= max_gpus and j.cpus > max_cpus}, key=lambda j: (j.cpus, j.nodes))
+    cpu_heavy = sorted({j for j in jobs if j.gpus <= max_gpus and j.cpus > max_cpus},
+                       key=lambda j: (j.cpus, j.nodes))
     if cpu_heavy:
         j = cpu_heavy[-1]
-        problems.append(f"cluster.cpus_per_gpu: {j.label} asks {j.cpus} CPUs per node but the nodes of {where} have at "
-                        f"most {max_cpus}; lower --cpus-per-gpu to {max(1, max_cpus // max(j.gpus, 1))} or less")
+        problems.append(f"cluster.cpus_per_gpu: {j.label} asks {j.cpus} CPUs per node but the nodes of "
+                        f"{where} have at most {max_cpus}; lower --cpus-per-gpu to "
+                        f"{max(1, max_cpus // max(j.gpus, 1))} or less")
     max_mem = max(n.memory_mb for n in nodes)
     if max_mem and any(j.mem_mb > max_mem for j in jobs):
         problems.append(f"cluster.mem {max(j.mem_mb for j in jobs)}M is more than the nodes of {where} have "
@@ -242,14 +288,15 @@ def check_request(info: ClusterInfo, *, partition: str, reservation: str, gpu_ty
     return problems, warnings
 
 
-def _gpu_problems(nodes: list[Node], where: str, gpu_type: str, jobs: list[JobShape], max_gpus: int) -> list[str]:
+def _gpu_problems(nodes: list[Node], where: str, gpu_type: str, jobs: list[JobShape],
+                  max_gpus: int) -> list[str]:
     """GPUs per node against the nodes' GRES, then the node count against the nodes that can hold a share."""
     problems = []
     one_node = sorted({j.gpus for j in jobs if j.nodes == 1 and j.gpus > max_gpus})
     if one_node:
-        problems.append(f"matrix.gpus {','.join(map(str, one_node))}: the nodes of {where} have at most {max_gpus} "
-                        f"gpu:{gpu_type} each; use --gpus with counts from 1 to {max_gpus}, or strategy ddp with "
-                        f"--gpus-per-node to span nodes")
+        problems.append(f"matrix.gpus {','.join(map(str, one_node))}: the nodes of {where} have at most "
+                        f"{max_gpus} gpu:{gpu_type} each; use --gpus with counts from 1 to {max_gpus}, or "
+                        "strategy ddp with --gpus-per-node to span nodes")
     per_node = sorted({j.gpus for j in jobs if j.nodes > 1 and j.gpus > max_gpus})
     if per_node:
         problems.append(f"cluster.gpus_per_node={per_node[-1]}: the nodes of {where} have at most {max_gpus} "
@@ -261,14 +308,15 @@ def _gpu_problems(nodes: list[Node], where: str, gpu_type: str, jobs: list[JobSh
     for (n_nodes, gpus), ids in sorted(wide.items()):
         have = sum(1 for n in nodes if n.gpus(gpu_type) >= gpus)
         if n_nodes > have:
-            problems.append(f"cell{'s' * (len(ids) > 1)} {', '.join(ids)}: {n_nodes * gpus} GPUs at {gpus} per node "
-                            f"need {n_nodes} nodes but {where} has {have} with {gpus} gpu:{gpu_type}; use --gpus up to "
-                            f"{have * gpus} or a larger --gpus-per-node (at most {max_gpus})")
+            problems.append(f"cell{'s' * (len(ids) > 1)} {', '.join(ids)}: {n_nodes * gpus} GPUs at {gpus} "
+                            f"per node need {n_nodes} nodes but {where} has {have} with {gpus} "
+                            f"gpu:{gpu_type}; use --gpus up to {have * gpus} or a larger --gpus-per-node (at "
+                            f"most {max_gpus})")
     return problems
 
 
 def _listed(name: str, allowed: tuple[str, ...]) -> bool:
-    """SLURM reservation lists may negate (``-bob``): listed means in a positive list or absent from a negative one."""
+    """SLURM reservation lists may negate (``-bob``): listed = in a positive list or not in a negative one."""
     negative = [a[1:] for a in allowed if a.startswith("-")]
     if negative:
         return name not in negative

@@ -15,85 +15,69 @@ from __future__ import annotations
 import shlex
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import submitit
 
 from aslhpc.errors import ConfigError
-from aslhpc.orchestration.experiment import Cell, ExperimentSpec, parse_mem_mb, parse_time_min, sbatch_mem
+from aslhpc.packaged import find, names, search_dirs
+from aslhpc.slurm.request import JobRequest
 
-TEMPLATES = Path(__file__).resolve().parent.parent.parent / "sbatch_templates"
-SIGNAL_DELAY_S = 90  # USR2 this long before the time limit: enough to requeue; the trainer saved at the last epoch
+# USR2 this long before the time limit: enough to requeue; the trainer saved at the last epoch
+SIGNAL_DELAY_S = 90
 
-
-@dataclass(frozen=True)
-class JobRequest:
-    """Everything one cell's job asks for (the sbatch header, in submitit's terms)."""
-
-    name: str
-    partition: str
-    reservation: str
-    gres: str  # gpu:<type>:<N> per node
-    gpus: int  # the cell's total, over all nodes
-    nodes: int  # > 1 only for ddp cells wider than cluster.gpus_per_node
-    tasks_per_node: int  # 1 for dp, one per GPU on the node for ddp
-    cpus_per_task: int
-    mem: str  # sbatch --mem value, per node
-    time_min: int
-    setup: tuple[str, ...]
-    max_requeues: int
-    account: str = ""
-    qos: str = ""
-
-    @property
-    def mem_mb(self) -> int:
-        return parse_mem_mb(self.mem)
+__all__ = ["JobRequest", "SIGNAL_DELAY_S", "job_name", "read_preamble", "slurm_parameters", "slurm_executor",
+           "local_executor", "cell_command", "render_sbatch", "default_python", "job_request"]
 
 
 def job_name(experiment: str, cell_id: str) -> str:
     return f"aslhpc-{experiment}-{cell_id}"
 
 
-def read_preamble(name: str, templates: Path = TEMPLATES) -> tuple[str, ...]:
-    """The setup lines of ``sbatch_templates/<name>.sh``: comments and blank lines dropped."""
+def preamble_path(name: str, templates: Path | None = None) -> Path:
+    """Where preamble ``name`` is: a path (``site/setup.sh``) as given; a name in ``templates`` if given, else
+    ``./sbatch_templates/<name>.sh``, else the one shipped with aslhpc. ConfigError if none exists."""
+    if "/" in name or name.endswith(".sh"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"sbatch preamble file {path} does not exist; pass an existing .sh file or a "
+                              f"name ({names('preamble')})")
+        return path
+    if templates is not None:
+        path = templates / f"{name}.sh"
+        found = path if path.is_file() else None
+        where, known = str(templates), ", ".join(sorted(p.stem for p in templates.glob("*.sh"))) or "(none)"
+    else:
+        found = find("preamble", name)
+        where, known = " or ".join(str(d) for d, _ in search_dirs("preamble")), names("preamble")
+    if found is None:
+        raise ConfigError(f"sbatch preamble {name!r} not found in {where}; use --preamble with one of: "
+                          f"{known}")
+    return found
+
+
+def read_preamble(name: str, templates: Path | None = None) -> tuple[str, ...]:
+    """The setup lines of preamble ``name`` (see :func:`preamble_path`): comments and blank lines dropped."""
     if not name:
         return ()
-    path = templates / f"{name}.sh"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in templates.glob("*.sh"))) or "(none)"
-        raise ConfigError(f"sbatch preamble {name!r} not found in {templates}; use --preamble with one of: {known}")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = preamble_path(name, templates).read_text(encoding="utf-8").splitlines()
     return tuple(ln.rstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
 
 
-def job_request(spec: ExperimentSpec, cell: Cell, templates: Path = TEMPLATES) -> JobRequest:
-    """The cell's sbatch request; nodes, tasks and gres per node follow :meth:`ExperimentSpec.layout`."""
-    c = spec.cluster
-    ddp = cell.strategy == "ddp"
-    layout = spec.layout(cell)
-    return JobRequest(
-        name=job_name(spec.name, cell.cell_id),
-        partition=c.partition,
-        reservation=c.reservation,
-        gres=f"gpu:{c.gpu_type}:{layout.gpus_per_node}",
-        gpus=cell.gpus,
-        nodes=layout.nodes,
-        tasks_per_node=layout.tasks_per_node,
-        cpus_per_task=c.cpus_per_gpu if ddp else c.cpus_per_gpu * cell.gpus,
-        mem=sbatch_mem(c.mem),
-        time_min=parse_time_min(c.time),
-        setup=read_preamble(c.preamble, templates) + tuple(c.setup),
-        max_requeues=c.max_requeues,
-        account=c.account,
-        qos=c.qos,
-    )
+def job_request(spec, cell, templates: Path | None = None) -> JobRequest:  # noqa: ANN001
+    """Deprecated here: :func:`aslhpc.orchestration.experiment.job_request` builds the request. Kept (imported
+    lazily, so this package never imports the experiment spec) until submission.py imports it from there."""
+    from aslhpc.orchestration.experiment import job_request as build
+
+    return build(spec, cell, templates)
 
 
 def slurm_parameters(req: JobRequest) -> dict[str, Any]:
     """SlurmExecutor parameters: typed ``gres`` only (never ``gpus_per_node``), reservation via
-    ``additional_parameters`` (submitit has no reservation parameter)."""
+    ``additional_parameters`` (submitit has no reservation parameter), ``wckey`` None unless the site sets
+    one (submitit's default would write ``--wckey=submitit``)."""
+    site = req.site
     params: dict[str, Any] = {
         "job_name": req.name,
         "partition": req.partition,
@@ -104,8 +88,14 @@ def slurm_parameters(req: JobRequest) -> dict[str, Any]:
         "mem": req.mem,
         "gres": req.gres,
         "signal_delay_s": SIGNAL_DELAY_S,
+        "wckey": site.wckey or None,
     }
-    extra = {k: v for k, v in (("reservation", req.reservation), ("account", req.account), ("qos", req.qos)) if v}
+    for key in ("account", "qos", "constraint", "exclude", "mail_type", "mail_user", "comment"):
+        if getattr(site, key):
+            params[key] = getattr(site, key)
+    extra: dict[str, Any] = dict(site.additional)
+    if req.reservation:
+        extra["reservation"] = req.reservation
     if extra:
         params["additional_parameters"] = extra
     if req.setup:
@@ -126,31 +116,34 @@ class _RenderOnlySlurmExecutor(submitit.SlurmExecutor):
 
 def slurm_executor(folder: str | Path, req: JobRequest, *, python: str | None = None,
                    render_only: bool = False) -> submitit.SlurmExecutor:
-    """A fresh executor for one cell; ``max_num_timeout`` = requeues after a timeout (preemptions are free)."""
+    """A fresh executor for one cell; ``max_num_timeout`` = requeues after a timeout (preemptions: free)."""
     cls = _RenderOnlySlurmExecutor if render_only else submitit.SlurmExecutor
     ex = cls(folder=folder, max_num_timeout=req.max_requeues, python=python)
     ex.update_parameters(**slurm_parameters(req))
     return ex
 
 
-def local_executor(folder: str | Path, req: JobRequest, gpus: Sequence[str] | None = None) -> submitit.LocalExecutor:
+def local_executor(folder: str | Path, req: JobRequest,
+                   gpus: Sequence[str] | None = None) -> submitit.LocalExecutor:
     """The same cell on this machine: same time limit (so requeue-on-timeout works), same tasks and GPUs.
 
     A multi-node request runs all its tasks here (one machine is one node). The preamble is
     not run: its module/venv lines are for the cluster's nodes. ``gpus`` are the
     CUDA_VISIBLE_DEVICES entries the job gets (its share of this machine's, see
-    :func:`aslhpc.slurm.local.next_start`); None leaves submitit's default (``0..N-1``: no GPU here).
-    Indices go through submitit's ``visible_gpus``; UUID / MIG entries, which it cannot take, are
-    exported by a setup line instead.
+    :func:`aslhpc.slurm.local.next_start`); None = this machine has no GPU: an empty
+    CUDA_VISIBLE_DEVICES (submitit's default would list ``0..N-1`` for the request's N, which for a
+    huge N overflows the environment: E2BIG). Indices go through submitit's ``visible_gpus``;
+    UUID / MIG entries, which it cannot take, are exported by a setup line instead.
     """
     ex = submitit.LocalExecutor(folder=folder, max_num_timeout=req.max_requeues)
     params: dict[str, Any] = {"timeout_min": req.time_min, "tasks_per_node": req.nodes * req.tasks_per_node,
-                              "gpus_per_node": req.gpus, "signal_delay_s": SIGNAL_DELAY_S}
+                              "gpus_per_node": 0, "signal_delay_s": SIGNAL_DELAY_S}
     if gpus is not None:
         if all(g.isdigit() for g in gpus):
             params.update(gpus_per_node=len(gpus), visible_gpus=tuple(int(g) for g in gpus))
         else:
-            params.update(gpus_per_node=0, setup=[f"export CUDA_VISIBLE_DEVICES={shlex.quote(','.join(gpus))}"])
+            params.update(gpus_per_node=0, setup=["export "
+                                                  f"CUDA_VISIBLE_DEVICES={shlex.quote(','.join(gpus))}"])
     ex.update_parameters(**params)
     return ex
 

@@ -30,9 +30,12 @@ from typing import Any
 import submitit
 
 from aslhpc.atomic import atomic_write_json, read_json
-from aslhpc.slurm.executor import JobRequest, local_executor
+from aslhpc.errors import ConfigError
+from aslhpc.slurm.executor import local_executor
+from aslhpc.slurm.request import JobRequest
 
 RUNNER_FILE = "local_runner.json"
+TASKS_PER_CORE = 4  # processes per core (or GPU) a local cell may start before it is refused as a typo
 
 
 @dataclass
@@ -60,7 +63,8 @@ def process_alive(pid: int, needle: str = "") -> bool:
     if not needle:
         return True
     try:
-        return needle in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        return needle in cmdline.decode(errors="replace")
     except OSError:
         return True  # no /proc (macOS): trust kill(0)
 
@@ -139,6 +143,23 @@ def next_start(needs: Sequence[int], free: Sequence[str], gpus: Sequence[str], r
     return None
 
 
+def local_problems(requests: Sequence[tuple[str, JobRequest]], gpus: Sequence[str],
+                   cpus: int | None = None) -> list[str]:
+    """One line per cell this machine cannot even start: more processes (a ddp cell runs one per GPU) than
+    :data:`TASKS_PER_CORE` per CPU core or GPU here. A cell asking more GPUs than exist still runs (alone,
+    on the CPU with allow_cpu): that is the trainer's call, not the runner's."""
+    cpus = cpus or os.cpu_count() or 1
+    limit = TASKS_PER_CORE * max(cpus, len(gpus))
+    wide = [(cell, r.nodes * r.tasks_per_node) for cell, r in requests if r.nodes * r.tasks_per_node > limit]
+    if not wide:
+        return []
+    cell, tasks = max(wide, key=lambda w: w[1])
+    ids = ", ".join(c for c, _ in wide[:3]) + (" ..." if len(wide) > 3 else "")
+    return [f"cell{'s' * (len(wide) > 1)} {ids}: a local run starts one process per GPU of a ddp cell "
+            f"({tasks}) but this machine has {cpus} CPU cores and {len(gpus)} GPUs (at most {limit} "
+            "processes); use fewer --gpus or submit to SLURM (--cluster slurm)"]
+
+
 def run_local(tasks: list[LocalTask], max_parallel: int, on_start: Callable[[LocalTask, str, Path], None],
               on_tick: Callable[[], None] | None = None, poll_s: float = 0.5,
               gpus: Sequence[str] | None = None) -> list[LocalOutcome]:
@@ -146,8 +167,12 @@ def run_local(tasks: list[LocalTask], max_parallel: int, on_start: Callable[[Loc
     :func:`visible_gpus`; see :func:`next_start`); call ``on_start(task, job_id, folder)`` as each starts
     (to record it in the manifest) and ``on_tick()`` every poll; return when all have ended.
     Ctrl-C cancels the running ones and re-raises."""
+    gpus = list(visible_gpus() if gpus is None else gpus)
+    problems = local_problems([(t.cell_id, t.request) for t in tasks], gpus)
+    if problems:
+        raise ConfigError(problems[0])
     with _sigterm_as_interrupt():
-        return _run_queue(tasks, max_parallel, on_start, on_tick, poll_s, list(visible_gpus() if gpus is None else gpus))
+        return _run_queue(tasks, max_parallel, on_start, on_tick, poll_s, gpus)
 
 
 @contextlib.contextmanager
