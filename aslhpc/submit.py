@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from aslhpc.cli import add_version
+from aslhpc.cli import console as cli_console
 from aslhpc.errors import AslhpcError
 from aslhpc.orchestration.detach import is_detached_child, start_detached, strip_detach
 from aslhpc.orchestration.experiment import (
@@ -25,14 +27,15 @@ from aslhpc.orchestration.experiment import (
     parse_int_list,
 )
 from aslhpc.orchestration.submission import CLUSTERS, SubmitOptions, submit_experiment
+from aslhpc.training.config import PIPELINES, SPLITS, STRATEGIES
 
 DEFAULT_JOB = "lad2020"
 
 
 def build_parser() -> argparse.ArgumentParser:
     # No abbreviations: the background copy of a --detach run drops the exact flag (detach.strip_detach).
-    p = argparse.ArgumentParser(prog="python -m aslhpc.submit", description=__doc__.splitlines()[0],
-                                allow_abbrev=False)
+    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.submit",
+                                            description=__doc__.splitlines()[0], allow_abbrev=False))
     p.add_argument("job", nargs="?", help=f"experiment file (default jobs/{DEFAULT_JOB}.toml)")
     p.add_argument("--experiment", help="experiment name: jobs/NAME.toml")
     o = p.add_argument_group("overrides (win over the file)")
@@ -41,12 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--epochs", type=int)
     o.add_argument("--gpus", type=_int_list, help="GPU counts, e.g. 1,2")
     o.add_argument("--batch-sizes", type=_int_list, help="batch sizes, e.g. 128,256")
-    o.add_argument("--strategy", help="dp, ddp or dp,ddp")
+    o.add_argument("--strategy", type=_strategies, help="dp, ddp or dp,ddp")
     o.add_argument("--repeats", type=int, help="jobs per cell, each with seed + repeat")
     o.add_argument("--allow-cpu", action="store_true", default=None, help="fall back to CPU without enough "
                                                                           "GPUs")
-    o.add_argument("--pipeline", help="paper or fast")
-    o.add_argument("--split", help="random (the paper's) or blocked (contiguous frame blocks per class)")
+    o.add_argument("--pipeline", choices=PIPELINES, help="paper (decode every epoch) or fast (decoded cache)")
+    o.add_argument("--split", choices=SPLITS,
+                   help="random (one seeded shuffle) or blocked (contiguous frame blocks per class)")
     o.add_argument("--split-seed", type=int, help="seed of the split, the same for every cell (default 0)")
     o.add_argument("--max-steps", type=int, help="stop each epoch after N batches (smoke runs)")
     o.add_argument("--partition")
@@ -90,18 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print(list_text())
         return 0
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:  # a log file or pipe: keep whole rows instead of 80 columns of ellipses
-        console = Console(width=max(console.width, 200))
-    err = Console(stderr=True, width=max(Console(stderr=True).width, 200))
+    console, err = cli_console(), cli_console(stderr=True)
     live = _LocalDisplay(console)
     try:
         spec = load_spec(find_job_file(args.job or args.experiment or DEFAULT_JOB))
-        strategies = None
-        if args.strategy:
-            strategies = tuple(s.strip() for s in args.strategy.split(",") if s.strip())
+        strategies = args.strategy
         spec = apply_overrides(spec, Overrides(
             data=args.data, results=args.results, epochs=args.epochs, gpus=args.gpus,
             batch_sizes=args.batch_sizes,
@@ -188,6 +185,14 @@ def _int_list(text: str) -> tuple[int, ...]:
         return parse_int_list(text)
     except AslhpcError as exc:  # argparse then prints it as `argument --gpus: ...`, exit 2
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _strategies(text: str) -> tuple[str, ...]:
+    found = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in found if s not in STRATEGIES]
+    if bad or not found:
+        raise argparse.ArgumentTypeError(f"{text!r}: use {', '.join(STRATEGIES)} or a comma list of them")
+    return found
 
 
 def _positive_int(text: str) -> int:

@@ -88,10 +88,7 @@ def _valid(tmp_path: Path) -> dict:
     (lambda d: d.update(cells=[]) or d, "cells is list [], expected dict"),
     (lambda d: d["cells"]["g1-b32-r0"].update(attempts="41") or d, "attempts is str '41', expected list"),
     (lambda d: d["cells"]["g1-b32-r0"]["attempts"][0].update(cluster="cloud") or d, "cluster is 'cloud'"),
-    (lambda d: d["cells"]["g1-b32-r0"]["attempts"][0].update(folder="../../etc") or d,
-     "folder '../../etc' leaves the experiment directory"),
-    (lambda d: d["cells"]["g1-b32-r0"].update(out_dir="/tmp/x") or d,
-     "out_dir '/tmp/x' leaves the experiment"),
+    # a path leaving the experiment damages that cell only (tests/test_damaged_cells.py), not the file
     (lambda d: d["cells"]["g1-b32-r0"].update(gpus=True) or d, "gpus is bool True, expected int"),
     (lambda d: d["cells"]["g1-b32-r0"].update(cell_id="other") or d, "not its key 'g1-b32-r0'"),
 ])

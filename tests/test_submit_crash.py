@@ -275,6 +275,9 @@ def test_queued_jobs_named_reads_the_tag_and_fails_loudly() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         queued_jobs_named(["aslhpc-e-c"], _runner(squeue_rc=1))
     assert parse_comment("aslhpc:e:c") is None and parse_comment("x:e:c:t") is None
+    # a site's own cluster.comment rides after the tag, which still finds the job
+    tagged = job_comment("e", "c", "abc", "project=asl: grant 42")
+    assert tagged == "aslhpc:e:c:abc project=asl: grant 42" and parse_comment(tagged) == ("e", "c", "abc")
 
 
 def test_a_local_job_left_running_is_adopted_by_its_controller_process(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ that replay text recorded on the mini cluster (tests/golden/, tests/slurm_fakes.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -259,9 +260,19 @@ def test_split_flags_reach_every_cell_and_a_bad_split_is_one_line(dataset: Path,
         text = script.read_text()
         assert '"split":"blocked"' in text and '"split_seed":3' in text, script.name
     other = smoke_args(dataset, tmp_path / "other", "--cluster", "local", "--split", "rand")
-    rc, _, err = run_submit(capsys, *other)
+    with pytest.raises(SystemExit) as exc:  # argparse's choices: usage + one error line, exit 2
+        run_submit(capsys, *other)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "argument --split: invalid choice: 'rand'" in err.splitlines()[-1]
+    assert not (tmp_path / "other").exists()
+    # the same value in a TOML file is one line naming the key
+    job = tmp_path / "rand.toml"
+    job.write_text((REPO_JOBS / "smoke.toml").read_text().replace("[train]", '[train]\nsplit = "rand"', 1))
+    rc, _, err = run_submit(capsys, str(job), "--data", str(dataset), "--results", str(tmp_path / "other"),
+                            "--cluster", "local")
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 2 and lines == ["error: train.split='rand' is not valid; use one of random, blocked"]
+    assert rc == 2 and lines == ["error: rand.toml: train.split='rand' is not valid; use one of random, blocked"]
     assert not (tmp_path / "other").exists()
 
 
@@ -297,8 +308,18 @@ CU130 = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")  # torch 2.14.1
 
 CU126 = ("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90")
 
-NO_SM70 = ("torch 2.14.1+cu130 has no sm_70 (V100) kernels: the cells would fail on v100-sxm2; install a "
-           "CUDA 12.6 build of torch (README 'V100 and torch wheels') or request another --gpu-type")
+def _no_sm70() -> str:
+    """The refusal names the exact fix: the torch to install for this interpreter, how to check it, and how to
+    reinstall aslhpc without replacing it."""
+    from aslhpc.orchestration.torchfix import v100_fix
+
+    fix = v100_fix()
+    assert "torch==2.7.1 torchvision==0.22.1" in fix and "constraints-v100.txt" in fix and sys.executable in fix
+    return (f"torch 2.14.1+cu130 has no sm_70 (V100) kernels: the cells would fail on v100-sxm2; {fix} or "
+            "request another --gpu-type")
+
+
+NO_SM70 = _no_sm70()
 
 
 def test_v100_cells_need_a_torch_with_sm_70(fake_slurm: Path, dataset: Path, tmp_path: Path) -> None:

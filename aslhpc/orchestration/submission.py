@@ -42,6 +42,8 @@ from aslhpc.orchestration.experiment import (
     ExperimentSpec,
     SpecErrors,
     TrainSettings,
+    job_request,
+    parse_mem_mb,
     parse_time_min,
     validate_spec,
 )
@@ -61,11 +63,18 @@ from aslhpc.slurm.executor import (
     cell_command,
     default_python,
     job_name,
-    job_request,
     render_sbatch,
     slurm_executor,
 )
-from aslhpc.slurm.local import LocalTask, RunnerLock, process_alive, run_local, runner_alive, visible_gpus
+from aslhpc.slurm.local import (
+    LocalTask,
+    RunnerLock,
+    local_problems,
+    process_alive,
+    run_local,
+    runner_alive,
+    visible_gpus,
+)
 from aslhpc.training.config import NOT_IDENTITY, TrainConfig
 
 CLUSTERS = ("auto", "slurm", "local")
@@ -194,7 +203,9 @@ def v100_check(gpu_type: str, allow_cpu: bool, build: TorchBuild | None) -> tupl
     if v100_supported(list(build.arch_list)) is not False:
         return None
     head = f"torch {build.version} has no sm_70 (V100) kernels"
-    fix = "install a CUDA 12.6 build of torch (README 'V100 and torch wheels')"
+    from aslhpc.orchestration.torchfix import v100_fix
+
+    fix = v100_fix()
     if allow_cpu:
         return "warning", (f"{head}: on {gpu_type} the cells will fall back to the CPU (allow_cpu); "
                            f"{fix} to train on the GPUs")
@@ -214,8 +225,9 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
 
     problems = list(validate_spec(spec))
     warnings: list[str] = []
+    index = None
     try:
-        scan_dataset(spec.data)
+        index = scan_dataset(spec.data)
     except DataError as exc:
         problems.append(f"{exc} (pass --data DIR)")
     try:
@@ -250,6 +262,10 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
         if found is not None:
             kind, line = found
             (problems if kind == "problem" and not dry_run else warnings).append(line)
+    if index is not None and cluster == "slurm":
+        warnings += host_memory_warnings(spec, len(index.files))
+    if cluster != "slurm" and not dry_run and not problems:
+        problems += local_problems([(c.cell_id, job_request(spec, c)) for c in spec.cells()], visible_gpus())
     if cluster != "slurm" and not spec.train.allow_cpu and not dry_run:
         have = _local_gpus()
         need = max(spec.gpus, default=0)
@@ -290,9 +306,34 @@ def job_shapes(spec: ExperimentSpec) -> list[JobShape]:
     return shapes
 
 
-def _mem_mb(mem: str) -> int:
-    from aslhpc.orchestration.experiment import parse_mem_mb
+def host_memory_warnings(spec: ExperimentSpec, n_images: int) -> list[str]:
+    """Warn when a node's ranks would hold more decoded images in host memory than ``cluster.mem`` grants.
 
+    The fast pipeline keeps each rank's decoded split in host memory (pinned) when it does not fit on its
+    GPU, and every DDP rank holds its own copy: 4 ranks of the full set at 150 px need ~21 GB against the
+    default 16G. Only a warning: on GPUs with room the data lives on the device instead."""
+    from aslhpc.training.pipelines import host_bytes_per_rank
+
+    mem_mb = _mem_mb(spec.cluster.mem)
+    if spec.train.pipeline != "fast" or not mem_mb:
+        return []
+    per_rank = host_bytes_per_rank(n_images, spec.train.image_size)
+    worst = 0
+    for cell in spec.cells():
+        try:
+            worst = max(worst, spec.layout(cell).tasks_per_node)
+        except ConfigError:
+            continue
+    need_mb = per_rank * worst / 2**20
+    if need_mb <= 0.9 * mem_mb:
+        return []
+    want_gb = int(-(-need_mb * 1.25 // 1024))  # a quarter more for the process itself, rounded up
+    return [f"cells with {worst} rank(s) per node may hold {need_mb / 1024:.1f} GB of decoded images in host "
+            f"memory (fast pipeline, {n_images} images at {spec.train.image_size} px, one copy per rank) but "
+            f"cluster.mem={spec.cluster.mem}; use --mem {want_gb}G if the data does not fit on the GPUs"]
+
+
+def _mem_mb(mem: str) -> int:
     try:
         return parse_mem_mb(mem)
     except ConfigError:
@@ -506,7 +547,7 @@ def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: li
         ledger.save(manifest, cell.cell_id)  # before sbatch: a crash after it leaves a findable token
         _crash_point("after-intent")
         ex = slurm_executor(_folder(spec, cell), job_request(spec, cell), python=python)  # fresh per cell
-        ex.update_parameters(comment=job_comment(spec.name, cell.cell_id, intent.token))
+        ex.update_parameters(comment=job_comment(spec.name, cell.cell_id, intent.token, spec.cluster.comment))
         try:
             job = ex.submit(_cell_job(spec, cell))
         except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as exc:

@@ -32,7 +32,8 @@ def submit_job(folder: Path, spec, cell, name: str, argv: list[str]):  # noqa: A
     Returns ``(submitit job, shape key)``; the request is the cell's, on one node with one task.
     """
     from aslhpc.doctor import main as doctor_main
-    from aslhpc.slurm.executor import job_request, slurm_executor
+    from aslhpc.orchestration.experiment import job_request
+    from aslhpc.slurm.executor import slurm_executor
 
     req = job_request(spec, cell)
     req = replace(req, name=name, nodes=1, tasks_per_node=1,

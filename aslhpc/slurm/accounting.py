@@ -194,17 +194,18 @@ TAG_QUEUE_FORMAT = "%i|%T|%j|%o|%k"
 TAG_SACCT_FIELDS = ("JobIDRaw", "JobName", "State", "Submit", "Comment")
 
 
-def job_comment(experiment: str, cell_id: str, token: str) -> str:
-    """The ``--comment`` a cell's job carries: ``aslhpc:<experiment>:<cell_id>:<token>``.
+def job_comment(experiment: str, cell_id: str, token: str, site_comment: str = "") -> str:
+    """The ``--comment`` a cell's job carries: ``aslhpc:<experiment>:<cell_id>:<token>``, then the site's own
+    ``cluster.comment`` after a space when it sets one (the tag must stay first: it finds the job again).
 
-    Experiment names and cell ids are ``[A-Za-z0-9._-]`` (validated), so ``:`` separates them and the
-    comment needs no quoting in the ``#SBATCH`` header."""
-    return f"{TAG}:{experiment}:{cell_id}:{token}"
+    Experiment names and cell ids are ``[A-Za-z0-9._-]`` (validated), so ``:`` separates them."""
+    tag = f"{TAG}:{experiment}:{cell_id}:{token}"
+    return f"{tag} {site_comment}" if site_comment else tag
 
 
 def parse_comment(text: str) -> tuple[str, str, str] | None:
     """(experiment, cell_id, token) from :func:`job_comment`'s text; None for any other comment."""
-    parts = text.strip().split(":")
+    parts = (text.split() or [""])[0].split(":")
     if len(parts) != 4 or parts[0] != TAG or not all(parts[1:]):
         return None
     return parts[1], parts[2], parts[3]

@@ -28,7 +28,7 @@ from aslhpc.slurm.request import JobRequest
 SIGNAL_DELAY_S = 90
 
 __all__ = ["JobRequest", "SIGNAL_DELAY_S", "job_name", "read_preamble", "slurm_parameters", "slurm_executor",
-           "local_executor", "cell_command", "render_sbatch", "default_python", "job_request"]
+           "local_executor", "cell_command", "render_sbatch", "default_python"]
 
 
 def job_name(experiment: str, cell_id: str) -> str:
@@ -63,14 +63,6 @@ def read_preamble(name: str, templates: Path | None = None) -> tuple[str, ...]:
         return ()
     lines = preamble_path(name, templates).read_text(encoding="utf-8").splitlines()
     return tuple(ln.rstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
-
-
-def job_request(spec, cell, templates: Path | None = None) -> JobRequest:  # noqa: ANN001
-    """Deprecated here: :func:`aslhpc.orchestration.experiment.job_request` builds the request. Kept (imported
-    lazily, so this package never imports the experiment spec) until submission.py imports it from there."""
-    from aslhpc.orchestration.experiment import job_request as build
-
-    return build(spec, cell, templates)
 
 
 def slurm_parameters(req: JobRequest) -> dict[str, Any]:
