@@ -17,7 +17,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from aslhpc.cli import add_version, console, run_cli
+from aslhpc.cli import add_version, console, one_line, run_cli
 from aslhpc.errors import ConfigError
 from aslhpc.orchestration.cellstate import (
     NOT_SUBMITTED,
@@ -92,6 +92,21 @@ def watch(get_report: Callable[[], StatusReport], interval_s: float,
     return report
 
 
+def _adopt_interrupted_submissions(path: Path) -> None:
+    """A submit killed between sbatch and writing the job id left an intent: adopt its job (found by its
+    tag) so the row shows it, instead of NOT_SUBMITTED while it runs. Notes go to stderr."""
+    from aslhpc.orchestration.reconcile import reconcile
+
+    try:
+        done = reconcile(path)
+    except (RuntimeError, OSError) as exc:  # squeue not answering: show what the files and sacct say
+        print(f"note: interrupted submissions not reconciled ({one_line(exc)}); run submit again to settle "
+              "them", file=sys.stderr)
+        return
+    for line in done.lines():
+        print(line, file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.status", description=__doc__.splitlines()[0]))
     p.add_argument("--experiment", help="experiment name (default: the most recently submitted one)")
@@ -123,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _status(args: argparse.Namespace, out: Console) -> int:
     path = resolve_manifest(args.results, args.experiment)
+    _adopt_interrupted_submissions(path)
     if args.watch is not None:
         report = watch(lambda: experiment_status(path), max(args.watch, 0.5), out)
     else:
