@@ -30,7 +30,8 @@ from aslhpc.training.config import AMP_MODES, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.bench", description=__doc__.splitlines()[0]))
+    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.bench",
+                                            description=__doc__.splitlines()[0]))
     p.add_argument("--data", help="dataset root; default: generate one in a temporary directory")
     p.add_argument("--per-class", type=int, default=100,
                    help="images per class when generating (default 100)")

@@ -41,7 +41,7 @@ def one_line(message: object) -> str:
 
 
 def run_cli(body: Callable[[], int | None]) -> int:
-    """Run a CLI's work; its int is the exit status (None = 0). A user error is one ``error:`` line, exit 2."""
+    """Run a CLI's work; its int is the exit status (None = 0). A user error: one ``error:`` line, exit 2."""
     try:
         rc = body()
     except AslhpcError as exc:

@@ -25,7 +25,8 @@ from aslhpc.preflight.runner import Report, render, run_checks, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.doctor", description=__doc__.splitlines()[0]))
+    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.doctor",
+                                            description=__doc__.splitlines()[0]))
     p.add_argument("-e", "--experiment", metavar="JOB", help="jobs/<name>.toml or its name: take the cells' "
                    "image size, cache dir, results dir, data and GPU type from it")
     p.add_argument("--data", help="dataset root to check (default: the experiment's, if given)")

@@ -1,7 +1,7 @@
 """User-facing errors: one line that names the problem and the fix.
 
-CLIs (:func:`aslhpc.cli.run_cli`) catch :class:`AslhpcError` and print ``error: <message>`` without a traceback,
-so every raise site must phrase its message as "what is wrong; how to fix it".
+CLIs (:func:`aslhpc.cli.run_cli`) catch :class:`AslhpcError` and print ``error: <message>`` without a
+traceback, so every raise site must phrase its message as "what is wrong; how to fix it".
 """
 
 

@@ -20,7 +20,8 @@ _TYPES = {"int": int, "float": float, "str": str}
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per TrainConfig field: its name, type, default, choices and help come from the field."""
-    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.train", description=__doc__.splitlines()[0]))
+    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.train",
+                                            description=__doc__.splitlines()[0]))
     for f in fields(TrainConfig):
         kw: dict = {"dest": f.name, "help": f.metadata.get("help")}
         if f.default is MISSING:

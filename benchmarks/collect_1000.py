@@ -98,7 +98,8 @@ def main() -> int:
 
     total = load_s + analyze_s + report_s
     print(
-        f"cells: {len(cells)} ({counts['completed']} completed, {counts['failed']} failed, {counts['running']} running)"
+        f"cells: {len(cells)} ({counts['completed']} completed, {counts['failed']} failed, "
+        f"{counts['running']} running)"
     )
     print(
         f"configurations: {len(analysis.summary)}, verdicts: "
@@ -109,10 +110,12 @@ def main() -> int:
     print(f"tables + verdicts          {analyze_s:6.2f} s")
     print(f"files + report (no plots)  {report_s:6.2f} s")
     print(
-        f"load + analyse + report    {total:6.2f} s  (target < {TARGET_S:.0f} s: {'OK' if total < TARGET_S else 'TOO SLOW'})"
+        f"load + analyse + report    {total:6.2f} s  "
+        f"(target < {TARGET_S:.0f} s: {'OK' if total < TARGET_S else 'TOO SLOW'})"
     )
     print(
-        f"files + report + 4 plots   {with_plots_s:6.2f} s  (end to end with plots: {load_s + analyze_s + with_plots_s:.2f} s)"
+        f"files + report + 4 plots   {with_plots_s:6.2f} s  "
+        f"(end to end with plots: {load_s + analyze_s + with_plots_s:.2f} s)"
     )
     return 0 if total < TARGET_S else 1
 

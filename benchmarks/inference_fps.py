@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=150, help="model input size when --model is not given")
     args = p.parse_args(argv)
 
-    tunings = [(False, False), (False, True), (True, False), (True, True)] if args.grid else [(False, False), (True, True)]
+    grid = [(False, False), (False, True), (True, False), (True, True)]
+    tunings = grid if args.grid else [(False, False), (True, True)]
     with tempfile.TemporaryDirectory() as tmp:
         path = args.model or random_model(Path(tmp) / "best_model.pt", args.size)
         models = {t: Classifier.from_file(path, device="cpu", fuse=t[0], channels_last=t[1]) for t in tunings}
@@ -88,11 +89,14 @@ def main(argv: list[str] | None = None) -> int:
                     fn()
                 if round_:
                     best[i][j] = max(best[i][j], n / (time.perf_counter() - t0))
-    print(f"torch {torch.__version__} on {cpu_name()} ({os.cpu_count()} CPUs visible); input {size} px, batch 1; "
-          f"frames/s, best of {args.repeats} x {args.frames}; load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
-    print(f"{'threads':>7} {'bn fused':>8} {'ch_last':>7} {'model only':>11}" + "".join(f"{'e2e ' + k:>13}" for k in frames))
+    print(f"torch {torch.__version__} on {cpu_name()} ({os.cpu_count()} CPUs visible); input {size} px, "
+          f"batch 1; frames/s, best of {args.repeats} x {args.frames}; load average {load_before:.1f} -> "
+          f"{os.getloadavg()[0]:.1f}")
+    print(f"{'threads':>7} {'bn fused':>8} {'ch_last':>7} {'model only':>11}"
+          + "".join(f"{'e2e ' + k:>13}" for k in frames))
     for (threads, (fuse, cl), _), rates in zip(rows, best, strict=True):
-        print(f"{threads:>7} {fuse!s:>8} {cl!s:>7} {rates[0]:>11.0f}" + "".join(f"{r:>13.0f}" for r in rates[1:]))
+        print(f"{threads:>7} {fuse!s:>8} {cl!s:>7} {rates[0]:>11.0f}"
+              + "".join(f"{r:>13.0f}" for r in rates[1:]))
     return 0
 
 

@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         d = Path(tmp)
         ticks = {
             "gpu_path": tick_cost(d / "a.csv", a.ticks, nvml=fresh(), process_interval_s=HOUR),
-            "gpu_path_with_process_query": tick_cost(d / "b.csv", a.ticks, nvml=fresh(), process_interval_s=0.0),
+            "gpu_path_with_process_query": tick_cost(d / "b.csv", a.ticks, nvml=fresh(),
+                                                     process_interval_s=0.0),
             "cpu_path": tick_cost(d / "c.csv", a.ticks, devices=[]),
         }
         print("\nper tick (one sample: all queries + one CSV write)")
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         configs: dict[str, Callable[[], Sampler | None]] = {
             "no sampler": lambda: None,
             "sampler 1 s": lambda: Sampler(d / "t1.csv", interval_s=1.0, nvml=fresh()),
-            "sampler 0.01 s": lambda: Sampler(d / "t2.csv", interval_s=0.01, process_interval_s=0.1, nvml=fresh()),
+            "sampler 0.01 s": lambda: Sampler(d / "t2.csv", interval_s=0.01, process_interval_s=0.1,
+                                              nvml=fresh()),
         }
         times: dict[str, list[tuple[float, float]]] = {k: [] for k in configs}
         names = list(configs)

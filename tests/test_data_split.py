@@ -48,7 +48,7 @@ def test_split_sizes_formula_everywhere() -> None:
 
 
 def test_random_split_paper_scale() -> None:
-    idx = fake_index({c: 3001 for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"} | {"del": 3001, "nothing": 3001, "space": 3001})
+    idx = fake_index(dict.fromkeys([*"ABCDEFGHIJKLMNOPQRSTUVWXYZ", "del", "nothing", "space"], 3001))
     idx = DatasetIndex(idx.root, idx.classes, idx.files[:87029], idx.labels[:87029])
     s = make_split(idx, "random", seed=0)
     assert s.sizes() == (76760, 8528, 1741)

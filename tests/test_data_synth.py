@@ -48,7 +48,8 @@ def test_frames_drift_slowly_like_video(synth_root: Path) -> None:
     """Neighbouring frames are closer than distant ones, so a random split leaks near-duplicates."""
     near, far = [], []
     for cls in ("A", "D", "H", "space"):
-        f = [load_image(synth_root / TRAIN / cls / f"{cls}{n}.jpg", 64).astype(np.float32) for n in range(1, 13)]
+        f = [load_image(synth_root / TRAIN / cls / f"{cls}{n}.jpg", 64).astype(np.float32)
+             for n in range(1, 13)]
         near += [np.abs(f[i] - f[i + 1]).mean() for i in range(11)]
         far.append(np.abs(f[0] - f[11]).mean())
     assert np.mean(far) > 1.5 * np.mean(near)

@@ -73,7 +73,8 @@ def load_image(
             raise CorruptImageError(f"cannot decode image {path}: {reason}") from exc
     out = np.asarray(img, dtype=np.uint8)
     if out.shape != (size, size, 3):  # defensive: a plugin handing back an odd shape
-        raise CorruptImageError(f"image {path_or_pil} decoded to shape {out.shape}, expected {(size, size, 3)}")
+        raise CorruptImageError(f"image {path_or_pil} decoded to shape {out.shape}, "
+                                f"expected {(size, size, 3)}")
     return np.ascontiguousarray(out)
 
 
@@ -91,7 +92,8 @@ def to_tensor(hwc_uint8: np.ndarray) -> torch.Tensor:
     a = np.asarray(hwc_uint8)
     if a.dtype != np.uint8 or a.ndim != 3:
         raise TypeError(f"expected a uint8 (H, W, C) array, got {a.dtype} {a.shape}")
-    chw = np.ascontiguousarray(a.transpose(2, 0, 1))  # the one copy; also makes read-only input (memmap) writable
+    # the one copy; it also makes read-only input (a memmap) writable
+    chw = np.ascontiguousarray(a.transpose(2, 0, 1))
     if not chw.flags.writeable or np.shares_memory(chw, a):
         chw = chw.copy()
     return torch.from_numpy(chw)

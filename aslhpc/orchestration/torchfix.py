@@ -19,7 +19,8 @@ V100_TORCHVISION = "0.22.1"
 
 def v100_fix_commands(python: str | None = None) -> list[str]:
     """The commands, for the interpreter the jobs run (default: this one). The check prints the architectures
-    the build was compiled for; ``torch.cuda.get_arch_list()`` is empty on a node without a GPU in torch 2.7."""
+    the build was compiled for; ``torch.cuda.get_arch_list()`` is empty on a node without a GPU in torch
+    2.7."""
     py = shlex.quote(python or sys.executable)
     return [f"{py} -m pip install torch=={V100_TORCH} torchvision=={V100_TORCHVISION}",
             f"{py} -c 'import torch; print(torch._C._cuda_getArchFlags())'"]

@@ -64,11 +64,13 @@ class TrainConfig:
                            hint=f"(the network's three conv+pool stages need at least {MIN_INPUT_SIZE}; "
                                 "the paper: 150)")
     interpolation: str = _opt("bilinear", "resize filter", choices=INTERPOLATIONS)
-    split: str = _opt("random", "random = one seeded shuffle (the study's method is not stated); blocked = contiguous frame blocks per class "
+    split: str = _opt("random", "random = one seeded shuffle (the study's method is not stated); "
+                      "blocked = contiguous frame blocks per class "
                       "(no near-duplicate leak)", choices=SPLITS)
     split_seed: int = _opt(0, "seed of the split (keep it fixed across repeats)", min=0)
     seed: int = _opt(0, "seed of init, shuffling and dropout (an experiment's repeat r uses seed + r)", min=0)
-    pipeline: str = _opt("fast", "paper = ImageFolder+DataLoader, fp32, decode every epoch (2020); "
+    pipeline: str = _opt("fast", "paper = ImageFolder+DataLoader, fp32, decode every epoch (the assumed 2020 "
+                         "setup); "
                          "fast = cached data on the device", choices=PIPELINES,
                          # An experiment reproduces the study unless it says otherwise; the train CLI is
                          # for trying things, where the fast pipeline is what one wants.

@@ -362,7 +362,8 @@ def _progress_writer(cell: CellRun, epoch: int) -> Callable[[int, int], None]:
     return write
 
 
-def record_epoch(cell: CellRun, model: Model, progress: Progress, tr: Stats, va: Stats, improved: bool) -> None:
+def record_epoch(cell: CellRun, model: Model, progress: Progress, tr: Stats, va: Stats,
+                 improved: bool) -> None:
     """Rank 0: the epoch's log lines, best_model.pt when it improved, epochs.jsonl, then checkpoint.pt."""
     cfg, epoch, paths = cell.cfg, progress.epoch, cell.paths
     epoch_s = tr.seconds + va.seconds

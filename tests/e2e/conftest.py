@@ -30,7 +30,8 @@ def slurm_cluster() -> None:
 
     ok, why = slurm_reachable()
     if ok:
-        acct = subprocess.run(["sacct", "-n", "-X", "-o", "JobID", "-S", "now"], capture_output=True, text=True)
+        acct = subprocess.run(["sacct", "-n", "-X", "-o", "JobID", "-S", "now"], capture_output=True,
+                              text=True)
         info = query_cluster()
         if acct.returncode != 0:
             ok, why = False, f"sacct does not work ({acct.stderr.strip()})"
