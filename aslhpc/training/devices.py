@@ -57,7 +57,7 @@ def plan_devices(gpus: int, allow_cpu: bool, local_rank: int | None = None) -> D
         if not need:
             names = tuple(torch.cuda.get_device_name(i) for i in ids)
             return DevicePlan(torch.device("cuda", ids[0]), ids, gpus, None, names)
-        fix = "install a torch built for this GPU (README 'V100 and torch wheels'), or pass --allow-cpu"
+        fix = "install a torch built for this GPU (README 'On V100 nodes'), or pass --allow-cpu"
     else:
         fix = "request fewer GPUs, run where they are visible, or pass --allow-cpu"
     if not allow_cpu:
