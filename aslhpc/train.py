@@ -9,6 +9,7 @@ finished epoch; a finished cell is not trained again.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import MISSING, fields
 
@@ -39,12 +40,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_before_start(cfg: TrainConfig) -> None:
+    """The user errors of a hand-run cell, before its directory, lock or error file exist: the data
+    first, then the devices (a DDP rank's device is planned by the trainer, from its local rank)."""
+    from aslhpc.data import scan_dataset
+    from aslhpc.training.devices import plan_devices
+
+    scan_dataset(cfg.data)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        plan_devices(cfg.gpus, cfg.allow_cpu)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from aslhpc.training.trainer import run_cell
 
+    def body() -> None:
+        cfg = TrainConfig(**vars(args))
+        check_before_start(cfg)
+        run_cell(cfg)
+
     try:
-        return run_cli(lambda: run_cell(TrainConfig(**vars(args))))
+        return run_cli(body)
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume after the last finished epoch", file=sys.stderr)
         return 130

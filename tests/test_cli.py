@@ -39,3 +39,10 @@ def test_status_error_from_a_real_process_is_one_line(tmp_path) -> None:  # noqa
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+
+
+def test_python_m_aslhpc_lists_every_command() -> None:
+    proc = subprocess.run([sys.executable, "-m", "aslhpc"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for name in CLIS:
+        assert f"python -m aslhpc.{name}" in proc.stdout

@@ -136,7 +136,8 @@ CU130 = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
 def test_torch_without_the_gpus_arch_fails_with_the_exact_fix() -> None:
     got = versions.check_arch(Context(torch=fake_torch(CU130, (7, 0))))
     assert got.status == FAIL and "sm_70" in got.found and "V100" in got.found
-    assert "download.pytorch.org/whl/cu126" in got.fix
+    # the same exact fix submit prints: the versions, the check, how to reinstall aslhpc around them
+    assert "torch==2.7.1 torchvision==0.22.1" in got.fix and "constraints-v100.txt" in got.fix
 
 
 @pytest.mark.parametrize(("arch", "cap", "ok"), [
@@ -156,7 +157,7 @@ def test_v100_experiment_warns_on_a_node_without_gpus() -> None:
     if torch.version.cuda is None or versions.runs_on(list(torch.cuda.get_arch_list()), 7, 0):
         pytest.skip("this torch is a CPU build or has sm_70: nothing to warn about")
     got = versions.check_arch(Context(gpu_type="v100-sxm2"))
-    assert got.status == WARN and "cu126" in got.fix
+    assert got.status == WARN and "torch==2.7.1" in got.fix
 
 
 def test_granted_gpus_torch_cannot_see(tmp_path: Path) -> None:
@@ -167,6 +168,19 @@ def test_granted_gpus_torch_cannot_see(tmp_path: Path) -> None:
     lenient = cuda.check_devices(Context(env=env, gpus=2, allow_cpu=True))
     assert strict.status == FAIL and "dummy" in strict.found
     assert lenient.status == SKIP and "granted" in lenient.found
+
+
+def test_gpu_cells_on_a_machine_without_gpus_would_not_run_here() -> None:
+    """A login node checked against the 2020 experiment (GPUs, no CPU fallback): not "a cell would run here"
+    but a failed row that says where to check instead; with allow_cpu, or no GPUs asked, a skip."""
+    from aslhpc.preflight import cuda
+
+    no_gpu = SimpleNamespace(__version__="2.14.1+cu130", version=SimpleNamespace(cuda="13.0"),
+                             cuda=SimpleNamespace(is_available=lambda: False, device_count=lambda: 0))
+    login = cuda.check_devices(Context(env={}, gpus=4, allow_cpu=False, torch=no_gpu))
+    assert login.status == FAIL and "4 GPUs" in login.found and "doctor --submit" in login.fix
+    assert cuda.check_devices(Context(env={}, gpus=4, allow_cpu=True, torch=no_gpu)).status == SKIP
+    assert cuda.check_devices(Context(env={}, gpus=0, torch=no_gpu)).status == SKIP
 
 
 def test_a_crashing_check_is_a_failed_row_not_a_traceback() -> None:

@@ -90,3 +90,22 @@ def test_cache_dir_is_chosen_where_the_cell_runs(tmp_path: Path, monkeypatch: py
     # a config that carries a cache_dir (--cache-dir, or one baked by an older submit) keeps it
     explicit = TrainConfig.from_dict({**cfg.to_dict(), "cache_dir": "/old/baked"})
     assert resolve_cache_dir(explicit, {"ASLHPC_CACHE_DIR": "/node/a"}) == ("/old/baked", "configured")
+
+
+def test_a_hand_run_cell_with_bad_data_or_devices_writes_nothing(tmp_path: Path, synth_root: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """The data is checked first, then the GPUs; neither leaves a cell directory, lock or error file."""
+    from aslhpc.train import main
+
+    out = tmp_path / "cell"
+    assert main(["--data", str(tmp_path / "nope"), "--out", str(out), "--gpus", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "nope" in err[0]
+    assert not out.exists()
+    import torch
+
+    if torch.cuda.device_count() < 64:
+        assert main(["--data", str(synth_root), "--out", str(out), "--gpus", "64"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "64 GPU" in err[0] and "--allow-cpu" in err[0]
+        assert not out.exists()

@@ -17,9 +17,14 @@ def _no_gpu(ctx: Context, name: str) -> Check | None:
     if ctx.cuda_count():
         return None
     why = ctx.no_gpu_reason()
-    if ctx.granted_gpus() and ctx.gpus and not ctx.allow_cpu:
-        return Check(name, FAIL, f"{why}; the experiment's cells need GPUs and do not allow the CPU",
-                     FIX_DRIVER)
+    if ctx.gpus and not ctx.allow_cpu:
+        if ctx.granted_gpus():
+            return Check(name, FAIL, f"{why}; the experiment's cells need GPUs and do not allow the CPU",
+                         FIX_DRIVER)
+        # a login node: the cells would not run *here*; say where to check instead
+        return Check(name, FAIL, f"{why}; the experiment's cells need up to {ctx.gpus} GPUs and do not "
+                     "allow the CPU", "check a node of the job's shape: python -m aslhpc.doctor --submit "
+                     "-e JOB (or run this inside a GPU job)")
     return Check(name, SKIP, why)
 
 

@@ -10,9 +10,13 @@ from aslhpc.preflight.context import Context
 from aslhpc.preflight.result import FAIL, PASS, SKIP, WARN, Check
 
 PACKAGES = ("torch", "torchvision", "submitit", "nvidia-ml-py", "numpy", "pillow", "rich")
-V100_FIX = ("pip install --force-reinstall torch torchvision "
-            "--index-url https://download.pytorch.org/whl/cu126 "
-            "(a CUDA 12.6 build still has sm_70 kernels; then check torch.cuda.get_arch_list())")
+
+
+def v100_fix() -> str:
+    """The same fix submit prints (exact versions, the check, constraints-v100.txt)."""
+    from aslhpc.orchestration.torchfix import v100_fix as fix
+
+    return fix()
 
 
 def check_versions() -> Check:
@@ -50,7 +54,7 @@ def runs_on(arch_list: list[str], major: int, minor: int) -> bool:
 
 def arch_fix(major: int, minor: int) -> str:
     if (major, minor) == (7, 0):
-        return V100_FIX
+        return v100_fix()
     return (f"install a torch build whose torch.cuda.get_arch_list() has sm_{major}{minor} "
             "(https://pytorch.org/get-started/locally/ lists the CUDA builds)")
 
@@ -61,13 +65,15 @@ def check_arch(ctx: Context) -> Check:
     build = f"torch {t.__version__}"
     if t.version.cuda is None:
         return Check("torch GPU kernels", SKIP, f"{build} is a CPU build: no GPU kernels to check")
-    arch = list(t.cuda.get_arch_list())
+    from aslhpc.telemetry.provenance import cuda_arch_list
+
+    arch = cuda_arch_list(t)  # the wheel's list where no GPU is visible (empty from get_arch_list on 2.7)
     listed = f"{build} has {' '.join(arch) or 'no arch list'}"
     n = ctx.cuda_count()
     if n == 0:
         if "v100" in ctx.gpu_type.lower() and not runs_on(arch, 7, 0):
             return Check("torch GPU kernels", WARN, f"no GPU visible here; {listed}: no sm_70 for the "
-                         f"experiment's {ctx.gpu_type}", V100_FIX, {"arch_list": arch})
+                         f"experiment's {ctx.gpu_type}", v100_fix(), {"arch_list": arch})
         return Check("torch GPU kernels", SKIP, f"{ctx.no_gpu_reason()}; {listed}",
                      figures={"arch_list": arch})
     lacking = []
