@@ -309,3 +309,56 @@ def test_library_raises_aslhpc_errors(tmp_path: Path):
         open_camera(99)
     with pytest.raises(AslhpcError, match="does not exist"):
         open_video(tmp_path / "missing.mp4")
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def _split_cells(cell: Path, results: Path) -> Path:
+    cells = results / "leak" / "cells"
+    for name, kind, val_acc in (("g1-b8-r0", "random", 95.0), ("g2-b8-r0", "random", 97.0),
+                                ("g1-b8-blocked-r0", "blocked", 80.0), ("g2-b8-blocked-r0", "blocked", 85.0)):
+        (cells / name).mkdir(parents=True)
+        (cells / name / "result.json").write_text(json.dumps({"val_acc": val_acc, "split": {"kind": kind}}))
+        shutil.copy(cell / "best_model.pt", cells / name)
+    return cells
+
+
+def test_experiment_says_which_split_its_cell_came_from_and_split_picks_one(cell: Path, synth_root: Path,
+                                                                           tmp_path: Path, capsys):
+    cells = _split_cells(cell, tmp_path / "results")
+    image = str(flat_test_dir(synth_root) / "A_test.jpg")
+    assert main(["--experiment", "leak", "--results", str(tmp_path / "results"), image]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"using cell g2-b8-r0 of leak (random split, val_acc 97.00%): {cells / 'g2-b8-r0' / 'best_model.pt'}"
+    assert main(["--experiment", "leak", "--split", "blocked", "--results", str(tmp_path / "results"), image]) == 0
+    assert capsys.readouterr().out.startswith("using cell g2-b8-blocked-r0 of leak (blocked split, val_acc 85.00%)")
+
+
+def test_per_split_scores_the_flat_test_folder_with_each_splits_best_cell(cell: Path, synth_root: Path,
+                                                                          tmp_path: Path, capsys):
+    _split_cells(cell, tmp_path / "results")
+    folder = flat_test_dir(synth_root)
+    assert main(["--experiment", "leak", "--per-split", "--results", str(tmp_path / "results"), str(folder)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("split random: using cell g2-b8-r0 of leak (random split")
+    assert any(x.startswith("split blocked: using cell g2-b8-blocked-r0") for x in out)
+    (summary,) = [x for x in out if x.startswith(f"{folder} per split: ")]
+    # the same model file in both cells: the same score on each side, counted on all 28 images
+    rnd, blk = summary.split(": ", 1)[1].split(", ")
+    assert rnd.startswith("random ") and blk.startswith("blocked ") and rnd[7:] == blk[8:] and "/28)" in rnd
+
+
+def test_split_flags_need_an_experiment_and_a_recorded_split(cell: Path, synth_root: Path, tmp_path: Path, capfd):
+    folder = str(flat_test_dir(synth_root))
+    assert "use them with --experiment" in error_of(["--model", str(cell / "best_model.pt"), "--split", "random",
+                                                     folder], capfd)
+    _split_cells(cell, tmp_path / "results")
+    shutil.rmtree(tmp_path / "results" / "leak" / "cells" / "g1-b8-blocked-r0")
+    shutil.rmtree(tmp_path / "results" / "leak" / "cells" / "g2-b8-blocked-r0")
+    err = error_of(["--experiment", "leak", "--split", "blocked", "--results", str(tmp_path / "results"), folder],
+                   capfd)
+    assert "no completed blocked-split cell" in err and "(it has random)" in err
+    image = str(flat_test_dir(synth_root) / "A_test.jpg")
+    err = error_of(["--experiment", "leak", "--per-split", "--results", str(tmp_path / "results"), image], capfd)
+    assert "--per-split needs folders of labelled images" in err
