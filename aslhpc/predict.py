@@ -45,30 +45,37 @@ from aslhpc.recognize import (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    epilog = ("exit code: 0 all inputs done; 2 on a user error (one 'error: ...' line on stderr, work stops) "
+              "or when some image could not be decoded (a 'PATH: cannot read image (...)' line each on "
+              "stderr; the other inputs are still done)")
     p = argparse.ArgumentParser(prog="python -m aslhpc.predict", description=__doc__.splitlines()[0],
-                                epilog="exit code: 0 all inputs done; 2 on a user error (one 'error: ...' line on stderr, work "
-                                       "stops) or when some image could not be decoded (a 'PATH: cannot read "
-                                       "image (...)' line each on stderr; the other inputs are still done)")
+                                epilog=epilog)
     add_version(p)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", type=Path, help="a cell's best_model.pt")
     which.add_argument("--experiment", help="use the best cell (highest val_acc) of results/<NAME>/cells/")
     p.add_argument("--split", choices=SPLITS, help="with --experiment: the best cell trained on this split")
     p.add_argument("--per-split", action="store_true",
-                   help="with --experiment: score the labelled folders with each split's best cell, side by side")
+                   help="with --experiment: score the labelled folders with each split's best cell, side "
+                        "by side")
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory for --experiment")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="image files, folders (<CLASS>_test.jpg names or <CLASS>/ subfolders are scored), video files")
+                   help="image files, folders (<CLASS>_test.jpg names or <CLASS>/ subfolders are scored), "
+                        "video files")
     p.add_argument("--camera", type=int, metavar="N", help="read frames from camera N (OpenCV index)")
     p.add_argument("--top-k", type=int, default=3, help="classes shown per image")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--hold", type=int, default=5, help="frames a sign must stay the top class before it is written")
-    p.add_argument("--threshold", type=float, default=0.8, help="minimum top probability for a frame to count")
-    p.add_argument("--batch-size", type=int, default=32, help="images (or video-file frames) per forward pass")
+    p.add_argument("--hold", type=int, default=5,
+                   help="frames a sign must stay the top class before it is written")
+    p.add_argument("--threshold", type=float, default=0.8,
+                   help="minimum top probability for a frame to count")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="images (or video-file frames) per forward pass")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for torch; 0 = auto: 1 for streams (steady batch-1 latency when other "
                         "work shares the CPU), torch's default for images and folders")
-    p.add_argument("--max-frames", type=int, default=0, help="stop a stream after N frames (0 = until it ends / Ctrl-C)")
+    p.add_argument("--max-frames", type=int, default=0,
+                   help="stop a stream after N frames (0 = until it ends / Ctrl-C)")
     return p
 
 
@@ -148,7 +155,8 @@ def print_images(classifier: Classifier, images: list[ImageFile], args: argparse
     unreadable = 0
     for start in range(0, len(images), args.batch_size):
         chunk = images[start:start + args.batch_size]
-        for im, pred in zip(chunk, classifier.predict_files([im.path for im in chunk], k=args.top_k), strict=True):
+        preds = classifier.predict_files([im.path for im in chunk], k=args.top_k)
+        for im, pred in zip(chunk, preds, strict=True):
             if isinstance(pred, Unreadable):
                 unreadable += 1
                 print(pred.format(), file=err, flush=True)
@@ -164,7 +172,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
     if not args.inputs and args.camera is None:
         raise AslhpcError("nothing to predict; pass INPUT files/folders/videos or --camera N")
     if args.top_k < 1 or args.hold < 1 or args.batch_size < 1 or args.threads < 0 or args.max_frames < 0:
-        raise AslhpcError("--top-k, --hold and --batch-size must be at least 1; --threads and --max-frames 0 or more")
+        raise AslhpcError("--top-k, --hold and --batch-size must be at least 1; --threads and --max-frames 0 "
+                          "or more")
     if not 0.0 <= args.threshold <= 1.0:
         raise AslhpcError(f"--threshold {args.threshold} must be in [0, 1]")
     if (args.split or args.per_split) and not args.experiment:
@@ -178,7 +187,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
         model_path = best.model_path
         print(f"using {best.describe(args.experiment)}", file=out)
     classifier = Classifier.from_file(model_path, device=args.device)
-    inputs = [classify_input(arg, classifier.classes) for arg in args.inputs]  # a missing path or unknown type fails before any work
+    # a missing path or unknown type fails before any work
+    inputs = [classify_input(arg, classifier.classes) for arg in args.inputs]
     stream_threads = args.threads or 1
     unreadable = 0
     singles = [i for i in inputs if isinstance(i, ImageFile)]
@@ -224,8 +234,8 @@ def run_per_split(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     folders = [classify_input(arg, classes) for arg in args.inputs]
     bad = [str(f.path) for f in folders if isinstance(f, ImageFile | VideoFile) or not f.labelled]
     if bad:
-        raise AslhpcError(f"--per-split needs folders of labelled images; {bad[0]} is not one (a <CLASS>_test.jpg "
-                          "folder or <CLASS>/ subfolders)")
+        raise AslhpcError(f"--per-split needs folders of labelled images; {bad[0]} is not one (a "
+                          "<CLASS>_test.jpg folder or <CLASS>/ subfolders)")
     unreadable = 0
     scores: dict[str, list[str]] = {str(f.path): [] for f in folders}
     for kind in sorted(best, key=lambda k: (k != "random", k)):
@@ -239,7 +249,8 @@ def run_per_split(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     print(u.format(), file=err, flush=True)
                 unreadable += len(report.unreadable)
                 print(f"{folder.path} ({kind} split): {report.format()}", file=out)
-                scores[str(folder.path)].append(f"{kind} {report.accuracy:.2f}% ({report.correct}/{report.n})")
+                score = f"{kind} {report.accuracy:.2f}% ({report.correct}/{report.n})"
+                scores[str(folder.path)].append(score)
     for path, parts in scores.items():
         print(f"{path} per split: {', '.join(parts)}", file=out)
     return unreadable

@@ -75,7 +75,8 @@ def test_collect_reports_the_gap_and_the_random_split_scores_higher(
     with open(exp / "leakage_gap.csv", newline="") as f:
         (row,) = list(csv.DictReader(f))
     assert float(row["random_test_acc"]) > float(row["blocked_test_acc"])  # the leakage, measured
-    assert float(row["gap_pp"]) > 0 and float(row["gap_low"]) <= float(row["gap_pp"]) <= float(row["gap_high"])
+    assert float(row["gap_pp"]) > 0
+    assert float(row["gap_low"]) <= float(row["gap_pp"]) <= float(row["gap_high"])
     assert "Wilson" in row["interval"]
     line = next(x for x in out.splitlines() if x.startswith("Leakage:"))
     assert "leakage-free" in line and "H1: blocked (leakage-free)" in line

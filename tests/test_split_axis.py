@@ -50,7 +50,8 @@ def test_blocked_cells_carry_the_split_and_share_everything_else(tmp_path: Path)
 
 
 def test_one_split_experiments_keep_their_ids(tmp_path: Path) -> None:
-    assert [c.cell_id for c in spec_of(tmp_path, "", 'split = "blocked"').cells()] == ["g1-b32-r0", "g2-b32-r0"]
+    one = spec_of(tmp_path, "", 'split = "blocked"').cells()
+    assert [c.cell_id for c in one] == ["g1-b32-r0", "g2-b32-r0"]
     assert spec_of(tmp_path, "", 'split = "blocked"').cells()[0].split == "blocked"
     lad = load_spec(REPO_JOBS / "lad2020.toml")
     assert lad.splits == () and lad.cells()[0].cell_id == "g1-b128-r0"
@@ -61,7 +62,8 @@ def test_one_split_experiments_keep_their_ids(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("matrix", "train", "needle"), [
     ('splits = ["random"]', 'split = "random"', "both matrix.splits and train.split are set"),
-    ('splits = ["random", "shuffled"]', "", "matrix.splits='shuffled' is not valid; use one of random, blocked"),
+    ('splits = ["random", "shuffled"]', "",
+     "matrix.splits='shuffled' is not valid; use one of random, blocked"),
     ('splits = ["blocked", "blocked"]', "", "matrix.splits lists a value twice"),
     ("splits = []", "", "matrix.splits is empty"),
 ])
@@ -81,7 +83,8 @@ def test_flags_set_the_axis_and_refuse_a_conflicting_split(tmp_path: Path) -> No
     assert apply_overrides(leak, Overrides(split="blocked", splits=())).split_kinds() == ("blocked",)
 
 
-def test_submit_refuses_a_bad_splits_flag_before_anything_runs(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_submit_refuses_a_bad_splits_flag_before_anything_runs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         submit.main(["--splits", "random,shuffled", "--results", str(tmp_path), "--dry-run"])
     assert exit_.value.code == 2 and "'random,shuffled': use random, blocked" in capsys.readouterr().err
@@ -97,8 +100,9 @@ def test_dry_run_writes_one_script_per_split(tmp_path: Path, synth_root: Path) -
 
 
 def _cells(rows: list[tuple[str, int, float, float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"batch_size": 32, "gpus": 1, "strategy": "dp", "pipeline": "fast", "state": "completed",
-                          "split_kind": k, "repeat": r, "test_acc": acc, "n_test": n} for k, r, acc, n in rows])
+    return pd.DataFrame([{"batch_size": 32, "gpus": 1, "strategy": "dp", "pipeline": "fast",
+                          "state": "completed", "split_kind": k, "repeat": r, "test_acc": acc, "n_test": n}
+                         for k, r, acc, n in rows])
 
 
 def test_gap_of_one_run_each_has_the_newcombe_interval() -> None:
@@ -112,12 +116,14 @@ def test_gap_of_one_run_each_has_the_newcombe_interval() -> None:
     assert lo == pytest.approx(1.0 - 25 / 29 - math.hypot(1.0 - l1, u2 - 25 / 29))
     assert lo < 0 < hi  # 17 and 29 images cannot tell a 14-point gap from none
     assert "random split adds +13.79 percentage points" in gap_sentence(gap)
-    assert gap_line(gap, {"random": "supported"}).startswith("Leakage: random − blocked test accuracy +13.79 pp [")
+    line = gap_line(gap, {"random": "supported"})
+    assert line.startswith("Leakage: random − blocked test accuracy +13.79 pp [")
 
 
 def test_gap_with_repeats_pairs_the_runs_of_one_seed() -> None:
-    gap = gap_table(_cells([("random", 0, 99.0, 1740), ("random", 1, 99.5, 1740), ("random", 2, 99.2, 1740),
-                            ("blocked", 0, 90.0, 1740), ("blocked", 1, 91.5, 1740), ("blocked", 2, 90.2, 1740)]))
+    gap = gap_table(_cells([("random", 0, 99.0, 1740), ("random", 1, 99.5, 1740),
+                            ("random", 2, 99.2, 1740), ("blocked", 0, 90.0, 1740),
+                            ("blocked", 1, 91.5, 1740), ("blocked", 2, 90.2, 1740)]))
     (row,) = gap.to_dict(orient="records")
     diffs = [9.0, 8.0, 9.0]
     hw = 4.302652729911275 * pd.Series(diffs).std() / math.sqrt(3)  # t(0.975, 2)

@@ -141,7 +141,8 @@ def write_dataset(
     test = out / TEST_DIR / TEST_DIR
     if (out / TRAIN_DIR).exists() and any((out / TRAIN_DIR).iterdir()):
         if not overwrite:
-            raise DataError(f"{out / TRAIN_DIR} already exists; choose another OUT or pass --force to replace it")
+            raise DataError(f"{out / TRAIN_DIR} already exists; choose another OUT or pass --force to "
+                            "replace it")
         shutil.rmtree(out / TRAIN_DIR)
         shutil.rmtree(out / TEST_DIR, ignore_errors=True)
     for k, cls in enumerate(CANONICAL_CLASSES):

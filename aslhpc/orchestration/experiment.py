@@ -316,7 +316,8 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         cluster["mem"] = str(cluster["mem"])
     if "additional_parameters" in cluster and isinstance(cluster["additional_parameters"], dict):
         cluster["additional_parameters"] = dict(cluster["additional_parameters"])
-    spec = ExperimentSpec(**values, train=TrainSettings(**raw.get("train", {})), cluster=ClusterRequest(**cluster))
+    spec = ExperimentSpec(**values, train=TrainSettings(**raw.get("train", {})),
+                          cluster=ClusterRequest(**cluster))
     problems = validate_spec(spec)
     if problems:
         raise SpecErrors([f"{path.name}: {p}" for p in problems])
@@ -375,7 +376,8 @@ def apply_overrides(spec: ExperimentSpec, o: Overrides) -> ExperimentSpec:
                           f"--splits {o.split} to train on one split only, or drop --split")
     top = {k: getattr(o, k) for k in ("data", "results", "gpus", "batch_sizes", "strategies", "repeats",
                                       "splits")}
-    train = {k: getattr(o, k) for k in ("epochs", "allow_cpu", "pipeline", "split", "split_seed", "max_steps")}
+    train = {k: getattr(o, k) for k in ("epochs", "allow_cpu", "pipeline", "split", "split_seed",
+                                        "max_steps")}
     cluster = {k: getattr(o, k) for k in _CLUSTER_OVERRIDES}
     return replace(
         spec,
@@ -400,7 +402,8 @@ def parse_splits(text: str) -> tuple[str, ...]:
     found = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in found if s not in SPLITS]
     if bad or not found or len(set(found)) != len(found):
-        raise argparse.ArgumentTypeError(f"{text!r}: use {', '.join(SPLITS)} or a comma list of them, each once")
+        raise argparse.ArgumentTypeError(f"{text!r}: use {', '.join(SPLITS)} or a comma list of them, each "
+                                         "once")
     return found
 
 

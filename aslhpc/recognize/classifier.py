@@ -77,7 +77,8 @@ class BestCell:
     def describe(self, experiment: str) -> str:
         """``cell g1-b32-blocked-r0 of exp (blocked split, val_acc 91.20%): PATH``, what predict prints."""
         split = f"{self.split} split, " if self.split else ""
-        return f"cell {self.cell_dir.name} of {experiment} ({split}val_acc {self.val_acc:.2f}%): {self.model_path}"
+        return (f"cell {self.cell_dir.name} of {experiment} ({split}val_acc {self.val_acc:.2f}%): "
+                f"{self.model_path}")
 
 
 def _split_kind(result: dict) -> str:
@@ -174,7 +175,8 @@ class Classifier:
         return torch.softmax(logits.float(), dim=1).cpu()
 
     def top_k(self, probs: torch.Tensor, k: int) -> list[Prediction]:
-        """Rows of class probabilities -> :class:`Prediction` with the ``k`` best (clamped to the class count)."""
+        """Rows of class probabilities -> :class:`Prediction` with the ``k`` best (clamped to the class
+        count)."""
         values, indices = probs.topk(max(1, min(k, len(self.classes))), dim=1)
         return [Prediction(tuple((self.classes[i], float(v)) for v, i in zip(vs, ix, strict=True)))
                 for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]
@@ -196,7 +198,8 @@ class Classifier:
                 pixels.append(self.pixels(path))
             except CorruptImageError as exc:
                 cause = exc.__cause__
-                reason = (str(cause).splitlines() or [type(cause).__name__])[0] if cause is not None else str(exc)
+                reason = ((str(cause).splitlines() or [type(cause).__name__])[0] if cause is not None
+                          else str(exc))
                 results[i] = Unreadable(Path(path), reason)
             else:
                 decoded.append(i)
@@ -204,7 +207,8 @@ class Classifier:
             results.update(zip(decoded, self.top_k(self.probabilities(pixels), k), strict=True))
         return [results[i] for i in range(len(paths))]
 
-    def predict_frames(self, frames: Iterable[np.ndarray], k: int = 1, batch_size: int = 1) -> Iterator[Prediction]:
+    def predict_frames(self, frames: Iterable[np.ndarray], k: int = 1,
+                       batch_size: int = 1) -> Iterator[Prediction]:
         """Top-``k`` per BGR video frame, in order; frames are grouped ``batch_size`` at a time.
 
         A camera wants ``batch_size=1`` (latency); a video file can batch for throughput.
@@ -242,7 +246,8 @@ def best_cells_by_split(results: str | os.PathLike, experiment: str) -> dict[str
     id); cells whose result does not record the split are under ""."""
     cells = cellfiles.cells_dir(results, experiment)
     if Path(results).exists() and not Path(results).is_dir():
-        raise AslhpcError(f"--results {results} is a file, expected the results folder (results/<exp>/cells/...)")
+        raise AslhpcError(f"--results {results} is a file, expected the results folder "
+                          "(results/<exp>/cells/...)")
     if cells.exists() and not cells.is_dir():
         raise AslhpcError(f"{cells} is a file, expected a folder of cells; check --experiment and --results")
     if not cells.is_dir():

@@ -27,8 +27,8 @@ def frames_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_leakage_experiment_on_the_cluster(cli, frames_data: Path, tmp_path: Path, wait_ended) -> None:
     results = tmp_path / "results"
     p = cli.submit("lad2020-leakage", "--data", frames_data, "--results", results, "--gpus", "1,2",
-                   "--batch-sizes", "128", "--epochs", "1", "--pipeline", "fast", "--allow-cpu", "--mem", "1G",
-                   "--cpus-per-gpu", "1", "--preamble", "minislurm")
+                   "--batch-sizes", "128", "--epochs", "1", "--pipeline", "fast", "--allow-cpu",
+                   "--mem", "1G", "--cpus-per-gpu", "1", "--preamble", "minislurm")
     assert p.returncode == 0, p.stderr
     assert "4 job(s) submitted" in p.stdout
     manifest = results / "lad2020-leakage" / "manifest.json"
