@@ -6,6 +6,10 @@
 3. collect: the matrix in the 2020 study's shape, plots, hypothesis verdicts and a report,
    beside the published 2020 figures (labelled as reference data).
 
+``--leakage`` trains every cell on both the random and the blocked split (the split as a matrix
+axis), and the report adds the accuracy the random split's leakage adds: the generated frames drift
+like a video, so the blocked split scores lower.
+
 It demonstrates the flow; its accuracies and verdicts are not the study's result. Re-running it
 skips what is already done: the data is kept and finished cells are not re-run.
 """
@@ -61,6 +65,9 @@ def footer() -> list[str]:
         "python -m aslhpc.demo --cluster slurm",
         "- the real study (Kaggle data, GPUs): python -m aslhpc.submit --data ~/data/asl, then "
         "python -m aslhpc.collect --reference",
+        "- how much of the accuracy a random split of video frames owes to leakage: python -m aslhpc.demo "
+        "--leakage (every cell on the random and the blocked split; the real study: "
+        "jobs/lad2020-leakage.toml)",
     ]
 
 
