@@ -81,6 +81,9 @@ def test_flags_set_the_axis_and_refuse_a_conflicting_split(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="--split blocked conflicts with the experiment's splits axis"):
         apply_overrides(leak, Overrides(split="blocked"))
     assert apply_overrides(leak, Overrides(split="blocked", splits=())).split_kinds() == ("blocked",)
+    blocked = spec_of(tmp_path, "", 'split = "blocked"')  # its g1-b32-r0 already means blocked
+    with pytest.raises(ConfigError, match="--splits random,blocked conflicts with train.split = 'blocked'"):
+        apply_overrides(blocked, Overrides(splits=("random", "blocked")))
 
 
 def test_submit_refuses_a_bad_splits_flag_before_anything_runs(

@@ -374,6 +374,12 @@ def apply_overrides(spec: ExperimentSpec, o: Overrides) -> ExperimentSpec:
         axis = ",".join(o.splits or spec.splits)
         raise ConfigError(f"--split {o.split} conflicts with the experiment's splits axis ({axis}); use "
                           f"--splits {o.split} to train on one split only, or drop --split")
+    if o.splits and spec.train.split != "random" and not spec.splits:
+        # its cells' ids (g1-b32-r0) already mean that split; on the axis they would mean random
+        where = Path(spec.source).name or "the experiment"
+        raise ConfigError(f"--splits {','.join(o.splits)} conflicts with train.split = {spec.train.split!r} "
+                          f"in {where}; remove train.split from the file to make the split an axis, or drop "
+                          "--splits")
     top = {k: getattr(o, k) for k in ("data", "results", "gpus", "batch_sizes", "strategies", "repeats",
                                       "splits")}
     train = {k: getattr(o, k) for k in ("epochs", "allow_cpu", "pipeline", "split", "split_seed",
