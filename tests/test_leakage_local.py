@@ -79,7 +79,7 @@ def test_collect_reports_the_gap_and_the_random_split_scores_higher(
     assert float(row["gap_low"]) <= float(row["gap_pp"]) <= float(row["gap_high"])
     assert "Wilson" in row["interval"]
     line = next(x for x in out.splitlines() if x.startswith("Leakage:"))
-    assert "leakage-free" in line and "H1: blocked (leakage-free)" in line
+    assert "leakage-free reading" in line and "H1: random " in line and ", blocked (leakage-free) " in line
     report = (exp / "report.md").read_text()
     assert "## Leakage: random vs blocked split" in report
     assert "### Split: blocked (leakage-free reading)" in report and "### Split: random" in report
@@ -87,3 +87,16 @@ def test_collect_reports_the_gap_and_the_random_split_scores_higher(
     assert "(blocked split)" in report and "(random split)" in report
     assert "The random split adds +" in report.split("## Conclusions")[1]
     assert (exp / "plots" / "leakage_gap.png").stat().st_size > 1000
+
+
+def test_a_hole_on_the_axis_keeps_its_split(leakage_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from aslhpc.analysis.matrix import load_matrix
+
+    exp = Path(shutil.copytree(leakage_run / "leak", tmp_path / "leak"))
+    shutil.rmtree(exp / "cells" / "g1-b32-blocked-r0")  # never ran: only the manifest knows it
+    frame = load_matrix(exp).set_index("cell_id")
+    assert frame.loc["g1-b32-blocked-r0", "state"] != "completed"
+    assert frame.loc["g1-b32-blocked-r0", "split_kind"] == "blocked"
+    assert frame.loc["g1-b32-r0", "split_kind"] == "random"
