@@ -75,7 +75,10 @@ def _parser() -> argparse.ArgumentParser:
         help="H4: least-squares R² that time against batch size must reach to count as linear (default 0.9)",
     )
     p.add_argument(
-        "--allow-mixed-splits", action="store_true", help="analyse cells trained on different splits anyway"
+        "--allow-mixed-splits",
+        action="store_true",
+        help="analyse cells of one split kind trained on different splits (hashes) anyway; random and "
+        "blocked cells (a splits axis) are always analysed side by side",
     )
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument(

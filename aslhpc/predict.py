@@ -1,7 +1,10 @@
 """``python -m aslhpc.predict``: classify images, score labelled folders, spell text from video or a camera.
 
 The model is a cell's ``best_model.pt`` (``--model``) or the best cell of an experiment
-(``--experiment``, highest val_acc). Preprocessing is the training one, read from the model file.
+(``--experiment``, highest val_acc; ``--split`` picks the best cell of that split). Preprocessing is
+the training one, read from the model file. ``--per-split`` scores labelled folders once per split
+with each split's best cell: on Kaggle's separately photographed 28-image test folder, the most
+independent check of the random split's leakage there is.
 
 Exit code: 0 when every input was processed. 2 on a user error (bad flag, missing or wrong-kind
 path, not a model file, a video or camera OpenCV cannot open): one ``error: ...`` line on stderr,
@@ -23,6 +26,7 @@ from typing import TextIO
 import torch
 
 from aslhpc.cli import add_version, run_cli
+from aslhpc.data.split import SPLIT_KINDS as SPLITS
 from aslhpc.errors import AslhpcError
 from aslhpc.recognize import (
     Classifier,
@@ -31,6 +35,7 @@ from aslhpc.recognize import (
     TextSmoother,
     Unreadable,
     VideoFile,
+    best_cells_by_split,
     classify_input,
     evaluate_images,
     find_best_cell,
@@ -40,27 +45,37 @@ from aslhpc.recognize import (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    epilog = ("exit code: 0 all inputs done; 2 on a user error (one 'error: ...' line on stderr, work stops) "
+              "or when some image could not be decoded (a 'PATH: cannot read image (...)' line each on "
+              "stderr; the other inputs are still done)")
     p = argparse.ArgumentParser(prog="python -m aslhpc.predict", description=__doc__.splitlines()[0],
-                                epilog="exit code: 0 all inputs done; 2 on a user error (one 'error: ...' line on stderr, work "
-                                       "stops) or when some image could not be decoded (a 'PATH: cannot read "
-                                       "image (...)' line each on stderr; the other inputs are still done)")
+                                epilog=epilog)
     add_version(p)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", type=Path, help="a cell's best_model.pt")
     which.add_argument("--experiment", help="use the best cell (highest val_acc) of results/<NAME>/cells/")
+    p.add_argument("--split", choices=SPLITS, help="with --experiment: the best cell trained on this split")
+    p.add_argument("--per-split", action="store_true",
+                   help="with --experiment: score the labelled folders with each split's best cell, side "
+                        "by side")
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory for --experiment")
     p.add_argument("inputs", nargs="*", metavar="INPUT",
-                   help="image files, folders (<CLASS>_test.jpg names or <CLASS>/ subfolders are scored), video files")
+                   help="image files, folders (<CLASS>_test.jpg names or <CLASS>/ subfolders are scored), "
+                        "video files")
     p.add_argument("--camera", type=int, metavar="N", help="read frames from camera N (OpenCV index)")
     p.add_argument("--top-k", type=int, default=3, help="classes shown per image")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--hold", type=int, default=5, help="frames a sign must stay the top class before it is written")
-    p.add_argument("--threshold", type=float, default=0.8, help="minimum top probability for a frame to count")
-    p.add_argument("--batch-size", type=int, default=32, help="images (or video-file frames) per forward pass")
+    p.add_argument("--hold", type=int, default=5,
+                   help="frames a sign must stay the top class before it is written")
+    p.add_argument("--threshold", type=float, default=0.8,
+                   help="minimum top probability for a frame to count")
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="images (or video-file frames) per forward pass")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for torch; 0 = auto: 1 for streams (steady batch-1 latency when other "
                         "work shares the CPU), torch's default for images and folders")
-    p.add_argument("--max-frames", type=int, default=0, help="stop a stream after N frames (0 = until it ends / Ctrl-C)")
+    p.add_argument("--max-frames", type=int, default=0,
+                   help="stop a stream after N frames (0 = until it ends / Ctrl-C)")
     return p
 
 
@@ -140,7 +155,8 @@ def print_images(classifier: Classifier, images: list[ImageFile], args: argparse
     unreadable = 0
     for start in range(0, len(images), args.batch_size):
         chunk = images[start:start + args.batch_size]
-        for im, pred in zip(chunk, classifier.predict_files([im.path for im in chunk], k=args.top_k), strict=True):
+        preds = classifier.predict_files([im.path for im in chunk], k=args.top_k)
+        for im, pred in zip(chunk, preds, strict=True):
             if isinstance(pred, Unreadable):
                 unreadable += 1
                 print(pred.format(), file=err, flush=True)
@@ -156,16 +172,23 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
     if not args.inputs and args.camera is None:
         raise AslhpcError("nothing to predict; pass INPUT files/folders/videos or --camera N")
     if args.top_k < 1 or args.hold < 1 or args.batch_size < 1 or args.threads < 0 or args.max_frames < 0:
-        raise AslhpcError("--top-k, --hold and --batch-size must be at least 1; --threads and --max-frames 0 or more")
+        raise AslhpcError("--top-k, --hold and --batch-size must be at least 1; --threads and --max-frames 0 "
+                          "or more")
     if not 0.0 <= args.threshold <= 1.0:
         raise AslhpcError(f"--threshold {args.threshold} must be in [0, 1]")
+    if (args.split or args.per_split) and not args.experiment:
+        raise AslhpcError("--split and --per-split choose among an experiment's cells; use them with "
+                          "--experiment NAME (or drop them with --model)")
+    if args.per_split:
+        return run_per_split(args, out, err)
     model_path = args.model
     if args.experiment:
-        best = find_best_cell(args.results, args.experiment)
+        best = find_best_cell(args.results, args.experiment, args.split)
         model_path = best.model_path
-        print(f"using cell {best.cell_dir.name} of {args.experiment} (val_acc {best.val_acc:.2f}%): {model_path}", file=out)
+        print(f"using {best.describe(args.experiment)}", file=out)
     classifier = Classifier.from_file(model_path, device=args.device)
-    inputs = [classify_input(arg, classifier.classes) for arg in args.inputs]  # a missing path or unknown type fails before any work
+    # a missing path or unknown type fails before any work
+    inputs = [classify_input(arg, classifier.classes) for arg in args.inputs]
     stream_threads = args.threads or 1
     unreadable = 0
     singles = [i for i in inputs if isinstance(i, ImageFile)]
@@ -192,6 +215,44 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None) -> int
     if args.camera is not None:
         with open_camera(args.camera) as source, torch_threads(stream_threads):
             run_stream(classifier, source, args, out)
+    return unreadable
+
+
+def run_per_split(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Score each labelled folder with every split's best cell, then one line per folder comparing them."""
+    best = best_cells_by_split(args.results, args.experiment)
+    best.pop("", None)  # cells that do not record their split cannot be put on either side
+    if args.split:
+        best = {k: v for k, v in best.items() if k == args.split}
+    if not best:
+        raise AslhpcError(f"no completed cell of {args.experiment} records its split with a model; run "
+                          "predict without --per-split, or wait for the cells to finish")
+    if args.camera is not None or not args.inputs:
+        raise AslhpcError("--per-split scores labelled folders (e.g. asl_alphabet_test); pass folders, "
+                          "no --camera")
+    classes = Classifier.from_file(next(iter(best.values())).model_path, device="cpu").classes
+    folders = [classify_input(arg, classes) for arg in args.inputs]
+    bad = [str(f.path) for f in folders if isinstance(f, ImageFile | VideoFile) or not f.labelled]
+    if bad:
+        raise AslhpcError(f"--per-split needs folders of labelled images; {bad[0]} is not one (a "
+                          "<CLASS>_test.jpg folder or <CLASS>/ subfolders)")
+    unreadable = 0
+    scores: dict[str, list[str]] = {str(f.path): [] for f in folders}
+    for kind in sorted(best, key=lambda k: (k != "random", k)):
+        cell = best[kind]
+        print(f"split {kind}: using {cell.describe(args.experiment)}", file=out)
+        classifier = Classifier.from_file(cell.model_path, device=args.device)
+        with torch_threads(args.threads):
+            for folder in folders:
+                report = evaluate_images(classifier, folder.labelled, args.batch_size)
+                for u in report.unreadable:
+                    print(u.format(), file=err, flush=True)
+                unreadable += len(report.unreadable)
+                print(f"{folder.path} ({kind} split): {report.format()}", file=out)
+                score = f"{kind} {report.accuracy:.2f}% ({report.correct}/{report.n})"
+                scores[str(folder.path)].append(score)
+    for path, parts in scores.items():
+        print(f"{path} per split: {', '.join(parts)}", file=out)
     return unreadable
 
 

@@ -25,6 +25,7 @@ from aslhpc.orchestration.experiment import (
     find_job_file,
     load_spec,
     parse_int_list,
+    parse_splits,
 )
 from aslhpc.orchestration.submission import CLUSTERS, SubmitOptions, submit_experiment
 from aslhpc.training.config import PIPELINES, SPLITS, STRATEGIES
@@ -51,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--pipeline", choices=PIPELINES, help="paper (decode every epoch) or fast (decoded cache)")
     o.add_argument("--split", choices=SPLITS,
                    help="random (one seeded shuffle) or blocked (contiguous frame blocks per class)")
+    o.add_argument("--splits", type=parse_splits, help="random,blocked: the split as a matrix axis "
+                                                        "(cells per split, same seed)")
     o.add_argument("--split-seed", type=int, help="seed of the split, the same for every cell (default 0)")
     o.add_argument("--max-steps", type=int, help="stop each epoch after N batches (smoke runs)")
     o.add_argument("--partition")
@@ -103,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             data=args.data, results=args.results, epochs=args.epochs, gpus=args.gpus,
             batch_sizes=args.batch_sizes,
             strategies=strategies, repeats=args.repeats, allow_cpu=args.allow_cpu, pipeline=args.pipeline,
-            split=args.split, split_seed=args.split_seed, max_steps=args.max_steps, partition=args.partition,
+            split=args.split, splits=args.splits, split_seed=args.split_seed, max_steps=args.max_steps,
+            partition=args.partition,
             reservation=args.reservation, gpu_type=args.gpu_type, time=args.time, mem=args.mem,
             cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble,
             constraint=args.constraint, exclude=args.exclude, account=args.account, qos=args.qos))

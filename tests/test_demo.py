@@ -32,3 +32,14 @@ def test_demo_stops_with_submits_exit_status(tmp_path, monkeypatch, capsys):
     assert demo.main(["--dir", str(tmp_path)]) == 2
     captured = capsys.readouterr()
     assert "submit failed (exit 2)" in captured.err and "Next:" not in captured.out
+
+
+def test_demo_leakage_trains_on_both_splits(tmp_path, monkeypatch, capsys):
+    calls = []
+    (tmp_path / "asl" / "asl_alphabet_train").mkdir(parents=True)
+    monkeypatch.setattr(submit, "main", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(collect, "main", lambda argv: 0)
+    assert demo.main(["--dir", str(tmp_path), "--leakage"]) == 0
+    assert calls[0][calls[0].index("--splits") + 1] == "random,blocked"
+    assert demo.main(["--dir", str(tmp_path)]) == 0 and "--splits" not in calls[1]
+    assert "python -m aslhpc.demo --leakage" in " ".join(capsys.readouterr().out.split())

@@ -46,8 +46,9 @@ def cell(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     epochs, depending on the seed; batch 8 x 8 epochs fits every class across data/init seeds.
     """
     out = tmp_path_factory.mktemp("results") / "demo" / "cells" / "g0-b8-r0"
-    cfg = TrainConfig(data=str(synth_root), out=str(out), gpus=0, batch_size=8, epochs=8, lr=0.01, momentum=0.9,
-                      cache_dir=str(out.parent.parent / "cache"), workers=0, log_every=0, sample_interval_s=0.5)
+    cfg = TrainConfig(data=str(synth_root), out=str(out), gpus=0, batch_size=8, epochs=8, lr=0.01,
+                      momentum=0.9, cache_dir=str(out.parent.parent / "cache"), workers=0, log_every=0,
+                      sample_interval_s=0.5)
     result = run_cell(cfg, log=lambda m: None)
     assert result["val_acc"] > 80, "the test model did not learn; every test below would be meaningless"
     return out
@@ -121,7 +122,8 @@ def test_inference_tuning_does_not_change_the_probabilities(cell: Path, synth_ro
 # --------------------------------------------------------------------------- folders
 
 
-def test_flat_test_folder_gives_its_accuracy_report(cell: Path, classifier: Classifier, synth_root: Path, capsys):
+def test_flat_test_folder_gives_its_accuracy_report(cell: Path, classifier: Classifier, synth_root: Path,
+                                                    capsys):
     folder = classify_input(flat_test_dir(synth_root), classifier.classes)
     assert len(folder.labelled) == 28 and not folder.unlabelled  # Kaggle's: no del
     report = evaluate_images(classifier, folder.labelled)
@@ -184,11 +186,13 @@ def test_a_video_spells_the_word(classifier: Classifier, word_video: Path):
 
 
 def test_cli_streams_a_video_to_text(cell: Path, word_video: Path, capsys):
-    args = ["--model", str(cell / "best_model.pt"), "--hold", str(HOLD), "--threshold", str(THRESHOLD), str(word_video)]
+    args = ["--model", str(cell / "best_model.pt"), "--hold", str(HOLD), "--threshold", str(THRESHOLD),
+            str(word_video)]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == EXPECTED
-    assert lines[-2].startswith(f"{word_video}: {RUN * len(WORD)} frames in ") and lines[-2].endswith(" frames/s)")
+    assert lines[-2].startswith(f"{word_video}: {RUN * len(WORD)} frames in ")
+    assert lines[-2].endswith(" frames/s)")
     assert any(line.endswith("'HEL'") for line in lines)  # the text is shown as it grows
 
 
@@ -197,7 +201,8 @@ def test_cli_streams_a_video_to_text(cell: Path, word_video: Path, capsys):
 
 def test_experiment_picks_the_best_cell_with_a_model(cell: Path, synth_root: Path, tmp_path: Path, capsys):
     cells = tmp_path / "results" / "exp" / "cells"
-    for name, val_acc, model in (("g1-b32-r0", 50.0, True), ("g2-b32-r0", 90.0, True), ("g4-b32-r0", 99.0, False)):
+    for name, val_acc, model in (("g1-b32-r0", 50.0, True), ("g2-b32-r0", 90.0, True),
+                                 ("g4-b32-r0", 99.0, False)):
         (cells / name).mkdir(parents=True)
         (cells / name / "result.json").write_text(json.dumps({"val_acc": val_acc}))
         if model:
@@ -206,7 +211,8 @@ def test_experiment_picks_the_best_cell_with_a_model(cell: Path, synth_root: Pat
     image = str(flat_test_dir(synth_root) / "A_test.jpg")
     assert main(["--experiment", "exp", "--results", str(tmp_path / "results"), image]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"using cell g2-b32-r0 of exp (val_acc 90.00%): {cells / 'g2-b32-r0' / 'best_model.pt'}"
+    model = cells / "g2-b32-r0" / "best_model.pt"
+    assert lines[0] == f"using cell g2-b32-r0 of exp (val_acc 90.00%): {model}"
     assert lines[1].startswith(f"{image}: ")
 
 
@@ -247,11 +253,12 @@ def test_an_undecodable_image_is_reported_and_the_others_are_still_scored(cell: 
     assert main(["--model", str(cell / "best_model.pt"), good[0], str(bad), good[1]]) == 2
     captured = capfd.readouterr()
     assert [line.split(": ", 1)[0] for line in captured.out.splitlines()] == good
-    assert captured.err.count("\n") == 1 and captured.err.startswith(f"{bad}: cannot read image ("), captured.err
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"{bad}: cannot read image ("), captured.err
 
 
-def test_an_undecodable_image_in_a_labelled_folder_is_listed_not_scored(cell: Path, classifier: Classifier,
-                                                                        synth_root: Path, tmp_path: Path, capfd):
+def test_an_undecodable_image_in_a_labelled_folder_is_listed_not_scored(
+        cell: Path, classifier: Classifier, synth_root: Path, tmp_path: Path, capfd):
     for cls in ("A", "B"):
         (tmp_path / cls).mkdir()
         shutil.copy(train_dir(synth_root) / cls / f"{cls}1.jpg", tmp_path / cls)
@@ -264,7 +271,8 @@ def test_an_undecodable_image_in_a_labelled_folder_is_listed_not_scored(cell: Pa
     assert main(["--model", str(cell / "best_model.pt"), str(tmp_path)]) == 2
     captured = capfd.readouterr()
     assert f"/2), 1 unreadable not scored: {broken}" in captured.out and "per class: A " in captured.out
-    assert captured.err.count("\n") == 1 and captured.err.startswith(f"{broken}: cannot read image ("), captured.err
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"{broken}: cannot read image ("), captured.err
 
 
 def not_a_model_files(cell: Path, folder: Path) -> dict[str, Path]:
@@ -284,7 +292,8 @@ def test_a_file_that_is_not_a_model_is_a_one_line_error(cell: Path, synth_root: 
     assert len(files) == 6
     for path in files.values():
         err = error_of(["--model", str(path), image], capfd)
-        assert err.startswith(f"error: {path} is not an aslhpc model file (") and "pass a cell's best_model.pt" in err
+        assert err.startswith(f"error: {path} is not an aslhpc model file (")
+        assert "pass a cell's best_model.pt" in err
     assert "training checkpoint" in error_of(["--model", str(files["checkpoint.pt"]), image], capfd)
     err = error_of(["--model", str(cell), image], capfd)
     assert "is a folder" in err and str(cell / "best_model.pt") in err
@@ -309,3 +318,61 @@ def test_library_raises_aslhpc_errors(tmp_path: Path):
         open_camera(99)
     with pytest.raises(AslhpcError, match="does not exist"):
         open_video(tmp_path / "missing.mp4")
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def _split_cells(cell: Path, results: Path) -> Path:
+    cells = results / "leak" / "cells"
+    for name, kind, val_acc in (("g1-b8-r0", "random", 95.0), ("g2-b8-r0", "random", 97.0),
+                                ("g1-b8-blocked-r0", "blocked", 80.0), ("g2-b8-blocked-r0", "blocked", 85.0)):
+        (cells / name).mkdir(parents=True)
+        (cells / name / "result.json").write_text(json.dumps({"val_acc": val_acc, "split": {"kind": kind}}))
+        shutil.copy(cell / "best_model.pt", cells / name)
+    return cells
+
+
+def test_experiment_says_which_split_its_cell_came_from_and_split_picks_one(cell: Path, synth_root: Path,
+                                                                           tmp_path: Path, capsys):
+    cells = _split_cells(cell, tmp_path / "results")
+    image = str(flat_test_dir(synth_root) / "A_test.jpg")
+    assert main(["--experiment", "leak", "--results", str(tmp_path / "results"), image]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    model = cells / "g2-b8-r0" / "best_model.pt"
+    assert first == f"using cell g2-b8-r0 of leak (random split, val_acc 97.00%): {model}"
+    results = str(tmp_path / "results")
+    assert main(["--experiment", "leak", "--split", "blocked", "--results", results, image]) == 0
+    want = "using cell g2-b8-blocked-r0 of leak (blocked split, val_acc 85.00%)"
+    assert capsys.readouterr().out.startswith(want)
+
+
+def test_per_split_scores_the_flat_test_folder_with_each_splits_best_cell(cell: Path, synth_root: Path,
+                                                                          tmp_path: Path, capsys):
+    _split_cells(cell, tmp_path / "results")
+    folder = flat_test_dir(synth_root)
+    results = str(tmp_path / "results")
+    assert main(["--experiment", "leak", "--per-split", "--results", results, str(folder)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("split random: using cell g2-b8-r0 of leak (random split")
+    assert any(x.startswith("split blocked: using cell g2-b8-blocked-r0") for x in out)
+    (summary,) = [x for x in out if x.startswith(f"{folder} per split: ")]
+    # the same model file in both cells: the same score on each side, counted on all 28 images
+    rnd, blk = summary.split(": ", 1)[1].split(", ")
+    assert rnd.startswith("random ") and blk.startswith("blocked ") and rnd[7:] == blk[8:] and "/28)" in rnd
+
+
+def test_split_flags_need_an_experiment_and_a_recorded_split(cell: Path, synth_root: Path, tmp_path: Path,
+                                                             capfd):
+    folder = str(flat_test_dir(synth_root))
+    model = str(cell / "best_model.pt")
+    assert "use them with --experiment" in error_of(["--model", model, "--split", "random", folder], capfd)
+    results = str(tmp_path / "results")
+    _split_cells(cell, tmp_path / "results")
+    shutil.rmtree(tmp_path / "results" / "leak" / "cells" / "g1-b8-blocked-r0")
+    shutil.rmtree(tmp_path / "results" / "leak" / "cells" / "g2-b8-blocked-r0")
+    err = error_of(["--experiment", "leak", "--split", "blocked", "--results", results, folder], capfd)
+    assert "no completed blocked-split cell" in err and "(it has random)" in err
+    image = str(flat_test_dir(synth_root) / "A_test.jpg")
+    err = error_of(["--experiment", "leak", "--per-split", "--results", results, image], capfd)
+    assert "--per-split needs folders of labelled images" in err

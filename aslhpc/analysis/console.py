@@ -46,6 +46,7 @@ class SummaryInput:
     most_accurate_test_acc: float
     reference: pd.DataFrame | None = None  # the reference's summary, for the comparison lines
     reference_verdicts: Sequence[Verdict] = ()
+    leakage: str = ""  # the leakage gap's one line (an experiment over both splits), else ""
 
 
 def _time(t: float) -> str:
@@ -259,6 +260,8 @@ def print_summary(console: Console, s: SummaryInput, report_path: object | None 
     paper = f" (the 2020 study concluded {paper_verdicts_line()})" if s.label != REFERENCE_LABEL else ""
     console.print(Text(f"Hypotheses{paper}:"))
     print_verdicts(console, s.verdicts)
+    if s.leakage:
+        console.print(Text(s.leakage))
     if s.fastest:
         console.print(
             Text(

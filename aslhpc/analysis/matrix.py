@@ -331,8 +331,13 @@ def load_matrix(
             "run the cells through submit, which records them in manifest.json"
         )
     frame = pd.DataFrame.from_records(rows)
-    # Holes inherit the pipeline/split of their siblings so they land in the same table row.
+    # Holes inherit the pipeline/split of their siblings so they land in the same table row; on a splits
+    # axis a hole's split is the one its cell was given.
     spec = manifest.spec if manifest else {}
+    axis = _axis_splits(spec)
+    if axis:
+        known = frame["split_kind"] if "split_kind" in frame else pd.Series(None, index=frame.index)
+        frame["split_kind"] = known.where(known.notna(), frame["cell_id"].map(axis))
     for col, spec_key in (("pipeline", "pipeline"), ("split_kind", "split"), ("strategy", "strategy")):
         if col not in frame:
             frame[col] = None
@@ -345,6 +350,20 @@ def load_matrix(
     if not allow_mixed_splits:
         check_split_hashes(frame)
     return frame
+
+
+def _axis_splits(spec: Mapping[str, Any]) -> dict[str, str]:
+    """cell id -> split kind of an experiment with a splits axis (from the manifest's spec); {} without one
+    or when the spec cannot be rebuilt (the cells' own files then tell)."""
+    if not spec.get("splits"):
+        return {}
+    from aslhpc.errors import ConfigError
+    from aslhpc.orchestration.experiment import ExperimentSpec
+
+    try:
+        return {c.cell_id: c.split for c in ExperimentSpec.from_dict(dict(spec)).cells()}
+    except (ConfigError, TypeError, ValueError):
+        return {}
 
 
 def _mode(series: pd.Series) -> Any:

@@ -45,7 +45,8 @@ def _cpu_mask(frame: pd.DataFrame) -> pd.Series:
 
 def _mark_cpu(ax: object, x: pd.Series, y: pd.Series, colour: str | None) -> None:
     """Hollow markers over CPU-run points, so they do not read as GPU measurements."""
-    ax.plot(x, y, linestyle="none", marker="o", markersize=11, markerfacecolor="white",  # type: ignore[attr-defined]
+    ax.plot(x, y, linestyle="none", marker="o", markersize=11,  # type: ignore[attr-defined]
+            markerfacecolor="white",
             markeredgecolor=colour or "black", zorder=3)
 
 

@@ -36,6 +36,16 @@ from aslhpc.analysis.hypotheses import (
     evaluate,
     h4_literal_steps,
 )
+from aslhpc.analysis.leakage import (
+    LEAK_FREE,
+    LEAK_FREE_LABEL,
+    gap_line,
+    gap_sentence,
+    gap_table,
+    gap_view,
+    has_both,
+    split_label,
+)
 from aslhpc.analysis.matrix import COMPLETED, holes, load_matrix
 from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
 from aslhpc.analysis.reference_cpu import CpuReference, default_cpu_reference_path, load_cpu_reference
@@ -103,6 +113,10 @@ class Analysis:
     h4_r2: float = 0.9
     #: H4 read literally (steps per epoch), shown only as a labelled aside
     h4_literal: Verdict | None = None
+    #: with both splits in the matrix: each split's own analysis (tables, verdicts), and the gap per
+    #: configuration (:mod:`aslhpc.analysis.leakage`); empty otherwise
+    by_split: dict[str, Analysis] = field(default_factory=dict)
+    gap: pd.DataFrame | None = None
 
 
 @dataclass
@@ -129,10 +143,11 @@ def analyze(
     h3_metric: str = "test_acc",
     h4_r2: float = 0.9,
 ) -> Analysis:
-    """Derived columns, CI summary, paper tables, verdicts and conclusions from a matrix."""
+    """Derived columns, CI summary, paper tables, verdicts and conclusions from a matrix; with both
+    splits in it, also each split's analysis and the leakage gap (the conclusions then say it)."""
     derived = derive(cells)
     summary = summarize(derived, ci)
-    return Analysis(
+    a = Analysis(
         name=name or (str(cells["experiment"].dropna().iloc[0]) if cells["experiment"].notna().any() else ""),
         label=label,
         cells=derived,
@@ -146,6 +161,57 @@ def analyze(
         h4_r2=h4_r2,
         h4_literal=h4_literal_steps(summary),
     )
+    if has_both(cells):
+        a.by_split = {
+            str(kind): analyze(grp, name=a.name, label=label, ci=ci, h1_threshold=h1_threshold,
+                               h3_metric=h3_metric, h4_r2=h4_r2)
+            for kind, grp in sorted(cells.groupby("split_kind"), key=lambda kg: (kg[0] != "random", kg[0]))
+        }
+        a.gap = gap_table(derived, ci)
+        if sentence := gap_sentence(a.gap):
+            a.conclusions = dataclasses.replace(a.conclusions, text=f"{a.conclusions.text} {sentence}")
+    return a
+
+
+def h1_by_split(a: Analysis) -> dict[str, str]:
+    """H1's verdict on each split ({} without a splits axis), the blocked one labelled leakage-free."""
+    out = {}
+    for kind, sub in a.by_split.items():
+        h1 = [v for v in sub.verdicts if v.hypothesis == "H1"]
+        if h1:
+            out[kind + (" (leakage-free)" if kind == LEAK_FREE else "")] = h1[0].verdict
+    return out
+
+
+def _leakage_md(a: Analysis, plot: Path | None, exp_dir: Path) -> list[str]:
+    """The leakage section: the gap table (+ plot) and, per split, its paper tables and verdicts."""
+    if not a.by_split or a.gap is None:
+        return []
+    lines = [
+        "## Leakage: random vs blocked split",
+        "",
+        "The images are consecutive video frames: the random split leaves a near-identical neighbour of "
+        "every test frame in training, the blocked split tests on contiguous frame blocks the model never "
+        f"saw neighbours of, so its figures are the {LEAK_FREE_LABEL}. Both splits come from the same "
+        "seed (`split_seed`, hashes in `cells.csv`); every other setting is shared. Gap = random − blocked "
+        "test accuracy per configuration, in percentage points; its interval is the paired Student t over "
+        "repeats (repeat r of each split share a seed), or with one run each the Newcombe interval built "
+        "from the two Wilson intervals on the test images.",
+        "",
+        to_markdown(gap_view(a.gap), index=False),
+        "",
+    ]
+    if sentence := gap_sentence(a.gap):
+        lines += [sentence, ""]
+    if plot is not None:
+        rel = plot.relative_to(exp_dir) if plot.is_relative_to(exp_dir) else plot
+        lines += [f"![leakage_gap]({rel.as_posix()})", ""]
+    for kind, sub in a.by_split.items():
+        lines += [f"### Split: {split_label(kind)}", ""]
+        for bs, t in sub.tables.items():
+            lines += [f"#### Batch size {bs} ({kind} split)", "", to_markdown(t), ""]
+        lines += [f"Hypotheses judged on the {kind} split alone:", "", _verdicts_md(sub.verdicts), ""]
+    return lines
 
 
 # --------------------------------------------------------------------------- report
@@ -401,7 +467,10 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
     """report.md as text: tables, time breakdown, plots, verdicts, conclusions, reference, holes,
     provenance."""
     a = out.analysis
-    lines = _header_md(out) + _tables_md(a) + _breakdown_md(a) + _cpu_reference_md(out)
+    plot_paths = dict(plot_paths or {})
+    gap_plot = plot_paths.pop("leakage_gap", None)
+    lines = _header_md(out) + _tables_md(a) + _leakage_md(a, gap_plot, out.exp_dir)
+    lines += _breakdown_md(a) + _cpu_reference_md(out)
     if plot_paths:
         lines += ["## Plots", ""]
         for key, p in plot_paths.items():
@@ -481,12 +550,15 @@ def summary_input(a: Analysis, reference: Analysis | None = None) -> SummaryInpu
         most_accurate_test_acc=c.most_accurate_test_acc,
         reference=reference.summary if reference is not None else None,
         reference_verdicts=reference.verdicts if reference is not None else (),
+        leakage=gap_line(a.gap, h1_by_split(a)) if a.gap is not None else "",
     )
 
 
 def print_full(console: Console, out: CollectOutput) -> None:
     """Every table, as ``collect --verbose`` prints them (report.md holds the same)."""
     print_analysis(console, out.analysis, out.comparison)
+    if out.analysis.gap is not None and (line := gap_line(out.analysis.gap, h1_by_split(out.analysis))):
+        console.print(Text(line))
     if out.reference is not None:
         console.print(
             Panel(
@@ -580,6 +652,10 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
         )
         files["comparison.md"] = atomic_write_text(d / "comparison.md", "\n".join(cmp_md))
     payload = _verdicts_json(a)
+    if a.by_split and a.gap is not None:
+        payload["by_split"] = {kind: _verdicts_json(sub) for kind, sub in a.by_split.items()}
+        payload["leakage_gap"] = a.gap.to_dict(orient="records")
+        files["leakage_gap.csv"] = atomic_write_text(d / "leakage_gap.csv", a.gap.to_csv(index=False))
     if out.reference is not None:
         payload["reference"] = _verdicts_json(out.reference)
     files["verdicts.json"] = atomic_write_text(
@@ -592,6 +668,10 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
 
         ref_summary = out.reference.summary if out.reference is not None else None
         plot_paths = write_plots(a.summary, d / "plots", a.label, ref_summary)
+        if a.gap is not None and a.gap["gap_pp"].notna().any():
+            from aslhpc.analysis.leakage import plot_gap
+
+            plot_paths["leakage_gap"] = plot_gap(a.gap, d / "plots" / "leakage_gap.png")
         files.update({f"plots/{p.name}": p for p in plot_paths.values()})
     out.report_path = atomic_write_text(d / "report.md", render_report(out, plot_paths))
     files["report.md"] = out.report_path

@@ -51,13 +51,16 @@ class Split:
     def to_dict(self) -> dict:
         """The ``split`` block of result.json: {kind, seed, hash, train, val, test} (counts)."""
         train, val, test = self.sizes()
-        return {"kind": self.kind, "seed": self.seed, "hash": self.hash, "train": train, "val": val, "test": test}
+        return {"kind": self.kind, "seed": self.seed, "hash": self.hash, "train": train, "val": val,
+                "test": test}
 
 
-def split_hash(kind: str, seed: int, fingerprint: str, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> str:
+def split_hash(kind: str, seed: int, fingerprint: str, train: np.ndarray, val: np.ndarray,
+               test: np.ndarray) -> str:
     """sha256 hex over (kind, seed, index fingerprint, the three index arrays)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"kind": kind, "seed": int(seed), "fingerprint": fingerprint}, sort_keys=True).encode())
+    identity = {"kind": kind, "seed": int(seed), "fingerprint": fingerprint}
+    h.update(json.dumps(identity, sort_keys=True).encode())
     for name, arr in (("train", train), ("val", val), ("test", test)):
         data = np.ascontiguousarray(arr, dtype="<i8")
         h.update(f"{name}:{len(data)}:".encode())
@@ -81,7 +84,10 @@ def _blocked(index: DatasetIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for label in range(len(index.classes)):
         rows = np.flatnonzero(labels == label)
         # Frame order, even if the index was built by hand in another order.
-        rows = np.array(sorted(rows, key=lambda i: file_sort_key(index.files[i].rsplit("/", 1)[-1])), dtype=np.int64)
+        def frame(i: int) -> tuple:
+            return file_sort_key(index.files[i].rsplit("/", 1)[-1])
+
+        rows = np.array(sorted(rows, key=frame), dtype=np.int64)
         n_train, n_val, _ = split_sizes(len(rows))
         parts[0].append(rows[:n_train])
         parts[1].append(rows[n_train : n_train + n_val])

@@ -3,7 +3,8 @@
 A TOML file has four tables (every key optional except the matrix)::
 
     [experiment]  name, description, data, results
-    [matrix]      gpus = [1, 2], batch_sizes = [128, 256], strategy = "dp" | ["dp", "ddp"], repeats = 1
+    [matrix]      gpus = [1, 2], batch_sizes = [128, 256], strategy = "dp" | ["dp", "ddp"], repeats = 1,
+                  splits = ["random", "blocked"] (optional; else the one train.split, never both)
     [train]       fields of TrainConfig (epochs, lr, momentum, dropout, image_size, pipeline, ...) + optimizer
     [cluster]     partition, reservation, gpu_type, gpus_per_node, cpus_per_gpu, mem, time, preamble, setup,
                   max_requeues, and site options: account, qos, wckey, constraint, exclude, mail_type,
@@ -30,6 +31,7 @@ from aslhpc.packaged import names as shipped_names
 from aslhpc.slurm.request import JobRequest, SiteOptions, additional_pairs, site_problems
 from aslhpc.training.config import (
     COMPILE_DP,
+    SPLITS,
     STRATEGIES,
     TrainConfig,
     config_problems,
@@ -102,7 +104,7 @@ TrainSettings.__doc__ = "The [train] table: TrainConfig's shared fields (repeat 
 
 @dataclass(frozen=True)
 class Cell:
-    """One job: a (GPU count, batch size, strategy, repeat) point of the matrix."""
+    """One job: a (split, GPU count, batch size, strategy, repeat) point of the matrix."""
 
     cell_id: str
     gpus: int
@@ -110,6 +112,7 @@ class Cell:
     strategy: str
     repeat: int
     seed: int
+    split: str = "random"  # the cell's split kind (train.split, or its value on the splits axis)
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,8 @@ class ExperimentSpec:
     batch_sizes: tuple[int, ...]
     strategies: tuple[str, ...] = ("dp",)
     repeats: int = 1
+    # The split as an axis ([matrix] splits / --splits): () = one split, train.split, and ids without it.
+    splits: tuple[str, ...] = ()
     description: str = ""
     data: str = "data/asl-alphabet"
     results: str = "results"
@@ -164,18 +169,28 @@ class ExperimentSpec:
     def experiment_dir(self) -> Path:
         return Path(self.results) / self.name
 
+    def split_kinds(self) -> tuple[str, ...]:
+        """The splits the cells train on: the axis, else the one ``train.split``."""
+        return tuple(self.splits) or (self.train.split,)
+
     def cells(self) -> list[Cell]:
-        """Every cell, in matrix order (strategy, GPUs, batch size, repeat); ids are stable."""
+        """Every cell, in matrix order (split, strategy, GPUs, batch size, repeat); ids are stable.
+
+        The id names the split only on a splits axis and only when it is not ``random`` (like ``ddp``
+        for strategy), so an experiment without the axis keeps the ids it always had."""
         problem = size_problem(self)
         if problem:
             raise ConfigError(problem)
         out = []
-        for strategy in self.strategies:
-            for gpus in self.gpus:
-                for batch in self.batch_sizes:
-                    for repeat in range(self.repeats):
-                        out.append(Cell(make_cell_id(gpus, batch, repeat, strategy), gpus, batch, strategy,
-                                        repeat, self.train.seed + repeat))
+        for split in self.split_kinds():
+            id_split = split if self.splits else "random"
+            for strategy in self.strategies:
+                for gpus in self.gpus:
+                    for batch in self.batch_sizes:
+                        for repeat in range(self.repeats):
+                            cid = make_cell_id(gpus, batch, repeat, strategy, id_split)
+                            out.append(Cell(cid, gpus, batch, strategy, repeat, self.train.seed + repeat,
+                                            split))
         return out
 
     def layout(self, cell: Cell) -> NodeLayout:
@@ -191,7 +206,7 @@ class ExperimentSpec:
         values = {k: v for k, v in asdict(self.train).items() if k in known}
         values.update(data=str(Path(self.data).expanduser().resolve()),
                       out=str(self.cell_dir(cell).resolve()), gpus=cell.gpus, batch_size=cell.batch_size,
-                      strategy=cell.strategy, seed=cell.seed)
+                      strategy=cell.strategy, seed=cell.seed, split=cell.split)
         return TrainConfig(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,7 +219,7 @@ class ExperimentSpec:
         train = _known(TrainSettings, data.get("train", {}))
         cluster = _known(ClusterRequest, data.get("cluster", {}))
         cluster["setup"] = tuple(cluster.get("setup", ()))
-        for key in ("gpus", "batch_sizes", "strategies"):
+        for key in ("gpus", "batch_sizes", "strategies", "splits"):
             if key in top:
                 top[key] = tuple(top[key])
         top.update(train=TrainSettings(**train), cluster=ClusterRequest(**cluster))
@@ -221,7 +236,7 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 
 _TABLES = {
     "experiment": ("name", "description", "data", "results"),
-    "matrix": ("gpus", "batch_sizes", "strategy", "repeats"),
+    "matrix": ("gpus", "batch_sizes", "strategy", "repeats", "splits"),
     "train": tuple(f.name for f in fields(TrainSettings)),
     "cluster": tuple(f.name for f in fields(ClusterRequest)),
 }
@@ -268,6 +283,12 @@ def load_spec(path: str | Path) -> ExperimentSpec:
                 if key not in _TABLES[table]:
                     problems.append(f"{path.name}: unknown key {table}.{key}; allowed: "
                                     f"{', '.join(_TABLES[table])}")
+    if raw.get("matrix", {}).get("splits", None) in ([], ""):
+        problems.append(f"{path.name}: matrix.splits is empty; list the splits, e.g. splits = [\"random\", "
+                        "\"blocked\"], or leave it out for the one train.split")
+    if "splits" in raw.get("matrix", {}) and "split" in raw.get("train", {}):
+        problems.append(f"{path.name}: both matrix.splits and train.split are set; keep matrix.splits for "
+                        "an experiment over several splits, or train.split for one")
     if problems:
         raise SpecErrors(problems)
 
@@ -280,6 +301,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         "batch_sizes": _as_tuple(matrix.get("batch_sizes", ())),
         "strategies": _as_tuple(strategy),
         "repeats": matrix.get("repeats", 1),
+        "splits": _as_tuple(matrix["splits"]) if "splits" in matrix else (),
         "source": str(path),
     }
     for key in ("data", "results"):
@@ -294,7 +316,8 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         cluster["mem"] = str(cluster["mem"])
     if "additional_parameters" in cluster and isinstance(cluster["additional_parameters"], dict):
         cluster["additional_parameters"] = dict(cluster["additional_parameters"])
-    spec = ExperimentSpec(**values, train=TrainSettings(**raw.get("train", {})), cluster=ClusterRequest(**cluster))
+    spec = ExperimentSpec(**values, train=TrainSettings(**raw.get("train", {})),
+                          cluster=ClusterRequest(**cluster))
     problems = validate_spec(spec)
     if problems:
         raise SpecErrors([f"{path.name}: {p}" for p in problems])
@@ -324,6 +347,7 @@ class Overrides:
     allow_cpu: bool | None = None
     pipeline: str | None = None
     split: str | None = None
+    splits: tuple[str, ...] | None = None
     split_seed: int | None = None
     max_steps: int | None = None
     partition: str | None = None
@@ -345,8 +369,21 @@ _CLUSTER_OVERRIDES = ("partition", "reservation", "gpu_type", "time", "mem", "cp
 
 
 def apply_overrides(spec: ExperimentSpec, o: Overrides) -> ExperimentSpec:
-    top = {k: getattr(o, k) for k in ("data", "results", "gpus", "batch_sizes", "strategies", "repeats")}
-    train = {k: getattr(o, k) for k in ("epochs", "allow_cpu", "pipeline", "split", "split_seed", "max_steps")}
+    """``spec`` with the flags that were given; --split on an experiment with a splits axis is an error."""
+    if o.split is not None and (o.splits or (o.splits is None and spec.splits)):
+        axis = ",".join(o.splits or spec.splits)
+        raise ConfigError(f"--split {o.split} conflicts with the experiment's splits axis ({axis}); use "
+                          f"--splits {o.split} to train on one split only, or drop --split")
+    if o.splits and spec.train.split != "random" and not spec.splits:
+        # its cells' ids (g1-b32-r0) already mean that split; on the axis they would mean random
+        where = Path(spec.source).name or "the experiment"
+        raise ConfigError(f"--splits {','.join(o.splits)} conflicts with train.split = {spec.train.split!r} "
+                          f"in {where}; remove train.split from the file to make the split an axis, or drop "
+                          "--splits")
+    top = {k: getattr(o, k) for k in ("data", "results", "gpus", "batch_sizes", "strategies", "repeats",
+                                      "splits")}
+    train = {k: getattr(o, k) for k in ("epochs", "allow_cpu", "pipeline", "split", "split_seed",
+                                        "max_steps")}
     cluster = {k: getattr(o, k) for k in _CLUSTER_OVERRIDES}
     return replace(
         spec,
@@ -362,6 +399,18 @@ def parse_int_list(text: str) -> tuple[int, ...]:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError as exc:
         raise ConfigError(f"{text!r} is not a comma-separated list of integers; e.g. 1,2,4") from exc
+
+
+def parse_splits(text: str) -> tuple[str, ...]:
+    """``"random,blocked"`` -> ("random", "blocked"), for --splits (argparse shows the error as one line)."""
+    import argparse
+
+    found = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in found if s not in SPLITS]
+    if bad or not found or len(set(found)) != len(found):
+        raise argparse.ArgumentTypeError(f"{text!r}: use {', '.join(SPLITS)} or a comma list of them, each "
+                                         "once")
+    return found
 
 
 # --------------------------------------------------------------------------- validation
@@ -437,6 +486,13 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
     positive_ints("matrix.batch_sizes", spec.batch_sizes)
     for s in spec.strategies:
         choice("matrix.strategy", s, STRATEGIES)
+    if not isinstance(spec.splits, tuple):  # () = no axis: the one train.split
+        problems.append(f"matrix.splits={spec.splits!r} must be a list, e.g. [\"random\", \"blocked\"]")
+    else:
+        for s in spec.splits:
+            choice("matrix.splits", s, SPLITS)
+        if len(set(spec.splits)) != len(spec.splits):
+            problems.append(f"matrix.splits lists a value twice ({list(spec.splits)}); list each once")
     if not isinstance(spec.repeats, int) or isinstance(spec.repeats, bool) or spec.repeats < 1:
         problems.append(f"matrix.repeats={spec.repeats!r} must be an integer >= 1")
     problems += [p for p in (size_problem(spec),) if p]
@@ -477,12 +533,13 @@ def size_problem(spec: ExperimentSpec) -> str:
     if big:
         return f"matrix.gpus has {big}; at most {MAX_GPUS} GPUs per cell: use smaller GPU counts"
     repeats = spec.repeats if isinstance(spec.repeats, int) else 1
-    axes = (count(spec.gpus), count(spec.batch_sizes), count(spec.strategies), max(repeats, 1))
-    n = axes[0] * axes[1] * axes[2] * axes[3]
+    axes = (count(spec.gpus), count(spec.batch_sizes), count(spec.strategies), max(repeats, 1),
+            max(count(spec.splits), 1))
+    n = axes[0] * axes[1] * axes[2] * axes[3] * axes[4]
     if n > MAX_CELLS:
         return (f"matrix.repeats={repeats}: {axes[0]} GPU counts x {axes[1]} batch sizes x {axes[2]} "
-                f"strategies x {repeats} repeats = {n} cells, more than {MAX_CELLS}; lower matrix.repeats or "
-                "shorten the lists")
+                f"strategies x {axes[4]} splits x {repeats} repeats = {n} cells, more than {MAX_CELLS}; "
+                "lower matrix.repeats or shorten the lists")
     return ""
 
 

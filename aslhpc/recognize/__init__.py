@@ -10,6 +10,7 @@ from aslhpc.recognize.classifier import (
     Classifier,
     Prediction,
     Unreadable,
+    best_cells_by_split,
     find_best_cell,
     frame_to_pil,
     fuse_batchnorm,
@@ -30,7 +31,8 @@ from aslhpc.recognize.sources import (
 from aslhpc.recognize.stream import StreamEvent, TextSmoother
 
 __all__ = [
-    "BestCell", "Classifier", "Folder", "FolderReport", "FrameSource", "ImageFile", "Prediction", "StreamEvent",
-    "TextSmoother", "Unreadable", "VideoFile", "classify_input", "evaluate_images", "find_best_cell", "frame_to_pil",
-    "fuse_batchnorm", "label_from_name", "open_camera", "open_video", "resolve_device", "scan_folder", "score",
+    "BestCell", "Classifier", "Folder", "FolderReport", "FrameSource", "ImageFile", "Prediction",
+    "StreamEvent", "TextSmoother", "Unreadable", "VideoFile", "best_cells_by_split", "classify_input",
+    "evaluate_images", "find_best_cell", "frame_to_pil", "fuse_batchnorm", "label_from_name", "open_camera",
+    "open_video", "resolve_device", "scan_folder", "score",
 ]

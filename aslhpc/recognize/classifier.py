@@ -68,10 +68,25 @@ class BestCell:
 
     cell_dir: Path
     val_acc: float
+    split: str = ""  # the split kind it trained on (result.json ``split.kind``); "" when not recorded
 
     @property
     def model_path(self) -> Path:
         return cellfiles.CellPaths(self.cell_dir).best_model
+
+    def describe(self, experiment: str) -> str:
+        """``cell g1-b32-blocked-r0 of exp (blocked split, val_acc 91.20%): PATH``, what predict prints."""
+        split = f"{self.split} split, " if self.split else ""
+        return (f"cell {self.cell_dir.name} of {experiment} ({split}val_acc {self.val_acc:.2f}%): "
+                f"{self.model_path}")
+
+
+def _split_kind(result: dict) -> str:
+    split, config = result.get("split"), result.get("config")
+    kind = split.get("kind") if isinstance(split, dict) else None
+    if kind is None and isinstance(config, dict):
+        kind = config.get("split")
+    return kind if isinstance(kind, str) else ""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -160,7 +175,8 @@ class Classifier:
         return torch.softmax(logits.float(), dim=1).cpu()
 
     def top_k(self, probs: torch.Tensor, k: int) -> list[Prediction]:
-        """Rows of class probabilities -> :class:`Prediction` with the ``k`` best (clamped to the class count)."""
+        """Rows of class probabilities -> :class:`Prediction` with the ``k`` best (clamped to the class
+        count)."""
         values, indices = probs.topk(max(1, min(k, len(self.classes))), dim=1)
         return [Prediction(tuple((self.classes[i], float(v)) for v, i in zip(vs, ix, strict=True)))
                 for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]
@@ -182,7 +198,8 @@ class Classifier:
                 pixels.append(self.pixels(path))
             except CorruptImageError as exc:
                 cause = exc.__cause__
-                reason = (str(cause).splitlines() or [type(cause).__name__])[0] if cause is not None else str(exc)
+                reason = ((str(cause).splitlines() or [type(cause).__name__])[0] if cause is not None
+                          else str(exc))
                 results[i] = Unreadable(Path(path), reason)
             else:
                 decoded.append(i)
@@ -190,7 +207,8 @@ class Classifier:
             results.update(zip(decoded, self.top_k(self.probabilities(pixels), k), strict=True))
         return [results[i] for i in range(len(paths))]
 
-    def predict_frames(self, frames: Iterable[np.ndarray], k: int = 1, batch_size: int = 1) -> Iterator[Prediction]:
+    def predict_frames(self, frames: Iterable[np.ndarray], k: int = 1,
+                       batch_size: int = 1) -> Iterator[Prediction]:
         """Top-``k`` per BGR video frame, in order; frames are grouped ``batch_size`` at a time.
 
         A camera wants ``batch_size=1`` (latency); a video file can batch for throughput.
@@ -205,28 +223,47 @@ class Classifier:
             yield from self.top_k(self.probabilities(chunk), k)
 
 
-def find_best_cell(results: str | os.PathLike, experiment: str) -> BestCell:
-    """The completed cell with the highest ``val_acc`` that kept a ``best_model.pt`` (ties: lower id)."""
+def find_best_cell(results: str | os.PathLike, experiment: str, split: str | None = None) -> BestCell:
+    """The completed cell with the highest ``val_acc`` that kept a ``best_model.pt`` (ties: lower id);
+    with ``split``, the best of the cells trained on that split kind."""
+    best = best_cells_by_split(results, experiment)
+    if split is None:
+        candidates = sorted(best.values(), key=lambda b: b.cell_dir.name)
+        if candidates:
+            return max(candidates, key=lambda b: b.val_acc)  # the first (lowest id) of equal ones
+    elif split in best:
+        return best[split]
+    cells = cellfiles.cells_dir(results, experiment)
+    if split is not None and best:
+        raise AslhpcError(f"no completed {split}-split cell with a {cellfiles.BEST_MODEL} in {cells} (it has "
+                          f"{', '.join(sorted(k or 'unrecorded' for k in best))}); pick another --split")
+    raise AslhpcError(f"no completed cell with a {cellfiles.BEST_MODEL} in {cells}; "
+                      "wait for a cell to finish or pass --model PATH")
+
+
+def best_cells_by_split(results: str | os.PathLike, experiment: str) -> dict[str, BestCell]:
+    """Split kind -> its completed cell with the highest ``val_acc`` and a ``best_model.pt`` (ties: lower
+    id); cells whose result does not record the split are under ""."""
     cells = cellfiles.cells_dir(results, experiment)
     if Path(results).exists() and not Path(results).is_dir():
-        raise AslhpcError(f"--results {results} is a file, expected the results folder (results/<exp>/cells/...)")
+        raise AslhpcError(f"--results {results} is a file, expected the results folder "
+                          "(results/<exp>/cells/...)")
     if cells.exists() and not cells.is_dir():
         raise AslhpcError(f"{cells} is a file, expected a folder of cells; check --experiment and --results")
     if not cells.is_dir():
         raise AslhpcError(f"no experiment {experiment!r} under {results} ({cells} missing); "
                           "check --experiment and --results")
-    best: BestCell | None = None
+    best: dict[str, BestCell] = {}
     for cell in sorted(p for p in cells.iterdir() if p.is_dir()):
         paths = cellfiles.CellPaths(cell)
         if not (paths.result.is_file() and paths.best_model.is_file()):
             continue
         try:
-            val_acc = float(read_json(paths.result)["val_acc"])
+            result = read_json(paths.result)
+            val_acc = float(result["val_acc"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # a torn or foreign result.json is not a candidate
-        if best is None or val_acc > best.val_acc:
-            best = BestCell(cell, val_acc)
-    if best is None:
-        raise AslhpcError(f"no completed cell with a {cellfiles.BEST_MODEL} in {cells}; "
-                          "wait for a cell to finish or pass --model PATH")
+        kind = _split_kind(result)
+        if kind not in best or val_acc > best[kind].val_acc:
+            best[kind] = BestCell(cell, val_acc, kind)
     return best

@@ -22,7 +22,8 @@ class FolderReport:
     n: int
     correct: int
     per_class: dict[str, tuple[int, int]]  # class -> (hits, images), classes that had images only
-    confusion: dict[tuple[str, str], int] = field(default_factory=dict)  # (true, predicted) -> count, true != predicted
+    # (true, predicted) -> count, true != predicted
+    confusion: dict[tuple[str, str], int] = field(default_factory=dict)
     unreadable: tuple[Unreadable, ...] = ()  # labelled files that could not be decoded: not in n
 
     @property
@@ -65,7 +66,8 @@ def score(classes: tuple[str, ...], truth: Sequence[str], predicted: Sequence[st
     return FolderReport(classes, len(truth), sum(hits.values()), per_class, dict(confusion))
 
 
-def evaluate_images(classifier: Classifier, images: Sequence[ImageFile], batch_size: int = 64) -> FolderReport:
+def evaluate_images(classifier: Classifier, images: Sequence[ImageFile],
+                    batch_size: int = 64) -> FolderReport:
     """Classify labelled images in batches and score the top-1 class against each label.
 
     A file that cannot be decoded is left out of the score and listed in ``unreadable``.

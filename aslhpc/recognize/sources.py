@@ -111,14 +111,15 @@ def classify_input(arg: str | os.PathLike, classes: tuple[str, ...]) -> Input:
                else " (a broken symbolic link)" if path.is_symlink() else "")
         raise AslhpcError(f"input {path} does not exist{why}; pass image files, folders or video files")
     if not path.is_file():
-        raise AslhpcError(f"input {path} is neither a regular file nor a folder; pass image files, folders or video files")
+        raise AslhpcError(f"input {path} is neither a regular file nor a folder; pass image files, folders "
+                          "or video files")
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return ImageFile(path, label_from_name(path, classes))
     if suffix in VIDEO_SUFFIXES:
         return VideoFile(path)
-    raise AslhpcError(f"input {path} is a file but not an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a video "
-                      f"({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder; pass one of those")
+    raise AslhpcError(f"input {path} is a file but not an image ({', '.join(sorted(IMAGE_SUFFIXES))}), a "
+                      f"video ({', '.join(sorted(VIDEO_SUFFIXES))}) or a folder; pass one of those")
 
 
 class FrameSource:
@@ -135,7 +136,8 @@ class FrameSource:
         if not ok or frame is None:
             capture.release()
             raise AslhpcError(f"no frame could be read from {name}; "
-                              + ("check the camera is free and working" if live else "is it a video OpenCV can decode?"))
+                              + ("check the camera is free and working" if live
+                                 else "is it a video OpenCV can decode?"))
         self._first: np.ndarray | None = frame
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -171,12 +173,14 @@ def _quiet_capture(target: str | int) -> cv2.VideoCapture:
 def open_video(path: str | os.PathLike) -> FrameSource:
     path = Path(path)
     if not path.is_file():
-        what = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        what = ("is a folder" if path.is_dir() else "is not a regular file" if path.exists()
+                else "does not exist")
         raise AslhpcError(f"video {path} {what}; pass a video file such as .avi or .mp4")
     capture = _quiet_capture(str(path))
     if not capture.isOpened():
         capture.release()
-        raise AslhpcError(f"cannot open video {path}: OpenCV cannot read it; pass a video such as .avi or .mp4")
+        raise AslhpcError(f"cannot open video {path}: OpenCV cannot read it; pass a video such as .avi or "
+                          ".mp4")
     return FrameSource(capture, str(path), live=False)
 
 
