@@ -250,7 +250,8 @@ def test_max_steps_makes_batch_size_verdicts_inconclusive(tmp_path):
     assert "Caveat:" in c.text and "max_steps=3" in c.text
 
 
-def _local_cells(tmp_path: Path, windows: dict[int, tuple[str, ...]], *, slurm: bool = False) -> pd.DataFrame:
+def _local_cells(tmp_path: Path, windows: dict[int, tuple[str, ...]], *, slurm: bool = False,
+                 cpu: bool = False) -> pd.DataFrame:
     """b=128 at 1 and 2 GPUs (2 GPUs faster: H2 holds) on host ws1, with the given
     [start, (resumed at,) end]."""
     exp = tmp_path / "local"
@@ -262,6 +263,8 @@ def _local_cells(tmp_path: Path, windows: dict[int, tuple[str, ...]], *, slurm: 
             r["attempt_started_at"] = resumed[0]
         if not slurm:
             r["slurm"] = None
+        if cpu:
+            r["gpus_used"], r["device"] = 0, "cpu"
         write_cell(exp, r)
     return summarize(derive(load_matrix(exp)))
 
@@ -279,11 +282,15 @@ def test_cells_sharing_a_host_at_once_make_time_verdicts_inconclusive(tmp_path):
     s = _local_cells(tmp_path / "b", at_once)
     v = h2_more_gpus_faster(s)
     assert v.verdict == "inconclusive"
-    assert "g1-b128-r0 with g2-b128-r0 on ws1" in v.evidence and "--max-parallel 1 or on SLURM" in v.evidence
+    assert "g1-b128-r0 with g2-b128-r0 on ws1" in v.evidence and "--max-parallel 1" in v.evidence
     assert "taken at face value: supported" in v.evidence
     assert "Caveat:" in conclusions(s).text
-    # SLURM jobs get their own allocation: overlapping windows there are normal
+    # SLURM jobs get their own GPUs: overlapping windows there are normal...
     assert h2_more_gpus_faster(_local_cells(tmp_path / "c", at_once, slurm=True)).verdict == "supported"
+    # ...but SLURM cells that fell back to the CPU on one node shared its cores
+    shared = _local_cells(tmp_path / "e", at_once, slurm=True, cpu=True)
+    assert shared["concurrent"].astype(str).str.contains("on ws1").all()
+    assert "ran at the same time as other cells on the same host" in conclusions(shared).text
     # g1 was stopped and resumed after g2 had ended: only its last attempt's window counts
     resumed = {1: ("2026-04-11T20:00:00Z", "2026-04-11T20:40:00Z", "2026-04-11T21:00:00Z"),
                2: ("2026-04-11T20:10:00Z", "2026-04-11T20:25:00Z")}

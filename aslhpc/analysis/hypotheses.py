@@ -265,7 +265,7 @@ def _capped(done: pd.DataFrame) -> str:
 
 
 def _shared_host(done: pd.DataFrame) -> str:
-    """Why times cannot be compared: local cells that ran at once on one host ("" if none)."""
+    """Why times cannot be compared: cells that shared one host's cores at once ("" if none)."""
     if "concurrent" not in done:
         return ""
     notes = [str(x) for x in done["concurrent"] if isinstance(x, str) and x]
@@ -274,7 +274,7 @@ def _shared_host(done: pd.DataFrame) -> str:
     return (
         f"{len(notes)} configuration(s) ran at the same time as other cells on the same host, e.g. "
         f"{notes[0].split('; ')[0]}: they shared its CPU/GPU, so their times are not comparable; "
-        "re-run with --max-parallel 1 or on SLURM"
+        "re-run with --max-parallel 1, on SLURM GPUs, or with whole nodes (--exclusive)"
     )
 
 

@@ -206,18 +206,21 @@ def _speedup(frame: pd.DataFrame, time_col: str, base: dict[tuple, float]) -> pd
 
 
 def concurrent_cells(cells: pd.DataFrame) -> pd.Series:
-    """Per cell, the other completed local cells that ran on the same host at the same time ("" if none).
+    """Per cell, the other completed cells that shared a host's cores at the same time ("" if none).
 
     Cells run by ``submit --cluster local`` (no SLURM job) with overlapping
     [attempt_started_at, finished_at] windows shared that machine's CPU (and GPUs), so their times
-    measure the contention as much as the configuration; SLURM jobs get their own allocation.
+    measure the contention as much as the configuration. SLURM jobs get their own GPUs, but cells that
+    fell back to the CPU (``gpus_used`` 0) on one node share its cores wherever SLURM does not bind them
+    (the mini cluster's nodes share two real cores), so those count too.
     A resumed cell's window starts with the attempt that finished it (``started_at`` is its first
     start: cells that ran while it was stopped did not compete with it).
     """
     out = pd.Series("", index=cells.index, dtype=object)
     if not {"cell_id", "host", "started_at", "finished_at", "slurm_job_id"} <= set(cells.columns):
         return out
-    local = cells[(cells["state"] == COMPLETED) & cells["slurm_job_id"].isna() & cells["host"].notna()]
+    on_cpu = cells["gpus_used"].eq(0) if "gpus_used" in cells else False
+    local = cells[(cells["state"] == COMPLETED) & (cells["slurm_job_id"].isna() | on_cpu) & cells["host"].notna()]
     began = local["started_at"]
     if "attempt_started_at" in local:
         began = local["attempt_started_at"].fillna(local["started_at"])
