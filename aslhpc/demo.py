@@ -58,11 +58,13 @@ def header(per_class: int, epochs: int, gpus: tuple[int, ...], sizes: tuple[int,
     )
 
 
-def footer() -> list[str]:
+def footer(cluster: str = "local") -> list[str]:
+    on_slurm = [] if cluster != "local" else [
+        "- the same flow on SLURM: python -m aslhpc.demo --cluster slurm (no cluster at hand? the clone's "
+        "scripts/minislurm.sh up brings a real one up on this machine, as root)"]
     return [
         "That was a demonstration on tiny generated data (few epochs, CPU), not the study's result. Next:",
-        "- the same flow on a real SLURM on this machine: sudo bash scripts/minislurm.sh up, then "
-        "python -m aslhpc.demo --cluster slurm",
+        *on_slurm,
         "- the real study (Kaggle data, GPUs): python -m aslhpc.submit --data ~/data/asl, then "
         "python -m aslhpc.collect --reference",
         "- how much of the accuracy a random split of video frames owes to leakage: python -m aslhpc.demo "
@@ -109,7 +111,7 @@ def _demo(args: argparse.Namespace) -> int:
     rc = collect.main(["--experiment", EXPERIMENT, "--results", str(results), "--reference",
                        *(["--verbose"] if args.verbose else [])])
     if rc == 0:
-        _say(console, footer())
+        _say(console, footer(args.cluster))
     return rc
 
 

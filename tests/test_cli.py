@@ -15,6 +15,14 @@ from aslhpc.errors import ConfigError
 CLIS = ["submit", "status", "collect", "train", "predict", "bench", "demo", "doctor"]
 
 
+def test_the_dataset_generator_says_its_version_too(capsys: pytest.CaptureFixture[str]) -> None:
+    from aslhpc.data.synth import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and __version__ in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("name", CLIS)
 def test_every_cli_says_its_version(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     main = importlib.import_module(f"aslhpc.{name}").main

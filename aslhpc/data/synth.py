@@ -160,7 +160,10 @@ def write_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m aslhpc.data.synth", description=__doc__.split("\n\n")[0])
+    from aslhpc.cli import add_version
+
+    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.data.synth",
+                                            description=__doc__.split("\n\n")[0]))
     p.add_argument("out", type=Path, help="directory to create (the dataset root to pass as --data)")
     p.add_argument("--per-class", type=int, required=True, help="images per class (Kaggle has 3000)")
     p.add_argument("--seed", type=int, default=0)

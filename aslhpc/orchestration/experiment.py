@@ -248,7 +248,10 @@ def find_job_file(name_or_path: str, search: tuple[Path, ...] = ()) -> Path:
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
         if not p.is_file():
-            raise ConfigError(f"experiment file {p} does not exist; pass an existing jobs/*.toml")
+            hint = (f" (or name a shipped one: --experiment {p.stem})"
+                    if p.suffix == ".toml" and find("experiment", p.stem) is not None else "")
+            raise ConfigError(f"experiment file {p} does not exist; pass an existing .toml file{hint}, or "
+                              "see python -m aslhpc.submit --list")
         return p
     for d in search:
         if (d / f"{name_or_path}.toml").is_file():
