@@ -220,7 +220,8 @@ def concurrent_cells(cells: pd.DataFrame) -> pd.Series:
     if not {"cell_id", "host", "started_at", "finished_at", "slurm_job_id"} <= set(cells.columns):
         return out
     on_cpu = cells["gpus_used"].eq(0) if "gpus_used" in cells else False
-    local = cells[(cells["state"] == COMPLETED) & (cells["slurm_job_id"].isna() | on_cpu) & cells["host"].notna()]
+    shares_cores = cells["slurm_job_id"].isna() | on_cpu
+    local = cells[(cells["state"] == COMPLETED) & shares_cores & cells["host"].notna()]
     began = local["started_at"]
     if "attempt_started_at" in local:
         began = local["attempt_started_at"].fillna(local["started_at"])
