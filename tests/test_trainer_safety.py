@@ -183,3 +183,15 @@ def test_time_breakdown_per_epoch_and_for_the_cell(synth_root, tmp_path):
     assert set(tb) == {"data_wait_s", "compute_s", "eval_s", "other_s"} and tb["other_s"] >= 0
     assert tb["compute_s"] == pytest.approx(sum(e["compute_s"] for e in lines), abs=1e-3)
     assert sum(tb.values()) == pytest.approx(r["exec_time_s"], abs=2e-3)
+
+
+def test_the_paper_pipeline_spends_a_larger_share_of_each_step_waiting_for_data(synth_root, tmp_path):
+    """Issue 14: the breakdown explains scaling. The paper pipeline decodes and resizes every JPEG every
+    epoch (here in two DataLoader workers, as cells do); the fast one indexes decoded pixels in memory."""
+    share = {}
+    for pipeline in ("paper", "fast"):
+        r = run_cell(cfg(synth_root, tmp_path / pipeline, tmp_path / "cache", pipeline=pipeline, epochs=2,
+                         max_steps=4, workers=2), log=lambda m: None)
+        tb = r["time_breakdown"]
+        share[pipeline] = tb["data_wait_s"] / (tb["data_wait_s"] + tb["compute_s"])
+    assert share["paper"] > share["fast"], share
