@@ -29,6 +29,8 @@ from aslhpc.orchestration.cellstate import (
 )
 from aslhpc.orchestration.manifest import find_manifests, manifest_path
 
+#: --watch refresh period: a shared controller is asked at most this often (site admins ask >= 30 s)
+WATCH_INTERVAL_S = 30.0
 _STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
           "COMPLETING": "cyan", NOT_SUBMITTED: "dim", UNKNOWN: "magenta"}
 _COLUMNS = (("cell", "left"), ("job", "right"), ("state", "left"), ("node", "left"), ("elapsed", "right"),
@@ -108,11 +110,13 @@ def _adopt_interrupted_submissions(path: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.status", description=__doc__.splitlines()[0]))
+    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.status",
+                                            description=__doc__.splitlines()[0]))
     p.add_argument("--experiment", help="experiment name (default: the most recently submitted one)")
     p.add_argument("--results", default="results", help="results directory (default results/)")
-    p.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
-                   help="refresh in place every SECONDS (default 5) until all cells end or Ctrl-C")
+    p.add_argument("--watch", nargs="?", type=float, const=WATCH_INTERVAL_S, metavar="SECONDS",
+                   help=f"refresh in place every SECONDS (default {WATCH_INTERVAL_S:.0f}: each refresh is "
+                        "one sacct and one squeue call for your jobs) until all cells end or Ctrl-C")
     return p
 
 

@@ -78,7 +78,9 @@ def run_submit(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str
 
 
 def smoke_args(dataset: Path, results: Path, *extra: str) -> list[str]:
-    return [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results), *extra]
+    """smoke.toml, one sbatch script per cell (--no-array): these tests read each cell's own script."""
+    return [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results), "--no-array",
+            *extra]
 
 
 def scripts(bin_dir: Path) -> list[Path]:

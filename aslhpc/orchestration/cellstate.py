@@ -37,7 +37,7 @@ from aslhpc.slurm.accounting import (
     StateQuery,
     query_states,
 )
-from aslhpc.slurm.executor import job_name
+from aslhpc.slurm.executor import array_name, job_name
 from aslhpc.slurm.local import process_alive, runner_alive
 
 COMPLETED = "COMPLETED"
@@ -395,7 +395,9 @@ def experiment_status(manifest_path: str | Path,
         attempt, job, local = entry.last, None, None
         if attempt is not None and attempt.cluster == "slurm":
             job = states.states.get(attempt.job_id)
-            if job is not None and job.name not in ("", job_name(manifest.experiment, entry.cell_id)):
+            ours = ("", array_name(manifest.experiment) if attempt.array_id else
+                    job_name(manifest.experiment, entry.cell_id))
+            if job is not None and job.name not in ours:
                 job = None  # the id now belongs to someone else's job (SLURM restarted its ids): ours is gone
         elif attempt is not None and attempt.cluster == "local" and not rec.damaged:
             local = local_job_state(attempt, exp_dir)
