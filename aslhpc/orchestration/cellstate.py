@@ -325,6 +325,9 @@ def _explain(row: CellRow, rec: CellRecord, live: Live, reason: str) -> None:
         row.error = reason
     elif rec.error is not None and error_is_current(rec.error.time, attempt):
         row.error = rec.error.error
+    elif job is not None and job.reason == NEVER_STARTED:
+        row.error = f"{NEVER_STARTED}; resubmit with --retry-failed"
+        return
     if attempt is None or rec.log is None:
         return
     row.log = str(rec.log)
@@ -365,6 +368,18 @@ def _sacct_start(manifest: Manifest) -> str:
     return (created.astimezone() - dt.timedelta(days=1)).strftime("%Y-%m-%d")
 
 
+#: why an array task that SLURM neither queues nor accounts for reads CANCELLED
+NEVER_STARTED = "cancelled before it started (SLURM keeps no record of an array task that never ran)"
+
+
+def _never_started(attempt: Attempt, states: StateQuery) -> JobState | None:
+    """An array task cancelled while it waited leaves no accounting record at all (SLURM records a task
+    when it starts): with accounting on and squeue answering, a task in neither was cancelled pending."""
+    if states.source != "sacct" or not states.queue_read:
+        return None
+    return JobState(attempt.job_id, "CANCELLED", "CANCELLED", reason=NEVER_STARTED, source="sacct")
+
+
 def read_manifest(manifest_path: Path) -> Manifest:
     manifest = load_manifest(manifest_path)
     if manifest is None:
@@ -399,6 +414,8 @@ def experiment_status(manifest_path: str | Path,
                     job_name(manifest.experiment, entry.cell_id))
             if job is not None and job.name not in ours:
                 job = None  # the id now belongs to someone else's job (SLURM restarted its ids): ours is gone
+            if job is None and attempt.array_id:
+                job = _never_started(attempt, states)
         elif attempt is not None and attempt.cluster == "local" and not rec.damaged:
             local = local_job_state(attempt, exp_dir)
         live = Live(job, local, queue_read=states.queue_read, runner_pending=runner is not None)

@@ -1,5 +1,6 @@
-"""The 2020 study's 12-cell matrix on the mini cluster: submit-and-exit, status from a fresh process,
-a cell cancelled with scancel, and ``--retry-failed`` bringing back that cell alone."""
+"""The 2020 study's 12-cell matrix on the mini cluster: submitted as 4 job arrays (one per GPU count),
+status from a fresh process, one array task cancelled with scancel, and ``--retry-failed`` bringing back
+that cell alone (as a plain job: a group of one)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,16 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
     manifest_path = results / "lad2020" / "manifest.json"
     m = load_manifest(manifest_path)
     assert m is not None and len(m.cells) == 12 and all(len(e.attempts) == 1 for e in m.cells.values())
+    arrays = {e.last.array_id for e in m.cells.values()}
+    assert len(arrays) == 4 and "(as 4 job array(s)" in p.stdout  # one array per GPU count
+    for e in m.cells.values():
+        assert e.last.job_id == f"{e.last.array_id}_{e.last.task_id}"
+        assert {x.last.array_id for x in m.cells.values() if x.gpus == e.gpus} == {e.last.array_id}
 
-    # scancel one cell (the last submitted: it waits for GPUs, or has just started)
+    # scancel one array task (the last submitted: it waits for GPUs, or has just started)
     victim = "g4-b512-r0"
     victim_job = m.cells[victim].last.job_id
+    assert "_" in victim_job
     subprocess.run(["scancel", victim_job], check=True)
 
     report = wait_ended(manifest_path, timeout=300)
@@ -38,7 +45,8 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
     st = cli.status("--results", results, "--experiment", "lad2020")
     assert st.returncode == 1  # a failed (cancelled) cell
     assert "11 COMPLETED" in st.stdout and "1 CANCELLED" in st.stdout
-    assert any(victim in ln and "CANCELLED" in ln for ln in st.stdout.splitlines())
+    assert any(victim in ln and "CANCELLED" in ln and victim_job in ln for ln in st.stdout.splitlines())
+    assert all(e.last.job_id in st.stdout for e in m.cells.values())  # every cell with its array task
 
     # a plain re-run submits nothing: completed cells are skipped, the cancelled one needs --retry-failed
     before_jobs = job_ids()
@@ -54,6 +62,7 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
     assert any(ln.startswith(victim) and "resubmitted" in ln for ln in p.stdout.splitlines())
     m = load_manifest(manifest_path)
     assert len(m.cells[victim].attempts) == 2 and m.cells[victim].attempts[0].job_id == victim_job
+    assert m.cells[victim].last.array_id == "" and "_" not in m.cells[victim].last.job_id  # a job of its own
     assert all(len(e.attempts) == 1 for cid, e in m.cells.items() if cid != victim)
 
     report = wait_ended(manifest_path, timeout=180)
@@ -67,7 +76,11 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
         result = json.loads((results / "lad2020" / "cells" / cid / "result.json").read_text())
         slurm = result["slurm"]
         assert result["gpus_requested"] == entry.gpus and result["epochs"] == 1
-        assert slurm["job_id"] == entry.last.job_id and slurm["reservation"] == "CSYE7374_GPU"
+        if entry.last.array_id:  # an array task: SLURM_ARRAY_TASK_ID is its task
+            assert slurm["array_task"] == str(entry.last.task_id)
+        else:
+            assert slurm["job_id"] == entry.last.job_id
+        assert slurm["reservation"] == "CSYE7374_GPU"
         assert int(slurm["gpus_granted"]) == entry.gpus  # SLURM_GPUS_ON_NODE: what SLURM granted
         assert len(slurm["job_gpus"].split(",")) == entry.gpus  # SLURM_JOB_GPUS
 
