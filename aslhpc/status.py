@@ -70,6 +70,11 @@ def render_table(report: StatusReport) -> RenderableType:
             f"{r.val_acc:.2f}%" if r.val_acc is not None else "",
             f"{r.images_per_s:.0f}" if r.images_per_s is not None else "",
             format_duration(r.eta_s))
+    if report.collect is not None:
+        c = report.collect
+        table.add_section()
+        table.add_row("collect", c.job_id, _state_text(c), c.node, c.elapsed, "", "", "",
+                      "report.md" if c.out_dir else (c.error.removeprefix("waiting: ") if c.error else ""))
     table.caption = report.summary() + (f"\n{report.note}" if report.note else "")
     table.caption_justify = "left"
     problems = _problems(report)

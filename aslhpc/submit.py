@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--interval", type=float, default=WAIT_INTERVAL_S,
                    help=f"--wait refresh period, seconds (default {WAIT_INTERVAL_S:.0f}: one sacct and one "
                         "squeue call for your jobs per refresh)")
+    r.add_argument("--collect", action="store_true",
+                   help="also submit one small job that runs collect (report.md) when the last cell ends; "
+                        "submitting again replaces it")
     r.add_argument("--no-array", dest="arrays", action="store_false",
                    help="one SLURM job per cell (default: cells of one job shape go into one job array)")
     r.add_argument("--array-parallelism", type=_positive_int, metavar="N",
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         options = SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
                                 max_parallel=args.max_parallel, arrays=args.arrays,
                                 array_parallelism=args.array_parallelism,
-                                submit_timeout_s=max(0.0, args.submit_timeout))
+                                submit_timeout_s=max(0.0, args.submit_timeout), collect=args.collect)
         if args.detach and not is_detached_child():  # the background copy itself runs in place
             status_cmd = _status_command(spec.name, spec.results)
             return _detach(argv, args, spec.experiment_dir, status_cmd, console, err)

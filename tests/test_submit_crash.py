@@ -563,3 +563,18 @@ def test_reconcile_finds_array_tasks_by_the_arrays_tag_and_hands_them_their_pick
     assert (folder / "301_0" / "301_0_submitted.pkl").read_bytes() == b"task 0"
     again = Manifest.from_dict(json.loads(json.dumps(m.to_dict())))
     assert again.cells["g1-b64-r0"].last == a  # the array fields survive the file
+
+
+def test_collect_job_depends_on_every_live_cell_job_and_is_recorded_not_as_a_cell(slurm: Path, dataset: Path,
+                                                                                  tmp_path: Path) -> None:
+    from aslhpc.orchestration.collectjob import dependency
+
+    assert dependency(["101_0", "101_1", "7", ""]) == "afterany:7:101" and dependency([]) == ""
+    p = submit(dataset, tmp_path / "r", "", "--collect", arrays=True)
+    assert p.returncode == 0, p.stderr
+    m = load_manifest(tmp_path / "r" / "smoke" / "manifest.json")
+    assert m.collect is not None and m.collect.job_id == "103" and "collect" not in m.cells
+    assert "collect          submitted   job 103 (runs collect after 101, 102)" in p.stdout
+    script = next((tmp_path / "r" / "smoke" / "jobs" / "collect").glob("*/103_submission.sh")).read_text()
+    assert "#SBATCH --dependency=afterany:101:102" in script and "--gres" not in script
+    assert "#SBATCH --job-name=aslhpc-smoke-collect" in script and "#SBATCH --cpus-per-task=1" in script

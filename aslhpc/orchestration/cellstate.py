@@ -107,6 +107,7 @@ class StatusReport:
     note: str = ""
     epochs: int = 0
     checked_at: str = field(default_factory=lambda: dt.datetime.now().strftime("%H:%M:%S"))
+    collect: CellRow | None = None  # the dependent collect job (submit --collect): a row, not a cell
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(r.state for r in self.rows))
@@ -398,6 +399,8 @@ def experiment_status(manifest_path: str | Path,
     manifest = read_manifest(manifest_path)
     exp_dir = manifest_path.parent
     slurm_ids = [e.last.job_id for e in manifest.cells.values() if e.last and e.last.cluster == "slurm"]
+    if manifest.collect is not None:
+        slurm_ids.append(manifest.collect.job_id)  # the same one sacct call
     if slurm_ids:
         states = query(slurm_ids, starttime=_sacct_start(manifest))
     else:
@@ -423,4 +426,26 @@ def experiment_status(manifest_path: str | Path,
     note = states.note
     if runner is not None:
         note = (note + "; " if note else "") + f"local run in progress (pid {runner['pid']})"
-    return StatusReport(manifest.experiment, manifest_path, rows, states.source, note, epochs)
+    return StatusReport(manifest.experiment, manifest_path, rows, states.source, note, epochs,
+                        collect=_collect_row(manifest, exp_dir, states))
+
+
+def _collect_row(manifest: Manifest, exp_dir: Path, states: StateQuery) -> CellRow | None:
+    """The collect job's row: SLURM's state; without one, COMPLETED if report.md is there, else UNKNOWN."""
+    attempt = manifest.collect
+    if attempt is None:
+        return None
+    row = CellRow("collect", 0, 0, "", 0, job_id=attempt.job_id, cluster="slurm")
+    job = states.states.get(attempt.job_id)
+    if job is not None and job.name not in ("", job_name(manifest.experiment, "collect")):
+        job = None
+    report = exp_dir / "report.md"
+    if job is not None:
+        row.state, row.node, row.elapsed, row.slurm_state = job.state, job.node, job.elapsed, job.raw_state
+        if job.state == PENDING and job.reason:
+            row.error = f"waiting: {job.reason}"
+    else:
+        row.state = COMPLETED if report.is_file() else UNKNOWN
+    if row.state == COMPLETED and report.is_file():
+        row.out_dir = str(report)
+    return row

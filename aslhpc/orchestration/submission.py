@@ -125,6 +125,7 @@ class SubmitOptions:
     arrays: bool = True  # cells of one job shape in one job array (False: --no-array, one job per cell)
     array_parallelism: int | None = None  # tasks of an array at once (None: [cluster] array_parallelism)
     submit_timeout_s: float = DEFAULT_SUBMIT_TIMEOUT_S  # waiting out submit limits, in all
+    collect: bool = False  # add the dependent job that runs collect after the cells (submit --collect)
 
 
 @dataclass
@@ -149,6 +150,7 @@ class SubmitResult:
     warnings: list[str] = field(default_factory=list)
     failed_local: list[str] = field(default_factory=list)
     arrays: list[str] = field(default_factory=list)  # the job arrays submitted (ids)
+    collect_job: str = ""  # the dependent collect job submitted (submit --collect)
 
 
 # --------------------------------------------------------------------------- 1. validation
@@ -553,6 +555,8 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
             _Ledger(path, [a.cell.cell_id for a in todo]).save(manifest)
         if cluster == "slurm":
             result.arrays = _submit_slurm(spec, manifest, path, todo, python, out, options)
+            if options.collect:
+                result.collect_job = _submit_collect(spec, manifest, path, report, todo, python, out)
         else:
             gpus = visible_gpus() if todo else []
             share = f", each on its own of GPUs {','.join(gpus)}" if gpus else ""
@@ -590,6 +594,18 @@ def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: li
             arrays.append(_submit_array(spec, manifest, [a for a, _ in group], python, parallelism, ledger,
                                         patience, out))
     return arrays
+
+
+def _submit_collect(spec: ExperimentSpec, manifest: Manifest, path: Path, report: StatusReport | None,
+                    todo: list[CellAction], python: str, out: Out) -> str:
+    """The dependent collect job, after every cell job that is live now (just submitted or still queued)."""
+    from aslhpc.orchestration.collectjob import submit_collect
+
+    live = [r.job_id for r in (report.rows if report else []) if r.state in LIVE_STATES and r.cluster == "slurm"]
+    after = live + [a.job_id for a in todo if a.job_id]
+    attempt = submit_collect(spec, manifest, after, python, out, new_token())
+    _Ledger(path, []).save(manifest)
+    return attempt.job_id
 
 
 def _refused(msg: str, ledger: _Ledger, patience: Patience, out: Out) -> bool:
