@@ -153,7 +153,26 @@ def _status(args: argparse.Namespace, out: Console) -> int:
     else:
         report = experiment_status(path)
         out.print(render_table(report))
+        for line in usage_lines(path.parent):
+            out.print(line, highlight=False, markup=False)
     return 1 if report.any_failed else 0
+
+
+def usage_lines(exp_dir: Path) -> list[str]:
+    """Finished cells, compact: what they used against what they asked for (their own samples; the full
+    table with sacct's CPU time is in collect's report), with the hint where a request was too large."""
+    from aslhpc.analysis.efficiency import compact, experiment_efficiency
+
+    try:
+        frame = experiment_efficiency(exp_dir, use_sacct=False)
+    except Exception:  # noqa: BLE001 - an extra line: never fail status for it
+        return []
+    if frame.empty:
+        return []
+    lines = ["used (finished cells; asked: cores/memory per job):"]
+    for _, r in frame.iterrows():
+        lines.append(f"  {r['cell']:<16} {compact(r)}" + (f"  - {r['hint']}" if r["hint"] else ""))
+    return lines
 
 
 if __name__ == "__main__":

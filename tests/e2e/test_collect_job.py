@@ -32,9 +32,8 @@ def test_collect_job_writes_the_report_after_the_cells_and_is_replaced_not_stack
     dep = subprocess.run(["squeue", "-h", "-j", first, "-o", "%E"], capture_output=True, text=True).stdout
     assert f"afterany:{array}" in dep
 
-    subprocess.run(["scontrol", "hold", array], check=True)  # the cells (and so collect) wait meanwhile
+    subprocess.run(["scontrol", "hold", first], check=True)  # it surely still waits at the next submit
     p = cli.submit(*args)  # again, while the collect job waits: it is replaced
-    subprocess.run(["scontrol", "release", array], check=True)
     assert p.returncode == 0, p.stderr
     second = load_manifest(manifest).collect.job_id
     assert second != first and f"collect          replaced    job {first}" in p.stdout
