@@ -89,8 +89,9 @@ def spec_for(n_cells: int, tmp: Path, data: Path):  # noqa: ANN201 - ExperimentS
     else:
         over = Overrides(batch_sizes=(32, 64, 128, 256, 512), repeats=-(-n_cells // 20))
     # the mini cluster's nodes (golden scontrol output): 12 CPUs, 12000M
-    spec = apply_overrides(spec, replace(over, data=str(data), results=str(tmp / f"r{n_cells}"), allow_cpu=True,
-                                         preamble="", cpus_per_gpu=1, mem="1G"))
+    over = replace(over, data=str(data), results=str(tmp / f"r{n_cells}"), allow_cpu=True, preamble="",
+                   cpus_per_gpu=1, mem="1G")
+    spec = apply_overrides(spec, over)
     return replace(spec, name=f"grow{n_cells}")
 
 
@@ -103,8 +104,8 @@ def finish_cells(manifest_path: Path, bin_dir: Path) -> None:
     for i, (cid, e) in enumerate(m.cells.items()):
         a = e.last
         name = f"aslhpc-{m.experiment}-array" if a.array_id else f"aslhpc-{m.experiment}-{cid}"
-        rows.append(f"{a.job_id}|{5000 + i}|COMPLETED|n1|00:00:17|0:0|2026-11-30T09:15:44|2026-11-30T09:16:01|"
-                    f"2026-11-30T09:15:40|None|{name}")
+        rows.append(f"{a.job_id}|{5000 + i}|COMPLETED|n1|00:00:17|0:0|2026-11-30T09:15:44|"
+                    f"2026-11-30T09:16:01|2026-11-30T09:15:40|None|{name}")
         write_cell(manifest_path.parent, result_json(m.experiment, e.gpus, e.batch_size, e.repeat,
                                                      job_id=a.job_id))
     (bin_dir / "sacct.txt").write_text("\n".join(rows) + "\n")
@@ -150,13 +151,13 @@ def main() -> int:
         bin_dir = tmp / "bin"
         install_stubs(bin_dir)
         data = make_dataset(tmp / "asl")
-        print(f"{'cells':>6} {'arrays':>6} {'sbatch':>6} {'submit s':>9} {'status s':>9} {'status calls':>22} "
-              f"{'collect s':>9}")
+        print(f"{'cells':>6} {'arrays':>6} {'sbatch':>6} {'submit s':>9} {'status s':>9} "
+              f"{'status calls':>22} {'collect s':>9}")
         for n in (int(x) for x in args.cells.split(",")):
             r = run_one(n, tmp, data, bin_dir, args.arrays)
             sc = ", ".join(f"{k} {v}" for k, v in r["status_calls"].items())  # type: ignore[union-attr]
-            print(f"{r['cells']:>6} {r['arrays']:>6} {r['sbatch']:>6} {r['submit_s']:>9.2f} {r['status_s']:>9.2f} "
-                  f"{sc:>22} {r['collect_s']:>9.2f}", flush=True)
+            print(f"{r['cells']:>6} {r['arrays']:>6} {r['sbatch']:>6} {r['submit_s']:>9.2f} "
+                  f"{r['status_s']:>9.2f} {sc:>22} {r['collect_s']:>9.2f}", flush=True)
     return 0
 
 

@@ -361,7 +361,7 @@ def query_submit_limits(run: Runner = _run, user: str = "") -> SubmitLimits:
     limits: list[int] = []
     try:
         who = user or getpass.getuser()
-        proc = run(["sacctmgr", "-n", "-P", "show", "assoc", f"where user={who}", "format=MaxSubmit"])
+        proc = run(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={who}", "format=MaxSubmit"])
         if proc.returncode == 0:
             limits = [_int(v) for v in proc.stdout.split() if _int(v) > 0]
     except (OSError, subprocess.SubprocessError, KeyError):

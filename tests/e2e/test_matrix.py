@@ -15,10 +15,11 @@ from aslhpc.orchestration.manifest import load_manifest
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("slurm_cluster")]
 
 
-def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Path, wait_ended, job_ids) -> None:
+def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Path, wait_ended,
+                                              job_ids) -> None:
     results = tmp_path / "results"
     args = ["--reservation", "CSYE7374_GPU", "--data", tiny_data, "--results", results, "--epochs", "1",
-            "--pipeline", "fast", "--allow-cpu", "--mem", "1G", "--cpus-per-gpu", "1"]  # default file: jobs/lad2020.toml
+            "--pipeline", "fast", "--allow-cpu", "--mem", "1G", "--cpus-per-gpu", "1"]  # jobs/lad2020.toml
     p = cli.submit(*args)
     assert p.returncode == 0, p.stderr
     assert "12 job(s) submitted" in p.stdout and "python -m aslhpc.status --experiment lad2020" in p.stdout
