@@ -53,7 +53,8 @@ def install_fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     b = tmp_path / "fakebin"
     b.mkdir()
     for name, text in (("sbatch", FAKE_SBATCH), ("scontrol", FAKE_SCONTROL), ("sacct", FAKE_SACCT),
-                       ("squeue", FAKE_SQUEUE), ("srun", "#!/bin/bash\nexit 0\n")):
+                       ("squeue", FAKE_SQUEUE), ("srun", "#!/bin/bash\nexit 0\n"),
+                       ("sacctmgr", "#!/bin/bash\nexit 0\n")):
         (b / name).write_text(text)
         (b / name).chmod(0o755 | stat.S_IXUSR)
     (b / "sacct_header").write_text(SACCT_HEADER.strip())

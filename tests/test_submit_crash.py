@@ -96,6 +96,7 @@ def slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (b / name).write_text(FAKE.format(python=sys.executable))
     (b / "scontrol").write_text(SCONTROL)
     (b / "srun").write_text("#!/bin/bash\nexit 0\n")
+    (b / "sacctmgr").write_text("#!/bin/bash\nexit 0\n")  # no association limit shown
     for p in b.iterdir():
         p.chmod(0o755 | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{b}:/usr/bin:/bin")
