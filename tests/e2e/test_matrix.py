@@ -70,6 +70,10 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
     assert report.counts() == {"COMPLETED": 12}
     st = cli.status("--results", results)
     assert st.returncode == 0 and "12 COMPLETED" in st.stdout
+    # what each cell used, measured here (CPU cells: GPU figures empty, with the reason)
+    used = st.stdout[st.stdout.index("used (finished cells"):]
+    assert all(f"  {cid}" in used for cid in m.cells) and "RSS " in used and "GPU -" in used
+    assert "no GPU figures: no GPU sampled: CPU fallback" in used
     for cid, ns in mtimes.items():  # the other cells were not touched
         assert (results / "lad2020" / "cells" / cid / "result.json").stat().st_mtime_ns == ns
 
@@ -99,5 +103,7 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
     exp = results / "lad2020"
     report = (exp / "report.md").read_text()
     assert "Using 4GPU" in report and "H2" in report and "published 2020 reference" in c.stdout
+    usage = report[report.index("## What each cell used"):]
+    assert "% (sacct) |" in usage and "| g4-b512-r0 | 4 |" in usage  # CPU time from accounting, 4 cores
     assert all((exp / "plots" / f).stat().st_size > 0 for f in ("time_vs_gpus.png", "accuracy_vs_batch.png"))
     assert (exp / "table_b512.csv").is_file()
