@@ -29,6 +29,8 @@ from aslhpc.orchestration.cellstate import (
 )
 from aslhpc.orchestration.manifest import find_manifests, manifest_path
 
+#: --watch refresh period: a shared controller is asked at most this often (site admins ask >= 30 s)
+WATCH_INTERVAL_S = 30.0
 _STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
           "COMPLETING": "cyan", NOT_SUBMITTED: "dim", UNKNOWN: "magenta"}
 _COLUMNS = (("cell", "left"), ("job", "right"), ("state", "left"), ("node", "left"), ("elapsed", "right"),
@@ -68,6 +70,11 @@ def render_table(report: StatusReport) -> RenderableType:
             f"{r.val_acc:.2f}%" if r.val_acc is not None else "",
             f"{r.images_per_s:.0f}" if r.images_per_s is not None else "",
             format_duration(r.eta_s))
+    if report.collect is not None:
+        c = report.collect
+        table.add_section()
+        table.add_row("collect", c.job_id, _state_text(c), c.node, c.elapsed, "", "", "",
+                      "report.md" if c.out_dir else (c.error.removeprefix("waiting: ") if c.error else ""))
     table.caption = report.summary() + (f"\n{report.note}" if report.note else "")
     table.caption_justify = "left"
     problems = _problems(report)
@@ -108,11 +115,13 @@ def _adopt_interrupted_submissions(path: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.status", description=__doc__.splitlines()[0]))
+    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.status",
+                                            description=__doc__.splitlines()[0]))
     p.add_argument("--experiment", help="experiment name (default: the most recently submitted one)")
     p.add_argument("--results", default="results", help="results directory (default results/)")
-    p.add_argument("--watch", nargs="?", type=float, const=5.0, metavar="SECONDS",
-                   help="refresh in place every SECONDS (default 5) until all cells end or Ctrl-C")
+    p.add_argument("--watch", nargs="?", type=float, const=WATCH_INTERVAL_S, metavar="SECONDS",
+                   help=f"refresh in place every SECONDS (default {WATCH_INTERVAL_S:.0f}: each refresh is "
+                        "one sacct and one squeue call for your jobs) until all cells end or Ctrl-C")
     return p
 
 
@@ -144,7 +153,26 @@ def _status(args: argparse.Namespace, out: Console) -> int:
     else:
         report = experiment_status(path)
         out.print(render_table(report))
+        for line in usage_lines(path.parent):
+            out.print(line, highlight=False, markup=False)
     return 1 if report.any_failed else 0
+
+
+def usage_lines(exp_dir: Path) -> list[str]:
+    """Finished cells, compact: what they used against what they asked for (their own samples; the full
+    table with sacct's CPU time is in collect's report), with the hint where a request was too large."""
+    from aslhpc.analysis.efficiency import compact, experiment_efficiency
+
+    try:
+        frame = experiment_efficiency(exp_dir, use_sacct=False)
+    except Exception:  # noqa: BLE001 - an extra line: never fail status for it
+        return []
+    if frame.empty:
+        return []
+    lines = ["used (finished cells; asked: cores/memory per job):"]
+    for _, r in frame.iterrows():
+        lines.append(f"  {r['cell']:<16} {compact(r)}" + (f"  - {r['hint']}" if r["hint"] else ""))
+    return lines
 
 
 if __name__ == "__main__":

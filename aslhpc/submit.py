@@ -18,6 +18,7 @@ from pathlib import Path
 from aslhpc.cli import add_version
 from aslhpc.cli import console as cli_console
 from aslhpc.errors import AslhpcError
+from aslhpc.orchestration.arrays import DEFAULT_SUBMIT_TIMEOUT_S
 from aslhpc.orchestration.detach import is_detached_child, start_detached, strip_detach
 from aslhpc.orchestration.experiment import (
     Overrides,
@@ -31,6 +32,8 @@ from aslhpc.orchestration.submission import CLUSTERS, SubmitOptions, submit_expe
 from aslhpc.training.config import PIPELINES, SPLITS, STRATEGIES
 
 DEFAULT_JOB = "lad2020"
+#: --wait refresh period: polite to a shared controller (the demo passes its own short one)
+WAIT_INTERVAL_S = 30.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local runs: run in the background, in a session of its own (closing the shell does "
                         "not stop it), logging to results/<exp>/submit-<time>-<pid>.log; returns once the "
                         "cells run")
-    r.add_argument("--interval", type=float, default=5.0, help="--wait refresh period, seconds (default 5)")
+    r.add_argument("--interval", type=float, default=WAIT_INTERVAL_S,
+                   help=f"--wait refresh period, seconds (default {WAIT_INTERVAL_S:.0f}: one sacct and one "
+                        "squeue call for your jobs per refresh)")
+    r.add_argument("--collect", action="store_true",
+                   help="also submit one small job that runs collect (report.md) when the last cell ends; "
+                        "submitting again replaces it")
+    r.add_argument("--no-array", dest="arrays", action="store_false",
+                   help="one SLURM job per cell (default: cells of one job shape go into one job array)")
+    r.add_argument("--array-parallelism", type=_positive_int, metavar="N",
+                   help="tasks of one job array running at once (default: [cluster] array_parallelism, 4)")
+    r.add_argument("--submit-timeout", type=float, default=DEFAULT_SUBMIT_TIMEOUT_S, metavar="SECONDS",
+                   help="how long, in all, to wait and retry when sbatch is refused for submit limits "
+                        f"(MaxSubmitJobs; default {DEFAULT_SUBMIT_TIMEOUT_S:.0f})")
     r.add_argument("--list", action="store_true",
                    help="list the experiments and sbatch preambles you can name, and where each comes from")
     return p
@@ -112,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble,
             constraint=args.constraint, exclude=args.exclude, account=args.account, qos=args.qos))
         options = SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
-                                max_parallel=args.max_parallel)
+                                max_parallel=args.max_parallel, arrays=args.arrays,
+                                array_parallelism=args.array_parallelism,
+                                submit_timeout_s=max(0.0, args.submit_timeout), collect=args.collect)
         if args.detach and not is_detached_child():  # the background copy itself runs in place
             status_cmd = _status_command(spec.name, spec.results)
             return _detach(argv, args, spec.experiment_dir, status_cmd, console, err)
@@ -137,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             script = result.dry_run_dir / f"{a.cell.cell_id}.sbatch"
             what = str(script) if a.submits else f"skipped: {a.reason}"
             console.print(f"{a.cell.cell_id:<16} {what}", highlight=False)
-        console.print(f"dry run: {n} sbatch script(s) in {result.dry_run_dir}; nothing submitted, manifest "
-                      "untouched (run one with: sbatch FILE)", highlight=False)
+        console.print(f"dry run: {n} sbatch script(s) in {result.dry_run_dir}, one per cell; nothing "
+                      "submitted, manifest untouched (run one with: sbatch FILE; a real submit puts cells of "
+                      "one job shape into one job array)", highlight=False)
         return 0
     for a in result.actions:
         if a.submits:
@@ -150,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             console.print(f"{a.cell.cell_id:<16} skipped     {a.reason}", highlight=False)
     submitted = sum(a.submits for a in result.actions)
-    console.print(f"{submitted} job(s) {'run locally' if result.cluster == 'local' else 'submitted'}; "
-                  f"manifest {result.manifest}", highlight=False)
+    arrays = f" (as {len(result.arrays)} job array(s): {', '.join(result.arrays)})" if result.arrays else ""
+    verb = "run locally" if result.cluster == "local" else "submitted"
+    console.print(f"{submitted} job(s) {verb}{arrays}; manifest {result.manifest}", highlight=False)
     console.print(f"status: {status_cmd}", highlight=False)
     if result.cluster == "local":
         from aslhpc.orchestration.cellstate import experiment_status

@@ -9,8 +9,13 @@
 #                                           already up with NNODES: say so, exit 0; other count: restart
 #        scripts/minislurm.sh down          cancel jobs, stop every daemon it started (by pid file)
 #        scripts/minislurm.sh status        sinfo + reservation; exit 0 only when the cluster is up
+#        scripts/minislurm.sh limit N [ACCT]  a low submit limit to test against: account ACCT (default
+#                                           aslhpc-limited) for the calling user with MaxSubmitJobs=N, and
+#                                           AccountingStorageEnforce=limits (reconfigured); N=0 removes the
+#                                           account again. Jobs submitted without --account are not limited.
 # Env: MINISLURM_CPUS (per node, default 12), MINISLURM_MEM_MB (per node, default 24000/NNODES),
-#      MINISLURM_USERS (reservation users, default root plus $SUDO_USER).
+#      MINISLURM_USERS (reservation users, default root plus $SUDO_USER),
+#      MINISLURM_ENFORCE_LIMITS=1 (enforce association limits such as `limit`'s from the start; default off).
 set -euo pipefail
 
 RESERVATION=CSYE7374_GPU
@@ -259,6 +264,10 @@ cmd_up() {
   cpus=${MINISLURM_CPUS:-12}
   mem=${MINISLURM_MEM_MB:-$((24000 / n))}
   write_config "$n" "$cpus" "$mem"
+  # optional: enforce association limits from the start (slurmctld takes this reliably only when it starts)
+  if [ "${MINISLURM_ENFORCE_LIMITS:-0}" = 1 ]; then
+    echo "AccountingStorageEnforce=associations,limits" >> "$CONF/slurm.conf"
+  fi
   prepare_host "$n"
   start_all "$n"
   say "up: $n node(s) x $GPUS_PER_NODE $GPU_TYPE, $cpus CPUs, ${mem} MB each; partition $PARTITION, reservation $RESERVATION"
@@ -278,9 +287,40 @@ cmd_status() {
   return 1
 }
 
+cmd_limit() { # N [ACCOUNT]
+  local n=${1:-} acct=${2:-aslhpc-limited} who=${SUDO_USER:-$(id -un)}
+  [[ $n =~ ^[0-9]+$ ]] || die "limit takes a MaxSubmitJobs count (0 removes it), got '$n'"
+  [[ $acct =~ ^[a-z0-9_-]+$ ]] || die "bad account name '$acct'"
+  need_root
+  is_up >/dev/null || die "the cluster is not up"
+  if [ "$n" = 0 ]; then
+    sacctmgr -i delete user name="$who" account="$acct" >/dev/null 2>&1 || true
+    sacctmgr -i delete account name="$acct" >/dev/null 2>&1 || true
+    if grep -q '# added by minislurm.sh limit$' "$CONF/slurm.conf"; then
+      sed -i '/# added by minislurm.sh limit$/,+1d' "$CONF/slurm.conf"
+      scontrol reconfigure
+    fi
+    say "account $acct removed; limits no longer enforced"
+    return 0
+  fi
+  if ! grep -q '^AccountingStorageEnforce=' "$CONF/slurm.conf"; then
+    printf '# added by minislurm.sh limit\nAccountingStorageEnforce=associations,limits\n' \
+      >> "$CONF/slurm.conf"
+    scontrol reconfigure
+  fi
+  sacctmgr -i add account name="$acct" cluster=lab >/dev/null 2>&1 || true
+  sacctmgr -i add user name="$who" account="$acct" cluster=lab >/dev/null 2>&1 || true
+  sacctmgr -i modify user where name="$who" account="$acct" set MaxSubmitJobs="$n" >/dev/null
+  wait_for "AccountingStorageEnforce=limits" 100 \
+    bash -c "scontrol show config | grep -q 'AccountingStorageEnforce *= *.*limits'" \
+    || die "slurmctld did not take AccountingStorageEnforce=limits on reconfigure; restart it (down, up)"
+  say "account $acct: $who may have at most $n job(s) queued (sbatch --account $acct)"
+}
+
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up [NNODES] | down | status" >&2; exit 2 ;;
+  limit) shift; cmd_limit "$@" ;;
+  *) echo "usage: $0 up [NNODES] | down | status | limit N [ACCOUNT]" >&2; exit 2 ;;
 esac

@@ -53,7 +53,8 @@ def install_fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     b = tmp_path / "fakebin"
     b.mkdir()
     for name, text in (("sbatch", FAKE_SBATCH), ("scontrol", FAKE_SCONTROL), ("sacct", FAKE_SACCT),
-                       ("squeue", FAKE_SQUEUE), ("srun", "#!/bin/bash\nexit 0\n")):
+                       ("squeue", FAKE_SQUEUE), ("srun", "#!/bin/bash\nexit 0\n"),
+                       ("sacctmgr", "#!/bin/bash\nexit 0\n")):
         (b / name).write_text(text)
         (b / name).chmod(0o755 | stat.S_IXUSR)
     (b / "sacct_header").write_text(SACCT_HEADER.strip())
@@ -78,7 +79,9 @@ def run_submit(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str
 
 
 def smoke_args(dataset: Path, results: Path, *extra: str) -> list[str]:
-    return [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results), *extra]
+    """smoke.toml, one sbatch script per cell (--no-array): these tests read each cell's own script."""
+    return [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results), "--no-array",
+            *extra]
 
 
 def scripts(bin_dir: Path) -> list[Path]:

@@ -109,3 +109,38 @@ def test_job_names_from_sacct_and_squeue() -> None:
     assert parse_sacct(header + "7|7|RUNNING|2026-11-25T16:00:34|None|allocation\n")["7"].name == ""
     queued = parse_squeue("7|RUNNING|n1|0:03|None|aslhpc-smoke-g1-b32-r0\n")
     assert queued["7"].name == "aslhpc-smoke-g1-b32-r0"
+
+
+def test_array_tasks_waiting_in_one_row_become_one_row_per_task() -> None:
+    from aslhpc.slurm.accounting import expand_task_ids
+
+    header = "JobID|JobIDRaw|State|Submit|Reason|JobName\n"
+    text = header + ("40_0|41|RUNNING|2026-11-25T16:00:34|None|aslhpc-e-array\n"
+                     "40_[1-2,5%4]|40|PENDING|2026-11-25T16:00:34|JobArrayTaskLimit|aslhpc-e-array\n")
+    states = parse_sacct(text)
+    assert sorted(states) == ["40_0", "40_1", "40_2", "40_5"]
+    assert states["40_5"].state == "PENDING" and states["40_1"].reason == "JobArrayTaskLimit"
+    queued = parse_squeue("40_[3-4%2]|PENDING||0:00|JobArrayTaskLimit|aslhpc-e-array\n")
+    assert queued.keys() == {"40_3", "40_4"}
+    assert expand_task_ids("12") == ["12"] and expand_task_ids("12_7") == ["12_7"]
+
+
+def test_status_asks_only_for_our_jobs_once_per_refresh_and_names_each_array_once() -> None:
+    """10,000 cells in arrays: one sacct (allocations only) and one squeue (--me, these jobs) with the array
+    ids on the command line, not every task's; squeue's "Invalid job id" (none queued) is an answer."""
+    calls = []
+
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+        calls.append(cmd)
+        if cmd[0] == "sacct":
+            text = "JobID|State|JobName\n40_1|COMPLETED|x\n7|FAILED|y\n"
+            return subprocess.CompletedProcess(cmd, 0, text, "")
+        return subprocess.CompletedProcess(cmd, 1, "", "slurm_load_jobs error: Invalid job id specified")
+
+    ids = [f"40_{t}" for t in range(5000)] + [f"41_{t}" for t in range(4999)] + ["7"]
+    q = query_states(ids, run=run)
+    assert [c[0] for c in calls] == ["sacct", "squeue"]
+    sacct, squeue = calls
+    assert "-X" in sacct and sacct[sacct.index("--jobs") + 1] == "7,40,41"
+    assert squeue[:2] == ["squeue", "--me"] and "-r" in squeue and "--jobs=7,40,41" in squeue
+    assert q.queue_read and q.states["40_1"].state == "COMPLETED" and q.states["7"].state == "FAILED"

@@ -142,3 +142,24 @@ def test_check_request_counts_nodes_and_gpus_per_node(fake_slurm: Path) -> None:
     info.reservations["ONE"] = replace(info.reservations["CSYE7374_GPU"], name="ONE", nodes=("n1",))
     [p] = problems([JobShape("g2-ddp", 1, 1, 1000, nodes=2)], reservation="ONE")
     assert "need 2 nodes but partition 'reservation' in reservation 'ONE' has 1" in p
+
+
+def test_submit_limits_read_max_array_size_and_the_associations_max_submit() -> None:
+    """Chunk size for job arrays: MaxArraySize (scontrol show config) and MaxSubmitJobs (sacctmgr), smaller
+    wins; neither known -> 0 (no limit). Outputs as recorded on the mini cluster."""
+    import subprocess
+
+    from aslhpc.slurm.cluster import SubmitLimits, query_submit_limits
+
+    calls = []
+
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+        calls.append(cmd)
+        config = "MaxArraySize            = 1001\nMaxJobCount             = 10000\n"
+        out = config if cmd[0] == "scontrol" else "\n3\n"
+        return subprocess.CompletedProcess(cmd, 0, out, "")
+
+    limits = query_submit_limits(run, user="root")
+    assert limits == SubmitLimits(1001, 3) and limits.chunk() == 3
+    assert calls[1][-3:] == ["where", "user=root", "format=MaxSubmit"]
+    assert SubmitLimits(1001, 0).chunk() == 1001 and SubmitLimits().chunk() == 0

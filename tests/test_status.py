@@ -386,3 +386,31 @@ def test_a_ddp_rank_that_failed_alone_names_its_error(experiment: Path) -> None:
     write_json(exp / "cells/g1-b64-r0/error.json", {"error": "RuntimeError: rank 0", "time": iso(1)})
     rows = {r.cell_id: r for r in experiment_status(experiment, query=fake_query(SACCT)).rows}
     assert rows["g1-b64-r0"].error == "RuntimeError: rank 0"
+
+
+def test_an_array_task_cancelled_before_it_started_reads_cancelled_not_lost(tmp_path: Path) -> None:
+    """SLURM keeps no accounting record of an array task cancelled while pending (seen on the mini cluster:
+    sacct lists 176_0 and 176_1, never 176_2): with sacct and squeue answering, that task was cancelled."""
+    from dataclasses import replace
+
+    from aslhpc.orchestration.cellstate import NEVER_STARTED, experiment_status
+
+    spec = replace(load_spec(REPO_JOBS / "smoke.toml"), results=str(tmp_path))
+    m = Manifest.new(spec)
+    m.ensure_cells(spec.cells())
+    for task, cid in enumerate(["g1-b32-r0", "g1-b64-r0"]):
+        m.record(cid, Attempt(f"176_{task}", "slurm", "2026-11-30T08:00:00+00:00", f"jobs/array-t/176_{task}",
+                              "t", "176", task))
+    path = spec.experiment_dir / "manifest.json"
+    m.save(path)
+    ran = JobState("176_0", "FAILED", "FAILED", name="aslhpc-smoke-array")
+
+    def query(ids, starttime=""):  # noqa: ANN001, ANN202
+        return StateQuery({"176_0": ran}, "sacct", queue_read=True)
+
+    rows = {r.cell_id: r for r in experiment_status(path, query=query).rows}
+    assert rows["g1-b32-r0"].state == "FAILED"
+    assert rows["g1-b64-r0"].state == "CANCELLED" and NEVER_STARTED in rows["g1-b64-r0"].error
+    lost = {r.cell_id: r for r in experiment_status(path, query=lambda ids, starttime="": StateQuery(
+        {"176_0": ran}, "sacct", queue_read=False)).rows}
+    assert lost["g1-b64-r0"].state == "UNKNOWN"  # squeue silent: nobody can tell

@@ -43,10 +43,22 @@ jobs = [ln.rstrip("\n").split("|", 3) for ln in open(jobs_file)] if os.path.exis
 if tool == "sbatch":
     text = open(args[-1]).read()
     head = dict(m.groups() for m in re.finditer(r"^#SBATCH --([\w-]+)=(.*)$", text, re.M))
-    n = 101 + len(jobs)
+    limit = os.path.join(d, "max_submit")  # MaxSubmitJobs: refuse while this many jobs are queued
+    if os.path.exists(limit):
+        tasks = int(head["array"].split("%")[0].split("-")[1]) + 1 if "array" in head else 1
+        if len(jobs) - len(open(os.path.join(d, "done")).read().split()) + tasks > int(open(limit).read()):
+            print("sbatch: error: AssocMaxSubmitJobLimit", file=sys.stderr)
+            print("sbatch: error: Batch job submission failed: Job violates accounting/QOS policy "
+                  "(job submit limit, user's size and/or time limits)", file=sys.stderr)
+            sys.exit(1)
+    n = 101 + len({{j[0].split("_")[0] for j in jobs}})
+    ids = [str(n)]
+    if "array" in head:  # --array=0-K%P: one queued task per index, all with the array's comment
+        ids = [f"{{n}}_{{t}}" for t in range(int(head["array"].split("%")[0].split("-")[1]) + 1)]
     with open(jobs_file, "a") as fh:
         script = os.path.abspath(args[-1])
-        fh.write(f"{{n}}|{{head.get('job-name', '')}}|{{script}}|{{head.get('comment', '')}}\n")
+        for i in ids:
+            fh.write(f"{{i}}|{{head.get('job-name', '')}}|{{script}}|{{head.get('comment', '')}}\n")
     print(f"Submitted batch job {{n}}")
 elif tool == "squeue":
     fmt = args[args.index("-o") + 1]
@@ -84,6 +96,7 @@ def slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (b / name).write_text(FAKE.format(python=sys.executable))
     (b / "scontrol").write_text(SCONTROL)
     (b / "srun").write_text("#!/bin/bash\nexit 0\n")
+    (b / "sacctmgr").write_text("#!/bin/bash\nexit 0\n")  # no association limit shown
     for p in b.iterdir():
         p.chmod(0o755 | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{b}:/usr/bin:/bin")
@@ -100,7 +113,10 @@ def dataset(tmp_path: Path) -> Path:
     return root
 
 
-def submit(dataset: Path, results: Path, crash: str = "", *extra: str) -> subprocess.CompletedProcess:
+def submit(dataset: Path, results: Path, crash: str = "", *extra: str, arrays: bool = False,
+           ) -> subprocess.CompletedProcess:
+    """submit in a fresh process; one job per cell unless ``arrays`` (the array tests say so)."""
+    extra = extra if arrays else (*extra, "--no-array")
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     env.pop("ASLHPC_TEST_CRASH_AT", None)
     if crash:
@@ -176,7 +192,7 @@ def test_full_disk_is_one_line_saying_what_was_and_was_not_submitted(slurm: Path
     from aslhpc import submit as submit_cli
 
     results = tmp_path / "r"
-    args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results)]
+    args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results), "--no-array"]
     real = Manifest.save
     calls = Counter()
 
@@ -212,7 +228,7 @@ def test_full_disk_before_the_first_sbatch_submits_nothing(slurm: Path, dataset:
 
     monkeypatch.setattr(Manifest, "save", full)
     rc = submit_cli.main([str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results",
-                          str(tmp_path / "r")])
+                          str(tmp_path / "r"), "--no-array"])
     err = capsys.readouterr().err
     assert rc == 2
     assert "nothing was submitted; not submitted: g1-b32-r0, g1-b64-r0, g2-b32-r0, g2-b64-r0" in err
@@ -356,7 +372,8 @@ def test_job_files_unwritable_says_whether_sbatch_happened(slurm: Path, dataset:
         return real(self, fn, *a, **k)
 
     monkeypatch.setattr(submitit.SlurmExecutor, "submit", submit_)
-    args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(tmp_path / "r")]
+    args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(tmp_path / "r"),
+            "--no-array"]
     assert submit_cli.main(args) == 2
     err = capsys.readouterr().err
     assert "cannot write /x/jobs/g1-b64-r0/tmp.pkl (No space left on device): submitted and recorded: " \
@@ -401,7 +418,7 @@ def test_out_of_disk_inside_submitit_after_sbatch_still_hands_the_job_its_pickle
 
     monkeypatch.setattr(submitit.core.utils.JobPaths, "move_temporary_file", move)
     results = tmp_path / "r"
-    args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results)]
+    args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results), "--no-array"]
     assert submit_cli.main(args) == 2
     assert "submitted but not recorded: g1-b64-r0 (job 102;" in capsys.readouterr().err
     jobs = results / "smoke" / "jobs" / "g1-b64-r0"
@@ -418,3 +435,147 @@ def test_adopting_a_queued_job_moves_the_pickle_a_killed_submit_left(tmp_path: P
     assert reconcile_manifest(m, exp, run=run).adopted == [("g1-b32-r0", "101", "PENDING")]
     assert (folder / "101" / "101_submitted.pkl").read_bytes() == b"the cell's call"
     assert (folder / "notes.pkl").exists()
+
+
+# --------------------------------------------------------------------------- job arrays
+
+def queued(slurm: Path) -> dict[str, str]:
+    """job id -> comment of every job the fake SLURM queued (array tasks as <array>_<task>)."""
+    lines = (slurm / "jobs.txt").read_text().splitlines() if (slurm / "jobs.txt").exists() else []
+    return {ln.split("|")[0]: ln.split("|", 3)[3] for ln in lines}
+
+
+def assert_one_task_per_cell(slurm: Path, results: Path) -> Manifest:
+    m = load_manifest(results / "smoke" / "manifest.json")
+    jobs = queued(slurm)
+    assert m.pending() == {} and all(len(e.attempts) == 1 for e in m.cells.values())
+    assert sorted(e.last.job_id for e in m.cells.values()) == sorted(jobs)  # every task is one cell's
+    for e in m.cells.values():
+        a = e.last
+        assert a.job_id == f"{a.array_id}_{a.task_id}" and jobs[a.job_id] == f"aslhpc:smoke:array:{a.token}"
+        assert a.folder == f"jobs/array-{a.token}/{a.job_id}"
+        assert (results / "smoke" / a.folder / f"{a.job_id}_submitted.pkl").is_file()  # its own call
+    return m
+
+
+def test_cells_of_one_shape_go_into_one_array_with_its_task_ids_in_the_manifest(slurm: Path, dataset: Path,
+                                                                                tmp_path: Path) -> None:
+    p = submit(dataset, tmp_path / "r", "", "--array-parallelism", "3", arrays=True)
+    assert p.returncode == 0, p.stderr
+    assert "4 job(s) submitted (as 2 job array(s): 101, 102)" in p.stdout
+    m = assert_one_task_per_cell(slurm, tmp_path / "r")
+    by_gpus = {g: sorted(e.last.job_id for e in m.cells.values() if e.gpus == g) for g in (1, 2)}
+    assert by_gpus == {1: ["101_0", "101_1"], 2: ["102_0", "102_1"]}  # one array per GPU count
+    array_dir = (tmp_path / "r" / "smoke" / m.cells["g1-b32-r0"].last.folder).parent
+    script = next(array_dir.glob("*/101_submission.sh")).read_text()
+    assert "#SBATCH --array=0-1%2" in script and "#SBATCH --job-name=aslhpc-smoke-array" in script
+    st = subprocess.run([sys.executable, "-m", "aslhpc.status", "--results", str(tmp_path / "r")],
+                        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}, capture_output=True,
+                        text=True, timeout=120)
+    row = next(ln for ln in st.stdout.splitlines() if "g1-b64-r0" in ln)
+    assert "101_1" in row and "PENDING" in row, st.stdout
+
+
+@pytest.mark.parametrize("step", ["after-intent", "after-sbatch", "after-record"])
+def test_killed_around_an_arrays_sbatch_then_resubmitted_runs_every_cell_once(
+        slurm: Path, dataset: Path, tmp_path: Path, step: str) -> None:
+    results = tmp_path / "r"
+    assert submit(dataset, results, f"{step}:1", arrays=True).returncode == 99
+    m = load_manifest(results / "smoke" / "manifest.json")
+    intents = {cid: e.intent for cid, e in m.cells.items() if e.intent is not None}
+    if step != "after-record":  # both cells of the first array, one token, their task indices
+        assert {cid: i.task for cid, i in intents.items()} == {"g1-b32-r0": 0, "g1-b64-r0": 1}
+        assert len({i.token for i in intents.values()}) == 1
+    assert len(queued(slurm)) == (0 if step == "after-intent" else 2)
+    p = submit(dataset, results, arrays=True)
+    assert p.returncode == 0, p.stderr
+    if step == "after-sbatch":
+        assert "g1-b64-r0        adopted     job 101_1 (PENDING)" in p.stdout
+    assert_one_task_per_cell(slurm, results)
+    assert len(queued(slurm)) == 4
+
+
+def test_a_submit_limit_is_waited_out_and_the_submission_finishes(slurm: Path, dataset: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    from aslhpc import submit as submit_cli
+    from aslhpc.orchestration import arrays
+
+    (slurm / "max_submit").write_text("2")  # MaxSubmitJobs=2: the second array is refused ...
+    (slurm / "done").write_text("")
+    slept = []
+
+    def sleep(s: float) -> None:  # ... until the first one's tasks end
+        slept.append(s)
+        if len(slept) == 2:
+            (slurm / "done").write_text("101_0 101_1")
+
+    monkeypatch.setattr(arrays, "_sleep", sleep)
+    args = smoke_cli_args(dataset, tmp_path / "r")
+    assert submit_cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "waiting: sbatch refused for AssocMaxSubmitJobLimit" in out
+    assert "2 of 4 cell(s) submitted so far, 2 to go" in out and slept == [5.0, 10.0]
+    assert "4 job(s) submitted (as 2 job array(s): 101, 102)" in out
+    assert_one_task_per_cell(slurm, tmp_path / "r")
+
+
+def test_a_submit_limit_that_never_lifts_ends_within_the_timeout_saying_what_was_submitted(
+        slurm: Path, dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    from aslhpc import submit as submit_cli
+    from aslhpc.orchestration import arrays
+
+    (slurm / "max_submit").write_text("2")
+    (slurm / "done").write_text("")
+    monkeypatch.setattr(arrays, "_sleep", lambda s: None)
+    assert submit_cli.main([*smoke_cli_args(dataset, tmp_path / "r"), "--submit-timeout", "20"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.count("waiting: sbatch refused") == 3  # 5 + 10 + 5 (the rest of the 20 s)
+    assert "sbatch refused the job array of cells g2-b32-r0, g2-b64-r0: " in captured.err
+    m = load_manifest(tmp_path / "r" / "smoke" / "manifest.json")
+    assert m.pending() == {}  # the refused array left no intent behind
+    assert [cid for cid, e in m.cells.items() if e.attempts] == ["g1-b32-r0", "g1-b64-r0"]
+    assert not list((tmp_path / "r" / "smoke" / "jobs").glob("array-*/*.pkl"))  # refused tries' pickles
+
+
+def smoke_cli_args(dataset: Path, results: Path) -> list[str]:
+    return [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results)]
+
+
+def test_reconcile_finds_array_tasks_by_the_arrays_tag_and_hands_them_their_pickles(tmp_path: Path) -> None:
+    m, exp = _manifest_with_intent(tmp_path)
+    m.cells["g1-b32-r0"].intent = Intent("tok", "slurm", "2026-11-30T08:00:00+00:00", task=0)
+    m.cells["g1-b64-r0"].intent = Intent("tok", "slurm", "2026-11-30T08:00:00+00:00", task=1)
+    folder = exp / "jobs" / "array-tok"
+    folder.mkdir(parents=True)
+    for i, data in enumerate((b"task 0", b"task 1")):
+        p = folder / f"{str(i) * 32}.pkl"
+        p.write_bytes(data)
+        os.utime(p, ns=(10**18 + i, 10**18 + i))
+    run = _runner("301_1|PENDING|aslhpc-smoke-array|/x|aslhpc:smoke:array:tok\n"
+                  "301_0|RUNNING|aslhpc-smoke-array|/x|aslhpc:smoke:array:tok\n"
+                  "302_0|RUNNING|aslhpc-smoke-array|/x|aslhpc:smoke:array:other\n")
+    done = reconcile_manifest(m, exp, run=run)
+    assert sorted(done.adopted) == [("g1-b32-r0", "301_0", "RUNNING"), ("g1-b64-r0", "301_1", "PENDING")]
+    a = m.cells["g1-b64-r0"].last
+    assert (a.job_id, a.array_id, a.task_id, a.folder) == ("301_1", "301", 1, "jobs/array-tok/301_1")
+    assert (folder / "301_1" / "301_1_submitted.pkl").read_bytes() == b"task 1"
+    assert (folder / "301_0" / "301_0_submitted.pkl").read_bytes() == b"task 0"
+    again = Manifest.from_dict(json.loads(json.dumps(m.to_dict())))
+    assert again.cells["g1-b64-r0"].last == a  # the array fields survive the file
+
+
+def test_collect_job_depends_on_every_live_cell_job_and_is_recorded_not_as_a_cell(slurm: Path, dataset: Path,
+                                                                                  tmp_path: Path) -> None:
+    from aslhpc.orchestration.collectjob import dependency
+
+    assert dependency(["101_0", "101_1", "7", ""]) == "afterany:7:101" and dependency([]) == ""
+    p = submit(dataset, tmp_path / "r", "", "--collect", arrays=True)
+    assert p.returncode == 0, p.stderr
+    m = load_manifest(tmp_path / "r" / "smoke" / "manifest.json")
+    assert m.collect is not None and m.collect.job_id == "103" and "collect" not in m.cells
+    assert "collect          submitted   job 103 (runs collect after 101, 102)" in p.stdout
+    script = next((tmp_path / "r" / "smoke" / "jobs" / "collect").glob("*/103_submission.sh")).read_text()
+    assert "#SBATCH --dependency=afterany:101:102" in script and "--gres" not in script
+    assert "#SBATCH --job-name=aslhpc-smoke-collect" in script and "#SBATCH --cpus-per-task=1" in script

@@ -370,7 +370,11 @@ def test_submitting_the_v100_matrix_with_a_cuda_13_torch(fake_slurm: Path, datas
     rc, out, err = run_submit(capsys, *args, "--allow-cpu")
     assert rc == 0, err
     assert "warning: torch 2.14.1+cu130 has no sm_70 (V100) kernels" in " ".join(out.split())
-    assert len(scripts(fake_slurm)) == 12
+    # the 12 cells go out as 4 job arrays, one per GPU count, 3 tasks each, at most 3 running at once
+    arrays = [p.read_text() for p in scripts(fake_slurm)]
+    assert len(arrays) == 4 and all("#SBATCH --array=0-2%3" in a for a in arrays)
+    assert sorted(a.count("--gres=gpu:v100-sxm2:") for a in arrays) == [1, 1, 1, 1]
+    assert "4 job array(s)" in out and "12 job(s) submitted" in out
 
 
 def test_controller_down_refuses_to_run_here_but_a_dry_run_still_writes_its_scripts(

@@ -476,8 +476,18 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         for key, p in plot_paths.items():
             rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
             lines += [f"![{key}]({rel.as_posix()})", ""]
-    lines += _verdicts_section(a) + _reference_section(out) + _holes_md(a)
+    lines += _verdicts_section(a) + _reference_section(out) + _holes_md(a) + _usage_md(out)
     return "\n".join(lines)
+
+
+def _usage_md(out: CollectOutput) -> list[str]:
+    """What each cell asked for vs used (aslhpc.analysis.efficiency; one sacct call where SLURM answers)."""
+    from aslhpc.analysis.efficiency import experiment_efficiency, markdown
+
+    try:
+        return markdown(experiment_efficiency(out.exp_dir))
+    except Exception:  # noqa: BLE001 - the usage table is an extra: never fail the report for it
+        return []
 
 
 # --------------------------------------------------------------------------- console

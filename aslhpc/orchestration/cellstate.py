@@ -37,7 +37,7 @@ from aslhpc.slurm.accounting import (
     StateQuery,
     query_states,
 )
-from aslhpc.slurm.executor import job_name
+from aslhpc.slurm.executor import array_name, job_name
 from aslhpc.slurm.local import process_alive, runner_alive
 
 COMPLETED = "COMPLETED"
@@ -107,6 +107,7 @@ class StatusReport:
     note: str = ""
     epochs: int = 0
     checked_at: str = field(default_factory=lambda: dt.datetime.now().strftime("%H:%M:%S"))
+    collect: CellRow | None = None  # the dependent collect job (submit --collect): a row, not a cell
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(r.state for r in self.rows))
@@ -325,6 +326,9 @@ def _explain(row: CellRow, rec: CellRecord, live: Live, reason: str) -> None:
         row.error = reason
     elif rec.error is not None and error_is_current(rec.error.time, attempt):
         row.error = rec.error.error
+    elif job is not None and job.reason == NEVER_STARTED:
+        row.error = f"{NEVER_STARTED}; resubmit with --retry-failed"
+        return
     if attempt is None or rec.log is None:
         return
     row.log = str(rec.log)
@@ -365,6 +369,18 @@ def _sacct_start(manifest: Manifest) -> str:
     return (created.astimezone() - dt.timedelta(days=1)).strftime("%Y-%m-%d")
 
 
+#: why an array task that SLURM neither queues nor accounts for reads CANCELLED
+NEVER_STARTED = "cancelled before it started (SLURM keeps no record of an array task that never ran)"
+
+
+def _never_started(attempt: Attempt, states: StateQuery) -> JobState | None:
+    """An array task cancelled while it waited leaves no accounting record at all (SLURM records a task
+    when it starts): with accounting on and squeue answering, a task in neither was cancelled pending."""
+    if states.source != "sacct" or not states.queue_read:
+        return None
+    return JobState(attempt.job_id, "CANCELLED", "CANCELLED", reason=NEVER_STARTED, source="sacct")
+
+
 def read_manifest(manifest_path: Path) -> Manifest:
     manifest = load_manifest(manifest_path)
     if manifest is None:
@@ -383,6 +399,8 @@ def experiment_status(manifest_path: str | Path,
     manifest = read_manifest(manifest_path)
     exp_dir = manifest_path.parent
     slurm_ids = [e.last.job_id for e in manifest.cells.values() if e.last and e.last.cluster == "slurm"]
+    if manifest.collect is not None:
+        slurm_ids.append(manifest.collect.job_id)  # the same one sacct call
     if slurm_ids:
         states = query(slurm_ids, starttime=_sacct_start(manifest))
     else:
@@ -395,8 +413,12 @@ def experiment_status(manifest_path: str | Path,
         attempt, job, local = entry.last, None, None
         if attempt is not None and attempt.cluster == "slurm":
             job = states.states.get(attempt.job_id)
-            if job is not None and job.name not in ("", job_name(manifest.experiment, entry.cell_id)):
+            ours = ("", array_name(manifest.experiment) if attempt.array_id else
+                    job_name(manifest.experiment, entry.cell_id))
+            if job is not None and job.name not in ours:
                 job = None  # the id now belongs to someone else's job (SLURM restarted its ids): ours is gone
+            if job is None and attempt.array_id:
+                job = _never_started(attempt, states)
         elif attempt is not None and attempt.cluster == "local" and not rec.damaged:
             local = local_job_state(attempt, exp_dir)
         live = Live(job, local, queue_read=states.queue_read, runner_pending=runner is not None)
@@ -404,4 +426,26 @@ def experiment_status(manifest_path: str | Path,
     note = states.note
     if runner is not None:
         note = (note + "; " if note else "") + f"local run in progress (pid {runner['pid']})"
-    return StatusReport(manifest.experiment, manifest_path, rows, states.source, note, epochs)
+    return StatusReport(manifest.experiment, manifest_path, rows, states.source, note, epochs,
+                        collect=_collect_row(manifest, exp_dir, states))
+
+
+def _collect_row(manifest: Manifest, exp_dir: Path, states: StateQuery) -> CellRow | None:
+    """The collect job's row: SLURM's state; without one, COMPLETED if report.md is there, else UNKNOWN."""
+    attempt = manifest.collect
+    if attempt is None:
+        return None
+    row = CellRow("collect", 0, 0, "", 0, job_id=attempt.job_id, cluster="slurm")
+    job = states.states.get(attempt.job_id)
+    if job is not None and job.name not in ("", job_name(manifest.experiment, "collect")):
+        job = None
+    report = exp_dir / "report.md"
+    if job is not None:
+        row.state, row.node, row.elapsed, row.slurm_state = job.state, job.node, job.elapsed, job.raw_state
+        if job.state == PENDING and job.reason:
+            row.error = f"waiting: {job.reason}"
+    else:
+        row.state = COMPLETED if report.is_file() else UNKNOWN
+    if row.state == COMPLETED and report.is_file():
+        row.out_dir = str(report)
+    return row

@@ -75,6 +75,7 @@ class ClusterRequest:
     preamble: str = ""  # sbatch_templates/<preamble>.sh (yours first, then aslhpc's) or a path to a .sh file
     setup: tuple[str, ...] = ()  # extra setup lines, after the preamble's
     max_requeues: int = 3  # timeouts a cell may be requeued after (preemptions do not count)
+    array_parallelism: int = 4  # tasks of one job array running at once (sbatch --array=...%N)
     # site options: "" = no line in the script (wckey too: submitit's default --wckey=submitit is refused by
     # some sites)
     account: str = ""
@@ -516,6 +517,10 @@ def validate_spec(spec: ExperimentSpec) -> list[str]:
         problems += layout_problems(spec)
     if not isinstance(c.max_requeues, int) or c.max_requeues < 0:
         problems.append(f"cluster.max_requeues={c.max_requeues!r} must be an integer >= 0")
+    if not isinstance(c.array_parallelism, int) or isinstance(c.array_parallelism, bool) \
+            or c.array_parallelism < 1:
+        problems.append(f"cluster.array_parallelism={c.array_parallelism!r} must be an integer >= 1 "
+                        "(tasks of a job array running at once)")
     if not all(isinstance(x, str) for x in c.setup):
         problems.append("cluster.setup must be a list of shell lines (strings)")
     for parse in (parse_mem_mb, parse_time_min):

@@ -10,6 +10,12 @@ from which the next submit (or status) finds the job in SLURM and adopts it
 (:func:`aslhpc.orchestration.submission.reconcile`). Both fields are optional: a manifest with
 no submission in flight is written exactly as schema 1 always was, and old manifests load as they are.
 
+Job arrays (submit groups cells of one job shape into one array): an attempt then also records
+``array_id`` and ``task_id`` (its ``job_id`` is ``<array_id>_<task_id>``, as SLURM names the task),
+and the intents of an array's cells share one token (the array's ``--comment`` tag) with each
+cell's ``task`` index. ``collect`` (optional, top level) is the dependent job of ``submit
+--collect``: an attempt that is no cell. All of these are left out when empty.
+
 :func:`load_manifest` checks the file's shape once, so a damaged manifest is one
 :class:`ConfigError` naming the file and the bad field, never a traceback further on.
 """
@@ -51,6 +57,8 @@ class Attempt:
     submitted_at: str
     folder: str
     token: str = ""
+    array_id: str = ""  # the SLURM job array this cell ran in ('' for a job of its own)
+    task_id: int | None = None  # its task in that array: job_id is ``<array_id>_<task_id>``
 
 
 @dataclass
@@ -64,6 +72,9 @@ class Intent:
     cluster: str  # "slurm" | "local"
     since: str  # when the intent was written (sacct --starttime for the search)
     state: str = "submitting"
+    #: the cell's task in a job array submitted under ``token`` (the cells sharing a token are that array's
+    #: cell list, in task order); None: a job of its own
+    task: int | None = None
 
 
 @dataclass
@@ -96,6 +107,7 @@ class Manifest:
     updated_at: str
     cells: dict[str, CellEntry] = field(default_factory=dict)
     schema: int = SCHEMA
+    collect: Attempt | None = None  # the dependent job that runs collect after the cells (submit --collect)
 
     @classmethod
     def new(cls, spec: ExperimentSpec) -> Manifest:
@@ -123,9 +135,14 @@ class Manifest:
         for cell in data["cells"].values():
             if cell.get("intent") is None:
                 cell.pop("intent", None)
+            elif cell["intent"].get("task") is None:
+                cell["intent"].pop("task", None)
             for a in cell["attempts"]:
-                if not a.get("token"):
-                    a.pop("token", None)
+                for key in ("token", "array_id", "task_id"):
+                    if a.get(key) in ("", None):
+                        a.pop(key, None)
+        if self.collect is None:
+            data.pop("collect", None)
         return data
 
     @classmethod
@@ -152,7 +169,8 @@ def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
             raise _Bad(f"{where}{key} is missing")
         return default
     value = obj[key]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+    ints = kind is int or (isinstance(kind, tuple) and int in kind)
+    if not isinstance(value, kind) or (isinstance(value, bool) and ints):
         want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise _Bad(f"{where}{key} is {type(value).__name__} {value!r:.40}, expected {want}")
     return value
@@ -177,9 +195,10 @@ def _cluster(obj: dict[str, Any], where: str) -> str:
 def _attempt(a: Any, where: str) -> Attempt:
     if not isinstance(a, dict):
         raise _Bad(f"{where[:-1]} is {type(a).__name__}, expected an object")
+    task = _field(a, "task_id", (int, type(None)), where, None)
     return Attempt(_field(a, "job_id", str, where), _cluster(a, where), _field(a, "submitted_at", str, where),
                    _relative(_field(a, "folder", str, where), f"{where}folder"),
-                   _field(a, "token", str, where, ""))
+                   _field(a, "token", str, where, ""), _field(a, "array_id", str, where, ""), task)
 
 
 def _intent(i: Any, where: str) -> Intent | None:
@@ -188,7 +207,8 @@ def _intent(i: Any, where: str) -> Intent | None:
     if not isinstance(i, dict):
         raise _Bad(f"{where[:-1]} is {type(i).__name__}, expected an object or null")
     return Intent(_field(i, "token", str, where), _cluster(i, where), _field(i, "since", str, where),
-                  _field(i, "state", str, where, "submitting"))
+                  _field(i, "state", str, where, "submitting"),
+                  _field(i, "task", (int, type(None)), where, None))
 
 
 def _cell(cid: str, c: Any) -> CellEntry:
@@ -214,9 +234,10 @@ def _parse(data: Any, source: str) -> Manifest:
             raise ConfigError(f"{source}: manifest schema {data.get('schema')!r} is not {SCHEMA}; use the "
                               "aslhpc version that wrote it or another --results directory")
         cells = {cid: _cell(cid, c) for cid, c in _field(data, "cells", dict, "", {}).items()}
+        collect = data.get("collect")
         return Manifest(_field(data, "experiment", str, ""), _field(data, "spec", dict, "", {}),
                         _field(data, "created_at", str, ""), _field(data, "updated_at", str, ""),
-                        cells, SCHEMA)
+                        cells, SCHEMA, None if collect is None else _attempt(collect, "collect."))
     except _Bad as exc:
         raise ConfigError(f"{source} is not a valid aslhpc manifest: {exc}; restore it (or move it away) "
                           "or use another --results") from None

@@ -13,6 +13,11 @@ every such intent from what SLURM (or this machine) says:
   is adopted too, so status shows how it ended;
 * else the sbatch never happened: the intent is dropped and the cell can be submitted.
 
+Job arrays: the cells of one array share one intent token (the array's tag,
+``aslhpc:<experiment>:array:<token>``) and each intent names the cell's task index; a task
+``<array>_<task>`` of a job named :func:`~aslhpc.slurm.executor.array_name` carrying that token
+is the cell's job (its submitit folder is ``jobs/array-<token>/<array>_<task>``).
+
 Local cells (submitit's LocalExecutor) are found the same way by their controller process
 (``python -m submitit.local._local <experiment>/jobs/<cell>/%j``, which outlives a killed submit).
 
@@ -33,8 +38,8 @@ from pathlib import Path
 
 from aslhpc.errors import ClusterError
 from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest, now_iso
-from aslhpc.slurm.accounting import Runner, TaggedJob, _run, ended_jobs_named, queued_jobs_named
-from aslhpc.slurm.executor import job_name
+from aslhpc.slurm.accounting import Runner, TaggedJob, _run, array_base, ended_jobs_named, queued_jobs_named
+from aslhpc.slurm.executor import array_name, job_name
 
 SUBMIT_LOCK = ".submit.lock"
 _UUID_PICKLE = re.compile(r"[0-9a-f]{32}\.pkl")
@@ -93,21 +98,59 @@ def _sacct_since(intents: list[Intent]) -> str:
     return start.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def array_folder(token: str) -> str:
+    """The submitit folder of the job array tagged ``token``, relative to the experiment directory."""
+    return f"jobs/array-{token}"
+
+
+def _is_task(job: TaggedJob, intent: Intent) -> bool:
+    """Is ``job`` the intent's array task (``<array>_<task>``)? Plain intents match plain job ids only."""
+    base, sep, task = job.job_id.partition("_")
+    if intent.task is None:
+        return not sep
+    return bool(sep) and task == str(intent.task) and base.isdigit()
+
+
 def _slurm_match(cell_id: str, intent: Intent, queued: list[TaggedJob], ended: list[TaggedJob],
                  name: str, experiment_dir: Path) -> TaggedJob | None:
     for job in queued:
-        if job.name == name and job.token == intent.token:
+        if job.name == name and job.token == intent.token and _is_task(job, intent):
             return job
     since = _utc(intent.since)
+    folder = experiment_dir / (array_folder(intent.token) if intent.task is not None else f"jobs/{cell_id}")
     for job in ended:
-        if job.name != name or (job.token and job.token != intent.token):
+        if job.name != name or (job.token and job.token != intent.token) or not _is_task(job, intent):
             continue
         submitted = _utc(job.submit)
         if since is not None and (submitted is None or submitted < since - dt.timedelta(seconds=SLACK_S)):
             continue
-        if job.token == intent.token or (experiment_dir / "jobs" / cell_id / job.job_id).is_dir():
+        if job.token == intent.token or (folder / job.job_id).is_dir():
             return job
     return None
+
+
+def finish_array_handoff(experiment_dir: Path, token: str, job_ids: list[str]) -> bool:
+    """:func:`finish_handoff` for a job array: submitit dumps one ``<uuid>.pkl`` per task, in task order,
+    into ``jobs/array-<token>/``, runs sbatch, then moves each to
+    ``<array>_<task>/<array>_<task>_submitted.pkl``.
+    The strays left by a submit killed in between are matched to the tasks still missing theirs by age
+    (oldest first, as they were written). True when every task's pickle is (now) in place."""
+    folder = experiment_dir / array_folder(token)
+    missing = [j for j in sorted(job_ids, key=lambda j: int(j.partition("_")[2] or 0))
+               if not (folder / j / f"{j}_submitted.pkl").exists()]
+    if not missing:
+        return True
+    try:
+        strays = sorted((p for p in folder.glob("*.pkl") if _UUID_PICKLE.fullmatch(p.name)),
+                        key=lambda p: p.stat().st_mtime_ns)
+        if len(strays) != len(missing):
+            return False
+        for job_id, stray in zip(missing, strays, strict=True):
+            (folder / job_id).mkdir(parents=True, exist_ok=True)
+            stray.rename(folder / job_id / f"{job_id}_submitted.pkl")
+    except OSError:
+        return False
+    return True
 
 
 def finish_handoff(experiment_dir: Path, cell_id: str, job_id: str) -> bool:
@@ -174,6 +217,7 @@ def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner 
     _settle_local(manifest, experiment_dir, pending, local_jobs, done)
     slurm = {cid: i for cid, i in pending.items() if i.cluster == "slurm"}
     names = {cid: job_name(manifest.experiment, cid) for cid in (manifest.cells if whole_queue else slurm)}
+    names.update({cid: array_name(manifest.experiment) for cid, i in slurm.items() if i.task is not None})
     if not names:
         return done
     try:
@@ -186,18 +230,26 @@ def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner 
                            f"({exc}); submit again when SLURM answers (`squeue --me`)") from exc
     ended = []
     if slurm:
-        ended = ended_jobs_named([names[c] for c in slurm], _sacct_since(list(slurm.values())), run)
+        ended = ended_jobs_named({names[c] for c in slurm}, _sacct_since(list(slurm.values())), run)
+    handoffs: dict[str, list[str]] = {}
     for cid, intent in slurm.items():
         job = _slurm_match(cid, intent, queued, ended, names[cid], experiment_dir)
         if job is None:
             manifest.cells[cid].intent = None
             done.dropped.append(cid)
             continue
-        if job.source == "squeue":  # still to start: make sure it will find its pickle
-            finish_handoff(experiment_dir, cid, job.job_id)
-        manifest.record(cid, Attempt(job.job_id, "slurm", intent.since, f"jobs/{cid}/{job.job_id}",
-                                     intent.token))
+        if intent.task is None:
+            if job.source == "squeue":  # still to start: make sure it will find its pickle
+                finish_handoff(experiment_dir, cid, job.job_id)
+            attempt = Attempt(job.job_id, "slurm", intent.since, f"jobs/{cid}/{job.job_id}", intent.token)
+        else:
+            handoffs.setdefault(intent.token, []).append(job.job_id)
+            attempt = Attempt(job.job_id, "slurm", intent.since, f"{array_folder(intent.token)}/{job.job_id}",
+                              intent.token, array_base(job.job_id), intent.task)
+        manifest.record(cid, attempt)
         done.adopted.append((cid, job.job_id, job.state))
+    for token, ids in handoffs.items():
+        finish_array_handoff(experiment_dir, token, ids)
     if whole_queue:
         _adopt_untracked(manifest, experiment_dir, queued, names, done)
     return done
@@ -223,7 +275,7 @@ def _settle_local(manifest: Manifest, experiment_dir: Path, pending: dict[str, I
 def _adopt_untracked(manifest: Manifest, experiment_dir: Path, queued: list[TaggedJob], names: dict[str, str],
                      done: Reconciled) -> None:
     """Live jobs of these cells, submitted from this experiment directory, that no attempt records."""
-    by_name = {n: cid for cid, n in names.items()}
+    by_name = {n: cid for cid, n in names.items() if n != array_name(manifest.experiment)}
     for job in queued:
         cid = by_name.get(job.name)
         if cid is None or any(a.job_id == job.job_id for a in manifest.cells[cid].attempts):

@@ -1,4 +1,4 @@
-"""Submit an experiment: validate everything, then one job per cell, recorded in the manifest.
+"""Submit an experiment: validate everything, then the cells' jobs (arrays by shape), recorded in the manifest
 
 Order matters and is the point of this module:
 
@@ -13,6 +13,12 @@ Order matters and is the point of this module:
    intent (a token) into the manifest, sbatch with the token in the job's ``--comment``, the job id
    into the manifest. A crash or a full disk at any step leaves either nothing submitted for the cell
    or an intent from which the next submit finds the job: never a second live job.
+
+Cells of one job shape go into one job array (:mod:`aslhpc.orchestration.arrays`): the intents of
+all its cells (one shared token, each with its task index) are written before the array's sbatch,
+all its task ids (``<array>_<task>``) right after, in one manifest write. ``--no-array`` keeps one
+job per cell; a group of one cell is a plain job. sbatch refused for a submit limit is retried with
+backoff for at most ``submit_timeout_s`` (:class:`~aslhpc.orchestration.arrays.Patience`).
 
 Tests kill submit between those steps through :data:`CRASH_ENV` (see :func:`_crash_point`).
 """
@@ -29,6 +35,13 @@ from pathlib import Path
 
 from aslhpc.atomic import read_json
 from aslhpc.errors import AslhpcError, ClusterError, ConfigError, DataError
+from aslhpc.orchestration.arrays import (
+    DEFAULT_SUBMIT_TIMEOUT_S,
+    SUBMIT_LIMIT_WORDS,
+    Patience,
+    group_cells,
+    is_submit_limit,
+)
 from aslhpc.orchestration.cellstate import (
     DAMAGED,
     NOT_SUBMITTED,
@@ -48,18 +61,29 @@ from aslhpc.orchestration.experiment import (
     validate_spec,
 )
 from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest, manifest_path, now_iso
-from aslhpc.orchestration.reconcile import finish_handoff, reconcile_manifest, submit_lock
+from aslhpc.orchestration.reconcile import (
+    array_folder,
+    finish_array_handoff,
+    finish_handoff,
+    reconcile_manifest,
+    submit_lock,
+)
 from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES, job_comment, queued_jobs_named
 from aslhpc.slurm.cell_job import CellJob
 from aslhpc.slurm.cluster import (
     ClusterInfo,
     JobShape,
+    SubmitLimits,
     check_request,
     query_cluster,
+    query_submit_limits,
     slurm_installed,
     slurm_reachable,
 )
 from aslhpc.slurm.executor import (
+    ARRAY,
+    array_executor,
+    array_name,
     cell_command,
     default_python,
     job_name,
@@ -98,6 +122,10 @@ class SubmitOptions:
     retry_failed: bool = False
     max_parallel: int = 2  # local mode only
     python: str | None = None  # interpreter the jobs run (default: this one)
+    arrays: bool = True  # cells of one job shape in one job array (False: --no-array, one job per cell)
+    array_parallelism: int | None = None  # tasks of an array at once (None: [cluster] array_parallelism)
+    submit_timeout_s: float = DEFAULT_SUBMIT_TIMEOUT_S  # waiting out submit limits, in all
+    collect: bool = False  # add the dependent job that runs collect after the cells (submit --collect)
 
 
 @dataclass
@@ -121,6 +149,8 @@ class SubmitResult:
     dry_run_dir: Path | None = None
     warnings: list[str] = field(default_factory=list)
     failed_local: list[str] = field(default_factory=list)
+    arrays: list[str] = field(default_factory=list)  # the job arrays submitted (ids)
+    collect_job: str = ""  # the dependent collect job submitted (submit --collect)
 
 
 # --------------------------------------------------------------------------- 1. validation
@@ -436,14 +466,24 @@ class _Ledger:
 
     def save(self, manifest: Manifest, cell_id: str = "", job_id: str = "") -> None:
         """Save; on a write error raise one line saying what was and was not submitted."""
+        self.save_many(manifest, [(cell_id, job_id)] if job_id else [], cell_id)
+
+    def save_many(self, manifest: Manifest, jobs: list[tuple[str, str]], cell_id: str = "") -> None:
+        """Save ``jobs`` (cell, job id) recorded in ``manifest`` at once (a job array's tasks)."""
         try:
             manifest.save(self.path)
         except OSError as exc:
-            raise self.error(exc, cell_id, job_id) from exc
-        if job_id:
-            self.recorded.append((cell_id, job_id))
+            cells = ", ".join(c for c, _ in jobs) or cell_id
+            ids = ", ".join(j for _, j in jobs)
+            raise self.error(exc, cells, ids) from exc
+        self.recorded += jobs
+
+    @property
+    def progress(self) -> str:
+        return f"{len(self.recorded)} of {len(self.cells)} cell(s) submitted so far"
 
     def error(self, exc: OSError, cell_id: str, job_id: str = "") -> AslhpcError:
+        """``cell_id``: the cell (or ', '-joined cells of an array) in flight; ``job_id`` its job(s)."""
         where = exc.filename or self.path
         parts = []
         if self.recorded:
@@ -454,7 +494,7 @@ class _Ledger:
         elif job_id:
             parts.append(f"submitted but not recorded: {cell_id} (job {job_id}; the next submit finds it "
                          "by its tag and adopts it)")
-        done = {c for c, _ in self.recorded} | ({cell_id} if job_id else set())
+        done = {c for c, _ in self.recorded} | (set(cell_id.split(", ")) if job_id else set())
         rest = [c for c in self.cells if c not in done]
         if rest:
             parts.append("not submitted: " + ", ".join(rest))
@@ -514,7 +554,9 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
         if todo or not path.exists():
             _Ledger(path, [a.cell.cell_id for a in todo]).save(manifest)
         if cluster == "slurm":
-            _submit_slurm(spec, manifest, path, todo, python, out)
+            result.arrays = _submit_slurm(spec, manifest, path, todo, python, out, options)
+            if options.collect:
+                result.collect_job = _submit_collect(spec, manifest, path, report, todo, python, out)
         else:
             gpus = visible_gpus() if todo else []
             share = f", each on its own of GPUs {','.join(gpus)}" if gpus else ""
@@ -535,39 +577,155 @@ def _cell_job(spec: ExperimentSpec, cell: Cell) -> CellJob:
 
 
 def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction], python: str,
-                  out: Out) -> None:
-    """Per cell: intent saved, sbatch (tagged with the intent's token), job id saved. See the module doc."""
+                  out: Out, options: SubmitOptions = SubmitOptions(),
+                  limits: Callable[[], SubmitLimits] = query_submit_limits) -> list[str]:
+    """Job arrays by shape (or one job per cell), each: intents saved, sbatch, job ids saved. See the module
+    doc. Returns the ids of the arrays submitted."""
+    ledger = _Ledger(path, [a.cell.cell_id for a in todo])
+    patience = Patience(options.submit_timeout_s)
+    items = [(a, job_request(spec, a.cell)) for a in todo]
+    chunk = limits().chunk() if options.arrays and len(todo) > 1 else 0
+    parallelism = options.array_parallelism or spec.cluster.array_parallelism
+    arrays = []
+    for group in group_cells(items, chunk, options.arrays):
+        if len(group) == 1:
+            _submit_cell(spec, manifest, group[0][0], python, ledger, patience, out)
+        else:
+            arrays.append(_submit_array(spec, manifest, [a for a, _ in group], python, parallelism, ledger,
+                                        patience, out))
+    return arrays
+
+
+def _submit_collect(spec: ExperimentSpec, manifest: Manifest, path: Path, report: StatusReport | None,
+                    todo: list[CellAction], python: str, out: Out) -> str:
+    """The dependent collect job, after every cell job that is live now (just submitted or still queued)."""
+    from aslhpc.orchestration.collectjob import submit_collect
+
+    live = [r.job_id for r in (report.rows if report else []) if r.state in LIVE_STATES and r.cluster == "slurm"]
+    after = live + [a.job_id for a in todo if a.job_id]
+    attempt = submit_collect(spec, manifest, after, python, out, new_token())
+    _Ledger(path, []).save(manifest)
+    return attempt.job_id
+
+
+def _refused(msg: str, ledger: _Ledger, patience: Patience, out: Out) -> bool:
+    """True (after waiting) when sbatch refused for a submit limit and --submit-timeout allows another try."""
+    if not is_submit_limit(msg):
+        return False
+    word = next((w for w in SUBMIT_LIMIT_WORDS if w.lower() in msg.lower()), "a submit limit")
+    rest = len(ledger.cells) - len(ledger.recorded)
+    return patience.wait(f"sbatch refused for {word} (your queued jobs are at the site's limit); "
+                         f"{ledger.progress}, {rest} to go, as your queued jobs end", out)
+
+
+def _sbatch_errors() -> tuple[type[BaseException], ...]:
     import submitit
 
-    ledger = _Ledger(path, [a.cell.cell_id for a in todo])
-    for action in todo:
-        cell = action.cell
-        intent = Intent(new_token(), "slurm", now_iso())
-        manifest.cells[cell.cell_id].intent = intent
-        ledger.save(manifest, cell.cell_id)  # before sbatch: a crash after it leaves a findable token
-        _crash_point("after-intent")
+    return (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError)
+
+
+def _submit_cell(spec: ExperimentSpec, manifest: Manifest, action: CellAction, python: str, ledger: _Ledger,
+                 patience: Patience, out: Out) -> None:
+    """One cell as a job of its own: intent saved, sbatch (tagged with the intent's token), job id saved."""
+    cell = action.cell
+    intent = Intent(new_token(), "slurm", now_iso())
+    manifest.cells[cell.cell_id].intent = intent
+    ledger.save(manifest, cell.cell_id)  # before sbatch: a crash after it leaves a findable token
+    _crash_point("after-intent")
+    while True:
         ex = slurm_executor(_folder(spec, cell), job_request(spec, cell), python=python)  # fresh per cell
         ex.update_parameters(comment=job_comment(spec.name, cell.cell_id, intent.token, spec.cluster.comment))
         try:
             job = ex.submit(_cell_job(spec, cell))
-        except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as exc:
+            break
+        except _sbatch_errors() as exc:
+            msg = " ".join(str(exc).split())
+            if _refused(msg, ledger, patience, out):
+                continue
             manifest.cells[cell.cell_id].intent = None  # sbatch refused: nothing to find later
             with contextlib.suppress(OSError):
-                manifest.save(path)
-            msg = " ".join(str(exc).split())
+                manifest.save(ledger.path)
             raise ClusterError(f"sbatch refused cell {cell.cell_id}: {msg}; the cells submitted before it "
-                               f"are recorded in {path}") from exc
+                               f"are recorded in {ledger.path}") from exc
         except OSError as exc:  # submitit could not write the job's files: before its sbatch, or just after
             found = _tagged_job(spec.name, cell.cell_id, intent.token)
             if found not in ("", "?"):
                 finish_handoff(spec.experiment_dir, cell.cell_id, found)
             raise ledger.error(exc, cell.cell_id, found) from exc
-        _crash_point("after-sbatch")
+    _crash_point("after-sbatch")
+    action.job_id = str(job.job_id)
+    manifest.record(cell.cell_id, Attempt(action.job_id, "slurm", now_iso(),
+                                          f"jobs/{cell.cell_id}/{job.job_id}", intent.token))
+    ledger.save(manifest, cell.cell_id, action.job_id)
+    _crash_point("after-record")
+
+
+def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellAction], python: str,
+                  parallelism: int, ledger: _Ledger, patience: Patience, out: Out) -> str:
+    """Cells of one shape as one job array (task i = group[i]): every cell's intent (one shared token, its
+    task index) saved before the sbatch, every task id ``<array>_<i>`` saved right after, in one write."""
+    token, since = new_token(), now_iso()
+    ids = [a.cell.cell_id for a in group]
+    for i, action in enumerate(group):
+        manifest.cells[action.cell.cell_id].intent = Intent(token, "slurm", since, task=i)
+    ledger.save(manifest, ", ".join(ids))
+    _crash_point("after-intent")
+    req = replace(job_request(spec, group[0].cell), name=array_name(spec.name))
+    folder = (spec.experiment_dir / array_folder(token)).resolve()
+    while True:
+        ex = array_executor(folder / "%j", req, parallelism, python=python)
+        ex.update_parameters(comment=job_comment(spec.name, ARRAY, token, spec.cluster.comment))
+        try:
+            with ex.batch():
+                jobs = [ex.submit(_cell_job(spec, a.cell)) for a in group]
+            break
+        except _sbatch_errors() as exc:
+            _drop_strays(folder)  # this try's pickles: nothing will ever read them
+            msg = " ".join(str(exc).split())
+            if _refused(msg, ledger, patience, out):
+                continue
+            for cid in ids:
+                manifest.cells[cid].intent = None
+            with contextlib.suppress(OSError):
+                manifest.save(ledger.path)
+            raise ClusterError(f"sbatch refused the job array of cells {', '.join(ids)}: {msg}; the cells "
+                               f"submitted before it are recorded in {ledger.path}") from exc
+        except OSError as exc:
+            found = _tagged_tasks(spec.name, token)
+            if found:
+                finish_array_handoff(spec.experiment_dir, token, found)
+            raise ledger.error(exc, ", ".join(ids), ", ".join(found) if found else "?") from exc
+    _crash_point("after-sbatch")
+    recorded = []
+    for task, (action, job) in enumerate(zip(group, jobs, strict=True)):
         action.job_id = str(job.job_id)
-        manifest.record(cell.cell_id, Attempt(action.job_id, "slurm", now_iso(),
-                                              f"jobs/{cell.cell_id}/{job.job_id}", intent.token))
-        ledger.save(manifest, cell.cell_id, action.job_id)
-        _crash_point("after-record")
+        base = action.job_id.partition("_")[0]
+        folder_rel = f"{array_folder(token)}/{action.job_id}"
+        attempt = Attempt(action.job_id, "slurm", now_iso(), folder_rel, token, base, task)
+        manifest.record(action.cell.cell_id, attempt)
+        recorded.append((action.cell.cell_id, action.job_id))
+    ledger.save_many(manifest, recorded)
+    _crash_point("after-record")
+    return recorded[0][1].partition("_")[0]
+
+
+def _drop_strays(folder: Path) -> None:
+    """Remove the ``<uuid>.pkl`` calls submitit dumped for an array whose sbatch was refused."""
+    from aslhpc.orchestration.reconcile import _UUID_PICKLE
+
+    with contextlib.suppress(OSError):
+        for p in folder.glob("*.pkl"):
+            if _UUID_PICKLE.fullmatch(p.name):
+                p.unlink()
+
+
+def _tagged_tasks(experiment: str, token: str) -> list[str]:
+    """The ids of the queued array tasks tagged ``token`` ([] if none or squeue does not answer)."""
+    try:
+        jobs = queued_jobs_named([array_name(experiment)])
+    except RuntimeError:
+        return []
+    return [j.job_id for j in jobs if j.token == token]
 
 
 def _tagged_job(experiment: str, cell_id: str, token: str) -> str:

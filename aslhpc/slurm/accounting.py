@@ -1,7 +1,8 @@
 """Job states from SLURM: one batched ``sacct`` call, ``squeue`` when accounting is off.
 
 sacct rows come in several shapes, all handled here: job steps (``12.batch``, ``12.0``,
-``12.extern``) are skipped; array tasks (``5_2``) are keyed by their own id; states carry
+``12.extern``) are skipped; array tasks (``5_2``) are keyed by their own id, and an array's tasks that
+have not started yet (one row, ``5_[3-7%4]``) are expanded to one PENDING row per task; states carry
 extra words (``CANCELLED by 0``); with ``--duplicates`` a requeued job has one ``REQUEUED``
 row per restart before its current row, so the latest row (by submit time) wins and the
 others count as restarts.
@@ -9,6 +10,7 @@ others count as restarts.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -69,6 +71,28 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
 
+_PENDING_TASKS = re.compile(r"(?P<array>\d+)_\[(?P<ranges>[\d,\-]+)(%\d+)?\]")
+
+
+def array_base(job_id: str) -> str:
+    """``'123_4'`` -> ``'123'`` (the array's id); a plain job id as it is."""
+    return job_id.split("_", 1)[0]
+
+
+def expand_task_ids(job_id: str) -> list[str]:
+    """``'5_[0-2,7%4]'`` -> ['5_0', '5_1', '5_2', '5_7'] (sacct/squeue's row for an array's waiting tasks);
+    any other id as it is."""
+    m = _PENDING_TASKS.fullmatch(job_id)
+    if not m:
+        return [job_id]
+    out = []
+    for part in m["ranges"].split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (hi.isdigit() or not hi):
+            out += [f"{m['array']}_{t}" for t in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
 def parse_sacct(text: str) -> dict[str, JobState]:
     """Parse ``sacct --parsable2`` output (header line first) into the latest state per job id."""
     lines = [ln for ln in text.splitlines() if ln.strip()]
@@ -81,15 +105,16 @@ def parse_sacct(text: str) -> dict[str, JobState]:
     requeues: dict[str, int] = {}
     for order, line in enumerate(lines[1:]):
         row = dict(zip(names, line.split("|"), strict=False))
-        job_id = row.get("JobID", "").strip()
-        if not job_id or "." in job_id:  # steps: 12.batch, 12.0, 12.extern
+        raw_id = row.get("JobID", "").strip()
+        if not raw_id or "." in raw_id:  # steps: 12.batch, 12.0, 12.extern
             continue
-        if normalize_state(row.get("State", "")) == "REQUEUED":
-            requeues[job_id] = requeues.get(job_id, 0) + 1
-        # latest row wins: submit time, then position (sacct lists a job's rows oldest first)
-        key = f"{row.get('Submit', '')}|{order:09d}"
-        if job_id not in best or key >= best[job_id][0]:
-            best[job_id] = (key, row)
+        for job_id in expand_task_ids(raw_id):
+            if normalize_state(row.get("State", "")) == "REQUEUED":
+                requeues[job_id] = requeues.get(job_id, 0) + 1
+            # latest row wins: submit time, then position (sacct lists a job's rows oldest first)
+            key = f"{row.get('Submit', '')}|{order:09d}"
+            if job_id not in best or key >= best[job_id][0]:
+                best[job_id] = (key, row)
     out = {}
     for job_id, (_, row) in best.items():
         node = row.get("NodeList", "")
@@ -108,25 +133,54 @@ def _job_name(name: str) -> str:
 
 
 def parse_squeue(text: str) -> dict[str, JobState]:
-    """Parse ``squeue -h -o '%i|%T|%N|%M|%r|%j'`` output (no header)."""
+    """Parse ``squeue -h -o '%i|%T|%N|%M|%r|%j'`` output (no header); an array's waiting tasks listed as one
+    row (``5_[1-3]``, without ``-r``) become one row per task."""
     out = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) < 2 or not parts[0]:
             continue
         parts += [""] * (6 - len(parts))
-        job_id, state, node, elapsed, reason = parts[:5]
-        out[job_id] = JobState(job_id, normalize_state(state), state, node, elapsed, "",
-                               "" if reason == "None" else reason, 0, "squeue", "|".join(parts[5:]))
+        raw_id, state, node, elapsed, reason = parts[:5]
+        for job_id in expand_task_ids(raw_id):
+            out[job_id] = JobState(job_id, normalize_state(state), state, node, elapsed, "",
+                                   "" if reason == "None" else reason, 0, "squeue", "|".join(parts[5:]))
     return out
 
 
+def query_ids(job_ids: Iterable[str]) -> list[str]:
+    """The ids to name on sacct/squeue's ``--jobs``: an array once (its id lists every task), plain jobs as
+    they are. 10,000 cells in 10 arrays are 10 ids on the command line, not 10,000."""
+    return sorted({array_base(j) for j in job_ids if j}, key=lambda j: (len(j), j))
+
+
 def sacct_command(job_ids: Iterable[str], starttime: str = "") -> list[str]:
-    cmd = ["sacct", "--parsable2", "--duplicates", "-o", ",".join(SACCT_FIELDS)]
+    """One sacct call for all of ``job_ids`` (``-X``: allocations only, no step rows to read and skip)."""
+    cmd = ["sacct", "-X", "--parsable2", "--duplicates", "-o", ",".join(SACCT_FIELDS)]
     if starttime:
         cmd += ["--starttime", starttime]
-    cmd += ["--jobs", ",".join(job_ids)]
+    cmd += ["--jobs", ",".join(query_ids(job_ids))]
     return cmd
+
+
+def squeue_command(job_ids: Iterable[str]) -> list[str]:
+    """squeue for this user's jobs among ``job_ids`` only, array tasks one per line (``-r``): never the
+    whole cluster's queue, which site admins ask tools not to poll."""
+    return ["squeue", "--me", "-h", "-a", "-r", f"--jobs={','.join(query_ids(job_ids))}", "-o", SQUEUE_FORMAT]
+
+
+def _squeue(ids: list[str], run: Runner) -> subprocess.CompletedProcess | None:
+    """squeue's answer for ``ids``; None if it did not answer. squeue exits 1 with "Invalid job id" when
+    none of them is queued any more: that is an answer (nothing queued), not a failure."""
+    try:
+        proc = run(squeue_command(ids))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        if "invalid job id" in (proc.stderr + proc.stdout).lower():
+            return subprocess.CompletedProcess(proc.args, 0, "", "")
+        return None
+    return proc
 
 
 def _overlay_queue(states: dict[str, JobState], ids: list[str],
@@ -134,15 +188,13 @@ def _overlay_queue(states: dict[str, JobState], ids: list[str],
     """Live jobs as the controller sees them now: slurmdbd lags a moment (a started job can still read
     PENDING in sacct), so squeue's state wins for the jobs it lists; sacct keeps node, restarts, history.
     Also whether squeue answered."""
-    try:
-        proc = run(["squeue", "-h", "-a", "-o", SQUEUE_FORMAT])
-    except (OSError, subprocess.SubprocessError):
-        return states, False
-    if proc.returncode != 0:
+    proc = _squeue(ids, run)
+    if proc is None:
         return states, False
     out = dict(states)
+    wanted = set(ids)
     for job_id, q in parse_squeue(proc.stdout).items():
-        if job_id not in ids:
+        if job_id not in wanted:
             continue
         old = states.get(job_id)
         if old is None:
@@ -162,26 +214,24 @@ def query_states(job_ids: Iterable[str], starttime: str = "", run: Runner = _run
     ids = sorted({str(j) for j in job_ids if j})
     if not ids:
         return StateQuery({}, "none", "no jobs")
+    wanted = set(ids)
     notes = []
     try:
         proc = run(sacct_command(ids, starttime))
         if proc.returncode == 0:
-            states = {j: s for j, s in parse_sacct(proc.stdout).items() if j in ids}
+            states = {j: s for j, s in parse_sacct(proc.stdout).items() if j in wanted}
             merged, queue_read = _overlay_queue(states, ids, run)
             return StateQuery(merged, "sacct", queue_read=queue_read)
         notes.append(f"sacct: {(proc.stderr or proc.stdout).strip().splitlines()[-1:] or ['failed']}")
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         notes.append(f"sacct: {exc}")
-    try:
-        proc = run(["squeue", "-h", "-a", "-o", SQUEUE_FORMAT])
-        if proc.returncode == 0:
-            states = parse_squeue(proc.stdout)
-            return StateQuery({j: s for j, s in states.items() if j in ids}, "squeue",
-                              "accounting unavailable: finished jobs are unknown to SLURM, cell files decide",
-                              queue_read=True)
-        notes.append(f"squeue: {proc.stderr.strip()}")
-    except (OSError, subprocess.SubprocessError) as exc:
-        notes.append(f"squeue: {exc}")
+    proc = _squeue(ids, run)
+    if proc is not None:
+        states = parse_squeue(proc.stdout)
+        return StateQuery({j: s for j, s in states.items() if j in wanted}, "squeue",
+                          "accounting unavailable: finished jobs are unknown to SLURM, cell files decide",
+                          queue_read=True)
+    notes.append("squeue: no answer")
     return StateQuery({}, "none", "; ".join(notes))
 
 
@@ -191,7 +241,7 @@ TAG = "aslhpc"
 # squeue: id, state, name, batch script path (submitit writes it in the cell's job folder), comment (the tag;
 # free text last)
 TAG_QUEUE_FORMAT = "%i|%T|%j|%o|%k"
-TAG_SACCT_FIELDS = ("JobIDRaw", "JobName", "State", "Submit", "Comment")
+TAG_SACCT_FIELDS = ("JobID", "JobName", "State", "Submit", "Comment")  # JobID: an array task's 5_2
 
 
 def job_comment(experiment: str, cell_id: str, token: str, site_comment: str = "") -> str:
@@ -231,7 +281,7 @@ def queued_jobs_named(names: Iterable[str], run: Runner = _run) -> list[TaggedJo
     names = sorted(set(names))
     if not names:
         return []
-    cmd = ["squeue", "--me", "-h", "-a", f"--name={','.join(names)}", "-o", TAG_QUEUE_FORMAT]
+    cmd = ["squeue", "--me", "-h", "-a", "-r", f"--name={','.join(names)}", "-o", TAG_QUEUE_FORMAT]
     try:
         proc = run(cmd)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -245,8 +295,9 @@ def queued_jobs_named(names: Iterable[str], run: Runner = _run) -> list[TaggedJo
         if len(parts) != 5 or parts[2] not in names:
             continue
         tag = parse_comment(parts[4])
-        found.append(TaggedJob(parts[0], parts[2], normalize_state(parts[1]), tag[2] if tag else "",
-                               script=parts[3]))
+        for job_id in expand_task_ids(parts[0]):
+            found.append(TaggedJob(job_id, parts[2], normalize_state(parts[1]), tag[2] if tag else "",
+                                   script=parts[3]))
     return found
 
 
@@ -267,7 +318,7 @@ def ended_jobs_named(names: Iterable[str], starttime: str, run: Runner = _run) -
     found = []
     for line in proc.stdout.splitlines():
         parts = line.strip().split("|", 4)
-        if len(parts) != 5 or parts[1] not in names or "." in parts[0]:
+        if len(parts) != 5 or parts[1] not in names or "." in parts[0] or "[" in parts[0]:
             continue
         tag = parse_comment(parts[4])
         found.append(TaggedJob(parts[0], parts[1], normalize_state(parts[2]), tag[2] if tag else "",

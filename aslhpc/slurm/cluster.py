@@ -321,3 +321,49 @@ def _listed(name: str, allowed: tuple[str, ...]) -> bool:
     if negative:
         return name not in negative
     return name in allowed
+
+
+@dataclass(frozen=True)
+class SubmitLimits:
+    """What the site lets one user queue: ``MaxArraySize`` (an array's indices stay below it) and the
+    association's ``MaxSubmitJobs`` (each array task counts as one job); 0 = not known / no limit."""
+
+    max_array_size: int = 0
+    max_submit_jobs: int = 0
+
+    def chunk(self) -> int:
+        """The most cells one array may hold here (0 = no limit known)."""
+        sizes = [n for n in (self.max_array_size, self.max_submit_jobs) if n > 0]
+        return min(sizes, default=0)
+
+
+def parse_config_value(text: str, key: str) -> str:
+    """``Key = value`` from ``scontrol show config`` output ('' where absent)."""
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == key:
+            return value.strip()
+    return ""
+
+
+def query_submit_limits(run: Runner = _run, user: str = "") -> SubmitLimits:
+    """The site's MaxArraySize and this user's association MaxSubmitJobs, where SLURM shows them.
+
+    Either that does not answer (no slurmdbd, sacctmgr not allowed) is simply unknown: the arrays are then
+    sized by MaxArraySize alone, and a refusal for submit limits is waited out (see submission)."""
+    size = 0
+    try:
+        proc = run(["scontrol", "show", "config"])
+        if proc.returncode == 0:
+            size = _int(parse_config_value(proc.stdout, "MaxArraySize"))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    limits: list[int] = []
+    try:
+        who = user or getpass.getuser()
+        proc = run(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={who}", "format=MaxSubmit"])
+        if proc.returncode == 0:
+            limits = [_int(v) for v in proc.stdout.split() if _int(v) > 0]
+    except (OSError, subprocess.SubprocessError, KeyError):
+        pass
+    return SubmitLimits(size, min(limits, default=0))

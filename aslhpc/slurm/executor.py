@@ -27,12 +27,27 @@ from aslhpc.slurm.request import JobRequest
 # USR2 this long before the time limit: enough to requeue; the trainer saved at the last epoch
 SIGNAL_DELAY_S = 90
 
-__all__ = ["JobRequest", "SIGNAL_DELAY_S", "job_name", "read_preamble", "slurm_parameters", "slurm_executor",
+__all__ = ["JobRequest", "SIGNAL_DELAY_S", "job_name", "array_name", "array_executor", "read_preamble",
+           "slurm_parameters", "slurm_executor",
            "local_executor", "cell_command", "render_sbatch", "default_python"]
 
 
 def job_name(experiment: str, cell_id: str) -> str:
     return f"aslhpc-{experiment}-{cell_id}"
+
+
+#: the job name of every job array of an experiment (its tasks' cells are in the manifest, by task index)
+ARRAY = "array"
+
+
+def array_name(experiment: str) -> str:
+    """The job name of an experiment's job arrays: ``aslhpc-<experiment>-array``."""
+    return job_name(experiment, ARRAY)
+
+
+def collect_name(experiment: str) -> str:
+    """The job name of the dependent job that runs collect (``submit --collect``)."""
+    return job_name(experiment, "collect")
 
 
 def preamble_path(name: str, templates: Path | None = None) -> Path:
@@ -112,6 +127,15 @@ def slurm_executor(folder: str | Path, req: JobRequest, *, python: str | None = 
     cls = _RenderOnlySlurmExecutor if render_only else submitit.SlurmExecutor
     ex = cls(folder=folder, max_num_timeout=req.max_requeues, python=python)
     ex.update_parameters(**slurm_parameters(req))
+    return ex
+
+
+def array_executor(folder: str | Path, req: JobRequest, parallelism: int, *, python: str | None = None,
+                   render_only: bool = False) -> submitit.SlurmExecutor:
+    """One executor for a job array of cells sharing ``req``'s shape: submit them inside ``ex.batch()``;
+    at most ``parallelism`` of its tasks run at once (sbatch ``--array=0-N%parallelism``)."""
+    ex = slurm_executor(folder, req, python=python, render_only=render_only)
+    ex.update_parameters(array_parallelism=max(1, int(parallelism)))
     return ex
 
 

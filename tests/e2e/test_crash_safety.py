@@ -71,7 +71,7 @@ def test_killed_right_after_sbatch_then_resubmitted(cli, tiny_data: Path, tmp_pa
     job, name = job_file(tmp_path, "crashsb")
     results = tmp_path / "results"
     args = [job, "--data", tiny_data, "--results", results, "--gpus", "1", "--batch-sizes", "16,32",
-            "--epochs", EPOCHS]
+            "--epochs", EPOCHS, "--no-array"]  # one job per cell; arrays: the test below
     crashing = replace(cli, env={**cli.env, "ASLHPC_TEST_CRASH_AT": "after-sbatch:1"})
     p = crashing.submit(*args)
     assert p.returncode == 99, (p.stdout, p.stderr)
@@ -127,7 +127,7 @@ def test_disk_full_during_submit_then_resubmitted(cli, tiny_data: Path, tmp_path
         f"[ $n = 2 ] && cat /dev/zero > {filler} 2>/dev/null\nexit $rc\n")
     (wrap / "sbatch").chmod(0o755)
     args = [job, "--data", tiny_data, "--results", results, "--gpus", "1", "--batch-sizes", "16,32,64",
-            "--epochs", EPOCHS]
+            "--epochs", EPOCHS, "--no-array"]
     filling = replace(cli, env={**cli.env, "PATH": f"{wrap}:{cli.env['PATH']}"})
     p = filling.submit(*args)
     assert p.returncode == 2, (p.stdout, p.stderr)
@@ -151,3 +151,38 @@ def test_disk_full_during_submit_then_resubmitted(cli, tiny_data: Path, tmp_path
     report = wait_ended(results / name / "manifest.json", timeout=300)
     assert {r.state for r in report.rows} == {"COMPLETED"}, report.rows
     assert_each_cell_ran_once(results, name)
+
+
+def test_killed_right_after_an_arrays_sbatch_then_resubmitted(cli, tiny_data: Path, tmp_path: Path,
+                                                              wait_ended) -> None:
+    """Both cells of one job array are in flight when submit dies: the next submit finds the array's tasks
+    by the array's tag and adopts each as its cell's job (task i = the intent's task i)."""
+    job, name = job_file(tmp_path, "crasharr")
+    results = tmp_path / "results"
+    args = [job, "--data", tiny_data, "--results", results, "--gpus", "1,2", "--batch-sizes", "16,32",
+            "--epochs", EPOCHS]
+    crashing = replace(cli, env={**cli.env, "ASLHPC_TEST_CRASH_AT": "after-sbatch:1"})
+    p = crashing.submit(*args)
+    assert p.returncode == 99, (p.stdout, p.stderr)
+    manifest = results / name / "manifest.json"
+    m = load_manifest(manifest)
+    intents = {cid: e.intent for cid, e in m.cells.items() if e.intent is not None}
+    assert {cid: i.task for cid, i in intents.items()} == {"g1-b16-r0": 0, "g1-b32-r0": 1}
+    [token] = {i.token for i in intents.values()}
+    tasks = queued_jobs_named([f"aslhpc-{name}-array"])
+    assert sorted(t.job_id.split("_")[1] for t in tasks) == ["0", "1"] and {t.token for t in tasks} == {token}
+
+    p = cli.submit(*args)
+    assert p.returncode == 0, p.stderr
+    for t in tasks:
+        cell = "g1-b16-r0" if t.job_id.endswith("_0") else "g1-b32-r0"
+        assert f"{cell:<16} adopted     job {t.job_id}" in p.stdout
+    assert "2 job(s) submitted (as 1 job array(s)" in p.stdout  # the g2 cells, their own array
+    report = wait_ended(manifest, timeout=300)
+    assert {r.state for r in report.rows} == {"COMPLETED"}, report.rows
+    m = load_manifest(manifest)
+    assert m.pending() == {} and all(len(e.attempts) == 1 for e in m.cells.values())
+    assert {m.cells[c].last.job_id for c in ("g1-b16-r0", "g1-b32-r0")} == {t.job_id for t in tasks}
+    for cid, entry in m.cells.items():  # each ran once: one line per epoch
+        epochs = [e["epoch"] for e in read_jsonl(results / name / entry.out_dir / "epochs.jsonl")]
+        assert epochs == list(range(1, EPOCHS + 1)), (cid, epochs)

@@ -1,5 +1,6 @@
-"""The 2020 study's 12-cell matrix on the mini cluster: submit-and-exit, status from a fresh process,
-a cell cancelled with scancel, and ``--retry-failed`` bringing back that cell alone."""
+"""The 2020 study's 12-cell matrix on the mini cluster: submitted as 4 job arrays (one per GPU count),
+status from a fresh process, one array task cancelled with scancel, and ``--retry-failed`` bringing back
+that cell alone (as a plain job: a group of one)."""
 
 from __future__ import annotations
 
@@ -14,20 +15,27 @@ from aslhpc.orchestration.manifest import load_manifest
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("slurm_cluster")]
 
 
-def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Path, wait_ended, job_ids) -> None:
+def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Path, wait_ended,
+                                              job_ids) -> None:
     results = tmp_path / "results"
     args = ["--reservation", "CSYE7374_GPU", "--data", tiny_data, "--results", results, "--epochs", "1",
-            "--pipeline", "fast", "--allow-cpu", "--mem", "1G", "--cpus-per-gpu", "1"]  # default file: jobs/lad2020.toml
+            "--pipeline", "fast", "--allow-cpu", "--mem", "1G", "--cpus-per-gpu", "1"]  # jobs/lad2020.toml
     p = cli.submit(*args)
     assert p.returncode == 0, p.stderr
     assert "12 job(s) submitted" in p.stdout and "python -m aslhpc.status --experiment lad2020" in p.stdout
     manifest_path = results / "lad2020" / "manifest.json"
     m = load_manifest(manifest_path)
     assert m is not None and len(m.cells) == 12 and all(len(e.attempts) == 1 for e in m.cells.values())
+    arrays = {e.last.array_id for e in m.cells.values()}
+    assert len(arrays) == 4 and "(as 4 job array(s)" in p.stdout  # one array per GPU count
+    for e in m.cells.values():
+        assert e.last.job_id == f"{e.last.array_id}_{e.last.task_id}"
+        assert {x.last.array_id for x in m.cells.values() if x.gpus == e.gpus} == {e.last.array_id}
 
-    # scancel one cell (the last submitted: it waits for GPUs, or has just started)
+    # scancel one array task (the last submitted: it waits for GPUs, or has just started)
     victim = "g4-b512-r0"
     victim_job = m.cells[victim].last.job_id
+    assert "_" in victim_job
     subprocess.run(["scancel", victim_job], check=True)
 
     report = wait_ended(manifest_path, timeout=300)
@@ -38,7 +46,8 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
     st = cli.status("--results", results, "--experiment", "lad2020")
     assert st.returncode == 1  # a failed (cancelled) cell
     assert "11 COMPLETED" in st.stdout and "1 CANCELLED" in st.stdout
-    assert any(victim in ln and "CANCELLED" in ln for ln in st.stdout.splitlines())
+    assert any(victim in ln and "CANCELLED" in ln and victim_job in ln for ln in st.stdout.splitlines())
+    assert all(e.last.job_id in st.stdout for e in m.cells.values())  # every cell with its array task
 
     # a plain re-run submits nothing: completed cells are skipped, the cancelled one needs --retry-failed
     before_jobs = job_ids()
@@ -54,12 +63,17 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
     assert any(ln.startswith(victim) and "resubmitted" in ln for ln in p.stdout.splitlines())
     m = load_manifest(manifest_path)
     assert len(m.cells[victim].attempts) == 2 and m.cells[victim].attempts[0].job_id == victim_job
+    assert m.cells[victim].last.array_id == "" and "_" not in m.cells[victim].last.job_id  # a job of its own
     assert all(len(e.attempts) == 1 for cid, e in m.cells.items() if cid != victim)
 
     report = wait_ended(manifest_path, timeout=180)
     assert report.counts() == {"COMPLETED": 12}
     st = cli.status("--results", results)
     assert st.returncode == 0 and "12 COMPLETED" in st.stdout
+    # what each cell used, measured here (CPU cells: GPU figures empty, with the reason)
+    used = st.stdout[st.stdout.index("used (finished cells"):]
+    assert all(f"  {cid}" in used for cid in m.cells) and "RSS " in used and "GPU -" in used
+    assert "no GPU figures: no GPU sampled: CPU fallback" in used
     for cid, ns in mtimes.items():  # the other cells were not touched
         assert (results / "lad2020" / "cells" / cid / "result.json").stat().st_mtime_ns == ns
 
@@ -67,7 +81,11 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
         result = json.loads((results / "lad2020" / "cells" / cid / "result.json").read_text())
         slurm = result["slurm"]
         assert result["gpus_requested"] == entry.gpus and result["epochs"] == 1
-        assert slurm["job_id"] == entry.last.job_id and slurm["reservation"] == "CSYE7374_GPU"
+        if entry.last.array_id:  # an array task: SLURM_ARRAY_TASK_ID is its task
+            assert slurm["array_task"] == str(entry.last.task_id)
+        else:
+            assert slurm["job_id"] == entry.last.job_id
+        assert slurm["reservation"] == "CSYE7374_GPU"
         assert int(slurm["gpus_granted"]) == entry.gpus  # SLURM_GPUS_ON_NODE: what SLURM granted
         assert len(slurm["job_gpus"].split(",")) == entry.gpus  # SLURM_JOB_GPUS
 
@@ -85,5 +103,7 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
     exp = results / "lad2020"
     report = (exp / "report.md").read_text()
     assert "Using 4GPU" in report and "H2" in report and "published 2020 reference" in c.stdout
+    usage = report[report.index("## What each cell used"):]
+    assert "% (sacct) |" in usage and "| g4-b512-r0 | 4 |" in usage  # CPU time from accounting, 4 cores
     assert all((exp / "plots" / f).stat().st_size > 0 for f in ("time_vs_gpus.png", "accuracy_vs_batch.png"))
     assert (exp / "table_b512.csv").is_file()

@@ -48,3 +48,33 @@ def test_preempted_cell_resumes_from_its_epoch_checkpoint(cli, synth_root: Path,
     err = (folder / f"{entry.last.job_id}_0_log.err").read_text()
     assert "resuming g1-b32-r0" in log, log[-2000:]
     assert "Requeued job" in err or "requeue" in err.lower()
+
+
+def test_a_preempted_array_task_resumes_from_its_checkpoint(cli, synth_root: Path, tmp_path: Path,
+                                                            wait_ended) -> None:
+    """The same for one task of a job array: submitit requeues ``<array>_<task>`` alone and it resumes."""
+    results = tmp_path / "results"
+    p = cli.submit("jobs/smoke.toml", "--data", synth_root, "--results", results, "--gpus", "1",
+                   "--batch-sizes", "32,64", "--epochs", EPOCHS)
+    assert p.returncode == 0, p.stderr
+    manifest_path = results / "smoke" / "manifest.json"
+    entry = load_manifest(manifest_path).cells["g1-b32-r0"]
+    assert entry.last.array_id and entry.last.job_id == f"{entry.last.array_id}_0"
+    cell = results / "smoke" / entry.out_dir
+    folder = results / "smoke" / entry.last.folder
+
+    deadline = time.monotonic() + 120
+    while not (cell / "checkpoint.pt").exists() or not read_jsonl(cell / "epochs.jsonl"):
+        assert time.monotonic() < deadline, "no epoch checkpoint within 120 s"
+        assert not (cell / "result.json").exists(), "the cell finished before it could be preempted"
+        time.sleep(0.2)
+    submitit.SlurmJob(folder=folder.parent / "%j", job_id=entry.last.job_id)._interrupt()
+
+    report = wait_ended(manifest_path, timeout=240)
+    rows = {r.cell_id: r for r in report.rows}
+    assert {r.state for r in rows.values()} == {"COMPLETED"}, rows
+    assert rows["g1-b32-r0"].restarts >= 1 and rows["g1-b32-r0"].job_id == entry.last.job_id
+    epochs = [e["epoch"] for e in read_jsonl(cell / "epochs.jsonl")]
+    assert epochs == list(range(1, EPOCHS + 1))
+    log = (folder / f"{entry.last.job_id}_0_log.out").read_text()
+    assert "resuming g1-b32-r0" in log, log[-2000:]

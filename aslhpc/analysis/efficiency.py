@@ -1,0 +1,237 @@
+"""What each cell asked for against what it used (seff/jobstats for the matrix), with a plain hint.
+
+Per cell: CPU efficiency (CPU time / (cores x elapsed), from sacct's ``TotalCPU`` where accounting
+has it, else the cell's own sampled CPU utilisation), peak RSS against the requested memory, GPU
+utilisation and GPU memory against the GPUs requested, and GPU-hours charged (GPUs x elapsed)
+against useful (weighted by utilisation). GPU columns are empty, with the reason, where no GPU was
+sampled (CPU cells). The 2020 study's conclusion 2 was that the GPUs sat mostly idle: this is
+where a rerun shows whether they still do.
+
+:func:`efficiency_frame` and :func:`hint` are pure (plain records in, a frame out);
+:func:`experiment_efficiency` reads the manifest, the cells' result.json and, optionally, one
+``sacct`` call.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+COLUMNS = ("cell", "cores", "elapsed_s", "cpu_eff_pct", "cpu_from", "mem_req_gb", "rss_peak_gb", "mem_pct",
+           "gpus", "gpu_util_pct", "gpu_mem_peak_gb", "gpu_mem_total_gb", "gpu_h_charged", "gpu_h_useful",
+           "hint")
+#: a request this many times what was used is "clearly too large" (and worth a hint)
+TOO_LARGE = 4.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One finished cell: what it asked for and what it used (None: not measured)."""
+
+    cell: str
+    cores: int  # CPUs the job had (cpus per task x tasks x nodes)
+    mem_req_gb: float  # memory requested, all nodes
+    gpus: int  # GPUs requested
+    elapsed_s: float | None
+    cpu_time_s: float | None = None  # sacct TotalCPU
+    cpu_util_pct: float | None = None  # the cell's own sampled CPU utilisation (telemetry.cpu)
+    rss_peak_gb: float | None = None
+    gpu_util_pct: float | None = None  # mean over the GPUs sampled
+    gpu_mem_peak_gb: float | None = None  # the largest per-GPU peak
+    gpu_mem_total_gb: float | None = None
+    no_gpu_reason: str = ""  # why there are no GPU figures (telemetry.reason)
+
+
+def _pct(num: float | None, den: float | None) -> float | None:
+    if num is None or not den:
+        return None
+    return 100.0 * num / den
+
+
+def cpu_efficiency(u: Usage) -> tuple[float | None, str]:
+    """(percent, source): sacct's TotalCPU / (cores x elapsed) where it has one, else the sampled mean."""
+    if u.cpu_time_s is not None and u.elapsed_s:
+        return _pct(u.cpu_time_s, u.cores * u.elapsed_s), "sacct"
+    if u.cpu_util_pct is not None:
+        return u.cpu_util_pct, "sampled"
+    return None, ""
+
+
+def hint(u: Usage) -> str:
+    """A plain-language line when a request was clearly too large (else '')."""
+    out = []
+    if u.rss_peak_gb and u.mem_req_gb >= TOO_LARGE * u.rss_peak_gb and u.mem_req_gb - u.rss_peak_gb >= 1:
+        want = max(1, math.ceil(u.rss_peak_gb * 1.5))
+        out.append(f"asked {u.mem_req_gb:g} GB, peaked at {u.rss_peak_gb:.1f} GB: --mem {want}G would do")
+    eff, _ = cpu_efficiency(u)
+    if eff is not None and u.cores > 1 and eff * TOO_LARGE <= 100:
+        need = max(1, math.ceil(u.cores * eff / 100 * 1.5))
+        out.append(f"used {eff:.0f}% of {u.cores} CPUs: about {need} would do")
+    if u.gpus and u.gpu_util_pct is not None and u.gpu_util_pct * TOO_LARGE <= 100:
+        out.append(f"the {u.gpus} GPU(s) were {u.gpu_util_pct:.0f}% busy on average")
+    return "; ".join(out)
+
+
+def efficiency_frame(usages: Iterable[Usage]) -> pd.DataFrame:
+    """One row per cell, columns :data:`COLUMNS`; NaN where not measured."""
+    rows = []
+    for u in usages:
+        eff, source = cpu_efficiency(u)
+        hours = (u.elapsed_s or 0) / 3600 if u.elapsed_s is not None else None
+        charged = u.gpus * hours if hours is not None and u.gpus else None
+        useful = None
+        if charged is not None and u.gpu_util_pct is not None:
+            useful = charged * u.gpu_util_pct / 100
+        rows.append({
+            "cell": u.cell, "cores": u.cores, "elapsed_s": u.elapsed_s, "cpu_eff_pct": eff,
+            "cpu_from": source, "mem_req_gb": u.mem_req_gb, "rss_peak_gb": u.rss_peak_gb,
+            "mem_pct": _pct(u.rss_peak_gb, u.mem_req_gb),
+            "gpus": u.gpus, "gpu_util_pct": u.gpu_util_pct, "gpu_mem_peak_gb": u.gpu_mem_peak_gb,
+            "gpu_mem_total_gb": u.gpu_mem_total_gb, "gpu_h_charged": charged, "gpu_h_useful": useful,
+            "hint": "; ".join(x for x in (hint(u), f"no GPU figures: {u.no_gpu_reason}"
+                                          if u.gpus and u.no_gpu_reason else "") if x)})
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    for col in COLUMNS:
+        if col not in ("cell", "cpu_from", "hint"):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")  # None -> NaN: not measured
+    return frame
+
+
+def compact(row: pd.Series) -> str:
+    """One short line for status: ``CPU 23% | RSS 1.1/16 GB | GPU 41%``."""
+    parts = []
+    if pd.notna(row["cpu_eff_pct"]):
+        parts.append(f"CPU {row['cpu_eff_pct']:.0f}%")
+    if pd.notna(row["rss_peak_gb"]):
+        parts.append(f"RSS {row['rss_peak_gb']:.1f}/{row['mem_req_gb']:g} GB")
+    parts.append(f"GPU {row['gpu_util_pct']:.0f}%" if pd.notna(row["gpu_util_pct"]) else "GPU -")
+    return " | ".join(parts)
+
+
+def markdown(frame: pd.DataFrame) -> list[str]:
+    """The report's section: the table, then the hints."""
+    if frame.empty:
+        return []
+
+    def f(v: Any, fmt: str) -> str:
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+    lines = ["## What each cell used", "",
+             "Requested vs used (CPU efficiency = CPU time / (cores x elapsed); GPU-hours charged = GPUs x "
+             "elapsed, useful = charged x mean GPU utilisation).", "",
+             "| cell | cores | CPU eff | mem asked (GB) | RSS peak (GB) | GPUs | GPU util | "
+             "GPU mem peak (GB) | GPU-h charged | GPU-h useful |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for _, r in frame.iterrows():
+        eff = f(r["cpu_eff_pct"], ".0f")
+        lines.append(f"| {r['cell']} | {r['cores']} | {eff + '%' if eff else ''} ({r['cpu_from']}) | "
+                     f"{f(r['mem_req_gb'], 'g')} | {f(r['rss_peak_gb'], '.2f')} | {r['gpus']} | "
+                     f"{f(r['gpu_util_pct'], '.0f')} | {f(r['gpu_mem_peak_gb'], '.2f')} | "
+                     f"{f(r['gpu_h_charged'], '.3f')} | {f(r['gpu_h_useful'], '.3f')} |")
+    hints = [f"- {r['cell']}: {r['hint']}" for _, r in frame.iterrows() if r["hint"]]
+    return lines + ([""] + hints if hints else []) + [""]
+
+
+# --------------------------------------------------------------------------- reading an experiment
+
+
+def parse_duration_s(text: str) -> float | None:
+    """sacct's ``[D-]HH:MM:SS`` / ``MM:SS.mmm`` -> seconds; None for ''/unknown."""
+    text = (text or "").strip()
+    if not text or text in ("INVALID", "Unknown"):
+        return None
+    days, _, rest = text.rpartition("-")
+    try:
+        parts = [float(p) for p in rest.split(":")]
+        while len(parts) < 3:
+            parts.insert(0, 0.0)
+        return (int(days) if days else 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+    except ValueError:
+        return None
+
+
+def sacct_usage(job_ids: Iterable[str],
+                run: Callable[[list[str]], subprocess.CompletedProcess] | None = None) -> dict[str, tuple]:
+    """job id -> (TotalCPU s, Elapsed s) from one sacct call (the allocation row: the sum of its steps);
+    {} where accounting does not answer."""
+    from aslhpc.slurm.accounting import _run, query_ids
+
+    ids = [j for j in job_ids if j]
+    if not ids:
+        return {}
+    cmd = ["sacct", "--parsable2", "-n", "-o", "JobID,TotalCPU,Elapsed", "--jobs", ",".join(query_ids(ids))]
+    try:
+        proc = (run or _run)(cmd)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if proc.returncode != 0:
+        return {}
+    out = {}
+    for line in proc.stdout.splitlines():
+        job, _, rest = line.partition("|")
+        if "." in job or not rest:
+            continue
+        cpu, _, elapsed = rest.partition("|")
+        out[job] = (parse_duration_s(cpu), parse_duration_s(elapsed))
+    return out
+
+
+def _usage_from_result(cell: str, req: Any, res: dict, acct: tuple | None) -> Usage:
+    tel = res.get("telemetry") or {}
+    cpu = tel.get("cpu") or {}
+    gpus = [g for g in tel.get("gpus") or [] if isinstance(g, dict)]
+    utils = [g["util_mean_pct"] for g in gpus if isinstance(g.get("util_mean_pct"), int | float)]
+    peaks = [g["mem_peak_gb"] for g in gpus if isinstance(g.get("mem_peak_gb"), int | float)]
+    totals = [g["mem_total_gb"] for g in gpus if isinstance(g.get("mem_total_gb"), int | float)]
+    elapsed = acct[1] if acct and acct[1] else res.get("exec_time_s")
+    from aslhpc.orchestration.experiment import parse_mem_mb
+
+    cores = req.cpus_per_task * req.tasks_per_node * req.nodes
+    return Usage(cell, cores, parse_mem_mb(req.mem) * req.nodes / 1024,
+                 req.gpus, float(elapsed) if isinstance(elapsed, int | float) else None,
+                 acct[0] if acct else None, cpu.get("util_mean_pct"), cpu.get("rss_peak_gb"),
+                 sum(utils) / len(utils) if utils else None, max(peaks, default=None),
+                 max(totals, default=None), "" if gpus else str(tel.get("reason") or "no GPU sampled"))
+
+
+Runner = Callable[[list[str]], subprocess.CompletedProcess]
+
+
+def experiment_efficiency(exp_dir: str | Path, *, use_sacct: bool = True,
+                          run: Runner | None = None) -> pd.DataFrame:
+    """The efficiency frame of every completed cell of the experiment in ``exp_dir``."""
+    from aslhpc.atomic import read_json
+    from aslhpc.orchestration.experiment import ExperimentSpec, job_request
+    from aslhpc.orchestration.manifest import load_manifest
+
+    exp_dir = Path(exp_dir)
+    manifest = load_manifest(exp_dir / "manifest.json")
+    if manifest is None:
+        return efficiency_frame([])
+    spec = ExperimentSpec.from_dict(manifest.spec)
+    cells = {c.cell_id: c for c in spec.cells()}
+    done = {}
+    for cid, entry in manifest.cells.items():
+        path = exp_dir / entry.out_dir / "result.json"
+        if cid in cells and path.is_file():
+            try:
+                done[cid] = read_json(path)
+            except (OSError, ValueError):
+                continue
+    slurm_ids = {cid: e.last.job_id for cid, e in manifest.cells.items()
+                 if cid in done and e.last and e.last.cluster == "slurm"}
+    acct = sacct_usage(slurm_ids.values(), run) if use_sacct and slurm_ids else {}
+    usages = []
+    for cid, res in done.items():
+        try:
+            req = job_request(spec, cells[cid])
+        except Exception:  # noqa: BLE001 - a cell the spec cannot lay out: nothing to compare with
+            continue
+        usages.append(_usage_from_result(cid, req, res, acct.get(slurm_ids.get(cid, ""))))
+    return efficiency_frame(usages)

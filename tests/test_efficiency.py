@@ -1,0 +1,53 @@
+"""Requested vs used per cell (aslhpc.analysis.efficiency): the figures and the plain hints."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+
+import pytest
+
+from aslhpc.analysis.efficiency import Usage, efficiency_frame, hint, markdown, parse_duration_s, sacct_usage
+
+
+def test_an_oversized_request_gets_the_hint_a_user_can_act_on() -> None:
+    u = Usage("g1-b32-r0", cores=8, mem_req_gb=16, gpus=1, elapsed_s=3600, cpu_time_s=3600,
+              rss_peak_gb=1.2, gpu_util_pct=20.0, gpu_mem_peak_gb=3.0, gpu_mem_total_gb=32.0)
+    text = hint(u)
+    assert "asked 16 GB, peaked at 1.2 GB: --mem 2G would do" in text
+    assert "used 12% of 8 CPUs: about 2 would do" in text  # 3600 CPU-s / (8 cores x 3600 s)
+    assert "the 1 GPU(s) were 20% busy on average" in text
+    row = efficiency_frame([u]).iloc[0]
+    assert row["cpu_eff_pct"] == pytest.approx(12.5) and row["cpu_from"] == "sacct"
+    assert row["gpu_h_charged"] == pytest.approx(1.0) and row["gpu_h_useful"] == pytest.approx(0.2)
+    assert row["mem_pct"] == pytest.approx(7.5)
+
+
+def test_a_well_sized_cell_gets_no_hint_and_a_cpu_cell_says_why_it_has_no_gpu_figures() -> None:
+    fit = Usage("a", cores=2, mem_req_gb=4, gpus=0, elapsed_s=100, cpu_time_s=160, rss_peak_gb=3.0)
+    assert hint(fit) == ""
+    cpu = Usage("b", cores=1, mem_req_gb=1, gpus=2, elapsed_s=60, cpu_util_pct=30.0, rss_peak_gb=0.9,
+                no_gpu_reason="CPU fallback: 2 GPU(s) requested, 0 visible")
+    frame = efficiency_frame([fit, cpu])
+    b = frame.iloc[1]
+    assert b["cpu_from"] == "sampled" and b["cpu_eff_pct"] == 30.0
+    assert math.isnan(b["gpu_util_pct"]) and math.isnan(b["gpu_h_useful"])
+    assert b["hint"] == "no GPU figures: CPU fallback: 2 GPU(s) requested, 0 visible"
+    md = "\n".join(markdown(frame))
+    assert "## What each cell used" in md and "| b | 1 | 30% (sampled) |" in md
+
+
+def test_sacct_cpu_time_comes_from_the_allocation_row_in_one_call() -> None:
+    """Recorded on the mini cluster: the allocation row's TotalCPU is the sum of its steps."""
+    text = ("198_0|00:04.450|00:00:16\n198_0.batch|00:00.010|00:00:16\n198_0.0|00:04.439|00:00:16\n"
+            "7|1-02:00:00|2-00:00:00\n")
+    calls = []
+
+    def run(cmd: list[str]) -> subprocess.CompletedProcess:
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, text, "")
+
+    got = sacct_usage(["198_0", "7"], run)
+    assert len(calls) == 1 and calls[0][calls[0].index("--jobs") + 1] == "7,198"
+    assert got["198_0"] == (pytest.approx(4.45), 16.0) and got["7"] == (93600.0, 172800.0)
+    assert parse_duration_s("") is None and parse_duration_s("05:30") == 330.0
