@@ -377,7 +377,8 @@ def test_a_ddp_rank_that_failed_alone_names_its_error(experiment: Path) -> None:
     """Under NCCL a rank > 0 that raised may be the only one that wrote an error (rank 0 hangs in a
     collective until the watchdog kills it): status shows the first rank's error.rank<r>.json."""
     exp = experiment.parent
-    write_json(exp / "cells/g1-b64-r0/error.rank3.json", {"error": "ValueError: rank 3 later", "time": iso(1)})
+    write_json(exp / "cells/g1-b64-r0/error.rank3.json",
+               {"error": "ValueError: rank 3 later", "time": iso(1)})
     write_json(exp / "cells/g1-b64-r0/error.rank1.json", {"error": "OSError: rank 1 disk", "time": iso(1)})
     rows = {r.cell_id: r for r in experiment_status(experiment, query=fake_query(SACCT)).rows}
     assert rows["g1-b64-r0"].state == "FAILED"

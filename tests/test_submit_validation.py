@@ -272,7 +272,8 @@ def test_split_flags_reach_every_cell_and_a_bad_split_is_one_line(dataset: Path,
     rc, _, err = run_submit(capsys, str(job), "--data", str(dataset), "--results", str(tmp_path / "other"),
                             "--cluster", "local")
     lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert rc == 2 and lines == ["error: rand.toml: train.split='rand' is not valid; use one of random, blocked"]
+    assert rc == 2
+    assert lines == ["error: rand.toml: train.split='rand' is not valid; use one of random, blocked"]
     assert not (tmp_path / "other").exists()
 
 
@@ -314,7 +315,8 @@ def _no_sm70() -> str:
     from aslhpc.orchestration.torchfix import v100_fix
 
     fix = v100_fix()
-    assert "torch==2.7.1 torchvision==0.22.1" in fix and "constraints-v100.txt" in fix and sys.executable in fix
+    assert "torch==2.7.1 torchvision==0.22.1" in fix and "constraints-v100.txt" in fix
+    assert sys.executable in fix
     return (f"torch 2.14.1+cu130 has no sm_70 (V100) kernels: the cells would fail on v100-sxm2; {fix} or "
             "request another --gpu-type")
 

@@ -56,7 +56,8 @@ def replace_old(manifest: Manifest, out: Callable[[str], None], run: Runner = _r
 
 def submit_collect(spec: ExperimentSpec, manifest: Manifest, after: Iterable[str], python: str,
                    out: Callable[[str], None], token: str) -> Attempt:
-    """Submit the collect job after the jobs ``after`` (recorded in ``manifest.collect``; the caller saves)."""
+    """Submit the collect job after the jobs ``after`` (recorded in ``manifest.collect``; the caller
+    saves)."""
     import submitit
 
     replace_old(manifest, out)

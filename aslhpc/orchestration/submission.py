@@ -601,7 +601,8 @@ def _submit_collect(spec: ExperimentSpec, manifest: Manifest, path: Path, report
     """The dependent collect job, after every cell job that is live now (just submitted or still queued)."""
     from aslhpc.orchestration.collectjob import submit_collect
 
-    live = [r.job_id for r in (report.rows if report else []) if r.state in LIVE_STATES and r.cluster == "slurm"]
+    rows = report.rows if report else []
+    live = [r.job_id for r in rows if r.state in LIVE_STATES and r.cluster == "slurm"]
     after = live + [a.job_id for a in todo if a.job_id]
     attempt = submit_collect(spec, manifest, after, python, out, new_token())
     _Ledger(path, []).save(manifest)
