@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -35,6 +36,9 @@ _STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUE
           "COMPLETING": "cyan", NOT_SUBMITTED: "dim", UNKNOWN: "magenta"}
 _COLUMNS = (("cell", "left"), ("job", "right"), ("state", "left"), ("node", "left"), ("elapsed", "right"),
             ("epoch", "right"), ("val acc", "right"), ("img/s", "right"), ("ETA", "right"))
+# Long values (array task ids, OUT_OF_MEMORY (2 requeues), node lists) fold onto a second line rather
+# than lose their end to an ellipsis; short ones never wrap. Headers keep their whole width.
+_FOLDS = {"cell", "job", "state", "node"}
 
 
 def _state_text(r: CellRow) -> Text:
@@ -60,9 +64,12 @@ def _problems(report: StatusReport) -> list[Text]:
 
 def render_table(report: StatusReport) -> RenderableType:
     """The status table (one row per cell), its summary caption, then the error lines of failed cells."""
-    table = Table(title=f"{report.experiment}  ({report.manifest})", title_justify="left", expand=False)
+    # Horizontal rules only: vertical borders would cost ten of an 80-column terminal's columns.
+    table = Table(title=f"{report.experiment}  ({report.manifest})", title_justify="left", expand=False,
+                  box=box.SIMPLE_HEAD, pad_edge=False)
     for name, justify in _COLUMNS:
-        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, min_width=len(name),  # type: ignore[arg-type]
+                         no_wrap=name not in _FOLDS, overflow="fold")
     for r in report.rows:
         table.add_row(
             r.cell_id, r.job_id or "-", _state_text(r), r.node, r.elapsed,

@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print("interrupted: cells running on this machine were cancelled (SLURM jobs already submitted "
                   "keep going); re-run submit, with --retry-failed for the cancelled cells, to continue")
         return 130
-    live.stop()
+    live.stop(final=True)
 
     status_cmd = _status_command(result.experiment, spec.results)
     if result.dry_run_dir is not None:
@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                       "one job shape into one job array)", highlight=False)
         return 0
     for a in result.actions:
+        if a.submits and live.shown:
+            continue  # the live table on screen has each cell's job and final state
         if a.submits:
             ran = "ran" if result.cluster == "local" else "submitted"
             verb = "resubmitted" if a.action == "retry" else ran
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         from aslhpc.status import render_table
 
         report = experiment_status(result.manifest)
-        console.print(render_table(report))
+        if not live.shown:  # a log or pipe saw no live table: print the final one
+            console.print(render_table(report))
         return 1 if report.any_failed else 0
     if args.wait:
         from aslhpc.orchestration.cellstate import experiment_status
@@ -265,6 +268,7 @@ class _LocalDisplay:
         self.manifest: Path | None = None
         self._live = None
         self._last = 0.0
+        self._shown = False
 
     def tick(self) -> None:
         # Not a terminal (a log, a pipe, a detached run): no live redraws; the final table is printed anyway.
@@ -280,11 +284,23 @@ class _LocalDisplay:
         if self._live is None:
             self._live = Live(table, console=self.console, refresh_per_second=2)
             self._live.start()
+            self._shown = True
         else:
             self._live.update(table)
 
-    def stop(self) -> None:
+    @property
+    def shown(self) -> bool:
+        """Whether the table was drawn live (then its last frame, the final states, stays on screen)."""
+        return self._shown
+
+    def stop(self, final: bool = False) -> None:
+        """End the live table; ``final``: redraw it with the cells' final states first."""
         if self._live is not None:
+            if final and self.manifest is not None:
+                from aslhpc.orchestration.cellstate import experiment_status
+                from aslhpc.status import render_table
+
+                self._live.update(render_table(experiment_status(self.manifest)), refresh=True)
             self._live.stop()
             self._live = None
 

@@ -415,3 +415,23 @@ def test_an_array_task_cancelled_before_it_started_reads_cancelled_not_lost(tmp_
     lost = {r.cell_id: r for r in experiment_status(path, query=lambda ids, starttime="": StateQuery(
         {"176_0": ran}, "sacct", queue_read=False)).rows}
     assert lost["g1-b64-r0"].state == "UNKNOWN"  # squeue silent: nobody can tell
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_table_keeps_every_header_and_value_at_80_and_120_columns(experiment: Path, width: int) -> None:
+    """Real clusters have 8-digit array task ids, OUT_OF_MEMORY states and long cell ids: at 80 columns
+    they fold onto a second line; no header or value loses its end to an ellipsis."""
+    report = experiment_status(experiment, query=fake_query(SACCT))
+    long = report.rows[1]
+    long.job_id, long.state, long.restarts = "12345678_11", "OUT_OF_MEMORY", 2
+    report.rows[0].cell_id = "g4-b512-ddp-blocked-r12"
+    console = Console(width=width, record=True, color_system=None)
+    console.print(render_table(report))
+    text = console.export_text()
+    assert "…" not in text and max(len(ln) for ln in text.splitlines()) <= width
+    head = next(ln for ln in text.splitlines() if "cell" in ln and "state" in ln)
+    for name in ("cell", "job", "state", "node", "elapsed", "epoch", "val acc", "img/s", "ETA"):
+        assert name in head
+    flat = text.replace("\n", " ")
+    for value in ("g4-b512-ddp-blocked-r12", "OUT_OF_MEMORY"):
+        assert value in flat or value[:8] in flat  # whole, or folded across lines
