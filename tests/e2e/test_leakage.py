@@ -43,7 +43,9 @@ def test_leakage_experiment_on_the_cluster(cli, frames_data: Path, tmp_path: Pat
     for cid in m.cells:
         result = json.loads((results / "lad2020-leakage" / "cells" / cid / "result.json").read_text())
         splits[cid] = result["split"]
-        assert result["slurm"]["job_id"] == m.cells[cid].last.job_id
+        slurm = result["slurm"]  # an array task records its array's id and its task index
+        ran_as = f"{slurm['job_id']}_{slurm['array_task']}" if slurm.get("array_task") else slurm["job_id"]
+        assert ran_as == m.cells[cid].last.job_id
     assert {s["kind"] for c, s in splits.items() if "blocked" in c} == {"blocked"}
     assert {s["kind"] for c, s in splits.items() if "blocked" not in c} == {"random"}
     assert len({s["hash"] for s in splits.values()}) == 2 and {s["seed"] for s in splits.values()} == {0}
