@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from slurm_fakes import FAKE_SCONTROL
 
 from aslhpc.data import CANONICAL_CLASSES
 from aslhpc.orchestration.experiment import REPO_JOBS
@@ -77,15 +78,7 @@ elif tool == "sacct":
             print(f"{{i}}|{{i}}|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-01-01T00:00:00|None|"
                   f"{{name}}")
 '''
-SCONTROL = f"""#!/bin/bash
-case "$1 $2" in
-  "ping "*) echo "Slurmctld(primary) at vm is UP" ;;
-  "show partition") cat {GOLDEN}/scontrol_partition.txt ;;
-  "show node") cat {GOLDEN}/scontrol_node.txt ;;
-  "show reservation") cat {GOLDEN}/scontrol_reservation.txt ;;
-  *) exit 1 ;;
-esac
-"""
+SCONTROL = FAKE_SCONTROL  # the one fake scontrol of the unit tests (tests/slurm_fakes.py)
 
 
 @pytest.fixture
