@@ -353,10 +353,12 @@ def plot_breakdown(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
         vals = [v if math.isfinite(v) else 0.0 for v in data.get(col, pd.Series(math.nan, index=data.index))]
         ax.bar(x, vals, bottom=bottom, label=name)
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    labelled = False
     for xi, (_, r) in zip(x, data.iterrows(), strict=True):
         util = r.get("gpu_util_pct", math.nan)
         if util is not None and math.isfinite(util):
             ax.annotate(f"GPU {util:.0f} %", (xi, bottom[xi]), ha="center", va="bottom", fontsize=7)
+            labelled = True
     cpu = _cpu_mask(data).to_list()
     ax.set_xticks(x)
     ax.set_xticklabels(
@@ -367,7 +369,8 @@ def plot_breakdown(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
     )
     ax.set_xlabel("configuration (batch size, GPU count; CPU = ran on the CPU)")
     ax.set_ylabel("time, summed over epochs (s)")
-    ax.set_title("Where the time went, per configuration (labels: mean GPU utilisation)\n"
+    what = " (labels: mean GPU utilisation)" if labelled else ""  # CPU cells have no GPU figure to show
+    ax.set_title(f"Where the time went, per configuration{what}\n"
                  + _subtitle(data, label, error_bars=False), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.set_ylim(0, max(bottom, default=1.0) * 1.3 or 1.0)  # headroom for the legend above the bars
