@@ -51,3 +51,18 @@ def test_sacct_cpu_time_comes_from_the_allocation_row_in_one_call() -> None:
     assert len(calls) == 1 and calls[0][calls[0].index("--jobs") + 1] == "7,198"
     assert got["198_0"] == (pytest.approx(4.45), 16.0) and got["7"] == (93600.0, 172800.0)
     assert parse_duration_s("") is None and parse_duration_s("05:30") == 330.0
+
+
+def test_the_usage_plot_draws_measured_cells_and_nothing_for_none(tmp_path) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from aslhpc.analysis.efficiency import plot_usage
+
+    cells = [Usage("g1-b32-r0", cores=4, mem_req_gb=16, gpus=1, elapsed_s=100, cpu_time_s=200,
+                   rss_peak_gb=1.2, gpu_util_pct=40.0),
+             Usage("g2-b32-r0", cores=1, mem_req_gb=1, gpus=2, elapsed_s=60, cpu_util_pct=30.0,
+                   no_gpu_reason="CPU fallback")]
+    path = plot_usage(efficiency_frame(cells), tmp_path / "usage.png")
+    assert path is not None and Image.open(path).size[0] > 500
+    assert plot_usage(efficiency_frame([]), tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()

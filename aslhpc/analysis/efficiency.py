@@ -235,3 +235,48 @@ def experiment_efficiency(exp_dir: str | Path, *, use_sacct: bool = True,
             continue
         usages.append(_usage_from_result(cid, req, res, acct.get(slurm_ids.get(cid, ""))))
     return efficiency_frame(usages)
+
+
+def plot_usage(frame: pd.DataFrame, path: Path) -> Path | None:
+    """Requested vs used per cell, as a picture: memory asked against the RSS peak, and CPU efficiency
+    beside GPU utilisation (where measured). None when no cell has a figure to draw."""
+    if frame.empty or not frame[["rss_peak_gb", "cpu_eff_pct", "gpu_util_pct"]].notna().any().any():
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from aslhpc.analysis.plots import _save
+
+    cells = frame["cell"].astype(str).tolist()
+    x = list(range(len(cells)))
+    fig, (mem, eff) = plt.subplots(1, 2, figsize=(max(8.0, 0.9 * len(cells) + 4), 4.2))
+    w = 0.4
+    mem.bar([i - w / 2 for i in x], frame["mem_req_gb"].fillna(0), w, label="asked (--mem)")
+    mem.bar([i + w / 2 for i in x], frame["rss_peak_gb"].fillna(0), w, label="peak RSS (used)")
+    mem.set_ylabel("GB")
+    mem.set_title("Memory: asked vs used", fontsize=10)
+    eff.bar([i - w / 2 for i in x], frame["cpu_eff_pct"].fillna(0), w, label="CPU efficiency")
+    gpu = frame["gpu_util_pct"]
+    if gpu.notna().any():
+        eff.bar([i + w / 2 for i in x], gpu.fillna(0), w, label="mean GPU utilisation")
+        eff.set_title("CPU efficiency and GPU utilisation", fontsize=10)
+    else:  # CPU cells: there is no GPU figure, and a zero bar would read as an idle GPU
+        eff.set_title("CPU efficiency (GPU utilisation: not measured)", fontsize=10)
+    eff.set_ylabel("%")
+    # sampled CPU % is of one core: a multi-threaded cell can pass 100 % of a 1-core request
+    top = pd.concat([frame["cpu_eff_pct"], gpu]).max()
+    eff.set_ylim(0, max(105.0, float(top) * 1.15 if pd.notna(top) else 105.0))
+    mem.set_ylim(0, float(frame[["mem_req_gb", "rss_peak_gb"]].max().max() or 1.0) * 1.3)
+    for ax in (mem, eff):
+        ax.set_xticks(x)
+        ax.set_xticklabels(cells, rotation=45, ha="right", fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left", ncol=2)
+    fig.suptitle("What each cell used (measured by aslhpc)", fontsize=11)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.24, top=0.86, wspace=0.25)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

@@ -131,6 +131,8 @@ class CollectOutput:
     report_path: Path | None = None
     #: the study's CPU run (Section 6.6), shown as reference data beside this run's figures
     cpu_reference: CpuReference | None = None
+    #: what each cell asked for and used (analysis.efficiency); None until collect computes it
+    usage: pd.DataFrame | None = None
 
 
 def analyze(
@@ -469,6 +471,7 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
     a = out.analysis
     plot_paths = dict(plot_paths or {})
     gap_plot = plot_paths.pop("leakage_gap", None)
+    usage_plot = plot_paths.pop("usage", None)
     lines = _header_md(out) + _tables_md(a) + _leakage_md(a, gap_plot, out.exp_dir)
     lines += _breakdown_md(a) + _cpu_reference_md(out)
     if plot_paths:
@@ -476,18 +479,31 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         for key, p in plot_paths.items():
             rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
             lines += [f"![{key}]({rel.as_posix()})", ""]
-    lines += _verdicts_section(a) + _reference_section(out) + _holes_md(a) + _usage_md(out)
+    lines += _verdicts_section(a) + _reference_section(out) + _holes_md(a) + _usage_md(out, usage_plot)
     return "\n".join(lines)
 
 
-def _usage_md(out: CollectOutput) -> list[str]:
-    """What each cell asked for vs used (aslhpc.analysis.efficiency; one sacct call where SLURM answers)."""
-    from aslhpc.analysis.efficiency import experiment_efficiency, markdown
+def _usage_md(out: CollectOutput, plot: Path | None = None) -> list[str]:
+    """What each cell asked for vs used (aslhpc.analysis.efficiency), with its plot when drawn."""
+    from aslhpc.analysis.efficiency import markdown
 
-    try:
-        return markdown(experiment_efficiency(out.exp_dir))
-    except Exception:  # noqa: BLE001 - the usage table is an extra: never fail the report for it
-        return []
+    lines = markdown(_usage(out))
+    if lines and plot is not None:
+        rel = plot.relative_to(out.exp_dir) if plot.is_relative_to(out.exp_dir) else plot
+        lines += [f"![what each cell used]({rel.as_posix()})", ""]
+    return lines
+
+
+def _usage(out: CollectOutput) -> pd.DataFrame:
+    """The usage frame, computed once per collect (one sacct call where SLURM answers)."""
+    if out.usage is None:
+        from aslhpc.analysis.efficiency import experiment_efficiency
+
+        try:
+            out.usage = experiment_efficiency(out.exp_dir)
+        except Exception:  # noqa: BLE001 - an extra section: a collect never fails over it (the status
+            out.usage = pd.DataFrame()  # lines show the same figures, so a bug here is still visible)
+    return out.usage
 
 
 # --------------------------------------------------------------------------- console
@@ -682,6 +698,11 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
             from aslhpc.analysis.leakage import plot_gap
 
             plot_paths["leakage_gap"] = plot_gap(a.gap, d / "plots" / "leakage_gap.png")
+        from aslhpc.analysis.efficiency import plot_usage
+
+        usage_plot = plot_usage(_usage(out), d / "plots" / "usage.png")
+        if usage_plot is not None:
+            plot_paths["usage"] = usage_plot
         files.update({f"plots/{p.name}": p for p in plot_paths.values()})
     out.report_path = atomic_write_text(d / "report.md", render_report(out, plot_paths))
     files["report.md"] = out.report_path
