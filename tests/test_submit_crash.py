@@ -15,9 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from slurm_fakes import FAKE_SCONTROL
+from slurm_fakes import FAKE_SCONTROL, make_dataset
 
-from aslhpc.data import CANONICAL_CLASSES
 from aslhpc.orchestration.experiment import REPO_JOBS
 from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest
 from aslhpc.orchestration.reconcile import (
@@ -98,12 +97,7 @@ def slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
-    root = tmp_path / "asl"
-    for cls in CANONICAL_CLASSES:
-        d = root / "asl_alphabet_train" / "asl_alphabet_train" / cls
-        d.mkdir(parents=True)
-        (d / f"{cls}1.jpg").write_bytes(b"")
-    return root
+    return make_dataset(tmp_path)
 
 
 def submit(dataset: Path, results: Path, crash: str = "", *extra: str, arrays: bool = False,
