@@ -79,7 +79,7 @@ def result_json(
             "power_peak_w": 120.0,
             "sm_clock_mean_mhz": 1290.0,
             "temp_peak_c": 48.0,
-            "proc_mem_peak_gb": (mem_gb[i] if i < len(mem_gb) else 0.0) - 0.011,
+            "proc_mem_peak_gb": max(0.0, (mem_gb[i] if i < len(mem_gb) else 0.0) - 0.011),
         }
         for i in range(4)  # the sampler sees all four GPUs of the node, as nvidia-smi did
     ]

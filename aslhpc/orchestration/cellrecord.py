@@ -1,24 +1,58 @@
 """One cell's files, read once and checked once: the record both ``status`` and ``collect`` start from.
 
 :func:`load_cell` reads ``result.json``, ``error.json``, ``progress.json``, ``epochs.jsonl`` and
-``config.json`` (names in :mod:`aslhpc.cellfiles`) into a :class:`CellRecord`. Every value the
-readers use is type-checked here, so nothing downstream needs ``isinstance`` guards, and a
-damaged file becomes ``CellRecord.damaged`` ("<file>: <what is wrong>") instead of a traceback
-that takes the whole experiment's status down. Nothing is unpickled, and manifest paths that
-leave the experiment directory are refused (results directories are shared on purpose).
+``config.json`` (names in :mod:`aslhpc.cellfiles`, schemas in :mod:`aslhpc.schema.results`) into a
+:class:`CellRecord`. Every file is read only if it is a regular file of sane size
+(:func:`aslhpc.schema.read_text_file`), parsed with a depth limit, and every figure range-checked,
+so a damaged, planted or hostile file becomes ``CellRecord.damaged`` ("<file>: <what is wrong>")
+instead of a traceback or a hang that takes the whole experiment's status down. A result counts only
+when it is complete and matches its cell (:func:`result_problem`). Free text is cleaned at read time
+(:func:`aslhpc.schema.clean_text`). Nothing is unpickled, and manifest paths that leave the
+experiment directory are refused (results directories are shared on purpose).
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from aslhpc.cellfiles import CellPaths
 from aslhpc.orchestration.manifest import Attempt, CellEntry, Manifest
+from aslhpc.schema import (
+    EPOCHS_CAP,
+    JSON_CAP,
+    FileProblem,
+    clean_text,
+    clean_tree,
+    parse_json,
+    read_text_file,
+)
+from aslhpc.schema.adapter import JSON_TYPES, json_kind, problem_lines
+from aslhpc.schema.results import (
+    RESULT_REQUIRED,
+    ConfigFile,
+    ErrorFile,
+    ProgressFile,
+    ResultFile,
+)
+from aslhpc.schema.results import (
+    EpochLine as EpochSchema,
+)
+from aslhpc.training.config import NOT_IDENTITY, PER_CELL, TrainConfig
+
+#: the longest error line a record keeps (status shows one line of it)
+ERROR_LIMIT = 500
+# result.json fields shown as text by status/collect: one clean short line each
+_SHOWN = ("status", "experiment", "cell_id", "host", "device", "strategy", "pipeline", "amp")
+# TrainConfig fields a result must agree on with its manifest's [train] table: what it computes (identity),
+# less what differs per cell (the matrix's, the seed: seed + repeat, the split: an axis may set it)
+_SPEC_KEYS = tuple(f.name for f in fields(TrainConfig)
+                   if f.name not in NOT_IDENTITY | set(PER_CELL) | {"seed", "split"})
 
 
 class Damaged(ValueError):
@@ -28,70 +62,8 @@ class Damaged(ValueError):
         super().__init__(f"{file}: {problem}")
 
 
-# --------------------------------------------------------------------------- schema
-# Types of the values readers use; any key may be absent or null (older or newer writers).
-# "int" excludes bool; "num" is int or float; "scalar" is any JSON scalar.
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,), "num": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,), "list": (list,),
-    "scalar": (str, int, float, bool),
-}
-_NUMS = dict.fromkeys(("train_acc", "val_acc", "test_acc", "train_loss", "val_loss", "test_loss",
-                       "exec_time_s", "data_prep_s", "images_per_s"), "num")
-_GPU = {"mem_peak_gb": "num", "proc_mem_peak_gb": "num", "mem_total_gb": "num"}
-RESULT_FIELDS: dict[str, Any] = {
-    "status": "str", "experiment": "str", "cell_id": "str", "epochs": "int", "best_epoch": "int",
-    "gpus_requested": "int", "gpus_used": "int", "world_size": "int", "device": "str",
-    "device_names": ["str"], "data_parallel": "bool", "strategy": "str", "pipeline": "str", "amp": "str",
-    "host": "str", "started_at": "str", "attempt_started_at": "str", "finished_at": "str", **_NUMS,
-    "config": {"gpus": "int", "batch_size": "int", "epochs": "int", "seed": "int", "max_steps": "int",
-               "pipeline": "str", "split": "str", "strategy": "str"},
-    "split": {"kind": "str", "seed": "int", "hash": "str", "train": "int", "val": "int", "test": "int"},
-    "batches": {"train": "int", "val": "int", "test": "int"},
-    "extra_test": {"acc": "num", "n": "int"},
-    "ranks": {"in_sync": "bool"},
-    "telemetry": {"nvml": "bool", "reason": "str", "data_device_gb": "num", "gpus": [_GPU],
-                  "torch": [{"max_reserved_gb": "num"}]},
-    "versions": dict.fromkeys(("python", "torch", "cuda", "cudnn", "aslhpc"), "scalar"),
-    "slurm": {"job_id": "scalar", "partition": "str", "nodelist": "str", "restarts": "int"},
-    "provenance": {**dict.fromkeys(("hostname", "driver_version", "python", "torch", "cuda", "cudnn"),
-                                   "scalar"),
-                   "gpu_models": ["str"],
-                   "slurm": {"job_id": "scalar", "partition": "str", "nodelist": "str", "restarts": "int"}},
-}
-CONFIG_FIELDS = RESULT_FIELDS["config"]
-PROGRESS_FIELDS = {"epoch": "int", "epochs": "int", "batch": "int", "batches": "int", "phase": "str"}
-EPOCH_FIELDS = {"epoch": "int", "val_acc": "num", "images_per_s": "num", "epoch_s": "num"}
-ERROR_FIELDS = {"error": "scalar", "time": "str"}
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else {"dict": "an object", "list": "a list"}.get(
-        type(value).__name__, f"{type(value).__name__} {json.dumps(value)[:40]}")
-
-
-def check(value: Any, schema: Any, where: str = "") -> None:
-    """Raise ``ValueError("<where> is <what>, expected <type>")`` where ``value`` does not fit ``schema``.
-
-    ``schema`` is a type name (see :data:`_TYPES`), a dict of key -> schema (an object; keys
-    optional, null allowed) or a one-element list (a list of such items)."""
-    if value is None and where:
-        return
-    if isinstance(schema, dict):
-        if not isinstance(value, dict):
-            raise ValueError(f"{where or 'the file'} is {_kind(value)}, expected an object")
-        for key, sub in schema.items():
-            check(value.get(key), sub, f"{where}.{key}" if where else key)
-        return
-    if isinstance(schema, list):
-        if not isinstance(value, list):
-            raise ValueError(f"{where} is {_kind(value)}, expected a list")
-        for i, item in enumerate(value):
-            check(item, schema[0], f"{where}[{i}]")
-        return
-    bad_bool = isinstance(value, bool) and schema not in ("bool", "scalar")
-    if bad_bool or not isinstance(value, _TYPES[schema]):
-        raise ValueError(f"{where} is {_kind(value)}, expected {schema}")
+def _problem(exc: ValidationError) -> str:
+    return problem_lines(exc, JSON_TYPES, json_kind)[0]
 
 
 # --------------------------------------------------------------------------- the record
@@ -131,7 +103,7 @@ class CellRecord:
     cell_id: str
     paths: CellPaths
     entry: CellEntry | None = None
-    result: dict[str, Any] | None = None  # checked against RESULT_FIELDS
+    result: dict[str, Any] | None = None  # checked against aslhpc.schema.results.ResultFile; text cleaned
     error: ErrorInfo | None = None
     progress: Progress | None = None
     epochs: list[EpochLine] = field(default_factory=list)
@@ -170,63 +142,120 @@ def inside(exp_dir: Path, rel: str, what: str) -> Path:
     return exp_dir / rel
 
 
-def _read_json(path: Path, schema: dict[str, Any]) -> dict[str, Any] | None:
+# --------------------------------------------------------------------------- reading and checking
+
+
+def _read_json(path: Path, model: type[BaseModel]) -> dict[str, Any] | None:
+    """The file's object, checked against ``model``, strings cleaned; None when there is no file."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Damaged(path.name, f"unreadable ({type(exc).__name__}: {exc})") from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        what = "empty" if not text.strip() else f"not valid JSON ({exc})"
-        raise Damaged(path.name, f"{what}; the write was cut short or the file was edited") from None
-    try:
-        check(data, schema)
-    except ValueError as exc:
+        text = read_text_file(path, JSON_CAP)
+        if text is None:
+            return None
+        data = parse_json(text)
+    except FileProblem as exc:
         raise Damaged(path.name, str(exc)) from None
-    return data
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        raise Damaged(path.name, _problem(exc)) from None
+    return clean_tree(data)
 
 
 def _read_epochs(path: Path) -> list[EpochLine]:
     """epochs.jsonl; a torn last line (a crash while appending) is ignored, any other bad line is damage."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Damaged(path.name, f"unreadable ({type(exc).__name__}: {exc})") from None
-    lines = [ln for ln in lines if ln.strip()]
+        text = read_text_file(path, EPOCHS_CAP)
+    except FileProblem as exc:
+        raise Damaged(path.name, str(exc)) from None
+    lines = [ln for ln in (text or "").splitlines() if ln.strip()]
     out = []
     for n, line in enumerate(lines, 1):
         try:
-            data = json.loads(line)
-        except ValueError:
-            if n == len(lines):
+            data = parse_json(line)
+        except FileProblem as exc:
+            if n == len(lines) and "deep" not in str(exc):
                 break
-            raise Damaged(path.name, f"line {n} is not valid JSON") from None
+            reason = "is not valid JSON" if "deep" not in str(exc) else f"is {exc}"
+            raise Damaged(path.name, f"line {n} {reason}") from None
         try:
-            check(data, EPOCH_FIELDS)
-            if data.get("epoch") is None:
-                raise ValueError("'epoch' is missing")
-        except ValueError as exc:
-            raise Damaged(path.name, f"line {n}: {exc}") from None
-        out.append(EpochLine(data["epoch"], data.get("val_acc"), data.get("images_per_s"),
-                             data.get("epoch_s")))
+            epoch = EpochSchema.model_validate(data)
+        except ValidationError as exc:
+            raise Damaged(path.name, f"line {n}: {_problem(exc)}") from None
+        out.append(EpochLine(epoch.epoch, epoch.val_acc, epoch.images_per_s, epoch.epoch_s))
     return out
 
 
-def _fill(rec: CellRecord) -> None:
+def spec_expectations(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What every result of an experiment must agree on: its manifest's ``[train]`` values that decide what a
+    cell computes (those the manifest records; an older one records fewer)."""
+    train = (spec or {}).get("train")
+    return {k: train[k] for k in _SPEC_KEYS if k in train} if isinstance(train, dict) else {}
+
+
+def _cell_expectations(rec: CellRecord, spec: Mapping[str, Any]) -> dict[str, Any]:
+    expect = dict(spec)
+    if rec.entry is not None:
+        e = rec.entry
+        expect.update(gpus=e.gpus, batch_size=e.batch_size, strategy=e.strategy, seed=e.seed)
+    if "-blocked-" in f"-{rec.cell_id}-":
+        expect["split"] = "blocked"
+    return expect
+
+
+def result_problem(result: Mapping[str, Any], rec: CellRecord, spec: Mapping[str, Any] | None = None) -> str:
+    """Why a checked result.json is not this cell's complete result ('' when it is).
+
+    Complete: every :data:`~aslhpc.schema.results.RESULT_REQUIRED` field is there (a ``{}`` or a forged
+    minimal file is not a result). Its cell's: the cell id is the cell's, the config agrees with the
+    manifest's entry (GPUs, batch size, strategy, seed) and with ``spec`` (:func:`spec_expectations`),
+    and the split recorded agrees with the config's."""
+    if result.get("status") != "completed":
+        return f"status is {result.get('status')!r}, not 'completed'"
+    missing = [k for k in RESULT_REQUIRED if result.get(k) is None]
+    if missing:
+        return (f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing; not a complete result "
+                "(the trainer writes every one); remove the file, then submit --retry-failed")
+    if result["cell_id"] != rec.cell_id:
+        return (f"cell_id is {result['cell_id']!r}, not this cell's {rec.cell_id!r}: another cell's result; "
+                "remove the file, then submit --retry-failed")
+    config = result["config"]
+    for key, want in _cell_expectations(rec, spec or {}).items():
+        if key in config and config[key] is not None and config[key] != want:
+            return (f"config.{key} is {config[key]!r:.40}, but the experiment's cell has {want!r:.40}: "
+                    "another run's result; remove the file, then submit --retry-failed")
+    split = result.get("split") or {}
+    for key, cfg_key in (("kind", "split"), ("seed", "split_seed")):
+        if split.get(key) is not None and config.get(cfg_key) is not None and split[key] != config[cfg_key]:
+            return f"split.{key} is {split[key]!r:.40}, but config.{cfg_key} is {config[cfg_key]!r:.40}"
+    if isinstance(config.get("epochs"), int) and result["epochs"] > config["epochs"]:
+        return f"epochs is {result['epochs']}, more than config.epochs {config['epochs']}"
+    return ""
+
+
+def _clean_result(result: dict[str, Any]) -> dict[str, Any]:
+    """Short one-line text where status/collect show it (the rest is cleaned by clean_tree)."""
+    for key in _SHOWN:
+        if isinstance(result.get(key), str):
+            result[key] = clean_text(result[key])
+    for block, key in (("telemetry", "reason"), ("slurm", "nodelist"), ("provenance", "hostname")):
+        if isinstance(result.get(block), dict) and isinstance(result[block].get(key), str):
+            result[block][key] = clean_text(result[block][key])
+    return result
+
+
+def _fill(rec: CellRecord, spec: Mapping[str, Any] | None) -> None:
     """Read the files into ``rec``; a damaged result.json raises, other damage is recorded.
 
     A checked result.json is the cell's outcome, so damage in the files a running cell leaves
     (error/progress/epochs/config) does not hide it; without a result, the first damage counts."""
     paths = rec.paths
     rec.exists = paths.root.is_dir()
-    result = _read_json(paths.result, RESULT_FIELDS)
-    if result is not None and result.get("status", "completed") != "completed":
-        raise Damaged(paths.result.name, f"status is {result.get('status')!r}, not 'completed'")
+    result = _read_json(paths.result, ResultFile)
+    if result is not None:
+        problem = result_problem(result, rec, spec)
+        if problem:
+            raise Damaged(paths.result.name, problem)
+        result = _clean_result(result)
     rec.result = result
     problems: list[str] = []
 
@@ -238,42 +267,58 @@ def _fill(rec: CellRecord) -> None:
             return None
 
     for error_file in paths.error_files():  # error.json, else the first rank's error.rank<r>.json
-        err = read(lambda f=error_file: _read_json(f, ERROR_FIELDS))
+        err = read(lambda f=error_file: _read_json(f, ErrorFile))
         if err is not None:
-            rec.error = ErrorInfo(str(err.get("error") or "").strip(), err.get("time") or "")
+            rec.error = ErrorInfo(clean_text(err.get("error") or "", ERROR_LIMIT),
+                                  clean_text(err.get("time") or ""))
             break
-    prog = read(lambda: _read_json(paths.progress, PROGRESS_FIELDS))
+    prog = read(lambda: _read_json(paths.progress, ProgressFile))
     if prog is not None:
-        rec.progress = Progress(prog.get("epoch"), prog.get("epochs"), prog.get("phase") or "training")
+        rec.progress = Progress(prog.get("epoch"), prog.get("epochs"),
+                                clean_text(prog.get("phase") or "training"))
     rec.epochs = read(lambda: _read_epochs(paths.epochs)) or []
-    rec.config = (result or {}).get("config") or read(lambda: _read_json(paths.config, CONFIG_FIELDS))
+    rec.config = (result or {}).get("config") or read(lambda: _read_json(paths.config, ConfigFile))
     times = [p.stat().st_mtime for p in (paths.progress, paths.epochs) if p.exists()]
     rec.touched = max(times) if times else None
     if problems and result is None:
         rec.damaged = problems[0]
 
 
-def load_cell(exp_dir: Path, cell_id: str, entry: CellEntry | None = None) -> CellRecord:
-    """Read one cell's files once; a damaged file (or manifest path) is recorded, never raised."""
-    rec = CellRecord(cell_id, CellPaths(exp_dir / "cells" / cell_id), entry)
+def load_cell(exp_dir: Path, cell_id: str, entry: CellEntry | None = None,
+              spec: Mapping[str, Any] | None = None) -> CellRecord:
+    """Read one cell's files once; a damaged file (or manifest path) is recorded, never raised.
+
+    ``spec`` is the manifest's spec (``Manifest.spec``): a result must agree with its ``[train]`` table."""
+    rec = CellRecord(clean_text(cell_id), CellPaths(exp_dir / "cells" / cell_id), entry)
     try:
         if entry is not None:
             rec.paths = CellPaths(inside(exp_dir, entry.out_dir, "out_dir"))
             if entry.last is not None:
                 folder = inside(exp_dir, entry.last.folder, "folder")
                 rec.log = folder / f"{entry.last.job_id}_0_log.err"
-        _fill(rec)
+        _fill(rec, spec_expectations(spec))
     except Damaged as exc:
         rec.damaged = str(exc)
+    except OSError as exc:  # an unreadable cell folder (chmod 000): this cell only
+        reason = exc.strerror or type(exc).__name__
+        rec.damaged = f"{rec.paths.root.name}/: unreadable ({reason}); fix its permissions"
     return rec
 
 
 def load_cells(exp_dir: Path, manifest: Manifest | None) -> dict[str, CellRecord]:
     """Every cell of the manifest, then any other directory under ``cells/`` (a run outside submit)."""
-    out = {cid: load_cell(exp_dir, cid, entry) for cid, entry in (manifest.cells if manifest else {}).items()}
+    spec = manifest.spec if manifest else None
+    out = {cid: load_cell(exp_dir, cid, entry, spec)
+           for cid, entry in (manifest.cells if manifest else {}).items()}
     cells_root = exp_dir / "cells"
-    if cells_root.is_dir():
-        for d in sorted(cells_root.iterdir()):
-            if d.is_dir() and d.name not in out and not d.name.startswith("."):
-                out[d.name] = load_cell(exp_dir, d.name)
+    try:
+        found = sorted(d for d in cells_root.iterdir() if d.is_dir()) if cells_root.is_dir() else []
+    except OSError:  # cells/ unreadable: the manifest's cells are each DAMAGED already
+        found = []
+    for d in found:
+        if d.name not in out and not d.name.startswith("."):
+            rec = load_cell(exp_dir, d.name, spec=spec)
+            if clean_text(d.name) != d.name:
+                rec.damaged = f"{rec.cell_id}: a cell folder name aslhpc never writes (control characters)"
+            out[rec.cell_id] = rec
     return out
