@@ -71,3 +71,6 @@ FAILED = frozenset({
 DONE = frozenset({CellState.COMPLETED})
 #: nothing more will happen to the cell without a new submit
 ENDED = DONE | FAILED | {CellState.NOT_SUBMITTED, CellState.DAMAGED}
+#: ended without a usable result: what ``submit --retry-failed`` may submit again (a DAMAGED cell's files
+#: are not a result: a forged or garbled result.json, a torn error.json)
+RETRYABLE = FAILED | {CellState.DAMAGED}

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from experiment_builders import complete_result
 from slurm_fakes import install_fake_slurm, make_dataset, run_submit, scripts, smoke_args
 
 from aslhpc.errors import ClusterError
@@ -161,7 +162,7 @@ def test_rerun_skips_live_and_completed_and_retries_only_failed(fake_slurm: Path
     # 104 has a result.json: files win over sacct
     done = results / "smoke" / "cells" / "g2-b64-r0"
     done.mkdir(parents=True)
-    (done / "result.json").write_text(json.dumps({"status": "completed", "epochs": 2}))
+    (done / "result.json").write_text(json.dumps(complete_result("g2-b64-r0", 2, 64)))
 
     before = manifest.read_bytes()
     rc, out, _ = run_submit(capsys, *smoke_args(dataset, results))

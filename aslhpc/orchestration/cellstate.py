@@ -11,7 +11,7 @@ States: SLURM's own words for a job (PENDING, RUNNING, FAILED, CANCELLED, TIMEOU
 OUT_OF_MEMORY, ... see :mod:`aslhpc.slurm.accounting`) plus COMPLETED (result.json is there),
 NOT_SUBMITTED, UNKNOWN (SLURM cannot tell), DAMAGED (a cell file or its manifest path is not
 what aslhpc writes) and INCOMPLETE (no SLURM answer asked for; the files stopped changing long
-ago). collect's frame spells them in lower case (:func:`frame_state`).
+ago). The words are :class:`aslhpc.states.CellState`; every state returned here is one.
 """
 
 from __future__ import annotations
@@ -29,32 +29,30 @@ import pandas as pd
 from aslhpc.errors import ConfigError
 from aslhpc.orchestration.cellrecord import CellRecord, load_cell
 from aslhpc.orchestration.manifest import Attempt, Manifest, load_manifest
-from aslhpc.slurm.accounting import (
-    DONE_STATES,
-    FAILED_STATES,
-    LIVE_STATES,
-    JobState,
-    StateQuery,
-    query_states,
-)
+from aslhpc.slurm.accounting import JobState, StateQuery, query_states
 from aslhpc.slurm.executor import array_name, job_name
 from aslhpc.slurm.local import process_alive, runner_alive
+from aslhpc.states import DONE as DONE_STATES
+from aslhpc.states import ENDED as ENDED_STATES
+from aslhpc.states import FAILED as FAILED_STATES
+from aslhpc.states import LIVE as LIVE_STATES
+from aslhpc.states import RETRYABLE, CellState
 
-COMPLETED = "COMPLETED"
-RUNNING = "RUNNING"
-PENDING = "PENDING"
-FAILED = "FAILED"
-NOT_SUBMITTED = "NOT_SUBMITTED"
-UNKNOWN = "UNKNOWN"
-DAMAGED = "DAMAGED"
-INCOMPLETE = "INCOMPLETE"
+# the old module-level names, kept as the enum's members (a CellState is a str: "COMPLETED" == COMPLETED)
+COMPLETED = CellState.COMPLETED
+RUNNING = CellState.RUNNING
+PENDING = CellState.PENDING
+FAILED = CellState.FAILED
+NOT_SUBMITTED = CellState.NOT_SUBMITTED
+UNKNOWN = CellState.UNKNOWN
+DAMAGED = CellState.DAMAGED
+INCOMPLETE = CellState.INCOMPLETE
 #: local_job_state: submitit's local controller is gone after writing its result file (ran to its end)
-ENDED = "ENDED"
+ENDED = CellState.ENDED
 #: seconds an error.json may predate its attempt's submission and still count (clock skew between hosts)
 ERROR_SLACK_S = 5.0
 #: progress older than this (seconds), with no SLURM answer asked for, reads as INCOMPLETE, not RUNNING
 STALE_PROGRESS_S = 1800.0
-ENDED_STATES = DONE_STATES | FAILED_STATES | {NOT_SUBMITTED, DAMAGED}
 #: why a DDP cell whose ranks diverged is not a result (result.json ``ranks.in_sync`` false)
 RANKS_DIVERGED = "DDP ranks ended with different weights (ranks.in_sync false)"
 # most telling first: a Python exception, SLURM's "*** JOB 12 CANCELLED AT ... ***", then srun/slurmstepd
@@ -72,7 +70,7 @@ class CellRow:
     batch_size: int
     strategy: str
     repeat: int
-    state: str = NOT_SUBMITTED
+    state: CellState = NOT_SUBMITTED
     job_id: str = ""
     cluster: str = ""
     slurm_state: str = ""
@@ -95,7 +93,7 @@ class CellRow:
 
     @property
     def failed(self) -> bool:
-        return self.state in FAILED_STATES or self.state == DAMAGED
+        return self.state in RETRYABLE
 
 
 @dataclass
@@ -175,7 +173,8 @@ def error_is_current(error_time: str | None, attempt: Attempt | None) -> bool:
 
 
 def resolve_state(*, has_result: bool, error_time: str | None, attempt: Attempt | None, job: JobState | None,
-                  local: str | None = None, runner_pending: bool = False, queue_read: bool = False) -> str:
+                  local: str | None = None, runner_pending: bool = False,
+                  queue_read: bool = False) -> CellState:
     """The cell's state from its files and the live job (SLURM or local process).
 
     ``error_time`` is error.json's time (None: no error.json; '': one without a time).
@@ -187,11 +186,11 @@ def resolve_state(*, has_result: bool, error_time: str | None, attempt: Attempt 
         return PENDING if runner_pending else NOT_SUBMITTED
     live = local if attempt.cluster == "local" else (job.state if job else None)
     if live in LIVE_STATES:
-        return live
+        return CellState(live)
     if error_is_current(error_time, attempt):  # an error.json of an earlier attempt (a retry) does not count
         return FAILED
     if live in FAILED_STATES:
-        return live
+        return CellState(live)
     if live in DONE_STATES or live == ENDED:
         return FAILED  # the job ended "successfully" without result.json: something is wrong
     if live is None and attempt.cluster == "slurm" and queue_read:
@@ -199,7 +198,7 @@ def resolve_state(*, has_result: bool, error_time: str | None, attempt: Attempt 
     return UNKNOWN
 
 
-def _files_state(rec: CellRecord, now: float) -> tuple[str, str]:
+def _files_state(rec: CellRecord, now: float) -> tuple[CellState, str]:
     """State and reason of a cell without a result when no cluster was asked: its files alone."""
     if rec.error is not None and error_is_current(rec.error.time, rec.last):
         return FAILED, one_line(rec.error.error or "error.json has no 'error' line")
@@ -219,7 +218,8 @@ def _files_state(rec: CellRecord, now: float) -> tuple[str, str]:
     return NOT_SUBMITTED, "in the manifest but never submitted (no attempts, no files)"
 
 
-def derive_state(rec: CellRecord, live: Live | None = None, now: float | None = None) -> tuple[str, str]:
+def derive_state(rec: CellRecord, live: Live | None = None,
+                 now: float | None = None) -> tuple[CellState, str]:
     """The cell's one state and, where the files say it, why.
 
     ``live`` is what status learnt from SLURM / the local runner; without it (collect on its own)
@@ -238,11 +238,14 @@ def derive_state(rec: CellRecord, live: Live | None = None, now: float | None = 
 
 
 def frame_state(state: str) -> str:
-    """A state as collect's frame spells it: lower case; NOT_SUBMITTED is ``missing``."""
-    return "missing" if state == NOT_SUBMITTED else state.lower()
+    """Deprecated: compare with :class:`~aslhpc.states.CellState` values instead.
+
+    A state as collect's frame spelt it before the one vocabulary: lower case; NOT_SUBMITTED is
+    ``missing``. Kept, unchanged, until analysis/matrix.py's frame holds CellState values."""
+    return "missing" if state == NOT_SUBMITTED else str(state).lower()
 
 
-def local_job_state(attempt: Attempt, experiment_dir: Path) -> str:
+def local_job_state(attempt: Attempt, experiment_dir: Path) -> CellState:
     """RUNNING while submitit's local controller lives; ENDED once it wrote its result file; else CANCELLED.
 
     The result file is a pickle and is never opened (anyone who can write the results directory
@@ -251,7 +254,7 @@ def local_job_state(attempt: Attempt, experiment_dir: Path) -> str:
         return RUNNING
     if (experiment_dir / attempt.folder / f"{attempt.job_id}_0_result.pkl").exists():
         return ENDED
-    return "CANCELLED"  # the process is gone and left no result: killed
+    return CellState.CANCELLED  # the process is gone and left no result: killed
 
 
 def last_error_line(text: str) -> str:
@@ -409,7 +412,7 @@ def experiment_status(manifest_path: str | Path,
     epochs = int((manifest.spec.get("train") or {}).get("epochs") or 0)
     rows = []
     for entry in manifest.cells.values():
-        rec = load_cell(exp_dir, entry.cell_id, entry)
+        rec = load_cell(exp_dir, entry.cell_id, entry, manifest.spec)
         attempt, job, local = entry.last, None, None
         if attempt is not None and attempt.cluster == "slurm":
             job = states.states.get(attempt.job_id)
@@ -420,7 +423,11 @@ def experiment_status(manifest_path: str | Path,
             if job is None and attempt.array_id:
                 job = _never_started(attempt, states)
         elif attempt is not None and attempt.cluster == "local" and not rec.damaged:
-            local = local_job_state(attempt, exp_dir)
+            try:
+                local = local_job_state(attempt, exp_dir)
+            except OSError as exc:  # jobs/<cell> unreadable (chmod 000): this cell only
+                why = exc.strerror or type(exc).__name__
+                rec.damaged = f"{attempt.folder}: unreadable ({why}); fix its permissions"
         live = Live(job, local, queue_read=states.queue_read, runner_pending=runner is not None)
         rows.append(cell_row(rec, live, epochs))
     note = states.note
