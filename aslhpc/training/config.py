@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import Field, asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from aslhpc.errors import ConfigError
 
@@ -30,6 +30,16 @@ NOT_IDENTITY = frozenset({"out", "cache_dir", "node_local_cache", "log_every", "
                           "cpu_threads"})
 # Fields that differ per cell of an experiment (the matrix and its paths): not part of the [train] table.
 PER_CELL = ("data", "out", "gpus", "batch_size", "strategy", "cache_dir")
+# Upper bounds, each far above any real cell: a typo (epochs = 10**14, seed = 10**20) is one error line
+# before anything is submitted, not a cell that dies on the node after its cluster time is spent.
+MAX_GPUS = 1024
+MAX_BATCH = 1 << 20
+MAX_EPOCHS = 100_000
+MAX_SEED = 2**32 - 1
+MAX_WORKERS = 256
+MAX_THREADS = 4096
+MAX_IMAGE = 4096
+MAX_COUNT = 10**9
 COMPILE_DP = ("compile=true cannot apply to a {gpus}-GPU DataParallel cell (its replicas are re-made "
               "every step, uncompiled); use strategy ddp, or compile=false")
 
@@ -37,9 +47,11 @@ COMPILE_DP = ("compile=true cannot apply to a {gpus}-GPU DataParallel cell (its 
 def _opt(default: Any, help: str, **rules: Any) -> Any:
     """A field with its CLI help and validation rules in metadata.
 
-    Rules: ``choices`` (allowed strings), ``min`` (int lower bound), ``positive`` (finite float > 0),
-    ``unit`` (float in [0, 1)), ``hint`` (appended to a range error), ``flag`` (CLI flag when not
-    ``--field-name``), ``experiment_default`` (the [train] table's default where it differs).
+    Rules: ``choices`` (allowed strings), ``min`` / ``max`` (int bounds; ``max_why`` says why the upper one),
+    ``positive`` (finite float > 0), ``unit`` (float in [0, 1)), ``hint`` (appended to a range error),
+    ``flag`` (CLI flag when not ``--field-name``), ``experiment_default`` (the [train] table's default
+    where it differs). A new setting is one such field: the train flag, the submit override, the
+    [train] key, its validation and its line in docs/experiment-file.md all follow from it.
     """
     return field(default=default, metadata={"help": help, **rules})
 
@@ -54,23 +66,29 @@ class TrainConfig:
 
     data: str = field(metadata={"help": "dataset root (Kaggle ASL Alphabet layout)"})
     out: str = field(metadata={"help": "cell directory for result.json, epochs.jsonl, checkpoints"})
-    gpus: int = _opt(1, "0 = CPU, 1 = one GPU, N > 1 = DataParallel (or DDP) over N", min=0)
-    batch_size: int = _opt(128, "global batch size (all GPUs together)", min=1)
-    epochs: int = _opt(25, "epochs (no early stopping, as in 2020)", min=1)
-    lr: float = _opt(0.005, "SGD learning rate", positive=True)
-    momentum: float = _opt(0.0, "SGD momentum", unit=True)
+    gpus: int = _opt(1, "0 = CPU, 1 = one GPU, N > 1 = DataParallel (or DDP) over N", min=0, max=MAX_GPUS,
+                     max_why="GPUs per cell")
+    batch_size: int = _opt(128, "global batch size (all GPUs together)", min=1, max=MAX_BATCH,
+                           max_why="far more images than one batch of this dataset can hold")
+    epochs: int = _opt(25, "epochs (the study: 25; no early stopping, which the study does not mention: our "
+                       "assumption)", min=1, max=MAX_EPOCHS, max_why="epochs of one cell")
+    lr: float = _opt(0.005, "SGD learning rate (the study: 0.005)", positive=True)
+    momentum: float = _opt(0.0, "SGD momentum (the study names none: 0 is our assumption)", unit=True)
     dropout: float = _opt(0.2, "dropout before fc1", unit=True)
-    image_size: int = _opt(150, "input side in pixels", min=MIN_INPUT_SIZE,
+    image_size: int = _opt(150, "input side in pixels", min=MIN_INPUT_SIZE, max=MAX_IMAGE,
+                           max_why="pixels a side",
                            hint=f"(the network's three conv+pool stages need at least {MIN_INPUT_SIZE}; "
                                 "the paper: 150)")
     interpolation: str = _opt("bilinear", "resize filter", choices=INTERPOLATIONS)
-    split: str = _opt("random", "random = one seeded shuffle (the study's method is not stated); "
-                      "blocked = contiguous frame blocks per class "
+    split: str = _opt("random", "random = one seeded shuffle (the study does not say how it split: our "
+                      "assumption); blocked = contiguous frame blocks per class "
                       "(no near-duplicate leak)", choices=SPLITS)
-    split_seed: int = _opt(0, "seed of the split (keep it fixed across repeats)", min=0)
-    seed: int = _opt(0, "seed of init, shuffling and dropout (an experiment's repeat r uses seed + r)", min=0)
-    pipeline: str = _opt("fast", "paper = ImageFolder+DataLoader, fp32, decode every epoch (the assumed 2020 "
-                         "setup); "
+    split_seed: int = _opt(0, "seed of the split (keep it fixed across repeats)", min=0, max=MAX_SEED,
+                           max_why="numpy and torch take 32-bit seeds")
+    seed: int = _opt(0, "seed of init, shuffling and dropout (an experiment's repeat r uses seed + r)", min=0,
+                     max=MAX_SEED, max_why="numpy and torch take 32-bit seeds")
+    pipeline: str = _opt("fast", "paper = ImageFolder+DataLoader, fp32, decode every epoch (our assumption "
+                         "of the 2020 setup: the study does not describe its input pipeline); "
                          "fast = cached data on the device", choices=PIPELINES,
                          # An experiment reproduces the study unless it says otherwise; the train CLI is
                          # for trying things, where the fast pipeline is what one wants.
@@ -83,18 +101,22 @@ class TrainConfig:
     reuse_host_memory: bool = _opt(True, "fast pipeline on CPU: keep freed activation memory in the heap "
                                    "instead of letting glibc return it to the OS every step")
     allow_cpu: bool = _opt(False, "fall back to the CPU when the GPUs are not usable here")
-    workers: int = _opt(2, "DataLoader workers (paper pipeline)", min=0)
+    workers: int = _opt(2, "DataLoader workers (paper pipeline)", min=0, max=MAX_WORKERS,
+                        max_why="DataLoader processes per cell")
     cpu_threads: int = _opt(0, "intra-op CPU threads; 0 = $OMP_NUM_THREADS, else the CPUs the job was given "
-                            "(the same value makes CPU numerics comparable across machines)", min=0)
+                            "(the same value makes CPU numerics comparable across machines)", min=0,
+                            max=MAX_THREADS, max_why="threads per process")
     cache_dir: str = _opt("", "decoded-image cache; empty = chosen where the cell runs: $ASLHPC_CACHE_DIR, "
                           "node-local scratch (--node-local-cache), else ~/.cache/aslhpc")
     node_local_cache: bool = _opt(False, "without --cache-dir/$ASLHPC_CACHE_DIR, cache in the job's "
                                   "$SLURM_TMPDIR or $TMPDIR (node-local scratch)")
-    log_every: int = _opt(50, "print a batch line every N batches (0 = never)", min=0)
+    log_every: int = _opt(50, "print a batch line every N batches (0 = never)", min=0, max=MAX_COUNT,
+                          max_why="batches")
     sample_interval_s: float = _opt(1.0, "telemetry interval, s", positive=True, flag="--sample-interval")
     process_sample_interval_s: float = _opt(10.0, "CPU process-tree telemetry interval, s", positive=True,
                                             flag="--process-sample-interval")
-    max_steps: int = _opt(0, "stop each epoch after N batches (smoke runs; 0 = whole epochs)", min=0)
+    max_steps: int = _opt(0, "stop each epoch after N batches (smoke runs; 0 = whole epochs)", min=0,
+                          max=MAX_COUNT, max_why="batches")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -132,10 +154,13 @@ def _field_problem(f: Field, value: Any) -> str | None:
     if kind == "int":
         if not isinstance(value, int) or isinstance(value, bool) or value < meta.get("min", value):
             hint = f" {meta['hint']}" if "hint" in meta else ""
-            return f"{f.name}={value!r} must be an integer >= {meta.get('min', 0)}{hint}"
+            return f"{f.name}={value!r:.40} must be an integer >= {meta.get('min', 0)}{hint}"
+        if "max" in meta and value > meta["max"]:
+            why = meta.get("max_why", "the upper bound")
+            return f"{f.name}={value!r:.40} is more than {meta['max']} ({why}); use a smaller value"
         return None
     if not isinstance(value, int | float) or isinstance(value, bool):
-        return f"{f.name}={value!r} must be a number"
+        return f"{f.name}={value!r:.40} must be a number"
     if meta.get("positive") and not (math.isfinite(value) and value > 0):
         return f"{f.name}={value!r} must be a positive finite number"
     if meta.get("unit") and not 0 <= value < 1:
@@ -183,3 +208,56 @@ def resolve_cache_dir(cfg: TrainConfig, env: Mapping[str, str] | None = None) ->
 def cli_flag(f: Field) -> str:
     """The train CLI's flag for a field: ``--batch-size`` for ``batch_size`` unless metadata names one."""
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+_PY_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+class OverrideFlag(NamedTuple):
+    """One ``[train]`` field as a command-line flag: ``(name, flag, type, help)``; choices from metadata."""
+
+    name: str
+    flag: str
+    type: type
+    help: str
+
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        return _field(self.name).metadata.get("choices")
+
+    @property
+    def default(self) -> Any:
+        """The default an experiment file has (``experiment_default`` where it differs from the CLI's)."""
+        f = _field(self.name)
+        return f.metadata.get("experiment_default", f.default)
+
+
+def _field(name: str) -> Field:
+    return next(f for f in fields(TrainConfig) if f.name == name)
+
+
+def train_override_flags() -> list[OverrideFlag]:
+    """The flags ``submit`` offers to override the ``[train]`` table: one per shared TrainConfig field, named
+    and typed as the train CLI's (:func:`cli_flag`), so a new field is a new flag of both with no edit."""
+    return [OverrideFlag(f.name, cli_flag(f), _PY_TYPES[str(f.type)], f.metadata.get("help", ""))
+            for f in fields(TrainConfig) if f.name not in PER_CELL]
+
+
+def add_field_flags(parser: Any, flags: list[OverrideFlag], defaults: bool = False) -> None:
+    """Add ``flags`` to an argparse parser (or group): bools as ``--x/--no-x``, choices from the field.
+
+    ``defaults=False`` (submit's overrides): every default is None, so a flag not given keeps the file's
+    value; True: the field's default, shown in the help."""
+    import argparse
+
+    for fl in flags:
+        kw: dict[str, Any] = {"dest": fl.name, "help": fl.help, "default": None}
+        if defaults:
+            kw["default"] = fl.default
+            kw["help"] += f" (default: {fl.default!r})" if fl.default != "" else ""
+        if fl.type is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw.update(type=fl.type, choices=fl.choices,
+                      metavar=None if fl.choices else fl.flag[2:].upper().replace("-", "_"))
+        parser.add_argument(fl.flag, **kw)
