@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,20 @@ from aslhpc.cellfiles import cells_dir
 from aslhpc.errors import ConfigError
 from aslhpc.packaged import find, search_dirs, shipped_dir
 from aslhpc.packaged import names as shipped_names
-from aslhpc.slurm.request import JobRequest, SiteOptions, additional_pairs, site_problems
+from aslhpc.schema.text import clean_text
+from aslhpc.slurm.request import JobRequest, SiteOptions, additional_pairs, site_option_names, site_problems
 from aslhpc.training.config import (
     COMPILE_DP,
+    MAX_BATCH,
+    MAX_GPUS,
+    MAX_SEED,
     SPLITS,
     STRATEGIES,
+    OverrideFlag,
     TrainConfig,
     config_problems,
+    field_flag,
+    field_problem,
     shared_fields,
 )
 
@@ -44,7 +52,7 @@ REPO_JOBS = SHIPPED_JOBS  # the name the tests know
 # Bounds checked before any cell is built: a typo (repeats = 10**9) must be one error line, not minutes of
 # building cells and a MemoryError. Far above any real matrix (the 2020 one has 12 cells on 4 GPUs).
 MAX_CELLS = 10_000
-MAX_GPUS = 1024
+MAX_NAME = 100  # an experiment's name is a folder name and part of every job name
 
 # Names that end up on an sbatch line or in a path: no shell metacharacters, no spaces (always fullmatch:
 # ``$`` alone would let a trailing newline through and split the sbatch header).
@@ -61,37 +69,59 @@ class SpecErrors(ConfigError):
         self.problems = problems
 
 
-@dataclass(frozen=True)
-class ClusterRequest:
-    """What each cell's job asks SLURM for. Defaults are the 2020 study's Discovery reservation."""
+def _key(default: Any, help: str, **rules: Any) -> Any:
+    """A [cluster] key with its help and rules (``min``/``max``/``max_why``/``hint`` for integers, as
+    TrainConfig's fields; ``check`` names the rule of a string: name, optional_name, mem, time, preamble)."""
+    if isinstance(default, tuple | dict):
+        factory = type(default)
+        return field(default_factory=factory, metadata={"help": help, **rules})
+    return field(default=default, metadata={"help": help, **rules})
 
-    partition: str = "reservation"
-    reservation: str = ""
-    gpu_type: str = "v100-sxm2"
-    gpus_per_node: int = 0  # GPUs a ddp cell uses per node (more GPUs = more nodes); 0 = all on one node
-    cpus_per_gpu: int = 4
-    mem: str = "16G"  # per node, SLURM syntax (e.g. 16G, 95000M, 95000)
-    time: str = "02:00:00"  # per job (attempt), SLURM syntax: minutes, H:MM:SS, D-HH:MM:SS
-    preamble: str = ""  # sbatch_templates/<preamble>.sh (yours first, then aslhpc's) or a path to a .sh file
-    setup: tuple[str, ...] = ()  # extra setup lines, after the preamble's
-    max_requeues: int = 3  # timeouts a cell may be requeued after (preemptions do not count)
-    array_parallelism: int = 4  # tasks of one job array running at once (sbatch --array=...%N)
-    # site options: "" = no line in the script (wckey too: submitit's default --wckey=submitit is refused by
-    # some sites)
-    account: str = ""
-    qos: str = ""
-    wckey: str = ""
-    constraint: str = ""  # --constraint, e.g. "v100&ib"
-    exclude: str = ""  # --exclude hostlist, e.g. "node[01-02]"
-    mail_type: str = ""  # e.g. "END,FAIL"
-    mail_user: str = ""
-    comment: str = ""
-    additional_parameters: dict[str, str | int | bool] = field(default_factory=dict)  # other sbatch options
 
-    def site(self) -> SiteOptions:
-        """The site options as the slurm package takes them."""
-        return SiteOptions(self.account, self.qos, self.wckey, self.constraint, self.exclude, self.mail_type,
-                           self.mail_user, self.comment, additional_pairs(self.additional_parameters))
+# [cluster]: what each cell's job asks SLURM for (defaults: the 2020 study's Discovery reservation), then
+# the site options, which are SiteOptions' fields (slurm/request.py: their one definition), then the table of
+# any other sbatch option.
+_RESOURCES: list[tuple[str, str, Any]] = [
+    ("partition", "str", _key("reservation", "SLURM partition", check="name")),
+    ("reservation", "str", _key("", "SLURM reservation (\"\" for none)", check="optional_name")),
+    ("gpu_type", "str", _key("v100-sxm2", "GPU type in the gres request (gpu:<type>:N)", check="name")),
+    ("gpus_per_node", "int", _key(0, "GPUs a ddp cell uses per node (a wider cell spans nodes); 0 = each "
+                                     "cell on one node", min=0, max=MAX_GPUS, max_why="GPUs per node",
+                                  hint="(0 = each cell on one node)")),
+    ("cpus_per_gpu", "int", _key(4, "CPUs per GPU (a ddp task gets this many, a dp cell this many per GPU)",
+                                 min=1, max=1024, max_why="CPUs per GPU")),
+    ("mem", "str", _key("16G", "memory per node, SLURM syntax: 16G, 95000M or 95000 (MB)", check="mem")),
+    ("time", "str", _key("02:00:00", "time limit per job (attempt): minutes, H:MM:SS or D-HH:MM:SS",
+                         check="time")),
+    ("preamble", "str", _key("", "sbatch_templates/<name>.sh (yours first, then aslhpc's) or a path to a .sh "
+                                 "file; \"\" for none", check="preamble")),
+    ("setup", "tuple[str, ...]", _key((), "extra shell lines run before the cell, after the preamble's")),
+    ("max_requeues", "int", _key(3, "timeouts a cell may be requeued after (preemptions do not count)", min=0,
+                                 max=1000, max_why="requeues of one cell")),
+    ("array_parallelism", "int", _key(4, "tasks of one job array running at once (sbatch --array=...%N)",
+                                      min=1, max=100_000, max_why="tasks of an array",
+                                      hint="(tasks of a job array running at once)")),
+]
+
+
+def _site(self: Any) -> SiteOptions:
+    """The site options as the slurm package takes them."""
+    return SiteOptions(**{name: getattr(self, name) for name in site_option_names()},
+                       additional=additional_pairs(self.additional_parameters))
+
+
+ClusterRequest = make_dataclass(
+    "ClusterRequest",
+    [*_RESOURCES,
+     *((f.name, f.type, field(default=f.default, metadata=f.metadata)) for f in fields(SiteOptions)
+       if f.name != "additional"),
+     ("additional_parameters", "dict[str, str | int | bool]",
+      _key({}, "a table of any other sbatch option = value, e.g. { gpu-bind = \"closest\" } (true = a bare "
+               "flag); not the options above"))],
+    frozen=True, namespace={"site": _site})
+ClusterRequest.__module__ = __name__
+ClusterRequest.__doc__ = ("The [cluster] table: what each cell's job asks SLURM for, and the site options "
+                          "(SiteOptions' fields, defined once in aslhpc.slurm.request).")
 
 
 # The [train] table: TrainConfig's fields that are the same for every cell of the experiment (not the
@@ -269,23 +299,18 @@ def find_job_file(name_or_path: str, search: tuple[Path, ...] = ()) -> Path:
 def load_spec(path: str | Path) -> ExperimentSpec:
     """Read a jobs/*.toml file; unknown tables/keys and wrong types are reported all at once."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"experiment file {path} does not exist; pass an existing jobs/*.toml") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file") from exc
+    raw = read_toml(path)
     problems: list[str] = []
     for table, body in raw.items():
         if table not in _TABLES:
-            problems.append(f"{path.name}: unknown table [{table}]; use "
+            problems.append(f"{path.name}: unknown table [{clean_text(table, 60)}]; use "
                             f"{', '.join(f'[{t}]' for t in _TABLES)}")
         elif not isinstance(body, dict):
             problems.append(f"{path.name}: {table} must be a table ([{table}])")
         else:
             for key in body:
                 if key not in _TABLES[table]:
-                    problems.append(f"{path.name}: unknown key {table}.{key}; allowed: "
+                    problems.append(f"{path.name}: unknown key {table}.{clean_text(key, 60)}; allowed: "
                                     f"{', '.join(_TABLES[table])}")
     if raw.get("matrix", {}).get("splits", None) in ([], ""):
         problems.append(f"{path.name}: matrix.splits is empty; list the splits, e.g. splits = [\"random\", "
@@ -328,6 +353,25 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     return spec
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML file's tables; every way it cannot be read is one ConfigError line (a UTF-8 byte-order mark,
+    which some editors write, is dropped first)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"experiment file {path} does not exist; pass an existing jobs/*.toml") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{path} cannot be read ({why}); pass a readable UTF-8 .toml file") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix the file") from exc
+    except RecursionError:
+        raise ConfigError(f"{path} nests arrays or tables too deeply to parse; an experiment file needs at "
+                          "most two levels: fix the file") from None
+
+
 def _as_tuple(value: Any) -> tuple[Any, ...]:
     if isinstance(value, list | tuple):
         return tuple(value)
@@ -366,14 +410,35 @@ class Overrides:
     exclude: str | None = None
     account: str | None = None
     qos: str | None = None
+    #: any other [train] / [cluster] key -> value (what train_override_flags / cluster_override_flags make)
+    train: Mapping[str, Any] = field(default_factory=dict)
+    cluster: Mapping[str, Any] = field(default_factory=dict)
 
 
 _CLUSTER_OVERRIDES = ("partition", "reservation", "gpu_type", "time", "mem", "cpus_per_gpu", "gpus_per_node",
                       "preamble", "constraint", "exclude", "account", "qos")
 
 
+def cluster_override_flags() -> list[OverrideFlag]:
+    """submit's flags for the [cluster] keys that take one value (``--cpus-per-gpu``, ``--mail-type``, ...),
+    built from ClusterRequest's fields as train's flags are from TrainConfig's: a new key is a new flag."""
+    return [field_flag(f) for f in fields(ClusterRequest) if str(f.type) in ("str", "int")]
+
+
+def _overridden(table: Any, named: dict[str, Any], extra: Mapping[str, Any], what: str) -> Any:
+    values = {**{k: v for k, v in named.items() if v is not None}, **extra}
+    known = {f.name for f in fields(table)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} override {', '.join(unknown)}; use one of "
+                          f"{', '.join(sorted(known))}")
+    return replace(table, **values)
+
+
 def apply_overrides(spec: ExperimentSpec, o: Overrides) -> ExperimentSpec:
     """``spec`` with the flags that were given; --split on an experiment with a splits axis is an error."""
+    if o.split is None and o.train.get("split") is not None:
+        o = replace(o, split=o.train["split"])
     if o.split is not None and (o.splits or (o.splits is None and spec.splits)):
         axis = ",".join(o.splits or spec.splits)
         raise ConfigError(f"--split {o.split} conflicts with the experiment's splits axis ({axis}); use "
@@ -392,8 +457,9 @@ def apply_overrides(spec: ExperimentSpec, o: Overrides) -> ExperimentSpec:
     return replace(
         spec,
         **{k: v for k, v in top.items() if v is not None},
-        train=replace(spec.train, **{k: v for k, v in train.items() if v is not None}),
-        cluster=replace(spec.cluster, **{k: v for k, v in cluster.items() if v is not None}),
+        train=_overridden(spec.train, train, {k: v for k, v in o.train.items() if v is not None}, "[train]"),
+        cluster=_overridden(spec.cluster, cluster, {k: v for k, v in o.cluster.items() if v is not None},
+                            "[cluster]"),
     )
 
 
@@ -467,67 +533,75 @@ def parse_time_min(text: str) -> int:
 
 def validate_spec(spec: ExperimentSpec) -> list[str]:
     """Every problem with the spec itself (no filesystem or SLURM), one line each."""
-    problems: list[str] = []
-    t, c = spec.train, spec.cluster
+    problems = matrix_problems(spec) + train_problems(spec) + cluster_problems(spec.cluster)
+    layout_ok = not any(p.startswith(("matrix.", "cluster.gpus_per_node")) for p in problems)
+    return problems + (layout_problems(spec) if layout_ok else [])
 
-    def choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
-        if value not in allowed:
-            problems.append(f"{key}={value!r} is not valid; use one of {', '.join(allowed)}")
 
-    def positive_ints(key: str, values: tuple[Any, ...], minimum: int = 1) -> None:
-        if not values:
-            problems.append(f"{key} is empty; give at least one value, e.g. {key} = [1]")
-        bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v < minimum]
-        if bad:
-            problems.append(f"{key} has {bad}; use integers >= {minimum}")
-        if len(set(values)) != len(values):
-            problems.append(f"{key} lists a value twice ({list(values)}); list each once")
-
-    if not isinstance(spec.name, str) or not _SAFE_NAME.fullmatch(spec.name):
-        problems.append(f"experiment.name={spec.name!r} is not a safe name; use letters, digits, '.', '_' or "
-                        "'-'")
-    positive_ints("matrix.gpus", spec.gpus)
-    positive_ints("matrix.batch_sizes", spec.batch_sizes)
-    for s in spec.strategies:
-        choice("matrix.strategy", s, STRATEGIES)
-    if not isinstance(spec.splits, tuple):  # () = no axis: the one train.split
-        problems.append(f"matrix.splits={spec.splits!r} must be a list, e.g. [\"random\", \"blocked\"]")
+def _axis_problems(key: str, values: Any, choices: tuple[str, ...] = (), maximum: int = 0,
+                   why: str = "") -> list[str]:
+    """A matrix axis: a non-empty list of integers >= 1 (at most ``maximum``) or of ``choices``, each once."""
+    if not isinstance(values, tuple):
+        return [f"{key}={values!r:.60} must be a list, e.g. {key} = [1]"]
+    if not values:
+        return [f"{key} is empty; give at least one value, e.g. {key} = [1]"]
+    problems = []
+    if choices:
+        problems += [f"{key}={v!r:.40} is not valid; use one of {', '.join(choices)}" for v in values
+                     if v not in choices]
     else:
-        for s in spec.splits:
-            choice("matrix.splits", s, SPLITS)
-        if len(set(spec.splits)) != len(spec.splits):
-            problems.append(f"matrix.splits lists a value twice ({list(spec.splits)}); list each once")
-    if not isinstance(spec.repeats, int) or isinstance(spec.repeats, bool) or spec.repeats < 1:
-        problems.append(f"matrix.repeats={spec.repeats!r} must be an integer >= 1")
-    problems += [p for p in (size_problem(spec),) if p]
+        bad = [v for v in values if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+        if bad:
+            problems.append(f"{key} has {bad!r:.60}; use integers >= 1")
+        big = [v for v in values if isinstance(v, int) and maximum and v > maximum]
+        if big:
+            problems.append(f"{key} has {big!r:.60}; at most {maximum} ({why}): use smaller values")
+    shown = [repr(v) for v in values]  # lists ([[1]]) are not hashable: compare as written
+    if len(set(shown)) != len(shown):
+        problems.append(f"{key} lists a value twice ({', '.join(shown)[:80]}); list each once (a "
+                        "duplicate would submit one cell twice)")
+    return problems
 
-    choice("train.optimizer", t.optimizer, OPTIMIZERS)
+
+def matrix_problems(spec: ExperimentSpec) -> list[str]:
+    """[experiment] and [matrix]: a safe name, axes of valid values each listed once, a bounded size."""
+    problems: list[str] = []
+    name = spec.name
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or len(name) > MAX_NAME:
+        problems.append(f"experiment.name={name!r:.60} is not a safe name; use at most {MAX_NAME} letters, "
+                        "digits, '.', '_' or '-'")
+    for key in ("description", "data", "results"):
+        if not isinstance(getattr(spec, key), str):
+            problems.append(f"experiment.{key}={getattr(spec, key)!r:.60} must be a string")
+    problems += _axis_problems("matrix.gpus", spec.gpus)
+    problems += _axis_problems("matrix.batch_sizes", spec.batch_sizes, maximum=MAX_BATCH,
+                               why="far more images than one batch of this dataset can hold")
+    problems += _axis_problems("matrix.strategy", spec.strategies, STRATEGIES)
+    if spec.splits != ():  # () = no axis: the one train.split
+        problems += _axis_problems("matrix.splits", spec.splits, SPLITS)
+    if not isinstance(spec.repeats, int) or isinstance(spec.repeats, bool) or spec.repeats < 1:
+        problems.append(f"matrix.repeats={spec.repeats!r:.40} must be an integer >= 1")
+    return problems + [p for p in (size_problem(spec),) if p]
+
+
+def train_problems(spec: ExperimentSpec) -> list[str]:
+    """[train]: TrainConfig's own validation of every value, the optimizer, compile vs DataParallel, and the
+    last repeat's seed (seed + repeats - 1) within what numpy and torch take."""
+    t = spec.train
+    problems = []
+    if t.optimizer not in OPTIMIZERS:
+        problems.append(f"train.optimizer={t.optimizer!r:.40} is not valid; use one of "
+                        f"{', '.join(OPTIMIZERS)}")
     problems += [f"train.{p}" for p in config_problems(asdict(t))]
-    dp_gpus = sorted({g for g in spec.gpus if isinstance(g, int) and g > 1})
+    gpus = spec.gpus if isinstance(spec.gpus, tuple) else ()
+    dp_gpus = sorted({g for g in gpus if isinstance(g, int) and not isinstance(g, bool) and g > 1})
     if t.compile is True and dp_gpus and "dp" in spec.strategies:
         problems.append(f"train.{COMPILE_DP.format(gpus=dp_gpus[0])}")
-
-    problems += cluster_problems(c)
-    if not isinstance(c.cpus_per_gpu, int) or isinstance(c.cpus_per_gpu, bool) or c.cpus_per_gpu < 1:
-        problems.append(f"cluster.cpus_per_gpu={c.cpus_per_gpu!r} must be an integer >= 1")
-    if not isinstance(c.gpus_per_node, int) or isinstance(c.gpus_per_node, bool) or c.gpus_per_node < 0:
-        problems.append(f"cluster.gpus_per_node={c.gpus_per_node!r} must be an integer >= 0 (0 = each cell "
-                        "on one node)")
-    elif not any(p.startswith("matrix.") for p in problems):  # a malformed matrix has no cells to lay out
-        problems += layout_problems(spec)
-    if not isinstance(c.max_requeues, int) or c.max_requeues < 0:
-        problems.append(f"cluster.max_requeues={c.max_requeues!r} must be an integer >= 0")
-    if not isinstance(c.array_parallelism, int) or isinstance(c.array_parallelism, bool) \
-            or c.array_parallelism < 1:
-        problems.append(f"cluster.array_parallelism={c.array_parallelism!r} must be an integer >= 1 "
-                        "(tasks of a job array running at once)")
-    if not all(isinstance(x, str) for x in c.setup):
-        problems.append("cluster.setup must be a list of shell lines (strings)")
-    for parse in (parse_mem_mb, parse_time_min):
-        try:
-            parse(c.mem if parse is parse_mem_mb else c.time)
-        except ConfigError as exc:
-            problems.append(str(exc))
+    repeats = spec.repeats if isinstance(spec.repeats, int) else 1
+    if not problems and t.seed + repeats - 1 > MAX_SEED:
+        problems.append(f"train.seed={t.seed} with matrix.repeats={repeats}: the last repeat's seed "
+                        f"{t.seed + repeats - 1} is more than {MAX_SEED} (numpy and torch take 32-bit "
+                        "seeds); use a smaller seed")
     return problems
 
 
@@ -551,33 +625,47 @@ def size_problem(spec: ExperimentSpec) -> str:
     return ""
 
 
+def _string_problem(key: str, check: str, v: Any) -> str:
+    """Why a [cluster] string is not what its ``check`` allows ('' when it is)."""
+    safe = "letters, digits, '.', '_' or '-'"
+    if check == "name" and (not isinstance(v, str) or not _SAFE_NAME.fullmatch(v)):
+        return f"cluster.{key}={v!r:.60} is not a safe SLURM name; use {safe}"
+    if check == "optional_name" and (not isinstance(v, str) or (v and not _SAFE_NAME.fullmatch(v))):
+        return f"cluster.{key}={v!r:.60} is not a safe name; use {safe} (or \"\" for none)"
+    if check == "preamble":
+        is_path = isinstance(v, str) and ("/" in v or v.endswith(".sh"))
+        if not isinstance(v, str) or (v and not is_path and not _SAFE_NAME.fullmatch(v)) or (
+                is_path and any(ch in v for ch in "\n\r\0")):
+            return (f"cluster.{key}={v!r:.60} is not a safe preamble name or .sh path; use a name from "
+                    f"sbatch_templates/ ({safe}), a path to a .sh file, or \"\" for none")
+    if check in ("mem", "time"):
+        try:
+            (parse_mem_mb if check == "mem" else parse_time_min)(v)
+        except ConfigError as exc:
+            return str(exc)
+    return ""
+
+
 def cluster_problems(c: ClusterRequest) -> list[str]:
-    """Names and site options of [cluster], one line each (validate_spec checks the resources)."""
+    """Every [cluster] key, one line each: the resources by their field's rules, the site options by
+    :func:`aslhpc.slurm.request.site_problems`."""
     problems = []
-    for key in ("partition", "gpu_type"):
-        v = getattr(c, key)
-        if not isinstance(v, str) or not _SAFE_NAME.fullmatch(v):
-            problems.append(f"cluster.{key}={v!r} is not a safe SLURM name; use letters, digits, '.', '_' or "
-                            "'-'")
-    v = c.reservation
-    if not isinstance(v, str) or (v and not _SAFE_NAME.fullmatch(v)):
-        problems.append(f"cluster.reservation={v!r} is not a safe name; use letters, digits, '.', '_' or '-' "
-                        "(or \"\" for none)")
-    v = c.preamble
-    is_path = isinstance(v, str) and ("/" in v or v.endswith(".sh"))
-    if not isinstance(v, str) or (v and not is_path and not _SAFE_NAME.fullmatch(v)) or (
-            is_path and any(ch in v for ch in "\n\r\0")):
-        problems.append(f"cluster.preamble={v!r} is not a safe preamble name or .sh path; use a name from "
-                        "sbatch_templates/ (letters, digits, '.', '_' or '-'), a path to a .sh file, or "
-                        "\"\" for none")
+    for f in fields(ClusterRequest):
+        value = getattr(c, f.name)
+        if str(f.type) == "int":
+            problem = field_problem(f, value)
+            problems += [f"cluster.{problem}"] if problem else []
+        elif "check" in f.metadata:
+            problems += [p for p in (_string_problem(f.name, f.metadata["check"], value),) if p]
+    if not isinstance(c.setup, tuple) or not all(isinstance(x, str) for x in c.setup):
+        problems.append("cluster.setup must be a list of shell lines (strings)")
     if not isinstance(c.additional_parameters, dict):
         problems.append("cluster.additional_parameters must be a table of sbatch option = value, "
                         "e.g. additional_parameters = { gpu-bind = \"closest\" }")
         extra: object = ()
     else:
         extra = c.additional_parameters
-    values = {k: getattr(c, k) for k in ("account", "qos", "wckey", "constraint", "exclude", "mail_type",
-                                         "mail_user", "comment")}
+    values = {name: getattr(c, name) for name in site_option_names()}
     return problems + site_problems({**values, "additional": extra})
 
 

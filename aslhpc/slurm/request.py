@@ -11,20 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
-# sbatch options that aslhpc sets itself (or that have a first-class [cluster] key): additional_parameters
-# may not override them, since that would silently change what a cell asks for or where its logs go
-RESERVED_OPTIONS = {
-    "job_name": "", "partition": "cluster.partition", "reservation": "cluster.reservation",
-    "time": "cluster.time", "mem": "cluster.mem", "gres": "cluster.gpu_type",
-    "nodes": "cluster.gpus_per_node",
-    "ntasks_per_node": "", "cpus_per_task": "cluster.cpus_per_gpu", "gpus_per_node": "cluster.gpu_type",
-    "gpus": "cluster.gpu_type", "output": "", "error": "", "open_mode": "", "signal": "", "array": "",
-    "account": "cluster.account", "qos": "cluster.qos", "wckey": "cluster.wckey",
-    "constraint": "cluster.constraint", "exclude": "cluster.exclude", "mail_type": "cluster.mail_type",
-    "mail_user": "cluster.mail_user", "comment": "cluster.comment", "no_requeue": "",
-}
 MAIL_TYPES = ("NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "INVALID_DEPEND", "STAGE_OUT", "TIME_LIMIT",
               "TIME_LIMIT_90", "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS")
 
@@ -35,23 +24,72 @@ _VALUE = re.compile(r"[A-Za-z0-9_.,:=/+@%\-\[\]*&|!()]+")
 _COMMENT = re.compile(r"[A-Za-z0-9_.,:=/+@%\- ]*")
 _HOSTLIST = re.compile(r"[A-Za-z0-9_.\-\[\],]+")
 _MAIL_USER = re.compile(r"[A-Za-z0-9._%+\-]+(@[A-Za-z0-9.\-]+)?")
+_MAIL_TYPE = re.compile(r"(?i) *(" + "|".join(MAIL_TYPES) + r") *(, *(" + "|".join(MAIL_TYPES) + r") *)*")
 _OPTION = re.compile(r"[a-z][a-z0-9_-]*")
+_SAFE_WORDS = "letters, digits, '.', '_' or '-'"
+
+
+def site_option(help: str, pattern: re.Pattern[str], allowed: str, example: str = "") -> Any:
+    """A first-class sbatch option: "" = no line in the script; any other value must fullmatch ``pattern``.
+
+    The field's name is the sbatch option (``mail_type`` -> ``--mail-type``) and submitit's parameter; its
+    metadata feeds the [cluster] key, its validation, ``additional_parameters``' reserved names, the
+    submit flag and docs/experiment-file.md."""
+    word = {_NAME: "a safe SLURM name", _MAIL_TYPE: "valid"}.get(pattern, "a safe value")
+    return field(default="", metadata={"help": help, "pattern": pattern, "allowed": allowed,
+                                       "example": example, "word": word})
 
 
 @dataclass(frozen=True)
 class SiteOptions:
     """Per-site sbatch options beyond the resources: empty = not in the script. ``wckey`` is empty by
-    default, so no ``--wckey`` line is written (submitit's default ``submitit`` is refused by some sites)."""
+    default, so no ``--wckey`` line is written (submitit's default ``submitit`` is refused by some sites).
 
-    account: str = ""
-    qos: str = ""
-    wckey: str = ""
-    constraint: str = ""
-    exclude: str = ""
-    mail_type: str = ""
-    mail_user: str = ""
-    comment: str = ""
+    The one definition of these options: ``[cluster]`` (``ClusterRequest``) has exactly these keys (plus
+    ``additional_parameters``, the table behind ``additional``). Adding a first-class sbatch option is one
+    field here."""
+
+    account: str = site_option("sbatch --account to charge", _NAME, _SAFE_WORDS, "myproject")
+    qos: str = site_option("sbatch --qos", _NAME, _SAFE_WORDS, "high")
+    wckey: str = site_option("sbatch --wckey (none by default: some sites refuse submitit's)", _NAME,
+                             _SAFE_WORDS)
+    constraint: str = site_option("sbatch --constraint: node features", _VALUE,
+                                  "a SLURM feature expression such as v100&ib or [rack1|rack2]", "v100&ib")
+    exclude: str = site_option("sbatch --exclude: nodes to avoid", _HOSTLIST,
+                               "a hostlist such as node[01-04],gpu7", "node[01-02]")
+    mail_type: str = site_option("sbatch --mail-type", _MAIL_TYPE,
+                                 f"a comma-separated list of {', '.join(MAIL_TYPES)}", "END,FAIL")
+    mail_user: str = site_option("sbatch --mail-user", _MAIL_USER, "an e-mail address or user name")
+    comment: str = site_option("a site's own sbatch --comment (after aslhpc's tag)", _COMMENT,
+                               "letters, digits, spaces and _.,:=/+@%-")
     additional: tuple[tuple[str, str | int | bool], ...] = ()  # (sbatch option, value); True = a bare flag
+
+    def sbatch_parameters(self) -> dict[str, Any]:
+        """submitit SlurmExecutor parameters for the options that are set (``wckey`` None when empty, so
+        submitit writes no ``--wckey`` line); ``additional_parameters`` holds ``additional``."""
+        params: dict[str, Any] = {"wckey": self.wckey or None}
+        params.update({name: getattr(self, name) for name in site_option_names()
+                       if name != "wckey" and getattr(self, name)})
+        if self.additional:
+            params["additional_parameters"] = dict(self.additional)
+        return params
+
+
+def site_option_names() -> tuple[str, ...]:
+    """The first-class site options, in order (every SiteOptions field but ``additional``)."""
+    return tuple(f.name for f in fields(SiteOptions) if f.name != "additional")
+
+
+# sbatch options that aslhpc sets itself (or that have a first-class [cluster] key): additional_parameters
+# may not override them, since that would silently change what a cell asks for or where its logs go
+RESERVED_OPTIONS = {
+    "job_name": "", "partition": "cluster.partition", "reservation": "cluster.reservation",
+    "time": "cluster.time", "mem": "cluster.mem", "gres": "cluster.gpu_type",
+    "nodes": "cluster.gpus_per_node",
+    "ntasks_per_node": "", "cpus_per_task": "cluster.cpus_per_gpu", "gpus_per_node": "cluster.gpu_type",
+    "gpus": "cluster.gpu_type", "output": "", "error": "", "open_mode": "", "signal": "", "array": "",
+    "no_requeue": "", **{name: f"cluster.{name}" for name in site_option_names()},
+}
 
 
 @dataclass(frozen=True)
@@ -84,24 +122,14 @@ class JobRequest:
 def site_problems(values: Mapping[str, object], prefix: str = "cluster.") -> list[str]:
     """One line per bad site value (``values`` maps a SiteOptions field to its value), naming key and fix."""
     problems = []
-    for key in ("account", "qos", "wckey"):
-        v = values.get(key, "")
-        if not isinstance(v, str) or (v and not _NAME.fullmatch(v)):
-            problems.append(f"{prefix}{key}={v!r} is not a safe SLURM name; use letters, digits, '.', '_' or "
-                            "'-' (or \"\" for none)")
-    checks = (("constraint", _VALUE, "a SLURM feature expression such as v100&ib or [rack1|rack2]"),
-              ("exclude", _HOSTLIST, "a hostlist such as node[01-04],gpu7"),
-              ("mail_user", _MAIL_USER, "an e-mail address or user name"),
-              ("comment", _COMMENT, "letters, digits, spaces and _.,:=/+@%-"))
-    for key, pattern, what in checks:
-        v = values.get(key, "")
-        if not isinstance(v, str) or (v and not pattern.fullmatch(v)):
-            problems.append(f"{prefix}{key}={v!r} is not a safe value; use {what} (or \"\" for none)")
-    mail = values.get("mail_type", "")
-    bad = [t for t in str(mail).split(",") if t and t.strip().upper() not in MAIL_TYPES] if mail else []
-    if not isinstance(mail, str) or bad:
-        problems.append(f"{prefix}mail_type={mail!r} is not valid; use a comma-separated list of "
-                        f"{', '.join(MAIL_TYPES)}")
+    for f in fields(SiteOptions):
+        if f.name == "additional":
+            continue
+        v = values.get(f.name, "")
+        if not isinstance(v, str) or (v and not f.metadata["pattern"].fullmatch(v)):
+            meta = f.metadata
+            problems.append(f"{prefix}{f.name}={v!r:.60} is not {meta['word']}; use {meta['allowed']} "
+                            "(or \"\" for none)")
     return problems + additional_problems(values.get("additional", ()), prefix)
 
 

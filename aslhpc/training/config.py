@@ -142,8 +142,10 @@ class TrainConfig:
         return {k: v for k, v in self.to_dict().items() if k not in NOT_IDENTITY}
 
 
-def _field_problem(f: Field, value: Any) -> str | None:
-    """What is wrong with ``value`` for field ``f`` (its type and metadata rules), or None."""
+def field_problem(f: Field, value: Any) -> str | None:
+    """What is wrong with ``value`` for field ``f`` (its type and metadata rules, see :func:`_opt`), or None.
+
+    Any dataclass field with this metadata is checked the same way ([cluster]'s resources too)."""
     meta, kind = f.metadata, str(f.type)
     if kind == "bool":
         return None if isinstance(value, bool) else f"{f.name}={value!r} must be true or false"
@@ -173,7 +175,7 @@ def config_problems(values: Mapping[str, Any]) -> list[str]:
     problems = []
     for f in fields(TrainConfig):
         if f.name in values:
-            problem = _field_problem(f, values[f.name])
+            problem = field_problem(f, values[f.name])
             if problem:
                 problems.append(problem)
     return problems
@@ -214,33 +216,26 @@ _PY_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
 class OverrideFlag(NamedTuple):
-    """One ``[train]`` field as a command-line flag: ``(name, flag, type, help)``; choices from metadata."""
+    """One setting as a command-line flag: ``(name, flag, type, help, choices, default)``."""
 
-    name: str
-    flag: str
-    type: type
+    name: str  # the field (and argparse dest)
+    flag: str  # e.g. --batch-size
+    type: type  # int, float, str or bool (bool: --x / --no-x)
     help: str
-
-    @property
-    def choices(self) -> tuple[str, ...] | None:
-        return _field(self.name).metadata.get("choices")
-
-    @property
-    def default(self) -> Any:
-        """The default an experiment file has (``experiment_default`` where it differs from the CLI's)."""
-        f = _field(self.name)
-        return f.metadata.get("experiment_default", f.default)
+    choices: tuple[str, ...] | None = None
+    default: Any = None  # the experiment file's default (shown by add_field_flags(defaults=True))
 
 
-def _field(name: str) -> Field:
-    return next(f for f in fields(TrainConfig) if f.name == name)
+def field_flag(f: Field) -> OverrideFlag:
+    """The flag of a dataclass field carrying :func:`_opt` metadata."""
+    return OverrideFlag(f.name, cli_flag(f), _PY_TYPES[str(f.type)], f.metadata.get("help", ""),
+                        f.metadata.get("choices"), f.metadata.get("experiment_default", f.default))
 
 
 def train_override_flags() -> list[OverrideFlag]:
     """The flags ``submit`` offers to override the ``[train]`` table: one per shared TrainConfig field, named
     and typed as the train CLI's (:func:`cli_flag`), so a new field is a new flag of both with no edit."""
-    return [OverrideFlag(f.name, cli_flag(f), _PY_TYPES[str(f.type)], f.metadata.get("help", ""))
-            for f in fields(TrainConfig) if f.name not in PER_CELL]
+    return [field_flag(f) for f in fields(TrainConfig) if f.name not in PER_CELL]
 
 
 def add_field_flags(parser: Any, flags: list[OverrideFlag], defaults: bool = False) -> None:
