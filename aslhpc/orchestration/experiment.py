@@ -605,6 +605,24 @@ def train_problems(spec: ExperimentSpec) -> list[str]:
     return problems
 
 
+def spec_problems(data: Any) -> list[str]:
+    """A manifest's ``spec`` checked as a whole, one line each (``spec.train.epochs='x' must be ...``).
+
+    Every key it records must have a valid type and value; keys it lacks (an older writer) take today's
+    defaults and unknown ones (a newer writer) are ignored, as :meth:`ExperimentSpec.from_dict` reads it."""
+    if not isinstance(data, dict):
+        return [f"spec is {type(data).__name__}, expected an object"]
+    for key in ("train", "cluster"):
+        if not isinstance(data.get(key, {}), dict):
+            return [f"spec.{key} is {type(data[key]).__name__}, expected an object"]
+    try:
+        spec = ExperimentSpec.from_dict({"name": "unnamed", "gpus": (), "batch_sizes": (), **data})
+    except (TypeError, ValueError) as exc:
+        return [f"spec does not describe an experiment ({clean_text(exc, 80)})"]
+    matrix = [p for p in matrix_problems(spec) if " is empty;" not in p]
+    return [f"spec.{p}" for p in matrix + train_problems(spec) + cluster_problems(spec.cluster)]
+
+
 def size_problem(spec: ExperimentSpec) -> str:
     """Why the matrix is too large to build (a typo like ``repeats = 10**9``), or ""; builds no cell."""
     def count(values: object) -> int:

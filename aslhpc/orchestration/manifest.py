@@ -23,18 +23,45 @@ cell's ``task`` index. ``collect`` (optional, top level) is the dependent job of
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from aslhpc.atomic import atomic_write_json, read_json
+from pydantic import AfterValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic_core import PydanticCustomError
+
+from aslhpc.atomic import atomic_write_json
 from aslhpc.cellfiles import experiment_dir
 from aslhpc.errors import ConfigError
-from aslhpc.orchestration.experiment import Cell, ExperimentSpec
+from aslhpc.orchestration.experiment import Cell, ExperimentSpec, spec_problems
+from aslhpc.schema import FileProblem, clean_text, parse_json, read_text_file
+from aslhpc.schema.adapter import problem_lines
 
 MANIFEST = "manifest.json"
 SCHEMA = 1
 CLUSTER_KINDS = ("slurm", "local")
+
+
+def _printable(value: str) -> str:
+    """Manifest text is what submit wrote: never a control character (an ESC would reach the terminal)."""
+    if not value.isprintable():
+        raise PydanticCustomError("control_characters",
+                                  "holds control characters ({shown}); submit never writes them",
+                                  {"shown": clean_text(repr(value), 40)})
+    return value
+
+
+# The manifest's types, as pydantic checks them at load (the dataclasses below stay plain to construct):
+# strict (no "1" for 1, no true for 1), text printable and bounded, ids safe names.
+Text = Annotated[str, Strict(), Field(max_length=4096), AfterValidator(_printable)]
+Path_ = Annotated[str, Strict(), Field(min_length=1, max_length=4096), AfterValidator(_printable)]
+CellId = Annotated[str, Strict(), Field(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+Int = Annotated[int, Strict()]
+Cluster = Literal["slurm", "local"]
+Scalar = Annotated[str, Strict(), Field(max_length=200), AfterValidator(_printable)] | \
+    Annotated[int, Strict()] | Annotated[float, Strict(), Field(allow_inf_nan=False)]
+_LOOSE = ConfigDict(extra="ignore")  # a newer writer's keys are ignored, never an error
 
 
 def now_iso() -> str:
@@ -50,15 +77,19 @@ class Attempt:
     """One submission of a cell. ``folder`` is submitit's job folder, relative to the experiment dir.
 
     ``token`` is the submission's tag (also in the job's ``--comment``); '' in manifests written
-    before tags existed."""
+    before tags existed. ``request`` is what the job asked for (e.g. ``{"mem": "16G", "time_min": 120,
+    "gpus": 2, "cpus": 8}``, as the backend records it); empty, and then left out, in older manifests."""
 
-    job_id: str
-    cluster: str  # "slurm" | "local"
-    submitted_at: str
-    folder: str
-    token: str = ""
-    array_id: str = ""  # the SLURM job array this cell ran in ('' for a job of its own)
-    task_id: int | None = None  # its task in that array: job_id is ``<array_id>_<task_id>``
+    __pydantic_config__ = _LOOSE
+
+    job_id: Text
+    cluster: Cluster  # "slurm" | "local"
+    submitted_at: Text
+    folder: Path_
+    token: Text = ""
+    array_id: Text = ""  # the SLURM job array this cell ran in ('' for a job of its own)
+    task_id: Int | None = None  # its task in that array: job_id is ``<array_id>_<task_id>``
+    request: dict[Annotated[str, Strict(), Field(max_length=64)], Scalar] = field(default_factory=dict)
 
 
 @dataclass
@@ -68,24 +99,28 @@ class Intent:
     Found in a manifest, it means the submit that wrote it died (or could not write) in between:
     a job tagged ``token`` may or may not exist, and must be looked for before submitting again."""
 
-    token: str
-    cluster: str  # "slurm" | "local"
-    since: str  # when the intent was written (sacct --starttime for the search)
-    state: str = "submitting"
+    __pydantic_config__ = _LOOSE
+
+    token: Text
+    cluster: Cluster  # "slurm" | "local"
+    since: Text  # when the intent was written (sacct --starttime for the search)
+    state: Text = "submitting"
     #: the cell's task in a job array submitted under ``token`` (the cells sharing a token are that array's
     #: cell list, in task order); None: a job of its own
-    task: int | None = None
+    task: Int | None = None
 
 
 @dataclass
 class CellEntry:
-    cell_id: str
-    gpus: int
-    batch_size: int
-    repeat: int
-    seed: int
-    strategy: str
-    out_dir: str  # relative to the experiment dir
+    __pydantic_config__ = _LOOSE
+
+    cell_id: CellId
+    gpus: Int
+    batch_size: Int
+    repeat: Int
+    seed: Int
+    strategy: Text
+    out_dir: Path_  # relative to the experiment dir
     attempts: list[Attempt] = field(default_factory=list)
     intent: Intent | None = None  # a submission in flight (see Intent)
 
@@ -101,12 +136,14 @@ class CellEntry:
 
 @dataclass
 class Manifest:
-    experiment: str
-    spec: dict[str, Any]
-    created_at: str
-    updated_at: str
-    cells: dict[str, CellEntry] = field(default_factory=dict)
-    schema: int = SCHEMA
+    __pydantic_config__ = _LOOSE
+
+    experiment: CellId
+    spec: dict[str, Any]  # checked as a whole by aslhpc.orchestration.experiment.spec_problems
+    created_at: Text
+    updated_at: Text
+    cells: dict[CellId, CellEntry] = field(default_factory=dict)
+    schema: Int = SCHEMA
     collect: Attempt | None = None  # the dependent job that runs collect after the cells (submit --collect)
 
     @classmethod
@@ -138,11 +175,11 @@ class Manifest:
             elif cell["intent"].get("task") is None:
                 cell["intent"].pop("task", None)
             for a in cell["attempts"]:
-                for key in ("token", "array_id", "task_id"):
-                    if a.get(key) in ("", None):
-                        a.pop(key, None)
+                _drop_empty(a)
         if self.collect is None:
             data.pop("collect", None)
+        else:
+            _drop_empty(data["collect"])
         return data
 
     @classmethod
@@ -155,104 +192,59 @@ class Manifest:
         atomic_write_json(path, self.to_dict())
 
 
+def _drop_empty(attempt: dict[str, Any]) -> None:
+    for key in ("token", "array_id", "task_id", "request"):
+        if attempt.get(key) in ("", None, {}):
+            attempt.pop(key, None)
+
+
 # --------------------------------------------------------------------------- schema check
 
 
-class _Bad(Exception):
-    """A field of the manifest that is not what schema 1 says (caught and reworded by _parse)."""
+@functools.cache
+def _adapter() -> TypeAdapter[Manifest]:
+    return TypeAdapter(Manifest)
 
 
-def _field(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
-           default: Any = ...) -> Any:
-    if key not in obj:
-        if default is ...:
-            raise _Bad(f"{where}{key} is missing")
-        return default
-    value = obj[key]
-    ints = kind is int or (isinstance(kind, tuple) and int in kind)
-    if not isinstance(value, kind) or (isinstance(value, bool) and ints):
-        want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise _Bad(f"{where}{key} is {type(value).__name__} {value!r:.40}, expected {want}")
-    return value
-
-
-def _relative(value: str, where: str) -> str:
-    """A path meant to lie inside the experiment directory. One that leaves it (``..``, absolute) damages
-    that cell alone: :func:`aslhpc.orchestration.cellrecord.inside` refuses it wherever a path is used,
-    and status/collect show the cell DAMAGED while the rest of the matrix is still read."""
-    if not value:
-        raise _Bad(f"{where} is empty")
-    return value
-
-
-def _cluster(obj: dict[str, Any], where: str) -> str:
-    value = _field(obj, "cluster", str, where)
-    if value not in CLUSTER_KINDS:
-        raise _Bad(f"{where}cluster is {value!r}, expected one of {', '.join(CLUSTER_KINDS)}")
-    return value
-
-
-def _attempt(a: Any, where: str) -> Attempt:
-    if not isinstance(a, dict):
-        raise _Bad(f"{where[:-1]} is {type(a).__name__}, expected an object")
-    task = _field(a, "task_id", (int, type(None)), where, None)
-    return Attempt(_field(a, "job_id", str, where), _cluster(a, where), _field(a, "submitted_at", str, where),
-                   _relative(_field(a, "folder", str, where), f"{where}folder"),
-                   _field(a, "token", str, where, ""), _field(a, "array_id", str, where, ""), task)
-
-
-def _intent(i: Any, where: str) -> Intent | None:
-    if i is None:
-        return None
-    if not isinstance(i, dict):
-        raise _Bad(f"{where[:-1]} is {type(i).__name__}, expected an object or null")
-    return Intent(_field(i, "token", str, where), _cluster(i, where), _field(i, "since", str, where),
-                  _field(i, "state", str, where, "submitting"),
-                  _field(i, "task", (int, type(None)), where, None))
-
-
-def _cell(cid: str, c: Any) -> CellEntry:
-    where = f"cells.{cid}."
-    if not isinstance(c, dict):
-        raise _Bad(f"cells.{cid} is {type(c).__name__}, expected an object")
-    if _field(c, "cell_id", str, where) != cid:
-        raise _Bad(f"{where}cell_id is {c['cell_id']!r}, not its key {cid!r}")
-    attempts = _field(c, "attempts", list, where, [])
-    return CellEntry(
-        cid, _field(c, "gpus", int, where), _field(c, "batch_size", int, where),
-        _field(c, "repeat", int, where), _field(c, "seed", int, where), _field(c, "strategy", str, where),
-        _relative(_field(c, "out_dir", str, where), f"{where}out_dir"),
-        [_attempt(a, f"{where}attempts[{i}].") for i, a in enumerate(attempts)],
-        _intent(c.get("intent"), f"{where}intent."))
+def _invalid(source: str, problem: str) -> ConfigError:
+    return ConfigError(f"{source} is not a valid aslhpc manifest: {problem}; restore it (or move it away) or "
+                       "use another --results")
 
 
 def _parse(data: Any, source: str) -> Manifest:
+    """The manifest in ``data``, every field checked by the dataclasses' types (pydantic) and the spec by
+    :func:`~aslhpc.orchestration.experiment.spec_problems`; the first problem is one ConfigError line."""
+    if not isinstance(data, dict):
+        raise _invalid(source, f"it holds a JSON {type(data).__name__}, not an object")
+    if data.get("schema") != SCHEMA:
+        raise ConfigError(f"{source}: manifest schema {clean_text(repr(data.get('schema')), 40)} is not "
+                          f"{SCHEMA}; use the aslhpc version that wrote it or another --results directory")
     try:
-        if not isinstance(data, dict):
-            raise _Bad(f"it holds a JSON {type(data).__name__}, not an object")
-        if data.get("schema") != SCHEMA:
-            raise ConfigError(f"{source}: manifest schema {data.get('schema')!r} is not {SCHEMA}; use the "
-                              "aslhpc version that wrote it or another --results directory")
-        cells = {cid: _cell(cid, c) for cid, c in _field(data, "cells", dict, "", {}).items()}
-        collect = data.get("collect")
-        return Manifest(_field(data, "experiment", str, ""), _field(data, "spec", dict, "", {}),
-                        _field(data, "created_at", str, ""), _field(data, "updated_at", str, ""),
-                        cells, SCHEMA, None if collect is None else _attempt(collect, "collect."))
-    except _Bad as exc:
-        raise ConfigError(f"{source} is not a valid aslhpc manifest: {exc}; restore it (or move it away) "
-                          "or use another --results") from None
+        manifest = _adapter().validate_python(data)
+    except ValidationError as exc:
+        raise _invalid(source, problem_lines(exc)[0]) from None
+    for cid, entry in manifest.cells.items():
+        if entry.cell_id != cid:
+            raise _invalid(source, f"cells.{cid}.cell_id is {entry.cell_id!r}, not its key {cid!r}")
+    problems = spec_problems(manifest.spec)
+    if problems:
+        raise _invalid(source, problems[0])
+    return manifest
 
 
 def load_manifest(path: str | Path) -> Manifest | None:
-    """The manifest at ``path``, or None when there is none yet; a damaged one is a ConfigError naming it."""
+    """The manifest at ``path``, or None when there is none yet; a damaged one is a ConfigError naming it.
+
+    Read as a cell file is (a regular file, at most 16 MiB, nesting depth-limited), so a FIFO, a link to
+    /dev/zero or JSON 2,000 deep is one error line, not a hang or a traceback."""
     path = Path(path)
-    if not path.exists():
-        return None
     try:
-        data = read_json(path)
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"{path} is not a valid aslhpc manifest ({reason}); restore it (or move it away) "
+        text = read_text_file(path)
+        if text is None:
+            return None
+        data = parse_json(text)
+    except FileProblem as exc:
+        raise ConfigError(f"{path} is not a valid aslhpc manifest ({exc}); restore it (or move it away) "
                           "or use another --results") from None
     return Manifest.from_dict(data, str(path))
 
