@@ -8,6 +8,7 @@ collect must list it as a hole with the same reason while the rest of the matrix
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
@@ -277,3 +278,207 @@ def test_a_checked_result_is_not_hidden_by_damage_in_the_files_of_a_running_cell
     ]
     assert (row.state, row.epoch, row.error) == ("COMPLETED", 25, "")
     assert load_matrix(experiment).set_index("cell_id").loc[VICTIM, "state"] == "completed"
+
+
+# ------------------------------------------------------------------- issue 27 items 4-6: hostile files
+
+
+def _result(exp: Path) -> dict:
+    return json.loads((exp / "cells" / VICTIM / "result.json").read_text())
+
+
+def _set_result(exp: Path, **changes: object) -> None:
+    result = _result(exp)
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        target = result
+        for parent in parents:
+            target = target[int(parent) if parent.isdigit() else parent]
+        target[key] = value
+    write_json(exp / "cells" / VICTIM / "result.json", result)
+
+
+def _hostile(exp: Path, variant: str) -> None:  # noqa: C901 - one small setup per variant
+    cell = exp / "cells" / VICTIM
+    result = cell / "result.json"
+    deep = "[" * 3000 + "]" * 3000
+    if variant == "result.json nested 3000 deep":
+        result.write_text('{"a": ' + deep + "}")
+    elif variant == "result.json nested 100 deep":  # parses, but no file aslhpc writes nests like that
+        result.write_text('{"a": ' + "[" * 100 + "]" * 100 + "}")
+    elif variant == "epochs.jsonl nested 3000 deep":
+        result.unlink()
+        (cell / "epochs.jsonl").write_text('{"epoch": 1}\n' + deep + "\n" + '{"epoch": 2}\n')
+    elif variant == "result.json links to /dev/zero":
+        result.unlink()
+        result.symlink_to("/dev/zero")
+    elif variant == "result.json is a FIFO":
+        result.unlink()
+        os.mkfifo(result)
+    elif variant == "progress.json is a FIFO":
+        result.unlink()
+        os.mkfifo(cell / "progress.json")
+    elif variant == "result.json is a directory":
+        result.unlink()
+        result.mkdir()
+    elif variant == "result.json is 17 MiB":
+        with result.open("r+b") as fh:  # sparse: no disk used
+            fh.truncate(17 << 20)
+    elif variant == "test_acc = 150":
+        _set_result(exp, test_acc=150)
+    elif variant == "exec_time_s = NaN":
+        _set_result(exp, exec_time_s=float("nan"))
+    elif variant == "exec_time_s = -1":
+        _set_result(exp, exec_time_s=-1.0)
+    elif variant == "exec_time_s = 1e308":
+        _set_result(exp, exec_time_s=1e308)
+    elif variant == "images_per_s = Infinity":
+        _set_result(exp, images_per_s=float("inf"))
+    elif variant == "a GPU's memory is negative":
+        _set_result(exp, telemetry__gpus__0__mem_peak_gb=-3.0)
+    elif variant == "result.json is {}":
+        write_json(result, {})
+    elif variant == "a forged minimal result":
+        write_json(result, {"status": "completed", "epochs": 2})
+    elif variant == "another cell's result":
+        write_json(result, result_json("e", 1, 128))
+    elif variant == "a result of another batch size under this id":
+        _set_result(exp, config__batch_size=64)
+    elif variant == "the split recorded disagrees with the config":
+        _set_result(exp, split__kind="blocked")
+    else:
+        raise AssertionError(variant)
+
+
+HOSTILE = {
+    "result.json nested 3000 deep": "result.json: nested more than 64 levels deep",
+    "result.json nested 100 deep": "result.json: nested more than 64 levels deep",
+    "epochs.jsonl nested 3000 deep": "epochs.jsonl: line 2 is nested more than 64 levels deep",
+    "result.json links to /dev/zero": "result.json: is a symbolic link",
+    "result.json is a FIFO": "result.json: is not a regular file",
+    "progress.json is a FIFO": "progress.json: is not a regular file",
+    "result.json is a directory": "result.json: is not a regular file",
+    "result.json is 17 MiB": "result.json: is 17825792 bytes, more than the 16 MiB",
+    "test_acc = 150": "result.json: test_acc is 150, must be <= 100",
+    "exec_time_s = NaN": "result.json: exec_time_s is nan, must be a finite number",
+    "exec_time_s = -1": "result.json: exec_time_s is -1.0, must be >= 0",
+    "exec_time_s = 1e308": "result.json: exec_time_s is 1e+308, must be <= 1000000000",
+    "images_per_s = Infinity": "result.json: images_per_s is inf, must be a finite number",
+    "a GPU's memory is negative": "result.json: telemetry.gpus[0].mem_peak_gb is -3.0, must be >= 0",
+    "result.json is {}": "result.json: status, cell_id, config, epochs, train_acc, val_acc, test_acc, "
+                         "exec_time_s are missing; not a complete result",
+    "a forged minimal result": "result.json: cell_id, config, train_acc, val_acc, test_acc, exec_time_s are "
+                               "missing",
+    "another cell's result": "result.json: cell_id is 'g1-b128-r0', not this cell's 'g2-b256-r0'",
+    "a result of another batch size under this id": "result.json: config.batch_size is 64, but the "
+                                                    "experiment's cell has 256",
+    "the split recorded disagrees with the config": "result.json: split.kind is 'blocked', but config.split "
+                                                    "is 'random'",
+}
+
+
+@pytest.mark.parametrize("variant", list(HOSTILE))
+def test_a_hostile_file_is_one_damaged_cell_in_status_and_collect(experiment: Path, variant: str) -> None:
+    """Each is one DAMAGED row with a one-line reason, never a hang, a traceback or a forged COMPLETED; the
+    rest of the matrix is still read (issue 27 items 4 and 5)."""
+    _hostile(experiment, variant)
+    rows = {r.cell_id: r for r in experiment_status(experiment / "manifest.json", query=sacct("e")).rows}
+    assert rows[VICTIM].state == "DAMAGED", rows[VICTIM]
+    assert rows[VICTIM].error.startswith(HOSTILE[variant]) and "\n" not in rows[VICTIM].error
+    assert {cid: r.state for cid, r in rows.items() if cid != VICTIM} == dict.fromkeys(
+        ["g1-b128-r0", "g2-b128-r0", "g1-b256-r0"], "COMPLETED")
+    frame = load_matrix(experiment).set_index("cell_id")
+    assert frame.loc[VICTIM, "state"] == "damaged"
+    assert frame.loc[VICTIM, "reason"].startswith(HOSTILE[variant])
+    assert (frame.drop(VICTIM)["state"] == "completed").all()
+
+
+def test_an_unreadable_cell_folder_is_one_damaged_cell(experiment: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """chmod 000 on cells/<cell> (simulated: root reads through any mode): DAMAGED, not a PermissionError."""
+    real_open = os.open
+
+    def deny(path, *args, **kwargs):  # noqa: ANN001, ANN202
+        if VICTIM in str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny)
+    rows = {r.cell_id: r for r in experiment_status(experiment / "manifest.json", query=sacct("e")).rows}
+    assert rows[VICTIM].state == "DAMAGED" and "permission denied" in rows[VICTIM].error
+    assert sum(r.state == "COMPLETED" for r in rows.values()) == 3
+
+
+def test_terminal_escapes_and_huge_text_are_cleaned_at_read_time(experiment: Path) -> None:
+    """ESC[2J in a host, an error or a folder name never reaches the terminal; a 100 kB host is cut."""
+    from aslhpc.orchestration.cellrecord import load_cells
+    from aslhpc.orchestration.manifest import load_manifest
+    from aslhpc.schema import clean_text
+
+    _set_result(experiment, host="\x1b[2Jevil" + "h" * 100_000, slurm__nodelist="n1\x1b]0;title\x07")
+    other = experiment / "cells" / "g1-b128-r0"
+    (other / "result.json").unlink()
+    write_json(other / "error.json", {"error": "boom\x1b[31m red\nsecond line", "time": ""})
+    (experiment / "cells" / "x\x1b[2Jy").mkdir()
+    records = load_cells(experiment, load_manifest(experiment / "manifest.json"))
+    host = records[VICTIM].result["host"]
+    assert "\x1b" not in host and host.startswith("evil") and len(host) <= 200
+    assert records[VICTIM].result["slurm"]["nodelist"] == "n1"
+    assert records["g1-b128-r0"].error.error == "boom red second line"
+    planted = [r for cid, r in records.items() if cid.startswith("x")]
+    assert [r.cell_id for r in planted] == ["xy"] and "never writes" in planted[0].damaged
+    report = experiment_status(experiment / "manifest.json", query=sacct("e"))
+    console = Console(record=True, width=120)
+    console.print(render_table(report))
+    assert "\x1b" not in console.export_text()
+    assert clean_text("a\x1b[2Jb\tc\u202ed" + "x" * 500) == "ab c d" + "x" * 193 + "…"
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda d: d["spec"].update(train={"epochs": "x"}), "spec.train.epochs='x' must be an integer >= 1"),
+    (lambda d: d["spec"].update(cluster={"mem": "lots"}), "spec.cluster.mem='lots' is not a SLURM memory"),
+    (lambda d: d["spec"].update(gpus=[[1]]), "spec.matrix.gpus has [[1]]"),
+    (lambda d: d["cells"][VICTIM].update(cell_id="g2\x1b[2J"), "cells.g2-b256-r0.cell_id is 'g2\\x1b[2J'"),
+    (lambda d: d["cells"][VICTIM]["attempts"][0].update(job_id="1\x1b[2J"), "holds control characters"),
+    (lambda d: d["cells"][VICTIM]["attempts"][0].update(request={"mem": [1]}), "attempts[0].request.mem"),
+])
+def test_the_whole_manifest_is_schema_checked(experiment: Path, damage, says: str) -> None:  # noqa: ANN001
+    from aslhpc.errors import ConfigError
+    from aslhpc.orchestration.manifest import load_manifest
+
+    data = json.loads((experiment / "manifest.json").read_text())
+    damage(data)
+    write_json(experiment / "manifest.json", data)
+    with pytest.raises(ConfigError) as info:
+        load_manifest(experiment / "manifest.json")
+    msg = str(info.value)
+    assert says in msg and "\n" not in msg and "\x1b" not in msg, msg
+
+
+@pytest.mark.parametrize("plant", ["deep", "fifo", "zero"])
+def test_a_hostile_manifest_is_one_error_line(tmp_path: Path, plant: str) -> None:
+    from aslhpc.errors import ConfigError
+    from aslhpc.orchestration.manifest import load_manifest
+
+    path = tmp_path / "manifest.json"
+    if plant == "deep":
+        path.write_text("[" * 5000 + "]" * 5000)
+    elif plant == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match="is not a valid aslhpc manifest"):
+        load_manifest(path)
+
+
+def test_a_manifest_attempt_records_what_it_asked_for(experiment: Path) -> None:
+    """``request`` is optional: absent in older manifests, kept when set, left out again when empty."""
+    from aslhpc.orchestration.manifest import load_manifest
+
+    m = load_manifest(experiment / "manifest.json")
+    assert m.cells[VICTIM].last.request == {}
+    assert "request" not in m.to_dict()["cells"][VICTIM]["attempts"][0]
+    m.cells[VICTIM].last.request.update(mem="16G", time_min=120, gpus=2, cpus=8)
+    m.save(experiment / "manifest.json")
+    back = load_manifest(experiment / "manifest.json")
+    assert back.cells[VICTIM].last.request == {"mem": "16G", "time_min": 120, "gpus": 2, "cpus": 8}

@@ -209,12 +209,12 @@ def result_problem(result: Mapping[str, Any], rec: CellRecord, spec: Mapping[str
     minimal file is not a result). Its cell's: the cell id is the cell's, the config agrees with the
     manifest's entry (GPUs, batch size, strategy, seed) and with ``spec`` (:func:`spec_expectations`),
     and the split recorded agrees with the config's."""
-    if result.get("status") != "completed":
-        return f"status is {result.get('status')!r}, not 'completed'"
     missing = [k for k in RESULT_REQUIRED if result.get(k) is None]
     if missing:
         return (f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing; not a complete result "
                 "(the trainer writes every one); remove the file, then submit --retry-failed")
+    if result["status"] != "completed":
+        return f"status is {result['status']!r:.40}, not 'completed'"
     if result["cell_id"] != rec.cell_id:
         return (f"cell_id is {result['cell_id']!r}, not this cell's {rec.cell_id!r}: another cell's result; "
                 "remove the file, then submit --retry-failed")

@@ -72,6 +72,8 @@ def problem_line(err: dict[str, Any], types: dict[str, str] = PY_TYPES,
         return f"{where} is {value!r:.40}, expected one of {expected.replace(chr(39), '')}"
     if kind_of in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         return f"{where} is {value!r:.40}, {_bound(err)}"
+    if kind_of == "string_pattern_mismatch":
+        return f"{where} is {value!r:.40}, not a safe name (letters, digits, '.', '_' or '-')"
     if kind_of == "finite_number":
         return f"{where} is {value!r:.40}, must be a finite number"
     if kind_of in ("string_too_long", "too_long"):
