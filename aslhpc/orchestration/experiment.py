@@ -265,9 +265,30 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- loading
 
 
+#: [experiment] and [matrix] keys: (key, type, default, allowed values, help); docs/experiment-file.md's rows
+#: ([train] and [cluster] come from their dataclasses' fields)
+TOP_KEYS: dict[str, tuple[tuple[str, str, str, str, str], ...]] = {
+    "experiment": (
+        ("name", "str", "the file's name", f"at most {MAX_NAME} of A-Z a-z 0-9 . _ -",
+         "the experiment's name: its folder under results/ and part of every job name"),
+        ("description", "str", '""', "", "one line about it"),
+        ("data", "str", '"data/asl-alphabet"', "", "dataset root (Kaggle ASL Alphabet layout)"),
+        ("results", "str", '"results"', "", "results directory (the experiment's folder goes inside)"),
+    ),
+    "matrix": (
+        ("gpus", "list[int]", "(required)", f"1..{MAX_GPUS}, each once", "GPU counts: one cell per count"),
+        ("batch_sizes", "list[int]", "(required)", f"1..{MAX_BATCH}, each once",
+         "global batch sizes: one cell per size"),
+        ("strategy", "str or list[str]", '"dp"', ", ".join(STRATEGIES) + ", each once",
+         "dp = nn.DataParallel, ddp = one process per GPU; a list is a third axis"),
+        ("repeats", "int", "1", f">= 1, at most {MAX_CELLS} cells in all",
+         "runs per cell; repeat r uses seed + r"),
+        ("splits", "list[str]", "(none: the one train.split)", ", ".join(SPLITS) + ", each once",
+         "the split as an axis (both use train.split_seed); not together with train.split"),
+    ),
+}
 _TABLES = {
-    "experiment": ("name", "description", "data", "results"),
-    "matrix": ("gpus", "batch_sizes", "strategy", "repeats", "splits"),
+    **{table: tuple(k[0] for k in keys) for table, keys in TOP_KEYS.items()},
     "train": tuple(f.name for f in fields(TrainSettings)),
     "cluster": tuple(f.name for f in fields(ClusterRequest)),
 }

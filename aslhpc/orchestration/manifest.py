@@ -62,6 +62,16 @@ Cluster = Literal["slurm", "local"]
 Scalar = Annotated[str, Strict(), Field(max_length=200), AfterValidator(_printable)] | \
     Annotated[int, Strict()] | Annotated[float, Strict(), Field(allow_inf_nan=False)]
 _LOOSE = ConfigDict(extra="ignore")  # a newer writer's keys are ignored, never an error
+_REQUIRED: Any = object()
+
+
+def _doc(help: str, default: Any = _REQUIRED) -> Any:
+    """A manifest field with its documentation (docs/result-files.md); ``{}`` / ``[]`` defaults are fresh."""
+    if default is _REQUIRED:
+        return field(metadata={"help": help})
+    if isinstance(default, dict | list):
+        return field(default_factory=type(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 def now_iso() -> str:
@@ -82,14 +92,15 @@ class Attempt:
 
     __pydantic_config__ = _LOOSE
 
-    job_id: Text
-    cluster: Cluster  # "slurm" | "local"
-    submitted_at: Text
-    folder: Path_
-    token: Text = ""
-    array_id: Text = ""  # the SLURM job array this cell ran in ('' for a job of its own)
-    task_id: Int | None = None  # its task in that array: job_id is ``<array_id>_<task_id>``
-    request: dict[Annotated[str, Strict(), Field(max_length=64)], Scalar] = field(default_factory=dict)
+    job_id: Text = _doc("SLURM job id (``<array_id>_<task_id>`` for an array task), or the local pid")
+    cluster: Cluster = _doc("slurm | local")
+    submitted_at: Text = _doc("ISO-8601 UTC")
+    folder: Path_ = _doc("submitit's job folder, relative to the experiment directory")
+    token: Text = _doc("the submission's tag, also in the job's --comment ('' before tags existed)", "")
+    array_id: Text = _doc("the SLURM job array this cell ran in ('' for a job of its own)", "")
+    task_id: Int | None = _doc("its task in that array", None)
+    request: dict[Annotated[str, Strict(), Field(max_length=64)], Scalar] = _doc(
+        "what the job asked for, e.g. {mem, time_min, gpus, cpus} (left out when empty)", {})
 
 
 @dataclass
@@ -101,28 +112,29 @@ class Intent:
 
     __pydantic_config__ = _LOOSE
 
-    token: Text
-    cluster: Cluster  # "slurm" | "local"
-    since: Text  # when the intent was written (sacct --starttime for the search)
-    state: Text = "submitting"
+    token: Text = _doc("the tag the job carries in its --comment")
+    cluster: Cluster = _doc("slurm | local")
+    since: Text = _doc("when the intent was written (sacct --starttime for the search)")
+    state: Text = _doc("submitting", "submitting")
     #: the cell's task in a job array submitted under ``token`` (the cells sharing a token are that array's
     #: cell list, in task order); None: a job of its own
-    task: Int | None = None
+    task: Int | None = _doc("the cell's task in the job array submitted under token (left out: a job of its "
+                            "own)", None)
 
 
 @dataclass
 class CellEntry:
     __pydantic_config__ = _LOOSE
 
-    cell_id: CellId
-    gpus: Int
-    batch_size: Int
-    repeat: Int
-    seed: Int
-    strategy: Text
-    out_dir: Path_  # relative to the experiment dir
-    attempts: list[Attempt] = field(default_factory=list)
-    intent: Intent | None = None  # a submission in flight (see Intent)
+    cell_id: CellId = _doc("the cell's id, the same as its key")
+    gpus: Int = _doc("GPUs of the cell")
+    batch_size: Int = _doc("global batch size")
+    repeat: Int = _doc("repeat index")
+    seed: Int = _doc("train.seed + repeat")
+    strategy: Text = _doc("dp | ddp")
+    out_dir: Path_ = _doc("the cell's folder, relative to the experiment directory")
+    attempts: list[Attempt] = _doc("every job submitted for the cell, the last one live", [])
+    intent: Intent | None = _doc("a submission in flight (left out when none)", None)
 
     @property
     def last(self) -> Attempt | None:
@@ -138,13 +150,13 @@ class CellEntry:
 class Manifest:
     __pydantic_config__ = _LOOSE
 
-    experiment: CellId
-    spec: dict[str, Any]  # checked as a whole by aslhpc.orchestration.experiment.spec_problems
-    created_at: Text
-    updated_at: Text
-    cells: dict[CellId, CellEntry] = field(default_factory=dict)
-    schema: Int = SCHEMA
-    collect: Attempt | None = None  # the dependent job that runs collect after the cells (submit --collect)
+    experiment: CellId = _doc("the experiment's name")
+    spec: dict[str, Any] = _doc("the experiment as submitted (ExperimentSpec.to_dict()), checked as a whole")
+    created_at: Text = _doc("ISO-8601 UTC")
+    updated_at: Text = _doc("ISO-8601 UTC")
+    cells: dict[CellId, CellEntry] = _doc("cell id -> its entry", {})
+    schema: Int = _doc("1", SCHEMA)
+    collect: Attempt | None = _doc("the dependent collect job of submit --collect (left out when none)", None)
 
     @classmethod
     def new(cls, spec: ExperimentSpec) -> Manifest:
