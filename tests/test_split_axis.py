@@ -140,3 +140,21 @@ def test_a_configuration_without_both_results_has_no_gap() -> None:
     cells.loc[1, "state"] = "failed"
     (row,) = gap_table(cells).to_dict(orient="records")
     assert math.isnan(row["gap_pp"]) and gap_sentence(gap_table(cells)) == ""
+
+
+def test_the_leakage_files_split_sizes_are_what_the_split_functions_give() -> None:
+    """jobs/lad2020-leakage.toml states both splits' sizes on 87,029 images; they differ (the blocked split
+    applies the size rule per class), and the file must not claim they are the same (issue 25 item 9)."""
+    from aslhpc.data.layout import CANONICAL_CLASSES, DatasetIndex
+    from aslhpc.data.split import make_split
+
+    files = tuple(f"{c}/{c}{k}.jpg" for c in CANONICAL_CLASSES for k in range(1, 3002))
+    labels = tuple(i for i in range(len(CANONICAL_CLASSES)) for _ in range(3001))
+    index = DatasetIndex(Path("/nowhere"), tuple(CANONICAL_CLASSES), files, labels)
+    random, blocked = make_split(index, "random").sizes(), make_split(index, "blocked").sizes()
+    assert len(files) == 87029 and random == (76760, 8528, 1741) and blocked == (76763, 8526, 1740)
+    text = (REPO_JOBS / "lad2020-leakage.toml").read_text()
+    for sizes in (random, blocked):
+        assert "/".join(f"{n:,}" for n in sizes) in text
+    assert "same 76,760" not in text and "as in 2020" not in text
+    assert "as in 2020" not in (REPO_JOBS / "lad2020.toml").read_text()
