@@ -340,3 +340,37 @@ def test_the_slurm_package_never_imports_the_experiment_spec() -> None:
             "sys.modules if m.startswith('aslhpc.orchestration')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_cluster_site_options_are_one_definition() -> None:
+    """[cluster] has exactly SiteOptions' fields as its site keys; site(), the reserved option names, the
+    submit flags and the sbatch parameters all follow from them (adding an option is one field)."""
+    from dataclasses import fields
+
+    from aslhpc.orchestration.experiment import ClusterRequest, cluster_override_flags, job_request
+    from aslhpc.slurm.executor import slurm_parameters
+    from aslhpc.slurm.request import RESERVED_OPTIONS, SiteOptions, site_option_names
+
+    names = site_option_names()
+    assert set(names) <= {f.name for f in fields(ClusterRequest)}
+    assert set(names) | {"additional"} == {f.name for f in fields(SiteOptions)}
+    values = {"account": "acct", "qos": "high", "wckey": "w1", "constraint": "v100&ib", "exclude": "n[1-2]",
+              "mail_type": "END,FAIL", "mail_user": "me@example.edu", "comment": "lab 3"}
+    assert set(values) == set(names), "a new site option: give it a value here"
+    c = ClusterRequest(**values, additional_parameters={"gpu-bind": "closest"})
+    site = c.site()
+    assert {n: getattr(site, n) for n in names} == values and site.additional == (("gpu-bind", "closest"),)
+    assert all(RESERVED_OPTIONS[n] == f"cluster.{n}" for n in names)
+    flags = {fl.flag for fl in cluster_override_flags()}
+    assert {"--cpus-per-gpu", "--mail-type", "--account", "--gpus-per-node", "--time"} <= flags
+    spec = replace(load_spec(REPO_JOBS / "smoke.toml"), cluster=c)
+    params = slurm_parameters(job_request(spec, spec.cells()[0]))
+    sbatch = site.sbatch_parameters()
+    assert {k: params.get(k) for k in sbatch if k != "additional_parameters"} == {
+        k: v for k, v in sbatch.items() if k != "additional_parameters"}
+    assert params["additional_parameters"]["gpu-bind"] == "closest"
+    assert SiteOptions().sbatch_parameters() == {"wckey": None}  # nothing set: no line, no --wckey
+    assert validate_spec(replace(spec, cluster=replace(c, mail_type="SOMETIMES"))) == [
+        "cluster.mail_type='SOMETIMES' is not valid; use a comma-separated list of NONE, BEGIN, END, FAIL, "
+        "REQUEUE, ALL, INVALID_DEPEND, STAGE_OUT, TIME_LIMIT, TIME_LIMIT_90, TIME_LIMIT_80, TIME_LIMIT_50, "
+        "ARRAY_TASKS (or \"\" for none)"]

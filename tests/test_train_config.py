@@ -109,3 +109,38 @@ def test_a_hand_run_cell_with_bad_data_or_devices_writes_nothing(tmp_path: Path,
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "64 GPU" in err[0] and "--allow-cpu" in err[0]
         assert not out.exists()
+
+
+def test_submits_override_flags_are_built_from_the_fields_as_trains_are() -> None:
+    """train_override_flags(): one flag per [train] field, spelt as the train CLI spells it; add_field_flags
+    parses them with None for every flag not given, so the file's value stands."""
+    import argparse
+
+    from aslhpc.orchestration.experiment import Overrides, apply_overrides
+    from aslhpc.training.config import add_field_flags, train_override_flags
+
+    flags = train_override_flags()
+    assert [f.name for f in flags] == [f.name for f in fields(TrainSettings) if f.name != "optimizer"]
+    train_flags = {f.name: cli_flag(f) for f in fields(TrainConfig)}
+    assert all(fl.flag == train_flags[fl.name] for fl in flags)
+    by_name = {fl.name: fl for fl in flags}
+    assert by_name["pipeline"].choices == ("paper", "fast") and by_name["pipeline"].default == "paper"
+    assert by_name["sample_interval_s"].flag == "--sample-interval" and by_name["epochs"].type is int
+    parser = argparse.ArgumentParser()
+    add_field_flags(parser, flags)
+    args = vars(parser.parse_args(["--epochs", "3", "--no-channels-last", "--amp", "bf16"]))
+    given = {k: v for k, v in args.items() if v is not None}
+    assert given == {"epochs": 3, "channels_last": False, "amp": "bf16"}
+    spec = apply_overrides(load_spec(REPO_JOBS / "lad2020.toml"), Overrides(train=given))
+    assert (spec.train.epochs, spec.train.channels_last, spec.train.amp, spec.train.lr) == (3, False, "bf16",
+                                                                                          0.005)
+    with pytest.raises(ConfigError, match="unknown \\[train\\] override nope"):
+        apply_overrides(spec, Overrides(train={"nope": 1}))
+
+
+def test_seeds_beyond_32_bits_are_refused_before_the_cell_starts() -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(data="d", out="o", seed=10**20)
+    assert str(err.value) == ("seed=100000000000000000000 is more than 4294967295 (numpy and torch take "
+                              "32-bit seeds); use a smaller value")
+    assert TrainConfig(data="d", out="o", seed=2**32 - 1).seed == 2**32 - 1
