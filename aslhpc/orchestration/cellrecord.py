@@ -227,8 +227,6 @@ def result_problem(result: Mapping[str, Any], rec: CellRecord, spec: Mapping[str
     for key, cfg_key in (("kind", "split"), ("seed", "split_seed")):
         if split.get(key) is not None and config.get(cfg_key) is not None and split[key] != config[cfg_key]:
             return f"split.{key} is {split[key]!r:.40}, but config.{cfg_key} is {config[cfg_key]!r:.40}"
-    if isinstance(config.get("epochs"), int) and result["epochs"] > config["epochs"]:
-        return f"epochs is {result['epochs']}, more than config.epochs {config['epochs']}"
     return ""
 
 
