@@ -1,4 +1,4 @@
-"""Scan the Kaggle ASL Alphabet layout into a :class:`DatasetIndex`.
+"""Scan a dataset folder into a :class:`DatasetIndex`: the Kaggle ASL Alphabet layout or any ImageFolder.
 
 Accepted layouts (``root`` is what the user passes)::
 
@@ -7,11 +7,15 @@ Accepted layouts (``root`` is what the user passes)::
     root/<CLASS>/...
     root/asl_alphabet_test/asl_alphabet_test/<CLASS>_test.jpg           (optional flat test folder)
     root/asl_alphabet_test/<CLASS>_test.jpg
+    root/<class>/<image>                                                 (any ImageFolder, >= 2 classes)
 
-Class order is the canonical A..Z, del, nothing, space (what the labels mean), never
-``sorted()`` order, so a model's output unit i means the same letter on every machine.
-Files are ordered by their frame number (A2 before A10): the images are consecutive video
-frames, and the blocked split relies on that order.
+Kaggle layout (the asl_alphabet_* folders, or class folders at least half of which carry ASL names):
+class order is the canonical A..Z, del, nothing, space (what the labels mean), never ``sorted()``
+order, so a model's output unit i means the same letter on every machine, and a folder that is no
+ASL class is an error (a stray folder would silently become a class). Any other folder of class
+folders is an ImageFolder: classes are the folder names in ``sorted()`` order, as torchvision's.
+Files are ordered by the number at the end of their stem (A2 before A10; Kaggle's images are
+consecutive video frames and the blocked split relies on that order), unnumbered ones by name.
 """
 
 from __future__ import annotations
@@ -38,8 +42,11 @@ TRAIN_DIR = "asl_alphabet_train"
 TEST_DIR = "asl_alphabet_test"
 # Folders that may sit beside the class folders without being classes.
 _NOT_CLASSES = frozenset({TRAIN_DIR, TEST_DIR, "__MACOSX"})
-_EXPECTED = f"<root>/{TRAIN_DIR}/{TRAIN_DIR}/<CLASS>/<CLASS><n>.jpg or <root>/<CLASS>/*.jpg"
+_EXPECTED = (f"<root>/{TRAIN_DIR}/{TRAIN_DIR}/<CLASS>/<CLASS><n>.jpg, or <root>/<class>/<image> "
+             "(an ImageFolder)")
 _NUMBER = re.compile(r"(\d+)$")
+KAGGLE = "kaggle"
+IMAGEFOLDER = "imagefolder"
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,7 @@ class DatasetIndex:
     files: tuple[str, ...]  # relative to root, "A/A12.jpg"; grouped by class, by file number
     labels: tuple[int, ...]  # index into classes
     test_files: tuple[tuple[str, int], ...] = ()  # (absolute path, label); () when absent
+    layout: str = KAGGLE  # KAGGLE (canonical class order) or IMAGEFOLDER (sorted folder names)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -155,8 +163,9 @@ def _test_dir(root: Path) -> Path | None:
     return None
 
 
-def _scan_classes(train_root: Path) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
+def _class_folders(train_root: Path) -> list[os.DirEntry]:
+    """The class folders beside each other; a canonical class name that is no folder is an error."""
+    folders = []
     for entry in _list(train_root, "listing the class folders"):
         if entry.name in _NOT_CLASSES:
             continue
@@ -167,13 +176,27 @@ def _scan_classes(train_root: Path) -> dict[str, list[str]]:
                 raise DataError(f"class folder {entry.path} is {what}; make it a folder of images "
                                 f"(or remove it)")
             continue
-        if entry.name not in CANONICAL_CLASSES:
-            raise DataError(
-                f"unknown class folder {entry.name!r} in {train_root}; "
-                f"expected only {', '.join(CANONICAL_CLASSES)} (move it away)"
-            )
-        found[entry.name] = _scan_class(entry)
-    return found
+        folders.append(entry)
+    return folders
+
+
+def _scan_classes(train_root: Path, kaggle_dirs: bool) -> tuple[str, dict[str, list[str]]]:
+    """``(layout, {class: image names})``: Kaggle when its folders say so or most classes are ASL ones."""
+    folders = _class_folders(train_root)
+    asl = [e.name for e in folders if e.name in CANONICAL_CLASSES]
+    layout = KAGGLE if kaggle_dirs or (folders and 2 * len(asl) >= len(folders)) else IMAGEFOLDER
+    if layout == KAGGLE:
+        for entry in folders:
+            if entry.name not in CANONICAL_CLASSES:
+                raise DataError(
+                    f"unknown class folder {entry.name!r} in {train_root} beside ASL class folders; "
+                    f"expected only {', '.join(CANONICAL_CLASSES)} (move it away; a folder of your own "
+                    "classes, fewer than half of them named like ASL ones, is read as an ImageFolder)"
+                )
+    elif len(folders) == 1:
+        raise DataError(f"only one class folder ({folders[0].name}) in {train_root}; a classifier needs at "
+                        "least 2: add a folder per class (<root>/<class>/<image>)")
+    return layout, {entry.name: _scan_class(entry) for entry in folders}
 
 
 def _scan_class(folder: os.DirEntry) -> list[str]:
@@ -219,7 +242,7 @@ def _scan_test(test_dir: Path, classes: tuple[str, ...]) -> tuple[tuple[str, int
 
 
 def scan_dataset(root: str | os.PathLike) -> DatasetIndex:
-    """Index a Kaggle-layout dataset; raise a one-line :class:`DataError` if it is not one.
+    """Index a Kaggle-layout dataset or an ImageFolder; a one-line :class:`DataError` if it is neither.
 
     Every filesystem error (permissions, symlink loops, I/O errors) is a DataError naming the path.
     """
@@ -238,15 +261,19 @@ def _scan(root: Path) -> DatasetIndex:
         raise DataError(f"dataset path {root} is not a directory; expected {_EXPECTED}")
     root = root.resolve()
     train_root = _train_root(root)
-    found = _scan_classes(train_root)
+    kaggle_dirs = train_root != root or _test_dir(root) is not None
+    layout, found = _scan_classes(train_root, kaggle_dirs)
     if not found:
         raise DataError(f"no class folders found in {train_root}; expected {_EXPECTED}")
-    classes = tuple(c for c in CANONICAL_CLASSES if c in found)
+    if layout == KAGGLE:
+        classes = tuple(c for c in CANONICAL_CLASSES if c in found)
+    else:
+        classes = tuple(sorted(found))
     files: list[str] = []
     labels: list[int] = []
     for label, cls in enumerate(classes):
         files.extend(f"{cls}/{name}" for name in found[cls])
         labels.extend([label] * len(found[cls]))
-    test_dir = _test_dir(root)
+    test_dir = _test_dir(root) if layout == KAGGLE else None
     test_files = _scan_test(test_dir, classes) if test_dir is not None else ()
-    return DatasetIndex(train_root, classes, tuple(files), tuple(labels), test_files)
+    return DatasetIndex(train_root, classes, tuple(files), tuple(labels), test_files, layout)

@@ -17,6 +17,11 @@ training, while a blocked split tests on the last frames, which lie beyond the t
 range. So the random split scores higher, as on the real data (issue 18: a mean-reverting walk of
 the position alone, as before, left blocked and random within one test image of each other). The
 size of the drift is our choice, tuned so that the gap shows on the demo's 30 frames per class.
+
+    python -m aslhpc.data.synth OUT --per-class N --imagefolder K
+
+writes a plain ImageFolder instead (:func:`write_imagefolder`): ``OUT/<class>/<image>.png`` for K
+classes with non-ASL names and file names without frame numbers, the shape of a user's own data.
 """
 
 from __future__ import annotations
@@ -159,6 +164,48 @@ def write_dataset(
     return out
 
 
+_WORDS = ("apple", "bridge", "cloud", "desert", "engine", "forest", "glacier", "harbor", "island", "jungle")
+
+
+def imagefolder_classes(n: int) -> tuple[str, ...]:
+    """``n`` class names that are no ASL class (sorted order = class order): words, then ``kind_NNN``."""
+    if n <= len(_WORDS):
+        return _WORDS[:n]
+    return tuple(f"kind_{k:03d}" for k in range(n))
+
+
+def _letters(n: int) -> str:
+    """``n`` as a base-26 letter string (aaa, aab, ...): a file name that sorts in order and has no number."""
+    out = ""
+    for _ in range(3):
+        n, r = divmod(n, 26)
+        out = chr(ord("a") + r) + out
+    return out
+
+
+def write_imagefolder(out: str | Path, num_classes: int, per_class: int, seed: int = 0,
+                      image_size: int = 64) -> Path:
+    """A generic ImageFolder: ``out/<class>/shot-<letters>.png``, ``num_classes`` >= 2 non-ASL classes.
+
+    The same learnable, drifting classes as :func:`write_dataset` (class k looks like ASL class k mod 29,
+    with its own shape/background beyond that), saved as PNG, named without frame numbers."""
+    out = Path(out)
+    if num_classes < 2 or per_class < 1 or image_size < 8:
+        raise DataError(f"num_classes={num_classes} (>= 2), per_class={per_class} (>= 1), "
+                        f"image_size={image_size} (>= 8): one of them is out of range")
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out} already exists and is not empty; choose another OUT")
+    for k, cls in enumerate(imagefolder_classes(num_classes)):
+        rng = np.random.default_rng([seed, k, 1])
+        walk = _Walk(rng, image_size)
+        d = out / cls
+        d.mkdir(parents=True, exist_ok=True)
+        for n in range(per_class):
+            img = render(k, walk.step(), rng, image_size)
+            Image.fromarray(img, mode="RGB").save(d / f"shot-{_letters(n)}.png", format="PNG")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from aslhpc.cli import add_version
 
@@ -170,8 +217,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=200, help="side in pixels (Kaggle: 200)")
     p.add_argument("--no-test", action="store_true", help="skip the flat asl_alphabet_test folder")
     p.add_argument("--force", action="store_true", help="replace an existing generated dataset in OUT")
+    p.add_argument("--imagefolder", type=int, default=0, metavar="K",
+                   help="write a plain ImageFolder of K non-ASL classes (PNG, no frame numbers) instead")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
+    if args.imagefolder:
+        try:
+            write_imagefolder(args.out, args.imagefolder, args.per_class, args.seed, args.image_size)
+        except AslhpcError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.imagefolder * args.per_class} images ({args.imagefolder} classes x "
+              f"{args.per_class}, {args.image_size}px PNG) as an ImageFolder to {args.out} in "
+              f"{time.perf_counter() - t0:.1f} s")
+        return 0
     try:
         write_dataset(args.out, args.per_class, args.seed, args.image_size, not args.no_test, args.force)
     except AslhpcError as exc:

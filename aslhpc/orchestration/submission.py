@@ -260,6 +260,11 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
         index = scan_dataset(spec.data)
     except DataError as exc:
         problems.append(f"{exc} (pass --data DIR)")
+    if not any(p.startswith(("train.model", "train.image_size")) for p in problems):
+        from aslhpc.training.models import check_model_spec  # builds it once, on the meta device
+
+        bad = check_model_spec(spec.train.model, spec.train.image_size, len(index.classes) if index else 29)
+        problems += [f"train.model: {bad}"] if bad else []
     try:
         if parse_time_min(spec.cluster.time) <= 10:
             warnings.append(f"cluster.time={spec.cluster.time!r} is 10 minutes or less: submitit then "

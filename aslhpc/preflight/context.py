@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+STUDY_CLASSES = 29  # the ASL Alphabet's classes: the checked model's outputs when no data was scanned
 PAPER_IMAGES = 87_029  # 29 classes x 3,001 Kaggle images: the room check's size when no --data is given
 
 
@@ -15,6 +16,8 @@ class Context:
     """Inputs of every check. ``torch`` and ``nvml`` are modules, replaced by fakes in tests."""
 
     image_size: int = 150
+    model: str = "ladnet"  # the experiment's [train] model (aslhpc.training.models spec)
+    num_classes: int = 0  # 0 = the scanned data's class count, else 29 (the study's)
     interpolation: str = "bilinear"
     cache_dir: str = ""  # the cell's configured cache_dir ("" = resolved at run time)
     node_local: bool = False
@@ -36,6 +39,22 @@ class Context:
             import torch
 
             self.torch = torch
+
+    def class_count(self) -> int:
+        """Outputs of the checked model: the data's classes when the data check scanned it, else 29."""
+        if self.num_classes:
+            return self.num_classes
+        return len(self.index.classes) if self.index is not None else STUDY_CLASSES
+
+    def build_model(self) -> Any:
+        """The configured model (``model``, ``class_count()``, ``image_size``) on the CPU, fresh each call."""
+        from aslhpc.training.models import build_model
+
+        return build_model(self.model, self.class_count(), self.image_size)
+
+    def model_name(self) -> str:
+        """``LadNet`` for the study's model, else the spec: what the check lines call it."""
+        return "LadNet" if self.model == "ladnet" else self.model
 
     def cuda_count(self) -> int:
         """GPUs torch can use here (0 when CUDA is unavailable)."""

@@ -1,5 +1,5 @@
-"""CUDA: the devices, one tiny training step of the study's model on each, precision, cuDNN,
-DataParallel over every visible GPU, and DDP over two local processes."""
+"""CUDA: the devices, one tiny training step of the configured model (LadNet by default) on each,
+precision, cuDNN, DataParallel over every visible GPU, and DDP over two local processes."""
 
 from __future__ import annotations
 
@@ -49,10 +49,10 @@ def check_devices(ctx: Context) -> Check:
 
 
 def _step(ctx: Context, model, device, batch: int = 4, dtype=None) -> float:  # noqa: ANN001
-    """One forward/backward/SGD step of LadNet at the cell's image size; returns the loss."""
+    """One forward/backward/SGD step of the configured model at the cell's image size; returns the loss."""
     t = ctx.torch
     x = t.randn(batch, 3, ctx.image_size, ctx.image_size, device=device)
-    y = t.randint(0, 29, (batch,), device=device)
+    y = t.randint(0, ctx.class_count(), (batch,), device=device)
     opt = t.optim.SGD(model.parameters(), lr=0.005)
     with t.autocast(device_type=t.device(device).type, dtype=dtype, enabled=dtype is not None):
         loss = t.nn.functional.cross_entropy(model(x), y)
@@ -65,24 +65,23 @@ def _step(ctx: Context, model, device, batch: int = 4, dtype=None) -> float:  # 
 
 
 def check_step(ctx: Context) -> Check:
-    """A tiny forward/backward of the study's model on each GPU: kernels load and compute."""
-    skip = _no_gpu(ctx, "LadNet step per GPU")
+    """A tiny forward/backward of the configured model on each GPU: kernels load and compute."""
+    name = f"{ctx.model_name()} step per GPU"
+    skip = _no_gpu(ctx, name)
     if skip:
         return skip
-    from aslhpc.training.model import LadNet
-
     done, bad = [], []
     for i in range(ctx.cuda_count()):
         try:
             t0 = time.perf_counter()
-            _step(ctx, LadNet(image_size=ctx.image_size).to(f"cuda:{i}"), f"cuda:{i}")
+            _step(ctx, ctx.build_model().to(f"cuda:{i}"), f"cuda:{i}")
             ctx.torch.cuda.synchronize(i)
             done.append(f"cuda:{i} {time.perf_counter() - t0:.2f} s")
         except Exception as exc:  # noqa: BLE001 - "no kernel image" and driver errors are what this finds
             bad.append(f"cuda:{i}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     if bad:
-        return Check("LadNet step per GPU", FAIL, "; ".join(bad + done), FIX_DRIVER)
-    return Check("LadNet step per GPU", PASS, f"forward+backward at {ctx.image_size} px: {'; '.join(done)}")
+        return Check(name, FAIL, "; ".join(bad + done), FIX_DRIVER)
+    return Check(name, PASS, f"forward+backward at {ctx.image_size} px: {'; '.join(done)}")
 
 
 def check_precision(ctx: Context) -> Check:
@@ -90,8 +89,6 @@ def check_precision(ctx: Context) -> Check:
     skip = _no_gpu(ctx, "bf16 / fp16")
     if skip:
         return skip
-    from aslhpc.training.model import LadNet
-
     t = ctx.torch
     major, _ = t.cuda.get_device_capability(0)
     ok, bad = [], []
@@ -99,7 +96,7 @@ def check_precision(ctx: Context) -> Check:
         if name == "bf16" and not t.cuda.is_bf16_supported():
             continue
         try:
-            _step(ctx, LadNet(image_size=ctx.image_size).to("cuda:0"), "cuda:0", dtype=dtype)
+            _step(ctx, ctx.build_model().to("cuda:0"), "cuda:0", dtype=dtype)
             ok.append(name)
         except Exception as exc:  # noqa: BLE001
             bad.append(f"{name}: {type(exc).__name__}")
@@ -125,11 +122,9 @@ def check_dataparallel(ctx: Context) -> Check:
     skip = _no_gpu(ctx, "DataParallel")
     if skip:
         return skip
-    from aslhpc.training.model import LadNet
-
     t = ctx.torch
     n = ctx.cuda_count()
-    model = t.nn.DataParallel(LadNet(image_size=ctx.image_size).to("cuda:0"), device_ids=list(range(n)))
+    model = t.nn.DataParallel(ctx.build_model().to("cuda:0"), device_ids=list(range(n)))
     t0 = time.perf_counter()
     for _ in range(3):
         _step(ctx, model, "cuda:0", batch=max(2 * n, 8))

@@ -1,8 +1,8 @@
-"""The dataset (``--data``): the layout scans, the class folders are the study's, a sample decodes."""
+"""The dataset (``--data``): the layout scans, a Kaggle layout has the study's classes, a sample decodes."""
 
 from __future__ import annotations
 
-from aslhpc.data.layout import CANONICAL_CLASSES, scan_dataset
+from aslhpc.data.layout import CANONICAL_CLASSES, KAGGLE, scan_dataset
 from aslhpc.data.preprocess import CorruptImageError, load_image
 from aslhpc.errors import DataError
 from aslhpc.preflight.context import Context
@@ -22,7 +22,10 @@ def check_data(ctx: Context) -> list[Check]:
     found = (f"{len(index):,} images in {len(index.classes)} classes under {index.root}; "
              f"fewest: {low} per class")
     figures = {"images": len(index), "classes": len(index.classes)}
-    missing = [c for c in CANONICAL_CLASSES if c not in counts]
+    missing = [c for c in CANONICAL_CLASSES if c not in counts] if index.layout == KAGGLE else []
+    if index.layout != KAGGLE:
+        more = ", ..." if len(counts) > 5 else ""
+        found += f" (an ImageFolder: classes {', '.join(index.classes[:5])}{more})"
     if missing:
         rows = [Check("data layout", WARN, f"{found}; missing classes: {', '.join(missing)}",
                       "the study has 29 classes: restore the missing folders "

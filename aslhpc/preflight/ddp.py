@@ -24,13 +24,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rank(rank: int, world: int, backend: str, port: int, image_size: int, out: mp.Queue) -> None:
-    """One rank: join the group, one DDP step of LadNet, an all_reduce; report what happened."""
+def _rank(rank: int, world: int, backend: str, port: int, image_size: int, out: mp.Queue,
+          model_spec: str = "ladnet", num_classes: int = 29) -> None:
+    """One rank: join the group, one DDP step of the configured model, an all_reduce; report what happened."""
     try:
         import torch
         import torch.distributed as dist
 
-        from aslhpc.training.model import LadNet
+        from aslhpc.training.models import build_model
 
         torch.set_num_threads(1)
         dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
@@ -39,9 +40,11 @@ def _rank(rank: int, world: int, backend: str, port: int, image_size: int, out: 
         if device.type == "cuda":
             torch.cuda.set_device(device)
         model = torch.nn.parallel.DistributedDataParallel(
-            LadNet(image_size=image_size).to(device), device_ids=[rank] if device.type == "cuda" else None)
+            build_model(model_spec, num_classes, image_size).to(device),
+            device_ids=[rank] if device.type == "cuda" else None)
         x = torch.randn(2, 3, image_size, image_size, device=device)
-        loss = torch.nn.functional.cross_entropy(model(x), torch.tensor([rank, 1], device=device))
+        labels = torch.tensor([rank % num_classes, 1], device=device)
+        loss = torch.nn.functional.cross_entropy(model(x), labels)
         loss.backward()
         total = torch.tensor([rank + 1.0], device=device)
         dist.all_reduce(total)
@@ -60,7 +63,8 @@ def check_ddp(ctx: Context) -> Check:
     out: mp.Queue = spawn.Queue()
     port = _free_port()
     t0 = time.perf_counter()
-    procs = [spawn.Process(target=_rank, args=(r, 2, backend, port, ctx.image_size, out), daemon=True)
+    procs = [spawn.Process(target=_rank, args=(r, 2, backend, port, ctx.image_size, out, ctx.model,
+                                                        ctx.class_count()), daemon=True)
              for r in range(2)]
     for p in procs:
         p.start()

@@ -1,8 +1,8 @@
 """A short throughput probe of the fast pipeline's loop on generated images (images/s).
 
 What it times: batches gathered from uint8 images held on the device, normalised, and one SGD
-step of LadNet each, in the precision ``amp = auto`` picks (bf16 on sm_80+, fp16 before, fp32 on
-the CPU): the fast pipeline's per-step work without its one-time cache build.
+step of the configured model (LadNet by default) each, in the precision ``amp = auto`` picks (bf16
+on sm_80+, fp16 before, fp32 on the CPU): the fast pipeline's per-step work without its cache build.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ BATCH = 128
 def probe(ctx: Context, steps: int, batch: int = BATCH) -> dict:
     """images/s over ``steps`` timed steps after 2 warm-up steps, on cuda:0 or the CPU."""
     from aslhpc.data.preprocess import normalize
-    from aslhpc.training.model import LadNet
 
     t = ctx.torch
     cuda = ctx.cuda_count() > 0
@@ -29,8 +28,8 @@ def probe(ctx: Context, steps: int, batch: int = BATCH) -> dict:
         dtype = t.bfloat16 if t.cuda.get_device_capability(0)[0] >= 8 else t.float16
     s = ctx.image_size
     images = t.randint(0, 256, (batch * 4, s, s, 3), dtype=t.uint8, device=device)
-    labels = t.randint(0, 29, (batch * 4,), device=device)
-    model = LadNet(image_size=s).to(device).to(memory_format=t.channels_last)
+    labels = t.randint(0, ctx.class_count(), (batch * 4,), device=device)
+    model = ctx.build_model().to(device).to(memory_format=t.channels_last)
     opt = t.optim.SGD(model.parameters(), lr=0.005)
     scaler = t.amp.GradScaler("cuda", enabled=dtype == t.float16)
 
@@ -56,7 +55,8 @@ def probe(ctx: Context, steps: int, batch: int = BATCH) -> dict:
     took = time.perf_counter() - t0
     name = t.cuda.get_device_name(0) if cuda else "CPU"
     return {"device": name, "images_per_s": round(batch * steps / took, 1), "steps": steps, "batch": batch,
-            "image_size": s, "precision": {None: "fp32", t.bfloat16: "bf16", t.float16: "fp16"}[dtype],
+            "image_size": s, "model": ctx.model,
+            "precision": {None: "fp32", t.bfloat16: "bf16", t.float16: "fp16"}[dtype],
             "threads": t.get_num_threads()}
 
 

@@ -9,6 +9,7 @@ into the RGB PIL images ``load_image`` takes.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,6 @@ from aslhpc import cellfiles
 from aslhpc.atomic import read_json
 from aslhpc.data.preprocess import CorruptImageError, load_image, normalize, to_tensor
 from aslhpc.errors import AslhpcError
-from aslhpc.training.model import LadNet
 from aslhpc.training.modelio import load_model
 
 ImageInput = str | os.PathLike | Image.Image
@@ -100,15 +100,64 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def fuse_batchnorm(model: LadNet) -> LadNet:
-    """Fold each eval-mode BatchNorm into its convolution: same outputs, one op less per stage.
+def conv_bn_pairs(model: nn.Module) -> tuple[list[tuple[str, str]], str]:
+    """``(conv, batchnorm)`` module names where the BatchNorm is the only consumer of the convolution's
+    output, found in the module graph (torch.fx), else in ``nn.Sequential`` adjacency; and how found."""
+    modules = dict(model.named_modules())
+    try:
+        import torch.fx
 
-    Works on the module in place (LadNet's forward looks its layers up by attribute) and returns it.
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception:  # noqa: BLE001 - data-dependent control flow: fall back to Sequential adjacency
+        pairs = []
+        for name, seq in modules.items():
+            if type(seq) is nn.Sequential:
+                kids = list(seq.named_children())
+                pairs += [(f"{name}.{a}".lstrip("."), f"{name}.{b}".lstrip("."))
+                          for (a, m), (b, n) in zip(kids, kids[1:], strict=False)
+                          if isinstance(m, nn.Conv2d) and isinstance(n, nn.BatchNorm2d)]
+        return _foldable(modules, pairs, once=None), "nn.Sequential order (torch.fx could not trace it)"
+    calls: dict[str, int] = {}
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module":
+            continue
+        calls[node.target] = calls.get(node.target, 0) + 1
+        src = node.args[0] if node.args else None
+        if (isinstance(modules.get(node.target), nn.BatchNorm2d) and getattr(src, "op", "") == "call_module"
+                and isinstance(modules.get(src.target), nn.Conv2d) and len(src.users) == 1):
+            pairs.append((str(src.target), str(node.target)))
+    return _foldable(modules, pairs, once=calls), "module graph (torch.fx)"
+
+
+def _foldable(modules: dict[str, nn.Module], pairs: list[tuple[str, str]],
+              once: dict[str, int] | None) -> list[tuple[str, str]]:
+    """Pairs whose BatchNorm keeps running statistics and whose modules run once (shared ones cannot fold)."""
+    return [(c, b) for c, b in pairs
+            if modules[b].track_running_stats and modules[b].running_mean is not None
+            and (once is None or (once.get(c) == 1 and once.get(b) == 1))]
+
+
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold each eval-mode BatchNorm into the convolution feeding it: same outputs, one op less per pair.
+
+    Works on the module in place (a forward that looks its layers up by attribute keeps working) and
+    returns it; a model with no foldable pair is returned unchanged, with one line on stderr.
     """
-    for conv, norm in (("conv1", "norm8"), ("conv2", "norm16"), ("conv3", "norm4")):
-        setattr(model, conv, fuse_conv_bn_eval(getattr(model, conv), getattr(model, norm)))
-        setattr(model, norm, nn.Identity())
+    model.eval()
+    pairs, how = conv_bn_pairs(model)
+    for conv, norm in pairs:
+        _replace(model, conv, fuse_conv_bn_eval(model.get_submodule(conv), model.get_submodule(norm)))
+        _replace(model, norm, nn.Identity())
+    if not pairs:
+        print(f"aslhpc: note: BatchNorm folding skipped: no Conv2d -> BatchNorm2d pair found by {how}",
+              file=sys.stderr, flush=True)
     return model
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
 
 
 def frame_to_pil(frame_bgr: np.ndarray, frame_size: int | None = DATASET_FRAME) -> Image.Image:

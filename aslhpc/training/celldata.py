@@ -46,7 +46,7 @@ def build_data(cfg: TrainConfig, plan: DevicePlan, dist: Dist, log: Log) -> Cell
     """Scan, split and load the data for the chosen pipeline; the time spent is reported apart."""
     t0 = time.perf_counter()
     index = scan_dataset(cfg.data)
-    split = make_split(index, cfg.split, cfg.split_seed)
+    split = make_split(index, cfg.split, cfg.split_seed, group=cfg.split_group)
     common = dict(device=plan.device, batch_size=cfg.batch_size, seed=cfg.seed, rank=dist.rank,
                   world=dist.world)
     if cfg.pipeline == "paper":

@@ -28,6 +28,9 @@ MIN_INPUT_SIZE = 30  # the network's conv k7, pool, conv k5, pool, conv k3, pool
 NOT_IDENTITY = frozenset({"out", "cache_dir", "node_local_cache", "log_every", "sample_interval_s",
                           "process_sample_interval_s", "workers", "allow_cpu", "reuse_host_memory",
                           "cpu_threads"})
+# Fields added after cells were written, left out of identity() at their default so those cells' checkpoints
+# and results still match (an old config.json lacks them: it meant the default).
+IDENTITY_IF_SET = {"model": "ladnet", "split_group": ""}
 # Fields that differ per cell of an experiment (the matrix and its paths): not part of the [train] table.
 PER_CELL = ("data", "out", "gpus", "batch_size", "strategy", "cache_dir")
 # Upper bounds, each far above any real cell: a typo (epochs = 10**14, seed = 10**20) is one error line
@@ -64,7 +67,8 @@ class TrainConfig:
     our assumptions (docs/reproducing-2020.md lists which is which).
     """
 
-    data: str = field(metadata={"help": "dataset root (Kaggle ASL Alphabet layout)"})
+    data: str = field(metadata={"help": "dataset root: the Kaggle ASL Alphabet layout or any ImageFolder "
+                                "(<root>/<class>/<image>)"})
     out: str = field(metadata={"help": "cell directory for result.json, epochs.jsonl, checkpoints"})
     gpus: int = _opt(1, "0 = CPU, 1 = one GPU, N > 1 = DataParallel (or DDP) over N", min=0, max=MAX_GPUS,
                      max_why="GPUs per cell")
@@ -75,14 +79,18 @@ class TrainConfig:
     lr: float = _opt(0.005, "SGD learning rate (the study: 0.005)", positive=True)
     momentum: float = _opt(0.0, "SGD momentum (the study names none: 0 is our assumption)", unit=True)
     dropout: float = _opt(0.2, "dropout before fc1", unit=True)
-    image_size: int = _opt(150, "input side in pixels", min=MIN_INPUT_SIZE, max=MAX_IMAGE,
-                           max_why="pixels a side",
-                           hint=f"(the network's three conv+pool stages need at least {MIN_INPUT_SIZE}; "
-                                "the paper: 150)")
+    model: str = _opt("ladnet", "ladnet (the 2020 CNN), torchvision:NAME (no downloaded weights), or "
+                      "MODULE:CALLABLE / path/to/file.py:CALLABLE called as CALLABLE(num_classes=K, "
+                      "image_size=S) -> nn.Module (aslhpc.training.models)")
+    image_size: int = _opt(150, "input side in pixels (the model sets the floor: ladnet needs "
+                           f"{MIN_INPUT_SIZE}; the paper: 150)", min=1, max=MAX_IMAGE,
+                           max_why="pixels a side")
     interpolation: str = _opt("bilinear", "resize filter", choices=INTERPOLATIONS)
     split: str = _opt("random", "random = one seeded shuffle (the study does not say how it split: our "
                       "assumption); blocked = contiguous frame blocks per class "
                       "(no near-duplicate leak)", choices=SPLITS)
+    split_group: str = _opt("", "regex whose match in a file name (its first group, if any) is a group key "
+                            "kept on one side of the split, e.g. a recording id; empty = none")
     split_seed: int = _opt(0, "seed of the split (keep it fixed across repeats)", min=0, max=MAX_SEED,
                            max_why="numpy and torch take 32-bit seeds")
     seed: int = _opt(0, "seed of init, shuffling and dropout (an experiment's repeat r uses seed + r)", min=0,
@@ -139,7 +147,8 @@ class TrainConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that must match for a checkpoint to be resumed (not paths or logging)."""
-        return {k: v for k, v in self.to_dict().items() if k not in NOT_IDENTITY}
+        return {k: v for k, v in self.to_dict().items()
+                if k not in NOT_IDENTITY and not (k in IDENTITY_IF_SET and IDENTITY_IF_SET[k] == v)}
 
 
 def field_problem(f: Field, value: Any) -> str | None:
@@ -178,6 +187,11 @@ def config_problems(values: Mapping[str, Any]) -> list[str]:
             problem = field_problem(f, values[f.name])
             if problem:
                 problems.append(problem)
+    if values.get("model", "ladnet") == "ladnet" and isinstance(values.get("image_size"), int) \
+            and 1 <= values["image_size"] < MIN_INPUT_SIZE:  # other models' floors: training.models
+        problems.append(f"image_size={values['image_size']!r} must be an integer >= {MIN_INPUT_SIZE} for "
+                        f"model ladnet (its three conv+pool stages need at least {MIN_INPUT_SIZE}; "
+                        "the paper: 150)")
     return problems
 
 

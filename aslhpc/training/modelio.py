@@ -11,18 +11,19 @@ import torch
 from torch import nn
 
 from aslhpc.atomic import atomic_write_bytes
-from aslhpc.data.preprocess import RESAMPLE
+from aslhpc.data.preprocess import MEAN, RESAMPLE, STD
 from aslhpc.errors import AslhpcError
-from aslhpc.training.model import LadNet
+from aslhpc.training import models
 
 
 @dataclass
 class LoadedModel:
-    model: LadNet
+    model: nn.Module
     classes: tuple[str, ...]
     image_size: int
     interpolation: str
     meta: dict[str, Any]
+    spec: str = models.LADNET  # the registry spec that rebuilt it (a file written before specs: ladnet)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -37,19 +38,30 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A CPU copy of the weights with wrapper prefixes stripped, loadable into a plain LadNet."""
+    """A CPU copy of the weights with wrapper prefixes stripped, loadable into the bare model."""
     return {k: v.detach().to("cpu", copy=True) for k, v in unwrap(model).state_dict().items()}
 
 
 def save_model(path: str | Path, model: nn.Module, classes: tuple[str, ...], *, image_size: int,
-               interpolation: str, dropout: float, **meta: Any) -> None:
-    """Atomically write ``best_model.pt``: weights + classes + preprocessing + free-form metadata."""
+               interpolation: str, dropout: float, model_spec: str = "", **meta: Any) -> None:
+    """Atomically write ``best_model.pt``: weights + model spec + classes + preprocessing + metadata.
+
+    ``model_spec`` defaults to the spec the registry built ``model`` from, so the file always says
+    which network it holds; ``preprocessing`` spells out what inference must do to an image."""
     import io
 
     buf = io.BytesIO()
-    torch.save({"state_dict": model_state(model), "classes": list(classes), "image_size": image_size,
-                "interpolation": interpolation, "dropout": dropout, "meta": meta}, buf)
+    spec = model_spec or models.spec_of(unwrap(model))
+    preprocessing = {"resize": [image_size, image_size], "interpolation": interpolation, "channels": "RGB",
+                     "scale": "1/255", "mean": list(MEAN), "std": list(STD)}
+    torch.save({"state_dict": model_state(model), "model": spec, "classes": list(classes),
+                "image_size": image_size, "interpolation": interpolation, "dropout": dropout,
+                "preprocessing": preprocessing, "meta": meta}, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+class _Refused(AslhpcError):
+    """A model file whose network would be rebuilt by code this user does not trust."""
 
 
 def _not_a_model(path: Path, reason: str) -> AslhpcError:
@@ -91,11 +103,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
             raise ValueError(f"classes {len(classes)}, image_size {image_size}, "
                              f"interpolation {interpolation!r}")
         dropout = float(blob.get("dropout", 0.2))
-        model = LadNet(num_classes=len(classes), dropout=dropout, image_size=image_size)
+        spec = str(blob.get("model", models.LADNET))
+        untrusted = models.trusted_source(spec)
+        if untrusted:
+            raise _Refused(f"{path} names model {spec}, which is not rebuilt: {untrusted}; train it yourself "
+                           "or copy the factory into a file you own and retrain")
+        model = models.build_model(spec, len(classes), image_size, dropout=dropout)
         model.load_state_dict(blob["state_dict"])
         meta = dict(blob.get("meta", {}))
+    except _Refused:
+        raise
     except Exception as exc:  # noqa: BLE001 - any shape/type problem is the same user error
         reason = (str(exc).strip().splitlines() or [""])[0].rstrip(":")
         raise _not_a_model(path, f"its entries do not fit: {type(exc).__name__}: {reason}"[:200]) from exc
     model.to(device).eval()
-    return LoadedModel(model, classes, image_size, interpolation, meta)
+    return LoadedModel(model, classes, image_size, interpolation, meta, spec)

@@ -41,6 +41,7 @@ from aslhpc.errors import AslhpcError, DataError
 from aslhpc.telemetry import Sampler, collect_provenance
 from aslhpc.telemetry.cellsummary import whole_cell
 from aslhpc.telemetry.provenance import run_slurm, run_versions
+from aslhpc.training import models
 from aslhpc.training.celldata import CellData, build_data, extra_test, skipped_images
 from aslhpc.training.checkpoint import cell_lock, load_checkpoint, save_checkpoint, truncate_epochs
 from aslhpc.training.config import TrainConfig
@@ -56,7 +57,6 @@ from aslhpc.training.distributed import (
 )
 from aslhpc.training.hostmem import retain_freed_memory
 from aslhpc.training.loop import AutocastForward, Log, Stats, evaluate, train_one_epoch
-from aslhpc.training.model import LadNet
 from aslhpc.training.modelio import model_state, save_model
 
 
@@ -239,7 +239,7 @@ def sgd_options(device: torch.device) -> dict[str, Any]:
 def build_model(cell: CellRun, classes: tuple[str, ...]) -> Model:
     cfg = cell.cfg
     torch.manual_seed(cfg.seed)
-    model = LadNet(len(classes), cfg.dropout, cfg.image_size).to(cell.device)
+    model = models.build_model(cfg.model, len(classes), cfg.image_size, dropout=cfg.dropout).to(cell.device)
     if cfg.channels_last and cfg.pipeline != "paper":
         model = model.to(memory_format=torch.channels_last)
     options = sgd_options(cell.device)
