@@ -8,8 +8,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
+from fake_nvml import FakeNvml, four_v100s
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_ONLY = ("sampler_vs_smi", "dp_autocast", "arch", "pinned_peak")
@@ -38,3 +40,45 @@ def test_quick_gpu_check_runs_end_to_end(tmp_path: Path) -> None:
     md = (out / "gpu_check.md").read_text()
     assert "| step | status | s | what it saw | figures |" in md and "bench_full" in md
     assert (out / "logs" / "bench_full.log").read_text().startswith("$ ")
+
+
+def _gpu_torch() -> SimpleNamespace:
+    """A torch whose cuda:0 'works' (allocations are host tensors): enough for the NVML rows' logic."""
+    return SimpleNamespace(__version__=torch.__version__, version=SimpleNamespace(cuda="13.0"),
+                           uint8=torch.uint8,
+                           empty=lambda n, dtype, device: torch.empty(n, dtype=dtype),
+                           cuda=SimpleNamespace(is_available=lambda: True, device_count=lambda: 1,
+                                                synchronize=lambda: None))
+
+
+def test_doctor_names_the_v2_fallback_on_a_pre_r510_driver() -> None:
+    from aslhpc.preflight import nvmlcheck
+    from aslhpc.preflight.context import Context
+    from aslhpc.preflight.result import PASS
+
+    nv = FakeNvml(four_v100s(processes=((os.getpid(), 900),))[:1], process_queries=(2,))
+    *_, proc = nvmlcheck.check_nvml(Context(torch=_gpu_torch(), nvml=nv, env={}))
+    assert proc.status == PASS and "900 MiB" in proc.found, proc
+    assert "_v2" in proc.found and "FunctionNotFound" in proc.found
+    assert proc.figures["query"] == "nvmlDeviceGetComputeRunningProcesses_v2"
+
+
+def test_doctor_says_pid_namespace_when_nvml_lists_only_host_pids() -> None:
+    from aslhpc.preflight import nvmlcheck
+    from aslhpc.preflight.context import Context
+    from aslhpc.preflight.result import WARN
+
+    nv = FakeNvml(four_v100s(processes=((os.getpid(), 900),))[:1], host_pid_offset=40_000)
+    *_, proc = nvmlcheck.check_nvml(Context(torch=_gpu_torch(), nvml=nv, env={}))
+    assert proc.status == WARN and proc.found.startswith("unavailable: PID namespace"), proc
+    assert "--pid=host" in proc.fix and proc.figures["per_process"] == "unavailable: PID namespace"
+
+
+def test_doctor_warns_when_no_per_process_query_exists() -> None:
+    from aslhpc.preflight import nvmlcheck
+    from aslhpc.preflight.context import Context
+    from aslhpc.preflight.result import WARN
+
+    nv = FakeNvml(four_v100s(processes=((os.getpid(), 900),))[:1], process_queries=())
+    *_, proc = nvmlcheck.check_nvml(Context(torch=_gpu_torch(), nvml=nv, env={}))
+    assert proc.status == WARN and "no per-process query" in proc.found, proc
