@@ -54,6 +54,7 @@ MAX_OUT_FILES, MAX_FILE_BYTES, MAX_DEPTH = 8, 16 * 2**20, 2  # what the loan bri
 LOG_TAIL_BYTES = 256 * 1024  # per step, in gpu_check.log
 CELL_FILE_MAX = 4 * 2**20  # bigger files of a cell folder stay out of cells.tar.gz
 RESERVE_S = 3.0  # kept back for the last write of the summary
+PROBE_START_S = {True: 2.0, False: 10.0}  # a probe process's start (torch import, CUDA context): quick, full
 STUDY_BATCHES, STUDY_WORKERS = [128, 256, 512], 4  # fallback when jobs/lad2020.toml cannot be read here
 STATUSES = ("done", "failed", "skipped", "running", "not reached")
 _MISSING = re.compile(r"ModuleNotFoundError: No module named '([^']+)'")
@@ -246,47 +247,49 @@ def study_settings() -> tuple[list[int], int, str]:
         return STUDY_BATCHES, STUDY_WORKERS, f"fallback ({type(exc).__name__}: {exc})"
 
 
-def cell_step(name: str, est: float, cap: float, what: str, work: Path, gpus: int, pipelines: list[str],
+def cell_step(name: str, est: float, cap: float, what: str, work: Path, pipelines: list[str],
               bench_args: list[str], like: str | None = None) -> Step:
     """A step of one or more cells, each in its own process, into ``work/cells/<name>/<pipeline>``."""
     me, py = str(Path(__file__).resolve()), sys.executable
-    commands = [[py, me, "--cell", p, str(work / "cells" / name), str(work / "data"), str(work / "cache"),
-                 str(gpus), "--", *bench_args, "--data", str(work / "data"), "--pipelines", p] for p in pipelines]
+    data, cache = str(work / "data"), str(work / "cache")
+    commands = [[py, me, "--cell", p, str(work / "cells" / name), data, cache, "--", *bench_args,
+                 "--data", data, "--pipelines", p] for p in pipelines]
     return Step(name, est, cap, what, commands, CELL_NEEDS, like=like)
 
 
-def build_steps(quick: bool, work: Path, out: Path, gpus: int) -> tuple[list[Step], str]:
+def build_steps(quick: bool, work: Path, out: Path) -> tuple[list[Step], str]:
     """Every step of the run, in order, with its estimate (full: a GPU; quick: tiny sizes on a CPU)."""
     py, me = sys.executable, str(Path(__file__).resolve())
     batches, workers, source = study_settings()
-    needs = sorted({*CELL_NEEDS, "aslhpc.doctor", "aslhpc.data.synth", *(m for p in PROBES.values() for m in p[2])})
-    steps = [Step("environment", 8 if quick else 20, 60 if quick else 120, "torch, CUDA, driver, GPUs, imports",
-                  probe="environment", needs=())]
+    needs = sorted({*CELL_NEEDS, "aslhpc.doctor", "aslhpc.data.synth",
+                    *(m for p in PROBES.values() for m in p[2])})
+    steps = [Step("environment", 8 if quick else 20, 60 if quick else 120,
+                  "torch, CUDA, driver, GPUs, imports", probe="environment", needs=())]
     steps[0].commands = [[py, str(ROOT / "benchmarks" / "gpu_probes.py"), "--imports", ",".join(needs)]]
     for name, (est, cap, mods, what) in PROBES.items():
         steps.append(Step(name, 1.5 if quick else est, cap, what, needs=mods, probe=name))
     steps.append(Step("data", 3 if quick else 60, 60 if quick else 240, "the generated stand-in dataset",
                       [[py, me, "--make-data", str(work / "data"), "4" if quick else "3001"]],
                       ("aslhpc.data.synth",)))
-    g = "1" if gpus else "0"
     if quick:
-        small = ["--steps", "1", "--batch-size", "16", "--gpus", g]
-        steps.append(cell_step("bench", 14, 60, "bench: paper vs fast pipeline, 1 step each", work, gpus,
+        small = ["--steps", "1", "--batch-size", "16"]
+        steps.append(cell_step("bench", 14, 60, "bench: paper vs fast pipeline, 1 step each", work,
                                ["paper", "fast"], [*small, "--workers", "0"]))
-        steps.append(cell_step("paper_epoch_b16", 7, 60, "the paper pipeline at batch 16 (quick)", work, gpus,
+        steps.append(cell_step("paper_epoch_b16", 7, 60, "the paper pipeline at batch 16 (quick)", work,
                                ["paper"], [*small, "--workers", "0"]))
-        steps.append(cell_step("bench_full_fast", 7, 60, "the fast pipeline, 1 step (quick)", work, gpus,
+        steps.append(cell_step("bench_full_fast", 7, 60, "the fast pipeline, 1 step (quick)", work,
                                ["fast"], small))
         return [*steps, doctor_step(quick, work, out)], source
-    steps.append(cell_step("bench", 60, 180, "bench: paper vs fast pipeline, bench's default steps, batch 128",
-                           work, gpus, ["paper", "fast"], ["--gpus", g, "--workers", str(workers)]))
+    steps.append(cell_step("bench", 60, 180, "bench: paper vs fast pipeline, its default steps, batch 128",
+                           work, ["paper", "fast"], ["--workers", str(workers)]))
     first = f"paper_epoch_b{batches[0]}"
-    epochs = [cell_step(f"paper_epoch_b{b}", 60, 180, f"one paper-pipeline epoch at batch {b} (76,760 images)",
-                        work, gpus, ["paper"], ["--full", "--epochs", "1", "--batch-size", str(b), "--gpus", g,
-                                                "--workers", str(workers)], like=None if i == 0 else first)
+    epochs = [cell_step(f"paper_epoch_b{b}", 60, 180, f"one paper-pipeline epoch at batch {b} (76,760 "
+                        "images)", work, ["paper"], ["--full", "--epochs", "1", "--batch-size", str(b),
+                                                     "--workers", str(workers)],
+                        like=None if i == 0 else first)
               for i, b in enumerate(batches)]
     full = cell_step("bench_full_fast", 90, 240, "a whole 25-epoch fast cell (bench --full, batch 128)", work,
-                     gpus, ["fast"], ["--full", "--gpus", g])
+                     ["fast"], ["--full"])
     steps += [epochs[0], full, *epochs[1:], doctor_step(quick, work, out)]
     return steps, source
 
@@ -296,8 +299,8 @@ def doctor_step(quick: bool, work: Path, out: Path) -> Step:
     doctor = [sys.executable, "-m", "aslhpc.doctor", "--data", str(work / "data"), "--results",
               str(work / "results"), "--cache-dir", str(work / "cache"), "--json", str(out / "doctor.json"),
               "--quick"]
-    return Step("doctor", 8 if quick else 60, 60 if quick else 180, "python -m aslhpc.doctor --quick", [doctor],
-                ("aslhpc.doctor",))
+    return Step("doctor", 8 if quick else 60, 60 if quick else 180, "python -m aslhpc.doctor --quick",
+                [doctor], ("aslhpc.doctor",))
 
 
 # ---- running the plan -------------------------------------------------------------------------
@@ -315,6 +318,7 @@ class Run:
     out: Path
     work: Path
     budget_s: float
+    quick: bool = False
     t0: float = field(default_factory=time.monotonic)
     seconds: dict[str, float] = field(default_factory=dict)  # measured, per step
     imports: dict[str, str] = field(default_factory=dict)  # module -> "ok" | error (from environment)
@@ -351,7 +355,7 @@ def child_outcome(rc: int | None, text: str, ok_codes: Sequence[int] = (0,)) -> 
 
 def run_probes(run: Run, group: list[Step]) -> None:
     """Consecutive probe steps in one process (one torch import); each recorded as its line arrives."""
-    chosen, left = [], run.left()
+    chosen, left = [], run.left() - PROBE_START_S[run.quick]  # the process and its torch import first
     for s in group:
         why = run.unavailable(s.needs) or decide(s.estimate_s, left)
         if why:
@@ -382,8 +386,8 @@ def run_probes(run: Run, group: list[Step]) -> None:
             {"error": got.get("saw")} if status == "failed" else {})
         seen.add(name)
         run.seconds[name] = float(got.get("seconds") or 0)
-        run.rec.update(name, status=status, verdict=verdict, saw=got.get("saw"), figures=got.get("figures", {}),
-                       seconds=got.get("seconds"), **extra)
+        run.rec.update(name, status=status, verdict=verdict, saw=got.get("saw"),
+                       figures=got.get("figures", {}), seconds=got.get("seconds"), **extra)
         if name == "environment":
             run.imports = dict(got.get("figures", {}).get("imports", {}))
 
@@ -461,7 +465,8 @@ def run_commands(run: Run, step: Step) -> None:
         if outcome["status"] != "done":
             break
     if cells:
-        run.rec.step(step.name).update(cells=cells, figures=cell_figures(cells))
+        figs = cell_figures(cells)
+        run.rec.step(step.name).update(cells=cells, figures=figs, saw=cell_saw(cells, figs))
         pack_cells(run)
     run.end(step.name, began, **outcome)
 
@@ -476,6 +481,24 @@ def cell_figures(cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if paper and fast:
         figs["ratio_fast_over_paper"] = round(fast / paper, 3)
     return figs
+
+
+def _num(v: Any, fmt: str) -> str:
+    return format(v, fmt) if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
+
+
+def cell_saw(cells: dict[str, dict[str, Any]], figs: dict[str, Any]) -> str:
+    """One line per step: each cell's images/s, times, precision and what its per-process memory says."""
+    parts = []
+    for pipeline, c in cells.items():
+        h, tel = c["headline"], (c.get("result") or {}).get("telemetry") or {}
+        parts.append(f"{pipeline} {_num(h.get('images_per_s'), '.1f')} images/s (train "
+                     f"{_num(h.get('train_time_s'), '.1f')} s, exec {_num(h.get('exec_time_s'), '.1f')} s, "
+                     f"amp {h.get('amp')}, tf32 {h.get('tf32', 'not recorded')}, per-process memory "
+                     f"{tel.get('per_process', 'not recorded')})")
+    if "ratio_fast_over_paper" in figs:
+        parts.append(f"ratio fast/paper {figs['ratio_fast_over_paper']:.2f}")
+    return "; ".join(parts)
 
 
 def doctor_figures(out: Path, rc: int | None) -> dict[str, Any]:
@@ -522,29 +545,34 @@ def execute(run: Run, steps: list[Step]) -> None:
 
 
 def cell_main(argv: list[str]) -> int:
-    """``--cell PIPELINE OUT DATA CACHE GPUS -- BENCH_ARGS``: one of bench's cells, kept in OUT/PIPELINE.
+    """``--cell PIPELINE OUT DATA CACHE -- BENCH_ARGS``: one of bench's cells, kept in OUT/PIPELINE.
 
     Uses bench's own parser and config, so the cell is the one ``python -m aslhpc.bench`` would time,
     but its folder (result.json, epochs.jsonl, samples.csv) stays for the record.
     """
     import multiprocessing
 
-    pipeline, out, data, cache, gpus = argv[:5]
+    import torch
+
     from aslhpc import bench
 
-    args = bench.build_parser().parse_args(argv[6:])
+    pipeline, out, data, cache = argv[:4]
+    args = bench.build_parser().parse_args(argv[5:])
+    gpus = args.gpus if args.gpus is not None else (1 if torch.cuda.is_available() else 0)  # as bench does
     try:
-        cfg = bench.pipeline_config(pipeline, Path(data), Path(out), Path(cache), args, int(gpus))
+        cfg = bench.pipeline_config(pipeline, Path(data), Path(out), Path(cache), args, gpus)
     except TypeError:  # bench's helper changed its shape: the same settings, straight into TrainConfig
         from aslhpc.training.config import TrainConfig
 
-        cfg = TrainConfig(data=data, out=str(Path(out) / pipeline), gpus=int(gpus), batch_size=args.batch_size,
+        cfg = TrainConfig(data=data, out=str(Path(out) / pipeline), gpus=gpus,
+                          batch_size=args.batch_size,
                           epochs=args.epochs if args.full else 2, pipeline=pipeline, workers=args.workers,
                           cache_dir=cache, log_every=0, max_steps=0 if args.full else args.steps,
                           sample_interval_s=5.0, amp=args.amp)
     result = bench.run_pipeline(cfg, multiprocessing.get_start_method())
     info = {k: result.get(k) for k in HEADLINE if k in result}
-    print(CELL_MARK + json.dumps({"pipeline": pipeline, "dir": str(cfg.out), **info}, default=str), flush=True)
+    line = json.dumps({"pipeline": pipeline, "dir": str(cfg.out), **info}, default=str)
+    print(CELL_MARK + line, flush=True)
     return 0
 
 
@@ -604,14 +632,14 @@ def markdown(rec: dict[str, Any]) -> str:
     """README-ready: which machine, every step's outcome, and the cells' figures as table rows."""
     env = next((s for s in rec["steps"] if s["name"] == "environment"), {}).get("figures", {})
     lines = [f"# GPU check: {device_name(rec)}", "",
-             f"{rec['started']} | host {rec['host']} | {'quick (reduced sizes)' if rec['quick'] else 'full'} | "
+             f"{rec['started']} | host {rec['host']} | {'quick (tiny sizes)' if rec['quick'] else 'full'} | "
              f"torch {env.get('torch')} CUDA {env.get('cuda')} driver {env.get('driver')} | budget "
              f"{rec['budget_s']:.0f} s, took {rec['seconds']} s", "",
              "| step | status | s (estimate) | what it saw |", "|---|---|---|---|"]
     for s in rec["steps"]:
         saw = s.get("saw") or s.get("error") or s.get("reason") or ""
-        cell = [s["name"], s["status"], f"{s['seconds'] if s['seconds'] is not None else '-'} ({s['estimate_s']})",
-                str(saw)[:300]]
+        took = "-" if s["seconds"] is None else s["seconds"]
+        cell = [s["name"], s["status"], f"{took} ({s['estimate_s']})", str(saw)[:300]]
         lines.append("| " + " | ".join(c.replace("|", "/").replace("\n", " ") for c in cell) + " |")
     lines += ["", f"## Figures for the README's \"GPU figures\" section ({device_name(rec)})", "",
               "| step | pipeline | batch | images/s | train s | exec s | data prep s | amp | tf32 |",
@@ -620,8 +648,9 @@ def markdown(rec: dict[str, Any]) -> str:
         for pipeline, c in (s.get("cells") or {}).items():
             h, cfg = c["headline"], (c.get("result") or {}).get("config", {})
             row = [s["name"], pipeline, cfg.get("batch_size", h.get("batch_size", "")), h.get("images_per_s"),
-                   h.get("train_time_s"), h.get("exec_time_s"), h.get("data_prep_s"), h.get("amp"), h.get("tf32")]
-            lines.append("| " + " | ".join("" if v is None else str(v) for v in row) + " |")
+                   h.get("train_time_s"), h.get("exec_time_s"), h.get("data_prep_s"), h.get("amp"),
+                   h.get("tf32")]
+            lines.append("| " + " | ".join("" if v is None else _num(v, ".2f") for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -672,16 +701,14 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out, work = setup(a, stamp)
-    gpus = 0 if a.quick and not shutil.which("nvidia-smi") else 1
-    steps, source = build_steps(a.quick, work, out, gpus)
+    steps, source = build_steps(a.quick, work, out)
+    estimates = [(s.name, s.estimate_s) for s in steps]
     head = {"host": socket.gethostname(), "started": stamp, "quick": a.quick, "budget_s": a.budget_s,
             "python": platform.python_version(), "executable": sys.executable, "out": str(out),
             "work": str(work), "study_settings": source,
-            "plan": [{"name": n, "estimate_s": e, "would_skip": w}
-                     for (n, e), (_, w) in zip(((s.name, s.estimate_s) for s in steps),
-                                               plan_budget([(s.name, s.estimate_s) for s in steps], a.budget_s),
-                                               strict=True)]}
-    run = Run(Record(out, head, steps), out, work, a.budget_s)
+            "plan": [{"name": n, "estimate_s": e, "would_skip": w} for (n, e), (_, w) in zip(
+                estimates, plan_budget(estimates, a.budget_s), strict=True)]}
+    run = Run(Record(out, head, steps), out, work, a.budget_s, a.quick)
     signal.signal(signal.SIGTERM, _sigterm)
     rc = 0
     try:
@@ -709,7 +736,8 @@ def finish(run: Run, rc: int) -> int:
     rec["out_problems"] = out_problems(run.out)
     run.rec.save()
     print(text)
-    print(f"figures in {run.out / 'gpu_check.json'} (+ gpu_check.md, gpu_check.log, cells.tar.gz, doctor.json)")
+    print(f"figures in {run.out / 'gpu_check.json'} (+ gpu_check.md, gpu_check.log, cells.tar.gz, "
+          "doctor.json)")
     counts = {k: sum(s["status"] == k for s in rec["steps"]) for k in STATUSES}
     print("steps: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
     return rc or (1 if counts["failed"] or rec["out_problems"] else 0)
