@@ -34,7 +34,8 @@ gc = _load()
 
 
 def test_planner_starts_only_steps_that_fit_the_time_left() -> None:
-    planned = gc.plan_budget([("env", 10), ("big", 50), ("small", 15), ("exact", 5)], budget_s=30, reserve_s=0)
+    fake = [("env", 10), ("big", 50), ("small", 15), ("exact", 5)]
+    planned = gc.plan_budget(fake, budget_s=30, reserve_s=0)
     assert [n for n, why in planned if why is None] == ["env", "small", "exact"]  # 10 + 15 + 5 = 30: fits
     why = dict(planned)["big"]
     assert why is not None and why.startswith("budget") and "50 s" in why and "20 s left" in why
@@ -100,7 +101,8 @@ def test_a_step_whose_module_is_missing_skips_and_the_rest_run_on(tmp_path: Path
     run.imports = {"aslhpc.bench": "ModuleNotFoundError: No module named 'pydantic'"}
     gc.execute(run, steps)
     got = {s["name"]: s for s in json.loads((run.out / "gpu_check.json").read_text())["steps"]}
-    assert got["needs_lib"]["status"] == "skipped" and "aslhpc_no_such_module_xyz" in got["needs_lib"]["reason"]
+    assert got["needs_lib"]["status"] == "skipped"
+    assert "aslhpc_no_such_module_xyz" in got["needs_lib"]["reason"]
     assert got["broken"]["status"] == "failed" and got["broken"]["error"] == "exit 1: ValueError: bad figure"
     assert got["fine"]["status"] == "done" and got["fine"]["seconds"] is not None
     assert got["unimportable"]["status"] == "skipped" and "pydantic" in got["unimportable"]["reason"]
