@@ -226,12 +226,12 @@ PROBES = {
     "sampler_vs_smi": (10, 60, ("aslhpc.telemetry",), "the sampler's per-process memory beside nvidia-smi"),
     "fp16_scaler": (20, 90, (), "LadNet steps in fp16 autocast with a GradScaler"),
     "fp32_true": (15, 90, (), "true fp32 (TF32 off) against float64; TF32 flags as found"),
-    "ddp_nccl": (25, 120, ("torch.distributed",), "a 1-rank NCCL DDP step (gloo on a CPU)"),
     "arch": (3, 30, ("aslhpc.preflight.versions",), "compute capability against torch's arch list"),
     "dp_autocast": (5, 30, (), "autocast dtype inside DataParallel's replica threads"),
     "pinned_peak": (5, 30, (), "pinned host memory torch reserves for a request"),
     "fused_sgd": (3, 30, (), "SGD(fused=True) with a GradScaler"),
     "nvml_devices": (3, 30, (), "NVML handles by index and by torch's UUID"),
+    "ddp_nccl": (25, 120, ("torch.distributed",), "a 1-rank NCCL DDP step (gloo on a CPU)"),  # last: may hang
 }
 CELL_NEEDS = ("aslhpc.bench", "aslhpc.training.trainer")
 

@@ -23,6 +23,7 @@ Prints one JSON line per probe: ``{"probe": NAME, "status": "ok"|"warn"|"fail"|"
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import json
 import os
@@ -445,7 +446,8 @@ def ddp_nccl() -> dict[str, Any]:
     y = torch.randint(0, 29, (8,), device=device)
     with tempfile.TemporaryDirectory(prefix="aslhpc-ddp-") as tmp:
         t0 = time.perf_counter()
-        dist.init_process_group(backend, init_method=f"file://{tmp}/store", rank=0, world_size=1)
+        dist.init_process_group(backend, init_method=f"file://{tmp}/store", rank=0, world_size=1,
+                                timeout=datetime.timedelta(seconds=60))
         try:
             ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[0] if gpu else None)
             torch.manual_seed(1)  # the same dropout mask as the plain model's below
@@ -460,7 +462,8 @@ def ddp_nccl() -> dict[str, Any]:
     torch.nn.functional.cross_entropy(plain(x), y).backward()
     worst = max(float((p.grad - q.grad).abs().max()) for p, q in zip(plain.parameters(), model.parameters(),
                                                                      strict=True))
-    nccl = ".".join(map(str, torch.cuda.nccl.version())) if gpu else None
+    version = torch.cuda.nccl.version() if gpu else None
+    nccl = ".".join(map(str, version)) if isinstance(version, tuple) else version and str(version)
     ok = worst < 1e-4
     tail = f"; NCCL {nccl}" if nccl else "; NCCL needs a GPU"
     return _out("ok" if ok else "fail", f"1-rank {backend} DDP step in {seconds:.2f} s (init included); "
