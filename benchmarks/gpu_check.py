@@ -528,17 +528,28 @@ def execute(run: Run, steps: list[Step]) -> None:
             j = i
             while j < len(steps) and steps[j].probe and steps[j].name != "environment":
                 j += 1
-            run_probes(run, steps[i:j])
+            guarded(run, run_probes, steps[i:j])
             i = j
             continue
         why = run.unavailable(step.needs) or decide(estimate_of(step, run.seconds), run.left())
         if why:
             run.rec.update(step.name, status="skipped", reason=why)
-        elif step.probe:
-            run_probes(run, [step])
         else:
-            run_commands(run, step)
+            guarded(run, run_probes if step.probe else run_commands, [step] if step.probe else step)
         i += 1
+
+
+def guarded(run: Run, fn: Callable[[Run, Any], None], arg: Any) -> None:
+    """A bug or an OS error of this script while it runs a step fails that step, not the run."""
+    try:
+        fn(run, arg)
+    except (Stopped, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - recorded as the step's one-line error
+        for s in run.rec.data["steps"]:
+            if s["status"] == "running":
+                s.update(status="failed", error=f"gpu_check itself: {type(exc).__name__}: {exc}"[:300])
+        run.rec.save()
 
 
 # ---- child modes ------------------------------------------------------------------------------

@@ -96,6 +96,7 @@ def test_a_step_whose_module_is_missing_skips_and_the_rest_run_on(tmp_path: Path
              gc.Step("broken", 1, 30, "w", [[py, "-c", "raise ValueError('bad figure')"]]),
              gc.Step("fine", 1, 30, "w", [[py, "-c", "print('hello')"]]),
              gc.Step("unimportable", 1, 30, "w", [[py, "-c", "print(1)"]], needs=("aslhpc.bench",)),
+             gc.Step("no_python", 1, 30, "w", [[str(tmp_path / "no-such-python"), "-c", "1"]]),
              gc.Step("too_long", 10_000, 30, "w", [[py, "-c", "print(1)"]])]
     run.rec = gc.Record(run.out, {}, steps)
     run.imports = {"aslhpc.bench": "ModuleNotFoundError: No module named 'pydantic'"}
@@ -106,6 +107,7 @@ def test_a_step_whose_module_is_missing_skips_and_the_rest_run_on(tmp_path: Path
     assert got["broken"]["status"] == "failed" and got["broken"]["error"] == "exit 1: ValueError: bad figure"
     assert got["fine"]["status"] == "done" and got["fine"]["seconds"] is not None
     assert got["unimportable"]["status"] == "skipped" and "pydantic" in got["unimportable"]["reason"]
+    assert got["no_python"]["status"] == "failed" and "FileNotFoundError" in got["no_python"]["error"]
     assert got["too_long"]["status"] == "skipped" and got["too_long"]["reason"].startswith("budget")
     assert "hello" in (run.out / "gpu_check.log").read_text()
 

@@ -18,6 +18,10 @@ CSV (one header for every row; ``kind`` says which columns a row fills, the rest
   run goes on and a crash keeps what was measured; a resumed run appends (its ``elapsed_s``
   restarts at 0) when the header matches, otherwise the old file is moved aside.
 
+The summary's ``per_process`` says what became of ``proc_mem_*``: ``ok``, ``unavailable: PID namespace``
+(NVML lists host pids), ``unavailable: no per-process query in this driver`` (after the _v3 -> _v2
+fallback), ``empty`` or ``not sampled``; ``per_process_detail`` gives the evidence in one line.
+
 Units: memory in MiB in the CSV; every ``*_gb`` in the summary is **MiB / 1000**, the 2020
 paper's convention (its 2859 MiB reads 2.859 GB), so the tables compare like with like.
 """
