@@ -56,8 +56,14 @@ class FakeNvml:
     nvmlMemory_v2 = pynvml.nvmlMemory_v2
 
     def __init__(self, gpus: Sequence[FakeGpu], driver: str = "550.54.15",
-                 init_error: type[BaseException] | None = None, memory_v2: bool = True) -> None:
+                 init_error: type[BaseException] | None = None, memory_v2: bool = True,
+                 process_queries: Sequence[int] = (2, 3), host_pid_offset: int = 0) -> None:
+        """``process_queries``: the versions of ``nvmlDeviceGetComputeRunningProcesses`` this "driver" has
+        (a pre-R510 one: ``(2,)``); ``host_pid_offset``: a PID namespace, where NVML lists every pid
+        shifted by this much (the host's numbers), so no pid of this process matches."""
         self.gpus = list(gpus)
+        self.process_queries = set(process_queries)
+        self.host_pid_offset = host_pid_offset
         self.driver = driver
         self.init_error = init_error
         self.memory_v2 = memory_v2
@@ -174,12 +180,29 @@ class FakeNvml:
         assert gpu is not None and sensor == pynvml.NVML_TEMPERATURE_GPU
         return self._next("nvmlDeviceGetTemperature", handle, gpu.temp_c)
 
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeHandle) -> list[SimpleNamespace]:
+    def _processes(self, handle: FakeHandle, version: int) -> list[SimpleNamespace]:
+        self.calls[f"nvmlDeviceGetComputeRunningProcesses_v{version}"] += 1
+        if version not in self.process_queries:  # the driver lacks this entry point
+            if self.initialised <= 0:
+                raise pynvml.NVMLError_Uninitialized()
+            raise pynvml.NVMLError_FunctionNotFound()
         gpu = self._enter("nvmlDeviceGetComputeRunningProcesses", handle)
         assert gpu is not None
-        return [SimpleNamespace(pid=pid, usedGpuMemory=int(mib * MIB), gpuInstanceId=0, computeInstanceId=0)
-                for pid, mib in gpu.processes]
+        return [SimpleNamespace(pid=pid + self.host_pid_offset, usedGpuMemory=int(mib * MIB), gpuInstanceId=0,
+                                computeInstanceId=0) for pid, mib in gpu.processes]
 
+    def nvmlDeviceGetComputeRunningProcesses_v3(self, handle: FakeHandle) -> list[SimpleNamespace]:
+        return self._processes(handle, 3)
+
+    def nvmlDeviceGetComputeRunningProcesses_v2(self, handle: FakeHandle) -> list[SimpleNamespace]:
+        return self._processes(handle, 2)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeHandle) -> list[SimpleNamespace]:
+        """pynvml 13: the plain name is ``_v3`` behind a wrapper that turns FunctionNotFound into this."""
+        try:
+            return self._processes(handle, 3)
+        except pynvml.NVMLError_FunctionNotFound:
+            raise pynvml.NVMLLibraryMismatchError("Unversioned function called ...") from None
 
 def uuid(n: int) -> str:
     """A distinct, well-formed GPU UUID per n."""

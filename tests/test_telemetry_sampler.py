@@ -425,3 +425,77 @@ def test_whole_cell_summary_covers_every_attempt(tmp_path: Path) -> None:
     assert cell["gpus"][0]["mem_peak_gb"] == 12.0 and cell["attempts"][0]["gpus"][0]["mem_peak_gb"] == 12.0
     assert cell["attempts"][1]["gpus"][0]["mem_peak_gb"] == 3.0 and cell["scope"] == "cell (all attempts)"
     assert cell["cpu"]["rss_peak_gb"] >= last["cpu"]["rss_peak_gb"]
+
+
+def test_pre_r510_driver_falls_back_to_v2_once_and_says_so(tmp_path: Path) -> None:
+    """pynvml 13's per-process query is _v3; a driver without it gets _v2, asked for _v3 only once."""
+    fake = FakeNvml(four_v100s(processes=((os.getpid(), 1300),))[:2], process_queries=(2,))
+    s = Sampler(tmp_path / "s.csv", interval_s=HOUR, process_interval_s=0.0, nvml=fake)
+    s.start()
+    s.sample_now()
+    summary = s.stop()
+    assert fake.calls["nvmlDeviceGetComputeRunningProcesses_v3"] == 1  # 2 GPUs x 3 ticks, one try
+    assert fake.calls["nvmlDeviceGetComputeRunningProcesses_v2"] == 2 * 3
+    assert [g["proc_mem_peak_gb"] for g in summary["gpus"]] == [1.3, 1.3]
+    assert summary["errors"] == 0 and summary["per_process"] == "ok"
+    assert "_v2" in summary["per_process_detail"] and "FunctionNotFound" in summary["per_process_detail"]
+
+
+def test_driver_without_any_per_process_query_stops_asking(tmp_path: Path) -> None:
+    fake = FakeNvml(four_v100s(processes=((os.getpid(), 1300),))[:1], process_queries=())
+    s = Sampler(tmp_path / "s.csv", interval_s=HOUR, process_interval_s=0.0, nvml=fake)
+    s.start()
+    for _ in range(3):
+        s.sample_now()
+    summary = s.stop()
+    tries = sum(fake.calls[f"nvmlDeviceGetComputeRunningProcesses_v{v}"] for v in (2, 3))
+    assert tries == 3  # v3, v2 and the plain (v3) name: once each over five ticks
+    assert summary["errors"] == 0 and summary["gpus"][0]["proc_mem_peak_gb"] is None
+    assert summary["per_process"] == "unavailable: no per-process query in this driver"
+    assert "process_memory" in summary["gpus"][0]["unsupported"]
+    assert gpu_rows(tmp_path / "s.csv").mem_used_mib.notna().all()  # the rest of the row is still sampled
+
+
+def test_pid_namespace_is_named_when_nvml_lists_only_foreign_pids(tmp_path: Path) -> None:
+    fake = FakeNvml(four_v100s(processes=((os.getpid(), 1300),))[:1], host_pid_offset=40_000)
+    with Sampler(tmp_path / "s.csv", interval_s=HOUR, process_interval_s=0.0, nvml=fake) as s:
+        pass
+    summary = s.summary
+    assert summary is not None and summary["gpus"][0]["proc_mem_peak_gb"] is None
+    assert summary["per_process"] == "unavailable: PID namespace"
+    assert str(os.getpid() + 40_000) in summary["per_process_detail"]
+
+
+def test_nested_pid_namespace_from_nspid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aslhpc.telemetry import nvml, sampler
+
+    nested, flat = tmp_path / "nested", tmp_path / "flat"
+    nested.write_text("Name:\tpython\nNSpid:\t81234\t17\n")
+    flat.write_text("Name:\tpython\nNSpid:\t81234\n")
+    assert nvml.pid_namespace_note(str(flat)) is None
+    assert "81234 17" in (nvml.pid_namespace_note(str(nested)) or "")
+    # NVML lists nothing at all (our host pid is unknown to us): NSpid alone names the namespace
+    monkeypatch.setattr(sampler, "pid_namespace_note", lambda: nvml.pid_namespace_note(str(nested)))
+    with Sampler(tmp_path / "s.csv", interval_s=HOUR, nvml=FakeNvml(four_v100s()[:1])) as s:
+        pass
+    assert s.summary is not None and s.summary["per_process"] == "unavailable: PID namespace"
+    monkeypatch.setattr(sampler, "pid_namespace_note", lambda: None)
+    with Sampler(tmp_path / "t.csv", interval_s=HOUR, nvml=FakeNvml(four_v100s()[:1])) as s:
+        pass
+    assert s.summary is not None and s.summary["per_process"] == "empty"
+
+
+def test_cpu_run_says_per_process_was_not_sampled(tmp_path: Path) -> None:
+    with Sampler(tmp_path / "s.csv", interval_s=HOUR, devices=[]) as s:
+        pass
+    assert s.summary is not None and s.summary["per_process"] == "not sampled"
+    assert s.summary["per_process_detail"] == CPU_RUN_REASON
+
+
+def test_the_real_pynvml_has_the_queries_the_fallback_names() -> None:
+    """The chain is written against nvidia-ml-py's names: a rename there must fail here, not on a node."""
+    from aslhpc.telemetry.nvml import PROCESS_QUERIES
+
+    assert all(callable(getattr(pynvml, n, None)) for n in PROCESS_QUERIES)
+    assert issubclass(pynvml.NVMLError_FunctionNotFound, pynvml.NVMLError)
+    assert hasattr(pynvml, "NVMLLibraryMismatchError")

@@ -10,9 +10,19 @@ from pathlib import Path
 
 from aslhpc.preflight.context import Context
 from aslhpc.preflight.result import FAIL, PASS, SKIP, WARN, Check
-from aslhpc.telemetry.nvml import Nvml, NvmlUnavailable, norm_uuid, torch_visible
+from aslhpc.telemetry.nvml import (
+    Nvml,
+    NvmlUnavailable,
+    describe_error,
+    norm_uuid,
+    per_process_status,
+    pid_namespace_note,
+    torch_visible,
+)
 
 FIX_NVML = "load the NVIDIA driver / nvidia-ml-py on the node; cells run, but record no GPU memory"
+FIX_PROCESS = ("the memory table falls back to whole-device memory; in a container run it in the host's PID "
+               "namespace (docker --pid=host; Apptainer shares it by default)")
 
 
 def check_nvml(ctx: Context) -> list[Check]:
@@ -54,23 +64,34 @@ def _uuid_match(ctx: Context, nv: Nvml) -> Check:
 
 
 def _process_memory(ctx: Context, nv: Nvml) -> Check:
+    """This process's memory on cuda:0 as NVML reports it, or why not (old driver, PID namespace)."""
     t = ctx.torch
     block = t.empty(64 * 2**20, dtype=t.uint8, device="cuda:0")  # 64 MiB this process holds
     t.cuda.synchronize()
-    mapped, _ = nv.map_visible(torch_visible([0]), ctx.env)
+    mapped, _ = nv.map_visible(torch_visible([0]) or None, ctx.env)
+    pid = os.getpid()
+    found, unsupported, error = None, False, None
     try:
-        mib = nv.process_memory_mib(mapped[0].device.handle, {os.getpid()}) if mapped else None
+        if mapped:
+            found = nv.process_memory(mapped[0].device.handle, {pid})
+    except nv.not_supported:
+        unsupported = True
     except Exception as exc:  # noqa: BLE001 - NVML refuses the query on some drivers / MIG
-        mib, why = None, f"{type(exc).__name__}"
-    else:
-        why = "this process is not in NVML's process list (a container with its own PID namespace?)"
-    del block
-    if mib is None:
-        return Check("NVML per-process memory", WARN, why,
-                     "the memory table falls back to whole-device memory; run outside the PID namespace")
-    return Check("NVML per-process memory", PASS,
-                 f"this process: {mib:.0f} MiB on cuda:0 (holding >= 64 MiB)",
-                 figures={"process_mib": round(mib, 1)})
+        error = describe_error(exc)
+    finally:
+        del block
+    name = "NVML per-process memory"
+    if error or not mapped:
+        return Check(name, WARN, error or "cuda:0 matches no NVML device", FIX_PROCESS)
+    status, detail = per_process_status(
+        matched=found is not None and found.mib is not None, unsupported=unsupported,
+        foreign=set(found.listed) - {pid} if found else set(), notes=nv.process_notes, query=nv.process_query,
+        ns_note=pid_namespace_note(), pid=pid)
+    figures = {"per_process": status, "query": nv.process_query, "missing": list(nv.process_notes)}
+    if status != "ok" or found is None or found.mib is None:
+        return Check(name, WARN, f"{status}: {detail}", FIX_PROCESS, figures)
+    return Check(name, PASS, f"this process: {found.mib:.0f} MiB on cuda:0 (holding >= 64 MiB) via {detail}",
+                 figures={**figures, "process_mib": round(found.mib, 1)})
 
 
 def check_sampler_overhead(ctx: Context) -> Check:

@@ -34,6 +34,14 @@ _REASONS = {
 }
 
 
+# The per-process queries, newest first (pynvml 13's plain name is the _v3 one); and the exception class
+# names that mean "this driver lacks that entry point" (pynvml's wrapper turns FunctionNotFound into the
+# second), by name so a test's fake module raises what the real one does.
+PROCESS_QUERIES = ("nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2",
+                   "nvmlDeviceGetComputeRunningProcesses")
+_MISSING_FUNCTION = frozenset({"NVMLError_FunctionNotFound", "NVMLLibraryMismatchError"})
+
+
 class NvmlUnavailable(RuntimeError):
     """NVML cannot be used here; the message is the one-line reason for the summary."""
 
@@ -158,6 +166,10 @@ class Nvml:
         self.count = 0  # devices on the node, openable or not
         self.denied: list[str] = []  # one note per device NVML lists but will not open (another job's GPU)
         self._mem_v2: int | None = getattr(module, "nvmlMemory_v2", None)
+        # per-process queries still to try (see running_processes); the one that answered; the missing ones
+        self._proc_queries = [n for n in PROCESS_QUERIES if callable(getattr(module, n, None))]
+        self.process_query: str | None = None
+        self.process_notes: list[str] = []
         self._open = False
 
     @classmethod
@@ -353,14 +365,89 @@ class Nvml:
     def temperature_c(self, handle: Any) -> float:
         return float(self.m.nvmlDeviceGetTemperature(handle, self.m.NVML_TEMPERATURE_GPU))
 
-    def process_memory_mib(self, handle: Any, pids: set[int]) -> float | None:
-        """MiB used on this device by ``pids``; None when none of them is listed.
+    def running_processes(self, handle: Any) -> list[Any]:
+        """NVML's compute processes on this device, through the newest query this driver has.
 
-        Costly (it takes a driver lock), hence sampled rarely. In a container with its own
-        PID namespace NVML reports host PIDs, nothing matches and the cell stays empty.
+        pynvml 13 maps the plain name to ``_v3``, which drivers before R510 lack (FunctionNotFound,
+        re-raised by pynvml's wrapper as NVMLLibraryMismatchError): ``_v2`` is tried next, once; the
+        choice is kept for the session (every device shares the driver). With none left this raises
+        the module's NotSupported, so the sampler stops asking; :attr:`process_notes` says why.
         """
-        running = self.m.nvmlDeviceGetComputeRunningProcesses(handle)
+        while self._proc_queries:
+            name = self._proc_queries[0]
+            try:
+                procs = getattr(self.m, name)(handle)
+            except self.not_supported:
+                raise
+            except Exception as exc:
+                if type(exc).__name__ not in _MISSING_FUNCTION:
+                    raise
+                self.process_notes.append(f"{name}: {type(exc).__name__}")
+                self._proc_queries.pop(0)
+                continue
+            self.process_query = name
+            return list(procs)
+        raise self.not_supported()
+
+    def process_memory(self, handle: Any, pids: set[int]) -> ProcessMemory:
+        """MiB used on this device by ``pids`` (None when none of them is listed) and every pid listed.
+
+        Costly (it takes a driver lock), hence sampled rarely. In a container with its own PID
+        namespace NVML reports host PIDs: nothing matches, and ``listed`` shows the foreign ones.
+        """
+        running = self.running_processes(handle)
         found = [p.usedGpuMemory for p in running if p.pid in pids]
         known = [b for b in found if b is not None]
-        return sum(known) / MIB if known else None
+        return ProcessMemory(sum(known) / MIB if known else None, tuple(int(p.pid) for p in running))
 
+    def process_memory_mib(self, handle: Any, pids: set[int]) -> float | None:
+        """:meth:`process_memory`'s MiB alone."""
+        return self.process_memory(handle, pids).mib
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    """One per-process query of one device: our pids' MiB (None: not listed) and every pid NVML listed."""
+
+    mib: float | None
+    listed: tuple[int, ...]
+
+
+def pid_namespace_note(status_path: str = "/proc/self/status") -> str | None:
+    """A one-line note when this process runs in a nested PID namespace (``NSpid`` lists >1 pid), else None.
+
+    NVML reports the driver's (host) PIDs, so a nested namespace's per-process figures stay empty.
+    Docker mounts its own /proc, where ``NSpid`` shows one entry: the sampler then also tells a PID
+    namespace by NVML listing processes on our GPU but never ours (:func:`per_process_status`).
+    """
+    try:
+        with open(status_path, encoding="utf-8") as fh:
+            line = next((ln for ln in fh if ln.startswith("NSpid:")), "")
+    except OSError:
+        return None
+    pids = line.split()[1:]
+    if len(pids) > 1:
+        return f"NSpid {' '.join(pids)}: this process runs in a nested PID namespace"
+    return None
+
+
+def per_process_status(matched: bool, unsupported: bool, foreign: set[int], notes: Sequence[str],
+                       query: str | None, ns_note: str | None, pid: int) -> tuple[str, str]:
+    """(status, detail) of the per-process memory column: ``ok``, ``unavailable: PID namespace``, ...
+
+    ``matched``: some query listed one of our pids; ``unsupported``: no query works on this driver;
+    ``foreign``: pids NVML listed that were not ours; ``notes``: the queries that were missing.
+    """
+    tried = f" (after {'; '.join(notes)})" if notes else ""
+    if matched:
+        return "ok", f"{query}{tried}"
+    if unsupported:
+        why = "; ".join(notes) or "NotSupported"
+        what = "no per-process query in this driver" if notes else "not supported by this device"
+        return f"unavailable: {what}", f"{why}; proc_mem_mib stays empty"
+    if ns_note or foreign:
+        seen = (f"NVML listed pid(s) {', '.join(map(str, sorted(foreign)[:8]))} but not this process "
+                f"(pid {pid})") if foreign else f"this process (pid {pid}) was never listed"
+        return "unavailable: PID namespace", "; ".join(filter(None, [seen, ns_note])) + (
+            "; NVML reports host pids: run with the host's PID namespace (e.g. docker --pid=host)")
+    return "empty", f"NVML listed no process on the sampled GPU(s) via {query}{tried}"

@@ -18,6 +18,10 @@ CSV (one header for every row; ``kind`` says which columns a row fills, the rest
   run goes on and a crash keeps what was measured; a resumed run appends (its ``elapsed_s``
   restarts at 0) when the header matches, otherwise the old file is moved aside.
 
+The summary's ``per_process`` says what became of ``proc_mem_*``: ``ok``, ``unavailable: PID namespace``
+(NVML lists host pids), ``unavailable: no per-process query in this driver`` (after the _v3 -> _v2
+fallback), ``empty`` or ``not sampled``; ``per_process_detail`` gives the evidence in one line.
+
 Units: memory in MiB in the CSV; every ``*_gb`` in the summary is **MiB / 1000**, the 2020
 paper's convention (its 2859 MiB reads 2.859 GB), so the tables compare like with like.
 """
@@ -37,7 +41,16 @@ from typing import Any
 
 from aslhpc.errors import ConfigError
 from aslhpc.telemetry.cpu import CpuMeter, descendants
-from aslhpc.telemetry.nvml import MIB, MappedGpu, Nvml, NvmlUnavailable, describe_error, torch_visible
+from aslhpc.telemetry.nvml import (
+    MIB,
+    MappedGpu,
+    Nvml,
+    NvmlUnavailable,
+    describe_error,
+    per_process_status,
+    pid_namespace_note,
+    torch_visible,
+)
 
 CSV_COLUMNS = (
     "time", "elapsed_s", "kind", "gpu", "uuid", "mem_used_mib", "mem_total_mib", "util_gpu_pct",
@@ -76,6 +89,7 @@ class _GpuTrack:
     mem_total_mib: float | None = None
     unsupported: set[str] = field(default_factory=set)
     stats: dict[str, _Stat] = field(default_factory=lambda: {k: _Stat() for k in _GPU_STATS})
+    foreign_pids: set[int] = field(default_factory=set)  # listed by NVML on this GPU, not of our tree
 
 
 @dataclass(frozen=True)
@@ -359,7 +373,10 @@ class Sampler:
         row["sm_clock_mhz"] = self._query(t, "sm_clock", nv.sm_clock_mhz)
         row["temp_c"] = self._query(t, "temperature", nv.temperature_c)
         if pids is not None:
-            row["proc_mem_mib"] = self._query(t, "process_memory", nv.process_memory_mib, pids)
+            found = self._query(t, "process_memory", nv.process_memory, pids)
+            if found is not None:
+                row["proc_mem_mib"] = found.mib
+                t.foreign_pids.update(p for p in found.listed if p not in pids)
         for key in _GPU_STATS:
             t.stats[key].add(row.get(key))
         return row
@@ -400,10 +417,24 @@ class Sampler:
             "mapping": [t.gpu.mapping() for t in self._tracks],
             "mapping_problems": list(self._problems),
             "gpus": [asdict(GpuSummary.of(t)) for t in self._tracks],
+            **self._per_process(),
             "cpu": self._cpu.summary(),
             "torch": _torch_block(indices),
             "csv": self.out_csv.name,
         }
+
+    def _per_process(self) -> dict[str, str]:
+        """``per_process`` (``ok``, ``unavailable: PID namespace``, ...) and its one-line
+        ``per_process_detail``: why the ``proc_mem_*`` figures are there or empty (issue 25 #10)."""
+        if self._nvml is None or not self._tracks:
+            return {"per_process": "not sampled", "per_process_detail": self._reason or "no GPU sampled"}
+        nv = self._nvml
+        status, detail = per_process_status(
+            matched=any(t.stats["proc_mem_mib"].n for t in self._tracks),
+            unsupported=all("process_memory" in t.unsupported for t in self._tracks),
+            foreign=set().union(*(t.foreign_pids for t in self._tracks)), notes=nv.process_notes,
+            query=nv.process_query, ns_note=pid_namespace_note(), pid=self._pid)
+        return {"per_process": status, "per_process_detail": detail}
 
 
 def _torch_block(devices: list[int]) -> list[dict[str, Any]]:
