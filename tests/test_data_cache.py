@@ -342,3 +342,34 @@ def test_invalid_soon_after_a_build_is_rebuilt_without_waiting(tmp_path: Path, c
     again = open_cache(idx, 16, "bilinear", cache_dir, progress=False)
     assert time.perf_counter() - t0 < 10  # not NFS_VISIBILITY_S (90 s)
     assert digest(again.images) == want and "rebuilding cache" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("which", ["array", "sidecar"])
+def test_a_directory_in_place_of_a_cache_file_is_rebuilt_with_a_line(tmp_path: Path, cache_dir: Path, capsys,
+                                                                     which: str) -> None:
+    """Issue 27.7: the rebuild's rename onto a directory raised IsADirectoryError and crashed the cell."""
+    idx, d = _built(tmp_path, cache_dir)
+    want = digest(d.images)
+    paths = cache_paths(idx, 16, "bilinear", cache_dir)
+    del d
+    target = paths.array if which == "array" else paths.sidecar
+    target.unlink()
+    (target / "inside").mkdir(parents=True)
+    capsys.readouterr()
+    again = open_cache(idx, 16, "bilinear", cache_dir, progress=False)
+    err = capsys.readouterr().err
+    assert f"rebuilding cache {paths.array}:" in err and f"removing {target}: a directory" in err
+    assert target.is_file() and digest(again.images) == want
+
+
+def test_a_sidecar_nested_too_deep_is_rebuilt_with_a_line(tmp_path: Path, cache_dir: Path, capsys) -> None:
+    """Issue 27.7: a 200k-deep sidecar JSON raised RecursionError out of the cache."""
+    idx, d = _built(tmp_path, cache_dir)
+    want = digest(d.images)
+    paths = cache_paths(idx, 16, "bilinear", cache_dir)
+    del d
+    paths.sidecar.write_text("[" * 200_000 + "]" * 200_000)
+    capsys.readouterr()
+    again = open_cache(idx, 16, "bilinear", cache_dir, progress=False)
+    assert f"rebuilding cache {paths.array}: sidecar" in capsys.readouterr().err
+    assert digest(again.images) == want and again.meta["builds"] == 1

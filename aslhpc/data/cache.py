@@ -166,6 +166,8 @@ def _try_open(paths: CachePaths, index: DatasetIndex, size: int, interpolation: 
         return None
     except OSError as exc:
         return f"cannot stat it ({exc.strerror})"
+    if not stat.S_ISREG(st.st_mode):
+        return "it is not a regular file"
     if st.st_size == 0:
         return "the file is empty (0 bytes)"
     expect = {"schema": SCHEMA, "fingerprint": index.fingerprint(), "n": len(index.files),
@@ -182,8 +184,10 @@ def _try_open(paths: CachePaths, index: DatasetIndex, size: int, interpolation: 
         images = np.load(paths.array, mmap_mode="r")
     except FileNotFoundError:
         return f"its sidecar {paths.sidecar.name} is missing"
+    except RecursionError:  # a sidecar nested deeper than the parser's stack
+        return f"sidecar {paths.sidecar.name} is nested too deep to be ours"
     except (OSError, ValueError, TypeError, AttributeError, KeyError, EOFError) as exc:
-        return f"it cannot be read ({type(exc).__name__}: {exc})"
+        return f"it cannot be read ({type(exc).__name__}: {str(exc)[:160]})"
     if images.dtype != np.uint8 or images.shape != (len(index.files), size, size, 3):
         return f"it holds {images.dtype} {images.shape}, expected uint8 {(len(index.files), size, size, 3)}"
     if any(not 0 <= r < len(index.files) for r in bad_rows):
@@ -368,6 +372,23 @@ def _decode_all(tmp: Path, index: DatasetIndex, size: int, interpolation: str, w
     return bad
 
 
+def _clear_non_file(path: Path) -> None:
+    """Remove what stands at a cache file's name when it is not a file (a directory, a FIFO): the rename
+    of the rebuilt file onto it would fail (``IsADirectoryError``). Only ever our own key's names."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        return  # os.replace replaces a file or a symlink itself, never its target
+    _say(f"removing {path}: a {'directory' if stat.S_ISDIR(st.st_mode) else 'special file'} "
+         "where the cache keeps a file")
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
 def _build(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str, workers: int,
            progress: bool, locked: bool = True) -> float:
     t0 = time.perf_counter()
@@ -383,8 +404,10 @@ def _build(paths: CachePaths, index: DatasetIndex, size: int, interpolation: str
             stale.unlink(missing_ok=True)
     tmp = d / f".{paths.key}.{socket.gethostname()}.{os.getpid()}.tmp.npy"
     previous = 0
-    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+    with contextlib.suppress(OSError, ValueError, TypeError, AttributeError, RecursionError):
         previous = int(read_json(paths.sidecar).get("builds", 0))
+    for final in (paths.sidecar, paths.array):
+        _clear_non_file(final)
     workers = max(1, min(workers, math.ceil(n / 64)))
     if progress:
         _say(f"decoding {n} images to {size}x{size} ({interpolation}) into {paths.array} "
