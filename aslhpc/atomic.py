@@ -80,3 +80,58 @@ def read_jsonl(path: str | os.PathLike) -> list[Any]:
     except FileNotFoundError:
         return []
     return rows
+
+
+#: a temp file of :func:`atomic_write_bytes` older than this was orphaned by a killed writer
+ORPHAN_AGE_S = 3600.0
+
+
+def remove_orphaned_temps(folder: str | os.PathLike, older_than_s: float = ORPHAN_AGE_S) -> list[Path]:
+    """Delete the ``.NAME.XXXX.tmp`` files a killed writer left in ``folder`` (not its subfolders).
+
+    Only ones older than ``older_than_s``: a younger one may belong to a writer running right now, whose
+    rename would then fail. Returns what was removed; a file that cannot be removed is left."""
+    import time
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed = []
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if tmp.is_file() and not tmp.is_symlink() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """Check, before any work, that ``path`` is (or can become) a folder this process can write.
+
+    Tries for real (a temp file in ``path``, or in its nearest existing parent, removed at once), so a
+    read-only mount, a full quota, missing permission or a file standing where a folder should be is
+    found as root too (``os.access`` says yes to root on a read-only mount). Creates nothing. Raises
+    :class:`~aslhpc.errors.ConfigError` (one line naming ``what`` and the folder)."""
+    from aslhpc.errors import ConfigError
+
+    path = Path(path).expanduser()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        if probe.is_symlink():  # a dangling link: mkdir would fail on it
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"{what} {path} cannot be created: {probe} is a file, not a folder; choose "
+                          "another folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".aslhpc-write-check.", suffix=".tmp", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{what} {path} cannot be written ({reason} in {probe}); choose a writable "
+                          "folder") from None
+    return path
