@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from experiment_builders import complete_result
 from rich.console import Console
 
 from aslhpc import status as status_cli
@@ -66,6 +67,7 @@ def test_rows_combine_sacct_and_cell_files(experiment: Path) -> None:
     write_json(
         exp / "cells/g1-b32-r0/result.json",
         {
+            **complete_result("g1-b32-r0", 1, 32),
             "status": "completed",
             "epochs": 2,
             "val_acc": 91.0,
@@ -127,7 +129,7 @@ def test_rows_combine_sacct_and_cell_files(experiment: Path) -> None:
 
 def test_result_json_wins_over_stale_sacct(experiment: Path) -> None:
     exp = experiment.parent
-    write_json(exp / "cells/g2-b64-r0/result.json", {"status": "completed", "epochs": 2})
+    write_json(exp / "cells/g2-b64-r0/result.json", complete_result("g2-b64-r0", 2, 64))
     report = experiment_status(experiment, query=fake_query(SACCT))  # sacct still says job 7 RUNNING
     assert {r.cell_id: r.state for r in report.rows}["g2-b64-r0"] == "COMPLETED"
 
@@ -219,7 +221,8 @@ def test_cli_exit_status_and_experiment_lookup(
     out = capsys.readouterr().out
     assert "smoke" in out and "CANCELLED" in out and "FAILED" in out
     for cid in ("g1-b32-r0", "g1-b64-r0", "g2-b32-r0", "g2-b64-r0"):
-        write_json(experiment.parent / f"cells/{cid}/result.json", {"status": "completed", "epochs": 2})
+        write_json(experiment.parent / f"cells/{cid}/result.json",
+                   complete_result(cid, int(cid[1]), int(cid.split("-")[1][1:])))
     assert status_cli.main(["--results", str(results), "--experiment", "smoke"]) == 0
     assert "4 COMPLETED" in capsys.readouterr().out
     assert status_cli.main(["--results", str(results), "--watch", "0.5"]) == 0  # all ended: returns at once
@@ -301,7 +304,7 @@ def test_a_resumed_cell_shows_the_elapsed_time_of_the_attempt_that_finished_it(e
     _retry(experiment, "g1-b32-r0", "11", iso(50))
     write_json(
         exp / "cells/g1-b32-r0/result.json",
-        {"status": "completed", "epochs": 2, "started_at": T0, "finished_at": iso(52)},
+        complete_result("g1-b32-r0", 1, 32, started_at=T0, finished_at=iso(52)),
     )
     query = lambda ids, starttime="": StateQuery({}, "none", "sacct: x")  # noqa: E731
     row = {r.cell_id: r for r in experiment_status(experiment, query=query).rows}["g1-b32-r0"]
