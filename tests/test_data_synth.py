@@ -82,3 +82,19 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main([str(out), "--per-class", "1", "--force"]) == 0
     assert len(scan_dataset(out)) == 29
     assert main([str(tmp_path / "x"), "--per-class", "0"]) == 2
+
+
+def test_imagefolder_option_writes_non_asl_pngs_without_frame_numbers(tmp_path: Path, capsys) -> None:
+    from aslhpc.data.layout import IMAGEFOLDER, file_number
+
+    assert main([str(tmp_path / "f"), "--per-class", "3", "--imagefolder", "4", "--image-size", "16"]) == 0
+    assert "as an ImageFolder" in capsys.readouterr().out
+    idx = scan_dataset(tmp_path / "f")
+    assert idx.layout == IMAGEFOLDER and len(idx.classes) == 4 and len(idx) == 12
+    assert not set(idx.classes) & set(CANONICAL_CLASSES)
+    for name in idx.files:
+        assert name.endswith(".png") and file_number(name) is None, name
+        with Image.open(tmp_path / "f" / name) as img:
+            assert (img.format, img.size) == ("PNG", (16, 16))
+    assert main([str(tmp_path / "f"), "--per-class", "3", "--imagefolder", "4"]) == 2  # not over a dataset
+    assert capsys.readouterr().err.startswith("error: ")
