@@ -97,7 +97,7 @@ def experiment_dir(experiment: str | None = None, results: str | Path | None = N
     if name:
         d = root / name
         if not (d / MANIFEST).is_file() and not d.is_dir():
-            listing = f"found: {', '.join(found)}" if found else "none found"
+            listing = f"found: {', '.join(sorted(found))}" if found else "none found"
             raise ConfigError(f"no experiment {name!r} under {root}/ ({listing}); check --experiment and "
                               "--results, or run aslhpc submit first")
         return d
@@ -106,7 +106,7 @@ def experiment_dir(experiment: str | None = None, results: str | Path | None = N
                           "--results DIR")
     if latest or len(found) == 1:
         return root / found[0]
-    raise ConfigError(f"{len(found)} experiments under {root}/ ({', '.join(found)}); pick one with "
+    raise ConfigError(f"{len(found)} experiments under {root}/ ({', '.join(sorted(found))}); pick one with "
                       "--experiment NAME")
 
 

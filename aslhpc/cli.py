@@ -130,7 +130,7 @@ def _field_type(f: Field, flag: str) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"invalid {convert.__name__} value: {text!r}") from None
         problems = config_problems({f.name: value})
         if problems:  # "epochs=-3 must be an integer >= 1" -> "-3 must be an integer >= 1"
-            raise argparse.ArgumentTypeError(problems[0].removeprefix(f"{f.name}={value!r} ").strip())
+            raise argparse.ArgumentTypeError(problems[0].removeprefix(f"{f.name}=").strip())
         return value
 
     parse.__name__ = flag
@@ -202,7 +202,9 @@ def run_cli(body: Callable[[], int | None]) -> int:
     try:
         rc = body()
     except AslhpcError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
+        # several problems found at once (an experiment file's): one line each
+        for problem in getattr(exc, "problems", None) or [exc]:
+            print(f"error: {one_line(problem)}", file=sys.stderr, flush=True)
         return 2
     except OSError as exc:
         if exc.errno not in WRITE_ERRNOS:

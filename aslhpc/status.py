@@ -1,14 +1,17 @@
-"""``python -m aslhpc.status``: one row per cell of an experiment, from any shell, at any time.
+"""``aslhpc status``: one row per cell of an experiment, from any shell, at any time.
 
 Reads the manifest written by submit, asks SLURM once (sacct; squeue without accounting) and
 reads each cell's files (epoch, accuracy, images/s, errors). Exit status 1 when a cell failed
 or is damaged. The table is drawn here; :mod:`aslhpc.orchestration.cellstate` returns the rows.
+Read-only: status writes nothing (a cell an interrupted submit left is shown as SUBMITTING, with
+its job if squeue finds it; ``aslhpc submit`` adopts it into the manifest).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,22 +21,24 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from aslhpc.cli import add_version, console, one_line, run_cli
-from aslhpc.errors import ConfigError
+from aslhpc import api
+from aslhpc.cli import add_experiment, add_results, console, interval, parser, run_cli
 from aslhpc.orchestration.cellstate import (
     NOT_SUBMITTED,
     UNKNOWN,
     CellRow,
     StatusReport,
-    experiment_status,
     format_duration,
 )
-from aslhpc.orchestration.manifest import find_manifests, manifest_path
 
 #: --watch refresh period: a shared controller is asked at most this often (site admins ask >= 30 s)
 WATCH_INTERVAL_S = 30.0
+#: how status shows a cell an interrupted submit left (a display word, not a CellState: nothing records it)
+SUBMITTING = "SUBMITTING"
+#: lines of a cell's log that --logs prints
+LOG_TAIL = 20
 _STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
-          "COMPLETING": "cyan", NOT_SUBMITTED: "dim", UNKNOWN: "magenta"}
+          "COMPLETING": "cyan", NOT_SUBMITTED: "dim", UNKNOWN: "magenta", SUBMITTING: "yellow"}
 _COLUMNS = (("cell", "left"), ("job", "right"), ("state", "left"), ("node", "left"), ("elapsed", "right"),
             ("epoch", "right"), ("val acc", "right"), ("img/s", "right"), ("ETA", "right"))
 # Long values (array task ids, OUT_OF_MEMORY (2 requeues), node lists) fold onto a second line rather
@@ -106,45 +111,21 @@ def watch(get_report: Callable[[], StatusReport], interval_s: float,
     return report
 
 
-def _adopt_interrupted_submissions(path: Path) -> None:
-    """A submit killed between sbatch and writing the job id left an intent: adopt its job (found by its
-    tag) so the row shows it, instead of NOT_SUBMITTED while it runs. Notes go to stderr."""
-    from aslhpc.orchestration.reconcile import reconcile
-
-    try:
-        done = reconcile(path)
-    except (RuntimeError, OSError) as exc:  # squeue not answering: show what the files and sacct say
-        print(f"note: interrupted submissions not reconciled ({one_line(exc)}); run submit again to settle "
-              "them", file=sys.stderr)
-        return
-    for line in done.lines():
-        print(line, file=sys.stderr)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.status",
-                                            description=__doc__.splitlines()[0]))
-    p.add_argument("--experiment", help="experiment name (default: the most recently submitted one)")
-    p.add_argument("--results", default="results", help="results directory (default results/)")
-    p.add_argument("--watch", nargs="?", type=float, const=WATCH_INTERVAL_S, metavar="SECONDS",
-                   help=f"refresh in place every SECONDS (default {WATCH_INTERVAL_S:.0f}: each refresh is "
-                        "one sacct and one squeue call for your jobs) until all cells end or Ctrl-C")
+    p = parser("status", __doc__.splitlines()[0].replace("``", ""))
+    add_experiment(p)
+    add_results(p)
+    p.add_argument("--watch", nargs="?", type=interval("--watch"), const=WATCH_INTERVAL_S, metavar="SECONDS",
+                   help=f"refresh in place every SECONDS (default {WATCH_INTERVAL_S:.0f}, at least 5: each "
+                        "refresh is one sacct and one squeue call for your jobs) until all cells end or "
+                        "Ctrl-C")
+    p.add_argument("--logs", metavar="CELL", help="print where a cell's job logs are, and the end of each")
     return p
 
 
-def resolve_manifest(results: str, experiment: str | None) -> Path:
-    if experiment:
-        path = manifest_path(results, experiment)
-        if not path.exists():
-            known = ", ".join(p.parent.name for p in find_manifests(results)) or "none"
-            raise ConfigError(f"no experiment {experiment!r} in {results}/ (found: {known}); "
-                              "check --experiment/--results or run python -m aslhpc.submit")
-        return path
-    found = find_manifests(results)
-    if not found:
-        raise ConfigError(f"no experiments in {results}/; "
-                          "run python -m aslhpc.submit first or pass --results")
-    return found[0]
+def resolve_manifest(results: str | None, experiment: str | None) -> Path:
+    """The manifest of ``--experiment`` (default: the most recently submitted one) under ``--results``."""
+    return api.experiment_dir(experiment, results, latest=True) / "manifest.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,19 +134,55 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _status(args: argparse.Namespace, out: Console) -> int:
-    path = resolve_manifest(args.results, args.experiment)
-    _adopt_interrupted_submissions(path)
+    exp_dir = resolve_manifest(args.results, args.experiment).parent
+    if args.logs:
+        return _logs(exp_dir, args.logs)
     if args.watch is not None:
-        report = watch(lambda: experiment_status(path), max(args.watch, 0.5), out)
+        report = watch(lambda: _report(exp_dir), args.watch, out)
     else:
-        report = experiment_status(path)
+        report = _report(exp_dir, notes=True)
         out.print(render_table(report))
-        for line in usage_lines(path.parent):
-            out.print(line, highlight=False, markup=False)
+        for line in usage_lines(exp_dir, out.width):
+            out.print(line, highlight=False, markup=False, soft_wrap=True)
     return 1 if report.any_failed else 0
 
 
-def usage_lines(exp_dir: Path) -> list[str]:
+def _report(exp_dir: Path, notes: bool = False) -> StatusReport:
+    """The rows, with the cells an interrupted submit left shown as SUBMITTING (in memory only)."""
+    report = api.status(exp_dir)
+    left = api.interrupted_submissions(exp_dir)
+    for row in report.rows:
+        if row.cell_id not in left or (row.job_id and row.state != NOT_SUBMITTED):
+            continue
+        job_id, state = left[row.cell_id]
+        row.state, row.job_id = SUBMITTING, job_id
+        row.slurm_state = state
+        if notes:
+            found = f"job {job_id} ({state})" if job_id else "no job found yet"
+            print(f"{row.cell_id:<16} adopted     {found}, left by an interrupted submit; shown here only: "
+                  "run submit to record it", file=sys.stderr)
+    return report
+
+
+def _logs(exp_dir: Path, cell_id: str) -> int:
+    """``--logs CELL``: each log file's path, then its last lines."""
+    logs = api.cell_logs(exp_dir, cell_id)
+    if not logs:
+        print(f"{cell_id}: no log files yet under {exp_dir} (its job has not started, or ran elsewhere)")
+        return 0
+    for path in logs:
+        print(f"==> {path} <==")
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError as exc:
+            print(f"(cannot read: {exc.strerror})")
+            continue
+        for line in lines[-LOG_TAIL:]:
+            print(line.rstrip())
+    return 0
+
+
+def usage_lines(exp_dir: Path, width: int = 80) -> list[str]:
     """Finished cells, compact: what they used against what they asked for (their own samples; the full
     table with sacct's CPU time is in collect's report), with the hint where a request was too large."""
     from aslhpc.analysis.efficiency import compact, experiment_efficiency
@@ -176,9 +193,15 @@ def usage_lines(exp_dir: Path) -> list[str]:
         return []
     if frame.empty:
         return []
+    # one cell per line, its hint on a line of its own: nothing wraps raggedly at 80 columns
     lines = ["used (finished cells; asked: cores/memory per job):"]
     for _, r in frame.iterrows():
-        lines.append(f"  {r['cell']:<16} {compact(r)}" + (f"  - {r['hint']}" if r["hint"] else ""))
+        lines.append(f"  {r['cell']:<16} {compact(r)}")
+        if r["hint"]:
+            indent = " " * 19
+            lines += textwrap.wrap(f"hint: {r['hint']}", width=max(40, min(width, 120)),
+                                   initial_indent=indent,
+                                   subsequent_indent=indent + "      ", break_on_hyphens=False)
     return lines
 
 

@@ -1,4 +1,4 @@
-"""``python -m aslhpc.submit [JOB.toml | --experiment NAME]``: one SLURM job per experiment cell.
+"""``aslhpc submit [JOB.toml | --experiment NAME_OR_TOML]``: one SLURM job per experiment cell.
 
 Validates everything first (dataset, partition, reservation, GPUs per node, ...) and submits
 nothing if anything is wrong. Then submits and exits, printing one line per cell; ``--wait``
@@ -15,69 +15,76 @@ import sys
 import time
 from pathlib import Path
 
-from aslhpc.cli import add_version
+from aslhpc import api
+from aslhpc.cli import (
+    MIN_INTERVAL_S,
+    add_experiment,
+    add_results,
+    add_train_flags,
+    interval,
+    parser,
+    positive_int,
+    run_cli,
+    train_fields,
+)
 from aslhpc.cli import console as cli_console
 from aslhpc.errors import AslhpcError
 from aslhpc.orchestration.arrays import DEFAULT_SUBMIT_TIMEOUT_S
 from aslhpc.orchestration.detach import is_detached_child, start_detached, strip_detach
-from aslhpc.orchestration.experiment import (
-    Overrides,
-    apply_overrides,
-    find_job_file,
-    load_spec,
-    parse_int_list,
-    parse_splits,
-)
-from aslhpc.orchestration.submission import CLUSTERS, SubmitOptions, submit_experiment
-from aslhpc.training.config import PIPELINES, SPLITS, STRATEGIES
+from aslhpc.orchestration.experiment import ExperimentSpec, Overrides, parse_int_list, parse_splits
+from aslhpc.orchestration.submission import CLUSTERS, SubmitOptions, SubmitResult
+from aslhpc.training.config import PER_CELL, STRATEGIES
 
 DEFAULT_JOB = "lad2020"
 #: --wait refresh period: polite to a shared controller (the demo passes its own short one)
 WAIT_INTERVAL_S = 30.0
+#: [train] flags that Overrides carries itself (apply_overrides checks --split against a splits axis)
+_OVERRIDE_TRAIN = ("epochs", "allow_cpu", "pipeline", "split", "split_seed", "max_steps")
+_CLUSTER_FLAGS = ("partition", "reservation", "gpu_type", "time", "mem", "cpus_per_gpu", "gpus_per_node",
+                  "preamble", "constraint", "exclude", "account", "qos")
 
 
 def build_parser() -> argparse.ArgumentParser:
     # No abbreviations: the background copy of a --detach run drops the exact flag (detach.strip_detach).
-    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.submit",
-                                            description=__doc__.splitlines()[0], allow_abbrev=False))
-    p.add_argument("job", nargs="?", help=f"experiment file (default jobs/{DEFAULT_JOB}.toml)")
-    p.add_argument("--experiment", help="experiment name: jobs/NAME.toml")
+    p = parser("submit", __doc__.splitlines()[0].replace("``", ""), allow_abbrev=False)
+    p.add_argument("job", nargs="?", metavar="JOB.toml",
+                   help=f"experiment file or name (default {DEFAULT_JOB}); the same as --experiment")
+    add_experiment(p, DEFAULT_JOB)
     o = p.add_argument_group("overrides (win over the file)")
     o.add_argument("--data", help="dataset directory (Kaggle ASL Alphabet layout)")
-    o.add_argument("--results", help="results directory (default: the file's, else results/)")
-    o.add_argument("--epochs", type=int)
+    add_results(o)
     o.add_argument("--gpus", type=_int_list, help="GPU counts, e.g. 1,2")
     o.add_argument("--batch-sizes", type=_int_list, help="batch sizes, e.g. 128,256")
     o.add_argument("--strategy", type=_strategies, help="dp, ddp or dp,ddp")
-    o.add_argument("--repeats", type=int, help="jobs per cell, each with seed + repeat")
-    o.add_argument("--allow-cpu", action="store_true", default=None, help="fall back to CPU without enough "
-                                                                          "GPUs")
-    o.add_argument("--pipeline", choices=PIPELINES, help="paper (decode every epoch) or fast (decoded cache)")
-    o.add_argument("--split", choices=SPLITS,
-                   help="random (one seeded shuffle) or blocked (contiguous frame blocks per class)")
+    o.add_argument("--repeats", type=positive_int, help="jobs per cell, each with seed + repeat")
     o.add_argument("--splits", type=parse_splits, help="random,blocked: the split as a matrix axis "
                                                         "(cells per split, same seed)")
-    o.add_argument("--split-seed", type=int, help="seed of the split, the same for every cell (default 0)")
-    o.add_argument("--max-steps", type=int, help="stop each epoch after N batches (smoke runs)")
-    o.add_argument("--partition")
-    o.add_argument("--reservation", help="SLURM reservation ('' for none)")
-    o.add_argument("--gpu-type", help="GPU type in the gres request, e.g. v100-sxm2 (gpu:<type>:N)")
-    o.add_argument("--time", help="time limit per job: minutes, H:MM:SS or D-HH:MM:SS")
-    o.add_argument("--mem", help="memory per node, e.g. 16G or 95000M")
-    o.add_argument("--cpus-per-gpu", type=int)
-    o.add_argument("--gpus-per-node", type=int,
+    t = p.add_argument_group("[train] overrides (one per [train] key; default: the file's value)")
+    add_train_flags(t, exclude=PER_CELL, keep_defaults=False)
+    c = p.add_argument_group("[cluster] overrides")
+    c.add_argument("--partition")
+    c.add_argument("--reservation", help="SLURM reservation ('' for none)")
+    c.add_argument("--gpu-type", help="GPU type in the gres request, e.g. v100-sxm2 (gpu:<type>:N)")
+    c.add_argument("--time", help="time limit per job: minutes, H:MM:SS or D-HH:MM:SS")
+    c.add_argument("--mem", help="memory per node, e.g. 16G or 95000M")
+    c.add_argument("--cpus-per-gpu", type=positive_int)
+    c.add_argument("--gpus-per-node", type=int,
                    help="GPUs per node; a wider ddp cell spans nodes (0 = each cell on one node)")
-    o.add_argument("--preamble", help="sbatch_templates/NAME.sh setup lines, or a path to a .sh file ('' "
+    c.add_argument("--preamble", help="sbatch_templates/NAME.sh setup lines, or a path to a .sh file ('' "
                                       "for none)")
-    o.add_argument("--constraint", help="sbatch --constraint: node features, e.g. 'v100&ib' ('' for none)")
-    o.add_argument("--exclude", help="sbatch --exclude: nodes to avoid, e.g. 'node[01-02]' ('' for none)")
-    o.add_argument("--account", help="sbatch --account to charge ('' for none)")
-    o.add_argument("--qos", help="sbatch --qos ('' for none)")
-    r = p.add_argument_group("running")
+    c.add_argument("--constraint", help="sbatch --constraint: node features, e.g. 'v100&ib' ('' for none)")
+    c.add_argument("--exclude", help="sbatch --exclude: nodes to avoid, e.g. 'node[01-02]' ('' for none)")
+    c.add_argument("--account", help="sbatch --account to charge ('' for none)")
+    c.add_argument("--qos", help="sbatch --qos ('' for none)")
+    _running_flags(p.add_argument_group("running"))
+    return p
+
+
+def _running_flags(r: argparse._ArgumentGroup) -> None:
     r.add_argument("--cluster", choices=CLUSTERS, default="auto",
                    help="auto (default) = SLURM if it answers; this machine only where SLURM is not "
                         "installed")
-    r.add_argument("--max-parallel", type=_positive_int, default=2,
+    r.add_argument("--max-parallel", type=positive_int, default=2,
                    help="cells at once when running locally (default 2)")
     r.add_argument("--dry-run", action="store_true", help="write the sbatch scripts to "
                                                           "results/<exp>/dry-run/ only")
@@ -88,22 +95,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local runs: run in the background, in a session of its own (closing the shell does "
                         "not stop it), logging to results/<exp>/submit-<time>-<pid>.log; returns once the "
                         "cells run")
-    r.add_argument("--interval", type=float, default=WAIT_INTERVAL_S,
-                   help=f"--wait refresh period, seconds (default {WAIT_INTERVAL_S:.0f}: one sacct and one "
-                        "squeue call for your jobs per refresh)")
+    r.add_argument("--interval", type=interval("--interval"), default=WAIT_INTERVAL_S, metavar="SECONDS",
+                   help=f"--wait refresh period, seconds (default {WAIT_INTERVAL_S:.0f}, at least "
+                        f"{MIN_INTERVAL_S:.0f}: one sacct and one squeue call for your jobs per refresh)")
     r.add_argument("--collect", action="store_true",
                    help="also submit one small job that runs collect (report.md) when the last cell ends; "
                         "submitting again replaces it")
     r.add_argument("--no-array", dest="arrays", action="store_false",
                    help="one SLURM job per cell (default: cells of one job shape go into one job array)")
-    r.add_argument("--array-parallelism", type=_positive_int, metavar="N",
+    r.add_argument("--array-parallelism", type=positive_int, metavar="N",
                    help="tasks of one job array running at once (default: [cluster] array_parallelism, 4)")
     r.add_argument("--submit-timeout", type=float, default=DEFAULT_SUBMIT_TIMEOUT_S, metavar="SECONDS",
                    help="how long, in all, to wait and retry when sbatch is refused for submit limits "
                         f"(MaxSubmitJobs; default {DEFAULT_SUBMIT_TIMEOUT_S:.0f})")
+    r.add_argument("--verbose", action="store_true", help="warnings in full (default: their first clause)")
     r.add_argument("--list", action="store_true",
                    help="list the experiments and sbatch preambles you can name, and where each comes from")
-    return p
+
+
+def spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
+    """The experiment file with the flags that were given (None = the file's value)."""
+    if args.job and args.experiment and args.job != args.experiment:
+        raise AslhpcError(f"two experiments given ({args.job} and --experiment {args.experiment}); "
+                          "name one")
+    train_keys = [f.name for f in train_fields(PER_CELL)]
+    overrides = Overrides(
+        data=args.data, results=args.results, gpus=args.gpus, batch_sizes=args.batch_sizes,
+        strategies=args.strategy, repeats=args.repeats, splits=args.splits,
+        **{k: getattr(args, k) for k in _OVERRIDE_TRAIN}, **{k: getattr(args, k) for k in _CLUSTER_FLAGS})
+    train = {k: getattr(args, k) for k in train_keys if k not in _OVERRIDE_TRAIN}
+    return api.load_experiment(args.job or args.experiment or DEFAULT_JOB, overrides, train)
+
+
+def options_from_args(args: argparse.Namespace) -> SubmitOptions:
+    return SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
+                         max_parallel=args.max_parallel, arrays=args.arrays,
+                         array_parallelism=args.array_parallelism,
+                         submit_timeout_s=max(0.0, args.submit_timeout), collect=args.collect)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,83 +140,96 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print(list_text())
         return 0
+    return run_cli(lambda: _submit(argv, args))
+
+
+def _submit(argv: list[str], args: argparse.Namespace) -> int:
     console, err = cli_console(), cli_console(stderr=True)
+    spec = spec_from_args(args)
+    options = options_from_args(args)
+    if args.detach and not is_detached_child():  # the background copy itself runs in place
+        status_cmd = status_command(spec.name, spec.results)
+        return _detach(argv, args, spec.experiment_dir, status_cmd, console, err)
+    return submit_and_show(spec, options, console, wait=args.wait, interval_s=args.interval,
+                           verbose=args.verbose)
+
+
+def submit_and_show(spec: ExperimentSpec, options: SubmitOptions, console, *, wait: bool = False,  # noqa: ANN001
+                    interval_s: float = WAIT_INTERVAL_S, verbose: bool = False) -> int:
+    """Submit (or run here), showing the cells live on a terminal, then one line per cell and what to run
+    next; ``wait``: follow SLURM jobs until they end. Returns the exit status (1: a cell failed)."""
     live = _LocalDisplay(console)
+    live.manifest = spec.experiment_dir / "manifest.json"
     try:
-        spec = load_spec(find_job_file(args.job or args.experiment or DEFAULT_JOB))
-        strategies = args.strategy
-        spec = apply_overrides(spec, Overrides(
-            data=args.data, results=args.results, epochs=args.epochs, gpus=args.gpus,
-            batch_sizes=args.batch_sizes,
-            strategies=strategies, repeats=args.repeats, allow_cpu=args.allow_cpu, pipeline=args.pipeline,
-            split=args.split, splits=args.splits, split_seed=args.split_seed, max_steps=args.max_steps,
-            partition=args.partition,
-            reservation=args.reservation, gpu_type=args.gpu_type, time=args.time, mem=args.mem,
-            cpus_per_gpu=args.cpus_per_gpu, gpus_per_node=args.gpus_per_node, preamble=args.preamble,
-            constraint=args.constraint, exclude=args.exclude, account=args.account, qos=args.qos))
-        options = SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
-                                max_parallel=args.max_parallel, arrays=args.arrays,
-                                array_parallelism=args.array_parallelism,
-                                submit_timeout_s=max(0.0, args.submit_timeout), collect=args.collect)
-        if args.detach and not is_detached_child():  # the background copy itself runs in place
-            status_cmd = _status_command(spec.name, spec.results)
-            return _detach(argv, args, spec.experiment_dir, status_cmd, console, err)
-        live.manifest = spec.experiment_dir / "manifest.json"
-        result = submit_experiment(spec, options, out=console.print, on_local_tick=live.tick)
-    except AslhpcError as exc:
-        live.stop()
-        for line in str(exc).splitlines():
-            err.print(f"error: {line}", highlight=False, markup=False, soft_wrap=True)
-        return 2
+        result = api.submit(spec, options, out=_printer(console, verbose), on_local_tick=live.tick)
     except KeyboardInterrupt:
         live.stop()
-        err.print("interrupted: cells running on this machine were cancelled (SLURM jobs already submitted "
-                  "keep going); re-run submit, with --retry-failed for the cancelled cells, to continue")
+        print("interrupted: cells running on this machine were cancelled (SLURM jobs already submitted keep "
+              "going); re-run submit, with --retry-failed for the cancelled cells, to continue",
+              file=sys.stderr)
         return 130
+    except BaseException:
+        live.stop()
+        raise
     live.stop(final=True)
-
-    status_cmd = _status_command(result.experiment, spec.results)
     if result.dry_run_dir is not None:
-        n = sum(a.submits for a in result.actions)
-        for a in result.actions:
-            script = result.dry_run_dir / f"{a.cell.cell_id}.sbatch"
-            what = str(script) if a.submits else f"skipped: {a.reason}"
-            console.print(f"{a.cell.cell_id:<16} {what}", highlight=False)
-        console.print(f"dry run: {n} sbatch script(s) in {result.dry_run_dir}, one per cell; nothing "
-                      "submitted, manifest untouched (run one with: sbatch FILE; a real submit puts cells of "
-                      "one job shape into one job array)", highlight=False)
+        _show_dry_run(result, console)
         return 0
+    _show_actions(result, console, live.shown)
+    console.print(f"status: {status_command(result.experiment, spec.results)}", highlight=False,
+                  soft_wrap=True)
+    if result.cluster == "local":
+        from aslhpc.status import render_table
+
+        report = api.status(result.manifest.parent)
+        if not live.shown:  # a log or pipe saw no live table: print the final one
+            console.print(render_table(report))
+        return 1 if report.any_failed else 0
+    if wait:
+        from aslhpc.status import watch
+
+        report = watch(lambda: api.status(result.manifest.parent), interval_s, console)
+        return 1 if report.any_failed else 0
+    return 0
+
+
+def _printer(console, verbose: bool):  # noqa: ANN001, ANN202 - rich Console -> out(str)
+    """submit's notes as plain lines; a warning shortened to its first clause unless ``verbose``."""
+
+    def out(text: str) -> None:
+        if text.startswith("warning: ") and not verbose and ";" in text:
+            text = text.split(";", 1)[0] + " (details: aslhpc submit --verbose, or aslhpc doctor)"
+        console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    return out
+
+
+def _show_dry_run(result: SubmitResult, console) -> None:  # noqa: ANN001
+    n = sum(a.submits for a in result.actions)
     for a in result.actions:
-        if a.submits and live.shown:
+        script = result.dry_run_dir / f"{a.cell.cell_id}.sbatch"
+        what = str(script) if a.submits else f"skipped: {a.reason}"
+        console.print(f"{a.cell.cell_id:<16} {what}", highlight=False, soft_wrap=True)
+    console.print(f"dry run: {n} sbatch script(s) in {result.dry_run_dir}, one per cell; nothing submitted, "
+                  "manifest untouched (run one with: sbatch FILE; a real submit puts cells of one job shape "
+                  "into one job array)", highlight=False)
+
+
+def _show_actions(result: SubmitResult, console, live_shown: bool) -> None:  # noqa: ANN001
+    for a in result.actions:
+        if a.submits and live_shown:
             continue  # the live table on screen has each cell's job and final state
         if a.submits:
             ran = "ran" if result.cluster == "local" else "submitted"
             verb = "resubmitted" if a.action == "retry" else ran
-            console.print(f"{a.cell.cell_id:<16} {verb:<11} job "
-                          f"{a.job_id}" + (f" ({a.reason})" if a.reason else ""),
-                          highlight=False)
+            console.print(f"{a.cell.cell_id:<16} {verb:<11} job {a.job_id}" + (f" ({a.reason})" if a.reason
+                                                                               else ""), highlight=False)
         else:
             console.print(f"{a.cell.cell_id:<16} skipped     {a.reason}", highlight=False)
     submitted = sum(a.submits for a in result.actions)
     arrays = f" (as {len(result.arrays)} job array(s): {', '.join(result.arrays)})" if result.arrays else ""
     verb = "run locally" if result.cluster == "local" else "submitted"
     console.print(f"{submitted} job(s) {verb}{arrays}; manifest {result.manifest}", highlight=False)
-    console.print(f"status: {status_cmd}", highlight=False)
-    if result.cluster == "local":
-        from aslhpc.orchestration.cellstate import experiment_status
-        from aslhpc.status import render_table
-
-        report = experiment_status(result.manifest)
-        if not live.shown:  # a log or pipe saw no live table: print the final one
-            console.print(render_table(report))
-        return 1 if report.any_failed else 0
-    if args.wait:
-        from aslhpc.orchestration.cellstate import experiment_status
-        from aslhpc.status import watch
-
-        report = watch(lambda: experiment_status(result.manifest), args.interval, console)
-        return 1 if report.any_failed else 0
-    return 0
 
 
 def list_text() -> str:
@@ -221,16 +262,6 @@ def _strategies(text: str) -> tuple[str, ...]:
     return found
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return value
-
-
 def _detach(argv: list[str], args: argparse.Namespace, experiment_dir: Path, status_cmd: str,  # noqa: ANN001
             console, err) -> int:
     """Hand the run to a background submit (see detach.py) and report how it stands."""
@@ -253,11 +284,30 @@ def _detach(argv: list[str], args: argparse.Namespace, experiment_dir: Path, sta
     return int(d.returncode or 0)
 
 
-def _status_command(experiment: str, results: str) -> str:
-    cmd = f"python -m aslhpc.status --experiment {shlex.quote(experiment)}"
+def status_command(experiment: str, results: str) -> str:
+    """The status command for this experiment, as the user can paste it (this interpreter's aslhpc)."""
+    cmd = f"{python_command()} status --experiment {shlex.quote(experiment)}"
     if Path(results) != Path("results"):
         cmd += f" --results {shlex.quote(results)}"
     return cmd + " [--watch]"
+
+
+def python_command() -> str:
+    """How to run aslhpc from any shell: ``aslhpc`` if it is this environment's command on PATH, else this
+    interpreter's path (``.venv/bin/python -m aslhpc``: works without activating the venv)."""
+    import os
+    import shutil
+
+    found = shutil.which("aslhpc")
+    mine = Path(sys.executable).with_name("aslhpc")
+    if found and mine.exists() and os.path.samefile(found, mine):
+        return "aslhpc"
+    exe = Path(sys.executable)
+    try:
+        shown = str(exe.relative_to(Path.cwd())) if exe.is_relative_to(Path.cwd()) else str(exe)
+    except (OSError, ValueError):
+        shown = str(exe)
+    return f"{shlex.quote(shown)} -m aslhpc"
 
 
 class _LocalDisplay:
@@ -277,10 +327,9 @@ class _LocalDisplay:
         self._last = time.monotonic()
         from rich.live import Live
 
-        from aslhpc.orchestration.cellstate import experiment_status
         from aslhpc.status import render_table
 
-        table = render_table(experiment_status(self.manifest))
+        table = render_table(api.status(self.manifest.parent))
         if self._live is None:
             self._live = Live(table, console=self.console, refresh_per_second=2)
             self._live.start()
@@ -297,10 +346,9 @@ class _LocalDisplay:
         """End the live table; ``final``: redraw it with the cells' final states first."""
         if self._live is not None:
             if final and self.manifest is not None:
-                from aslhpc.orchestration.cellstate import experiment_status
                 from aslhpc.status import render_table
 
-                self._live.update(render_table(experiment_status(self.manifest)), refresh=True)
+                self._live.update(render_table(api.status(self.manifest.parent)), refresh=True)
             self._live.stop()
             self._live = None
 
