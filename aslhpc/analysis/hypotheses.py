@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from aslhpc.analysis.tables import data_wait_share, gpu_label, linear_fit, main_split_kind, wilson_interval
+from aslhpc.analysis.stats import linear_fit, wilson_interval
+from aslhpc.analysis.tables import data_wait_share, gpu_label, main_split_kind
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"
@@ -96,6 +97,9 @@ class Point:
         hw = row.get(f"{col}_hw", math.nan)
         if hw is not None and math.isfinite(hw) and hw > 0:
             return cls(mean, float(hw), int(row["n"]), mean - hw, mean + hw, "t")
+        lo, hi = row.get(f"{col}_lo", math.nan), row.get(f"{col}_hi", math.nan)
+        if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
+            return cls(mean, 0.0, int(row["n"]), float(lo), float(hi), "bootstrap")  # blocks of frames
         n_obs = row.get(OBSERVATIONS.get(col, ""), math.nan)
         if col in OBSERVATIONS and n_obs is not None and math.isfinite(n_obs) and n_obs > 0:
             level = row.get("ci_level", 0.95)
@@ -120,7 +124,7 @@ class Point:
         s = f"{self.mean:.{decimals}f}"
         if self.kind in ("t", "") and self.hw > 0:
             s += f" ± {self.hw:.{decimals}f}"
-        elif self.kind == "wilson":
+        elif self.kind in ("wilson", "bootstrap"):
             return f"{s}{unit} [{self.lo:.{decimals}f}, {self.hi:.{decimals}f}]"
         return s + unit
 
@@ -365,6 +369,8 @@ def _interval_note(p: Point) -> str:
     """What the intervals behind a verdict are, for its evidence."""
     if p.kind == "wilson":
         return "; single runs: [a, b] is the Wilson binomial interval on the test images"
+    if p.kind == "bootstrap":
+        return "; single runs: [a, b] is a bootstrap over the blocked split's runs of consecutive frames"
     if p.kind == "t":
         return ", mean ± Student-t half-width over repeats"
     return ""

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
 from aslhpc.analysis.matrix import COMPLETED, proc_columns
+from aslhpc.analysis.stats import (  # noqa: F401 - ci_halfwidth..wilson_interval: names other modules import
+    ci_halfwidth,
+    linear_fit,
+    t_cdf,
+    t_quantile,
+    wilson_interval,
+)
 
 #: what identifies a configuration; repeats of it are aggregated
 CONFIG_KEYS = ["batch_size", "gpus", "strategy", "pipeline", "split_kind"]
@@ -57,108 +63,7 @@ DECIMALS = {"gb": 3, "exec_time_s": 2, "acc": 2, "images_per_s": 0, "speedup": 2
 
 
 # --------------------------------------------------------------------------- statistics
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 300):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    lbeta = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-    front = math.exp(lbeta + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """Student-t CDF (the stdlib has none and scipy is not a dependency)."""
-    x = df / (df + t * t)
-    tail = 0.5 * _betainc(df / 2.0, 0.5, x)
-    return 1.0 - tail if t >= 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """Student-t quantile by bisection on :func:`t_cdf`; exact to ~1e-10."""
-    if not 0.0 < p < 1.0 or df <= 0:
-        raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < p:
-        hi *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12:
-            break
-    return 0.5 * (lo + hi)
-
-
-def ci_halfwidth(std: float, n: int, level: float = 0.95) -> float:
-    """Half-width of the two-sided Student-t interval for a mean of ``n`` runs; NaN for n < 2."""
-    if n < 2 or not math.isfinite(std):
-        return math.nan
-    return t_quantile(0.5 + level / 2.0, n - 1) * std / math.sqrt(n)
-
-
-def wilson_interval(p: float, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``p`` observed on ``n`` trials (e.g. a test accuracy on n
-    images): the binomial noise of one run, usable without repeats, and sensible at p = 0 or 1."""
-    if n <= 0 or not math.isfinite(p):
-        return (math.nan, math.nan)
-    z = NormalDist().inv_cdf(0.5 + level / 2.0)
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def linear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
-    """Least-squares line ``y = a + b x``: returns (a, b, R²); R² is NaN when y does not vary."""
-    n = len(x)
-    if n < 2 or n != len(y):
-        return (math.nan, math.nan, math.nan)
-    mx, my = sum(x) / n, sum(y) / n
-    sxx = sum((v - mx) ** 2 for v in x)
-    syy = sum((v - my) ** 2 for v in y)
-    if sxx == 0:
-        return (math.nan, math.nan, math.nan)
-    b = sum((u - mx) * (v - my) for u, v in zip(x, y, strict=True)) / sxx
-    a = my - b * mx
-    r2 = (b * b * sxx / syy) if syy > 0 else math.nan
-    return (a, b, r2)
+# (one definition each, in :mod:`aslhpc.analysis.stats`; the names stay importable from here)
 
 
 # --------------------------------------------------------------------------- derived columns
