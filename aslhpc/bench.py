@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 
 from aslhpc.atomic import read_jsonl
-from aslhpc.cli import add_version, run_cli
+from aslhpc.cli import ArgumentParser, add_version, run_cli
 from aslhpc.training.config import AMP_MODES, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.bench",
+    p = add_version(ArgumentParser(prog="aslhpc bench",
                                             description=__doc__.splitlines()[0]))
     p.add_argument("--data", help="dataset root; default: generate one in a temporary directory")
     p.add_argument("--per-class", type=int, default=100,

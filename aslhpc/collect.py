@@ -29,7 +29,7 @@ from aslhpc.errors import AslhpcError
 __all__ = ["CollectOutput", "collect_experiment", "live_states", "main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = parser("collect", "Collect an experiment's cells into the 2020 study's tables, plots, verdicts and "
                           "report.md.")
     add_experiment(p)
@@ -91,7 +91,7 @@ def pick_experiment(results: Path | None, name: str | None) -> Path:
 
 
 def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     return run_cli(lambda: _collect(args, console or cli_console()))
 
 

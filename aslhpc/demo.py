@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from aslhpc import collect, submit
-from aslhpc.cli import add_version, run_cli
+from aslhpc.cli import ArgumentParser, add_version, run_cli
 from aslhpc.orchestration.experiment import find_job_file, load_spec
 
 EXPERIMENT = "smoke"
@@ -32,7 +32,7 @@ EXPERIMENT = "smoke"
 
 def build_parser() -> argparse.ArgumentParser:
     description = __doc__.splitlines()[0].replace("``", "")  # no reST markup in --help
-    p = argparse.ArgumentParser(prog="python -m aslhpc.demo", description=description)
+    p = ArgumentParser(prog="aslhpc demo", description=description)
     add_version(p)
     p.add_argument("--dir", default="demo", help="where the data and results go (default ./demo)")
     p.add_argument("--per-class", type=int, default=30, help="generated images per class (default 30)")

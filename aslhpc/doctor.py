@@ -18,14 +18,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from aslhpc.cli import add_version, run_cli
+from aslhpc.cli import ArgumentParser, add_version, run_cli
 from aslhpc.errors import AslhpcError
 from aslhpc.preflight.context import Context
 from aslhpc.preflight.runner import Report, render, run_checks, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.doctor",
+    p = add_version(ArgumentParser(prog="aslhpc doctor",
                                             description=__doc__.splitlines()[0]))
     p.add_argument("-e", "--experiment", metavar="JOB", help="jobs/<name>.toml or its name: take the cells' "
                    "image size, cache dir, results dir, data and GPU type from it")

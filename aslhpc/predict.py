@@ -25,7 +25,7 @@ from typing import TextIO
 
 import torch
 
-from aslhpc.cli import add_version, run_cli
+from aslhpc.cli import ArgumentParser, add_version, run_cli
 from aslhpc.data.split import SPLIT_KINDS as SPLITS
 from aslhpc.errors import AslhpcError
 from aslhpc.recognize import (
@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     epilog = ("exit code: 0 all inputs done; 2 on a user error (one 'error: ...' line on stderr, work stops) "
               "or when some image could not be decoded (a 'PATH: cannot read image (...)' line each on "
               "stderr; the other inputs are still done)")
-    p = argparse.ArgumentParser(prog="python -m aslhpc.predict", description=__doc__.splitlines()[0],
+    p = ArgumentParser(prog="aslhpc predict", description=__doc__.splitlines()[0],
                                 epilog=epilog)
     add_version(p)
     which = p.add_mutually_exclusive_group(required=True)

@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import MISSING, fields
 
-from aslhpc.cli import add_version, run_cli
+from aslhpc.cli import ArgumentParser, add_version, run_cli
 from aslhpc.training.config import TrainConfig, cli_flag
 
 _TYPES = {"int": int, "float": float, "str": str}
@@ -21,7 +21,7 @@ _TYPES = {"int": int, "float": float, "str": str}
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per TrainConfig field: its name, type, default, choices and help come from the field."""
-    p = add_version(argparse.ArgumentParser(prog="python -m aslhpc.train",
+    p = add_version(ArgumentParser(prog="aslhpc train",
                                             description=__doc__.splitlines()[0]))
     for f in fields(TrainConfig):
         kw: dict = {"dest": f.name, "help": f.metadata.get("help")}

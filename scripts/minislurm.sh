@@ -3,7 +3,7 @@
 # end to end without a GPU cluster: munge, MariaDB + slurmdbd (so sacct/submitit see real job
 # states), slurmctld and NNODES slurmd "nodes" n1..nN, each advertising Gres=gpu:v100-sxm2:4
 # backed by fake character-device GPUs, partition "reservation", reservation CSYE7374_GPU.
-# Recipe and pitfalls: /work/shared/docs/slurm-on-one-machine.md.
+# Recipe and pitfalls in our own words: docs/mini-cluster.md.
 #
 # Usage: scripts/minislurm.sh up [NNODES]   install packages if missing, start fresh (default 1 node);
 #                                           already up with NNODES: say so, exit 0; other count: restart
@@ -121,7 +121,7 @@ SlurmUser=slurm
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-# requeued jobs restart in seconds, not 2 minutes (pitfall 10)
+# requeued jobs restart in seconds, not 2 minutes (docs/mini-cluster.md, pitfalls)
 AuthInfo=cred_expire=10
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
@@ -137,9 +137,9 @@ SchedulerType=sched/backfill
 SchedulerParameters=bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
-# jobs without --mem must not take a whole node (pitfall 3)
+# jobs without --mem must not take a whole node (docs/mini-cluster.md, pitfalls)
 DefMemPerCPU=1000
-# impossible requests (too many nodes) fail at submit instead of pending forever (pitfall 12)
+# impossible requests (too many nodes) fail at submit instead of pending forever (docs/mini-cluster.md, pitfalls)
 EnforcePartLimits=ALL
 GresTypes=gpu
 AccountingStorageType=accounting_storage/slurmdbd
@@ -197,7 +197,7 @@ prepare_host() { # NNODES: names resolve (torch MASTER_ADDR), fake GPUs are char
   chown slurm:slurm /var/spool/slurmctld /var/log/slurm
   chown munge:munge /run/munge
   chown mysql:root /run/mysqld
-  # fresh state: no old jobs, reservations or job-id counter (pitfall 13)
+  # fresh state: no old jobs, reservations or job-id counter (docs/mini-cluster.md, pitfalls)
   rm -rf /var/spool/slurmctld/* /var/spool/slurmd
   for i in $(seq 1 "$n"); do mkdir -p "/var/spool/slurmd/n$i"; done
 }

@@ -14,7 +14,7 @@ This is the one module that knows submitit beyond its public API (everything els
 
 Why a fresh executor per cell: ``update_parameters(x=None)`` does not unset ``x`` and typed
 ``gres`` must never meet ``gpus_per_node``, so reusing one executor across GPU counts leaks
-the previous cell's request (docs/slurm-on-one-machine.md, pitfall 8).
+the previous cell's request (docs/mini-cluster.md, "Pitfalls").
 
 The SLURM path uses :class:`submitit.SlurmExecutor` with its native parameter names, so the
 dry-run renders the script through the very same executor object and method

@@ -1,0 +1,47 @@
+"""``aslhpc COMMAND``: one entry point, each command's own help, the generated CLI reference in step."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from aslhpc import __main__ as entry
+from aslhpc import clidocs
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "aslhpc", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_aslhpc_help_lists_every_command() -> None:
+    proc = run("--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("demo", "submit", "status", "collect", "cancel", "doctor", "train", "predict", "bench"):
+        assert f"  {name} " in proc.stdout, name
+
+
+@pytest.mark.parametrize("name", ["status", "submit", "collect", "cancel"])
+def test_a_commands_help_is_its_own(name: str) -> None:
+    proc = run(name, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: aslhpc {name} ")
+
+
+def test_an_unknown_command_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert entry.main(["stauts"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: unknown command 'stauts'")
+
+
+def test_a_usage_error_in_any_command_is_one_line_naming_the_flag() -> None:
+    proc = run("train", "--data", "d", "--out", "o", "--epochs", "2.5")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == ["error: --epochs: invalid int value: '2.5' (see aslhpc train --help)"]
+
+
+def test_the_cli_reference_page_is_what_the_helps_say() -> None:
+    assert clidocs.PAGE.read_text(encoding="utf-8") == clidocs.render(), "run python -m aslhpc.clidocs"
