@@ -133,6 +133,8 @@ class CollectOutput:
     cpu_reference: CpuReference | None = None
     #: what each cell asked for and used (analysis.efficiency); None until collect computes it
     usage: pd.DataFrame | None = None
+    #: the scaling model's one sentence per series (analysis.scaling), filled by write_outputs
+    scaling: list[str] = field(default_factory=list)
 
 
 def analyze(
@@ -479,8 +481,38 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         for key, p in plot_paths.items():
             rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
             lines += [f"![{key}]({rel.as_posix()})", ""]
+    lines += _scaling_md(out, plot_paths.get("scaling"))
     lines += _verdicts_section(a) + _reference_section(out) + _holes_md(a) + _usage_md(out, usage_plot)
     return "\n".join(lines)
+
+
+def _scaling_md(out: CollectOutput, plot: Path | None = None) -> list[str]:
+    """The scaling model's sentences (T(N) = serial + parallel / N, fitted per series)."""
+    if not out.scaling:
+        return []
+    lines = ["## Scaling model", "",
+             "T(N) = serial + parallel / N fitted by non-negative least squares over every measured GPU "
+             "count (scaling.csv; predictions.csv extends it to GPU counts not run, with intervals).", ""]
+    lines += [f"- {s}" for s in out.scaling] + [""]
+    return lines
+
+
+def write_scaling_outputs(out: CollectOutput, plots: bool) -> tuple[dict[str, Path], Path | None]:
+    """scaling.csv, predictions.csv and (with plots) plots/scaling.png; the sentences go on ``out``."""
+    from aslhpc.analysis import scaling
+
+    a = out.analysis
+    fits = scaling.fit_scaling(a.cells)
+    if fits.empty:
+        return {}, None
+    preds = scaling.predict(fits)
+    label = REFERENCE_LABEL if a.label == REFERENCE_LABEL else None
+    files = scaling.write_scaling(out.exp_dir, fits, preds, label=label)
+    out.scaling = scaling.scaling_sentences(fits, a.summary)
+    plot = None
+    if plots:
+        plot = scaling.scaling_plot(a.cells, fits, out.exp_dir / "plots" / scaling.PLOT_FILE, preds, label)
+    return files, plot
 
 
 def _usage_md(out: CollectOutput, plot: Path | None = None) -> list[str]:
@@ -677,7 +709,10 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
             d / "comparison.csv", pd.concat(frames).to_csv(index=False)
         )
         files["comparison.md"] = atomic_write_text(d / "comparison.md", "\n".join(cmp_md))
+    scaling_files, scaling_plot = write_scaling_outputs(out, plots)
+    files.update(scaling_files)
     payload = _verdicts_json(a)
+    payload["scaling"] = out.scaling
     if a.by_split and a.gap is not None:
         payload["by_split"] = {kind: _verdicts_json(sub) for kind, sub in a.by_split.items()}
         payload["leakage_gap"] = a.gap.to_dict(orient="records")
@@ -703,6 +738,8 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
         usage_plot = plot_usage(_usage(out), d / "plots" / "usage.png")
         if usage_plot is not None:
             plot_paths["usage"] = usage_plot
+        if scaling_plot is not None:
+            plot_paths["scaling"] = scaling_plot
         files.update({f"plots/{p.name}": p for p in plot_paths.values()})
     out.report_path = atomic_write_text(d / "report.md", render_report(out, plot_paths))
     files["report.md"] = out.report_path
@@ -786,6 +823,7 @@ def collect_experiment(
             print_full(console, out)
         else:
             print_summary(console, summary_input(analysis, out.reference), out.report_path)
+        print_scaling(console, out)
     return out
 
 
@@ -823,4 +861,13 @@ def collect_reference(
             print_analysis(console, analysis)
         else:
             print_summary(console, summary_input(analysis), out.report_path)
+        print_scaling(console, out)
     return out
+
+
+def print_scaling(console: Console, out: CollectOutput) -> None:
+    """The scaling model's sentences, one line each (plain text: they must read whole when piped)."""
+    if out.scaling:
+        console.print(Text("Scaling model, T(N) = serial + parallel / N (scaling.csv, predictions.csv):"))
+        for sentence in out.scaling:
+            console.print(Text(f"  {sentence}"))
