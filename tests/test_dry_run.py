@@ -40,7 +40,7 @@ def dataset(tmp_path: Path) -> Path:
 
 def normalise(text: str, root: Path, cache: Path) -> str:
     return (text.replace(str(root.resolve()), "<ROOT>").replace(str(cache), "<CACHE>")
-            .replace(sys.executable, "<PYTHON>"))
+            .replace(sys.executable, "<PYTHON>").replace(sys.prefix, "<VENV>"))
 
 
 def check_golden(name: str, text: str) -> None:
@@ -66,7 +66,10 @@ def test_dry_run_writes_runnable_scripts_matching_golden(tmp_path: Path, dataset
     files = sorted(p.name for p in (exp / "dry-run").iterdir())
     assert len(files) == 24 and "g4-b512-ddp-r0.sbatch" in files
     assert not (exp / "manifest.json").exists()  # the manifest is untouched (here: never created)
-    assert (exp / "jobs" / "g2-b256-r0").is_dir()  # SLURM does not create log folders: the dry run does
+    # SLURM does not create log folders: the scripts log into dry-run/, which exists; jobs/ is not created
+    text = (exp / "dry-run" / "g2-b256-r0.sbatch").read_text()
+    assert f"#SBATCH --output={(exp / 'dry-run').resolve()}/%j_0_log.out" in text
+    assert not (exp / "jobs").exists()
     spec = apply_overrides(load_spec(REPO_JOBS / "lad2020.toml"),
                            Overrides(data=str(dataset), results=str(tmp_path / "results"),
                                      strategies=("dp", "ddp")))
@@ -88,7 +91,8 @@ def test_dry_run_uses_the_real_submission_parameters(tmp_path: Path, dataset: Pa
     req = job_request(spec, cell)
     folder = tmp_path / "jobs" / cell.cell_id / "%j"
     text = render_sbatch(folder, req, "CMD", python="PY")
-    expected = submitit.slurm.slurm._make_sbatch_string(command="CMD", folder=folder, **slurm_parameters(req))
+    expected = submitit.slurm.slurm._make_sbatch_string(command="CMD", folder=folder,
+                                                        **slurm_parameters(req, "PY"))
     assert text == expected
     assert "gpus-per-node" not in text and "#SBATCH --gres=gpu:v100-sxm2:2" in text
 
@@ -106,7 +110,7 @@ def test_render_only_equals_a_real_slurm_executor(tmp_path: Path, dataset: Path,
     for cell in spec.cells():
         req = job_request(spec, cell)
         real = slurm_executor(tmp_path / cell.cell_id, req)
-        assert type(real) is submitit.SlurmExecutor
+        assert isinstance(real, submitit.SlurmExecutor)
         assert real.max_num_timeout == spec.cluster.max_requeues
         rendered = render_sbatch(tmp_path / cell.cell_id, req, "CMD")
         assert real._make_submission_file_text("CMD", "u") == rendered

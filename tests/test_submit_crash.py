@@ -26,6 +26,7 @@ from aslhpc.orchestration.reconcile import (
     submit_lock,
 )
 from aslhpc.slurm.accounting import job_comment, parse_comment, queued_jobs_named
+from aslhpc.slurm.executor import UUID_PICKLE
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[1]
@@ -262,14 +263,15 @@ def _runner(squeue: str = "", sacct: str = "", squeue_rc: int = 0):  # noqa: ANN
 def test_a_job_that_already_ended_is_adopted_from_sacct_by_name_time_and_folder(tmp_path: Path) -> None:
     m, exp = _manifest_with_intent(tmp_path)
     # accounting keeps no comments here: the job is ours if named for the cell, submitted after the
-    # intent and its submitit folder exists; an older job of the same name is not
+    # intent and its files are in the attempt's own folder (jobs/<cell>/<token>/); an older job is not
     sacct = ("7|aslhpc-smoke-g1-b32-r0|COMPLETED|2026-11-30T07:00:00|\n"
              "9|aslhpc-smoke-g1-b32-r0|FAILED|2099-01-01T00:00:00|\n")
-    (exp / "jobs" / "g1-b32-r0" / "9").mkdir(parents=True)
+    (exp / "jobs" / "g1-b32-r0" / "tok").mkdir(parents=True)
+    (exp / "jobs" / "g1-b32-r0" / "tok" / "9_0_log.out").write_text("Could not open ...")
     run = _runner(sacct=sacct)
     done = reconcile_manifest(m, exp, run=run)
     assert done.adopted == [("g1-b32-r0", "9", "FAILED")] and m.pending() == {}
-    want = Attempt("9", "slurm", "2026-11-30T08:00:00+00:00", "jobs/g1-b32-r0/9", "tok")
+    want = Attempt("9", "slurm", "2026-11-30T08:00:00+00:00", "jobs/g1-b32-r0/tok", "tok")
     assert m.cells["g1-b32-r0"].last == want
     assert run.calls[0][:3] == ["squeue", "--me", "-h"] and "--name=aslhpc-smoke-g1-b32-r0" in run.calls[0]
     assert "-X" in run.calls[1] and "--starttime" in run.calls[1]
@@ -283,6 +285,27 @@ def test_a_foreign_token_or_missing_folder_is_not_adopted_and_the_intent_is_drop
     sacct = "9|aslhpc-smoke-g1-b32-r0|FAILED|2099-01-01T00:00:00|\n"  # no folder of ours
     done = reconcile_manifest(m, exp, run=_runner(squeue, sacct))
     assert done.adopted == [] and done.dropped == ["g1-b32-r0"] and m.cells["g1-b32-r0"].attempts == []
+
+
+def test_without_comments_an_older_attempts_job_is_never_adopted_nor_listed_twice(tmp_path: Path) -> None:
+    """Issue 27 item 10: sacct without comments (AccountingStoreFlags unset); a killed --retry-failed left
+    an intent; the cell's older CANCELLED job (submitted just before, inside the 60 s slack, its files in
+    the older attempt's folder) must not be adopted onto it."""
+    m, exp = _manifest_with_intent(tmp_path, since="2026-11-30T08:00:19+00:00")
+    old = Attempt("8", "slurm", "2026-11-30T08:00:00+00:00", "jobs/g1-b32-r0/older", "older")
+    m.cells["g1-b32-r0"].attempts.append(old)
+    (exp / "jobs" / "g1-b32-r0" / "older").mkdir(parents=True)
+    (exp / "jobs" / "g1-b32-r0" / "older" / "8_submitted.pkl").write_bytes(b"x")
+    (exp / "jobs" / "g1-b32-r0" / "tok").mkdir()  # this attempt's folder: nothing of job 8 in it
+    sacct = "8|aslhpc-smoke-g1-b32-r0|CANCELLED by 0|2026-11-30T08:00:00|\n"
+    done = reconcile_manifest(m, exp, run=_runner(sacct=sacct))
+    assert done.adopted == [] and done.dropped == ["g1-b32-r0"]
+    assert [a.job_id for a in m.cells["g1-b32-r0"].attempts] == ["8"]
+    # even with its files planted in this attempt's folder, a job an attempt records is not adopted twice
+    (exp / "jobs" / "g1-b32-r0" / "tok" / "8_0_log.out").write_text("")
+    m.cells["g1-b32-r0"].intent = Intent("tok", "slurm", "2026-11-30T08:00:19+00:00")
+    assert reconcile_manifest(m, exp, run=_runner(sacct=sacct)).adopted == []
+    assert [a.job_id for a in m.cells["g1-b32-r0"].attempts] == ["8"]
 
 
 def test_queued_jobs_named_reads_the_tag_and_fails_loudly() -> None:
@@ -408,19 +431,20 @@ def test_out_of_disk_inside_submitit_after_sbatch_still_hands_the_job_its_pickle
     args = [str(REPO_JOBS / "smoke.toml"), "--data", str(dataset), "--results", str(results), "--no-array"]
     assert submit_cli.main(args) == 2
     assert "submitted but not recorded: g1-b64-r0 (job 102;" in capsys.readouterr().err
-    jobs = results / "smoke" / "jobs" / "g1-b64-r0"
-    assert (jobs / "102" / "102_submitted.pkl").is_file() and not list(jobs.glob("*.pkl"))
+    [jobs] = (results / "smoke" / "jobs" / "g1-b64-r0").iterdir()  # the attempt's own folder
+    assert (jobs / "102_submitted.pkl").is_file()
+    assert [p.name for p in jobs.glob("*.pkl")] == ["102_submitted.pkl"]
 
 
 def test_adopting_a_queued_job_moves_the_pickle_a_killed_submit_left(tmp_path: Path) -> None:
     m, exp = _manifest_with_intent(tmp_path)
-    folder = exp / "jobs" / "g1-b32-r0"
+    folder = exp / "jobs" / "g1-b32-r0" / "tok"
     folder.mkdir(parents=True)
     (folder / f"{'a' * 32}.pkl").write_bytes(b"the cell's call")
     (folder / "notes.pkl").write_bytes(b"not submitit's")
     run = _runner("101|PENDING|aslhpc-smoke-g1-b32-r0|/r/s.sh|aslhpc:smoke:g1-b32-r0:tok\n")
     assert reconcile_manifest(m, exp, run=run).adopted == [("g1-b32-r0", "101", "PENDING")]
-    assert (folder / "101" / "101_submitted.pkl").read_bytes() == b"the cell's call"
+    assert (folder / "101_submitted.pkl").read_bytes() == b"the cell's call"
     assert (folder / "notes.pkl").exists()
 
 
@@ -440,7 +464,7 @@ def assert_one_task_per_cell(slurm: Path, results: Path) -> Manifest:
     for e in m.cells.values():
         a = e.last
         assert a.job_id == f"{a.array_id}_{a.task_id}" and jobs[a.job_id] == f"aslhpc:smoke:array:{a.token}"
-        assert a.folder == f"jobs/array-{a.token}/{a.job_id}"
+        assert a.folder == f"jobs/array-{a.token}"
         assert (results / "smoke" / a.folder / f"{a.job_id}_submitted.pkl").is_file()  # its own call
     return m
 
@@ -523,7 +547,9 @@ def test_a_submit_limit_that_never_lifts_ends_within_the_timeout_saying_what_was
     m = load_manifest(tmp_path / "r" / "smoke" / "manifest.json")
     assert m.pending() == {}  # the refused array left no intent behind
     assert [cid for cid, e in m.cells.items() if e.attempts] == ["g1-b32-r0", "g1-b64-r0"]
-    assert not list((tmp_path / "r" / "smoke" / "jobs").glob("array-*/*.pkl"))  # refused tries' pickles
+    jobs = tmp_path / "r" / "smoke" / "jobs"
+    strays = [p for p in jobs.glob("array-*/*.pkl") if UUID_PICKLE.fullmatch(p.name)]
+    assert not strays  # refused tries' pickles (an attempt's folder keeps only <id>_submitted.pkl)
 
 
 def smoke_cli_args(dataset: Path, results: Path) -> list[str]:
@@ -546,9 +572,9 @@ def test_reconcile_finds_array_tasks_by_the_arrays_tag_and_hands_them_their_pick
     done = reconcile_manifest(m, exp, run=run)
     assert sorted(done.adopted) == [("g1-b32-r0", "301_0", "RUNNING"), ("g1-b64-r0", "301_1", "PENDING")]
     a = m.cells["g1-b64-r0"].last
-    assert (a.job_id, a.array_id, a.task_id, a.folder) == ("301_1", "301", 1, "jobs/array-tok/301_1")
-    assert (folder / "301_1" / "301_1_submitted.pkl").read_bytes() == b"task 1"
-    assert (folder / "301_0" / "301_0_submitted.pkl").read_bytes() == b"task 0"
+    assert (a.job_id, a.array_id, a.task_id, a.folder) == ("301_1", "301", 1, "jobs/array-tok")
+    assert (folder / "301_1_submitted.pkl").read_bytes() == b"task 1"
+    assert (folder / "301_0_submitted.pkl").read_bytes() == b"task 0"
     again = Manifest.from_dict(json.loads(json.dumps(m.to_dict())))
     assert again.cells["g1-b64-r0"].last == a  # the array fields survive the file
 

@@ -8,15 +8,21 @@ every such intent from what SLURM (or this machine) says:
 
 * a queued/running job of this user named for the cell whose tag carries the intent's token
   (``squeue --me``) is adopted: recorded as the cell's attempt, exactly as if submit had lived;
-* else a job that already ended (``sacct -X --name``, submitted after the intent, its submitit
-  folder ``jobs/<cell>/<job id>`` present: the tag is lost where accounting does not keep comments)
-  is adopted too, so status shows how it ended;
+* else a job that already ended (``sacct -X --name``) is adopted too, so status shows how it ended, if
+  it is this attempt's: its tag carries the token, or, where accounting keeps no comments
+  (``AccountingStoreFlags`` without ``job_comment``), the attempt's own folder
+  ``jobs/<cell>/<token>/`` holds files of that job id. A job some attempt already records is never
+  adopted again (an older attempt's job of the same name is not this one).
 * else the sbatch never happened: the intent is dropped and the cell can be submitted.
 
 Job arrays: the cells of one array share one intent token (the array's tag,
 ``aslhpc:<experiment>:array:<token>``) and each intent names the cell's task index; a task
 ``<array>_<task>`` of a job named :func:`~aslhpc.slurm.executor.array_name` carrying that token
-is the cell's job (its submitit folder is ``jobs/array-<token>/<array>_<task>``).
+is the cell's job (its files are ``jobs/array-<token>/<array>_<task>_*``).
+
+Each attempt has its own folder, created (0700) before its sbatch: ``jobs/<cell>/<token>/`` for a plain
+job, ``jobs/array-<token>/`` for an array; submitit writes ``<id>_submitted.pkl``, ``<id>_0_log.out`` ...
+there, so a job that starts at once finds the folder of its logs.
 
 Local cells (submitit's LocalExecutor) are found the same way by their controller process
 (``python -m submitit.local._local <experiment>/jobs/<cell>/%j``, which outlives a killed submit).
@@ -31,18 +37,23 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aslhpc.errors import ClusterError
 from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest, now_iso
-from aslhpc.slurm.accounting import Runner, TaggedJob, _run, array_base, ended_jobs_named, queued_jobs_named
-from aslhpc.slurm.executor import array_name, job_name
+from aslhpc.slurm.accounting import (
+    Runner,
+    TaggedJob,
+    array_base,
+    ended_jobs_named,
+    queued_jobs_named,
+    run_slurm_command,
+)
+from aslhpc.slurm.executor import array_name, job_name, stray_pickles, submitted_pickle
 
 SUBMIT_LOCK = ".submit.lock"
-_UUID_PICKLE = re.compile(r"[0-9a-f]{32}\.pkl")
 LOCAL_CONTROLLER = "submitit.local._local"
 #: seconds a job's sacct Submit time may precede its intent (clock rounding; sacct shows whole seconds)
 SLACK_S = 60
@@ -103,6 +114,26 @@ def array_folder(token: str) -> str:
     return f"jobs/array-{token}"
 
 
+def cell_folder(cell_id: str, token: str) -> str:
+    """The folder of a cell's job submitted with ``token``, relative to the experiment directory."""
+    return f"jobs/{cell_id}/{token}"
+
+
+def intent_folder(experiment_dir: Path, cell_id: str, intent: Intent) -> Path:
+    """The attempt folder of ``intent``: where its job's files are (or will be)."""
+    rel = array_folder(intent.token) if intent.task is not None else cell_folder(cell_id, intent.token)
+    return experiment_dir / rel
+
+
+def has_files_of(folder: Path, job_id: str) -> bool:
+    """Does ``folder`` hold any file submitit names for ``job_id`` (``<id>_submitted.pkl``, ``<id>_0_log.*``)?
+    Only this attempt's jobs write there."""
+    try:
+        return any(p.name.startswith(f"{job_id}_") for p in folder.iterdir())
+    except OSError:
+        return False
+
+
 def _is_task(job: TaggedJob, intent: Intent) -> bool:
     """Is ``job`` the intent's array task (``<array>_<task>``)? Plain intents match plain job ids only."""
     base, sep, task = job.job_id.partition("_")
@@ -112,65 +143,63 @@ def _is_task(job: TaggedJob, intent: Intent) -> bool:
 
 
 def _slurm_match(cell_id: str, intent: Intent, queued: list[TaggedJob], ended: list[TaggedJob],
-                 name: str, experiment_dir: Path) -> TaggedJob | None:
+                 name: str, experiment_dir: Path, known: set[str]) -> TaggedJob | None:
+    """The intent's job: queued with its token, else ended with its token or, untagged, with files in the
+    attempt's own folder; never a job in ``known`` (ids some attempt records already)."""
     for job in queued:
         if job.name == name and job.token == intent.token and _is_task(job, intent):
             return job
     since = _utc(intent.since)
-    folder = experiment_dir / (array_folder(intent.token) if intent.task is not None else f"jobs/{cell_id}")
+    folder = intent_folder(experiment_dir, cell_id, intent)
     for job in ended:
-        if job.name != name or (job.token and job.token != intent.token) or not _is_task(job, intent):
+        if job.job_id in known or job.name != name or (job.token and job.token != intent.token):
+            continue
+        if not _is_task(job, intent):
             continue
         submitted = _utc(job.submit)
         if since is not None and (submitted is None or submitted < since - dt.timedelta(seconds=SLACK_S)):
             continue
-        if job.token == intent.token or (folder / job.job_id).is_dir():
+        if job.token == intent.token or has_files_of(folder, job.job_id):
             return job
     return None
 
 
 def finish_array_handoff(experiment_dir: Path, token: str, job_ids: list[str]) -> bool:
     """:func:`finish_handoff` for a job array: submitit dumps one ``<uuid>.pkl`` per task, in task order,
-    into ``jobs/array-<token>/``, runs sbatch, then moves each to
-    ``<array>_<task>/<array>_<task>_submitted.pkl``.
+    into ``jobs/array-<token>/``, runs sbatch, then renames each to ``<array>_<task>_submitted.pkl``.
     The strays left by a submit killed in between are matched to the tasks still missing theirs by age
     (oldest first, as they were written). True when every task's pickle is (now) in place."""
     folder = experiment_dir / array_folder(token)
     missing = [j for j in sorted(job_ids, key=lambda j: int(j.partition("_")[2] or 0))
-               if not (folder / j / f"{j}_submitted.pkl").exists()]
+               if not submitted_pickle(folder, j).exists()]
     if not missing:
         return True
+    strays = stray_pickles(folder)
+    if len(strays) != len(missing):
+        return False
     try:
-        strays = sorted((p for p in folder.glob("*.pkl") if _UUID_PICKLE.fullmatch(p.name)),
-                        key=lambda p: p.stat().st_mtime_ns)
-        if len(strays) != len(missing):
-            return False
         for job_id, stray in zip(missing, strays, strict=True):
-            (folder / job_id).mkdir(parents=True, exist_ok=True)
-            stray.rename(folder / job_id / f"{job_id}_submitted.pkl")
+            stray.rename(submitted_pickle(folder, job_id))
     except OSError:
         return False
     return True
 
 
-def finish_handoff(experiment_dir: Path, cell_id: str, job_id: str) -> bool:
+def finish_handoff(folder: Path, job_id: str) -> bool:
     """Put the job's pickle where the job looks for it, if submit died before submitit did.
 
-    submitit dumps the call to ``jobs/<cell>/<uuid>.pkl``, runs sbatch, then renames it to
-    ``jobs/<cell>/<id>/<id>_submitted.pkl``; a job that starts without it waits 60 s and fails. A
-    submit killed (or out of disk) in between leaves the uuid pickle behind: the newest is this cell's
-    (each cell's folder holds only its own call). Only files are renamed; nothing is unpickled.
+    submitit dumps the call to ``<folder>/<uuid>.pkl``, runs sbatch, then renames it to
+    ``<folder>/<id>_submitted.pkl``; a job that starts without it waits 60 s and fails. A submit killed
+    (or out of disk) in between leaves the uuid pickle behind: the attempt's folder holds only its own
+    call, so the newest stray is this job's. Only files are renamed; nothing is unpickled.
     True when the job's pickle is (now) in place."""
-    folder = experiment_dir / "jobs" / cell_id
-    target = folder / job_id / f"{job_id}_submitted.pkl"
+    target = submitted_pickle(folder, job_id)
     if target.exists():
         return True
+    strays = stray_pickles(folder)
+    if not strays:
+        return False
     try:
-        strays = sorted((p for p in folder.glob("*.pkl") if _UUID_PICKLE.fullmatch(p.name)),
-                        key=lambda p: p.stat().st_mtime)
-        if not strays:
-            return False
-        target.parent.mkdir(parents=True, exist_ok=True)
         strays[-1].rename(target)
     except OSError:
         return False
@@ -203,7 +232,7 @@ def local_folder(experiment_dir: Path, cell_id: str) -> str:
     return str((experiment_dir / "jobs" / cell_id / "%j").resolve())
 
 
-def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner = _run,
+def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner = run_slurm_command,
                        local_jobs: Callable[[str], list[int]] = find_local_controllers,
                        whole_queue: bool = False) -> Reconciled:
     """Settle every intent in ``manifest`` (in memory; the caller saves). See the module docstring.
@@ -232,19 +261,21 @@ def reconcile_manifest(manifest: Manifest, experiment_dir: Path, *, run: Runner 
     if slurm:
         ended = ended_jobs_named({names[c] for c in slurm}, _sacct_since(list(slurm.values())), run)
     handoffs: dict[str, list[str]] = {}
+    known = {a.job_id for e in manifest.cells.values() for a in e.attempts}
     for cid, intent in slurm.items():
-        job = _slurm_match(cid, intent, queued, ended, names[cid], experiment_dir)
+        job = _slurm_match(cid, intent, queued, ended, names[cid], experiment_dir, known)
         if job is None:
             manifest.cells[cid].intent = None
             done.dropped.append(cid)
             continue
+        known.add(job.job_id)
         if intent.task is None:
-            if job.source == "squeue":  # still to start: make sure it will find its pickle
-                finish_handoff(experiment_dir, cid, job.job_id)
-            attempt = Attempt(job.job_id, "slurm", intent.since, f"jobs/{cid}/{job.job_id}", intent.token)
+            # still to start: it finds its pickle; ended: no stray pickle is left behind
+            finish_handoff(intent_folder(experiment_dir, cid, intent), job.job_id)
+            attempt = Attempt(job.job_id, "slurm", intent.since, cell_folder(cid, intent.token), intent.token)
         else:
             handoffs.setdefault(intent.token, []).append(job.job_id)
-            attempt = Attempt(job.job_id, "slurm", intent.since, f"{array_folder(intent.token)}/{job.job_id}",
+            attempt = Attempt(job.job_id, "slurm", intent.since, array_folder(intent.token),
                               intent.token, array_base(job.job_id), intent.task)
         manifest.record(cid, attempt)
         done.adopted.append((cid, job.job_id, job.state))
@@ -281,13 +312,15 @@ def _adopt_untracked(manifest: Manifest, experiment_dir: Path, queued: list[Tagg
         if cid is None or any(a.job_id == job.job_id for a in manifest.cells[cid].attempts):
             continue
         folder = (experiment_dir / "jobs" / cid).resolve()
-        if not job.script or Path(job.script).parent != folder:
+        script_dir = Path(job.script).parent if job.script else None
+        if script_dir is None or folder not in (script_dir, script_dir.parent):
             continue  # the same experiment name in another results directory: not ours
-        manifest.record(cid, Attempt(job.job_id, "slurm", now_iso(), f"jobs/{cid}/{job.job_id}", job.token))
+        rel = cell_folder(cid, script_dir.name) if script_dir.parent == folder else f"jobs/{cid}/{job.job_id}"
+        manifest.record(cid, Attempt(job.job_id, "slurm", now_iso(), rel, job.token))
         done.adopted.append((cid, job.job_id, job.state))
 
 
-def reconcile(manifest_path: str | Path, *, run: Runner = _run) -> Reconciled:
+def reconcile(manifest_path: str | Path, *, run: Runner = run_slurm_command) -> Reconciled:
     """For ``status``: adopt the jobs of interrupted submissions and save the manifest.
 
     Does nothing while a submit runs (it holds the lock and records its own jobs), nor where there is

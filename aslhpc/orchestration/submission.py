@@ -26,6 +26,7 @@ Tests kill submit between those steps through :data:`CRASH_ENV` (see :func:`_cra
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 from collections import Counter
@@ -63,6 +64,7 @@ from aslhpc.orchestration.experiment import (
 from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest, manifest_path, now_iso
 from aslhpc.orchestration.reconcile import (
     array_folder,
+    cell_folder,
     finish_array_handoff,
     finish_handoff,
     reconcile_manifest,
@@ -87,8 +89,10 @@ from aslhpc.slurm.executor import (
     cell_command,
     default_python,
     job_name,
+    private_dir,
     render_sbatch,
     slurm_executor,
+    stray_pickles,
 )
 from aslhpc.slurm.local import (
     LocalTask,
@@ -99,6 +103,7 @@ from aslhpc.slurm.local import (
     runner_alive,
     visible_gpus,
 )
+from aslhpc.states import CellState
 from aslhpc.training.config import NOT_IDENTITY, TrainConfig
 
 CLUSTERS = ("auto", "slurm", "local")
@@ -572,8 +577,15 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
     return result
 
 
-def _folder(spec: ExperimentSpec, cell: Cell) -> Path:
-    """submitit's job folder: ``results/<exp>/jobs/<cell_id>/%j`` (one subfolder per job id)."""
+def _job_folder(spec: ExperimentSpec, cell: Cell, token: str) -> Path:
+    """A SLURM job's own folder, ``jobs/<cell_id>/<token>`` (0700), created before its sbatch: a job that
+    starts at once finds the folder of its log files, and only its own files are in it."""
+    return private_dir((spec.experiment_dir / cell_folder(cell.cell_id, token)).resolve(),
+                       (spec.experiment_dir / "jobs").resolve())
+
+
+def _local_folder(spec: ExperimentSpec, cell: Cell) -> Path:
+    """submitit's local job folder: ``results/<exp>/jobs/<cell_id>/%j`` (one subfolder per process id)."""
     return (spec.experiment_dir / "jobs" / cell.cell_id / "%j").resolve()
 
 
@@ -638,16 +650,20 @@ def _submit_cell(spec: ExperimentSpec, manifest: Manifest, action: CellAction, p
     manifest.cells[cell.cell_id].intent = intent
     ledger.save(manifest, cell.cell_id)  # before sbatch: a crash after it leaves a findable token
     _crash_point("after-intent")
+    folder = _job_folder(spec, cell, intent.token)
     while True:
-        ex = slurm_executor(_folder(spec, cell), job_request(spec, cell), python=python)  # fresh per cell
+        ex = slurm_executor(folder, job_request(spec, cell), python=python)  # fresh per cell
         ex.update_parameters(comment=job_comment(spec.name, cell.cell_id, intent.token, spec.cluster.comment))
         try:
             job = ex.submit(_cell_job(spec, cell))
             break
         except _sbatch_errors() as exc:
+            _drop_strays(folder)  # this try's pickle: nothing will ever read it
             msg = " ".join(str(exc).split())
             if _refused(msg, ledger, patience, out):
                 continue
+            with contextlib.suppress(OSError):
+                folder.rmdir()
             manifest.cells[cell.cell_id].intent = None  # sbatch refused: nothing to find later
             with contextlib.suppress(OSError):
                 manifest.save(ledger.path)
@@ -656,12 +672,12 @@ def _submit_cell(spec: ExperimentSpec, manifest: Manifest, action: CellAction, p
         except OSError as exc:  # submitit could not write the job's files: before its sbatch, or just after
             found = _tagged_job(spec.name, cell.cell_id, intent.token)
             if found not in ("", "?"):
-                finish_handoff(spec.experiment_dir, cell.cell_id, found)
+                finish_handoff(folder, found)
             raise ledger.error(exc, cell.cell_id, found) from exc
     _crash_point("after-sbatch")
     action.job_id = str(job.job_id)
     manifest.record(cell.cell_id, Attempt(action.job_id, "slurm", now_iso(),
-                                          f"jobs/{cell.cell_id}/{job.job_id}", intent.token))
+                                          cell_folder(cell.cell_id, intent.token), intent.token))
     ledger.save(manifest, cell.cell_id, action.job_id)
     _crash_point("after-record")
 
@@ -677,9 +693,10 @@ def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellActi
     ledger.save(manifest, ", ".join(ids))
     _crash_point("after-intent")
     req = replace(job_request(spec, group[0].cell), name=array_name(spec.name))
-    folder = (spec.experiment_dir / array_folder(token)).resolve()
+    folder = private_dir((spec.experiment_dir / array_folder(token)).resolve(),
+                         (spec.experiment_dir / "jobs").resolve())
     while True:
-        ex = array_executor(folder / "%j", req, parallelism, python=python)
+        ex = array_executor(folder, req, parallelism, python=python)
         ex.update_parameters(comment=job_comment(spec.name, ARRAY, token, spec.cluster.comment))
         try:
             with ex.batch():
@@ -706,8 +723,7 @@ def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellActi
     for task, (action, job) in enumerate(zip(group, jobs, strict=True)):
         action.job_id = str(job.job_id)
         base = action.job_id.partition("_")[0]
-        folder_rel = f"{array_folder(token)}/{action.job_id}"
-        attempt = Attempt(action.job_id, "slurm", now_iso(), folder_rel, token, base, task)
+        attempt = Attempt(action.job_id, "slurm", now_iso(), array_folder(token), token, base, task)
         manifest.record(action.cell.cell_id, attempt)
         recorded.append((action.cell.cell_id, action.job_id))
     ledger.save_many(manifest, recorded)
@@ -717,12 +733,9 @@ def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellActi
 
 def _drop_strays(folder: Path) -> None:
     """Remove the ``<uuid>.pkl`` calls submitit dumped for an array whose sbatch was refused."""
-    from aslhpc.orchestration.reconcile import _UUID_PICKLE
-
-    with contextlib.suppress(OSError):
-        for p in folder.glob("*.pkl"):
-            if _UUID_PICKLE.fullmatch(p.name):
-                p.unlink()
+    for p in stray_pickles(folder):
+        with contextlib.suppress(OSError):
+            p.unlink()
 
 
 def _tagged_tasks(experiment: str, token: str) -> list[str]:
@@ -749,7 +762,8 @@ def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[
     of this experiment that an earlier, killed submit left running (adopted, or recorded but orphaned)."""
     by_id = {a.cell.cell_id: a for a in todo}
     tasks = [LocalTask(a.cell.cell_id, _cell_job(spec, a.cell), job_request(spec, a.cell),
-                       _folder(spec, a.cell)) for a in todo]
+                       _local_folder(spec, a.cell), functools.partial(_local_outcome, spec, a.cell.cell_id))
+             for a in todo]
     orphans = _live_local_jobs(manifest, exclude=set(by_id))
     ledger = _Ledger(path, list(by_id))
     for cid in by_id:
@@ -772,6 +786,20 @@ def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[
         outcomes = run_local(tasks, max_parallel, started, on_tick, gpus=gpus) if tasks else []
         _wait_local(orphans, on_tick)
     return [o.cell_id for o in outcomes if not o.ok]
+
+
+def _local_outcome(spec: ExperimentSpec, cell_id: str) -> tuple[bool, str]:
+    """(completed, error line) of a local cell from its own JSON files, as status reads them."""
+    from aslhpc.orchestration.cellrecord import load_cell
+    from aslhpc.orchestration.cellstate import derive_state
+
+    rec = load_cell(spec.experiment_dir, cell_id)
+    state, why = derive_state(rec)
+    if state == CellState.COMPLETED:
+        return True, ""
+    error = rec.error.error if rec.error is not None else why
+    lines = [ln for ln in (error or "").splitlines() if ln.strip()]
+    return False, lines[-1] if lines else f"{state}: the cell wrote no result.json"
 
 
 def _live_local_jobs(manifest: Manifest, exclude: set[str]) -> list[int]:
@@ -801,9 +829,9 @@ def _write_dry_run(spec: ExperimentSpec, actions: list[CellAction], python: str)
     Rendered by submitit's SlurmExecutor with the real submission's parameters. Two
     differences make them runnable by hand with plain ``sbatch``: the command is
     ``python -m aslhpc.slurm.cell_job`` with the cell's full config (a real submission runs
-    the pickled CellJob, which only exists after submitit's own sbatch), and the log folder
-    is ``jobs/<cell_id>/`` rather than ``jobs/<cell_id>/%j/`` (SLURM does not create a
-    missing log directory; submitit creates it right after its sbatch returns).
+    the pickled CellJob, which only exists after submitit's own sbatch), and the logs go to
+    ``dry-run/<job id>_0_log.out`` (SLURM does not create a missing log directory, and a dry run
+    creates nothing under ``jobs/``).
     """
     out_dir = spec.experiment_dir / "dry-run"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -811,9 +839,7 @@ def _write_dry_run(spec: ExperimentSpec, actions: list[CellAction], python: str)
         if not action.submits:
             continue
         cell = action.cell
-        folder = (spec.experiment_dir / "jobs" / cell.cell_id).resolve()
-        folder.mkdir(parents=True, exist_ok=True)
         command = cell_command(python, spec.name, cell.cell_id, spec.train_config(cell).to_dict())
-        text = render_sbatch(folder, job_request(spec, cell), command, python=python)
+        text = render_sbatch(out_dir.resolve(), job_request(spec, cell), command, python=python)
         (out_dir / f"{cell.cell_id}.sbatch").write_text(text, encoding="utf-8")
     return out_dir

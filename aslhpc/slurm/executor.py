@@ -1,5 +1,17 @@
 """One submitit executor per cell, and the exact sbatch script it would submit (for --dry-run).
 
+This is the one module that knows submitit beyond its public API (everything else goes through it):
+
+* :class:`_PrivateSlurmExecutor` / :class:`_PrivateLocalExecutor` override submitit's documented
+  per-backend hook ``_internal_process_submissions`` only to create the job's files privately (umask 077,
+  folders 0700): submitit writes them with the process umask, and a group-writable pickle is code anyone
+  in the group could make a job run;
+* :func:`render_sbatch` calls ``_make_submission_file_text``: the dry run then renders the very text a
+  submission writes (submitit has no public way to get it);
+* the file names submitit gives a job (``<uuid>.pkl`` before sbatch, ``<id>_submitted.pkl`` after,
+  ``<id>_0_log.out``): :data:`UUID_PICKLE`, :func:`submitted_pickle`, used to finish a hand-off that a
+  killed submit left half done (:mod:`aslhpc.orchestration.reconcile`).
+
 Why a fresh executor per cell: ``update_parameters(x=None)`` does not unset ``x`` and typed
 ``gres`` must never meet ``gpus_per_node``, so reusing one executor across GPU counts leaks
 the previous cell's request (docs/slurm-on-one-machine.md, pitfall 8).
@@ -12,9 +24,12 @@ the command line differs (see :func:`render_sbatch`).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +41,61 @@ from aslhpc.slurm.request import JobRequest
 
 # USR2 this long before the time limit: enough to requeue; the trainer saved at the last epoch
 SIGNAL_DELAY_S = 90
+#: the call submitit dumps before sbatch (renamed to :func:`submitted_pickle` once the job id is known)
+UUID_PICKLE = re.compile(r"[0-9a-f]{32}\.pkl")
+#: what every job runs after its Python, before submitit's own entry point (see aslhpc.slurm.safe_submit)
+GUARD = "-u -m aslhpc.slurm.safe_submit"
 
-__all__ = ["JobRequest", "SIGNAL_DELAY_S", "job_name", "array_name", "array_executor", "read_preamble",
+
+def submitted_pickle(folder: Path, job_id: str) -> Path:
+    """Where submitit's job ``job_id`` (``<array>_<task>`` for a task) looks for its call in ``folder``."""
+    return folder / f"{job_id}_submitted.pkl"
+
+
+def stray_pickles(folder: Path) -> list[Path]:
+    """The ``<uuid>.pkl`` calls in ``folder`` that no job id was given to yet, oldest first."""
+    try:
+        found = [p for p in folder.glob("*.pkl") if UUID_PICKLE.fullmatch(p.name)]
+        return sorted(found, key=lambda p: p.stat().st_mtime_ns)
+    except OSError:
+        return []
+
+
+def private_dir(path: Path, top: Path | None = None) -> Path:
+    """Create ``path`` with mode 0700 set explicitly, whatever the umask, and the same for each folder
+    between it and ``top`` (included) when ``top`` is one of its parents; folders of other users are left.
+
+    A job folder holds the pickle its job will run: only its owner may write there."""
+    path = Path(path).absolute()
+    with _private_umask():
+        path.mkdir(parents=True, exist_ok=True)
+    chain = [path]
+    if top is not None and Path(top).absolute() in path.parents:
+        top = Path(top).absolute()
+        chain += [p for p in path.parents if p == top or top in p.parents]
+    for p in chain:
+        with contextlib.suppress(OSError):
+            if p.stat().st_uid == os.getuid():
+                p.chmod(0o700)
+    return path
+
+
+@contextlib.contextmanager
+def _private_umask() -> Iterator[None]:
+    """umask 077 while submitit writes a job's files (and while a local controller is forked)."""
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def guarded_python(python: str | None) -> str:
+    """The job's Python followed by :data:`GUARD`, so every job checks its pickle before loading it."""
+    return f"{python or default_python()} {GUARD}"
+
+__all__ = ["JobRequest", "SIGNAL_DELAY_S", "UUID_PICKLE", "GUARD", "submitted_pickle", "stray_pickles",
+           "private_dir", "guarded_python", "job_name", "array_name", "array_executor", "read_preamble",
            "slurm_parameters", "slurm_executor",
            "local_executor", "cell_command", "render_sbatch", "default_python"]
 
@@ -80,10 +148,28 @@ def read_preamble(name: str, templates: Path | None = None) -> tuple[str, ...]:
     return tuple(ln.rstrip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
 
 
-def slurm_parameters(req: JobRequest) -> dict[str, Any]:
+def interpreter_setup(python: str | None = None) -> list[str]:
+    """Setup lines recorded at submit time: the job fails loudly where the Python submit ran from is missing,
+    and, when that Python is a virtual environment's (this one), the job has its ``bin/`` on PATH."""
+    python = python or default_python()
+    words = shlex.split(python)
+    lines = ["# the Python that ran submit, recorded at submit time"]
+    if words and words[0].startswith("/"):
+        exe = shlex.quote(words[0])
+        lines.append(f"[ -x {exe} ] || {{ echo \"error: aslhpc: {words[0]} (the Python submit ran from) "
+                     "is not "
+                     "on $(hostname); submit from a Python the compute nodes share\" >&2; exit 1; }")
+    if words[:1] == [sys.executable] and sys.prefix != sys.base_prefix:
+        venv = shlex.quote(sys.prefix)
+        lines.append(f"export VIRTUAL_ENV={venv} PATH={venv}/bin:$PATH")
+    return lines if len(lines) > 1 else []
+
+
+def slurm_parameters(req: JobRequest, python: str | None = None) -> dict[str, Any]:
     """SlurmExecutor parameters: typed ``gres`` only (never ``gpus_per_node``), reservation via
     ``additional_parameters`` (submitit has no reservation parameter), ``wckey`` None unless the site sets
-    one (submitit's default would write ``--wckey=submitit``)."""
+    one (submitit's default would write ``--wckey=submitit``). The setup lines: the preamble's and
+    ``[cluster] setup``, then :func:`interpreter_setup` for ``python`` (default: this interpreter)."""
     site = req.site
     params: dict[str, Any] = {
         "job_name": req.name,
@@ -105,12 +191,36 @@ def slurm_parameters(req: JobRequest) -> dict[str, Any]:
         extra["reservation"] = req.reservation
     if extra:
         params["additional_parameters"] = extra
-    if req.setup:
-        params["setup"] = list(req.setup)
+    setup = [*req.setup, *interpreter_setup(python)]
+    if setup:
+        params["setup"] = setup
     return params
 
 
-class _RenderOnlySlurmExecutor(submitit.SlurmExecutor):
+class _PrivateSlurmExecutor(submitit.SlurmExecutor):
+    """A SlurmExecutor whose job files are private (see the module doc)."""
+
+    def _internal_process_submissions(self, delayed_submissions: list[Any]) -> list[Any]:
+        private_dir(utils_folder(self.folder))
+        with _private_umask():
+            return super()._internal_process_submissions(delayed_submissions)
+
+
+class _PrivateLocalExecutor(submitit.LocalExecutor):
+    """A LocalExecutor whose job files are private; its controller inherits the umask."""
+
+    def _internal_process_submissions(self, delayed_submissions: list[Any]) -> list[Any]:
+        private_dir(utils_folder(self.folder))
+        with _private_umask():
+            return super()._internal_process_submissions(delayed_submissions)
+
+
+def utils_folder(folder: str | Path) -> Path:
+    """The part of a submitit folder pattern before its first ``%j``-like tag (created up front)."""
+    return submitit.core.utils.JobPaths.get_first_id_independent_folder(folder)
+
+
+class _RenderOnlySlurmExecutor(_PrivateSlurmExecutor):
     """A SlurmExecutor that can be built where ``srun`` is absent (dry runs on a laptop); it never submits."""
 
     @classmethod
@@ -124,9 +234,9 @@ class _RenderOnlySlurmExecutor(submitit.SlurmExecutor):
 def slurm_executor(folder: str | Path, req: JobRequest, *, python: str | None = None,
                    render_only: bool = False) -> submitit.SlurmExecutor:
     """A fresh executor for one cell; ``max_num_timeout`` = requeues after a timeout (preemptions: free)."""
-    cls = _RenderOnlySlurmExecutor if render_only else submitit.SlurmExecutor
-    ex = cls(folder=folder, max_num_timeout=req.max_requeues, python=python)
-    ex.update_parameters(**slurm_parameters(req))
+    cls = _RenderOnlySlurmExecutor if render_only else _PrivateSlurmExecutor
+    ex = cls(folder=folder, max_num_timeout=req.max_requeues, python=guarded_python(python))
+    ex.update_parameters(**slurm_parameters(req, python))
     return ex
 
 
@@ -139,8 +249,8 @@ def array_executor(folder: str | Path, req: JobRequest, parallelism: int, *, pyt
     return ex
 
 
-def local_executor(folder: str | Path, req: JobRequest,
-                   gpus: Sequence[str] | None = None) -> submitit.LocalExecutor:
+def local_executor(folder: str | Path, req: JobRequest, gpus: Sequence[str] | None = None, *,
+                   python: str | None = None) -> submitit.LocalExecutor:
     """The same cell on this machine: same time limit (so requeue-on-timeout works), same tasks and GPUs.
 
     A multi-node request runs all its tasks here (one machine is one node). The preamble is
@@ -151,7 +261,7 @@ def local_executor(folder: str | Path, req: JobRequest,
     huge N overflows the environment: E2BIG). Indices go through submitit's ``visible_gpus``;
     UUID / MIG entries, which it cannot take, are exported by a setup line instead.
     """
-    ex = submitit.LocalExecutor(folder=folder, max_num_timeout=req.max_requeues)
+    ex = _PrivateLocalExecutor(folder=folder, max_num_timeout=req.max_requeues, python=guarded_python(python))
     params: dict[str, Any] = {"timeout_min": req.time_min, "tasks_per_node": req.nodes * req.tasks_per_node,
                               "gpus_per_node": 0, "signal_delay_s": SIGNAL_DELAY_S}
     if gpus is not None:

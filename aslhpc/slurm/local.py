@@ -38,12 +38,17 @@ RUNNER_FILE = "local_runner.json"
 TASKS_PER_CORE = 4  # processes per core (or GPU) a local cell may start before it is refused as a typo
 
 
+#: how a cell ended, read from its own files (never from submitit's result pickle): (ok, error line)
+Judge = Callable[[], tuple[bool, str]]
+
+
 @dataclass
 class LocalTask:
     cell_id: str
     fn: Callable[[], Any]
     request: JobRequest
     folder: Path  # submitit folder pattern, e.g. results/exp/jobs/<cell_id>/%j
+    judge: Judge | None = None  # None: the controller's exit alone (a task with no cell files)
 
 
 @dataclass
@@ -239,9 +244,13 @@ def _drop_pattern_folder(folder: Path) -> None:
 
 
 def _outcome(task: LocalTask, job: submitit.local.local.LocalJob) -> LocalOutcome:
-    try:
-        job.results()
-        return LocalOutcome(task.cell_id, str(job.job_id), True)
-    except Exception as exc:  # noqa: BLE001 - the cell's own error.json has the details
-        lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-        return LocalOutcome(task.cell_id, str(job.job_id), False, lines[-1] if lines else type(exc).__name__)
+    """How the task ended, from the cell's own JSON files (``task.judge``), as status reads them.
+
+    Never ``job.results()``: that unpickles ``<id>_0_result.pkl`` from the results directory, which
+    anyone who can write there could replace with code that would then run in this process."""
+    if task.judge is not None:
+        ok, error = task.judge()
+        return LocalOutcome(task.cell_id, str(job.job_id), ok, "" if ok else error)
+    state = job.state
+    ok = state == "FINISHED"
+    return LocalOutcome(task.cell_id, str(job.job_id), ok, "" if ok else f"the job ended {state}")
