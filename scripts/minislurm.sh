@@ -24,6 +24,8 @@ GPU_TYPE=v100-sxm2
 GPUS_PER_NODE=4
 FAKEGPU=/var/lib/slurm/fakegpu
 STATE=/run/minislurm          # nodes file: the node count of the running cluster
+CLUSTER_NAME=lab              # slurm.conf's ClusterName; written to $STATE/cluster once the cluster is up:
+                              # the end-to-end tests run only against a cluster this script brought up
 CONF=/etc/slurm
 PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
 
@@ -115,7 +117,7 @@ write_config() { # NNODES CPUS MEM_MB
   mkdir -p "$CONF"
   cat > "$CONF/slurm.conf" <<CONFEOF
 # Written by aslhpc scripts/minislurm.sh: a throw-away $n-node cluster on one machine.
-ClusterName=lab
+ClusterName=$CLUSTER_NAME
 SlurmctldHost=localhost
 SlurmUser=slurm
 SlurmdUser=root
@@ -242,7 +244,7 @@ start_all() { # NNODES
   scontrol create reservation ReservationName=$RESERVATION StartTime=now Duration=365-00:00:00 \
     Nodes=ALL Users="$users" Flags=IGNORE_JOBS >/dev/null
   wait_for "accounting cluster registration" 100 cluster_known
-  mkdir -p "$STATE"; echo "$n" > "$STATE/nodes"
+  mkdir -p "$STATE"; echo "$n" > "$STATE/nodes"; echo "$CLUSTER_NAME" > "$STATE/cluster"
 }
 
 show() {
@@ -256,7 +258,10 @@ cmd_up() {
   [[ $n =~ ^[1-9][0-9]?$ ]] || die "up takes a node count (1-99), got '$n'"
   need_root
   if cur=$(is_up); then
-    if [ "$cur" = "$n" ]; then echo "minislurm: already up with $n node(s)"; show; return 0; fi
+    if [ "$cur" = "$n" ]; then
+      echo "$CLUSTER_NAME" > "$STATE/cluster"  # (a cluster brought up before the marker existed)
+      echo "minislurm: already up with $n node(s)"; show; return 0
+    fi
     say "up with $cur node(s); restarting with $n"
   fi
   stop_all

@@ -23,6 +23,8 @@ d=$(dirname "$0"); n=$(cat "$d/next" 2>/dev/null || echo 101)
 if [ -e "$d/fail_at" ] && [ "$n" = "$(cat "$d/fail_at")" ]; then
   echo "sbatch: error: Batch job submission failed: Requested node configuration is not available" >&2; exit 1
 fi
+out=$(sed -n 's/^#SBATCH --output=//p' "$1" | head -1)
+[ -z "$out" ] || [ -d "$(dirname "$out")" ] || echo "$out" > "$d/log_folder_missing_$n"  # a job starting now
 echo $((n + 1)) > "$d/next"; cp "$1" "$d/script_$n.sh"; echo "Submitted batch job $n"
 """
 

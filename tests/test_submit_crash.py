@@ -26,6 +26,7 @@ from aslhpc.orchestration.reconcile import (
     submit_lock,
 )
 from aslhpc.slurm.accounting import job_comment, parse_comment, queued_jobs_named
+from aslhpc.slurm.executor import UUID_PICKLE
 
 GOLDEN = Path(__file__).parent / "golden"
 REPO = Path(__file__).resolve().parents[1]
@@ -546,11 +547,9 @@ def test_a_submit_limit_that_never_lifts_ends_within_the_timeout_saying_what_was
     m = load_manifest(tmp_path / "r" / "smoke" / "manifest.json")
     assert m.pending() == {}  # the refused array left no intent behind
     assert [cid for cid, e in m.cells.items() if e.attempts] == ["g1-b32-r0", "g1-b64-r0"]
-    from aslhpc.slurm.executor import UUID_PICKLE
-
     jobs = tmp_path / "r" / "smoke" / "jobs"
     strays = [p for p in jobs.glob("array-*/*.pkl") if UUID_PICKLE.fullmatch(p.name)]
-    assert not strays  # refused tries' pickles
+    assert not strays  # refused tries' pickles (an attempt's folder keeps only <id>_submitted.pkl)
 
 
 def smoke_cli_args(dataset: Path, results: Path) -> list[str]:

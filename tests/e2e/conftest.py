@@ -17,10 +17,42 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+#: written by ``scripts/minislurm.sh up`` (the ClusterName of the cluster it brought up)
+CLUSTER_MARKER = Path("/run/minislurm/cluster")
+CLUSTER_ENV = "ASLHPC_E2E_CLUSTER"
 
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _config_cluster_name() -> str:
+    """The ClusterName the SLURM that answers here reports ('' when scontrol does not answer)."""
+    try:
+        proc = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    for line in proc.stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "ClusterName":
+            return value.strip()
+    return ""
+
+
+def project_cluster() -> tuple[bool, str]:
+    """Is the SLURM that answers the one this project's script brought up (or the one ASLHPC_E2E_CLUSTER
+    names)? End-to-end tests submit real jobs: never to some other cluster that happens to answer."""
+    wanted = os.environ.get(CLUSTER_ENV, "").strip()
+    if not wanted:
+        try:
+            wanted = CLUSTER_MARKER.read_text(encoding="utf-8").strip()
+        except OSError:
+            return False, (f"no {CLUSTER_MARKER} (written by scripts/minislurm.sh up) and {CLUSTER_ENV} "
+                           "unset: not this project's cluster")
+    actual = _config_cluster_name()
+    if actual != wanted:
+        return False, f"the SLURM answering here is cluster {actual or '(none)'!r}, not {wanted!r}"
+    return True, ""
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +60,9 @@ def slurm_cluster() -> None:
     """The mini cluster must be up with accounting (sacct) and the study's partition and reservation."""
     from aslhpc.slurm.cluster import query_cluster, slurm_reachable
 
-    ok, why = slurm_reachable()
+    ok, why = project_cluster()
+    if ok:
+        ok, why = slurm_reachable()
     if ok:
         acct = subprocess.run(["sacct", "-n", "-X", "-o", "JobID", "-S", "now"], capture_output=True,
                               text=True)

@@ -60,8 +60,11 @@ def assert_each_cell_ran_once(results: Path, experiment: str) -> None:
     jobs = sacct_jobs(experiment)
     for cid, entry in m.cells.items():
         assert [a.job_id for a in entry.attempts] == jobs[cid], (cid, jobs)  # one job, the recorded one
-        folders = [d.name for d in (exp / "jobs" / cid).iterdir() if d.name.isdigit()]
-        assert folders == [entry.last.job_id], (cid, folders)
+        # one attempt folder holds job files, the recorded attempt's, and only of its job
+        folders = [d for d in (exp / "jobs" / cid).iterdir() if d.is_dir() and any(d.iterdir())]
+        assert [d.relative_to(exp).as_posix() for d in folders] == [entry.last.folder], (cid, folders)
+        ids = {f.name.partition("_")[0] for f in folders[0].iterdir() if f.name[:1].isdigit()}
+        assert ids == {entry.last.job_id}, (cid, ids)
         epochs = [e["epoch"] for e in read_jsonl(exp / entry.out_dir / "epochs.jsonl")]
         assert epochs == list(range(1, EPOCHS + 1)), (cid, epochs)  # no duplicate epoch line
     assert set(jobs) == set(m.cells)
@@ -85,7 +88,7 @@ def test_killed_right_after_sbatch_then_resubmitted(cli, tiny_data: Path, tmp_pa
     # what reconcile reads: the tag's token, and the batch script in this experiment's job folder
     [found] = queued_jobs_named([f"aslhpc-{name}-g1-b16-r0"])
     assert found.token == entry.intent.token and found.state in ("PENDING", "RUNNING", "CONFIGURING")
-    assert Path(found.script).parent == (results / name / "jobs" / "g1-b16-r0").resolve()
+    assert Path(found.script).parent == (results / name / "jobs" / "g1-b16-r0" / entry.intent.token).resolve()
 
     p = cli.submit(*args)
     assert p.returncode == 0, p.stderr
