@@ -195,3 +195,45 @@ def test_the_paper_pipeline_spends_a_larger_share_of_each_step_waiting_for_data(
         tb = r["time_breakdown"]
         share[pipeline] = tb["data_wait_s"] / (tb["data_wait_s"] + tb["compute_s"])
     assert share["paper"] > share["fast"], share
+
+
+KILL_AT_FIRST_CHECKPOINT = """
+import os, signal, sys
+import aslhpc.training.trainer as trainer
+
+def die(path, state):  # epochs.jsonl holds epoch 1 by now; the checkpoint is never written
+    assert (path.parent / "epochs.jsonl").stat().st_size > 0
+    os.kill(os.getpid(), signal.SIGKILL)
+
+trainer.save_checkpoint = die
+from aslhpc.train import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_death_before_the_first_checkpoint_does_not_record_an_epoch_twice(synth_root, tmp_path):
+    """Issue 27.1: killed between the first epoch line and the first checkpoint, the same command again
+    records epochs [1, 2], not [1, 1, 2] (restore keeps only the epochs a checkpoint covers: none)."""
+    import subprocess
+    import sys
+
+    from aslhpc.atomic import read_jsonl
+
+    out = tmp_path / "cell"
+    argv = ["--data", str(synth_root), "--out", str(out), "--gpus", "0", "--batch-size", "32",
+            "--epochs", "2",
+            "--lr", "0.01", "--cache-dir", str(tmp_path / "cache"), "--log-every", "0", "--workers", "0",
+            "--max-steps", "2", "--sample-interval", "0.2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_FIRST_CHECKPOINT, *argv], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [e["epoch"] for e in read_jsonl(out / "epochs.jsonl")] == [1]
+    assert not (out / "checkpoint.pt").exists()
+    again = subprocess.run([sys.executable, "-m", "aslhpc.train", *argv], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [e["epoch"] for e in read_jsonl(out / "epochs.jsonl")] == [1, 2]
+    result = json.loads((out / "result.json").read_text())
+    tb = result["time_breakdown"]
+    assert tb["compute_s"] <= result["exec_time_s"]

@@ -252,6 +252,10 @@ def restore(cell: CellRun, model: Model) -> Progress:
     """Load ``checkpoint.pt`` into the model and optimizer; a fresh Progress when there is none."""
     state = load_checkpoint(cell.paths.checkpoint, cell.cfg.identity())
     if state is None:
+        # No checkpoint covers any epoch: lines left by a death before the first checkpoint would be
+        # counted again (epochs [1, 1, 2]), so keep none of them.
+        if cell.dist.main and cell.paths.epochs.exists():
+            truncate_epochs(cell.paths.epochs, 0)
         return Progress()
     model.bare.load_state_dict(state["model"])
     model.optimizer.load_state_dict(state["optimizer"])
@@ -374,7 +378,8 @@ def record_epoch(cell: CellRun, model: Model, progress: Progress, tr: Stats, va:
         save_model(paths.best_model, model.bare, model.classes, image_size=cfg.image_size,
                    interpolation=cfg.interpolation, dropout=cfg.dropout, epoch=epoch,
                    val_loss=va.loss, val_acc=va.acc, cell_id=cell.cell_id, experiment=cell.experiment)
-    # Epoch line first, checkpoint second: a crash in between leaves a line that resume drops.
+    # Epoch line first, checkpoint second: a crash in between leaves a line that restore() drops (with or
+    # without an earlier checkpoint: it keeps exactly the epochs the checkpoint covers).
     append_jsonl(paths.epochs, {
         "epoch": epoch, "train_loss": tr.loss, "train_acc": tr.acc, "val_loss": va.loss, "val_acc": va.acc,
         "epoch_s": epoch_s, "train_s": tr.seconds, "images_per_s": tr.n / max(tr.seconds, 1e-9), "lr": cfg.lr,
