@@ -56,7 +56,7 @@ from aslhpc.training.distributed import (
     sync_buffers,
 )
 from aslhpc.training.hostmem import retain_freed_memory
-from aslhpc.training.loop import AutocastForward, Log, Stats, evaluate, train_one_epoch
+from aslhpc.training.loop import CLOCK, AutocastForward, Log, Stats, evaluate, train_one_epoch
 from aslhpc.training.modelio import model_state, save_model
 
 
@@ -415,16 +415,22 @@ def final_evaluation(cell: CellRun, data: CellData, model: Model,
     return test, extra, digests
 
 
-def time_breakdown(epochs: list[dict[str, Any]], exec_s: float) -> dict[str, float | None]:
-    """Where the cell's epochs spent their time, summed over every attempt's epoch lines.
+def time_breakdown(epochs: list[dict[str, Any]], exec_s: float) -> dict[str, Any]:
+    """Where the cell's epochs spent their time, summed over the epoch lines the checkpoint covers.
 
-    ``other_s`` is the rest of ``exec_time_s`` (logging, loss bookkeeping, progress writes), floored at 0:
-    on a GPU the data wait (host clock) and the compute (GPU events) can overlap."""
+    Every part is measured on one clock (:data:`.loop.CLOCK`) and the parts are disjoint intervals inside
+    each epoch, so ``other_s`` (logging, loss bookkeeping, progress writes) is ``exec_time_s`` minus the
+    rest, >= 0 by construction, and the four add up to ``exec_time_s``. Not rounded: rounding would break
+    the sum. ``data_wait_share`` is ``data_wait_s / exec_time_s`` (the wall time's share, not compute's)."""
     keys = ("data_wait_s", "compute_s", "eval_s")
     if not epochs or not all(all(k in e for k in keys) for e in epochs):
-        return dict.fromkeys((*keys, "other_s"))  # epochs written before these were measured
-    sums = {k: round(sum(float(e[k]) for e in epochs), 4) for k in keys}
-    return {**sums, "other_s": round(max(0.0, exec_s - sum(sums.values())), 4)}
+        return {**dict.fromkeys((*keys, "other_s", "data_wait_share")), "clock": None}
+    sums = {k: sum(float(e[k]) for e in epochs) for k in keys}
+    other = exec_s - sum(sums.values())
+    if -1e-9 * max(exec_s, 1.0) < other < 0.0:  # float rounding of the sums only; overlap stays visible
+        other = 0.0
+    return {**sums, "other_s": other, "data_wait_share": sums["data_wait_s"] / exec_s if exec_s > 0 else None,
+            "clock": CLOCK}
 
 
 def result_record(cell: CellRun, data: CellData, model: Model, progress: Progress, test: Stats,
