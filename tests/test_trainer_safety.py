@@ -297,3 +297,26 @@ def test_a_death_before_the_first_checkpoint_does_not_record_an_epoch_twice(synt
     result = json.loads((out / "result.json").read_text())
     tb = result["time_breakdown"]
     assert tb["compute_s"] <= result["exec_time_s"]
+
+
+def test_fp32_turns_tf32_off_and_every_result_records_tf32(synth_root, tmp_path):
+    """Issue 25.2: an fp32 run is fp32 on Ampere/Hopper (torch allows TF32 in cuDNN by default); result.json
+    says whether TF32 was in force."""
+    from aslhpc.training.trainer import set_tf32
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        assert set_tf32("bf16", is_cuda=True) is True  # autocast runs: as torch has it, recorded
+        assert set_tf32("fp32", is_cuda=True) is False
+        assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
+        torch.backends.cudnn.allow_tf32 = True
+        assert set_tf32("fp16", is_cuda=False) is False  # no TF32 on a CPU
+        for pipeline in ("paper", "fast"):
+            torch.backends.cudnn.allow_tf32 = True
+            r = run_cell(cfg(synth_root, tmp_path / pipeline, tmp_path / "cache", pipeline=pipeline),
+                         log=lambda m: None)
+            assert r["tf32"] is False and r["amp"] == "fp32" and torch.backends.cudnn.allow_tf32 is False
+            assert json.loads((tmp_path / pipeline / "result.json").read_text())["tf32"] is False
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -195,6 +195,7 @@ def plan_cell(cell: CellRun) -> None:
     # the study names none of them); the fast one uses all three.
     cell.precision = choose_precision("fp32" if paper else cfg.amp, plan.device)
     torch.backends.cudnn.benchmark = plan.is_cuda and not paper
+    cell.setup["tf32"] = set_tf32(cell.precision.name, plan.is_cuda)
     cell.setup["threads"] = set_threads(cfg)
     # Trick (fast pipeline, CPU): freed activation memory stays in the heap instead of being
     # unmapped and page-faulted back in every step (hostmem.py: 1.5x on a 2-core VM). It lasts
@@ -205,6 +206,16 @@ def plan_cell(cell: CellRun) -> None:
     error_path(cell).unlink(missing_ok=True)
     if dist.main:
         atomic_write_json(cell.paths.config, cfg.to_dict())
+
+
+def set_tf32(precision: str, is_cuda: bool) -> bool:
+    """fp32 means fp32: torch lets cuDNN convolutions use TF32 on Ampere/Hopper by default, so an fp32 run
+    turns TF32 off for convolutions and matmuls. Returns whether TF32 is in force for this run (never on
+    a CPU; with fp16/bf16 autocast the flags are left as torch has them and recorded as they are)."""
+    if precision == "fp32":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return bool(is_cuda and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32))
 
 
 def set_threads(cfg: TrainConfig, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -448,7 +459,7 @@ def result_record(cell: CellRun, data: CellData, model: Model, progress: Progres
         "device": plan.device.type, "device_names": list(plan.names), "fallback": plan.fallback,
         "data_parallel": (plan.gpus_used > 1) or dist.world > 1,
         "strategy": cfg.strategy, "pipeline": cfg.pipeline, "amp": cell.precision.name,
-        "amp_observed": sorted(progress.amp_observed),
+        "amp_observed": sorted(progress.amp_observed), "tf32": cell.setup["tf32"],
         "channels_last": cfg.channels_last and cfg.pipeline != "paper", "compile": model.compiled,
         "optimizer": {"name": "sgd", "fused": model.fused},
         "host_memory": cell.setup["host_memory"], "threads": cell.setup["threads"],
