@@ -320,3 +320,22 @@ def test_fp32_turns_tf32_off_and_every_result_records_tf32(synth_root, tmp_path)
             assert json.loads((tmp_path / pipeline / "result.json").read_text())["tf32"] is False
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_data_memory_is_in_the_unit_of_every_other_memory_figure_and_per_rank(monkeypatch):
+    """Issue 25.3: data_device_gb is MiB/1000 like NVML's and torch's figures (not bytes/1e9), per rank."""
+    from aslhpc.training import distributed
+    from aslhpc.training.distributed import Dist, merge_rank_telemetry
+    from aslhpc.training.trainer import data_device_gb
+
+    assert data_device_gb(5_600 * 2**20) == 5.6  # 5,600 MiB, as NVML would count it
+    assert data_device_gb(0) == 0.0
+
+    def gather(out, obj):  # two ranks on two nodes, each with its own copy of the data
+        for r in range(len(out)):
+            out[r] = {**obj, "rank": r, "node": f"n{r}", "data_device_gb": 5.6}
+
+    monkeypatch.setattr(distributed.torch_dist, "all_gather_object", gather)
+    merged = merge_rank_telemetry({"data_device_gb": 5.6, "gpus": [], "torch": []}, Dist(rank=0, world=2))
+    assert [r["data_device_gb"] for r in merged["ranks"]] == [5.6, 5.6]
+    assert merged["data_device_gb"] == 5.6 and merged["data_device_gb_total"] == 11.2

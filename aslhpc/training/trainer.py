@@ -325,10 +325,10 @@ def train_and_finish(cell: CellRun, data: CellData, model: Model, progress: Prog
     telemetry = whole_cell(telemetry, csv)
     if cell.plan.fallback and not telemetry.get("nvml"):
         telemetry["reason"] = f"no GPU sampled: {cell.plan.fallback}"
+    telemetry["data_device_gb"] = data_device_gb(data.data_device_bytes)  # this rank's copy
     telemetry = merge_rank_telemetry(telemetry, cell.dist)
     if not cell.dist.main:
         return {}
-    telemetry["data_device_gb"] = data.data_device_bytes / 1e9
     result = result_record(cell, data, model, progress, test, extra, digests, telemetry)
     result["attempt_started_at"] = attempt_started_at
     atomic_write_json(cell.paths.result, result)
@@ -337,6 +337,12 @@ def train_and_finish(cell: CellRun, data: CellData, model: Model, progress: Prog
              f"Exec. Time: {progress.exec_s:.2f}s, {result['images_per_s']:.0f} images/s "
              f"-> {cell.paths.result}")
     return result
+
+
+def data_device_gb(nbytes: int) -> float:
+    """The dataset's bytes on the GPU in the unit of every other memory figure: MiB / 1000 (NVML's and
+    torch's MiB, as cellsummary writes them), so training and data memory can be compared and added."""
+    return round(nbytes / 2**20 / 1000, 3)
 
 
 def run_epoch(cell: CellRun, data: CellData, model: Model, progress: Progress, epoch: int) -> None:
