@@ -339,3 +339,28 @@ def test_data_memory_is_in_the_unit_of_every_other_memory_figure_and_per_rank(mo
     merged = merge_rank_telemetry({"data_device_gb": 5.6, "gpus": [], "torch": []}, Dist(rank=0, world=2))
     assert [r["data_device_gb"] for r in merged["ranks"]] == [5.6, 5.6]
     assert merged["data_device_gb"] == 5.6 and merged["data_device_gb_total"] == 11.2
+
+
+@pytest.mark.parametrize("pipeline", ["paper", "fast"])
+def test_each_cell_writes_its_per_image_test_predictions(synth_root, tmp_path, pipeline):
+    """Issue 25.5: test_predictions.csv (image,label,predicted,correct), one row per test image, agreeing
+    with test_acc: paired comparisons (McNemar) read it."""
+    import csv
+
+    from aslhpc.data import scan_dataset
+    from aslhpc.data.split import make_split
+
+    out = tmp_path / "c"
+    r = run_cell(cfg(synth_root, out, tmp_path / "cache", pipeline=pipeline), log=lambda m: None)
+    with open(out / "test_predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    index = scan_dataset(str(synth_root))
+    split = make_split(index, "random", r["config"]["split_seed"])
+    assert sorted(row["image"] for row in rows) == sorted(index.files[i] for i in split.test)
+    assert list(rows[0]) == ["image", "label", "predicted", "correct"]
+    for row in rows:
+        assert int(row["label"]) == index.labels[index.files.index(row["image"])]
+        assert row["correct"] == str(int(row["label"] == row["predicted"]))
+    acc = 100.0 * sum(int(row["correct"]) for row in rows) / len(rows)
+    assert acc == pytest.approx(r["test_acc"]) and r["test_predictions"]["file"] == "test_predictions.csv"
+    assert not list(out.glob("*.tmp"))

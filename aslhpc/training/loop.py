@@ -150,8 +150,10 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, batches: Batches, device: torch.device, dist: Dist) -> Stats:
-    """Mean cross-entropy and accuracy over a split, summed over ranks."""
+def evaluate(model: nn.Module, batches: Batches, device: torch.device, dist: Dist,
+             predictions: list[torch.Tensor] | None = None) -> Stats:
+    """Mean cross-entropy and accuracy over a split, summed over ranks; each batch's predicted classes
+    are appended to ``predictions`` (on the CPU) when a list is given (the test pass)."""
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
     sums = torch.zeros(3, device=device)
@@ -162,8 +164,11 @@ def evaluate(model: nn.Module, batches: Batches, device: torch.device, dist: Dis
         out = model(x)
         out_dtype = out_dtype or str(out.dtype).removeprefix("torch.")
         sums[0] += criterion(out.float(), y)
-        sums[1] += (out.argmax(1) == y).sum()
+        predicted = out.argmax(1)
+        sums[1] += (predicted == y).sum()
         sums[2] += len(y)
+        if predictions is not None:
+            predictions.append(predicted.cpu())
     _sync(device)
     seconds = time.perf_counter() - t0
     return _stats(dist.all_sum(sums), seconds, out_dtype)

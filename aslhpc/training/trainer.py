@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as torch_dist
 from torch import nn
 
 from aslhpc import __version__
-from aslhpc.atomic import append_jsonl, atomic_write_json, read_json, read_jsonl
+from aslhpc.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from aslhpc.cellfiles import RESULT_SCHEMA, CellPaths
 from aslhpc.errors import AslhpcError, DataError
 from aslhpc.telemetry import Sampler, collect_provenance
@@ -58,6 +60,8 @@ from aslhpc.training.distributed import (
 from aslhpc.training.hostmem import retain_freed_memory
 from aslhpc.training.loop import CLOCK, AutocastForward, Log, Stats, evaluate, train_one_epoch
 from aslhpc.training.modelio import model_state, save_model
+
+TEST_PREDICTIONS = "test_predictions.csv"  # per-image test predictions of the best model (issue 25.5)
 
 
 def _now() -> str:
@@ -424,12 +428,43 @@ def final_evaluation(cell: CellRun, data: CellData, model: Model,
                           f"over {cell.dist.world} ranks); this cell's numbers are not trustworthy: "
                           "report it with its logs")
     model.bare.load_state_dict(progress.best_state)
-    test = evaluate(model.evaluator, data.test, cell.device, cell.dist)
+    predicted: list[torch.Tensor] = []
+    test = evaluate(model.evaluator, data.test, cell.device, cell.dist, predicted)
+    write_test_predictions(cell, data, predicted)
     extra = None
     if cell.dist.main:
         extra = extra_test(AutocastForward(model.bare, cell.device.type, cell.precision.dtype), data.index,
                            cell.cfg, cell.device)
     return test, extra, digests
+
+
+def write_test_predictions(cell: CellRun, data: CellData, predicted: list[torch.Tensor]) -> None:
+    """``test_predictions.csv`` (image,label,predicted,correct): every readable image of the test split,
+    gathered from all ranks' shards, written once by rank 0 at the end, atomically (paired tests such as
+    McNemar's compare two cells on the same images)."""
+    rows = data.test.image_rows()
+    preds = torch.cat(predicted).numpy() if predicted else np.zeros(0, dtype=np.int64)
+    if len(rows) != len(preds):
+        raise AslhpcError(f"test predictions do not line up with the test images ({len(preds)} predictions, "
+                          f"{len(rows)} images); report it with this cell's logs")
+    pairs = list(zip(rows.tolist(), preds.tolist(), strict=True))
+    if cell.dist.world > 1:
+        shards: list[Any] = [None] * cell.dist.world
+        torch_dist.all_gather_object(shards, pairs)
+        pairs = [p for shard in shards for p in shard]
+    if not cell.dist.main:
+        return
+    files, labels = data.index.files, data.index.labels
+    lines = ["image,label,predicted,correct"]
+    for row, pred in sorted(pairs):
+        label = int(labels[row])
+        lines.append(f"{csv_field(files[row])},{label},{int(pred)},{int(label == pred)}")
+    atomic_write_text(cell.paths.root / TEST_PREDICTIONS, "\n".join(lines) + "\n")
+
+
+def csv_field(text: str) -> str:
+    """A CSV field quoted when it needs to be (a file name with a comma or a quote)."""
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
 
 
 def time_breakdown(epochs: list[dict[str, Any]], exec_s: float) -> dict[str, Any]:
@@ -479,6 +514,7 @@ def result_record(cell: CellRun, data: CellData, model: Model, progress: Progres
         "train_acc": best["train_acc"], "val_acc": best["val_acc"], "test_acc": test.acc,
         "train_loss": best["train_loss"], "val_loss": best["val_loss"], "test_loss": test.loss,
         "extra_test": extra,
+        "test_predictions": {"file": TEST_PREDICTIONS, "images": "every readable image of the test split"},
         "exec_time_s": progress.exec_s, "data_prep_s": data.prep_s, "train_time_s": progress.train_s,
         "time_breakdown": time_breakdown(read_jsonl(cell.paths.epochs), progress.exec_s),
         "images_per_s": progress.train_images / max(progress.train_s, 1e-9),
