@@ -364,3 +364,29 @@ def test_each_cell_writes_its_per_image_test_predictions(synth_root, tmp_path, p
     acc = 100.0 * sum(int(row["correct"]) for row in rows) / len(rows)
     assert acc == pytest.approx(r["test_acc"]) and r["test_predictions"]["file"] == "test_predictions.csv"
     assert not list(out.glob("*.tmp"))
+
+
+def test_progress_is_written_off_the_training_thread_and_is_current_at_each_epochs_end(synth_root, tmp_path):
+    """Issue 25.4: the loop hands progress to a writer thread (no fsync on the training thread); the file
+    still holds the latest step when an epoch ends, and the last update is never lost on close."""
+    from aslhpc.training.trainer import ProgressWriter
+
+    path = tmp_path / "p" / "progress.json"
+    path.parent.mkdir()
+    writer = ProgressWriter(path, interval_s=3600)  # the thread would not write for an hour
+    for step in range(100):
+        writer.update({"batch": step})
+    assert not path.exists()  # nothing written on the caller's thread by update()
+    writer.close()
+    assert json.loads(path.read_text()) == {"batch": 99}
+
+    seen = []
+    out = tmp_path / "c"
+
+    def log(msg: str) -> None:
+        if msg.startswith("Epoch: 001, Train Loss"):  # logged after the epoch's training pass
+            seen.append(json.loads((out / "progress.json").read_text()))
+
+    run_cell(cfg(synth_root, out, tmp_path / "cache", log_every=1, max_steps=3), log=log)
+    assert seen and seen[0]["batch"] == 2 and seen[0]["batches"] == 3 and seen[0]["epoch"] == 1
+    assert not (out / "progress.json").exists()  # a finished cell has result.json instead

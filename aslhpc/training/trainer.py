@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -320,11 +321,14 @@ def train_and_finish(cell: CellRun, data: CellData, model: Model, progress: Prog
     sampler = Sampler(csv, interval_s=cell.cfg.sample_interval_s, devices=list(cell.plan.device_ids),
                       process_interval_s=cell.cfg.process_sample_interval_s)
     sampler.start()
+    writer = ProgressWriter(cell.paths.progress) if cell.dist.main else None
     try:
         for epoch in range(progress.epoch + 1, cell.cfg.epochs + 1):
-            run_epoch(cell, data, model, progress, epoch)
+            run_epoch(cell, data, model, progress, epoch, writer)
         test, extra, digests = final_evaluation(cell, data, model, progress)
     finally:
+        if writer is not None:
+            writer.close()
         telemetry = sampler.stop()
     telemetry = whole_cell(telemetry, csv)
     if cell.plan.fallback and not telemetry.get("nvml"):
@@ -349,12 +353,15 @@ def data_device_gb(nbytes: int) -> float:
     return round(nbytes / 2**20 / 1000, 3)
 
 
-def run_epoch(cell: CellRun, data: CellData, model: Model, progress: Progress, epoch: int) -> None:
+def run_epoch(cell: CellRun, data: CellData, model: Model, progress: Progress, epoch: int,
+              writer: ProgressWriter | None = None) -> None:
     """Train, evaluate, keep the best, write the epoch line and the checkpoint (in that order)."""
     cfg, dist = cell.cfg, cell.dist
     cell.say(f"Epoch: {epoch}/{cfg.epochs}")
     tr = train_one_epoch(model.wrapped, data.train, model.optimizer, model.scaler, cell.device, epoch, dist,
-                         cfg.log_every, cell.log, _progress_writer(cell, epoch))
+                         cfg.log_every, cell.log, _progress_writer(cell, epoch, writer))
+    if writer is not None:
+        writer.flush()  # progress.json is current at the end of every epoch
     sync_buffers(model.bare, dist)
     va = evaluate(model.evaluator, data.val, cell.device, dist)
     if tr.n == 0 or va.n == 0:  # every image unreadable: 0 % from no data is not a result
@@ -379,11 +386,45 @@ def run_epoch(cell: CellRun, data: CellData, model: Model, progress: Progress, e
     dist.barrier()
 
 
-def _progress_writer(cell: CellRun, epoch: int) -> Callable[[int, int], None]:
+class ProgressWriter:
+    """``progress.json`` written off the training thread: the loop hands over the latest progress (no I/O),
+    a daemon thread writes it (atomic, fsync'd) at most every ``interval_s``; ``flush`` writes what is
+    pending now (end of each epoch), ``close`` flushes and stops. On Lustre/NFS an fsync every 50 steps
+    would otherwise be a visible share of a short GPU epoch."""
+
+    def __init__(self, path: Path, interval_s: float = 5.0) -> None:
+        self.path, self.interval_s = path, interval_s
+        self._lock = threading.Lock()
+        self._pending: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="aslhpc-progress", daemon=True)
+        self._thread.start()
+
+    def update(self, progress: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending = progress
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+            if pending is not None:  # under the lock: the thread never writes an older one after it
+                atomic_write_json(self.path, pending)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+
+
+def _progress_writer(cell: CellRun, epoch: int, writer: ProgressWriter | None) -> Callable[[int, int], None]:
     def write(step: int, total: int) -> None:
-        if cell.dist.main:
-            atomic_write_json(cell.paths.progress, {"epoch": epoch, "epochs": cell.cfg.epochs, "batch": step,
-                                                    "batches": total, "phase": "train", "time": _now()})
+        if writer is not None:
+            writer.update({"epoch": epoch, "epochs": cell.cfg.epochs, "batch": step, "batches": total,
+                           "phase": "train", "time": _now()})
     return write
 
 
