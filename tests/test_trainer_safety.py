@@ -180,18 +180,213 @@ def test_time_breakdown_per_epoch_and_for_the_cell(synth_root, tmp_path):
         assert e["data_wait_s"] > 0 and e["compute_s"] > 0 and e["eval_s"] > 0
         assert e["data_wait_s"] + e["compute_s"] <= e["train_s"] + 1e-6
     tb = r["time_breakdown"]
-    assert set(tb) == {"data_wait_s", "compute_s", "eval_s", "other_s"} and tb["other_s"] >= 0
+    assert set(tb) == {"data_wait_s", "compute_s", "eval_s", "other_s", "data_wait_share", "clock"}
+    assert tb["other_s"] >= 0 and "perf_counter" in tb["clock"]
     assert tb["compute_s"] == pytest.approx(sum(e["compute_s"] for e in lines), abs=1e-3)
-    assert sum(tb.values()) == pytest.approx(r["exec_time_s"], abs=2e-3)
+    parts = tb["data_wait_s"] + tb["compute_s"] + tb["eval_s"] + tb["other_s"]
+    assert parts == pytest.approx(r["exec_time_s"], abs=1e-9)  # issue 25.1: the parts add up, one clock
+    assert tb["data_wait_share"] == pytest.approx(tb["data_wait_s"] / r["exec_time_s"])
 
 
-def test_the_paper_pipeline_spends_a_larger_share_of_each_step_waiting_for_data(synth_root, tmp_path):
-    """Issue 14: the breakdown explains scaling. The paper pipeline decodes and resizes every JPEG every
-    epoch (here in two DataLoader workers, as cells do); the fast one indexes decoded pixels in memory."""
+class FakeClock:
+    """A clock that moves only when the fake data source or the fake model says so."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class DelayedBatches:
+    """A batch source whose every batch takes ``delay`` seconds on ``clock`` to arrive (decode, copy)."""
+
+    def __init__(self, clock: FakeClock, delay: float, n: int = 4, batch: int = 8) -> None:
+        self.clock, self.delay, self.n, self.batch = clock, delay, n, batch
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, batch, 3, 32, 32, generator=g)
+        self.y = torch.randint(0, 29, (n, batch), generator=g)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def epoch(self, epoch: int):
+        for i in range(self.n):
+            self.clock.t += self.delay
+            yield self.x[i], self.y[i], self.batch
+
+
+class TimedModel(torch.nn.Module):
+    """A small model whose forward + backward + step take ``step_s`` on ``clock``."""
+
+    def __init__(self, clock: FakeClock, step_s: float) -> None:
+        super().__init__()
+        self.clock, self.step_s = clock, step_s
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 29))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.clock.t += self.step_s
+        return self.net(x)
+
+
+def test_the_paper_pipeline_spends_a_larger_share_of_each_step_waiting_for_data():
+    """Issues 14, 26.3, 25.1: the breakdown explains scaling, deterministically. The paper pipeline's batches
+    take longer to arrive (every JPEG decoded and resized every epoch) than the fast one's (decoded pixels
+    indexed in memory); on one clock the wait is attributed to data_wait_s, the step to compute_s, and the
+    parts add up to the wall time. The clock is a fake one: no timing on a loaded machine can flip it."""
+    from aslhpc.training.distributed import Dist
+    from aslhpc.training.loop import train_one_epoch
+    from aslhpc.training.trainer import time_breakdown
+
     share = {}
-    for pipeline in ("paper", "fast"):
-        r = run_cell(cfg(synth_root, tmp_path / pipeline, tmp_path / "cache", pipeline=pipeline, epochs=2,
-                         max_steps=4, workers=2), log=lambda m: None)
-        tb = r["time_breakdown"]
+    for pipeline, delay in (("paper", 0.030), ("fast", 0.001)):
+        clock = FakeClock()
+        model = TimedModel(clock, step_s=0.010)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        tr = train_one_epoch(model, DelayedBatches(clock, delay), opt, None, torch.device("cpu"), 1, Dist(),
+                             0, lambda m: None, clock=clock)
+        assert tr.data_wait_s == pytest.approx(4 * delay) and tr.compute_s == pytest.approx(4 * 0.010)
+        assert tr.seconds == pytest.approx(4 * (delay + 0.010))
+        eval_s = 0.005
+        line = {"data_wait_s": tr.data_wait_s, "compute_s": tr.compute_s, "eval_s": eval_s}
+        tb = time_breakdown([line, line], 2 * (tr.seconds + eval_s))
+        parts = tb["data_wait_s"] + tb["compute_s"] + tb["eval_s"] + tb["other_s"]
+        assert parts == pytest.approx(2 * (tr.seconds + eval_s), abs=1e-12) and tb["other_s"] >= 0
+        assert tb["data_wait_share"] == pytest.approx(tb["data_wait_s"] / (2 * (tr.seconds + eval_s)))
         share[pipeline] = tb["data_wait_s"] / (tb["data_wait_s"] + tb["compute_s"])
     assert share["paper"] > share["fast"], share
+    assert share["paper"] == pytest.approx(0.75) and share["fast"] == pytest.approx(1 / 11)
+
+KILL_AT_FIRST_CHECKPOINT = """
+import os, signal, sys
+import aslhpc.training.trainer as trainer
+
+def die(path, state):  # epochs.jsonl holds epoch 1 by now; the checkpoint is never written
+    assert (path.parent / "epochs.jsonl").stat().st_size > 0
+    os.kill(os.getpid(), signal.SIGKILL)
+
+trainer.save_checkpoint = die
+from aslhpc.train import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_death_before_the_first_checkpoint_does_not_record_an_epoch_twice(synth_root, tmp_path):
+    """Issue 27.1: killed between the first epoch line and the first checkpoint, the same command again
+    records epochs [1, 2], not [1, 1, 2] (restore keeps only the epochs a checkpoint covers: none)."""
+    import subprocess
+    import sys
+
+    from aslhpc.atomic import read_jsonl
+
+    out = tmp_path / "cell"
+    argv = ["--data", str(synth_root), "--out", str(out), "--gpus", "0", "--batch-size", "32",
+            "--epochs", "2",
+            "--lr", "0.01", "--cache-dir", str(tmp_path / "cache"), "--log-every", "0", "--workers", "0",
+            "--max-steps", "2", "--sample-interval", "0.2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_FIRST_CHECKPOINT, *argv], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [e["epoch"] for e in read_jsonl(out / "epochs.jsonl")] == [1]
+    assert not (out / "checkpoint.pt").exists()
+    again = subprocess.run([sys.executable, "-m", "aslhpc.train", *argv], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [e["epoch"] for e in read_jsonl(out / "epochs.jsonl")] == [1, 2]
+    result = json.loads((out / "result.json").read_text())
+    tb = result["time_breakdown"]
+    assert tb["compute_s"] <= result["exec_time_s"]
+
+
+def test_fp32_turns_tf32_off_and_every_result_records_tf32(synth_root, tmp_path):
+    """Issue 25.2: an fp32 run is fp32 on Ampere/Hopper (torch allows TF32 in cuDNN by default); result.json
+    says whether TF32 was in force."""
+    from aslhpc.training.trainer import set_tf32
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        assert set_tf32("bf16", is_cuda=True) is True  # autocast runs: as torch has it, recorded
+        assert set_tf32("fp32", is_cuda=True) is False
+        assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
+        torch.backends.cudnn.allow_tf32 = True
+        assert set_tf32("fp16", is_cuda=False) is False  # no TF32 on a CPU
+        for pipeline in ("paper", "fast"):
+            torch.backends.cudnn.allow_tf32 = True
+            r = run_cell(cfg(synth_root, tmp_path / pipeline, tmp_path / "cache", pipeline=pipeline),
+                         log=lambda m: None)
+            assert r["tf32"] is False and r["amp"] == "fp32" and torch.backends.cudnn.allow_tf32 is False
+            assert json.loads((tmp_path / pipeline / "result.json").read_text())["tf32"] is False
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def test_data_memory_is_in_the_unit_of_every_other_memory_figure_and_per_rank(monkeypatch):
+    """Issue 25.3: data_device_gb is MiB/1000 like NVML's and torch's figures (not bytes/1e9), per rank."""
+    from aslhpc.training import distributed
+    from aslhpc.training.distributed import Dist, merge_rank_telemetry
+    from aslhpc.training.trainer import data_device_gb
+
+    assert data_device_gb(5_600 * 2**20) == 5.6  # 5,600 MiB, as NVML would count it
+    assert data_device_gb(0) == 0.0
+
+    def gather(out, obj):  # two ranks on two nodes, each with its own copy of the data
+        for r in range(len(out)):
+            out[r] = {**obj, "rank": r, "node": f"n{r}", "data_device_gb": 5.6}
+
+    monkeypatch.setattr(distributed.torch_dist, "all_gather_object", gather)
+    merged = merge_rank_telemetry({"data_device_gb": 5.6, "gpus": [], "torch": []}, Dist(rank=0, world=2))
+    assert [r["data_device_gb"] for r in merged["ranks"]] == [5.6, 5.6]
+    assert merged["data_device_gb"] == 5.6 and merged["data_device_gb_total"] == 11.2
+
+
+@pytest.mark.parametrize("pipeline", ["paper", "fast"])
+def test_each_cell_writes_its_per_image_test_predictions(synth_root, tmp_path, pipeline):
+    """Issue 25.5: test_predictions.csv (image,label,predicted,correct), one row per test image, agreeing
+    with test_acc: paired comparisons (McNemar) read it."""
+    import csv
+
+    from aslhpc.data import scan_dataset
+    from aslhpc.data.split import make_split
+
+    out = tmp_path / "c"
+    r = run_cell(cfg(synth_root, out, tmp_path / "cache", pipeline=pipeline), log=lambda m: None)
+    with open(out / "test_predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    index = scan_dataset(str(synth_root))
+    split = make_split(index, "random", r["config"]["split_seed"])
+    assert sorted(row["image"] for row in rows) == sorted(index.files[i] for i in split.test)
+    assert list(rows[0]) == ["image", "label", "predicted", "correct"]
+    for row in rows:
+        assert int(row["label"]) == index.labels[index.files.index(row["image"])]
+        assert row["correct"] == str(int(row["label"] == row["predicted"]))
+    acc = 100.0 * sum(int(row["correct"]) for row in rows) / len(rows)
+    assert acc == pytest.approx(r["test_acc"]) and r["test_predictions"]["file"] == "test_predictions.csv"
+    assert not list(out.glob("*.tmp"))
+
+
+def test_progress_is_written_off_the_training_thread_and_is_current_at_each_epochs_end(synth_root, tmp_path):
+    """Issue 25.4: the loop hands progress to a writer thread (no fsync on the training thread); the file
+    still holds the latest step when an epoch ends, and the last update is never lost on close."""
+    from aslhpc.training.trainer import ProgressWriter
+
+    path = tmp_path / "p" / "progress.json"
+    path.parent.mkdir()
+    writer = ProgressWriter(path, interval_s=3600)  # the thread would not write for an hour
+    for step in range(100):
+        writer.update({"batch": step})
+    assert not path.exists()  # nothing written on the caller's thread by update()
+    writer.close()
+    assert json.loads(path.read_text()) == {"batch": 99}
+
+    seen = []
+    out = tmp_path / "c"
+
+    def log(msg: str) -> None:
+        if msg.startswith("Epoch: 001, Train Loss"):  # logged after the epoch's training pass
+            seen.append(json.loads((out / "progress.json").read_text()))
+
+    run_cell(cfg(synth_root, out, tmp_path / "cache", log_every=1, max_steps=3), log=log)
+    assert seen and seen[0]["batch"] == 2 and seen[0]["batches"] == 3 and seen[0]["epoch"] == 1
+    assert not (out / "progress.json").exists()  # a finished cell has result.json instead

@@ -78,7 +78,7 @@ def build_data(cfg: TrainConfig, plan: DevicePlan, dist: Dist, log: Log) -> Cell
         x, y = tensor_data(cache.images, rows, labels, plan.device, on_device)
         split_common = dict(common, rank=0, world=1) if k > 0 else common
         parts.append(TensorBatches(x, y, shuffle=k == 0, channels_last=cfg.channels_last,
-                                   max_steps=cfg.max_steps if k == 0 else 0, **split_common))
+                                   max_steps=cfg.max_steps if k == 0 else 0, rows=rows, **split_common))
     if cache.bad and dist.main:
         more = " ..." if len(cache.bad) > 5 else ""
         log(f"skipped {len(cache.bad)} unreadable image(s): {', '.join(cache.bad[:5])}{more}")

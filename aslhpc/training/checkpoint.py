@@ -54,7 +54,9 @@ def load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any] | No
 
 
 def truncate_epochs(path: Path, last_epoch: int) -> None:
-    """Drop epoch lines written after the checkpoint being resumed (a crash between the two writes)."""
+    """Keep only the epoch lines the checkpoint covers (``last_epoch`` 0: none), in one atomic write.
+
+    A crash between an epoch's line and its checkpoint leaves a line the rerun would write again."""
     keep = [r for r in read_jsonl(path) if r.get("epoch", 0) <= last_epoch]
     atomic_write_bytes(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep).encode())
 

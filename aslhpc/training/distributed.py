@@ -95,7 +95,12 @@ def merge_rank_telemetry(mine: dict[str, Any], dist: Dist) -> dict[str, Any]:
                       for i, (s, g) in enumerate((s, g) for s in summaries for g in s.get("gpus", []))]
     merged["torch"] = [t for s in summaries for t in s.get("torch", [])]
     merged["ranks"] = [{"rank": s["rank"], "node": s["node"], "nvml": s.get("nvml"), "cpu": s.get("cpu"),
-                        "csv": s.get("csv"), "attempts": s.get("attempts")} for s in summaries]
+                        "csv": s.get("csv"), "attempts": s.get("attempts"),
+                        "data_device_gb": s.get("data_device_gb")} for s in summaries]
+    # Each rank holds its own copy of the data on its GPU: the cell's total is the sum, not rank 0's.
+    per_rank = [s.get("data_device_gb") for s in summaries]
+    if all(isinstance(v, int | float) for v in per_rank):
+        merged["data_device_gb_total"] = round(sum(per_rank), 3)
     return merged
 
 

@@ -46,52 +46,50 @@ class Stats:
     n: int
     seconds: float
     out_dtype: str = ""  # the dtype the model's outputs came in (what the replicas computed in)
-    data_wait_s: float = 0.0  # training only: host time waiting for the next batch (copy to the GPU included)
+    data_wait_s: float = 0.0  # training only: time waiting for the next batch (copy to the GPU included)
     compute_s: float = 0.0  # training only: forward + backward + optimizer step
 
 
-class StepClock:
-    """Where a training epoch's time goes, without slowing it down.
+CLOCK = ("host perf_counter; on CUDA one synchronize at the end of each step's compute, so the GPU's work "
+         "is in compute_s and never in data_wait_s")
 
-    ``data_wait_s``: host wall time inside the batch iterator (decode, gather, and the host-to-device
-    copy the pipeline issues: ``h2d`` is folded in here). ``compute_s``: forward + backward + step,
-    timed with CUDA events recorded on the current stream around each step and read once after the
-    epoch's final synchronize (no per-step sync); wall time on the CPU, where work is synchronous.
+
+class StepClock:
+    """Where a training epoch's time goes, on ONE clock (host ``perf_counter``, or the clock given).
+
+    ``data_wait_s``: time inside the batch iterator (decode, gather, and the host-to-device copy the
+    pipeline issues). ``compute_s``: forward + backward + step; on CUDA the region ends with one
+    ``synchronize`` so that its GPU work is counted here, not in the next batch's wait (events on the GPU
+    timeline and a host clock cannot be added up). The two are disjoint intervals inside the epoch's
+    wall time on the same clock, so the rest of the epoch (``other``) is >= 0 by construction.
     """
 
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
+    def __init__(self, device: torch.device, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.device = device
+        self.now = clock
         self.data_wait_s = 0.0
-        self._wall_compute = 0.0
-        self._events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._compute = 0.0
 
     def batches(self, iterable: Iterable[T]) -> Iterator[T]:
         it = iter(iterable)
         while True:
-            t0 = time.perf_counter()
+            t0 = self.now()
             try:
                 item = next(it)
             except StopIteration:
                 return
-            self.data_wait_s += time.perf_counter() - t0
+            self.data_wait_s += self.now() - t0
             yield item
 
     @contextmanager
     def compute(self) -> Iterator[None]:
-        if self.cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            yield
-            end.record()
-            self._events.append((start, end))
-        else:
-            t0 = time.perf_counter()
-            yield
-            self._wall_compute += time.perf_counter() - t0
+        t0 = self.now()
+        yield
+        _sync(self.device)
+        self._compute += self.now() - t0
 
     def compute_s(self) -> float:
-        """Call after the epoch's synchronize: every event has completed by then."""
-        return self._wall_compute + sum(s.elapsed_time(e) for s, e in self._events) / 1000.0
+        return self._compute
 
 
 def _sync(device: torch.device) -> None:
@@ -106,17 +104,20 @@ def _stats(sums: torch.Tensor, seconds: float, out_dtype: str) -> Stats:
 
 def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer,
                     scaler: torch.amp.GradScaler | None, device: torch.device, epoch: int, dist: Dist,
-                    log_every: int, log: Log, on_progress: Callable[[int, int], None] | None = None) -> Stats:
-    """One pass over the training batches; returns mean loss and accuracy over all ranks."""
+                    log_every: int, log: Log, on_progress: Callable[[int, int], None] | None = None,
+                    clock: Callable[[], float] = time.perf_counter) -> Stats:
+    """One pass over the training batches; returns mean loss and accuracy over all ranks.
+
+    ``clock`` times the epoch and its parts (:class:`StepClock`); tests pass a fake one."""
     model.train()
     criterion = nn.CrossEntropyLoss(reduction="sum")
     sums = torch.zeros(3, device=device)  # loss, correct, seen
     total, out_dtype = len(batches), ""
-    clock = StepClock(device)
+    steps = StepClock(device, clock)
     _sync(device)
-    t0 = time.perf_counter()
-    for step, (x, y, global_n) in enumerate(clock.batches(batches.epoch(epoch))):
-        with clock.compute():
+    t0 = clock()
+    for step, (x, y, global_n) in enumerate(steps.batches(batches.epoch(epoch))):
+        with steps.compute():
             out = model(x)
             batch_loss = criterion(out.float(), y)
             # Sum / global batch size * world: after DDP averages gradients over ranks this is
@@ -142,15 +143,17 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
             if on_progress is not None:
                 on_progress(step, total)
     _sync(device)
-    seconds = time.perf_counter() - t0
+    seconds = clock() - t0
     stats = _stats(dist.all_sum(sums), seconds, out_dtype)
-    stats.data_wait_s, stats.compute_s = clock.data_wait_s, clock.compute_s()
+    stats.data_wait_s, stats.compute_s = steps.data_wait_s, steps.compute_s()
     return stats
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, batches: Batches, device: torch.device, dist: Dist) -> Stats:
-    """Mean cross-entropy and accuracy over a split, summed over ranks."""
+def evaluate(model: nn.Module, batches: Batches, device: torch.device, dist: Dist,
+             predictions: list[torch.Tensor] | None = None) -> Stats:
+    """Mean cross-entropy and accuracy over a split, summed over ranks; each batch's predicted classes
+    are appended to ``predictions`` (on the CPU) when a list is given (the test pass)."""
     model.eval()
     criterion = nn.CrossEntropyLoss(reduction="sum")
     sums = torch.zeros(3, device=device)
@@ -161,8 +164,11 @@ def evaluate(model: nn.Module, batches: Batches, device: torch.device, dist: Dis
         out = model(x)
         out_dtype = out_dtype or str(out.dtype).removeprefix("torch.")
         sums[0] += criterion(out.float(), y)
-        sums[1] += (out.argmax(1) == y).sum()
+        predicted = out.argmax(1)
+        sums[1] += (predicted == y).sum()
         sums[2] += len(y)
+        if predictions is not None:
+            predictions.append(predicted.cpu())
     _sync(device)
     seconds = time.perf_counter() - t0
     return _stats(dist.all_sum(sums), seconds, out_dtype)

@@ -41,12 +41,21 @@ class Batches(Protocol):
 
     def epoch(self, epoch: int) -> Iterator[Batch]: ...
 
+    def image_rows(self) -> np.ndarray: ...
+
 
 def rank_slice(n: int, rank: int, world: int) -> slice:
     """Rank ``rank``'s contiguous share of ``n`` items, split as evenly as torch.chunk-free DP would."""
     base, extra = divmod(n, world)
     start = rank * base + min(rank, extra)
     return slice(start, start + base + (1 if rank < extra else 0))
+
+
+def sampler_positions(sampler: GlobalBatchSampler) -> np.ndarray:
+    """The positions a sampler's epoch visits on this rank, in order."""
+    order = sampler.order().numpy()
+    parts = [order[pos] for pos, _ in sampler.slices()]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -123,10 +132,17 @@ class TensorBatches:
     world: int = 1
     max_steps: int = 0
     skipped: list[str] = field(default_factory=list)  # the cache found them (build_data lists them)
+    rows: np.ndarray | None = None  # the dataset row of each image (test_predictions.csv names them)
 
     def sampler(self, epoch: int) -> GlobalBatchSampler:
         return GlobalBatchSampler(len(self.labels), self.batch_size, self.shuffle, self.seed, epoch,
                                   self.rank, self.world, self.max_steps)
+
+    def image_rows(self) -> np.ndarray:
+        """The dataset rows of the images an unshuffled pass yields, in its order (``rows`` must be set)."""
+        if self.rows is None:
+            raise ValueError("TensorBatches.rows is not set: the dataset rows of its images are unknown")
+        return np.asarray(self.rows)[sampler_positions(self.sampler(0))]
 
     def __len__(self) -> int:
         return len(self.sampler(0))
@@ -237,6 +253,7 @@ class PaperImageFolder(torchvision.datasets.ImageFolder):
     """
 
     def __init__(self, index: DatasetIndex, size: int, interpolation: str) -> None:
+        self.index = index
         self._index = index
         self._size = size
         self._interpolation = interpolation
@@ -293,6 +310,13 @@ class LoaderBatches:
 
     def __len__(self) -> int:
         return len(self.sampler(0))
+
+    def image_rows(self) -> np.ndarray:
+        """The dataset rows of the images the last unshuffled pass yielded, in its order (this rank's)."""
+        rows = np.asarray(self.indices)[sampler_positions(self.sampler(0))]
+        bad = set(self.skipped)
+        files = self.dataset.index.files
+        return np.asarray([r for r in rows if files[r] not in bad], dtype=np.int64)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         sampler = self.sampler(epoch)

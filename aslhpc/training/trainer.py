@@ -25,17 +25,20 @@ import math
 import os
 import platform
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.distributed as torch_dist
 from torch import nn
 
 from aslhpc import __version__
-from aslhpc.atomic import append_jsonl, atomic_write_json, read_json, read_jsonl
+from aslhpc.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from aslhpc.cellfiles import RESULT_SCHEMA, CellPaths
 from aslhpc.errors import AslhpcError, DataError
 from aslhpc.telemetry import Sampler, collect_provenance
@@ -56,8 +59,10 @@ from aslhpc.training.distributed import (
     sync_buffers,
 )
 from aslhpc.training.hostmem import retain_freed_memory
-from aslhpc.training.loop import AutocastForward, Log, Stats, evaluate, train_one_epoch
+from aslhpc.training.loop import CLOCK, AutocastForward, Log, Stats, evaluate, train_one_epoch
 from aslhpc.training.modelio import model_state, save_model
+
+TEST_PREDICTIONS = "test_predictions.csv"  # per-image test predictions of the best model (issue 25.5)
 
 
 def _now() -> str:
@@ -195,6 +200,7 @@ def plan_cell(cell: CellRun) -> None:
     # the study names none of them); the fast one uses all three.
     cell.precision = choose_precision("fp32" if paper else cfg.amp, plan.device)
     torch.backends.cudnn.benchmark = plan.is_cuda and not paper
+    cell.setup["tf32"] = set_tf32(cell.precision.name, plan.is_cuda)
     cell.setup["threads"] = set_threads(cfg)
     # Trick (fast pipeline, CPU): freed activation memory stays in the heap instead of being
     # unmapped and page-faulted back in every step (hostmem.py: 1.5x on a 2-core VM). It lasts
@@ -205,6 +211,16 @@ def plan_cell(cell: CellRun) -> None:
     error_path(cell).unlink(missing_ok=True)
     if dist.main:
         atomic_write_json(cell.paths.config, cfg.to_dict())
+
+
+def set_tf32(precision: str, is_cuda: bool) -> bool:
+    """fp32 means fp32: torch lets cuDNN convolutions use TF32 on Ampere/Hopper by default, so an fp32 run
+    turns TF32 off for convolutions and matmuls. Returns whether TF32 is in force for this run (never on
+    a CPU; with fp16/bf16 autocast the flags are left as torch has them and recorded as they are)."""
+    if precision == "fp32":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return bool(is_cuda and (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32))
 
 
 def set_threads(cfg: TrainConfig, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -252,6 +268,10 @@ def restore(cell: CellRun, model: Model) -> Progress:
     """Load ``checkpoint.pt`` into the model and optimizer; a fresh Progress when there is none."""
     state = load_checkpoint(cell.paths.checkpoint, cell.cfg.identity())
     if state is None:
+        # No checkpoint covers any epoch: lines left by a death before the first checkpoint would be
+        # counted again (epochs [1, 1, 2]), so keep none of them.
+        if cell.dist.main and cell.paths.epochs.exists():
+            truncate_epochs(cell.paths.epochs, 0)
         return Progress()
     model.bare.load_state_dict(state["model"])
     model.optimizer.load_state_dict(state["optimizer"])
@@ -301,19 +321,22 @@ def train_and_finish(cell: CellRun, data: CellData, model: Model, progress: Prog
     sampler = Sampler(csv, interval_s=cell.cfg.sample_interval_s, devices=list(cell.plan.device_ids),
                       process_interval_s=cell.cfg.process_sample_interval_s)
     sampler.start()
+    writer = ProgressWriter(cell.paths.progress) if cell.dist.main else None
     try:
         for epoch in range(progress.epoch + 1, cell.cfg.epochs + 1):
-            run_epoch(cell, data, model, progress, epoch)
+            run_epoch(cell, data, model, progress, epoch, writer)
         test, extra, digests = final_evaluation(cell, data, model, progress)
     finally:
+        if writer is not None:
+            writer.close()
         telemetry = sampler.stop()
     telemetry = whole_cell(telemetry, csv)
     if cell.plan.fallback and not telemetry.get("nvml"):
         telemetry["reason"] = f"no GPU sampled: {cell.plan.fallback}"
+    telemetry["data_device_gb"] = data_device_gb(data.data_device_bytes)  # this rank's copy
     telemetry = merge_rank_telemetry(telemetry, cell.dist)
     if not cell.dist.main:
         return {}
-    telemetry["data_device_gb"] = data.data_device_bytes / 1e9
     result = result_record(cell, data, model, progress, test, extra, digests, telemetry)
     result["attempt_started_at"] = attempt_started_at
     atomic_write_json(cell.paths.result, result)
@@ -324,12 +347,21 @@ def train_and_finish(cell: CellRun, data: CellData, model: Model, progress: Prog
     return result
 
 
-def run_epoch(cell: CellRun, data: CellData, model: Model, progress: Progress, epoch: int) -> None:
+def data_device_gb(nbytes: int) -> float:
+    """The dataset's bytes on the GPU in the unit of every other memory figure: MiB / 1000 (NVML's and
+    torch's MiB, as cellsummary writes them), so training and data memory can be compared and added."""
+    return round(nbytes / 2**20 / 1000, 3)
+
+
+def run_epoch(cell: CellRun, data: CellData, model: Model, progress: Progress, epoch: int,
+              writer: ProgressWriter | None = None) -> None:
     """Train, evaluate, keep the best, write the epoch line and the checkpoint (in that order)."""
     cfg, dist = cell.cfg, cell.dist
     cell.say(f"Epoch: {epoch}/{cfg.epochs}")
     tr = train_one_epoch(model.wrapped, data.train, model.optimizer, model.scaler, cell.device, epoch, dist,
-                         cfg.log_every, cell.log, _progress_writer(cell, epoch))
+                         cfg.log_every, cell.log, _progress_writer(cell, epoch, writer))
+    if writer is not None:
+        writer.flush()  # progress.json is current at the end of every epoch
     sync_buffers(model.bare, dist)
     va = evaluate(model.evaluator, data.val, cell.device, dist)
     if tr.n == 0 or va.n == 0:  # every image unreadable: 0 % from no data is not a result
@@ -354,11 +386,45 @@ def run_epoch(cell: CellRun, data: CellData, model: Model, progress: Progress, e
     dist.barrier()
 
 
-def _progress_writer(cell: CellRun, epoch: int) -> Callable[[int, int], None]:
+class ProgressWriter:
+    """``progress.json`` written off the training thread: the loop hands over the latest progress (no I/O),
+    a daemon thread writes it (atomic, fsync'd) at most every ``interval_s``; ``flush`` writes what is
+    pending now (end of each epoch), ``close`` flushes and stops. On Lustre/NFS an fsync every 50 steps
+    would otherwise be a visible share of a short GPU epoch."""
+
+    def __init__(self, path: Path, interval_s: float = 5.0) -> None:
+        self.path, self.interval_s = path, interval_s
+        self._lock = threading.Lock()
+        self._pending: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="aslhpc-progress", daemon=True)
+        self._thread.start()
+
+    def update(self, progress: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending = progress
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+            if pending is not None:  # under the lock: the thread never writes an older one after it
+                atomic_write_json(self.path, pending)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+
+
+def _progress_writer(cell: CellRun, epoch: int, writer: ProgressWriter | None) -> Callable[[int, int], None]:
     def write(step: int, total: int) -> None:
-        if cell.dist.main:
-            atomic_write_json(cell.paths.progress, {"epoch": epoch, "epochs": cell.cfg.epochs, "batch": step,
-                                                    "batches": total, "phase": "train", "time": _now()})
+        if writer is not None:
+            writer.update({"epoch": epoch, "epochs": cell.cfg.epochs, "batch": step, "batches": total,
+                           "phase": "train", "time": _now()})
     return write
 
 
@@ -374,7 +440,8 @@ def record_epoch(cell: CellRun, model: Model, progress: Progress, tr: Stats, va:
         save_model(paths.best_model, model.bare, model.classes, image_size=cfg.image_size,
                    interpolation=cfg.interpolation, dropout=cfg.dropout, epoch=epoch,
                    val_loss=va.loss, val_acc=va.acc, cell_id=cell.cell_id, experiment=cell.experiment)
-    # Epoch line first, checkpoint second: a crash in between leaves a line that resume drops.
+    # Epoch line first, checkpoint second: a crash in between leaves a line that restore() drops (with or
+    # without an earlier checkpoint: it keeps exactly the epochs the checkpoint covers).
     append_jsonl(paths.epochs, {
         "epoch": epoch, "train_loss": tr.loss, "train_acc": tr.acc, "val_loss": va.loss, "val_acc": va.acc,
         "epoch_s": epoch_s, "train_s": tr.seconds, "images_per_s": tr.n / max(tr.seconds, 1e-9), "lr": cfg.lr,
@@ -402,7 +469,9 @@ def final_evaluation(cell: CellRun, data: CellData, model: Model,
                           f"over {cell.dist.world} ranks); this cell's numbers are not trustworthy: "
                           "report it with its logs")
     model.bare.load_state_dict(progress.best_state)
-    test = evaluate(model.evaluator, data.test, cell.device, cell.dist)
+    predicted: list[torch.Tensor] = []
+    test = evaluate(model.evaluator, data.test, cell.device, cell.dist, predicted)
+    write_test_predictions(cell, data, predicted)
     extra = None
     if cell.dist.main:
         extra = extra_test(AutocastForward(model.bare, cell.device.type, cell.precision.dtype), data.index,
@@ -410,16 +479,51 @@ def final_evaluation(cell: CellRun, data: CellData, model: Model,
     return test, extra, digests
 
 
-def time_breakdown(epochs: list[dict[str, Any]], exec_s: float) -> dict[str, float | None]:
-    """Where the cell's epochs spent their time, summed over every attempt's epoch lines.
+def write_test_predictions(cell: CellRun, data: CellData, predicted: list[torch.Tensor]) -> None:
+    """``test_predictions.csv`` (image,label,predicted,correct): every readable image of the test split,
+    gathered from all ranks' shards, written once by rank 0 at the end, atomically (paired tests such as
+    McNemar's compare two cells on the same images)."""
+    rows = data.test.image_rows()
+    preds = torch.cat(predicted).numpy() if predicted else np.zeros(0, dtype=np.int64)
+    if len(rows) != len(preds):
+        raise AslhpcError(f"test predictions do not line up with the test images ({len(preds)} predictions, "
+                          f"{len(rows)} images); report it with this cell's logs")
+    pairs = list(zip(rows.tolist(), preds.tolist(), strict=True))
+    if cell.dist.world > 1:
+        shards: list[Any] = [None] * cell.dist.world
+        torch_dist.all_gather_object(shards, pairs)
+        pairs = [p for shard in shards for p in shard]
+    if not cell.dist.main:
+        return
+    files, labels = data.index.files, data.index.labels
+    lines = ["image,label,predicted,correct"]
+    for row, pred in sorted(pairs):
+        label = int(labels[row])
+        lines.append(f"{csv_field(files[row])},{label},{int(pred)},{int(label == pred)}")
+    atomic_write_text(cell.paths.root / TEST_PREDICTIONS, "\n".join(lines) + "\n")
 
-    ``other_s`` is the rest of ``exec_time_s`` (logging, loss bookkeeping, progress writes), floored at 0:
-    on a GPU the data wait (host clock) and the compute (GPU events) can overlap."""
+
+def csv_field(text: str) -> str:
+    """A CSV field quoted when it needs to be (a file name with a comma or a quote)."""
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n\r') else text
+
+
+def time_breakdown(epochs: list[dict[str, Any]], exec_s: float) -> dict[str, Any]:
+    """Where the cell's epochs spent their time, summed over the epoch lines the checkpoint covers.
+
+    Every part is measured on one clock (:data:`.loop.CLOCK`) and the parts are disjoint intervals inside
+    each epoch, so ``other_s`` (logging, loss bookkeeping, progress writes) is ``exec_time_s`` minus the
+    rest, >= 0 by construction, and the four add up to ``exec_time_s``. Not rounded: rounding would break
+    the sum. ``data_wait_share`` is ``data_wait_s / exec_time_s`` (the wall time's share, not compute's)."""
     keys = ("data_wait_s", "compute_s", "eval_s")
     if not epochs or not all(all(k in e for k in keys) for e in epochs):
-        return dict.fromkeys((*keys, "other_s"))  # epochs written before these were measured
-    sums = {k: round(sum(float(e[k]) for e in epochs), 4) for k in keys}
-    return {**sums, "other_s": round(max(0.0, exec_s - sum(sums.values())), 4)}
+        return {**dict.fromkeys((*keys, "other_s", "data_wait_share")), "clock": None}
+    sums = {k: sum(float(e[k]) for e in epochs) for k in keys}
+    other = exec_s - sum(sums.values())
+    if -1e-9 * max(exec_s, 1.0) < other < 0.0:  # float rounding of the sums only; overlap stays visible
+        other = 0.0
+    return {**sums, "other_s": other, "data_wait_share": sums["data_wait_s"] / exec_s if exec_s > 0 else None,
+            "clock": CLOCK}
 
 
 def result_record(cell: CellRun, data: CellData, model: Model, progress: Progress, test: Stats,
@@ -437,7 +541,7 @@ def result_record(cell: CellRun, data: CellData, model: Model, progress: Progres
         "device": plan.device.type, "device_names": list(plan.names), "fallback": plan.fallback,
         "data_parallel": (plan.gpus_used > 1) or dist.world > 1,
         "strategy": cfg.strategy, "pipeline": cfg.pipeline, "amp": cell.precision.name,
-        "amp_observed": sorted(progress.amp_observed),
+        "amp_observed": sorted(progress.amp_observed), "tf32": cell.setup["tf32"],
         "channels_last": cfg.channels_last and cfg.pipeline != "paper", "compile": model.compiled,
         "optimizer": {"name": "sgd", "fused": model.fused},
         "host_memory": cell.setup["host_memory"], "threads": cell.setup["threads"],
@@ -451,6 +555,7 @@ def result_record(cell: CellRun, data: CellData, model: Model, progress: Progres
         "train_acc": best["train_acc"], "val_acc": best["val_acc"], "test_acc": test.acc,
         "train_loss": best["train_loss"], "val_loss": best["val_loss"], "test_loss": test.loss,
         "extra_test": extra,
+        "test_predictions": {"file": TEST_PREDICTIONS, "images": "every readable image of the test split"},
         "exec_time_s": progress.exec_s, "data_prep_s": data.prep_s, "train_time_s": progress.train_s,
         "time_breakdown": time_breakdown(read_jsonl(cell.paths.epochs), progress.exec_s),
         "images_per_s": progress.train_images / max(progress.train_s, 1e-9),
