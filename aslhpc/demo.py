@@ -26,8 +26,11 @@ from rich.text import Text
 from aslhpc import collect, submit
 from aslhpc.cli import ArgumentParser, add_version, run_cli
 from aslhpc.orchestration.experiment import find_job_file, load_spec
+from aslhpc.submit import python_command
 
 EXPERIMENT = "smoke"
+#: classes of the generated ImageFolder that ``--model`` other than ladnet trains on
+FOLDER_CLASSES = 5
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,15 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leakage", action="store_true",
                    help="train every cell on the random and the blocked split too, and report the "
                         "accuracy the random split's leakage adds (twice the cells)")
+    p.add_argument("--model", default="ladnet",
+                   help="the network: ladnet (the 2020 CNN, on generated ASL-layout data) or e.g. "
+                        "torchvision:resnet18 (on a generated 5-class ImageFolder: a study of your own kind)")
     p.add_argument("--verbose", action="store_true",
                    help="print every table at the end, not just the summary")
     return p
 
 
-def header(per_class: int, epochs: int, gpus: tuple[int, ...], sizes: tuple[int, ...], cluster: str) -> str:
+def header(per_class: int, epochs: int, gpus: tuple[int, ...], sizes: tuple[int, ...], cluster: str,
+           classes: int = 29, model: str = "ladnet") -> str:
     where = "on this machine's CPU unless it has GPUs" if cluster == "local" else "on SLURM"
     return (
-        f"aslhpc demo: a {per_class}-images-per-class generated dataset (29 classes), the '{EXPERIMENT}' "
+        f"aslhpc demo: a {per_class}-images-per-class generated dataset ({classes} classes), model {model}, "
+        f"the '{EXPERIMENT}' "
         f"experiment ({len(gpus)} GPU counts x {len(sizes)} batch sizes, {epochs} epochs each, {where}), "
         "then "
         "collect.\nIt shows how the tool works: its accuracies and verdicts are a demonstration of the flow, "
@@ -58,25 +66,32 @@ def header(per_class: int, epochs: int, gpus: tuple[int, ...], sizes: tuple[int,
     )
 
 
-def footer(cluster: str = "local") -> list[str]:
+def footer(cluster: str = "local", command: str = "") -> list[str]:
+    """What to run next, each command on a line of its own (copyable whole at any width), spelled the
+    way this shell can run it (``command``: this interpreter's aslhpc, see submit.python_command)."""
+    run = command or python_command()
     on_slurm = [] if cluster != "local" else [
-        "- the same flow on SLURM: python -m aslhpc.demo --cluster slurm (no cluster at hand? the clone's "
-        "scripts/minislurm.sh up brings a real one up on this machine, as root)"]
+        "- the same flow on SLURM (no cluster at hand? as root, the clone's scripts/minislurm.sh up brings a "
+        "real one up on this machine):", f"    {run} demo --cluster slurm"]
     return [
         "That was a demonstration on tiny generated data (few epochs, CPU), not the study's result. Next:",
         *on_slurm,
-        "- the real study (Kaggle data, GPUs): python -m aslhpc.submit --data ~/data/asl, then "
-        "python -m aslhpc.collect --reference",
-        "- how much of the accuracy a random split of video frames owes to leakage: python -m aslhpc.demo "
-        "--leakage (every cell on the random and the blocked split; the real study: "
-        "jobs/lad2020-leakage.toml)",
+        "- the real study (Kaggle data, GPUs):", f"    {run} submit --data ~/data/asl",
+        f"    {run} collect --reference",
+        "- how much of the accuracy a random split of video frames owes to leakage (every cell on the random "
+        "and the blocked split; the real study: jobs/lad2020-leakage.toml):", f"    {run} demo --leakage",
+        "- the same study for your own kind of model:", f"    {run} demo --model torchvision:resnet18",
     ]
 
 
 def _say(console: Console, lines: list[str] | str) -> None:
-    """Word-wrapped to the terminal (plain print would cut words at its edge)."""
+    """Word-wrapped to the terminal (plain print would cut words at its edge); an indented line is a
+    command, printed as it is so that it is never broken across lines."""
     for line in [lines] if isinstance(lines, str) else lines:
-        console.print(Text(line))
+        if line.startswith("    "):
+            print(line, flush=True)
+        else:
+            console.print(Text(line))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,12 +101,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     root = Path(args.dir)
-    data, results = root / "asl", root / "results"
+    own = args.model != "ladnet"  # a model of the user's kind: on a generic ImageFolder, not ASL
+    data, results = root / ("folder" if own else "asl"), root / "results"
     spec = load_spec(find_job_file(EXPERIMENT))
     console = Console(highlight=False)
-    intro = header(args.per_class, spec.train.epochs, spec.gpus, spec.batch_sizes, args.cluster)
+    intro = header(args.per_class, spec.train.epochs, spec.gpus, spec.batch_sizes, args.cluster,
+                   classes=FOLDER_CLASSES if own else 29, model=args.model)
     _say(console, intro.split("\n"))
-    if not (data / "asl_alphabet_train").is_dir():
+    if own and not data.is_dir():
+        from aslhpc.data.synth import write_imagefolder
+
+        print(f"[1/3] generating a {FOLDER_CLASSES}-class, {args.per_class}-per-class ImageFolder in {data}",
+              flush=True)
+        write_imagefolder(data, FOLDER_CLASSES, args.per_class, image_size=64)
+    elif own:
+        print(f"[1/3] using the ImageFolder already in {data}", flush=True)
+    elif not (data / "asl_alphabet_train").is_dir():
         from aslhpc.data.synth import write_dataset
 
         print(f"[1/3] generating a {args.per_class}-per-class dataset in {data}", flush=True)
@@ -101,6 +126,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"[2/3] submitting the {EXPERIMENT} experiment and waiting for its cells", flush=True)
     rc = submit.main(["--experiment", EXPERIMENT, "--data", str(data), "--results", str(results),
                       *(["--splits", "random,blocked"] if args.leakage else []),
+                      *(["--model", args.model] if own else []),
                       "--cluster", args.cluster, "--wait", "--interval", "2",
                       # one cell at a time here: cells sharing the cores would make their times incomparable
                       "--max-parallel", "1"])

@@ -21,7 +21,11 @@ def test_demo_frames_its_output_and_names_the_next_commands(tmp_path, monkeypatc
     head, tail = out.split("report: somewhere/report.md")
     assert "2 epochs each" in " ".join(head.split())  # from jobs/smoke.toml, not typed in
     assert "demonstration of the flow, not the 2020 study's result" in " ".join(head.split())
-    assert "python -m aslhpc.demo --cluster slurm" in tail and "python -m aslhpc.submit --data" in tail
+    # each next command whole, on a line of its own, as this shell can run it
+    commands = [ln.strip() for ln in tail.splitlines() if ln.startswith("    ")]
+    assert any(c.endswith(" demo --cluster slurm") for c in commands), commands
+    assert any(c.endswith(" submit --data ~/data/asl") for c in commands), commands
+    assert all("aslhpc" in c for c in commands), commands
     assert [c for c, _ in calls] == ["submit", "collect"]
     assert "--max-parallel" in calls[0][1] and "--reference" in calls[1][1]
 
@@ -42,4 +46,4 @@ def test_demo_leakage_trains_on_both_splits(tmp_path, monkeypatch, capsys):
     assert demo.main(["--dir", str(tmp_path), "--leakage"]) == 0
     assert calls[0][calls[0].index("--splits") + 1] == "random,blocked"
     assert demo.main(["--dir", str(tmp_path)]) == 0 and "--splits" not in calls[1]
-    assert "python -m aslhpc.demo --leakage" in " ".join(capsys.readouterr().out.split())
+    assert " demo --leakage" in " ".join(capsys.readouterr().out.split())

@@ -250,8 +250,9 @@ def v100_check(gpu_type: str, allow_cpu: bool, build: TorchBuild | None) -> tupl
 def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = False,
                      query: Callable[[], ClusterInfo] = query_cluster,
                      torch_info: Callable[[], TorchBuild | None] | None = None,
-                     ) -> tuple[list[str], list[str]]:
-    """(problems, warnings): everything wrong with submitting ``spec``, found before any side effect.
+                     notes: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """(problems, warnings): everything wrong with submitting ``spec``, found before any side effect;
+    ``notes`` (when given) gets what the checks learnt that a user should see (the model's size).
 
     ``torch_info`` describes the torch the jobs will run (default :func:`torch_build`, this interpreter's:
     the jobs run it too). A dry run only warns about it, since it starts nothing."""
@@ -266,10 +267,15 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
     except DataError as exc:
         problems.append(f"{exc} (pass --data DIR)")
     if not any(p.startswith(("train.model", "train.image_size")) for p in problems):
-        from aslhpc.training.models import check_model_spec  # builds it once, on the meta device
+        from aslhpc.training.models import describe, model_info  # builds it once, on the meta device
 
-        bad = check_model_spec(spec.train.model, spec.train.image_size, len(index.classes) if index else 29)
-        problems += [f"train.model: {bad}"] if bad else []
+        try:
+            info = model_info(spec.train.model, len(index.classes) if index else 29, spec.train.image_size)
+        except ConfigError as exc:
+            problems.append(f"train.model: {exc}")
+        else:
+            if notes is not None:
+                notes.append(f"model {describe(info)}")
     try:
         if parse_time_min(spec.cluster.time) <= 10:
             warnings.append(f"cluster.time={spec.cluster.time!r} is 10 minutes or less: submitit then "
@@ -532,11 +538,15 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
         out(f"warning: {str(exc).split(';')[0]}: the sbatch scripts are written but not checked against "
             "the cluster")
     # a dry run checks against SLURM when it can, else only what needs no cluster
-    problems, warnings = check_submission(spec, cluster, dry_run=options.dry_run, query=cluster_query)
+    notes: list[str] = []
+    problems, warnings = check_submission(spec, cluster, dry_run=options.dry_run, query=cluster_query,
+                                          notes=notes)
     if problems:
         raise SpecErrors(problems)
     for w in warnings:
         out(f"warning: {w}")
+    for note in notes:
+        out(note)
     path = manifest_path(spec.results, spec.name)
     result = SubmitResult(spec.name, path, cluster, warnings=warnings)
     python = options.python or default_python()
