@@ -160,14 +160,14 @@ def sacct_usage(job_ids: Iterable[str],
                 run: Callable[[list[str]], subprocess.CompletedProcess] | None = None) -> dict[str, tuple]:
     """job id -> (TotalCPU s, Elapsed s) from one sacct call (the allocation row: the sum of its steps);
     {} where accounting does not answer."""
-    from aslhpc.slurm.accounting import _run, query_ids
+    from aslhpc.slurm.accounting import query_ids, run_slurm_command
 
     ids = [j for j in job_ids if j]
     if not ids:
         return {}
     cmd = ["sacct", "--parsable2", "-n", "-o", "JobID,TotalCPU,Elapsed", "--jobs", ",".join(query_ids(ids))]
     try:
-        proc = (run or _run)(cmd)
+        proc = (run or run_slurm_command)(cmd)
     except (OSError, subprocess.SubprocessError):
         return {}
     if proc.returncode != 0:

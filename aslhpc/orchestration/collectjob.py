@@ -17,7 +17,8 @@ from pathlib import Path
 from aslhpc.errors import ClusterError
 from aslhpc.orchestration.experiment import ExperimentSpec
 from aslhpc.orchestration.manifest import Attempt, Manifest, now_iso
-from aslhpc.slurm.accounting import Runner, _run, array_base, job_comment, queued_jobs_named
+from aslhpc.slurm.accounting import Runner, array_base, job_comment, queued_jobs_named
+from aslhpc.slurm.accounting import run_slurm_command as _run
 from aslhpc.slurm.executor import collect_name, read_preamble, slurm_parameters
 from aslhpc.slurm.request import JobRequest
 
