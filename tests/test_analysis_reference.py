@@ -12,7 +12,7 @@ from aslhpc.errors import AslhpcError
 
 ROOT = Path(__file__).resolve().parents[1]
 REF = ROOT / "results" / "reference" / "lad2020.csv"
-# the study's text, where the workspace has it beside the repository (../shared/seed/); the test skips without it
+# the study's text, where the workspace has it beside the repository (../shared/seed/); else skipped
 SEED = Path(__file__).resolve().parents[1].parent / "shared" / "seed" / "000_273167d1ca351350.txt"
 
 
