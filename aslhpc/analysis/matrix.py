@@ -62,6 +62,9 @@ BASE_COLUMNS = (
     "seed",
     "strategy",
     "pipeline",
+    "model",
+    "model_params",
+    "model_gflops",
     "split_kind",
     "split_seed",
     "split_hash",
@@ -235,6 +238,11 @@ def _row_from_result(res: Mapping[str, Any]) -> dict[str, Any]:
         row["torch_reserved_gb"] = sum(reserved)
     # the fast pipeline's cached dataset held on the GPU (0 when it stayed in host memory)
     row["data_device_gb"] = _num(tel.get("data_device_gb"))
+    model = res.get("model") if isinstance(res.get("model"), dict) else {}
+    row["model"] = str(model.get("spec") or (res.get("config") or {}).get("model") or "ladnet")
+    row["model_params"] = _num(model.get("params"))
+    flops = model.get("flops_per_image")
+    row["model_gflops"] = _num(flops) / 1e9 if flops else math.nan
     return row
 
 

@@ -371,7 +371,19 @@ def _header_md(out: CollectOutput) -> list[str]:
         "half-width (Student t) and `n` is completed/expected runs. `NA` = GPU not used (as in the paper); "
         "`n/m` = not measured (e.g. no NVML).",
         "",
-    ]
+    ] + _model_md(a.cells)
+
+
+def _model_md(cells: pd.DataFrame) -> list[str]:
+    """Which network the cells trained, with its size (parameters and FLOPs per image, from result.json)."""
+    if "model" not in cells or "model_params" not in cells:
+        return []
+    lines = []
+    for spec, group in cells[cells["model_params"].notna()].groupby("model"):
+        params, gflops = group["model_params"].iloc[0], group["model_gflops"].iloc[0]
+        flops = f", {gflops:.3g} GFLOPs per image (one forward pass)" if pd.notna(gflops) else ""
+        lines.append(f"Model: `{spec}`, {int(params):,} parameters{flops}.")
+    return lines + [""] if lines else []
 
 
 def _tables_md(a: Analysis) -> list[str]:
