@@ -56,12 +56,15 @@ def context_from_args(args: argparse.Namespace) -> Context:
         ctx.image_size, ctx.interpolation = spec.train.image_size, spec.train.interpolation
         ctx.results, ctx.data, ctx.gpu_type = spec.results, spec.data, spec.cluster.gpu_type
         ctx.allow_cpu, ctx.gpus = spec.train.allow_cpu, max(spec.gpus, default=0)
+        ctx.model = spec.train.model
     for name in ("data", "results", "cache_dir", "image_size"):
         if getattr(args, name) is not None:
             setattr(ctx, name, getattr(args, name))
-    if ctx.image_size < 30:
-        raise AslhpcError(f"--image-size {ctx.image_size} is below the network's minimum of 30 px; "
-                          "use e.g. 150")
+    from aslhpc.training.models import check_model_spec
+
+    problem = check_model_spec(ctx.model, ctx.image_size)
+    if problem:
+        raise AslhpcError(f"{problem} (--image-size / the experiment's [train] model)")
     return ctx
 
 
