@@ -135,6 +135,8 @@ class CollectOutput:
     usage: pd.DataFrame | None = None
     #: the scaling model's one sentence per series (analysis.scaling), filled by write_outputs
     scaling: list[str] = field(default_factory=list)
+    #: the same fits in one console line each (scaling.scaling_briefs)
+    scaling_brief: list[str] = field(default_factory=list)
 
 
 def analyze(
@@ -521,6 +523,7 @@ def write_scaling_outputs(out: CollectOutput, plots: bool) -> tuple[dict[str, Pa
     label = REFERENCE_LABEL if a.label == REFERENCE_LABEL else None
     files = scaling.write_scaling(out.exp_dir, fits, preds, label=label)
     out.scaling = scaling.scaling_sentences(fits, a.summary)
+    out.scaling_brief = scaling.scaling_briefs(fits)
     plot = None
     if plots:
         plot = scaling.scaling_plot(a.cells, fits, out.exp_dir / "plots" / scaling.PLOT_FILE, preds, label)
@@ -835,7 +838,7 @@ def collect_experiment(
             print_full(console, out)
         else:
             print_summary(console, summary_input(analysis, out.reference), out.report_path)
-        print_scaling(console, out)
+        print_scaling(console, out, verbose)
     return out
 
 
@@ -873,13 +876,15 @@ def collect_reference(
             print_analysis(console, analysis)
         else:
             print_summary(console, summary_input(analysis), out.report_path)
-        print_scaling(console, out)
+        print_scaling(console, out, verbose)
     return out
 
 
-def print_scaling(console: Console, out: CollectOutput) -> None:
-    """The scaling model's sentences, one line each (plain text: they must read whole when piped)."""
-    if out.scaling:
-        console.print(Text("Scaling model, T(N) = serial + parallel / N (scaling.csv, predictions.csv):"))
-        for sentence in out.scaling:
-            console.print(Text(f"  {sentence}"))
+def print_scaling(console: Console, out: CollectOutput, verbose: bool = False) -> None:
+    """The scaling model, one line per fit (its sentence with the reason under --verbose and in
+    report.md); plain text, so it reads whole when piped."""
+    lines = out.scaling if verbose else out.scaling_brief
+    if lines:
+        console.print(Text("Scaling model T(N) = serial + parallel/N (scaling.csv; why: report.md):"))
+        for line in lines:
+            console.print(Text(f"  {line}"))

@@ -203,17 +203,36 @@ def scaling_sentence(f: pd.Series, breakdown: pd.DataFrame | None = None, series
     return text + "."
 
 
+def scaling_brief(f: pd.Series, series: str = "") -> str:
+    """The fit in one console line (the sentence, with its reason, is in report.md)."""
+    head = f"b={int(f['batch_size'])}{series}: {f['serial_s']:,.0f} + {f['parallel_s']:,.0f}/N s"
+    if not f["serial_s"] > 0:
+        text = f"{head}: no serial part, ideal scaling over the GPU counts measured"
+    else:
+        text = f"{head}: {f['serial_fraction'] * 100:.0f} % serial, best speed-up {f['max_speedup']:.2f}×"
+    poor = math.isfinite(f["r2"]) and f["r2"] < POOR_FIT_R2
+    return text + (f" (R² {f['r2']:.2f}, poor fit)" if poor else f" (R² {f['r2']:.2f})")
+
+
+def _series_labels(fits: pd.DataFrame) -> list[str]:
+    mixed = [k for k in ("strategy", "pipeline", "split") if fits[k].nunique() > 1]
+    return [f" ({'/'.join(str(f[k]) for k in mixed)})" if mixed else "" for _, f in fits.iterrows()]
+
+
+def scaling_briefs(fits: pd.DataFrame) -> list[str]:
+    """One console line per fit, named by series as :func:`scaling_sentences` names them."""
+    return [scaling_brief(f, series) for (_, f), series in zip(fits.iterrows(), _series_labels(fits),
+                                                                strict=True)]
+
+
 def scaling_sentences(fits: pd.DataFrame, breakdown: pd.DataFrame | None = None) -> list[str]:
     """One sentence per fit (one per batch size in a single-series experiment; the series is named when
     strategies, pipelines or splits are mixed). ``breakdown``: per-configuration rows with batch_size,
     gpus (strategy, pipeline, split_kind) and either ``data_wait_share`` (0..1) or the time breakdown's
     ``time_data_wait_s``/``time_compute_s`` (the summary frame has them when recorded)."""
-    mixed = [k for k in ("strategy", "pipeline", "split") if fits[k].nunique() > 1]
-    out = []
-    for _, f in fits.iterrows():
-        series = f" ({'/'.join(str(f[k]) for k in mixed)})" if mixed else ""
-        out.append(scaling_sentence(f, breakdown, series))
-    return out
+    return [scaling_sentence(f, breakdown, series) for (_, f), series in zip(fits.iterrows(),
+                                                                             _series_labels(fits),
+                                                                             strict=True)]
 
 
 def scaling_plot(frame: pd.DataFrame, fits: pd.DataFrame, path: str | Path,

@@ -22,7 +22,7 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
             "--pipeline", "fast", "--allow-cpu", "--mem", "1G", "--cpus-per-gpu", "1"]  # jobs/lad2020.toml
     p = cli.submit(*args)
     assert p.returncode == 0, p.stderr
-    assert "12 job(s) submitted" in p.stdout and "python -m aslhpc.status --experiment lad2020" in p.stdout
+    assert "12 job(s) submitted" in p.stdout and "aslhpc status --experiment lad2020" in p.stdout
     manifest_path = results / "lad2020" / "manifest.json"
     m = load_manifest(manifest_path)
     assert m is not None and len(m.cells) == 12 and all(len(e.attempts) == 1 for e in m.cells.values())
