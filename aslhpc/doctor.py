@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aslhpc.cli import ArgumentParser, add_version, run_cli
 from aslhpc.errors import AslhpcError
-from aslhpc.preflight.context import Context
+from aslhpc.preflight.context import Context, context_for
 from aslhpc.preflight.runner import Report, render, run_checks, write_json
 
 
@@ -47,25 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def context_from_args(args: argparse.Namespace) -> Context:
-    """The checks' inputs: the experiment's settings, overridden by explicit flags."""
-    ctx = Context(ddp=args.ddp, quick=args.quick, node_local=args.node_local)
-    if args.experiment:
-        from aslhpc.orchestration.experiment import find_job_file, load_spec
-
-        spec = load_spec(find_job_file(args.experiment))
-        ctx.image_size, ctx.interpolation = spec.train.image_size, spec.train.interpolation
-        ctx.results, ctx.data, ctx.gpu_type = spec.results, spec.data, spec.cluster.gpu_type
-        ctx.allow_cpu, ctx.gpus = spec.train.allow_cpu, max(spec.gpus, default=0)
-        ctx.model = spec.train.model
-    for name in ("data", "results", "cache_dir", "image_size"):
-        if getattr(args, name) is not None:
-            setattr(ctx, name, getattr(args, name))
-    from aslhpc.training.models import check_model_spec
-
-    problem = check_model_spec(ctx.model, ctx.image_size)
-    if problem:
-        raise AslhpcError(f"{problem} (--image-size / the experiment's [train] model)")
-    return ctx
+    """The checks' inputs from doctor's flags (preflight.context.context_for does the work)."""
+    return context_for(args.experiment, data=args.data, results=args.results, cache_dir=args.cache_dir,
+                       image_size=args.image_size, ddp=args.ddp, quick=args.quick,
+                       node_local=args.node_local)
 
 
 def main(argv: list[str] | None = None) -> int:

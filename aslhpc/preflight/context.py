@@ -78,3 +78,30 @@ class Context:
             return (f"GPUs {granted} were granted but torch sees none "
                     "(dummy device files, as on the mini cluster, or a driver problem)")
         return "no CUDA GPU visible on this machine"
+
+
+def context_for(experiment: str | None = None, *, data: str | None = None, results: str | None = None,
+                cache_dir: str | None = None, image_size: int | None = None, ddp: bool = False,
+                quick: bool = False, node_local: bool = False) -> Context:
+    """The checks' inputs: the experiment's settings (a jobs/ name or TOML path), overridden by the
+    explicit ones; one ``error:`` line when the experiment's model cannot be built at its image size."""
+    from aslhpc.errors import AslhpcError
+    from aslhpc.training.models import check_model_spec
+
+    ctx = Context(ddp=ddp, quick=quick, node_local=node_local)
+    if experiment:
+        from aslhpc.orchestration.experiment import find_job_file, load_spec
+
+        spec = load_spec(find_job_file(experiment))
+        ctx.image_size, ctx.interpolation = spec.train.image_size, spec.train.interpolation
+        ctx.results, ctx.data, ctx.gpu_type = spec.results, spec.data, spec.cluster.gpu_type
+        ctx.allow_cpu, ctx.gpus = spec.train.allow_cpu, max(spec.gpus, default=0)
+        ctx.model = spec.train.model
+    for name, value in (("data", data), ("results", results), ("cache_dir", cache_dir),
+                        ("image_size", image_size)):
+        if value is not None:
+            setattr(ctx, name, value)
+    problem = check_model_spec(ctx.model, ctx.image_size)
+    if problem:
+        raise AslhpcError(f"{problem} (--image-size / the experiment's [train] model)")
+    return ctx

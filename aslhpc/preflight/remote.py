@@ -26,12 +26,23 @@ _DONE = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_F
          "BOOT_FAIL", "DEADLINE")
 
 
-def submit_job(folder: Path, spec, cell, name: str, argv: list[str]):  # noqa: ANN001, ANN201
+def node_job(options: dict, json_path: str) -> int:
+    """What a doctor job runs on the node: the checks with ``options`` (context_for's arguments), the
+    report printed to the job's log and written as JSON for the submitting side; the exit code."""
+    from aslhpc.preflight.context import context_for
+    from aslhpc.preflight.runner import run_checks, write_json
+
+    report = run_checks(context_for(**options))
+    print(render(report), end="", flush=True)
+    write_json(report, json_path)
+    return report.exit_code
+
+
+def submit_job(folder: Path, spec, cell, name: str, options: dict, json_path: Path):  # noqa: ANN001, ANN201
     """The one place that uses the experiment's request and the executor factory (kept small on purpose).
 
-    Returns ``(submitit job, shape key)``; the request is the cell's, on one node with one task.
+    Returns the submitit job; the request is the cell's, on one node with one task.
     """
-    from aslhpc.doctor import main as doctor_main
     from aslhpc.orchestration.experiment import job_request
     from aslhpc.slurm.executor import slurm_executor
 
@@ -39,7 +50,7 @@ def submit_job(folder: Path, spec, cell, name: str, argv: list[str]):  # noqa: A
     req = replace(req, name=name, nodes=1, tasks_per_node=1,
                   cpus_per_task=req.cpus_per_task * req.tasks_per_node,
                   time_min=min(req.time_min, DOCTOR_TIME_MIN), max_requeues=0)
-    return slurm_executor(folder, req).submit(doctor_main, argv)
+    return slurm_executor(folder, req).submit(node_job, options, str(json_path))
 
 
 def shapes(spec) -> dict[str, object]:  # noqa: ANN001 - ExperimentSpec -> {label: first cell of that shape}
@@ -66,17 +77,15 @@ def submit_doctor(job: str, args: argparse.Namespace, width: int = 80) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     folder = results / spec.name / "doctor" / stamp
     folder.mkdir(parents=True, exist_ok=True)
-    base = ["-e", str(Path(spec.source).resolve()), "--results", str(results),
-            "--data", str(Path(args.data or spec.data).expanduser().resolve())]
-    for flag, value in (("--cache-dir", args.cache_dir), ("--image-size", args.image_size)):
-        if value is not None:
-            base += [flag, str(value)]
-    base += ["--node-local"] * args.node_local + ["--quick"] * args.quick
+    base = {"experiment": str(Path(spec.source).resolve()), "results": str(results),
+            "data": str(Path(args.data or spec.data).expanduser().resolve()), "cache_dir": args.cache_dir,
+            "image_size": args.image_size, "node_local": args.node_local, "quick": args.quick}
     jobs = {}
     for label, cell in shapes(spec).items():
-        argv = [*base, "--json", str(folder / f"{label}.json")] + ["--ddp"] * (cell.strategy == "ddp")
+        options = {**base, "ddp": cell.strategy == "ddp"}
         try:
-            jobs[label] = submit_job(folder / label, spec, cell, f"doctor-{spec.name}-{label}", argv)
+            jobs[label] = submit_job(folder / label, spec, cell, f"doctor-{spec.name}-{label}", options,
+                                     folder / f"{label}.json")
         except Exception as exc:  # noqa: BLE001 - sbatch's refusal (partition, reservation) in one line
             last = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
             raise AslhpcError(f"sbatch refused the doctor job for {label}: {last[0]}; "
