@@ -57,6 +57,7 @@ from aslhpc.data import blocksum
 from aslhpc.data.layout import DatasetIndex
 from aslhpc.data.preprocess import RESAMPLE, CorruptImageError, load_image
 from aslhpc.errors import DataError
+from aslhpc.slurmenv import SCRATCH_VARS, node_scratch
 
 SCHEMA = 2  # 2: per-block checksums ("checksum"); a schema-1 cache is rebuilt once
 _SMALL = 256  # below this many images a process pool costs more than it saves
@@ -121,7 +122,7 @@ def cache_paths(index: DatasetIndex, size: int, interpolation: str,
     return CachePaths(d / f"{stem}.npy", d / f"{stem}.json", d / f"{stem}.lock")
 
 
-CACHE_RULES = ("configured", "ASLHPC_CACHE_DIR", "SLURM_TMPDIR", "TMPDIR", "default")
+CACHE_RULES = ("configured", "ASLHPC_CACHE_DIR", *SCRATCH_VARS, "default")
 
 
 def resolve_cache_dir(configured: str = "", node_local: bool = False,
@@ -137,10 +138,9 @@ def resolve_cache_dir(configured: str = "", node_local: bool = False,
         return Path(configured).expanduser(), "configured"
     if env.get("ASLHPC_CACHE_DIR"):
         return Path(env["ASLHPC_CACHE_DIR"]).expanduser(), "ASLHPC_CACHE_DIR"
-    if node_local:
-        for var in ("SLURM_TMPDIR", "TMPDIR"):
-            if env.get(var):
-                return Path(env[var]).expanduser() / "aslhpc", var
+    scratch = node_scratch(env) if node_local else None
+    if scratch:
+        return Path(scratch[0]).expanduser() / "aslhpc", scratch[1]
     home = env.get("HOME") or str(Path.home())
     return Path(home) / ".cache" / "aslhpc", "default"
 

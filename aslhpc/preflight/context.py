@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aslhpc.slurmenv import granted_gpus
+
 STUDY_CLASSES = 29  # the ASL Alphabet's classes: the checked model's outputs when no data was scanned
 PAPER_IMAGES = 87_029  # 29 classes x 3,001 Kaggle images: the room check's size when no --data is given
 
@@ -66,7 +68,7 @@ class Context:
 
     def granted_gpus(self) -> str:
         """The GPUs SLURM or the user made visible ("" when none were set)."""
-        return self.env.get("CUDA_VISIBLE_DEVICES", "") or self.env.get("SLURM_JOB_GPUS", "")
+        return granted_gpus(self.env)
 
     def no_gpu_reason(self) -> str:
         """Why the GPU checks skip: the line a user reads in the table."""

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import platform
-import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +12,7 @@ from typing import Any
 from aslhpc.preflight import cuda, data, ddp, nvmlcheck, storage, throughput, versions
 from aslhpc.preflight.context import Context
 from aslhpc.preflight.result import FAIL, Check, guarded
+from aslhpc.slurmenv import node_name
 
 DoctorOptions = Context  # the options of a run are the context the checks read
 
@@ -39,7 +38,7 @@ CHECKS: tuple[tuple[str, Callable[[Context], Any]], ...] = (
 @dataclass
 class Report:
     checks: list[Check]
-    host: str = field(default_factory=lambda: os.environ.get("SLURMD_NODENAME") or socket.gethostname())
+    host: str = field(default_factory=node_name)
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property

@@ -25,30 +25,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from aslhpc.slurmenv import SLURM_ENV, slurm_info
 from aslhpc.telemetry.nvml import Nvml, NvmlUnavailable
 
 CPUINFO = Path("/proc/cpuinfo")
-
-# provenance["slurm"] key -> environment variable (all set by slurmd in the job's environment)
-SLURM_ENV = {
-    "job_id": "SLURM_JOB_ID",
-    "array_job_id": "SLURM_ARRAY_JOB_ID",
-    "array_task": "SLURM_ARRAY_TASK_ID",
-    "partition": "SLURM_JOB_PARTITION",
-    "reservation": "SLURM_JOB_RESERVATION",
-    "nodelist": "SLURM_JOB_NODELIST",
-    "nodename": "SLURMD_NODENAME",
-    "restarts": "SLURM_RESTART_COUNT",
-    "job_gpus": "SLURM_JOB_GPUS",
-    "step_gpus": "SLURM_STEP_GPUS",
-    "gpus_on_node": "SLURM_GPUS_ON_NODE",
-    "cpus_on_node": "SLURM_CPUS_ON_NODE",
-    "cpus_per_task": "SLURM_CPUS_PER_TASK",
-    "mem_per_node_mb": "SLURM_MEM_PER_NODE",
-    "cluster": "SLURM_CLUSTER_NAME",
-    "ntasks": "SLURM_NTASKS",
-}
-
 
 def cuda_arch_list(torch_module: Any = None) -> list[str]:
     """The GPU architectures this torch build has kernels for (``sm_XY``; PTX: ``compute_XY``); [] for CPU.
@@ -122,17 +102,6 @@ def run_slurm(info: Mapping[str, Any] | None) -> dict[str, Any] | None:
         "gpus_granted": int(on_node) if on_node.isdigit() else len([g for g in gpus.split(",") if g]),
         "job_gpus": info.get("job_gpus"), "ntasks": info.get("ntasks"), "restarts": info.get("restarts", 0),
     }
-
-
-def slurm_info(env: Mapping[str, str]) -> dict[str, Any] | None:
-    """The SLURM allocation from the job environment; None outside a SLURM job."""
-    if not env.get("SLURM_JOB_ID"):
-        return None
-    info: dict[str, Any] = {key: env.get(var) or None for key, var in SLURM_ENV.items()}
-    restarts = info["restarts"]
-    info["restarts"] = int(restarts) if restarts and restarts.isdigit() else 0
-    info["gres"] = f"gpu:{info['gpus_on_node']}" if info["gpus_on_node"] else None
-    return info
 
 
 def _parse_cpuinfo(text: str) -> dict[str, Any]:
@@ -263,7 +232,7 @@ def collect_provenance(nvml: Any = None, env: Mapping[str, str] | None = None) -
     """Machine, GPU, driver, CUDA/cuDNN, CPU and SLURM facts for result.json; never raises."""
     env = os.environ if env is None else env
     out: dict[str, Any] = {
-        "hostname": None, "slurmd_nodename": env.get("SLURMD_NODENAME"),
+        "hostname": None, "slurmd_nodename": env.get(SLURM_ENV["nodename"]),
         "python": sys.version.split()[0], "platform": None,
         "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"), "errors": [],
     }

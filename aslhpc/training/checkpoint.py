@@ -22,7 +22,7 @@ import torch
 
 from aslhpc.atomic import atomic_write_bytes, read_jsonl
 from aslhpc.errors import AslhpcError
-from aslhpc.telemetry.provenance import slurm_info
+from aslhpc.slurmenv import slurm_info
 
 REQUIRED = frozenset({"identity", "epoch", "model", "optimizer", "rng_cpu", "best", "best_state", "exec_s",
                       "train_s", "train_images", "started_at"})
