@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import configparser
 import importlib.metadata as md
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
-SETUP_CFG = Path(__file__).resolve().parents[1] / "setup.cfg"
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 def _name(requirement: str) -> str:
@@ -20,13 +20,12 @@ def _name(requirement: str) -> str:
 
 
 def install_requires() -> list[str]:
-    cfg = configparser.ConfigParser()
-    cfg.read(SETUP_CFG)
-    lines = cfg.get("options", "install_requires").splitlines()
-    return [_name(line) for line in lines if line.strip() and not line.strip().startswith("#")]
+    meta = tomllib.loads(PYPROJECT.read_text())["project"]
+    lines = meta["dependencies"] + [r for extra in meta["optional-dependencies"].values() for r in extra]
+    return [_name(line) for line in lines]
 
 
-def test_setup_cfg_requires_nvidia_ml_py_not_pynvml() -> None:
+def test_the_project_requires_nvidia_ml_py_not_pynvml() -> None:
     names = install_requires()
     assert "nvidia-ml-py" in names
     assert "pynvml" not in names

@@ -1,17 +1,17 @@
-"""Packaging: ranges in setup.cfg, exact pins in the constraints files, package data found from any folder,
-console scripts, and the README's two set-up commands (the one .ci/run runs verbatim).
+"""Packaging: ranges in pyproject.toml, exact pins in the constraints files, package data found from any
+folder, console scripts, and the README's two set-up commands (the one .ci/run runs verbatim).
 
 The non-editable install itself (a fresh venv, an empty folder outside the clone: demo, dry run, 2020
 verdicts) is .ci/run's packaging job; these tests keep the files it relies on consistent."""
 
 from __future__ import annotations
 
-import configparser
 import importlib
 import importlib.util
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -27,15 +27,15 @@ from aslhpc.slurm.executor import read_preamble
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def setup_cfg() -> configparser.ConfigParser:
-    cfg = configparser.ConfigParser()
-    cfg.read(ROOT / "setup.cfg")
-    return cfg
+def project() -> dict:
+    """pyproject.toml's PEP 621 [project] table (and [tool.setuptools] beside it)."""
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def requirements() -> dict[str, Requirement]:
-    lines = setup_cfg().get("options", "install_requires").splitlines()
-    reqs = [Requirement(ln) for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+def requirements(extra: str | None = None) -> dict[str, Requirement]:
+    meta = project()["project"]
+    lines = meta["optional-dependencies"][extra] if extra else meta["dependencies"]
+    reqs = [Requirement(ln) for ln in lines]
     return {r.name.lower(): r for r in reqs}
 
 
@@ -59,7 +59,7 @@ def test_torch_is_a_range_that_admits_the_v100_torch_and_the_pinned_one() -> Non
     for name, pinned, oldest in (("torch", "2.14.1", ci_value("OLDEST_TORCH")),
                                  ("torchvision", "0.29.1", ci_value("OLDEST_TORCHVISION"))):
         spec = reqs[name].specifier
-        assert "==" not in str(spec), f"{name} is pinned in setup.cfg: pins belong in constraints.txt"
+        assert "==" not in str(spec), f"{name} is pinned in pyproject.toml: pins belong in constraints.txt"
         assert Version(pinned) in spec and Version(oldest) in spec
         # the lower bound is the oldest release CI tests: nothing older is admitted untested
         lower = Version(next(s.version for s in spec if s.operator == ">="))
@@ -72,10 +72,10 @@ def test_torch_is_a_range_that_admits_the_v100_torch_and_the_pinned_one() -> Non
 @pytest.mark.parametrize("name", ["constraints.txt", "constraints-v100.txt"])
 def test_every_pin_satisfies_the_ranges(name: str) -> None:
     pinned = pins(name)
-    for req in requirements().values():
+    for req in [*requirements().values(), *requirements("video").values()]:
         key = re.sub(r"[-_.]+", "-", req.name).lower()
         assert key in pinned, f"{name} does not pin {req.name}"
-        assert pinned[key] in req.specifier, f"{name}: {key}=={pinned[key]} is outside setup.cfg's {req}"
+        assert pinned[key] in req.specifier, f"{name}: {key}=={pinned[key]} is outside pyproject.toml's {req}"
     for dev in ("pytest", "ruff"):
         assert dev in pinned
 
@@ -98,33 +98,41 @@ def test_the_readme_has_exactly_two_set_up_commands_and_ci_runs_the_test_one_ver
 
 
 def test_console_scripts_point_at_real_mains() -> None:
-    text = setup_cfg().get("options.entry_points", "console_scripts")
-    scripts = dict(line.split(" = ") for line in text.strip().splitlines())
+    scripts = project()["project"]["scripts"]
     commands = ("submit", "status", "collect", "cancel", "train", "predict", "bench", "demo", "doctor")
     assert set(scripts) == {"aslhpc"} | {f"aslhpc-{c}" for c in commands}
     for name, target in scripts.items():
         module, func = target.split(":")
-        if module == "aslhpc.doctor" and importlib.util.find_spec(module) is None:
-            continue  # engineer "doctor" adds it; the entry point is ready for it
         assert callable(getattr(importlib.import_module(module), func)), name
 
 
 def test_classifiers_name_only_the_python_ci_runs() -> None:
-    classifiers = setup_cfg().get("metadata", "classifiers").strip().splitlines()
-    versions = [c.rsplit("::", 1)[1].strip() for c in classifiers if re.search(r"Python :: 3\.\d+$", c)]
-    assert versions == ["3.11"] and setup_cfg().get("options", "python_requires") == ">=3.11"
+    meta = project()["project"]
+    pythons = [c for c in meta["classifiers"] if re.search(r"Python :: 3\.\d+$", c)]
+    versions = [c.rsplit("::", 1)[1].strip() for c in pythons]
+    assert versions == ["3.11"] and meta["requires-python"] == ">=3.11"
+
+
+def test_video_input_is_an_extra_and_the_test_suite_has_it() -> None:
+    """OpenCV is only for video files and cameras: an extra, not a dependency; dev carries it so the
+    README's test command covers video input."""
+    assert "opencv-python-headless" not in requirements()
+    assert requirements("video")["opencv-python-headless"].specifier == \
+        requirements("dev")["opencv-python-headless"].specifier
+    meta = project()["project"]
+    assert meta["license"] == "MIT" and meta["license-files"] == ["LICENSE"] and (ROOT / "LICENSE").is_file()
 
 
 def test_every_shipped_file_is_package_data() -> None:
     """A file in aslhpc/jobs, sbatch_templates or reference that no package_data glob names would be
     missing from the wheel (and the non-editable install) only."""
-    globs = setup_cfg().get("options.package_data", "aslhpc").split()
+    globs = project()["tool"]["setuptools"]["package-data"]["aslhpc"]
     pkg = ROOT / "aslhpc"
     for folder in ("jobs", "sbatch_templates", "reference"):
         files = [p.relative_to(pkg) for p in (pkg / folder).iterdir() if p.is_file()]
         assert files, folder
         for f in files:
-            assert any(f.match(g) for g in globs), f"{f} is not in setup.cfg's package_data"
+            assert any(f.match(g) for g in globs), f"{f} is not in pyproject.toml's package-data"
     for link, target in (("jobs", "aslhpc/jobs"), ("sbatch_templates", "aslhpc/sbatch_templates"),
                          ("results/reference", "aslhpc/reference")):
         assert (ROOT / link).resolve() == (ROOT / target).resolve(), f"{link} should link to {target}"

@@ -376,3 +376,19 @@ def test_split_flags_need_an_experiment_and_a_recorded_split(cell: Path, synth_r
     image = str(flat_test_dir(synth_root) / "A_test.jpg")
     err = error_of(["--experiment", "leak", "--per-split", "--results", results, image], capfd)
     assert "--per-split needs folders of labelled images" in err
+
+
+def test_without_opencv_images_still_work_and_a_video_is_one_line_naming_the_extra() -> None:
+    """OpenCV is the [video] extra: the predict modules import without it; opening a video says what to
+    install."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['cv2'] = None\n"
+            "import aslhpc.predict, aslhpc.recognize.classifier\n"
+            "from aslhpc.recognize.sources import opencv\n"
+            "from aslhpc.errors import AslhpcError\n"
+            "try:\n    opencv()\nexcept AslhpcError as e:\n    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install 'aslhpc[video]'" in proc.stdout and proc.stdout.count("\n") == 1

@@ -2,7 +2,7 @@
 
 The pinned torch (constraints.txt) is a CUDA 13 build: CUDA 13 dropped Volta, and PyPI's CUDA 12.8+
 builds omit sm_70. PyPI's torch 2.7.x wheels are CUDA 12.6 builds that still carry sm_70, and 2.7.1 /
-torchvision 0.22.1 are the oldest pair setup.cfg admits, which CI tests (.ci/run's oldest-torch job,
+torchvision 0.22.1 are the oldest pair pyproject.toml admits, which CI tests (.ci/run's oldest-torch job,
 with constraints-v100.txt). So the fix is to install that pair into the environment the jobs run;
 aslhpc itself need not be reinstalled (its range admits it). The README's "On V100 nodes" section
 gives the same commands.

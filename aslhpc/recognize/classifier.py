@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -169,6 +168,9 @@ def frame_to_pil(frame_bgr: np.ndarray, frame_size: int | None = DATASET_FRAME) 
     about 10x cheaper than one non-integer resize), so ``load_image`` then performs the very
     resize training did (200 -> 150 px).
     """
+    from aslhpc.recognize.sources import opencv
+
+    cv2 = opencv()
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
         raise AslhpcError(f"expected a uint8 colour (H, W, 3) frame, got {frame_bgr.dtype} {frame_bgr.shape}")
     h, w = frame_bgr.shape[:2]

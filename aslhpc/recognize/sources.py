@@ -11,12 +11,26 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
 from aslhpc.data.layout import IMAGE_SUFFIXES
 from aslhpc.errors import AslhpcError
+
+if TYPE_CHECKING:
+    import cv2
+
+def opencv() -> Any:
+    """OpenCV, imported when a video or camera is first opened: only that input needs it (the [video]
+    extra), so images and folders work without it."""
+    try:
+        import cv2
+    except ImportError as exc:
+        raise AslhpcError(f"video and camera input need OpenCV ({exc}); install it with: "
+                          "pip install 'aslhpc[video]' (or opencv-python-headless)") from exc
+    return cv2
+
 
 VIDEO_SUFFIXES = frozenset({".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 TEST_SUFFIX = "_test"  # the flat Kaggle test folder names its files <CLASS>_test.jpg
@@ -162,6 +176,7 @@ class FrameSource:
 
 def _quiet_capture(target: str | int) -> cv2.VideoCapture:
     """Open a capture with OpenCV's own warnings silenced: our error says it in one line instead."""
+    cv2 = opencv()
     previous = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
