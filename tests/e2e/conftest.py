@@ -65,7 +65,7 @@ def slurm_cluster() -> None:
         ok, why = slurm_reachable()
     if ok:
         acct = subprocess.run(["sacct", "-n", "-X", "-o", "JobID", "-S", "now"], capture_output=True,
-                              text=True)
+                              text=True, timeout=60)
         info = query_cluster()
         if acct.returncode != 0:
             ok, why = False, f"sacct does not work ({acct.stderr.strip()})"
@@ -132,7 +132,7 @@ def wait_until_ended(manifest: Path, timeout: float, poll: float = 1.0):  # noqa
         if time.monotonic() > deadline:
             console = Console(record=True, width=250)
             console.print(render_table(report))
-            queue = subprocess.run(["squeue"], capture_output=True, text=True).stdout
+            queue = subprocess.run(["squeue"], capture_output=True, text=True, timeout=60).stdout
             pytest.fail(f"cells did not end within {timeout:.0f}s:\n{console.export_text()}\n{queue}")
         time.sleep(poll)
 
@@ -140,8 +140,9 @@ def wait_until_ended(manifest: Path, timeout: float, poll: float = 1.0):  # noqa
 def slurm_job_ids() -> frozenset[str]:
     """Every job id sacct has ever recorded plus those in squeue: a superset afterwards means a submission."""
     acct = subprocess.run(["sacct", "-a", "-n", "-X", "-P", "-o", "JobIDRaw", "-S", "2000-01-01"],
-                          capture_output=True, text=True, check=True).stdout
-    queue = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True).stdout
+                          capture_output=True, text=True, check=True, timeout=60).stdout
+    queue = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True,
+                           timeout=60).stdout
     return frozenset(acct.split()) | frozenset(queue.split())
 
 

@@ -29,16 +29,18 @@ def test_collect_job_writes_the_report_after_the_cells_and_is_replaced_not_stack
     first = m.collect.job_id
     [array] = {e.last.array_id for e in m.cells.values()}
     assert f"collect          submitted   job {first} (runs collect after {array})" in p.stdout
-    dep = subprocess.run(["squeue", "-h", "-j", first, "-o", "%E"], capture_output=True, text=True).stdout
+    dep = subprocess.run(["squeue", "-h", "-j", first, "-o", "%E"], capture_output=True, text=True,
+                         timeout=60).stdout
     assert f"afterany:{array}" in dep
 
-    subprocess.run(["scontrol", "hold", first], check=True)  # it surely still waits at the next submit
+    # it surely still waits at the next submit
+    subprocess.run(["scontrol", "hold", first], check=True, timeout=60)
     p = cli.submit(*args)  # again, while the collect job waits: it is replaced
     assert p.returncode == 0, p.stderr
     second = load_manifest(manifest).collect.job_id
     assert second != first and f"collect          replaced    job {first}" in p.stdout
     state = subprocess.run(["sacct", "-X", "-n", "-P", "-j", first, "-o", "State"], capture_output=True,
-                           text=True).stdout
+                           text=True, timeout=60).stdout
     assert "CANCELLED" in state
 
     wait_ended(manifest, timeout=300)
@@ -52,5 +54,5 @@ def test_collect_job_writes_the_report_after_the_cells_and_is_replaced_not_stack
     row = next(ln for ln in st.stdout.splitlines() if "collect" in ln and second in ln)
     assert "COMPLETED" in row or "RUNNING" in row or "COMPLETING" in row, st.stdout
     queued = subprocess.run(["squeue", "--me", "-h", "--name", f"aslhpc-{name}-collect", "-o", "%i"],
-                            capture_output=True, text=True).stdout.split()
+                            capture_output=True, text=True, timeout=60).stdout.split()
     assert first not in queued  # never two collect jobs

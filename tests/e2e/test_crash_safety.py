@@ -41,9 +41,9 @@ def sacct_jobs(experiment: str) -> dict[str, list[str]]:
     """cell id -> every job id SLURM ever had for it (sacct allocations by our job name, plus squeue)."""
     since = (dt.datetime.now() - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
     acct = subprocess.run(["sacct", "-n", "-X", "-P", "--duplicates", "-o", "JobIDRaw,JobName", "-S", since],
-                          capture_output=True, text=True, check=True).stdout
+                          capture_output=True, text=True, check=True, timeout=60).stdout
     queue = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%j"], capture_output=True, text=True,
-                           check=True).stdout
+                           check=True, timeout=60).stdout
     found: dict[str, set[str]] = {}
     prefix = f"aslhpc-{experiment}-"
     for line in (acct + queue).splitlines():
@@ -81,7 +81,8 @@ def test_killed_right_after_sbatch_then_resubmitted(cli, tiny_data: Path, tmp_pa
     manifest = results / name / "manifest.json"
     entry = load_manifest(manifest).cells["g1-b16-r0"]
     assert entry.attempts == [] and entry.intent is not None  # the manifest does not know the job ...
-    queue = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%j|%k"], capture_output=True, text=True).stdout
+    queue = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%j|%k"], capture_output=True, text=True,
+                           timeout=60).stdout
     tagged = [ln.split("|") for ln in queue.splitlines() if ln.split("|")[1] == f"aslhpc-{name}-g1-b16-r0"]
     # ... SLURM does, by the tag
     assert len(tagged) == 1 and parse_comment(tagged[0][2]) == (name, "g1-b16-r0", entry.intent.token)
@@ -107,13 +108,13 @@ def small_disk(tmp_path: Path):  # noqa: ANN201 - Path
     mnt = tmp_path / "disk"
     mnt.mkdir()
     p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True,
-                       text=True)
+                       text=True, timeout=60)
     if p.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs: {p.stderr.strip()}")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        subprocess.run(["umount", "-l", str(mnt)], check=False, timeout=60)
 
 
 def test_disk_full_during_submit_then_resubmitted(cli, tiny_data: Path, tmp_path: Path, small_disk: Path,

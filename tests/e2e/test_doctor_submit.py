@@ -25,7 +25,7 @@ def test_submit_runs_the_checks_on_each_job_shape(cli, tiny_data: Path, tmp_path
         assert f"job {job_id}, shape {label}" in p.stdout
         fields = "JobName,Partition,Reservation,State"
         acct = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", fields], capture_output=True,
-                              text=True, check=True).stdout.split()[0].split("|")
+                              text=True, check=True, timeout=60).stdout.split()[0].split("|")
         assert acct == [f"doctor-smoke-{label}", "reservation", "CSYE7374_GPU", "COMPLETED"]
     [stamp] = (results / "smoke" / "doctor").iterdir()
     report = json.loads((stamp / "g2-dp.json").read_text())
@@ -48,5 +48,5 @@ def test_refused_request_is_one_line_and_submits_nothing(cli, tiny_data: Path, t
     assert "no doctor job submitted" in err[0]
     for label in ("g1-dp", "g2-dp"):
         cmd = ["sacct", "-a", "-n", "-X", "-S", "2000-01-01", "--name", f"doctor-{name}-{label}"]
-        acct = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        acct = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60)
         assert acct.stdout.strip() == ""

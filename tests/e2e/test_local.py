@@ -30,7 +30,7 @@ def test_local_mode_runs_cells_and_status_follows(cli, tiny_data: Path, tmp_path
             st = cli.status("--results", results, "--experiment", "smoke")
             seen |= {s for s in ("RUNNING", "PENDING", "COMPLETED") if s in st.stdout}
         time.sleep(0.5)
-    out, err = proc.communicate()
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "running 2 cell(s) on this machine, 2 at a time" in out
     assert "RUNNING" in seen  # another process saw the live local job

@@ -36,7 +36,7 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
     victim = "g4-b512-r0"
     victim_job = m.cells[victim].last.job_id
     assert "_" in victim_job
-    subprocess.run(["scancel", victim_job], check=True)
+    subprocess.run(["scancel", victim_job], check=True, timeout=60)
 
     report = wait_ended(manifest_path, timeout=300)
     states = {r.cell_id: r.state for r in report.rows}

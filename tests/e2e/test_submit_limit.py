@@ -19,17 +19,17 @@ ACCOUNT = "aslhpc-limited"
 
 def minislurm(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(REPO / "scripts" / "minislurm.sh"), *args], capture_output=True,
-                          text=True)
+                          text=True, timeout=60)
 
 
 def limit_not_enforced() -> str:
     """'' when sbatch refuses a held 4-task array on the limited account (limit 3); else why not."""
     probe = subprocess.run(["sbatch", "--account", ACCOUNT, "--hold", "-p", "reservation", "--reservation",
                             "CSYE7374_GPU", "--mem", "100M", "-a", "0-3", "-o", "/dev/null", "--wrap",
-                            "true"], capture_output=True, text=True)
+                            "true"], capture_output=True, text=True, timeout=60)
     if probe.returncode != 0:
         return ""
-    subprocess.run(["scancel", probe.stdout.split()[-1]], check=False)
+    subprocess.run(["scancel", probe.stdout.split()[-1]], check=False, timeout=60)
     return "sbatch accepted 4 jobs over MaxSubmitJobs=3: slurmctld was started without limit enforcement"
 
 

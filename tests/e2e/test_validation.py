@@ -67,5 +67,5 @@ def test_site_options_reach_the_real_sbatch(submitted: Path, wait_ended) -> None
     assert "#SBATCH --exclude=n2\n" in text and "--wckey" not in text
     job = json.loads(manifest.read_text())["cells"]["g1-b32-r0"]["attempts"][-1]["job_id"]
     nodes = subprocess.run(["sacct", "-j", job, "-X", "-n", "-P", "-o", "NodeList"], capture_output=True,
-                           text=True, check=True).stdout.split()
+                           text=True, check=True, timeout=60).stdout.split()
     assert nodes == ["n1"]
