@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from aslhpc.analysis.reference import REFERENCE_LABEL
+from aslhpc.analysis.stats import wilson_interval
 from aslhpc.analysis.tables import BREAKDOWN_PARTS, gpu_label, has_breakdown, main_split_kind
 from aslhpc.atomic import atomic_write_bytes
 
@@ -53,6 +54,41 @@ def _mark_cpu(ax: object, x: pd.Series, y: pd.Series, colour: str | None) -> Non
 def _series_key(frame: pd.DataFrame) -> list[str]:
     """Series are split by strategy/pipeline only when the matrix mixes them."""
     return [c for c in ("strategy", "pipeline") if frame[c].nunique() > 1]
+
+
+#: markers cycled per series, so lines that coincide (the 1- and 2-GPU accuracy at one batch size) stay
+#: visible as two series
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _dodge(i: int, n: int, step: float) -> float:
+    """The i-th of n series' offset: centred on 0, ``step`` apart, so equal points sit side by side."""
+    return (i - (n - 1) / 2.0) * step
+
+
+def _accuracy_bars(grp: pd.DataFrame, col: str = "test_acc") -> tuple[list[float], list[float], str]:
+    """(below, above) error bar lengths of an accuracy and what they are: the CI over repeats where a
+    configuration has repeats, else the 95 % Wilson interval of one run's accuracy on its n test images
+    (the binomial noise the verdicts weigh). Zero where neither is known."""
+    lo, hi, kinds = [], [], set()
+    for _, r in grp.iterrows():
+        acc, hw = r.get(col), r.get(f"{col}_hw")
+        n_test = r.get("n_test")
+        if pd.notna(hw) and r.get("n", 1) > 1:
+            lo.append(float(hw))
+            hi.append(float(hw))
+            kinds.add("repeats")
+        elif pd.notna(acc) and pd.notna(n_test) and n_test > 0:
+            a, b = wilson_interval(float(acc) / 100.0, int(n_test), float(r.get("ci_level", 0.95) or 0.95))
+            lo.append(max(float(acc) - a * 100.0, 0.0))
+            hi.append(max(b * 100.0 - float(acc), 0.0))
+            kinds.add("wilson")
+        else:
+            lo.append(0.0)
+            hi.append(0.0)
+    level = f"{float(grp['ci_level'].iloc[0]) * 100:.0f} %" if "ci_level" in grp and len(grp) else "95 %"
+    what = {"repeats": f"{level} CI over repeats", "wilson": f"{level} Wilson interval on the test images"}
+    return lo, hi, " or ".join(what[k] for k in sorted(kinds))
 
 
 def _hw(frame: pd.DataFrame, col: str) -> list[float] | None:
@@ -93,17 +129,18 @@ def plot_time_vs_gpus(
     ax = fig.add_subplot()
     keys = ["batch_size", *_series_key(data)]
     colours: dict[int, str] = {}
-    for k, grp in data.groupby(keys, sort=True):
+    groups = list(data.groupby(keys, sort=True))
+    for i, (k, grp) in enumerate(groups):
         k = k if isinstance(k, tuple) else (k,)
         grp = grp.sort_values("gpus")
         name = f"batch {k[0]}" + ("" if len(k) == 1 else " (" + "/".join(map(str, k[1:])) + ")")
-        bars = ax.errorbar(
-            grp["gpus"], grp["exec_time_s"], yerr=_hw(grp, "exec_time_s"), marker="o", capsize=4, label=name
-        )
+        x = grp["gpus"] + _dodge(i, len(groups), 0.04)  # equal times side by side, not one on the other
+        bars = ax.errorbar(x, grp["exec_time_s"], yerr=_hw(grp, "exec_time_s"),
+                           marker=MARKERS[i % len(MARKERS)], capsize=4, label=name)
         colours.setdefault(int(k[0]), bars[0].get_color())
         cpu = _cpu_mask(grp)
         if cpu.any():
-            _mark_cpu(ax, grp.loc[cpu, "gpus"], grp.loc[cpu, "exec_time_s"], bars[0].get_color())
+            _mark_cpu(ax, x[cpu], grp.loc[cpu, "exec_time_s"], bars[0].get_color())
     if reference is not None and len(reference):
         ref = _main(reference)
         for bs, grp in ref.groupby("batch_size", sort=True):
@@ -148,18 +185,18 @@ def plot_time_vs_batch(
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
     colours: dict[int, str] = {}
-    for k, grp in data.groupby(["gpus", *_series_key(data)], sort=True):
+    groups = list(data.groupby(["gpus", *_series_key(data)], sort=True))
+    for i, (k, grp) in enumerate(groups):
         k = k if isinstance(k, tuple) else (k,)
         grp = grp.sort_values("batch_size")
         name = gpu_label(int(k[0])) + ("" if len(k) == 1 else " (" + "/".join(map(str, k[1:])) + ")")
-        bars = ax.errorbar(
-            grp["batch_size"], grp["exec_time_s"], yerr=_hw(grp, "exec_time_s"), marker="o", capsize=4,
-            label=name,
-        )
+        x = grp["batch_size"] * 2.0 ** _dodge(i, len(groups), 0.04)  # log2 axis: a fixed nudge per series
+        bars = ax.errorbar(x, grp["exec_time_s"], yerr=_hw(grp, "exec_time_s"),
+                           marker=MARKERS[i % len(MARKERS)], capsize=4, label=name)
         colours.setdefault(int(k[0]), bars[0].get_color())
         cpu = _cpu_mask(grp)
         if cpu.any():
-            _mark_cpu(ax, grp.loc[cpu, "batch_size"], grp.loc[cpu, "exec_time_s"], bars[0].get_color())
+            _mark_cpu(ax, x[cpu], grp.loc[cpu, "exec_time_s"], bars[0].get_color())
     ref = _main(reference) if reference is not None and len(reference) else None
     if ref is not None:
         for g, grp in ref.groupby("gpus", sort=True):
@@ -189,42 +226,45 @@ def plot_time_vs_batch(
 
 
 def plot_accuracy_vs_batch(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
-    """Test and validation accuracy against batch size, one line per GPU count (Observation 2)."""
+    """Test and validation accuracy against batch size, one line per GPU count (Observation 2), each
+    test point with its interval, so a gap inside the noise reads as one; series side by side."""
     data = _main(summary)
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
     keys = ["gpus", *_series_key(data)]
-    for k, grp in data.groupby(keys, sort=True):
+    groups = list(data.groupby(keys, sort=True))
+    kinds = set()
+    for i, (k, grp) in enumerate(groups):
         k = k if isinstance(k, tuple) else (k,)
         grp = grp.sort_values("batch_size")
         name = gpu_label(int(k[0])) + ("" if len(k) == 1 else " (" + "/".join(map(str, k[1:])) + ")")
-        line = ax.errorbar(
-            grp["batch_size"],
-            grp["test_acc"],
-            yerr=_hw(grp, "test_acc"),
-            marker="o",
-            capsize=4,
-            label=f"{name}, test",
-        )
+        x = grp["batch_size"] * 2.0 ** _dodge(i, len(groups), 0.04)  # the axis is log2: a fixed nudge
+        lo, hi, kind = _accuracy_bars(grp)
+        kinds.add(kind)
+        line = ax.errorbar(x, grp["test_acc"], yerr=[lo, hi], marker=MARKERS[i % len(MARKERS)], capsize=3,
+                           label=f"{name}, test")
+        cpu = _cpu_mask(grp)
+        if cpu.any():
+            _mark_cpu(ax, x[cpu], grp.loc[cpu, "test_acc"], line[0].get_color())
         if grp["val_acc"].notna().any():
-            ax.plot(
-                grp["batch_size"],
-                grp["val_acc"],
-                linestyle=":",
-                marker=".",
-                color=line[0].get_color(),
-                label=f"{name}, valid",
-            )
+            ax.plot(x, grp["val_acc"], linestyle=":", marker=".", color=line[0].get_color(),
+                    label=f"{name}, valid")
     ax.set_xscale("log", base=2)
     ticks = sorted(set(data["batch_size"]))
     ax.set_xticks(ticks)
     ax.set_xticklabels([str(t) for t in ticks])
     ax.set_xlabel("batch size (images per step, log scale)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title("Accuracy vs batch size, per GPU count\n" + _subtitle(data, label), fontsize=10)
+    title = "Accuracy vs batch size, per GPU count\n" + (label or "")
+    bars = " or ".join(sorted(k for k in kinds if k))
+    if bars:
+        title += f"\nerror bars: {bars}"
+    if _cpu_mask(data).any():
+        title += f"\n{CPU_NOTE}"
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
-    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.11, top=0.88)
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.11, top=0.91 - 0.035 * title.count("\n"))
     return _save(fig, path)
 
 
