@@ -68,7 +68,7 @@ def build_data(cfg: TrainConfig, plan: DevicePlan, dist: Dist, log: Log) -> Cell
     on_device = fits_on_device(nbytes, plan.device)
     location = "host memory"
     if plan.is_cuda:
-        location = str(plan.device) if on_device else "pinned host memory"
+        location = str(plan.device) if on_device else "host memory (batches staged through pinned buffers)"
     labels = np.asarray(index.labels, dtype=np.int64)
     parts = []
     for k, idx in enumerate(parts_idx):

@@ -4,8 +4,8 @@
   resized with PIL and normalised on the CPU, then copied to the GPU as fp32.
   The most common PyTorch setup of 2020; that the study timed this is our assumption (it does
   not describe its pipeline), kept so its findings can be compared like for like.
-* fast: the decode-once uint8 cache is put on the device once (or in pinned host
-  memory when it does not fit); a batch is a gather on the device, normalisation
+* fast: the decode-once uint8 cache is put on the device once (or kept in host memory when it does
+  not fit, each batch staged through a small pinned buffer); a batch is a gather on the device, normalisation
   happens there; the shuffle is made on the CPU and copied once per epoch. No worker processes.
 
 Both yield ``(x, y, n)`` per batch: float NCHW input and int64 labels on the
@@ -15,7 +15,6 @@ which DDP needs to weight each rank's loss.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,18 +189,6 @@ class _PinnedStaging:
         return out
 
 
-def _register_host(t: torch.Tensor) -> None:
-    """Page-lock ``t`` in place (cudaHostRegister): no second copy, no power-of-two rounding.
-
-    Unregistered when the tensor is collected (a process that trains several cells, e.g. a test)."""
-    cudart = torch.cuda.cudart()
-    ptr = t.data_ptr()
-    rc = cudart.cudaHostRegister(ptr, t.numel() * t.element_size(), 0)
-    if int(rc) != 0:
-        raise RuntimeError(f"cudaHostRegister failed ({rc})")
-    weakref.finalize(t, cudart.cudaHostUnregister, ptr)
-
-
 def fill_rows(dst: torch.Tensor, images: np.ndarray, rows: np.ndarray, chunk: int = STAGING_ROWS) -> None:
     """``dst[i] = images[rows[i]]``, a chunk at a time: never a whole split's copy in host memory."""
     for start in range(0, len(rows), chunk):
@@ -210,23 +197,19 @@ def fill_rows(dst: torch.Tensor, images: np.ndarray, rows: np.ndarray, chunk: in
 
 
 def tensor_data(images: np.ndarray, rows: np.ndarray, labels: np.ndarray, device: torch.device,
-                on_device: bool, register: Callable[[torch.Tensor], None] = _register_host,
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A split's decoded images (``images[rows]``) in one tensor: on the device, page-locked, or CPU memory.
+                on_device: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split's decoded images (``images[rows]``) in one tensor: on the device, or in host memory.
 
-    Filled in chunks straight from the (memory-mapped) cache. Pinning a finished copy with
-    ``pin_memory()`` would hold the copy and a pinned block rounded up to a power of two at once
-    (~3x the split: 5.18 GB becomes ~14 GB); registering one exact-size tensor needs 1x. Labels go
-    to the device in every case.
+    Filled in chunks straight from the (memory-mapped) cache, so a split is never held twice. A split
+    left in host memory for a CUDA run is not page-locked: each batch is gathered into one of two small
+    pinned staging buffers (:class:`_PinnedStaging`) and copied from there, so locking gigabytes of host
+    memory (which can fail, and takes it from every other process on the node) would buy nothing.
+    Labels go to the device in every case.
     """
     shape = (len(rows), *images.shape[1:])
     y = torch.from_numpy(np.asarray(labels[rows], dtype=np.int64)).to(device)
-    if device.type == "cuda" and on_device:
-        x = torch.empty(shape, dtype=torch.uint8, device=device)
-    else:
-        x = torch.empty(shape, dtype=torch.uint8)
-        if device.type == "cuda":
-            register(x)
+    on_gpu = device.type == "cuda" and on_device
+    x = torch.empty(shape, dtype=torch.uint8, device=device if on_gpu else "cpu")
     fill_rows(x, images, rows)
     return x, y
 

@@ -19,7 +19,8 @@ def test_lad2020_matrix_cancel_retry_complete(cli, tiny_data: Path, tmp_path: Pa
                                               job_ids) -> None:
     results = tmp_path / "results"
     args = ["--reservation", "CSYE7374_GPU", "--data", tiny_data, "--results", results, "--epochs", "1",
-            "--pipeline", "fast", "--allow-cpu", "--mem", "1G", "--cpus-per-gpu", "1"]  # jobs/lad2020.toml
+            "--pipeline", "fast", "--allow-cpu", "--mem", "1G", "--cpus-per-gpu", "1",
+            "--preamble", "minislurm"]  # jobs/lad2020.toml, with this cluster's preamble (it has no modules)
     p = cli.submit(*args)
     assert p.returncode == 0, p.stderr
     assert "12 job(s) submitted" in p.stdout and "aslhpc status --experiment lad2020" in p.stdout
