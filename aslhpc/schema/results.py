@@ -116,6 +116,12 @@ class TimeBreakdown(Loose):
     other_s: Seconds | None = opt("the rest of the epochs' wall time, s")
 
 
+class MemoryFormat(Loose):
+    chosen: Text | None = opt("channels_last | contiguous: the format the epochs trained in")
+    chosen_by: Text | None = opt("probe | checkpoint | config | paper pipeline")
+    step_ms: dict[str, Number] | None = opt("probe only: one training step's mean time per format, ms")
+
+
 class Versions(Loose):
     python: Scalar = opt("Python version")
     torch: Scalar = opt("torch version")
@@ -177,6 +183,7 @@ class ResultFile(Loose):
     ranks: Ranks | None = opt("DDP self-check")
     telemetry: Telemetry | None = opt("NVML / CPU figures")
     time_breakdown: TimeBreakdown | None = opt("summed over epochs")
+    memory_format: MemoryFormat | None = opt("the memory format and why (train.probe_memory_format)")
     versions: Versions | None = opt("software versions")
     slurm: SlurmJob | None = opt("the SLURM job (null outside SLURM)")
     provenance: Provenance | None = opt("machine, GPU, driver, CUDA/cuDNN, CPU, SLURM environment")

@@ -30,7 +30,7 @@ NOT_IDENTITY = frozenset({"out", "cache_dir", "node_local_cache", "log_every", "
                           "cpu_threads"})
 # Fields added after cells were written, left out of identity() at their default so those cells' checkpoints
 # and results still match (an old config.json lacks them: it meant the default).
-IDENTITY_IF_SET = {"model": "ladnet", "split_group": ""}
+IDENTITY_IF_SET = {"model": "ladnet", "split_group": "", "probe_memory_format": False}
 # Fields that differ per cell of an experiment (the matrix and its paths): not part of the [train] table.
 PER_CELL = ("data", "out", "gpus", "batch_size", "strategy", "cache_dir")
 # Upper bounds, each far above any real cell: a typo (epochs = 10**14, seed = 10**20) is one error line
@@ -104,6 +104,10 @@ class TrainConfig:
     strategy: str = _opt("dp", "dp = nn.DataParallel, ddp = one process per GPU", choices=STRATEGIES)
     amp: str = _opt("auto", "auto = bf16 on Ampere+, fp16 on V100, fp32 on CPU", choices=AMP_MODES)
     channels_last: bool = _opt(True, "channels_last memory format (fast pipeline)")
+    probe_memory_format: bool = _opt(False, "fast pipeline: time a few steps in channels_last and in "
+                                     "contiguous format at the cell's start and train in the faster "
+                                     "(result.json memory_format); costs bit-for-bit reproducibility "
+                                     "between runs")
     compile: bool = _opt(False, "torch.compile the model (not with --strategy dp over several GPUs: "
                          "DataParallel re-makes its replicas every step)")
     reuse_host_memory: bool = _opt(True, "fast pipeline on CPU: keep freed activation memory in the heap "

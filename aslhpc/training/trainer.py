@@ -60,6 +60,7 @@ from aslhpc.training.distributed import (
 )
 from aslhpc.training.hostmem import retain_freed_memory
 from aslhpc.training.loop import CLOCK, AutocastForward, Log, Stats, evaluate, train_one_epoch
+from aslhpc.training.memformat import FORMATS, configured_format, probe_memory_format
 from aslhpc.training.modelio import model_state, save_model
 
 TEST_PREDICTIONS = "test_predictions.csv"  # per-image test predictions of the best model (issue 25.5)
@@ -108,6 +109,7 @@ class Progress:
     train_images: int = 0
     started_at: str = field(default_factory=_now)
     amp_observed: set[str] = field(default_factory=set)
+    memory_format: str = ""  # the format the cell's epochs train in ("" = not chosen yet)
 
 
 @dataclass
@@ -147,6 +149,7 @@ def run_cell(cfg: TrainConfig, *, experiment: str = "", cell_id: str = "",
             data = build_data(cfg, cell.plan, dist, log)
             model = build_model(cell, tuple(data.index.classes))
             progress = restore(cell, model)
+            choose_memory_format(cell, data, model, progress)
             wrap_model(cell, model)
             return train_and_finish(cell, data, model, progress)
         except BaseException as exc:
@@ -281,12 +284,37 @@ def restore(cell: CellRun, model: Model) -> Progress:
     if cell.device.type == "cuda" and state.get("rng_cuda") is not None:
         torch.cuda.set_rng_state(state["rng_cuda"], cell.device)
     progress = Progress(state["epoch"], state["best"], state["best_state"], state["exec_s"], state["train_s"],
-                        state["train_images"], state["started_at"], set(state.get("amp_observed") or ()))
+                        state["train_images"], state["started_at"], set(state.get("amp_observed") or ()),
+                        str(state.get("memory_format") or ""))
     if cell.dist.main:
         truncate_epochs(cell.paths.epochs, progress.epoch)
         cell.log(f"resuming {cell.cell_id} from {cell.paths.checkpoint} "
                  f"after epoch {progress.epoch}/{cell.cfg.epochs}")
     return progress
+
+
+def choose_memory_format(cell: CellRun, data: CellData, model: Model, progress: Progress) -> None:
+    """channels_last or contiguous for the model and the fast pipeline's batches: the checkpoint's choice
+    when resuming, else the probe's (``probe_memory_format``), else the configured one."""
+    cfg = cell.cfg
+    if cfg.pipeline == "paper":
+        info = configured_format(cfg.channels_last, cfg.pipeline)
+    elif progress.memory_format:
+        info = {"chosen": progress.memory_format, "chosen_by": "checkpoint"}
+    elif cfg.probe_memory_format and not cfg.compile:
+        x, y, _ = next(iter(data.train.epoch(0)))
+        info = probe_memory_format(model.bare, (x, y), cell.device, cell.precision.dtype, cell.dist.all_sum)
+        ms = ", ".join(f"{k} {v:.1f} ms" for k, v in info["step_ms"].items())
+        cell.say(f"memory format: {info['chosen']} (a training step: {ms})")
+    else:
+        why = "config (compile: not probed)" if cfg.probe_memory_format else "config"
+        info = configured_format(cfg.channels_last, cfg.pipeline, why)
+    progress.memory_format = info["chosen"] if cfg.pipeline != "paper" else ""
+    if cfg.pipeline != "paper":
+        model.bare.to(memory_format=FORMATS[info["chosen"]])
+        for part in (data.train, data.val, data.test):
+            part.channels_last = info["chosen"] == "channels_last"
+    cell.setup["memory_format"] = info
 
 
 def wrap_model(cell: CellRun, model: Model) -> None:
@@ -454,7 +482,7 @@ def record_epoch(cell: CellRun, model: Model, progress: Progress, tr: Stats, va:
         "rng_cuda": torch.cuda.get_rng_state(cell.device) if cell.device.type == "cuda" else None,
         "best": progress.best, "best_state": progress.best_state, "exec_s": progress.exec_s,
         "train_s": progress.train_s, "train_images": progress.train_images, "started_at": progress.started_at,
-        "amp_observed": sorted(progress.amp_observed)})
+        "amp_observed": sorted(progress.amp_observed), "memory_format": progress.memory_format})
 
 
 # --------------------------------------------------------------------------- 4. finish
@@ -542,7 +570,8 @@ def result_record(cell: CellRun, data: CellData, model: Model, progress: Progres
         "data_parallel": (plan.gpus_used > 1) or dist.world > 1,
         "strategy": cfg.strategy, "pipeline": cfg.pipeline, "amp": cell.precision.name,
         "amp_observed": sorted(progress.amp_observed), "tf32": cell.setup["tf32"],
-        "channels_last": cfg.channels_last and cfg.pipeline != "paper", "compile": model.compiled,
+        "channels_last": cell.setup["memory_format"]["chosen"] == "channels_last", "compile": model.compiled,
+        "memory_format": cell.setup["memory_format"],
         "optimizer": {"name": "sgd", "fused": model.fused},
         "host_memory": cell.setup["host_memory"], "threads": cell.setup["threads"],
         "backend": cell.setup["backend"], "world_size": dist.world,
