@@ -296,7 +296,7 @@ def test_resubmitting_refuses_exactly_the_changes_a_resumed_cell_would_refuse(tm
                "amp": "fp16", "channels_last": False, "compile": True, "reuse_host_memory": False,
                "allow_cpu": True, "workers": 9, "node_local_cache": True, "cpu_threads": 3,
                "log_every": 1, "sample_interval_s": 0.5, "process_sample_interval_s": 2.0, "max_steps": 5,
-               "model": "torchvision:resnet18", "split_group": r"^(rec\d+)_"}
+               "model": "torchvision:resnet18", "split_group": r"^(rec\d+)_", "probe_memory_format": True}
     assert set(changed) == {f.name for f in fields(TrainSettings)}, "a new [train] key: add it here"
     for key, value in changed.items():
         new = replace(spec, train=replace(spec.train, **{key: value}))
