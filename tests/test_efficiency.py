@@ -26,7 +26,7 @@ def test_an_oversized_request_gets_the_hint_a_user_can_act_on() -> None:
 def test_a_well_sized_cell_gets_no_hint_and_a_cpu_cell_says_why_it_has_no_gpu_figures() -> None:
     fit = Usage("a", cores=2, mem_req_gb=4, gpus=0, elapsed_s=100, cpu_time_s=160, rss_peak_gb=3.0)
     assert hint(fit) == ""
-    cpu = Usage("b", cores=1, mem_req_gb=1, gpus=2, elapsed_s=60, cpu_util_pct=30.0, rss_peak_gb=0.9,
+    cpu = Usage("b", cores=1, mem_req_gb=1, gpus=2, elapsed_s=60, cpu_util_pct=30.0, rss_peak_gb=0.6,
                 no_gpu_reason="CPU fallback: 2 GPU(s) requested, 0 visible")
     frame = efficiency_frame([fit, cpu])
     b = frame.iloc[1]
@@ -35,6 +35,20 @@ def test_a_well_sized_cell_gets_no_hint_and_a_cpu_cell_says_why_it_has_no_gpu_fi
     assert b["hint"] == "no GPU figures: CPU fallback: 2 GPU(s) requested, 0 visible"
     md = "\n".join(markdown(frame))
     assert "## What each cell used" in md and "| b | 1 | 30% (sampled) |" in md
+
+
+def test_a_request_the_cell_outgrew_is_flagged_as_clearly_as_one_too_large() -> None:
+    """Issue 25.8: RSS 1.2 of 1 GB asked (seff would say >100 %) gets a hint and a mark in status."""
+    from aslhpc.analysis.efficiency import compact
+
+    over = Usage("g1-b64-r0", cores=1, mem_req_gb=1, gpus=0, elapsed_s=60, rss_peak_gb=1.2)
+    assert hint(over) == ("peaked at 1.2 GB, above the 1 GB asked: the job is at its memory limit (SLURM "
+                          "ends it OUT_OF_MEMORY past it); --mem 2G")
+    near = Usage("n", cores=1, mem_req_gb=4, gpus=0, elapsed_s=60, rss_peak_gb=3.8)
+    assert hint(near).startswith("peaked at 3.8 GB, near the 4 GB asked") and hint(near).endswith("--mem 6G")
+    frame = efficiency_frame([over, near])
+    assert compact(frame.iloc[0]) == "RSS 1.2/1 GB (at limit) | GPU -"
+    assert "at limit" not in compact(efficiency_frame([Usage("ok", 1, 4, 0, 60, rss_peak_gb=2.0)]).iloc[0])
 
 
 def test_sacct_cpu_time_comes_from_the_allocation_row_in_one_call() -> None:

@@ -28,6 +28,9 @@ COLUMNS = ("cell", "cores", "elapsed_s", "cpu_eff_pct", "cpu_from", "mem_req_gb"
            "hint")
 #: a request this many times what was used is "clearly too large" (and worth a hint)
 TOO_LARGE = 4.0
+#: a peak at this share of the memory asked for is "too small": the job is at its limit (SLURM's cgroup
+#: kills it, OUT_OF_MEMORY, when its memory passes the request), as seff flags it
+TOO_SMALL = 0.9
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,20 @@ def cpu_efficiency(u: Usage) -> tuple[float | None, str]:
     return None, ""
 
 
+def memory_too_small(u: Usage) -> bool:
+    """The RSS peak reached :data:`TOO_SMALL` of the request (or passed it)."""
+    return bool(u.rss_peak_gb and u.mem_req_gb and u.rss_peak_gb >= TOO_SMALL * u.mem_req_gb)
+
+
 def hint(u: Usage) -> str:
-    """A plain-language line when a request was clearly too large (else '')."""
+    """A plain-language line when a request was clearly too large or too small (else '')."""
     out = []
-    if u.rss_peak_gb and u.mem_req_gb >= TOO_LARGE * u.rss_peak_gb and u.mem_req_gb - u.rss_peak_gb >= 1:
+    if memory_too_small(u):
+        want = max(math.ceil(u.rss_peak_gb * 1.5), math.ceil(u.mem_req_gb) + 1)
+        over = "above" if u.rss_peak_gb > u.mem_req_gb else "near"
+        out.append(f"peaked at {u.rss_peak_gb:.1f} GB, {over} the {u.mem_req_gb:g} GB asked: the job is at "
+                   f"its memory limit (SLURM ends it OUT_OF_MEMORY past it); --mem {want}G")
+    elif u.rss_peak_gb and u.mem_req_gb >= TOO_LARGE * u.rss_peak_gb and u.mem_req_gb - u.rss_peak_gb >= 1:
         want = max(1, math.ceil(u.rss_peak_gb * 1.5))
         out.append(f"asked {u.mem_req_gb:g} GB, peaked at {u.rss_peak_gb:.1f} GB: --mem {want}G would do")
     eff, _ = cpu_efficiency(u)
@@ -109,7 +122,9 @@ def compact(row: pd.Series) -> str:
     if pd.notna(row["cpu_eff_pct"]):
         parts.append(f"CPU {row['cpu_eff_pct']:.0f}%")
     if pd.notna(row["rss_peak_gb"]):
-        parts.append(f"RSS {row['rss_peak_gb']:.1f}/{row['mem_req_gb']:g} GB")
+        at_limit = pd.notna(row["mem_req_gb"]) and row["rss_peak_gb"] >= TOO_SMALL * row["mem_req_gb"]
+        limit = " (at limit)" if at_limit else ""
+        parts.append(f"RSS {row['rss_peak_gb']:.1f}/{row['mem_req_gb']:g} GB{limit}")
     parts.append(f"GPU {row['gpu_util_pct']:.0f}%" if pd.notna(row["gpu_util_pct"]) else "GPU -")
     return " | ".join(parts)
 
@@ -255,6 +270,13 @@ def plot_usage(frame: pd.DataFrame, path: Path) -> Path | None:
     w = 0.4
     mem.bar([i - w / 2 for i in x], frame["mem_req_gb"].fillna(0), w, label="asked (--mem)")
     mem.bar([i + w / 2 for i in x], frame["rss_peak_gb"].fillna(0), w, label="peak RSS (used)")
+    at_limit = (frame["rss_peak_gb"] >= TOO_SMALL * frame["mem_req_gb"]).fillna(False).tolist()
+    hot = [i for i, a in zip(x, at_limit, strict=True) if a]
+    if hot:  # a request that was too small, drawn as visibly as one too large
+        peaks = [float(frame["rss_peak_gb"].iloc[i]) for i in hot]
+        mem.bar([i + w / 2 for i in hot], peaks, w, color="tab:red", label="RSS at limit")
+        for i, peak in zip(hot, peaks, strict=True):
+            mem.annotate("at limit", (i + w / 2, peak), ha="center", va="bottom", fontsize=7, color="tab:red")
     mem.set_ylabel("GB")
     mem.set_title("Memory: asked vs used", fontsize=10)
     eff.bar([i - w / 2 for i in x], frame["cpu_eff_pct"].fillna(0), w, label="CPU efficiency")
