@@ -7,7 +7,10 @@ run the same ``main``. ``aslhpc COMMAND --help`` is that command's own help.
 from __future__ import annotations
 
 import importlib
+import shutil
 import sys
+import textwrap
+from functools import partial
 
 from aslhpc import __version__
 
@@ -26,13 +29,18 @@ COMMANDS = (
 NAMES = tuple(name for name, _ in COMMANDS)
 
 
-def usage() -> str:
+def usage(columns: int | None = None) -> str:
+    """The command list, wrapped at word boundaries to the terminal (as argparse wraps its help)."""
+    cols = max(columns or shutil.get_terminal_size((80, 24)).columns, 40)
     width = max(len(n) for n in NAMES)
+    indent = " " * (width + 4)
+    wrap = partial(textwrap.fill, width=cols - 1)
     lines = [f"usage: aslhpc COMMAND [options]   (aslhpc {__version__})", "",
-             "SLURM job orchestration for the data-parallel scaling study of an image classifier.", "",
+             wrap("SLURM job orchestration for the data-parallel scaling study of an image classifier."), "",
              "commands:"]
-    lines += [f"  {name:<{width}}  {what}" for name, what in COMMANDS]
-    lines += ["", "aslhpc COMMAND --help shows a command's options; --version the package version."]
+    lines += [wrap(what, initial_indent=f"  {name:<{width}}  ", subsequent_indent=indent)
+              for name, what in COMMANDS]
+    lines += ["", wrap("aslhpc COMMAND --help shows a command's options; --version the package version.")]
     return "\n".join(lines)
 
 

@@ -45,3 +45,11 @@ def test_a_usage_error_in_any_command_is_one_line_naming_the_flag() -> None:
 
 def test_the_cli_reference_page_is_what_the_helps_say() -> None:
     assert clidocs.PAGE.read_text(encoding="utf-8") == clidocs.render(), "run python -m aslhpc.clidocs"
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_the_command_list_wraps_at_words_to_the_terminal(columns: int) -> None:
+    text = entry.usage(columns)
+    assert all(len(line) < columns for line in text.splitlines())
+    for name, what in entry.COMMANDS:
+        assert " ".join(what.split()) in " ".join(text.split())  # every description whole, words intact
