@@ -416,6 +416,12 @@ class Hypothesis:
     def decide(self, summary: pd.DataFrame, settings: Settings, evidence: Evidence) -> Verdict:
         raise NotImplementedError
 
+    @classmethod
+    def verdict(cls, summary: pd.DataFrame, settings: Settings | None = None,
+                evidence: Evidence | None = None) -> Verdict:
+        """This hypothesis decided (default settings, no paired evidence unless given)."""
+        return cls().decide(summary, settings or Settings(), evidence or Evidence())
+
 
 #: the hypotheses in the order the report lists them
 REGISTRY: list[type[Hypothesis]] = []
@@ -687,9 +693,7 @@ def h4_literal_steps(summary: pd.DataFrame) -> Verdict:
 def evaluate(summary: pd.DataFrame, settings: Settings | None = None,
              evidence: Evidence | None = None) -> list[Verdict]:
     """Every registered hypothesis decided, in registry order."""
-    settings = settings or Settings()
-    evidence = evidence or Evidence()
-    return [cls().decide(summary, settings, evidence) for cls in REGISTRY]
+    return [cls.verdict(summary, settings, evidence) for cls in REGISTRY]
 
 
 def paper_verdicts() -> dict[str, str]:
