@@ -57,7 +57,6 @@ from aslhpc.analysis.tables import (
 )
 from aslhpc.analysis.verdicts import (
     H4_READING,
-    PAPER_VERDICTS,
     Evidence,
     Settings,
     Verdict,
@@ -65,6 +64,7 @@ from aslhpc.analysis.verdicts import (
     completed,
     evaluate,
     h4_literal_steps,
+    paper_verdicts,
     shared_host,
 )
 from aslhpc.atomic import atomic_write_text
@@ -287,7 +287,7 @@ def _verdicts_md(verdicts: list[Verdict], with_paper: bool = True) -> str:
     for v in verdicts:
         row = [v.hypothesis, v.statement, f"**{v.verdict}**"]
         if with_paper:
-            row.append(PAPER_VERDICTS.get(v.hypothesis, ""))
+            row.append(paper_verdicts().get(v.hypothesis, ""))
         rows.append([*row, v.evidence + (f" (test: {v.test})" if v.test else "")])
     return to_markdown(pd.DataFrame(rows, columns=cols), index=False)
 
@@ -465,7 +465,10 @@ NOISE_NOTE = (
     "With repeats the intervals are Student-t over the runs. Without repeats an accuracy still has the "
     "binomial noise of the images it was measured on: it is shown as `value [a, b]`, the Wilson interval at "
     "the same confidence level; a time from a single run has no interval, so its comparisons say "
-    "\"single runs\" and how large the deciding gap was."
+    "\"single runs\" and how large the deciding gap was. Two cells tested on the same images (both saved "
+    "`test_predictions.csv`) are compared pairwise instead, by McNemar's exact test on the images only one "
+    "of them got right (a difference where p < 1 − the confidence level). Each evidence ends with the test "
+    "used; verdicts.json holds its figures."
 )
 
 
@@ -776,7 +779,7 @@ def print_analysis(console: Console, a: Analysis, comparison: dict[int, pd.DataF
         vt.add_row(
             Text(f"{v.hypothesis}: {v.statement}"),
             Text(v.verdict, style=colour.get(v.verdict, "")),
-            PAPER_VERDICTS.get(v.hypothesis, ""),
+            paper_verdicts().get(v.hypothesis, ""),
             Text(v.evidence),
         )
     console.print(vt)
@@ -857,7 +860,7 @@ def _verdicts_json(a: Analysis) -> dict[str, Any]:
         "h4_reading": H4_READING,
         "h4_literal_aside": dataclasses.asdict(a.h4_literal) if a.h4_literal else None,
         "verdicts": [dataclasses.asdict(v) for v in a.verdicts],
-        "paper_verdicts": PAPER_VERDICTS,
+        "paper_verdicts": paper_verdicts(),
         "conclusions": dataclasses.asdict(a.conclusions),
     }
 

@@ -213,7 +213,8 @@ class _Tally:
         counts: dict[str, int] = {}
         for c in self.comparisons:
             counts[c["test"]] = counts.get(c["test"], 0) + 1
-        return "; ".join(f"{t} ×{n}" for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        return "; ".join(f"{t} ({n} comparison{'' if n == 1 else 's'})"
+                         for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 #: a paired test for consecutive points i, i + 1: (relation, note, figures), or None to use the intervals
@@ -584,7 +585,11 @@ class H3(Hypothesis):
                 _monotone(pts, "gt", f"{prefix}{gpu_label(int(g))}", " %", tally, paired=judge)
         v = _decide("H3", self.statement(settings), tally, f"{name} rose with every larger batch",
                     "need two batch sizes at one GPU count")
-        return _void(dataclasses.replace(v, evidence=f"judged on {name}: {v.evidence}"), cap=capped(done))
+        paired = [c for c in tally.comparisons if "p_value" in c]
+        said = "; ".join(f"{c['series']} {c['a']}→{c['b']} p = {c['p_value']:.3g}" for c in paired)
+        tail = f"; {MCNEMAR} on the same test images: {said}" if paired and v.verdict == SUPPORTED else ""
+        v = dataclasses.replace(v, evidence=f"judged on {name}: {v.evidence}{tail}")
+        return _void(v, cap=capped(done))
 
 
 @dataclass(frozen=True)
