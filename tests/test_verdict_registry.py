@@ -209,3 +209,21 @@ def test_tf32_off_and_unrecorded_are_told_apart(tmp_path):
     collect_experiment(exp, plots=False)
     c = _caveats((exp / "report.md").read_text(encoding="utf-8"))
     assert "off (full FP32) in 1 GPU cell(s)" in c and "not recorded in 1 GPU cell(s) (`g2-b256-r0`" in c
+
+
+def test_a_single_blocked_run_gets_its_block_bootstrap_interval(tmp_path):
+    # the blocked split tests on runs of consecutive frames: its accuracy's interval resamples whole runs
+    exp = tmp_path / "blocked"
+    write_manifest(exp, "blocked", [(1, 128, 0, "dp")])
+    d = write_cell(exp, result_json("blocked", 1, 128, acc=(99.0, 99.0, 97.0), split_kind="blocked"))
+    lines = ["image,label,predicted,correct"]
+    for i in range(N_TEST):  # 35 runs of 50 frames (a gap in the frame numbers between runs)
+        ok = (i * 7919) % 100 < 97
+        lines.append(f"A/A{i + (i // 50) * 10}.jpg,0,{0 if ok else 1},{int(ok)}")
+    (d / "test_predictions.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = collect_experiment(exp, plots=False)
+    h1 = next(v for v in out.analysis.verdicts if v.hypothesis == "H1")
+    assert "block bootstrap" in h1.test and "bootstrap over the blocked split's runs" in h1.evidence
+    row = out.analysis.summary.iloc[0]
+    assert row["test_acc_lo"] < 97.0 < row["test_acc_hi"]
+    assert row["test_acc_interval"] == "block bootstrap over 35 frame runs"

@@ -41,7 +41,13 @@ from aslhpc.analysis.leakage import (
     split_label,
 )
 from aslhpc.analysis.matrix import COMPLETED, holes, load_matrix
-from aslhpc.analysis.paired import cell_dirs, load_predictions, paired_table
+from aslhpc.analysis.paired import (
+    attach_block_intervals,
+    block_intervals,
+    cell_dirs,
+    load_predictions,
+    paired_table,
+)
 from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
 from aslhpc.analysis.reference_cpu import CpuReference, default_cpu_reference_path, load_cpu_reference
 from aslhpc.analysis.tables import (
@@ -181,31 +187,28 @@ def analyze(
     settings = Settings(ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2)
     derived = derive(cells)
     summary = summarize(derived, ci)
-    evidence = Evidence(paired_table(derived, predictions)) if predictions else Evidence()
     a = Analysis(
         name=name or (str(cells["experiment"].dropna().iloc[0]) if cells["experiment"].notna().any() else ""),
         label=label,
         cells=derived,
         summary=summary,
         tables=paper_tables(summary),
-        verdicts=evaluate(summary, settings, evidence),
+        verdicts=evaluate(summary, settings),
         conclusions=conclusions(summary),
         holes=holes(derived),
         settings=settings,
-        evidence=evidence,
-        predictions_read=predictions is not None,
         h4_literal=h4_literal_steps(summary),
     )
     if has_both(cells):
         a.by_split = {
             str(kind): analyze(grp, name=a.name, label=label, ci=ci, h1_threshold=h1_threshold,
-                               h3_metric=h3_metric, h4_r2=h4_r2, predictions=predictions)
+                               h3_metric=h3_metric, h4_r2=h4_r2)
             for kind, grp in sorted(cells.groupby("split_kind"), key=lambda kg: (kg[0] != "random", kg[0]))
         }
         a.gap = gap_table(derived, ci)
         if sentence := gap_sentence(a.gap):
             a.conclusions = dataclasses.replace(a.conclusions, text=f"{a.conclusions.text} {sentence}")
-    return a
+    return _with_predictions(a, predictions) if predictions is not None else a
 
 
 def read_evidence(a: Analysis, exp_dir: Path) -> Analysis:
@@ -219,11 +222,18 @@ def read_evidence(a: Analysis, exp_dir: Path) -> Analysis:
 
 
 def _with_predictions(a: Analysis, predictions: Mapping[str, pd.DataFrame]) -> Analysis:
-    """``a`` (and each split's analysis) with the paired tests on ``predictions`` and verdicts re-decided."""
+    """``a`` (and each split's analysis) with the paired tests on ``predictions``, single blocked-split runs'
+    test accuracies given their block bootstrap interval, and the verdicts re-decided on both."""
     a.predictions_read = True
     if predictions:
+        intervals = block_intervals(a.cells, predictions, a.ci)
+        if not intervals.empty:
+            a.summary = attach_block_intervals(a.summary, a.cells, intervals)
+            if not a.by_split:  # with both splits the conclusions also carry the leakage sentence
+                a.conclusions = conclusions(a.summary)
         a.evidence = Evidence(paired_table(a.cells, predictions))
         a.verdicts = evaluate(a.summary, a.settings, a.evidence)
+        a.h4_literal = h4_literal_steps(a.summary)
     for sub in a.by_split.values():
         _with_predictions(sub, predictions)
     return a
