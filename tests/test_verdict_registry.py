@@ -80,6 +80,8 @@ def test_clearly_better_predictions_give_a_conclusive_paired_h3(tmp_path):
     saved = next(v for v in data["verdicts"] if v["hypothesis"] == "H3")
     assert saved["test"].startswith("McNemar exact")
     assert saved["figures"]["comparisons"][0]["p_value"] < 1e-4
+    assert saved["figures"]["comparisons"][0]["pairs"][0]["only_b"] == 17
+    assert saved["figures"]["comparisons"][0]["alpha"] == 0.05
     assert "2 GPUs b=128→b=256 p = 1.53e-05" in h3.evidence
     assert data["paired_tests"][0]["p_value"] == pytest.approx(2 * 0.5**17)
 

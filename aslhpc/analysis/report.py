@@ -50,6 +50,7 @@ from aslhpc.analysis.paired import (
 )
 from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
 from aslhpc.analysis.reference_cpu import CpuReference, default_cpu_reference_path, load_cpu_reference
+from aslhpc.analysis.stats import SINGLE_RUN_NOTE
 from aslhpc.analysis.tables import (
     breakdown_view,
     comparison_tables,
@@ -537,8 +538,7 @@ def _repeats_caveat(summary: pd.DataFrame) -> str:
     scope = ("Every configuration ran once (no repeats)" if len(single) == len(done)
              else f"{len(single)} of {len(done)} configurations ran once")
     return (f"{scope}: a single time has no run-to-run noise estimate, so timing comparisons are between "
-            "single runs; an accuracy's interval is only the binomial noise of the test images (Wilson), not "
-            "seed-to-seed variance. Repeats (`repeats = 3` in the experiment file) measure both.")
+            f"single runs. {SINGLE_RUN_NOTE}")
 
 
 def _cpu_caveat(cells: pd.DataFrame) -> str:

@@ -392,7 +392,7 @@ class Settings:
 
     @property
     def paired_alpha(self) -> float:
-        return self.alpha if math.isfinite(self.alpha) else 1.0 - self.ci
+        return self.alpha if math.isfinite(self.alpha) else round(1.0 - self.ci, 12)
 
 
 @dataclass(frozen=True)
