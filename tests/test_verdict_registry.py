@@ -84,13 +84,18 @@ def test_clearly_better_predictions_give_a_conclusive_paired_h3(tmp_path):
     assert saved["figures"]["comparisons"][0]["alpha"] == 0.05
     assert "2 GPUs b=128→b=256 p = 1.53e-05" in h3.evidence
     assert data["paired_tests"][0]["p_value"] == pytest.approx(2 * 0.5**17)
+    # the conclusions weigh the runner-up by the same paired test, not by the overlapping Wilson intervals
+    assert "It is ahead of 128 × 2 GPUs" in out.analysis.conclusions.text
+    assert "McNemar's exact test on the same test images (p = 1.53e-05" in out.analysis.conclusions.text
 
 
 def test_the_same_files_without_predictions_stay_unpaired_and_inconclusive(tmp_path):
     exp = _two_batches(tmp_path, (1689, 1706), predictions=False)
-    h3 = _h3(collect_experiment(exp, plots=False))
+    out = collect_experiment(exp, plots=False)
+    h3 = _h3(out)
     assert h3.verdict == INCONCLUSIVE and "Wilson" in h3.test and "McNemar" not in h3.test
     assert "inside the confidence intervals" in h3.evidence
+    assert "not clearly ahead" in out.analysis.conclusions.text
 
 
 def test_identical_predictions_give_p_one_and_no_difference(tmp_path):

@@ -78,10 +78,24 @@ def _mem_text(total: float, per: tuple[float, ...], kind: str) -> str:
     )
 
 
+def _paired_row(paired: pd.DataFrame | None, a: pd.Series, b: pd.Series) -> pd.Series | None:
+    """McNemar's row between two single-run configurations that differ only in batch size (None if none)."""
+    if paired is None or paired.empty or int(a["n"]) != 1 or int(b["n"]) != 1:
+        return None
+    if any(a[k] != b[k] for k in ("gpus", "strategy", "pipeline", "split_kind")):
+        return None
+    lo, hi = sorted((int(a["batch_size"]), int(b["batch_size"])))
+    rows = paired[(paired["gpus"] == a["gpus"]) & (paired["strategy"] == a["strategy"])
+                  & (paired["pipeline"] == a["pipeline"]) & (paired["split_kind"] == a["split_kind"])
+                  & (paired["batch_a"] == lo) & (paired["batch_b"] == hi)]
+    return rows.iloc[0] if len(rows) == 1 else None
+
+
 def _most_accurate(
-    acc: pd.DataFrame, multi: bool
+    acc: pd.DataFrame, multi: bool, paired: pd.DataFrame | None = None, alpha: float = 0.05
 ) -> tuple[pd.Series | None, float, float, tuple[float, ...], list[str]]:
-    """The most accurate configuration, its test accuracy and memory, and the sentences about it."""
+    """The most accurate configuration, its test accuracy and memory, and the sentences about it; against
+    the runner-up on the same test images McNemar's exact test decides whether it is ahead."""
     if acc.empty:
         return None, math.nan, math.nan, (), ["No test accuracy was recorded."]
     ranked = acc.sort_values(["test_acc", "val_acc", "exec_time_s"], ascending=[False, False, True])
@@ -93,7 +107,13 @@ def _most_accurate(
         f"{_mem_text(atotal, aper, akind)}."
     ]
     bp = Point.of(ranked.iloc[1], "test_acc") if len(ranked) > 1 else None
-    if bp is not None and compare(ap, bp) in ("overlap", "eq"):
+    pair = _paired_row(paired, a, ranked.iloc[1]) if bp is not None else None
+    if pair is not None:
+        runner = _label(ranked.iloc[1], multi)
+        ahead = "It is ahead of" if pair["p_value"] < alpha else "It is not clearly ahead of"
+        parts.append(f"{ahead} {runner} ({bp.show(' %')}) by McNemar's exact test on the same test images "
+                     f"(p = {pair['p_value']:.3g}, α = {alpha:g}).")
+    elif bp is not None and compare(ap, bp) in ("overlap", "eq"):
         if ap.has_interval or bp.has_interval:
             why = "the difference is inside the intervals" + (
                 " (Wilson, on the test images)" if ap.kind == "wilson" else ""
@@ -105,7 +125,8 @@ def _most_accurate(
     return a, ap.mean, atotal, aper, parts
 
 
-def conclusions(summary: pd.DataFrame) -> Conclusions:
+def conclusions(summary: pd.DataFrame, paired: pd.DataFrame | None = None,
+                alpha: float = 0.05) -> Conclusions:
     """Fastest configuration (lowest mean exec time), most accurate (highest mean test
     accuracy; ties broken by validation accuracy, then time), and the memory each used."""
     done = completed(summary, "exec_time_s")
@@ -148,7 +169,7 @@ def conclusions(summary: pd.DataFrame) -> Conclusions:
         else:
             parts.append(f"The runner-up is {_label(s, multi)} at {sp.show(' s')}.")
     acc = done[done["test_acc"].notna()]
-    a, aacc, atotal, aper, more = _most_accurate(acc, multi)
+    a, aacc, atotal, aper, more = _most_accurate(acc, multi, paired, alpha)
     parts += more
     slowest = by_time.iloc[-1]
     parts.append(

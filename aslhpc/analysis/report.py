@@ -207,9 +207,16 @@ def analyze(
             for kind, grp in sorted(cells.groupby("split_kind"), key=lambda kg: (kg[0] != "random", kg[0]))
         }
         a.gap = gap_table(derived, ci)
-        if sentence := gap_sentence(a.gap):
-            a.conclusions = dataclasses.replace(a.conclusions, text=f"{a.conclusions.text} {sentence}")
+        a.conclusions = _conclude(a)
     return _with_predictions(a, predictions) if predictions is not None else a
+
+
+def _conclude(a: Analysis) -> Conclusions:
+    """The conclusions on ``a``'s summary and paired tests, with the leakage sentence when both splits ran."""
+    c = conclusions(a.summary, a.evidence.paired, a.settings.paired_alpha)
+    if a.gap is not None and (sentence := gap_sentence(a.gap)):
+        c = dataclasses.replace(c, text=f"{c.text} {sentence}")
+    return c
 
 
 def read_evidence(a: Analysis, exp_dir: Path) -> Analysis:
@@ -230,10 +237,9 @@ def _with_predictions(a: Analysis, predictions: Mapping[str, pd.DataFrame]) -> A
         intervals = block_intervals(a.cells, predictions, a.ci)
         if not intervals.empty:
             a.summary = attach_block_intervals(a.summary, a.cells, intervals)
-            if not a.by_split:  # with both splits the conclusions also carry the leakage sentence
-                a.conclusions = conclusions(a.summary)
         a.evidence = Evidence(paired_table(a.cells, predictions))
         a.verdicts = evaluate(a.summary, a.settings, a.evidence)
+        a.conclusions = _conclude(a)
         a.h4_literal = h4_literal_steps(a.summary)
     for sub in a.by_split.values():
         _with_predictions(sub, predictions)
