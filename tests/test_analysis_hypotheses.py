@@ -8,21 +8,12 @@ import pandas as pd
 import pytest
 from test_analysis_helpers import result_json, write_cell
 
-from aslhpc.analysis.hypotheses import (
-    Point,
-    compare,
-    conclusions,
-    evaluate,
-    h1_recognition,
-    h2_more_gpus_faster,
-    h3_larger_batch_better,
-    h4_batch_size_faster,
-    h4_literal_steps,
-)
+from aslhpc.analysis.hypotheses import Point, compare, conclusions, evaluate, h4_literal_steps
 from aslhpc.analysis.matrix import load_matrix
 from aslhpc.analysis.reference import load_reference
 from aslhpc.analysis.report import reference_cells
 from aslhpc.analysis.tables import derive, summarize
+from aslhpc.analysis.verdicts import H1, H2, H3, H4, Settings
 
 REF = Path(__file__).resolve().parents[1] / "results" / "reference" / "lad2020.csv"
 
@@ -66,22 +57,23 @@ def test_reference_reproduces_the_papers_verdicts(ref):
 
 def test_h1_flips_with_threshold_or_a_bad_cell(ref):
     s = _summary_of(ref)
-    assert h1_recognition(s, 99.5).verdict == "not supported"
-    assert "b=512 × 1 GPU: 98.62 % [97.96, 99.07]" in h1_recognition(s, 99.5).evidence
+    assert H1.verdict(s, Settings(h1_threshold=99.5)).verdict == "not supported"
+    assert "b=512 × 1 GPU: 98.62 % [97.96, 99.07]" in H1.verdict(s, Settings(h1_threshold=99.5)).evidence
     # 98.9 % on 1,741 images: its Wilson interval straddles 99 %, so it neither passes nor fails
-    assert h1_recognition(_summary_of(ref.assign(test_acc=98.9)), 99.0).verdict == "inconclusive"
+    straddles = _summary_of(ref.assign(test_acc=98.9))
+    assert H1.verdict(straddles, Settings(h1_threshold=99.0)).verdict == "inconclusive"
     bad = _summary_of(_set(ref, 256, 2, test_acc=90.0))
-    v = h1_recognition(bad)
+    v = H1.verdict(bad)
     assert v.verdict == "not supported" and "b=256 × 2 GPUs: 90.00 %" in v.evidence
 
 
 def test_h2_flips_when_time_falls_strictly_everywhere(ref):
     t = ref.copy()
     t["exec_time_s"] = 3000.0 / t["gpus"] + t["batch_size"]
-    v = h2_more_gpus_faster(_summary_of(t))
+    v = H2.verdict(_summary_of(t))
     assert v.verdict == "supported" and "9 comparisons" in v.evidence
     # one changed number changes the verdict, and the evidence names it
-    v = h2_more_gpus_faster(_summary_of(_set(t, 256, 4, exec_time_s=2350.8)))
+    v = H2.verdict(_summary_of(_set(t, 256, 4, exec_time_s=2350.8)))
     assert v.verdict == "not supported"
     assert v.evidence.startswith("counter-example: b=256: 4 GPUs 2350.80 s > 3 GPUs 1256.00 s")
 
@@ -90,30 +82,30 @@ def test_h3_flips_when_accuracy_rises_with_batch(ref):
     t = ref.copy()
     t["test_acc"] = 80.0 + t["batch_size"] / 30.0  # 84.27, 88.53, 97.07: apart beyond binomial noise
     t["val_acc"] = 95.0 - t["batch_size"] / 100.0
-    assert h3_larger_batch_better(_summary_of(t)).verdict == "supported"
-    v = h3_larger_batch_better(_summary_of(t), metric="val_acc")
+    assert H3.verdict(_summary_of(t)).verdict == "supported"
+    v = H3.verdict(_summary_of(t), Settings(h3_metric="val_acc"))
     assert v.verdict == "not supported" and v.evidence.startswith("judged on validation accuracy")
     # single runs: a difference inside the Wilson intervals of the 1,741 test images decides nothing
     close = _set(t, 256, 3, test_acc=84.5)
-    v = h3_larger_batch_better(_summary_of(close))
+    v = H3.verdict(_summary_of(close))
     assert v.verdict == "inconclusive" and "3 GPUs: b=256 84.50 % [" in v.evidence
     assert "≈ b=128 84.27 %" in v.evidence
     # without a test-set size there is no interval: a tie is then a counter-example
     s = _summary_of(_set(_set(t, 256, 3, test_acc=85.0), 128, 3, test_acc=85.0)).drop(columns=["n_test"])
-    v = h3_larger_batch_better(s)
+    v = H3.verdict(s)
     assert v.verdict == "not supported" and "3 GPUs: b=256 85.00 % = b=128 85.00 %" in v.evidence
 
 
 def test_h4_is_the_studys_reading_batch_size_up_time_down_linearly(ref):
     # the published numbers: not supported (1 GPU: b=512 is slower than b=256), with the fits reported
-    v = h4_batch_size_faster(_summary_of(ref))
+    v = H4.verdict(_summary_of(ref))
     assert v.verdict == "not supported"
     assert v.evidence.startswith("counter-example: 1 GPU: b=512 2674.47 s > b=256 2461.46 s")
     assert "single runs; gap 213.01 s" in v.evidence and "R² = " in v.evidence
     # at every GPU count time falls linearly as the batch size grows: supported, R² reported
     t = ref.copy()
     t["exec_time_s"] = 3000.0 - t["batch_size"] - 10 * t["gpus"]
-    v = h4_batch_size_faster(_summary_of(t))
+    v = H4.verdict(_summary_of(t))
     assert v.verdict == "supported" and "R² = 1.000" in v.evidence and "8 comparisons" in v.evidence
     # the literal reading (more steps per epoch = faster) says the opposite on the same table
     assert h4_literal_steps(_summary_of(t)).verdict == "not supported"
@@ -122,11 +114,11 @@ def test_h4_is_the_studys_reading_batch_size_up_time_down_linearly(ref):
 def test_h4_needs_a_line_not_just_a_fall(ref):
     t = ref.copy()
     t["exec_time_s"] = t["batch_size"].map({128: 4000.0, 256: 1100.0, 512: 1000.0}) - t["gpus"]
-    v = h4_batch_size_faster(_summary_of(t))
+    v = H4.verdict(_summary_of(t))
     assert v.verdict == "not supported" and "not linearly" in v.evidence
-    assert h4_batch_size_faster(_summary_of(t), r2_threshold=0.5).verdict == "supported"
+    assert H4.verdict(_summary_of(t), Settings(h4_r2=0.5)).verdict == "supported"
     # one slower larger batch is a counter-example, whatever the fit
-    v = h4_batch_size_faster(_summary_of(_set(ref.assign(exec_time_s=3000.0 - ref["batch_size"]), 512, 2,
+    v = H4.verdict(_summary_of(_set(ref.assign(exec_time_s=3000.0 - ref["batch_size"]), 512, 2,
                                                        exec_time_s=2900.0)))
     assert v.verdict == "not supported" and "2 GPUs: b=512 2900.00 s > b=256 2744.00 s" in v.evidence
 
@@ -134,7 +126,7 @@ def test_h4_needs_a_line_not_just_a_fall(ref):
 def test_h4_with_two_batch_sizes_cannot_test_linearity(ref):
     t = ref[ref["batch_size"] < 512].copy()
     t["exec_time_s"] = 3000.0 - t["batch_size"]
-    v = h4_batch_size_faster(_summary_of(t))
+    v = H4.verdict(_summary_of(t))
     assert v.verdict == "inconclusive" and "three batch sizes" in v.evidence
 
 
@@ -159,16 +151,16 @@ def _repeats(
 
 def test_overlapping_intervals_make_h2_inconclusive(tmp_path):
     s = _repeats(tmp_path, {1: (2000.0, 2100.0, 2200.0), 2: (1950.0, 2050.0, 2150.0)})
-    v = h2_more_gpus_faster(s)
+    v = H2.verdict(s)
     assert v.verdict == "inconclusive"
     assert "intervals overlap" in v.evidence and "2050.00 ± 248.41 s" in v.evidence
 
 
 def test_separated_intervals_decide_h2(tmp_path):
     s = _repeats(tmp_path / "a", {1: (2000.0, 2100.0, 2200.0), 2: (1500.0, 1510.0, 1520.0)})
-    assert h2_more_gpus_faster(s).verdict == "supported"
+    assert H2.verdict(s).verdict == "supported"
     s = _repeats(tmp_path / "b", {1: (1500.0, 1510.0, 1520.0), 2: (2000.0, 2100.0, 2200.0)})
-    v = h2_more_gpus_faster(s)
+    v = H2.verdict(s)
     assert (
         v.verdict == "not supported"
         and "b=128: 2 GPUs 2100.00 ± 248.41 s > 1 GPU 1510.00 ± 24.84 s" in v.evidence
@@ -177,7 +169,7 @@ def test_separated_intervals_decide_h2(tmp_path):
 
 def test_h1_interval_straddling_threshold_is_inconclusive(tmp_path):
     s = _repeats(tmp_path, {1: (2000.0, 2010.0, 2020.0)}, accs={1: (94.0, 96.0, 95.5)})
-    v = h1_recognition(s)
+    v = H1.verdict(s)
     assert v.verdict == "inconclusive" and "straddles 95 %" in v.evidence
 
 
@@ -210,7 +202,6 @@ def test_conclusions_follow_the_numbers_and_flag_uncertain_rankings(ref, tmp_pat
 
 
 def test_h2_is_inconclusive_when_cells_ran_on_fewer_gpus_than_requested():
-    from aslhpc.analysis.hypotheses import h2_more_gpus_faster
 
     summary = pd.DataFrame({
         "gpus": [1, 2], "gpus_used": [0, 0], "batch_size": [32, 32], "exec_time_s": [60.0, 40.0],
@@ -218,10 +209,10 @@ def test_h2_is_inconclusive_when_cells_ran_on_fewer_gpus_than_requested():
         "pipeline": ["fast", "fast"],
         "split_kind": ["random", "random"],
     })
-    v = h2_more_gpus_faster(summary)
+    v = H2.verdict(summary)
     assert v.verdict == "inconclusive" and "ran on 0 GPU(s)" in v.evidence
     summary["gpus_used"] = [1, 2]
-    assert h2_more_gpus_faster(summary).verdict == "supported"
+    assert H2.verdict(summary).verdict == "supported"
 
 
 def _batch_series(tmp_path: Path, *, max_steps: int = 0) -> pd.DataFrame:
@@ -274,19 +265,19 @@ def test_cells_sharing_a_host_at_once_make_time_verdicts_inconclusive(tmp_path):
         1: ("2026-04-11T20:00:00Z", "2026-04-11T20:30:00Z"),
         2: ("2026-04-11T20:30:00Z", "2026-04-11T20:50:00Z"),
     }
-    assert h2_more_gpus_faster(_local_cells(tmp_path / "a", apart)).verdict == "supported"
+    assert H2.verdict(_local_cells(tmp_path / "a", apart)).verdict == "supported"
     at_once = {
         1: ("2026-04-11T20:00:00Z", "2026-04-11T20:30:00Z"),
         2: ("2026-04-11T20:10:00Z", "2026-04-11T20:25:00Z"),
     }
     s = _local_cells(tmp_path / "b", at_once)
-    v = h2_more_gpus_faster(s)
+    v = H2.verdict(s)
     assert v.verdict == "inconclusive"
     assert "g1-b128-r0 with g2-b128-r0 on ws1" in v.evidence and "--max-parallel 1" in v.evidence
     assert "taken at face value: supported" in v.evidence
     assert "Caveat:" in conclusions(s).text
     # SLURM jobs get their own GPUs: overlapping windows there are normal...
-    assert h2_more_gpus_faster(_local_cells(tmp_path / "c", at_once, slurm=True)).verdict == "supported"
+    assert H2.verdict(_local_cells(tmp_path / "c", at_once, slurm=True)).verdict == "supported"
     # ...but SLURM cells that fell back to the CPU on one node shared its cores
     shared = _local_cells(tmp_path / "e", at_once, slurm=True, cpu=True)
     assert shared["concurrent"].astype(str).str.contains("on ws1").all()
@@ -294,7 +285,7 @@ def test_cells_sharing_a_host_at_once_make_time_verdicts_inconclusive(tmp_path):
     # g1 was stopped and resumed after g2 had ended: only its last attempt's window counts
     resumed = {1: ("2026-04-11T20:00:00Z", "2026-04-11T20:40:00Z", "2026-04-11T21:00:00Z"),
                2: ("2026-04-11T20:10:00Z", "2026-04-11T20:25:00Z")}
-    assert h2_more_gpus_faster(_local_cells(tmp_path / "d", resumed)).verdict == "supported"
+    assert H2.verdict(_local_cells(tmp_path / "d", resumed)).verdict == "supported"
 
 
 def test_conclusions_word_a_tie_between_single_runs(ref, tmp_path):

@@ -1,8 +1,9 @@
 """Per-image comparisons: McNemar's exact test between configurations tested on the same images, and
 the block bootstrap interval of a blocked-split accuracy.
 
-Both need each cell's ``test_predictions.csv`` (read by :mod:`aslhpc.orchestration.snapshot` into
-one frame per cell: image, label, predicted, correct, frame). Pure functions over those frames.
+Both need each cell's ``test_predictions.csv`` (written by the trainer: image, label, predicted, correct),
+read by :func:`load_predictions` into one frame per cell with ``frame`` (the number in the image's file
+name, the video frame). The rest are pure functions over those frames.
 
 The leakage gap (random minus blocked test accuracy) gets no McNemar test: the two splits test on
 different images (the blocked split holds out whole runs of frames), so there are no pairs; its
@@ -11,18 +12,76 @@ interval stays Newcombe's (independent samples), as :mod:`aslhpc.analysis.leakag
 
 from __future__ import annotations
 
+import io
 import math
+import re
 from collections.abc import Mapping
+from pathlib import Path
 
 import pandas as pd
 
 from aslhpc.analysis.matrix import COMPLETED
 from aslhpc.analysis.stats import MCNEMAR, block_bootstrap_interval, frame_blocks, mcnemar_exact
+from aslhpc.atomic import read_json
+from aslhpc.schema.files import FileProblem, read_text_file
 
 #: a configuration apart from its batch size: the series H3 walks along
 SERIES_KEYS = ["gpus", "strategy", "pipeline", "split_kind"]
 PAIRED_COLUMNS = [*SERIES_KEYS, "batch_a", "batch_b", "repeat", "acc_a", "acc_b", "only_a", "only_b", "n",
                   "p_value", "test"]
+
+
+#: the trainer's per-image file in a cell directory, and the columns it has
+PREDICTIONS_FILE = "test_predictions.csv"
+PREDICTION_COLUMNS = ("image", "label", "predicted", "correct")
+#: the largest predictions file read (87,029 images at ~40 bytes a line is ~4 MB)
+PREDICTIONS_CAP = 64 << 20
+
+
+def cell_dirs(exp_dir: Path, cell_ids: list[str]) -> dict[str, Path]:
+    """cell_id -> its directory: the manifest's ``out_dir`` where it names one, else ``cells/<id>``."""
+    try:
+        manifest = read_json(exp_dir / "manifest.json")
+    except (OSError, ValueError):
+        manifest = None
+    entries = manifest.get("cells") if isinstance(manifest, Mapping) else None
+    out = {}
+    for cid in cell_ids:
+        entry = entries.get(cid) if isinstance(entries, Mapping) else None
+        rel = entry.get("out_dir") if isinstance(entry, Mapping) else None
+        out[cid] = exp_dir / (rel if isinstance(rel, str) and rel else f"cells/{cid}")
+    return out
+
+
+def read_predictions(path: Path) -> pd.DataFrame | None:
+    """One cell's ``test_predictions.csv`` as a frame (``correct`` bool, ``frame`` from the file name); None
+    when it is absent or not what the trainer writes (a paired test then falls back to the intervals)."""
+    try:
+        text = read_text_file(path, PREDICTIONS_CAP)
+    except FileProblem:
+        return None
+    if not text:
+        return None
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype={"image": str})
+    except (ValueError, pd.errors.ParserError):
+        return None
+    if tuple(frame.columns) != PREDICTION_COLUMNS or frame.empty:
+        return None
+    correct = pd.to_numeric(frame["correct"], errors="coerce")
+    if not correct.isin([0, 1]).all():
+        return None
+    digits = frame["image"].map(lambda name: re.findall(r"\d+", Path(str(name)).stem))
+    frame["frame"] = digits.map(lambda d: int(d[-1]) if d else -1)
+    frame["correct"] = correct.astype(bool)
+    return frame
+
+
+def load_predictions(exp_dir: str | Path, cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """cell_id -> its test predictions, for every completed cell that saved a readable file."""
+    ids = [str(c) for c in cells.loc[cells["state"] == COMPLETED, "cell_id"]]
+    found = {cid: read_predictions(d / PREDICTIONS_FILE) for cid, d in cell_dirs(Path(exp_dir), ids).items()}
+    return {cid: f for cid, f in found.items() if f is not None}
 
 
 def _aligned(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.Series, pd.Series] | None:

@@ -14,6 +14,7 @@ import datetime as _dt
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,17 +26,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from aslhpc import cellfiles
 from aslhpc.analysis.console import STUDY_EPOCHS, SummaryInput, print_summary
 from aslhpc.analysis.extras import attach_extras
-from aslhpc.analysis.hypotheses import (
-    H4_READING,
-    PAPER_VERDICTS,
-    Conclusions,
-    Verdict,
-    conclusions,
-    evaluate,
-    h4_literal_steps,
-)
+from aslhpc.analysis.hypotheses import Conclusions, conclusions
 from aslhpc.analysis.leakage import (
     LEAK_FREE,
     LEAK_FREE_LABEL,
@@ -47,8 +41,16 @@ from aslhpc.analysis.leakage import (
     split_label,
 )
 from aslhpc.analysis.matrix import COMPLETED, holes, load_matrix
+from aslhpc.analysis.paired import (
+    attach_block_intervals,
+    block_intervals,
+    cell_dirs,
+    load_predictions,
+    paired_table,
+)
 from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
 from aslhpc.analysis.reference_cpu import CpuReference, default_cpu_reference_path, load_cpu_reference
+from aslhpc.analysis.stats import SINGLE_RUN_NOTE
 from aslhpc.analysis.tables import (
     breakdown_view,
     comparison_tables,
@@ -60,8 +62,21 @@ from aslhpc.analysis.tables import (
     summary_view,
     to_markdown,
 )
+from aslhpc.analysis.verdicts import (
+    H4_READING,
+    Evidence,
+    Settings,
+    Verdict,
+    capped,
+    completed,
+    evaluate,
+    h4_literal_steps,
+    paper_verdicts,
+    shared_host,
+)
 from aslhpc.atomic import atomic_write_text
 from aslhpc.errors import AslhpcError
+from aslhpc.schema.files import FileProblem, parse_json, read_text_file
 
 MEASURED_LABEL = "measured by aslhpc"
 #: under the paper-shaped tables: what their GPU columns measure (not quite what the paper's did)
@@ -108,15 +123,30 @@ class Analysis:
     verdicts: list[Verdict]
     conclusions: Conclusions
     holes: pd.DataFrame
-    ci: float
-    h1_threshold: float
-    h4_r2: float = 0.9
+    #: every hypothesis' knobs (ci, thresholds, metric, R²): the one object the registry reads
+    settings: Settings = field(default_factory=Settings)
+    #: the paired per-image tests the verdicts used (empty without test_predictions.csv)
+    evidence: Evidence = field(default_factory=Evidence)
+    #: whether the cells' test_predictions.csv were looked for (:func:`read_evidence`)
+    predictions_read: bool = False
     #: H4 read literally (steps per epoch), shown only as a labelled aside
     h4_literal: Verdict | None = None
     #: with both splits in the matrix: each split's own analysis (tables, verdicts), and the gap per
     #: configuration (:mod:`aslhpc.analysis.leakage`); empty otherwise
     by_split: dict[str, Analysis] = field(default_factory=dict)
     gap: pd.DataFrame | None = None
+
+    @property
+    def ci(self) -> float:
+        return self.settings.ci
+
+    @property
+    def h1_threshold(self) -> float:
+        return self.settings.h1_threshold
+
+    @property
+    def h4_r2(self) -> float:
+        return self.settings.h4_r2
 
 
 @dataclass
@@ -148,9 +178,14 @@ def analyze(
     h1_threshold: float = 95.0,
     h3_metric: str = "test_acc",
     h4_r2: float = 0.9,
+    predictions: Mapping[str, pd.DataFrame] | None = None,
 ) -> Analysis:
     """Derived columns, CI summary, paper tables, verdicts and conclusions from a matrix; with both
-    splits in it, also each split's analysis and the leakage gap (the conclusions then say it)."""
+    splits in it, also each split's analysis and the leakage gap (the conclusions then say it).
+
+    ``predictions`` (cell_id -> test predictions, :func:`~aslhpc.analysis.paired.load_predictions`) lets
+    H3 compare cells on the same test images pairwise; without it H3 compares intervals."""
+    settings = Settings(ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2)
     derived = derive(cells)
     summary = summarize(derived, ci)
     a = Analysis(
@@ -159,12 +194,10 @@ def analyze(
         cells=derived,
         summary=summary,
         tables=paper_tables(summary),
-        verdicts=evaluate(summary, h1_threshold, h3_metric, h4_r2),
+        verdicts=evaluate(summary, settings),
         conclusions=conclusions(summary),
         holes=holes(derived),
-        ci=ci,
-        h1_threshold=h1_threshold,
-        h4_r2=h4_r2,
+        settings=settings,
         h4_literal=h4_literal_steps(summary),
     )
     if has_both(cells):
@@ -174,8 +207,42 @@ def analyze(
             for kind, grp in sorted(cells.groupby("split_kind"), key=lambda kg: (kg[0] != "random", kg[0]))
         }
         a.gap = gap_table(derived, ci)
-        if sentence := gap_sentence(a.gap):
-            a.conclusions = dataclasses.replace(a.conclusions, text=f"{a.conclusions.text} {sentence}")
+        a.conclusions = _conclude(a)
+    return _with_predictions(a, predictions) if predictions is not None else a
+
+
+def _conclude(a: Analysis) -> Conclusions:
+    """The conclusions on ``a``'s summary and paired tests, with the leakage sentence when both splits ran."""
+    c = conclusions(a.summary, a.evidence.paired, a.settings.paired_alpha)
+    if a.gap is not None and (sentence := gap_sentence(a.gap)):
+        c = dataclasses.replace(c, text=f"{c.text} {sentence}")
+    return c
+
+
+def read_evidence(a: Analysis, exp_dir: Path) -> Analysis:
+    """``a`` with its verdicts re-decided on the cells' ``test_predictions.csv`` (paired H3), read once.
+
+    The drivers call :func:`analyze` with the matrix alone; the files are read here, where
+    :func:`write_outputs` knows the experiment directory (the reference has no predictions)."""
+    if a.predictions_read or a.label == REFERENCE_LABEL:
+        return a
+    return _with_predictions(a, load_predictions(exp_dir, a.cells))
+
+
+def _with_predictions(a: Analysis, predictions: Mapping[str, pd.DataFrame]) -> Analysis:
+    """``a`` (and each split's analysis) with the paired tests on ``predictions``, single blocked-split runs'
+    test accuracies given their block bootstrap interval, and the verdicts re-decided on both."""
+    a.predictions_read = True
+    if predictions:
+        intervals = block_intervals(a.cells, predictions, a.ci)
+        if not intervals.empty:
+            a.summary = attach_block_intervals(a.summary, a.cells, intervals)
+        a.evidence = Evidence(paired_table(a.cells, predictions))
+        a.verdicts = evaluate(a.summary, a.settings, a.evidence)
+        a.conclusions = _conclude(a)
+        a.h4_literal = h4_literal_steps(a.summary)
+    for sub in a.by_split.values():
+        _with_predictions(sub, predictions)
     return a
 
 
@@ -237,8 +304,8 @@ def _verdicts_md(verdicts: list[Verdict], with_paper: bool = True) -> str:
     for v in verdicts:
         row = [v.hypothesis, v.statement, f"**{v.verdict}**"]
         if with_paper:
-            row.append(PAPER_VERDICTS.get(v.hypothesis, ""))
-        rows.append([*row, v.evidence])
+            row.append(paper_verdicts().get(v.hypothesis, ""))
+        rows.append([*row, v.evidence + (f" (test: {v.test})" if v.test else "")])
     return to_markdown(pd.DataFrame(rows, columns=cols), index=False)
 
 
@@ -415,7 +482,10 @@ NOISE_NOTE = (
     "With repeats the intervals are Student-t over the runs. Without repeats an accuracy still has the "
     "binomial noise of the images it was measured on: it is shown as `value [a, b]`, the Wilson interval at "
     "the same confidence level; a time from a single run has no interval, so its comparisons say "
-    "\"single runs\" and how large the deciding gap was."
+    "\"single runs\" and how large the deciding gap was. Two cells tested on the same images (both saved "
+    "`test_predictions.csv`) are compared pairwise instead, by McNemar's exact test on the images only one "
+    "of them got right (a difference where p < 1 − the confidence level). Each evidence ends with the test "
+    "used; verdicts.json holds its figures."
 )
 
 
@@ -435,6 +505,141 @@ def _verdicts_section(a: Analysis) -> list[str]:
         a.conclusions.text,
         "",
     ]
+
+
+# --------------------------------------------------------------------------- caveats
+
+
+def recorded_settings(exp_dir: Path, cells: pd.DataFrame) -> pd.DataFrame:
+    """Per completed cell, what its result.json recorded that the matrix does not carry: ``tf32`` (bool or
+    None) and ``clock`` (``time_breakdown.clock``, the clock the times were taken on; None if absent)."""
+    ids = [str(c) for c in cells.loc[cells["state"] == COMPLETED, "cell_id"]]
+    rows = []
+    for cid, d in cell_dirs(exp_dir, ids).items():
+        try:
+            text = read_text_file(d / cellfiles.RESULT)
+            res = parse_json(text) if text else None
+        except (FileProblem, ValueError):
+            res = None
+        res = res if isinstance(res, dict) else {}
+        tb = res.get("time_breakdown") if isinstance(res.get("time_breakdown"), dict) else {}
+        tf32 = res.get("tf32")
+        rows.append({"cell_id": cid, "tf32": tf32 if isinstance(tf32, bool) else None,
+                     "clock": str(tb["clock"]) if tb.get("clock") else None})
+    return pd.DataFrame(rows, columns=["cell_id", "tf32", "clock"])
+
+
+def _ids(frame: pd.DataFrame, limit: int = 6) -> str:
+    ids = [f"`{c}`" for c in frame["cell_id"].astype(str)]
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def _repeats_caveat(summary: pd.DataFrame) -> str:
+    """Configurations with one run: their times carry no noise estimate, their accuracies only the test
+    images' binomial noise."""
+    done = completed(summary, "exec_time_s")
+    single = done[done["n"] == 1]
+    if single.empty:
+        return ""
+    scope = ("Every configuration ran once (no repeats)" if len(single) == len(done)
+             else f"{len(single)} of {len(done)} configurations ran once")
+    return (f"{scope}: a single time has no run-to-run noise estimate, so timing comparisons are between "
+            f"single runs. {SINGLE_RUN_NOTE}")
+
+
+def _cpu_caveat(cells: pd.DataFrame) -> str:
+    """Cells that asked for GPUs but ran on the CPU."""
+    done = cells[cells["state"] == COMPLETED]
+    cpu = done[(done["gpus"] > 0) & (done["gpus_used"] == 0)]
+    if cpu.empty:
+        return ""
+    return (f"{len(cpu)} cell(s) asked for GPUs but fell back to the CPU: {_ids(cpu)}; their "
+            "times, speed-up and "
+            "memory are CPU figures, and H2 does not compare GPU counts while they are in the matrix.")
+
+
+def _tf32_caveat(cells: pd.DataFrame, recorded: pd.DataFrame) -> str:
+    """TF32 as each GPU cell recorded it (the study ran full FP32)."""
+    done = cells[(cells["state"] == COMPLETED) & (cells["gpus_used"] > 0)]
+    rec = recorded[recorded["cell_id"].isin(done["cell_id"].astype(str))]
+    if rec.empty:
+        return ""
+    on, off = rec[rec["tf32"].eq(True)], rec[rec["tf32"].eq(False)]
+    unknown = rec[rec["tf32"].isna()]
+    parts = []
+    if len(on):
+        parts.append(f"on in {len(on)} GPU cell(s) ({_ids(on)}): matmuls and convolutions ran in TF32, "
+                     "not the study's full FP32")
+    if len(off):
+        parts.append(f"off (full FP32) in {len(off)} GPU cell(s)")
+    if len(unknown):
+        parts.append(f"not recorded in {len(unknown)} GPU cell(s) ({_ids(unknown)}: an older trainer)")
+    return "TF32, as each cell's result.json recorded it (`tf32`): " + "; ".join(parts) + "."
+
+
+def _clock_caveat(cells: pd.DataFrame, recorded: pd.DataFrame) -> str:
+    """Which clock Exec. Time is, and what it leaves out."""
+    done = cells[cells["state"] == COMPLETED]
+    if done.empty:
+        return ""
+    clocks = sorted({c for c in recorded["clock"] if c})
+    on = f"on {'; '.join(clocks)}" if clocks else "its clock not recorded (an older trainer)"
+    prep = pd.to_numeric(done["data_prep_s"], errors="coerce").dropna()
+    apart = (f"; data preparation (cache build/open, {prep.mean():.1f} s on average, `data_prep_s`) is apart"
+             if len(prep) else "")
+    return (f"`Exec. Time` is `exec_time_s`: the trainer's wall-clock time over all "
+            "epochs, validation included "
+            f"({on}){apart}; queueing and job start-up are not in it.")
+
+
+def _memory_caveat(cells: pd.DataFrame) -> str:
+    """Which memory figure the tables show: NVML per-process peaks vs device-wide totals, and where none."""
+    done = cells[(cells["state"] == COMPLETED) & (cells["gpus_used"] > 0)]
+    if done.empty:
+        return ""
+    proc = [c for c in done.columns if c.startswith("gpu") and c.endswith("_proc_gb") and c[3:-8].isdigit()]
+    has_proc = done[proc].notna().any(axis=1) if proc else pd.Series(False, index=done.index)
+    no_nvml = done[done["nvml"].eq(False)]
+    parts = []
+    if has_proc.any():
+        parts.append(f"`GPU n (GB, per-process)` is NVML's per-process peak of the cell's own process "
+                     f"({int(has_proc.sum())} of {len(done)} GPU cells), `Device-wide total (GB)` "
+                     "the sum of the "
+                     "device peaks, other processes included")
+    elif no_nvml.empty:
+        parts.append("no per-process memory was recorded: only the device-wide NVML peaks (everything on the "
+                     "device) are shown, which are not the study's per-process figures")
+    if len(no_nvml):
+        why = next((str(r) for r in no_nvml["nvml_reason"] if isinstance(r, str) and r), "no reason recorded")
+        parts.append(f"no NVML in {len(no_nvml)} GPU cell(s) ({_ids(no_nvml)}: {why}), "
+                     "so their memory is n/m")
+    return "Memory: " + "; ".join(parts) + "." if parts else ""
+
+
+def caveats(out: CollectOutput) -> list[str]:
+    """What limits this run's figures, computed from its data: only the caveats that apply."""
+    a = out.analysis
+    measured = a.label != REFERENCE_LABEL
+    recorded = recorded_settings(out.exp_dir, a.cells if measured else a.cells[:0])
+    done = completed(a.summary, "exec_time_s")
+    items = [_repeats_caveat(a.summary)]
+    if measured:
+        items += [_cpu_caveat(a.cells), _tf32_caveat(a.cells, recorded), _clock_caveat(a.cells, recorded),
+                  _memory_caveat(a.cells)]
+    if not measured or out.reference is not None or out.cpu_reference is not None:
+        items.append(f"The {'rows' if not measured else '`2020 …` columns and the 2020 CPU run'} are the "
+                     f"{REFERENCE_LABEL} ({REFERENCE_TITLE}), transcribed from the paper, not "
+                     "measured by aslhpc; "
+                     "its memory is nvidia-smi's per-process figure read off by hand.")
+    for why in (capped(done), shared_host(done)):
+        if why:
+            items.append(f"{why[0].upper()}{why[1:]}.")
+    return [i for i in items if i]
+
+
+def _caveats_md(out: CollectOutput) -> list[str]:
+    items = caveats(out)
+    return ["## Caveats", "", *[f"- {i}" for i in items], ""] if items else []
 
 
 def _reference_section(out: CollectOutput) -> list[str]:
@@ -496,7 +701,8 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
             rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
             lines += [f"![{key}]({rel.as_posix()})", ""]
     lines += _scaling_md(out, plot_paths.get("scaling"))
-    lines += _verdicts_section(a) + _reference_section(out) + _holes_md(a) + _usage_md(out, usage_plot)
+    lines += _verdicts_section(a) + _caveats_md(out) + _reference_section(out)
+    lines += _holes_md(a) + _usage_md(out, usage_plot)
     return "\n".join(lines)
 
 
@@ -589,7 +795,7 @@ def print_analysis(console: Console, a: Analysis, comparison: dict[int, pd.DataF
         vt.add_row(
             Text(f"{v.hypothesis}: {v.statement}"),
             Text(v.verdict, style=colour.get(v.verdict, "")),
-            PAPER_VERDICTS.get(v.hypothesis, ""),
+            paper_verdicts().get(v.hypothesis, ""),
             Text(v.evidence),
         )
     console.print(vt)
@@ -664,10 +870,13 @@ def _verdicts_json(a: Analysis) -> dict[str, Any]:
         "ci": a.ci,
         "h1_threshold": a.h1_threshold,
         "h4_r2": a.h4_r2,
+        "h3_metric": a.settings.h3_metric,
+        "settings": dataclasses.asdict(a.settings),
+        "paired_tests": a.evidence.paired.to_dict(orient="records"),
         "h4_reading": H4_READING,
         "h4_literal_aside": dataclasses.asdict(a.h4_literal) if a.h4_literal else None,
         "verdicts": [dataclasses.asdict(v) for v in a.verdicts],
-        "paper_verdicts": PAPER_VERDICTS,
+        "paper_verdicts": paper_verdicts(),
         "conclusions": dataclasses.asdict(a.conclusions),
     }
 
@@ -691,7 +900,7 @@ def csv_memory_names(frame: pd.DataFrame) -> pd.DataFrame:
 def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     """Write CSV/Markdown/JSON/PNG and report.md into ``out.exp_dir``, all atomically."""
     d = out.exp_dir
-    a = out.analysis
+    a = read_evidence(out.analysis, d)
     files: dict[str, Path] = {}
     cells = a.cells.copy()
     summary = a.summary.copy()
