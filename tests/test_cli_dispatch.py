@@ -52,4 +52,4 @@ def test_the_command_list_wraps_at_words_to_the_terminal(columns: int) -> None:
     text = entry.usage(columns)
     assert all(len(line) < columns for line in text.splitlines())
     for name, what in entry.COMMANDS:
-        assert " ".join(what.split()) in " ".join(text.split())  # every description whole, words intact
+        assert f"  {name} " in text and " ".join(what.split()) in " ".join(text.split())  # whole words
