@@ -215,7 +215,7 @@ def collect(exp_dir: str | Path, *, reference: Any = None, console: Console | No
     """Load an experiment's cells, analyse them (tables, verdicts), write report.md and the files beside
     it (``write=False``: compute only). ``settings``: ci, h1_threshold, h3_metric, h4_r2,
     allow_mixed_splits, plots, verbose. The one call of the analysis' collect driver."""
-    from aslhpc.analysis import collect_experiment
+    from aslhpc.collecting import collect_experiment
 
     exp_dir = Path(exp_dir)
     if write:
@@ -228,7 +228,7 @@ def collect(exp_dir: str | Path, *, reference: Any = None, console: Console | No
 def collect_reference(reference: Any, out_dir: str | Path, *, console: Console | None = None,
                       write: bool = True, **settings: Any) -> CollectOutput:
     """The same analysis on the published 2020 figures alone (``collect --reference-only``)."""
-    from aslhpc.analysis import collect_reference as collect_ref
+    from aslhpc.collecting import collect_reference as collect_ref
 
     if write:
         ensure_writable_dir(out_dir, "output folder")

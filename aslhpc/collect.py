@@ -14,19 +14,13 @@ from pathlib import Path
 from rich.console import Console
 
 from aslhpc import api
-from aslhpc.analysis import (
-    REFERENCE_LABEL,
-    CollectOutput,
-    collect_experiment,
-    default_reference_path,
-    load_reference,
-)
+from aslhpc.analysis import REFERENCE_LABEL, CollectOutput, default_reference_path, load_reference
 from aslhpc.api import live_states
 from aslhpc.cli import add_experiment, add_results, parser, run_cli
 from aslhpc.cli import console as cli_console
 from aslhpc.errors import AslhpcError
 
-__all__ = ["CollectOutput", "collect_experiment", "live_states", "main"]
+__all__ = ["CollectOutput", "live_states", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

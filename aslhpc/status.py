@@ -185,7 +185,8 @@ def _logs(exp_dir: Path, cell_id: str) -> int:
 def usage_lines(exp_dir: Path, width: int = 80) -> list[str]:
     """Finished cells, compact: what they used against what they asked for (their own samples; the full
     table with sacct's CPU time is in collect's report), with the hint where a request was too large."""
-    from aslhpc.analysis.efficiency import compact, experiment_efficiency
+    from aslhpc.analysis.efficiency import compact
+    from aslhpc.snapshot import experiment_efficiency
 
     try:
         frame = experiment_efficiency(exp_dir, use_sacct=False)

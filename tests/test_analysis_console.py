@@ -9,7 +9,8 @@ import pytest
 from rich.console import Console
 from test_analysis_helpers import paper_experiment, result_json, write_cell, write_manifest
 
-from aslhpc.analysis import collect_experiment, load_reference
+from aslhpc.analysis import load_reference
+from aslhpc.collecting import collect_experiment
 
 REF = Path(__file__).resolve().parents[1] / "results" / "reference" / "lad2020.csv"
 

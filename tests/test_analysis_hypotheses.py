@@ -9,11 +9,11 @@ import pytest
 from test_analysis_helpers import result_json, write_cell
 
 from aslhpc.analysis.hypotheses import Point, compare, conclusions, evaluate, h4_literal_steps
-from aslhpc.analysis.matrix import load_matrix
 from aslhpc.analysis.reference import load_reference
 from aslhpc.analysis.report import reference_cells
 from aslhpc.analysis.tables import derive, summarize
 from aslhpc.analysis.verdicts import H1, H2, H3, H4, Settings
+from aslhpc.snapshot import load_matrix
 
 REF = Path(__file__).resolve().parents[1] / "results" / "reference" / "lad2020.csv"
 

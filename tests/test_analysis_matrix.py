@@ -16,8 +16,9 @@ from experiment_builders import (
     write_manifest,
 )
 
-from aslhpc.analysis.matrix import find_experiments, holes, load_matrix
+from aslhpc.analysis.matrix import holes
 from aslhpc.errors import AslhpcError
+from aslhpc.snapshot import find_experiments, load_matrix
 
 
 def test_loads_every_cell_with_metrics_and_memory(tmp_path):

@@ -9,8 +9,9 @@ from pathlib import Path
 from rich.console import Console
 from test_analysis_helpers import paper_experiment, result_json, write_cell, write_json, write_manifest
 
-from aslhpc.analysis import REFERENCE_LABEL, collect_experiment, collect_reference, load_reference
+from aslhpc.analysis import REFERENCE_LABEL, load_reference
 from aslhpc.analysis.plots import PLOT_FILES
+from aslhpc.collecting import collect_experiment, collect_reference
 
 REF = Path(__file__).resolve().parents[1] / "results" / "reference" / "lad2020.csv"
 PNG = b"\x89PNG\r\n\x1a\n"

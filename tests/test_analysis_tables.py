@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from test_analysis_helpers import paper_experiment, result_json, write_cell, write_json, write_manifest
 
-from aslhpc.analysis.matrix import load_matrix
 from aslhpc.analysis.tables import (
     ci_halfwidth,
     derive,
@@ -18,6 +17,7 @@ from aslhpc.analysis.tables import (
     t_quantile,
     to_markdown,
 )
+from aslhpc.snapshot import load_matrix
 
 PAPER_COLUMNS = [
     "GPU 0 (GB, per-process)",

@@ -109,3 +109,18 @@ def test_the_checks_see_a_planted_cycle_and_a_long_function(tmp_path: Path) -> N
     src = tmp_path / "m.py"
     src.write_text("def f():\n    from aslhpc.x import _y\n")
     assert _imports("aslhpc.z", src, {"aslhpc.x": src}) == [("aslhpc.x", "_y", 2)]
+
+
+def test_analysis_imports_nothing_upstream() -> None:
+    """analysis is pure functions over what aslhpc.snapshot read: it never reaches back into the manifest,
+    the cell files' readers or SLURM (not even from inside a function)."""
+    modules = _modules()
+    bad = []
+    for name, path in modules.items():
+        if name.split(".")[:2] != ["aslhpc", "analysis"]:
+            continue
+        for module, imported, line in _imports(name, path, modules):
+            if module.split(".")[:2] in (["aslhpc", "orchestration"], ["aslhpc", "slurm"]) or \
+                    module in ("aslhpc.snapshot", "aslhpc.collecting"):
+                bad.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module} {imported}".strip())
+    assert bad == []

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from aslhpc.analysis.matrix import load_matrix
 from aslhpc.orchestration.cellrecord import load_cells
 from aslhpc.orchestration.cellstate import experiment_status
 from aslhpc.orchestration.manifest import load_manifest
 from aslhpc.slurm.accounting import StateQuery
+from aslhpc.snapshot import load_matrix
 
 FIXTURE = Path(__file__).parent / "fixtures" / "cell_format_v1"
 

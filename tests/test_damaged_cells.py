@@ -18,10 +18,10 @@ from rich.console import Console
 
 from aslhpc import collect
 from aslhpc import status as status_cli
-from aslhpc.analysis.matrix import load_matrix
 from aslhpc.orchestration.cellstate import experiment_status
 from aslhpc.slurm.accounting import JobState, StateQuery
 from aslhpc.slurm.executor import job_name
+from aslhpc.snapshot import load_matrix
 from aslhpc.status import render_table
 
 CELLS = [(1, 128, 0, "dp"), (2, 128, 0, "dp"), (1, 256, 0, "dp"), (2, 256, 0, "dp")]

@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from aslhpc.analysis.efficiency import Usage, efficiency_frame, hint, markdown, parse_duration_s, sacct_usage
+from aslhpc.analysis.efficiency import Usage, efficiency_frame, hint, markdown, parse_duration_s
+from aslhpc.snapshot import sacct_usage
 
 
 def test_an_oversized_request_gets_the_hint_a_user_can_act_on() -> None:

@@ -92,7 +92,7 @@ def test_collect_reports_the_gap_and_the_random_split_scores_higher(
 def test_a_hole_on_the_axis_keeps_its_split(leakage_run: Path, tmp_path: Path) -> None:
     import shutil
 
-    from aslhpc.analysis.matrix import load_matrix
+    from aslhpc.snapshot import load_matrix
 
     exp = Path(shutil.copytree(leakage_run / "leak", tmp_path / "leak"))
     shutil.rmtree(exp / "cells" / "g1-b32-blocked-r0")  # never ran: only the manifest knows it

@@ -268,8 +268,8 @@ def test_collect_agrees_with_status_on_a_pending_retry(
 ) -> None:
     """While the resubmitted job waits in the queue, status says PENDING and collect's hole says pending too
     (not "failed" with the previous attempt's error)."""
-    from aslhpc.analysis.matrix import load_matrix
     from aslhpc.collect import live_states
+    from aslhpc.snapshot import load_matrix
 
     exp = experiment.parent
     write_json(

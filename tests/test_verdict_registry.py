@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from test_analysis_helpers import result_json, write_cell, write_json, write_manifest
 
-from aslhpc.analysis import collect_experiment, collect_reference, load_reference
-from aslhpc.analysis.paired import read_predictions
+from aslhpc.analysis import load_reference
+from aslhpc.analysis.paired import parse_predictions
 from aslhpc.analysis.report import reference_cells
 from aslhpc.analysis.tables import derive, summarize
 from aslhpc.analysis.verdicts import (
@@ -25,6 +25,7 @@ from aslhpc.analysis.verdicts import (
     evaluate,
     register,
 )
+from aslhpc.collecting import collect_experiment, collect_reference
 
 REF = Path(__file__).resolve().parents[1] / "results" / "reference" / "lad2020.csv"
 N_TEST = 1741  # result_json's test split
@@ -120,11 +121,8 @@ def test_different_test_images_are_not_paired(tmp_path):
 
 
 def test_a_damaged_predictions_file_is_skipped(tmp_path):
-    p = tmp_path / "test_predictions.csv"
-    p.write_text("image,label,predicted,correct\nA/A1.jpg,0,0,maybe\n", encoding="utf-8")
-    assert read_predictions(p) is None
-    p.write_text("image,label,predicted,correct\nA/A12.jpg,0,0,1\n", encoding="utf-8")
-    frame = read_predictions(p)
+    assert parse_predictions("image,label,predicted,correct\nA/A1.jpg,0,0,maybe\n") is None
+    frame = parse_predictions("image,label,predicted,correct\nA/A12.jpg,0,0,1\n")
     assert frame is not None and bool(frame["correct"].iloc[0]) and int(frame["frame"].iloc[0]) == 12
 
 

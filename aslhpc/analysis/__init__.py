@@ -1,14 +1,14 @@
 """Analysis of an experiment's cells: the 2020 study's tables, plots and verdicts, computed.
 
-Pure functions over pandas frames (``matrix`` -> ``tables`` -> ``hypotheses``), plus
-``plots``/``report`` for the files, ``console`` for collect's terminal summary, ``extras`` for
-per-cell figures read from result.json beside the matrix (GPU utilisation, time breakdown), and
-``reference``/``reference_cpu`` for the published 2020 figures.
-``collect_experiment`` is the one call the CLI (``python -m aslhpc.collect``) and demos use.
+Pure functions over what :mod:`aslhpc.snapshot` read (``matrix`` -> ``tables`` -> ``verdicts``), plus
+``plots``/``report`` for the files, ``console`` for collect's terminal summary, ``extras`` for per-cell
+figures from result.json beside the matrix (GPU utilisation, time breakdown), and
+``reference``/``reference_cpu`` for the published 2020 figures. Nothing here imports ``orchestration``
+or ``slurm``; the driver that reads, analyses and writes is :mod:`aslhpc.collecting`.
 """
 
-from aslhpc.analysis.hypotheses import Conclusions, Verdict, conclusions, evaluate
-from aslhpc.analysis.matrix import find_experiments, holes, load_matrix
+from aslhpc.analysis.hypotheses import Conclusions, conclusions
+from aslhpc.analysis.matrix import holes
 from aslhpc.analysis.reference import (
     REFERENCE_LABEL,
     default_reference_path,
@@ -20,11 +20,10 @@ from aslhpc.analysis.report import (
     Analysis,
     CollectOutput,
     analyze,
-    collect_experiment,
-    collect_reference,
     reference_cells,
 )
 from aslhpc.analysis.tables import derive, paper_tables, summarize
+from aslhpc.analysis.verdicts import Verdict, evaluate
 
 __all__ = [
     "REFERENCE_LABEL",
@@ -34,15 +33,11 @@ __all__ = [
     "CpuReference",
     "Verdict",
     "analyze",
-    "collect_experiment",
-    "collect_reference",
     "conclusions",
     "default_reference_path",
     "derive",
     "evaluate",
-    "find_experiments",
     "holes",
-    "load_matrix",
     "load_cpu_reference",
     "load_reference",
     "paper_tables",

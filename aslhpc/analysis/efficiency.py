@@ -7,16 +7,14 @@ against useful (weighted by utilisation). GPU columns are empty, with the reason
 sampled (CPU cells). The 2020 study's conclusion 2 was that the GPUs sat mostly idle: this is
 where a rerun shows whether they still do.
 
-:func:`efficiency_frame` and :func:`hint` are pure (plain records in, a frame out);
-:func:`experiment_efficiency` reads the manifest, the cells' result.json and, optionally, one
-``sacct`` call.
+Pure functions (plain records in, a frame out): :mod:`aslhpc.snapshot` reads the manifest, the cells'
+result.json and, optionally, one ``sacct`` call, and hands them here.
 """
 
 from __future__ import annotations
 
 import math
-import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,24 +169,11 @@ def parse_duration_s(text: str) -> float | None:
         return None
 
 
-def sacct_usage(job_ids: Iterable[str],
-                run: Callable[[list[str]], subprocess.CompletedProcess] | None = None) -> dict[str, tuple]:
-    """job id -> (TotalCPU s, Elapsed s) from one sacct call (the allocation row: the sum of its steps);
-    {} where accounting does not answer."""
-    from aslhpc.slurm.accounting import query_ids, run_slurm_command
-
-    ids = [j for j in job_ids if j]
-    if not ids:
-        return {}
-    cmd = ["sacct", "--parsable2", "-n", "-o", "JobID,TotalCPU,Elapsed", "--jobs", ",".join(query_ids(ids))]
-    try:
-        proc = (run or run_slurm_command)(cmd)
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    if proc.returncode != 0:
-        return {}
+def parse_sacct_usage(text: str) -> dict[str, tuple]:
+    """job id -> (TotalCPU s, Elapsed s) from ``sacct --parsable2 -n -o JobID,TotalCPU,Elapsed`` output,
+    the allocation rows only (a step's row, ``123.batch``, is part of its job's)."""
     out = {}
-    for line in proc.stdout.splitlines():
+    for line in text.splitlines():
         job, _, rest = line.partition("|")
         if "." in job or not rest:
             continue
@@ -197,59 +182,21 @@ def sacct_usage(job_ids: Iterable[str],
     return out
 
 
-def _usage_from_result(cell: str, req: Any, res: dict, acct: tuple | None) -> Usage:
+def usage_from_result(cell: str, cores: int, mem_req_gb: float, gpus: int, res: Mapping[str, Any],
+                      acct: tuple | None) -> Usage:
+    """One cell's :class:`Usage`: its request (cores, memory, GPUs) against its result.json's telemetry,
+    with sacct's (TotalCPU, Elapsed) where accounting had the job."""
     tel = res.get("telemetry") or {}
     cpu = tel.get("cpu") or {}
-    gpus = [g for g in tel.get("gpus") or [] if isinstance(g, dict)]
-    utils = [g["util_mean_pct"] for g in gpus if isinstance(g.get("util_mean_pct"), int | float)]
-    peaks = [g["mem_peak_gb"] for g in gpus if isinstance(g.get("mem_peak_gb"), int | float)]
-    totals = [g["mem_total_gb"] for g in gpus if isinstance(g.get("mem_total_gb"), int | float)]
+    gpu_list = [g for g in tel.get("gpus") or [] if isinstance(g, dict)]
+    utils = [g["util_mean_pct"] for g in gpu_list if isinstance(g.get("util_mean_pct"), int | float)]
+    peaks = [g["mem_peak_gb"] for g in gpu_list if isinstance(g.get("mem_peak_gb"), int | float)]
+    totals = [g["mem_total_gb"] for g in gpu_list if isinstance(g.get("mem_total_gb"), int | float)]
     elapsed = acct[1] if acct and acct[1] else res.get("exec_time_s")
-    from aslhpc.orchestration.experiment import parse_mem_mb
-
-    cores = req.cpus_per_task * req.tasks_per_node * req.nodes
-    return Usage(cell, cores, parse_mem_mb(req.mem) * req.nodes / 1024,
-                 req.gpus, float(elapsed) if isinstance(elapsed, int | float) else None,
+    return Usage(cell, cores, mem_req_gb, gpus, float(elapsed) if isinstance(elapsed, int | float) else None,
                  acct[0] if acct else None, cpu.get("util_mean_pct"), cpu.get("rss_peak_gb"),
                  sum(utils) / len(utils) if utils else None, max(peaks, default=None),
-                 max(totals, default=None), "" if gpus else str(tel.get("reason") or "no GPU sampled"))
-
-
-Runner = Callable[[list[str]], subprocess.CompletedProcess]
-
-
-def experiment_efficiency(exp_dir: str | Path, *, use_sacct: bool = True,
-                          run: Runner | None = None) -> pd.DataFrame:
-    """The efficiency frame of every completed cell of the experiment in ``exp_dir``."""
-    from aslhpc.atomic import read_json
-    from aslhpc.orchestration.experiment import ExperimentSpec, job_request
-    from aslhpc.orchestration.manifest import load_manifest
-
-    exp_dir = Path(exp_dir)
-    manifest = load_manifest(exp_dir / "manifest.json")
-    if manifest is None:
-        return efficiency_frame([])
-    spec = ExperimentSpec.from_dict(manifest.spec)
-    cells = {c.cell_id: c for c in spec.cells()}
-    done = {}
-    for cid, entry in manifest.cells.items():
-        path = exp_dir / entry.out_dir / "result.json"
-        if cid in cells and path.is_file():
-            try:
-                done[cid] = read_json(path)
-            except (OSError, ValueError):
-                continue
-    slurm_ids = {cid: e.last.job_id for cid, e in manifest.cells.items()
-                 if cid in done and e.last and e.last.cluster == "slurm"}
-    acct = sacct_usage(slurm_ids.values(), run) if use_sacct and slurm_ids else {}
-    usages = []
-    for cid, res in done.items():
-        try:
-            req = job_request(spec, cells[cid])
-        except Exception:  # noqa: BLE001 - a cell the spec cannot lay out: nothing to compare with
-            continue
-        usages.append(_usage_from_result(cid, req, res, acct.get(slurm_ids.get(cid, ""))))
-    return efficiency_frame(usages)
+                 max(totals, default=None), "" if gpu_list else str(tel.get("reason") or "no GPU sampled"))
 
 
 def plot_usage(frame: pd.DataFrame, path: Path) -> Path | None:

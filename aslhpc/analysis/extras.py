@@ -1,7 +1,6 @@
-"""Per-cell figures the matrix frame does not carry (yet), read from each completed cell's result.json.
-
-``matrix.load_matrix`` is owned elsewhere and its columns are fixed; what the analysis also
-needs is read here, only for the columns the frame lacks, so a matrix that gains them wins:
+"""Per-cell figures the matrix frame does not carry, taken from each completed cell's result.json
+(as :mod:`aslhpc.snapshot` read it), only for the columns the frame lacks, so a matrix that gains them
+wins:
 
 * ``gpu_util_pct``: mean GPU utilisation (NVML, %) over the GPUs the cell used
   (``telemetry.gpus[i].util_mean_pct``); NaN without NVML.
@@ -14,13 +13,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from aslhpc import cellfiles
-from aslhpc.atomic import read_json
 
 BREAKDOWN_KEYS = ("data_wait_s", "compute_s", "eval_s", "other_s")
 BREAKDOWN_COLUMNS = tuple(f"time_{k}" for k in BREAKDOWN_KEYS)
@@ -31,21 +26,6 @@ def _num(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float):
         return math.nan
     return float(v) if math.isfinite(v) else math.nan
-
-
-def _cell_dirs(exp_dir: Path) -> dict[str, Path]:
-    """cell_id -> directory, from the manifest's out_dir where it names one."""
-    out: dict[str, Path] = {}
-    try:
-        manifest = read_json(exp_dir / "manifest.json")
-    except (OSError, ValueError):
-        manifest = None
-    cells = manifest.get("cells") if isinstance(manifest, Mapping) else None
-    if isinstance(cells, Mapping):
-        for cid, entry in cells.items():
-            rel = entry.get("out_dir") if isinstance(entry, Mapping) else None
-            out[str(cid)] = exp_dir / (rel or f"cells/{cid}")
-    return out
 
 
 def extras_from_result(res: Mapping[str, Any]) -> dict[str, float]:
@@ -66,24 +46,16 @@ def extras_from_result(res: Mapping[str, Any]) -> dict[str, float]:
     return row
 
 
-def attach_extras(cells: pd.DataFrame, exp_dir: str | Path) -> pd.DataFrame:
-    """``cells`` with the :data:`EXTRA_COLUMNS` it lacks, read from each completed cell's result.json."""
+def attach_extras(cells: pd.DataFrame, results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """``cells`` with the :data:`EXTRA_COLUMNS` it lacks, from ``results`` (cell_id -> result.json) for its
+    completed cells; NaN elsewhere."""
     missing = [c for c in EXTRA_COLUMNS if c not in cells.columns]
     if not missing or cells.empty:
         return cells
-    exp_dir = Path(exp_dir)
-    dirs = _cell_dirs(exp_dir)
     values: dict[str, list[float]] = {c: [] for c in missing}
     for cid, state in zip(cells["cell_id"], cells["state"], strict=True):
-        row: dict[str, float] = {}
-        if state == "completed":
-            path = dirs.get(str(cid), exp_dir / "cells" / str(cid)) / cellfiles.RESULT
-            try:
-                res = read_json(path)
-            except (OSError, ValueError):
-                res = None
-            if isinstance(res, Mapping):
-                row = extras_from_result(res)
+        res = results.get(str(cid)) if state == "completed" else None
+        row = extras_from_result(res) if isinstance(res, Mapping) else {}
         for c in missing:
             values[c].append(row.get(c, math.nan))
     out = cells.copy()

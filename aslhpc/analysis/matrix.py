@@ -1,19 +1,16 @@
-"""Load an experiment's cells into one tidy frame: one row per cell, holes included.
+"""The experiment matrix as one tidy frame: one row per cell, holes included.
 
-The 2020 study copied numbers from nvidia-smi and training logs by hand; here every
-``cells/*/result.json`` (docs/design.md, schema 1) becomes a row, and every cell the
-manifest expects but that has no result becomes a *hole* row whose ``state``/``reason``
-say why (failed, running, pending, damaged, ...). Each cell's files are read and checked
-once (:mod:`aslhpc.orchestration.cellrecord`) and its state derived once
-(:func:`aslhpc.orchestration.cellstate.derive_state`), as status does: a damaged file is a
-hole with the file and what is wrong, never a crash of the whole matrix.
+The 2020 study copied numbers from nvidia-smi and training logs by hand; here every completed cell's
+result.json (docs/result-files.md) becomes a row, and every cell the manifest expects but that has no
+result becomes a *hole* row whose ``state``/``reason`` say why (failed, running, pending, damaged, ...).
+The files are read once, by :mod:`aslhpc.snapshot`; this module only shapes what it read (pure
+functions over dicts and frames).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,23 +18,13 @@ from typing import Any
 import pandas as pd
 
 from aslhpc.errors import AslhpcError
-from aslhpc.orchestration import cellstate
-from aslhpc.orchestration.cellrecord import CellRecord, load_cells
-from aslhpc.orchestration.cellstate import (
-    RANKS_DIVERGED,
-    STALE_PROGRESS_S,
-    derive_state,
-    frame_state,
-    one_line,
-)
-from aslhpc.orchestration.manifest import MANIFEST, load_manifest
+from aslhpc.states import CellState
 
-#: the frame's word for a cell with a usable result (states are lower case in the frame: :func:`frame_state`)
-COMPLETED = frame_state(cellstate.COMPLETED)
+#: the frame's word for a cell with a usable result (the frame's states are lower case)
+COMPLETED = CellState.COMPLETED.lower()
 
-__all__ = ["BASE_COLUMNS", "COMPLETED", "METRIC_KEYS", "RANKS_DIVERGED", "STALE_PROGRESS_S",
-           "check_split_hashes", "finalize_matrix", "find_experiments", "gpu_columns", "holes", "load_matrix",
-           "proc_columns"]
+__all__ = ["BASE_COLUMNS", "COMPLETED", "METRIC_KEYS", "assemble_matrix", "check_split_hashes",
+           "finalize_matrix", "gpu_columns", "holes", "missing", "proc_columns", "row_from_result"]
 
 #: metric columns read straight from result.json
 METRIC_KEYS = (
@@ -189,8 +176,8 @@ def _provenance(res: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _row_from_result(res: Mapping[str, Any]) -> dict[str, Any]:
-    """Flatten one checked result.json (:data:`~aslhpc.orchestration.cellrecord.RESULT_FIELDS`) into a row."""
+def row_from_result(res: Mapping[str, Any]) -> dict[str, Any]:
+    """Flatten one checked result.json (docs/result-files.md) into a row."""
     cfg = res.get("config") or {}
     split = res.get("split") or {}
     tel = res.get("telemetry") or {}
@@ -246,106 +233,38 @@ def _row_from_result(res: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _identity(rec: CellRecord) -> dict[str, Any]:
-    """What the manifest entry says the cell is (the authority), else what its config.json says."""
-    cfg = rec.config or {}
-    pairs = [("pipeline", "pipeline"), ("split_kind", "split"), ("seed", "seed")]
-    entry = rec.entry
-    if entry is None:
-        pairs += [("gpus", "gpus"), ("batch_size", "batch_size"), ("strategy", "strategy")]
-    ident: dict[str, Any] = {col: cfg[key] for col, key in pairs if cfg.get(key) is not None}
-    if entry is not None:
-        ident.update(gpus=entry.gpus, batch_size=entry.batch_size, repeat=entry.repeat,
-                     strategy=entry.strategy, seed=entry.seed)
-    return ident
-
-
-def _cell_row(rec: CellRecord, given: tuple[str, str] | None, now: float) -> dict[str, Any]:
-    """One frame row: the result's figures, or a hole with state and reason.
-
-    ``given`` is status's (state, reason) for the cell, which already weighed SLURM; it is taken
-    as it is unless the files make the cell completed or damaged."""
-    state, reason = derive_state(rec, now=now)
-    if rec.result is not None and not rec.damaged:
-        row = _row_from_result(rec.result)  # a run whose ranks diverged keeps its figures in cells.csv
-        ident = _identity(rec)  # the manifest is authoritative where the result lacks a value
-        row.update({k: ident[k] for k in ("gpus", "batch_size", "strategy")
-                    if k in ident and _missing(row.get(k))})
-        if "repeat" in ident:
-            row["repeat"] = ident["repeat"]
-        row.setdefault("repeat", math.nan)
-    else:
-        if given is not None and not rec.damaged:
-            given_state, given_reason = given
-            if given_state == cellstate.COMPLETED:  # only a readable result.json makes a cell completed
-                given_state, given_reason = cellstate.INCOMPLETE, (
-                    f"status says COMPLETED but there is no usable result.json ({given_reason})")
-            state, reason = given_state, given_reason or reason
-        row = _identity(rec)
-    row.update(state=frame_state(state), reason=one_line(reason), cell_id=rec.cell_id,
-               in_manifest=rec.entry is not None, source="aslhpc")
-    return row
-
-
-def _missing(value: Any) -> bool:
+def missing(value: Any) -> bool:
+    """None or NaN: a value the writer left out."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def load_matrix(
-    exp_dir: str | Path,
-    states: Mapping[str, tuple[str, str]] | None = None,
-    *,
-    allow_mixed_splits: bool = False,
-    now: float | None = None,
-) -> pd.DataFrame:
-    """Read manifest.json (if any) and every cell's files into one frame.
+def assemble_matrix(rows: list[dict[str, Any]], experiment: str, spec: Mapping[str, Any],
+                    axis_splits: Mapping[str, str], where: Path, *,
+                    allow_mixed_splits: bool = False) -> pd.DataFrame:
+    """The typed matrix frame from one row per cell (:func:`row_from_result` or a hole's identity, with
+    ``state``/``reason``/``cell_id``), the manifest's ``spec`` and, on a splits axis, each cell's split.
 
-    One row per cell (completed or hole), columns :data:`BASE_COLUMNS` plus
-    ``gpu0_gb``..``gpu{max_gpus-1}_gb``. ``states`` maps cell_id -> (state, reason) as
-    :func:`aslhpc.orchestration.cellstate.experiment_status` resolved them (``collect.live_states``: files
-    first, then SLURM, as docs/design.md orders it); a cell without a usable result.json
-    takes that state, lower-cased. Cells absent from ``states`` (or all cells, when it is
-    None) get their state from their files alone. Completed cells that
-    were trained on different splits of the same kind are refused (see
-    :func:`check_split_hashes`) unless ``allow_mixed_splits``.
-    """
-    exp_dir = Path(exp_dir)
-    if not exp_dir.is_dir():
-        raise AslhpcError(f"experiment directory {exp_dir} does not exist; check --results/--experiment")
-    manifest = load_manifest(exp_dir / MANIFEST)  # its errors are one line (ConfigError)
-    records = load_cells(exp_dir, manifest)
-    if not records:
-        raise AslhpcError(
-            f"no cells in {exp_dir} (no manifest cells, no cells/*/); submit the experiment first"
-        )
-    now = time.time() if now is None else now
-    states = states or {}
-    experiment = manifest.experiment if manifest else exp_dir.name
-    rows = [_cell_row(rec, states.get(cid), now) for cid, rec in records.items()]
+    A row whose GPU count / batch size nothing tells cannot be placed in any table: it is listed in
+    ``frame.attrs["ignored"]`` (and in the report), not silently dropped."""
     for row in rows:
         row["experiment"] = row.get("experiment") or experiment
 
-    # A directory outside the manifest whose GPU count / batch size no readable file tells cannot
-    # be placed in any table: it is listed in ``frame.attrs["ignored"]`` (and in the report), not
-    # silently dropped.
     def placeable(r: dict[str, Any]) -> bool:
-        return all(not _missing(r.get(k)) for k in ("gpus", "batch_size"))
+        return all(not missing(r.get(k)) for k in ("gpus", "batch_size"))
 
     ignored = [f"{r['cell_id']} ({r['state']}: {r['reason']})" for r in rows if not placeable(r)]
     rows = [r for r in rows if placeable(r)]
     if not rows:
         raise AslhpcError(
-            f"no recognisable cells in {exp_dir} (ignored: {'; '.join(ignored[:3])}); "
+            f"no recognisable cells in {where} (ignored: {'; '.join(ignored[:3])}); "
             "run the cells through submit, which records them in manifest.json"
         )
     frame = pd.DataFrame.from_records(rows)
     # Holes inherit the pipeline/split of their siblings so they land in the same table row; on a splits
     # axis a hole's split is the one its cell was given.
-    spec = manifest.spec if manifest else {}
-    axis = _axis_splits(spec)
-    if axis:
+    if axis_splits:
         known = frame["split_kind"] if "split_kind" in frame else pd.Series(None, index=frame.index)
-        frame["split_kind"] = known.where(known.notna(), frame["cell_id"].map(axis))
+        frame["split_kind"] = known.where(known.notna(), frame["cell_id"].map(dict(axis_splits)))
     for col, spec_key in (("pipeline", "pipeline"), ("split_kind", "split"), ("strategy", "strategy")):
         if col not in frame:
             frame[col] = None
@@ -358,20 +277,6 @@ def load_matrix(
     if not allow_mixed_splits:
         check_split_hashes(frame)
     return frame
-
-
-def _axis_splits(spec: Mapping[str, Any]) -> dict[str, str]:
-    """cell id -> split kind of an experiment with a splits axis (from the manifest's spec); {} without one
-    or when the spec cannot be rebuilt (the cells' own files then tell)."""
-    if not spec.get("splits"):
-        return {}
-    from aslhpc.errors import ConfigError
-    from aslhpc.orchestration.experiment import ExperimentSpec
-
-    try:
-        return {c.cell_id: c.split for c in ExperimentSpec.from_dict(dict(spec)).cells()}
-    except (ConfigError, TypeError, ValueError):
-        return {}
 
 
 def _mode(series: pd.Series) -> Any:
@@ -445,11 +350,3 @@ def holes(frame: pd.DataFrame) -> pd.DataFrame:
     """The cells without a usable result, with state and reason: what the report must show."""
     cols = ["cell_id", "gpus", "batch_size", "repeat", "strategy", "state", "reason"]
     return frame.loc[frame["state"] != COMPLETED, cols].reset_index(drop=True)
-
-
-def find_experiments(results: str | Path) -> list[str]:
-    """Experiment names under ``results`` (directories holding a manifest.json), sorted."""
-    root = Path(results)
-    if not root.is_dir():
-        return []
-    return sorted(d.name for d in root.iterdir() if d.is_dir() and (d / "manifest.json").is_file())

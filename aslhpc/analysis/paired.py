@@ -2,8 +2,9 @@
 the block bootstrap interval of a blocked-split accuracy.
 
 Both need each cell's ``test_predictions.csv`` (written by the trainer: image, label, predicted, correct),
-read by :func:`load_predictions` into one frame per cell with ``frame`` (the number in the image's file
-name, the video frame). The rest are pure functions over those frames.
+read once by :mod:`aslhpc.snapshot` and parsed by :func:`parse_predictions` into one frame per cell with
+``frame`` (the number in the image's file name, the video frame). The rest are pure functions over
+those frames.
 
 The leakage gap (random minus blocked test accuracy) gets no McNemar test: the two splits test on
 different images (the blocked split holds out whole runs of frames), so there are no pairs; its
@@ -22,8 +23,6 @@ import pandas as pd
 
 from aslhpc.analysis.matrix import COMPLETED
 from aslhpc.analysis.stats import MCNEMAR, block_bootstrap_interval, frame_blocks, mcnemar_exact
-from aslhpc.atomic import read_json
-from aslhpc.schema.files import FileProblem, read_text_file
 
 #: a configuration apart from its batch size: the series H3 walks along
 SERIES_KEYS = ["gpus", "strategy", "pipeline", "split_kind"]
@@ -38,30 +37,9 @@ PREDICTION_COLUMNS = ("image", "label", "predicted", "correct")
 PREDICTIONS_CAP = 64 << 20
 
 
-def cell_dirs(exp_dir: Path, cell_ids: list[str]) -> dict[str, Path]:
-    """cell_id -> its directory: the manifest's ``out_dir`` where it names one, else ``cells/<id>``."""
-    try:
-        manifest = read_json(exp_dir / "manifest.json")
-    except (OSError, ValueError):
-        manifest = None
-    entries = manifest.get("cells") if isinstance(manifest, Mapping) else None
-    out = {}
-    for cid in cell_ids:
-        entry = entries.get(cid) if isinstance(entries, Mapping) else None
-        rel = entry.get("out_dir") if isinstance(entry, Mapping) else None
-        out[cid] = exp_dir / (rel if isinstance(rel, str) and rel else f"cells/{cid}")
-    return out
-
-
-def read_predictions(path: Path) -> pd.DataFrame | None:
-    """One cell's ``test_predictions.csv`` as a frame (``correct`` bool, ``frame`` from the file name); None
-    when it is absent or not what the trainer writes (a paired test then falls back to the intervals)."""
-    try:
-        text = read_text_file(path, PREDICTIONS_CAP)
-    except FileProblem:
-        return None
-    if not text:
-        return None
+def parse_predictions(text: str) -> pd.DataFrame | None:
+    """One cell's ``test_predictions.csv`` text as a frame (``correct`` bool, ``frame`` from the file name);
+    None when it is not what the trainer writes (a paired test then falls back to the intervals)."""
     try:
         frame = pd.read_csv(io.StringIO(text), dtype={"image": str})
     except (ValueError, pd.errors.ParserError):
@@ -75,13 +53,6 @@ def read_predictions(path: Path) -> pd.DataFrame | None:
     frame["frame"] = digits.map(lambda d: int(d[-1]) if d else -1)
     frame["correct"] = correct.astype(bool)
     return frame
-
-
-def load_predictions(exp_dir: str | Path, cells: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """cell_id -> its test predictions, for every completed cell that saved a readable file."""
-    ids = [str(c) for c in cells.loc[cells["state"] == COMPLETED, "cell_id"]]
-    found = {cid: read_predictions(d / PREDICTIONS_FILE) for cid, d in cell_dirs(Path(exp_dir), ids).items()}
-    return {cid: f for cid, f in found.items() if f is not None}
 
 
 def _aligned(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.Series, pd.Series] | None:

@@ -26,9 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from aslhpc import cellfiles
-from aslhpc.analysis.console import STUDY_EPOCHS, SummaryInput, print_summary
-from aslhpc.analysis.extras import attach_extras
+from aslhpc.analysis.console import STUDY_EPOCHS, SummaryInput
 from aslhpc.analysis.hypotheses import Conclusions, conclusions
 from aslhpc.analysis.leakage import (
     LEAK_FREE,
@@ -40,12 +38,10 @@ from aslhpc.analysis.leakage import (
     has_both,
     split_label,
 )
-from aslhpc.analysis.matrix import COMPLETED, holes, load_matrix
+from aslhpc.analysis.matrix import COMPLETED, holes
 from aslhpc.analysis.paired import (
     attach_block_intervals,
     block_intervals,
-    cell_dirs,
-    load_predictions,
     paired_table,
 )
 from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
@@ -53,7 +49,6 @@ from aslhpc.analysis.reference_cpu import CpuReference, default_cpu_reference_pa
 from aslhpc.analysis.stats import SINGLE_RUN_NOTE
 from aslhpc.analysis.tables import (
     breakdown_view,
-    comparison_tables,
     derive,
     gpu_label,
     has_breakdown,
@@ -76,7 +71,6 @@ from aslhpc.analysis.verdicts import (
 )
 from aslhpc.atomic import atomic_write_text
 from aslhpc.errors import AslhpcError
-from aslhpc.schema.files import FileProblem, parse_json, read_text_file
 
 MEASURED_LABEL = "measured by aslhpc"
 #: under the paper-shaped tables: what their GPU columns measure (not quite what the paper's did)
@@ -127,7 +121,7 @@ class Analysis:
     settings: Settings = field(default_factory=Settings)
     #: the paired per-image tests the verdicts used (empty without test_predictions.csv)
     evidence: Evidence = field(default_factory=Evidence)
-    #: whether the cells' test_predictions.csv were looked for (:func:`read_evidence`)
+    #: whether the paired tests were run on the cells' test_predictions.csv
     predictions_read: bool = False
     #: H4 read literally (steps per epoch), shown only as a labelled aside
     h4_literal: Verdict | None = None
@@ -161,8 +155,10 @@ class CollectOutput:
     report_path: Path | None = None
     #: the study's CPU run (Section 6.6), shown as reference data beside this run's figures
     cpu_reference: CpuReference | None = None
-    #: what each cell asked for and used (analysis.efficiency); None until collect computes it
+    #: what each cell asked for and used (analysis.efficiency, from the snapshot); None: not read
     usage: pd.DataFrame | None = None
+    #: per completed cell, what its result.json recorded beyond the matrix (:func:`recorded_settings`)
+    recorded: pd.DataFrame | None = None
     #: the scaling model's one sentence per series (analysis.scaling), filled by write_outputs
     scaling: list[str] = field(default_factory=list)
     #: the same fits in one console line each (scaling.scaling_briefs)
@@ -183,7 +179,7 @@ def analyze(
     """Derived columns, CI summary, paper tables, verdicts and conclusions from a matrix; with both
     splits in it, also each split's analysis and the leakage gap (the conclusions then say it).
 
-    ``predictions`` (cell_id -> test predictions, :func:`~aslhpc.analysis.paired.load_predictions`) lets
+    ``predictions`` (cell_id -> test predictions, as :mod:`aslhpc.snapshot` read them) lets
     H3 compare cells on the same test images pairwise; without it H3 compares intervals."""
     settings = Settings(ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2)
     derived = derive(cells)
@@ -217,16 +213,6 @@ def _conclude(a: Analysis) -> Conclusions:
     if a.gap is not None and (sentence := gap_sentence(a.gap)):
         c = dataclasses.replace(c, text=f"{c.text} {sentence}")
     return c
-
-
-def read_evidence(a: Analysis, exp_dir: Path) -> Analysis:
-    """``a`` with its verdicts re-decided on the cells' ``test_predictions.csv`` (paired H3), read once.
-
-    The drivers call :func:`analyze` with the matrix alone; the files are read here, where
-    :func:`write_outputs` knows the experiment directory (the reference has no predictions)."""
-    if a.predictions_read or a.label == REFERENCE_LABEL:
-        return a
-    return _with_predictions(a, load_predictions(exp_dir, a.cells))
 
 
 def _with_predictions(a: Analysis, predictions: Mapping[str, pd.DataFrame]) -> Analysis:
@@ -510,19 +496,15 @@ def _verdicts_section(a: Analysis) -> list[str]:
 # --------------------------------------------------------------------------- caveats
 
 
-def recorded_settings(exp_dir: Path, cells: pd.DataFrame) -> pd.DataFrame:
+def recorded_settings(results: Mapping[str, Mapping[str, Any]], cells: pd.DataFrame) -> pd.DataFrame:
     """Per completed cell, what its result.json recorded that the matrix does not carry: ``tf32`` (bool or
     None) and ``clock`` (``time_breakdown.clock``, the clock the times were taken on; None if absent)."""
     ids = [str(c) for c in cells.loc[cells["state"] == COMPLETED, "cell_id"]]
     rows = []
-    for cid, d in cell_dirs(exp_dir, ids).items():
-        try:
-            text = read_text_file(d / cellfiles.RESULT)
-            res = parse_json(text) if text else None
-        except (FileProblem, ValueError):
-            res = None
-        res = res if isinstance(res, dict) else {}
-        tb = res.get("time_breakdown") if isinstance(res.get("time_breakdown"), dict) else {}
+    for cid in ids:
+        res = results.get(cid)
+        res = res if isinstance(res, Mapping) else {}
+        tb = res.get("time_breakdown") if isinstance(res.get("time_breakdown"), Mapping) else {}
         tf32 = res.get("tf32")
         rows.append({"cell_id": cid, "tf32": tf32 if isinstance(tf32, bool) else None,
                      "clock": str(tb["clock"]) if tb.get("clock") else None})
@@ -620,7 +602,7 @@ def caveats(out: CollectOutput) -> list[str]:
     """What limits this run's figures, computed from its data: only the caveats that apply."""
     a = out.analysis
     measured = a.label != REFERENCE_LABEL
-    recorded = recorded_settings(out.exp_dir, a.cells if measured else a.cells[:0])
+    recorded = out.recorded if out.recorded is not None and measured else recorded_settings({}, a.cells[:0])
     done = completed(a.summary, "exec_time_s")
     items = [_repeats_caveat(a.summary)]
     if measured:
@@ -748,15 +730,8 @@ def _usage_md(out: CollectOutput, plot: Path | None = None) -> list[str]:
 
 
 def _usage(out: CollectOutput) -> pd.DataFrame:
-    """The usage frame, computed once per collect (one sacct call where SLURM answers)."""
-    if out.usage is None:
-        from aslhpc.analysis.efficiency import experiment_efficiency
-
-        try:
-            out.usage = experiment_efficiency(out.exp_dir)
-        except Exception:  # noqa: BLE001 - an extra section: a collect never fails over it (the status
-            out.usage = pd.DataFrame()  # lines show the same figures, so a bug here is still visible)
-    return out.usage
+    """The usage frame the snapshot read (empty when none was)."""
+    return out.usage if out.usage is not None else pd.DataFrame()
 
 
 # --------------------------------------------------------------------------- console
@@ -900,7 +875,7 @@ def csv_memory_names(frame: pd.DataFrame) -> pd.DataFrame:
 def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     """Write CSV/Markdown/JSON/PNG and report.md into ``out.exp_dir``, all atomically."""
     d = out.exp_dir
-    a = read_evidence(out.analysis, d)
+    a = out.analysis
     files: dict[str, Path] = {}
     cells = a.cells.copy()
     summary = a.summary.copy()
@@ -971,7 +946,7 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     return out
 
 
-def _cpu_reference() -> CpuReference | None:
+def cpu_reference() -> CpuReference | None:
     """The study's CPU run from the packaged table, or None where it is missing or unreadable (it is
     context, not something a collect should fail over)."""
     path = default_cpu_reference_path()
@@ -993,100 +968,11 @@ def reference_cells(reference: pd.DataFrame, name: str = "lad2020") -> pd.DataFr
     return m
 
 
-def _as_reference(reference: pd.DataFrame | str | Path | None) -> pd.DataFrame | None:
+def as_reference(reference: pd.DataFrame | str | Path | None) -> pd.DataFrame | None:
+    """A reference table as given, or loaded from its path (None stays None)."""
     if reference is None or isinstance(reference, pd.DataFrame):
         return reference
     return load_reference(reference)
-
-
-def collect_experiment(
-    exp_dir: str | Path,
-    *,
-    reference: pd.DataFrame | str | Path | None = None,
-    states: dict[str, tuple[str, str]] | None = None,
-    console: Console | None = None,
-    ci: float = 0.95,
-    h1_threshold: float = 95.0,
-    h3_metric: str = "test_acc",
-    h4_r2: float = 0.9,
-    allow_mixed_splits: bool = False,
-    plots: bool = True,
-    write: bool = True,
-    verbose: bool = False,
-) -> CollectOutput:
-    """Load an experiment's cells, analyse them, write the outputs and report.md.
-
-    ``reference`` (a table from :func:`load_reference`, or its path) adds the
-    published-2020 comparison; ``states`` passes the states ``status`` resolved for holes
-    (cell_id -> (state, reason), see :func:`load_matrix`); ``console`` prints the summary
-    (``verbose``: every table); ``write=False`` computes only (nothing touches disk).
-    """
-    exp_dir = Path(exp_dir)
-    cells = attach_extras(load_matrix(exp_dir, states, allow_mixed_splits=allow_mixed_splits), exp_dir)
-    analysis = analyze(
-        cells, name=exp_dir.name, ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2
-    )
-    out = CollectOutput(exp_dir=exp_dir, analysis=analysis)
-    ref = _as_reference(reference)
-    if ref is not None:
-        out.reference = analyze(
-            reference_cells(ref),
-            name="lad2020",
-            label=REFERENCE_LABEL,
-            ci=ci,
-            h1_threshold=h1_threshold,
-            h3_metric=h3_metric,
-            h4_r2=h4_r2,
-        )
-        out.comparison = comparison_tables(analysis.summary, out.reference.summary)
-        out.cpu_reference = _cpu_reference()
-    if write:
-        write_outputs(out, plots=plots)
-    if console is not None:
-        if verbose:
-            print_full(console, out)
-        else:
-            print_summary(console, summary_input(analysis, out.reference), out.report_path)
-        print_scaling(console, out, verbose)
-    return out
-
-
-def collect_reference(
-    reference: pd.DataFrame | str | Path,
-    out_dir: str | Path,
-    *,
-    console: Console | None = None,
-    ci: float = 0.95,
-    h1_threshold: float = 95.0,
-    h3_metric: str = "test_acc",
-    h4_r2: float = 0.9,
-    plots: bool = True,
-    write: bool = True,
-    name: str = "lad2020",
-    verbose: bool = False,
-) -> CollectOutput:
-    """The same analysis on the published numbers alone (``collect --reference-only``)."""
-    ref = _as_reference(reference)
-    assert ref is not None
-    analysis = analyze(
-        reference_cells(ref, name),
-        name=name,
-        label=REFERENCE_LABEL,
-        ci=ci,
-        h1_threshold=h1_threshold,
-        h3_metric=h3_metric,
-        h4_r2=h4_r2,
-    )
-    out = CollectOutput(exp_dir=Path(out_dir), analysis=analysis, cpu_reference=_cpu_reference())
-    if write:
-        write_outputs(out, plots=plots)
-    if console is not None:
-        if verbose:
-            print_analysis(console, analysis)
-        else:
-            print_summary(console, summary_input(analysis), out.report_path)
-        print_scaling(console, out, verbose)
-    return out
 
 
 def print_scaling(console: Console, out: CollectOutput, verbose: bool = False) -> None:

@@ -1,0 +1,115 @@
+"""collect's driver: read the experiment once (:mod:`aslhpc.snapshot`), analyse it (:mod:`aslhpc.analysis`,
+pure functions), write the outputs and report.md, print the summary.
+
+``python -m aslhpc.collect`` and :func:`aslhpc.api.collect` are thin layers over these two functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+
+from aslhpc.analysis.console import print_summary
+from aslhpc.analysis.reference import REFERENCE_LABEL
+from aslhpc.analysis.report import (
+    CollectOutput,
+    analyze,
+    as_reference,
+    cpu_reference,
+    print_analysis,
+    print_full,
+    print_scaling,
+    recorded_settings,
+    reference_cells,
+    summary_input,
+    write_outputs,
+)
+from aslhpc.analysis.tables import comparison_tables
+from aslhpc.snapshot import Snapshot, load_snapshot
+
+
+def collect_experiment(
+    exp_dir: str | Path,
+    *,
+    reference: pd.DataFrame | str | Path | None = None,
+    states: dict[str, tuple[str, str]] | None = None,
+    console: Console | None = None,
+    ci: float = 0.95,
+    h1_threshold: float = 95.0,
+    h3_metric: str = "test_acc",
+    h4_r2: float = 0.9,
+    allow_mixed_splits: bool = False,
+    plots: bool = True,
+    write: bool = True,
+    verbose: bool = False,
+    accounting: bool = True,
+) -> CollectOutput:
+    """Read an experiment's cells once, analyse them, write the outputs and report.md.
+
+    ``reference`` (a table from :func:`~aslhpc.analysis.reference.load_reference`, or its path) adds the
+    published-2020 comparison; ``states`` passes the states ``status`` resolved for holes (cell_id ->
+    (state, reason), see :func:`aslhpc.snapshot.load_matrix`); ``console`` prints the summary
+    (``verbose``: every table); ``write=False`` computes only (nothing touches disk); ``accounting``
+    asks sacct for the finished jobs' CPU time (one call).
+    """
+    snap = load_snapshot(exp_dir, states, allow_mixed_splits=allow_mixed_splits,
+                         accounting=accounting and write)
+    out = analyze_snapshot(snap, ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2)
+    ref = as_reference(reference)
+    if ref is not None:
+        out.reference = analyze(reference_cells(ref), name="lad2020", label=REFERENCE_LABEL, ci=ci,
+                                h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2)
+        out.comparison = comparison_tables(out.analysis.summary, out.reference.summary)
+        out.cpu_reference = cpu_reference()
+    if write:
+        write_outputs(out, plots=plots)
+    if console is not None:
+        if verbose:
+            print_full(console, out)
+        else:
+            print_summary(console, summary_input(out.analysis, out.reference), out.report_path)
+        print_scaling(console, out, verbose)
+    return out
+
+
+def analyze_snapshot(snap: Snapshot, *, ci: float = 0.95, h1_threshold: float = 95.0,
+                     h3_metric: str = "test_acc", h4_r2: float = 0.9) -> CollectOutput:
+    """The analysis of what :func:`~aslhpc.snapshot.load_snapshot` read (no file touched): verdicts with
+    the paired per-image tests where the cells saved predictions, usage and recorded settings."""
+    analysis = analyze(snap.cells, name=snap.name, ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric,
+                       h4_r2=h4_r2, predictions=snap.predictions)
+    return CollectOutput(exp_dir=snap.exp_dir, analysis=analysis, usage=snap.usage,
+                         recorded=recorded_settings(snap.results, analysis.cells))
+
+
+def collect_reference(
+    reference: pd.DataFrame | str | Path,
+    out_dir: str | Path,
+    *,
+    console: Console | None = None,
+    ci: float = 0.95,
+    h1_threshold: float = 95.0,
+    h3_metric: str = "test_acc",
+    h4_r2: float = 0.9,
+    plots: bool = True,
+    write: bool = True,
+    name: str = "lad2020",
+    verbose: bool = False,
+) -> CollectOutput:
+    """The same analysis on the published numbers alone (``collect --reference-only``)."""
+    ref = as_reference(reference)
+    assert ref is not None
+    analysis = analyze(reference_cells(ref, name), name=name, label=REFERENCE_LABEL, ci=ci,
+                       h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2)
+    out = CollectOutput(exp_dir=Path(out_dir), analysis=analysis, cpu_reference=cpu_reference())
+    if write:
+        write_outputs(out, plots=plots)
+    if console is not None:
+        if verbose:
+            print_analysis(console, analysis)
+        else:
+            print_summary(console, summary_input(analysis), out.report_path)
+        print_scaling(console, out, verbose)
+    return out
