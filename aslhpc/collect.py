@@ -70,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="analyse cells of one split kind trained on different splits (hashes) anyway; random and "
         "blocked cells (a splits axis) are always analysed side by side",
     )
+    p.add_argument("--expect", type=Path, metavar="FILE",
+                   help="acceptance check: compare time, test accuracy and GPU memory per configuration "
+                   "with FILE (the reference CSV format: last month's run, another cluster, the 2020 "
+                   "table); exit 1 when any is outside --tolerance")
+    p.add_argument("--tolerance", type=_tolerance, default=0.05, metavar="PCT",
+                   help="--expect's tolerance, relative to the expected value (default 5%%)")
+    p.add_argument("--within", type=_tolerance, default=0.10, metavar="PCT",
+                   help="recommendation: the cheapest configuration (GPU-hours) within PCT of the fastest "
+                   "(default 10%%)")
+    p.add_argument("--budget-gpu-hours", type=float, default=None, metavar="H",
+                   help="recommendation: also the fastest configuration within H GPU-hours")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument(
         "--verbose",
@@ -77,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="print every table (paper layout, comparison, verdict evidence), not just the summary",
     )
     return p
+
+
+def _tolerance(text: str) -> float:
+    from aslhpc.analysis.acceptance import parse_tolerance
+
+    try:
+        return parse_tolerance(text)
+    except ValueError as exc:  # argparse prints it as `argument --tolerance: ...`, exit 2
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def pick_experiment(results: Path | None, name: str | None) -> Path:
@@ -108,6 +128,9 @@ def _collect(args: argparse.Namespace, console: Console) -> int:
     if not 0.0 <= args.h4_r2 <= 1.0:
         raise AslhpcError(f"--h4-r2 {args.h4_r2} must be between 0 and 1 (e.g. 0.9)")
     _check_flags(args)
+    if args.budget_gpu_hours is not None and not args.budget_gpu_hours > 0:
+        raise AslhpcError(f"--budget-gpu-hours {args.budget_gpu_hours} must be a positive number of hours")
+    expected = load_reference(args.expect) if args.expect is not None else None  # its errors come first
     results = Path(args.results or "results")
     ref_path = args.reference_file or default_reference_path(results)
     common = {
@@ -117,6 +140,8 @@ def _collect(args: argparse.Namespace, console: Console) -> int:
         "h3_metric": args.h3_metric,
         "h4_r2": args.h4_r2,
         "verbose": args.verbose,
+        "within": args.within,
+        "budget_gpu_hours": args.budget_gpu_hours,
     }
     if args.reference_only:
         ref = load_reference(ref_path)
@@ -134,6 +159,13 @@ def _collect(args: argparse.Namespace, console: Console) -> int:
     if ignored and not args.verbose:  # a note, not a result: stderr (--verbose lists them with the tables)
         print(f"note: ignored under cells/ (no cell identity): {'; '.join(ignored)}", file=sys.stderr)
     console.print(f"report: {out.report_path}", soft_wrap=True)
+    if expected is not None:
+        from aslhpc.analysis.acceptance import accept
+
+        result = accept(out.analysis.summary, expected, args.tolerance, str(args.expect))
+        for line in result.lines():
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+        return 0 if result.passed else 1
     return 0
 
 

@@ -45,6 +45,8 @@ def collect_experiment(
     write: bool = True,
     verbose: bool = False,
     accounting: bool = True,
+    within: float = 0.10,
+    budget_gpu_hours: float | None = None,
 ) -> CollectOutput:
     """Read an experiment's cells once, analyse them, write the outputs and report.md.
 
@@ -52,11 +54,13 @@ def collect_experiment(
     published-2020 comparison; ``states`` passes the states ``status`` resolved for holes (cell_id ->
     (state, reason), see :func:`aslhpc.snapshot.load_matrix`); ``console`` prints the summary
     (``verbose``: every table); ``write=False`` computes only (nothing touches disk); ``accounting``
-    asks sacct for the finished jobs' CPU time (one call).
+    asks sacct for the finished jobs' CPU time (one call); ``within`` / ``budget_gpu_hours`` set the
+    recommendation (the cheapest configuration within that share of the fastest; the fastest within it).
     """
     snap = load_snapshot(exp_dir, states, allow_mixed_splits=allow_mixed_splits,
                          accounting=accounting and write)
     out = analyze_snapshot(snap, ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2)
+    out.within, out.budget_gpu_hours = within, budget_gpu_hours
     ref = as_reference(reference)
     if ref is not None:
         out.reference = analyze(reference_cells(ref), name="lad2020", label=REFERENCE_LABEL, ci=ci,
@@ -97,13 +101,16 @@ def collect_reference(
     write: bool = True,
     name: str = "lad2020",
     verbose: bool = False,
+    within: float = 0.10,
+    budget_gpu_hours: float | None = None,
 ) -> CollectOutput:
     """The same analysis on the published numbers alone (``collect --reference-only``)."""
     ref = as_reference(reference)
     assert ref is not None
     analysis = analyze(reference_cells(ref, name), name=name, label=REFERENCE_LABEL, ci=ci,
                        h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2)
-    out = CollectOutput(exp_dir=Path(out_dir), analysis=analysis, cpu_reference=cpu_reference())
+    out = CollectOutput(exp_dir=Path(out_dir), analysis=analysis, cpu_reference=cpu_reference(),
+                        within=within, budget_gpu_hours=budget_gpu_hours)
     if write:
         write_outputs(out, plots=plots)
     if console is not None:

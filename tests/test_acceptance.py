@@ -58,3 +58,52 @@ def test_tolerances_read_as_written(text: str, value: float) -> None:
 def test_a_bad_tolerance_names_the_accepted_forms(text: str) -> None:
     with pytest.raises(ValueError, match="5%"):
         parse_tolerance(text)
+
+
+def test_collect_expect_exits_0_within_and_1_naming_the_cells_outside(tmp_path, capsys) -> None:
+    """Issue 24's acceptance check, as a site would run it: the published table against itself, then
+    against a copy whose times moved by more than the tolerance."""
+    import io
+    import json
+
+    from rich.console import Console
+
+    from aslhpc.collect import main
+
+    table = packaged.reference_table()
+
+    def run(expect) -> tuple[int, str]:  # noqa: ANN001
+        buf = io.StringIO()
+        rc = main(["--reference-only", "--out", str(tmp_path / "ref"), "--no-plots", "--expect", str(expect),
+                   "--tolerance", "5%"], console=Console(file=buf, width=200))
+        return rc, buf.getvalue()
+
+    rc, text = run(table)
+    assert rc == 0 and "all 12 configuration(s) within ±5 %" in text
+    lines = table.read_text().splitlines()
+    moved = [lines[0]]
+    for line in lines[1:]:
+        cols = line.split(",")
+        if cols[0] in ("128", "512") and cols[1] == "2":  # b=128 and b=512 on 2 GPUs, 7 % faster than this
+            cols[6] = f"{float(cols[6]) * 1.07:.2f}"
+        moved.append(",".join(cols))
+    copy = tmp_path / "moved.csv"
+    copy.write_text("\n".join(moved) + "\n")
+    rc, text = run(copy)
+    assert rc == 1
+    assert "2 of 12 configuration(s) outside ±5 %" in text
+    assert "b=128 × 2 GPUs: time" in text and "b=512 × 2 GPUs: time" in text and "6.5 % faster" in text
+    verdicts = json.loads((tmp_path / "ref" / "verdicts.json").read_text())
+    assert verdicts["recommendation"][0] == "fastest: b=256 × 3 GPUs: 2,028.7 s, 1.69 GPU-hours (measured)"
+    assert "## Recommendation" in (tmp_path / "ref" / "report.md").read_text()
+
+
+def test_a_bad_expected_table_is_one_line_before_any_work(tmp_path, capsys) -> None:
+    from aslhpc.collect import main
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("batch_size,gpus\n128,x\n")
+    assert main(["--reference-only", "--out", str(tmp_path / "ref"), "--expect", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and str(bad) in err
+    assert not (tmp_path / "ref").exists()

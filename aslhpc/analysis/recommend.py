@@ -35,6 +35,7 @@ def candidates(summary: pd.DataFrame, predictions: pd.DataFrame | None = None) -
                       .reindex(columns=CANDIDATE_COLUMNS))
     out = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
         else pd.DataFrame(columns=CANDIDATE_COLUMNS)
+    out = out.dropna(subset=["batch_size", "gpus", "time_s", "gpu_hours"])  # nothing to rank without them
     return out.sort_values(["time_s", "gpu_hours"], kind="stable").reset_index(drop=True)
 
 
@@ -66,6 +67,16 @@ class Recommendation:
             out.append(f"fastest within {self.budget_gpu_hours:g} GPU-hours: "
                        + (describe(b) if b is not None else "none (every configuration costs more)"))
         return out
+
+
+    def console_lines(self) -> list[str]:
+        """What collect's summary adds (its "Fastest:" line already names the fastest): the cheaper
+        choice within X %, and the fastest within the budget."""
+        lines = self.lines()[1:]
+        return [("Cheapest within" + line.removeprefix("cheapest within").replace(
+                    " of it: the same configuration", " of the fastest: the fastest itself").replace(
+                    " of it:", " of the fastest:")) if line.startswith("cheapest") else
+                line[:1].upper() + line[1:] for line in lines]
 
 
 def describe(row: pd.Series) -> str:

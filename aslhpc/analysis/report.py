@@ -44,6 +44,7 @@ from aslhpc.analysis.paired import (
     block_intervals,
     paired_table,
 )
+from aslhpc.analysis.recommend import Recommendation, candidates, recommend
 from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
 from aslhpc.analysis.reference_cpu import CpuReference, default_cpu_reference_path, load_cpu_reference
 from aslhpc.analysis.stats import SINGLE_RUN_NOTE
@@ -163,6 +164,12 @@ class CollectOutput:
     scaling: list[str] = field(default_factory=list)
     #: the same fits in one console line each (scaling.scaling_briefs)
     scaling_brief: list[str] = field(default_factory=list)
+    #: predictions.csv's frame (None without a fit), and the recommendation drawn from it and the summary
+    predictions: pd.DataFrame | None = None
+    recommendation: Recommendation | None = None
+    #: the recommendation's settings: within this share of the fastest; the GPU-hour budget (None: none)
+    within: float = 0.10
+    budget_gpu_hours: float | None = None
 
 
 def analyze(
@@ -682,7 +689,7 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
         for key, p in plot_paths.items():
             rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
             lines += [f"![{key}]({rel.as_posix()})", ""]
-    lines += _scaling_md(out, plot_paths.get("scaling"))
+    lines += _scaling_md(out, plot_paths.get("scaling")) + _recommendation_md(out)
     lines += _verdicts_section(a) + _caveats_md(out) + _reference_section(out)
     lines += _holes_md(a) + _usage_md(out, usage_plot)
     return "\n".join(lines)
@@ -712,10 +719,23 @@ def write_scaling_outputs(out: CollectOutput, plots: bool) -> tuple[dict[str, Pa
     files = scaling.write_scaling(out.exp_dir, fits, preds, label=label)
     out.scaling = scaling.scaling_sentences(fits, a.summary)
     out.scaling_brief = scaling.scaling_briefs(fits)
+    out.predictions = preds
     plot = None
     if plots:
         plot = scaling.scaling_plot(a.cells, fits, out.exp_dir / "plots" / scaling.PLOT_FILE, preds, label)
     return files, plot
+
+
+def _recommendation_md(out: CollectOutput) -> list[str]:
+    """The cheapest configuration within X % of the fastest, and the fastest within a budget."""
+    rec = out.recommendation
+    if rec is None or not rec.lines():
+        return []
+    return ["## Recommendation", "",
+            "Over the configurations measured on GPUs (a CPU fallback is no GPU figure) and the GPU counts "
+            "the scaling model predicts (predictions.csv, labelled predicted); time is a cell's wall clock "
+            "(Exec. Time), GPU-hours = GPUs × time / 3600.", "",
+            *[f"- {line}" for line in rec.lines()], ""]
 
 
 def _usage_md(out: CollectOutput, plot: Path | None = None) -> list[str]:
@@ -910,8 +930,12 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
         files["comparison.md"] = atomic_write_text(d / "comparison.md", "\n".join(cmp_md))
     scaling_files, scaling_plot = write_scaling_outputs(out, plots)
     files.update(scaling_files)
+    if a.label != REFERENCE_LABEL or out.predictions is not None:
+        out.recommendation = recommend(candidates(a.summary, out.predictions), out.within,
+                                       out.budget_gpu_hours)
     payload = _verdicts_json(a)
     payload["scaling"] = out.scaling
+    payload["recommendation"] = out.recommendation.lines() if out.recommendation is not None else []
     if a.by_split and a.gap is not None:
         payload["by_split"] = {kind: _verdicts_json(sub) for kind, sub in a.by_split.items()}
         payload["leakage_gap"] = a.gap.to_dict(orient="records")
@@ -983,3 +1007,7 @@ def print_scaling(console: Console, out: CollectOutput, verbose: bool = False) -
         console.print(Text("Scaling model T(N) = serial + parallel/N (scaling.csv; why: report.md):"))
         for line in lines:
             console.print(Text(f"  {line}"))
+    if out.recommendation is not None:
+        rec = out.recommendation.lines() if verbose else out.recommendation.console_lines()
+        for line in rec:
+            console.print(Text(line))
