@@ -11,21 +11,17 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 
-from aslhpc.analysis.console import print_summary
-from aslhpc.analysis.reference import REFERENCE_LABEL
-from aslhpc.analysis.report import (
+from aslhpc.analysis.analyze import (
     CollectOutput,
     analyze,
     as_reference,
     cpu_reference,
-    print_analysis,
-    print_full,
-    print_scaling,
     recorded_settings,
     reference_cells,
-    summary_input,
-    write_outputs,
 )
+from aslhpc.analysis.console import print_analysis, print_full, print_scaling, print_summary, summary_input
+from aslhpc.analysis.outputs import write_outputs
+from aslhpc.analysis.reference import REFERENCE_LABEL
 from aslhpc.analysis.tables import comparison_tables
 from aslhpc.snapshot import Snapshot, load_snapshot
 

@@ -6,8 +6,8 @@ import pytest
 
 from aslhpc import packaged
 from aslhpc.analysis.acceptance import accept, parse_tolerance
+from aslhpc.analysis.analyze import analyze
 from aslhpc.analysis.reference import load_reference, reference_matrix
-from aslhpc.analysis.report import analyze
 
 
 def _summary(ref):  # noqa: ANN001, ANN202 - the per-configuration summary of a reference table

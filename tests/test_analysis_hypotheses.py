@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from test_analysis_helpers import result_json, write_cell
 
+from aslhpc.analysis.analyze import reference_cells
 from aslhpc.analysis.hypotheses import Point, compare, conclusions, evaluate, h4_literal_steps
 from aslhpc.analysis.reference import load_reference
-from aslhpc.analysis.report import reference_cells
 from aslhpc.analysis.tables import derive, summarize
 from aslhpc.analysis.verdicts import H1, H2, H3, H4, Settings
 from aslhpc.snapshot import load_matrix

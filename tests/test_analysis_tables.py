@@ -65,8 +65,8 @@ def test_paper_tables_shape_na_and_values(tmp_path):
 
 
 def test_reference_tables_are_the_papers_per_process_figures():
+    from aslhpc.analysis.analyze import reference_cells
     from aslhpc.analysis.reference import load_reference
-    from aslhpc.analysis.report import reference_cells
 
     ref = load_reference(Path(__file__).resolve().parents[1] / "results" / "reference" / "lad2020.csv")
     t = paper_tables(summarize(derive(reference_cells(ref))))[256]

@@ -9,8 +9,8 @@ from matplotlib.figure import Figure
 
 from aslhpc import packaged
 from aslhpc.analysis import plots
+from aslhpc.analysis.analyze import analyze
 from aslhpc.analysis.reference import load_reference, reference_matrix
-from aslhpc.analysis.report import analyze
 from aslhpc.analysis.stats import wilson_interval
 
 

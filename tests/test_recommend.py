@@ -6,9 +6,9 @@ import pytest
 
 from aslhpc import packaged
 from aslhpc.analysis import scaling
+from aslhpc.analysis.analyze import analyze
 from aslhpc.analysis.recommend import candidates, recommend
 from aslhpc.analysis.reference import load_reference, reference_matrix
-from aslhpc.analysis.report import analyze
 
 
 @pytest.fixture(scope="module")

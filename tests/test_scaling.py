@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aslhpc.analysis.analyze import reference_cells
 from aslhpc.analysis.reference import REFERENCE_LABEL, load_reference
-from aslhpc.analysis.report import reference_cells
 from aslhpc.analysis.scaling import (
     BOOTSTRAP,
     NO_INTERVAL,

@@ -11,8 +11,8 @@ import pytest
 from test_analysis_helpers import result_json, write_cell, write_json, write_manifest
 
 from aslhpc.analysis import load_reference
+from aslhpc.analysis.analyze import reference_cells
 from aslhpc.analysis.paired import parse_predictions
-from aslhpc.analysis.report import reference_cells
 from aslhpc.analysis.tables import derive, summarize
 from aslhpc.analysis.verdicts import (
     INCONCLUSIVE,

@@ -7,6 +7,12 @@ figures from result.json beside the matrix (GPU utilisation, time breakdown), an
 or ``slurm``; the driver that reads, analyses and writes is :mod:`aslhpc.collecting`.
 """
 
+from aslhpc.analysis.analyze import (
+    Analysis,
+    CollectOutput,
+    analyze,
+    reference_cells,
+)
 from aslhpc.analysis.hypotheses import Conclusions, conclusions
 from aslhpc.analysis.matrix import holes
 from aslhpc.analysis.reference import (
@@ -16,12 +22,6 @@ from aslhpc.analysis.reference import (
     reference_matrix,
 )
 from aslhpc.analysis.reference_cpu import CpuReference, load_cpu_reference
-from aslhpc.analysis.report import (
-    Analysis,
-    CollectOutput,
-    analyze,
-    reference_cells,
-)
 from aslhpc.analysis.tables import derive, paper_tables, summarize
 from aslhpc.analysis.verdicts import Verdict, evaluate
 

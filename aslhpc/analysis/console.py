@@ -17,13 +17,18 @@ from dataclasses import dataclass
 import pandas as pd
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.padding import Padding
+from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from aslhpc.analysis.analyze import Analysis, CollectOutput, h1_by_split
 from aslhpc.analysis.hypotheses import PAPER_VERDICTS, Verdict
+from aslhpc.analysis.leakage import gap_line
 from aslhpc.analysis.reference import REFERENCE_LABEL
 from aslhpc.analysis.tables import gpu_label, main_split_kind
+from aslhpc.analysis.verdicts import paper_verdicts
 
 #: the study's epochs per cell; fewer make accuracies (and H1/H3) incomparable to its results
 STUDY_EPOCHS = 25
@@ -274,3 +279,108 @@ def print_summary(console: Console, s: SummaryInput, report_path: object | None 
         console.print(
             Text("Every table, plot and the evidence behind each verdict: report.md (or --verbose)")
         )
+
+
+# --------------------------------------------------------------------------- collect's full output
+
+
+def _rich_table(frame: pd.DataFrame, title: str) -> Table:
+    """Values are never wrapped or cut (numbers must stay whole); headers wrap instead."""
+    t = Table(title=escape(title), title_justify="left", padding=(0, 1))
+    t.add_column(
+        str(frame.index.name or ""),
+        style="bold",
+        no_wrap=True,
+        min_width=max((len(str(i)) for i in frame.index), default=1),
+    )
+    values = frame.to_numpy(dtype=object)
+    for j, c in enumerate(frame.columns):
+        width = max((len(str(v)) for v in values[:, j]), default=1)
+        t.add_column(Text(str(c)), justify="right", no_wrap=True, min_width=width)
+    for idx, row in zip(frame.index, values, strict=True):
+        t.add_row(Text(str(idx)), *[Text(str(v)) for v in row])
+    return t
+
+
+def print_analysis(console: Console, a: Analysis, comparison: dict[int, pd.DataFrame] | None = None) -> None:
+    """The paper tables, verdicts, conclusions and holes, on the terminal."""
+    tag = f" — {a.label}"
+    for bs, t in a.tables.items():
+        console.print(_rich_table(t, f"{a.name}: batch size {bs}{tag}"))
+    for bs, t in (comparison or {}).items():
+        console.print(_rich_table(t, f"batch size {bs}: this run vs {REFERENCE_LABEL}"))
+    vt = Table(title=f"Hypotheses{tag}", title_justify="left", show_lines=True)
+    for col in ("", "verdict", "2020 paper", "evidence"):
+        vt.add_column(col)
+    colour = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
+    for v in a.verdicts:
+        vt.add_row(
+            Text(f"{v.hypothesis}: {v.statement}"),
+            Text(v.verdict, style=colour.get(v.verdict, "")),
+            paper_verdicts().get(v.hypothesis, ""),
+            Text(v.evidence),
+        )
+    console.print(vt)
+    console.print(Panel(Text(a.conclusions.text), title=escape(f"Conclusions{tag}"), title_align="left"))
+    if not a.holes.empty:
+        ht = Table(title=f"Holes ({len(a.holes)})", title_justify="left")
+        for c in ("cell_id", "state", "reason"):
+            ht.add_column(c)
+        for r in a.holes.head(20).itertuples():
+            ht.add_row(Text(str(r.cell_id)), Text(str(r.state)), Text(str(r.reason)))
+        console.print(ht)
+        if len(a.holes) > 20:
+            console.print(f"… and {len(a.holes) - 20} more holes (see report.md)")
+    ignored = a.cells.attrs.get("ignored") or []
+    if ignored:
+        console.print(Text(f"ignored under cells/ (no cell identity): {'; '.join(ignored)}"))
+
+
+def summary_input(a: Analysis, reference: Analysis | None = None) -> SummaryInput:
+    """The console summary's view of an analysis (and the reference's, for the comparison lines)."""
+    c = a.conclusions
+    return SummaryInput(
+        name=a.name,
+        label=a.label,
+        summary=a.summary,
+        cells=a.cells,
+        verdicts=a.verdicts,
+        fastest=c.fastest,
+        fastest_time_s=c.fastest_time_s,
+        most_accurate=c.most_accurate,
+        most_accurate_test_acc=c.most_accurate_test_acc,
+        reference=reference.summary if reference is not None else None,
+        reference_verdicts=reference.verdicts if reference is not None else (),
+        leakage=gap_line(a.gap, h1_by_split(a)) if a.gap is not None else "",
+    )
+
+
+def print_full(console: Console, out: CollectOutput) -> None:
+    """Every table, as ``collect --verbose`` prints them (report.md holds the same)."""
+    print_analysis(console, out.analysis, out.comparison)
+    if out.analysis.gap is not None and (line := gap_line(out.analysis.gap, h1_by_split(out.analysis))):
+        console.print(Text(line))
+    if out.reference is not None:
+        console.print(
+            Panel(
+                out.reference.conclusions.text,
+                title=f"Conclusions — {REFERENCE_LABEL}",
+                title_align="left",
+            )
+        )
+        for v in out.reference.verdicts:
+            console.print(f"{v.hypothesis} ({REFERENCE_LABEL}): {v.verdict} — {v.evidence}")
+
+
+def print_scaling(console: Console, out: CollectOutput, verbose: bool = False) -> None:
+    """The scaling model, one line per fit (its sentence with the reason under --verbose and in
+    report.md); plain text, so it reads whole when piped."""
+    lines = out.scaling if verbose else out.scaling_brief
+    if lines:
+        console.print(Text("Scaling model T(N) = serial + parallel/N (scaling.csv; why: report.md):"))
+        for line in lines:
+            console.print(Text(f"  {line}"))
+    if out.recommendation is not None:
+        rec = out.recommendation.lines() if verbose else out.recommendation.console_lines()
+        for line in rec:
+            console.print(Text(line))

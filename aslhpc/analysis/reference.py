@@ -1,7 +1,7 @@
 """The published 2020 figures (Lad, 2020) as a matrix the same analysis can run on.
 
 ``results/reference/lad2020.csv`` transcribes the paper's three tables. Loading it into
-the same frame shape as :func:`aslhpc.analysis.matrix.load_matrix` lets ``collect
+the same frame shape as :func:`aslhpc.snapshot.load_matrix` lets ``collect
 --reference-only`` recompute the paper's own verdicts from its numbers, and ``collect
 --reference`` print a run beside them. They are published figures, never measurements of
 ours, so everything that shows them carries :data:`REFERENCE_LABEL`.

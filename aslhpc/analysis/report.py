@@ -1,80 +1,42 @@
-"""Assemble everything collect produces: analysis, files, report.md, console output.
-
-:func:`analyze` is pure (frame in, :class:`Analysis` out); :func:`collect_experiment`
-and :func:`collect_reference` add the I/O (atomic CSV/Markdown/PNG/JSON writes under the
-experiment directory) and, given a rich console, print the paper-shaped tables, verdicts
-and conclusions. The report links plots relatively so the experiment directory can be
-copied or published as is.
+"""report.md, rendered from an :class:`~aslhpc.analysis.analyze.CollectOutput`: the paper-shaped tables,
+the verdicts with their evidence, the caveats that apply, the scaling model, the recommendation, what
+each cell used. Plots are linked relatively, so the experiment directory can be copied or published as
+it is. Nothing here reads or writes a file.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
-import json
-import math
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-from rich.console import Console
-from rich.markup import escape
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
 
-from aslhpc.analysis.console import STUDY_EPOCHS, SummaryInput
-from aslhpc.analysis.hypotheses import Conclusions, conclusions
+from aslhpc.analysis.analyze import Analysis, CollectOutput, cpu_fallback_note, recorded_settings
+from aslhpc.analysis.console import STUDY_EPOCHS
 from aslhpc.analysis.leakage import (
-    LEAK_FREE,
     LEAK_FREE_LABEL,
-    gap_line,
     gap_sentence,
-    gap_table,
     gap_view,
-    has_both,
     split_label,
 )
-from aslhpc.analysis.matrix import COMPLETED, holes
-from aslhpc.analysis.paired import (
-    attach_block_intervals,
-    block_intervals,
-    paired_table,
-)
-from aslhpc.analysis.recommend import Recommendation, candidates, recommend
-from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE, load_reference, reference_matrix
-from aslhpc.analysis.reference_cpu import CpuReference, default_cpu_reference_path, load_cpu_reference
+from aslhpc.analysis.matrix import COMPLETED
+from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE
 from aslhpc.analysis.stats import SINGLE_RUN_NOTE
 from aslhpc.analysis.tables import (
     breakdown_view,
-    derive,
-    gpu_label,
     has_breakdown,
-    paper_tables,
-    summarize,
     summary_view,
     to_markdown,
 )
 from aslhpc.analysis.verdicts import (
     H4_READING,
-    Evidence,
-    Settings,
     Verdict,
     capped,
     completed,
-    evaluate,
-    h4_literal_steps,
     paper_verdicts,
     shared_host,
 )
-from aslhpc.atomic import atomic_write_text
-from aslhpc.errors import AslhpcError
 
-MEASURED_LABEL = "measured by aslhpc"
-#: under the paper-shaped tables: what their GPU columns measure (not quite what the paper's did)
 MEMORY_NOTE = (
     "`GPU n (GB, per-process)` is the peak memory of the cell's own process on that GPU (NVML's "
     "per-process figure, `proc_mem_peak_gb`, `gpu<i>_proc_gb` in `cells.csv`; sampled every few seconds, "
@@ -87,166 +49,12 @@ MEMORY_NOTE = (
 )
 
 #: under the paper-shaped tables: which epoch the accuracies are from (status shows the last one)
+
+
 ACCURACY_NOTE = (
     "Train/Valid/Test Acc are from the epoch with the lowest validation loss (`best_epoch` in `cells.csv`), "
     "not the last epoch that `status` shows."
 )
-
-
-def cpu_fallback_note(summary: pd.DataFrame) -> str:
-    """A sentence naming the configurations that asked for GPUs but ran on the CPU ("" if none):
-    their speed-up and efficiency compare CPU runs, not GPU scaling."""
-    cpu = summary[(summary["n"] > 0) & (summary["gpus"] > 0) & (summary["gpus_used"] == 0)]
-    if cpu.empty:
-        return ""
-    names = ", ".join(f"b={int(r['batch_size'])} × {gpu_label(int(r['gpus']))}" for _, r in cpu.iterrows())
-    return (
-        f"Ran on the CPU (GPU fallback): {names}; their speed-up and efficiency (marked `(CPU run)`) are "
-        "not GPU scaling."
-    )
-
-
-@dataclass
-class Analysis:
-    """Everything computed from one matrix; no files involved."""
-
-    name: str
-    label: str
-    cells: pd.DataFrame
-    summary: pd.DataFrame
-    tables: dict[int, pd.DataFrame]
-    verdicts: list[Verdict]
-    conclusions: Conclusions
-    holes: pd.DataFrame
-    #: every hypothesis' knobs (ci, thresholds, metric, R²): the one object the registry reads
-    settings: Settings = field(default_factory=Settings)
-    #: the paired per-image tests the verdicts used (empty without test_predictions.csv)
-    evidence: Evidence = field(default_factory=Evidence)
-    #: whether the paired tests were run on the cells' test_predictions.csv
-    predictions_read: bool = False
-    #: H4 read literally (steps per epoch), shown only as a labelled aside
-    h4_literal: Verdict | None = None
-    #: with both splits in the matrix: each split's own analysis (tables, verdicts), and the gap per
-    #: configuration (:mod:`aslhpc.analysis.leakage`); empty otherwise
-    by_split: dict[str, Analysis] = field(default_factory=dict)
-    gap: pd.DataFrame | None = None
-
-    @property
-    def ci(self) -> float:
-        return self.settings.ci
-
-    @property
-    def h1_threshold(self) -> float:
-        return self.settings.h1_threshold
-
-    @property
-    def h4_r2(self) -> float:
-        return self.settings.h4_r2
-
-
-@dataclass
-class CollectOutput:
-    """What collect produced: the analysis (and the reference's), the files it wrote."""
-
-    exp_dir: Path
-    analysis: Analysis
-    reference: Analysis | None = None
-    comparison: dict[int, pd.DataFrame] = field(default_factory=dict)
-    files: dict[str, Path] = field(default_factory=dict)
-    report_path: Path | None = None
-    #: the study's CPU run (Section 6.6), shown as reference data beside this run's figures
-    cpu_reference: CpuReference | None = None
-    #: what each cell asked for and used (analysis.efficiency, from the snapshot); None: not read
-    usage: pd.DataFrame | None = None
-    #: per completed cell, what its result.json recorded beyond the matrix (:func:`recorded_settings`)
-    recorded: pd.DataFrame | None = None
-    #: the scaling model's one sentence per series (analysis.scaling), filled by write_outputs
-    scaling: list[str] = field(default_factory=list)
-    #: the same fits in one console line each (scaling.scaling_briefs)
-    scaling_brief: list[str] = field(default_factory=list)
-    #: predictions.csv's frame (None without a fit), and the recommendation drawn from it and the summary
-    predictions: pd.DataFrame | None = None
-    recommendation: Recommendation | None = None
-    #: the recommendation's settings: within this share of the fastest; the GPU-hour budget (None: none)
-    within: float = 0.10
-    budget_gpu_hours: float | None = None
-
-
-def analyze(
-    cells: pd.DataFrame,
-    *,
-    name: str = "",
-    label: str = MEASURED_LABEL,
-    ci: float = 0.95,
-    h1_threshold: float = 95.0,
-    h3_metric: str = "test_acc",
-    h4_r2: float = 0.9,
-    predictions: Mapping[str, pd.DataFrame] | None = None,
-) -> Analysis:
-    """Derived columns, CI summary, paper tables, verdicts and conclusions from a matrix; with both
-    splits in it, also each split's analysis and the leakage gap (the conclusions then say it).
-
-    ``predictions`` (cell_id -> test predictions, as :mod:`aslhpc.snapshot` read them) lets
-    H3 compare cells on the same test images pairwise; without it H3 compares intervals."""
-    settings = Settings(ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2)
-    derived = derive(cells)
-    summary = summarize(derived, ci)
-    a = Analysis(
-        name=name or (str(cells["experiment"].dropna().iloc[0]) if cells["experiment"].notna().any() else ""),
-        label=label,
-        cells=derived,
-        summary=summary,
-        tables=paper_tables(summary),
-        verdicts=evaluate(summary, settings),
-        conclusions=conclusions(summary),
-        holes=holes(derived),
-        settings=settings,
-        h4_literal=h4_literal_steps(summary),
-    )
-    if has_both(cells):
-        a.by_split = {
-            str(kind): analyze(grp, name=a.name, label=label, ci=ci, h1_threshold=h1_threshold,
-                               h3_metric=h3_metric, h4_r2=h4_r2)
-            for kind, grp in sorted(cells.groupby("split_kind"), key=lambda kg: (kg[0] != "random", kg[0]))
-        }
-        a.gap = gap_table(derived, ci)
-        a.conclusions = _conclude(a)
-    return _with_predictions(a, predictions) if predictions is not None else a
-
-
-def _conclude(a: Analysis) -> Conclusions:
-    """The conclusions on ``a``'s summary and paired tests, with the leakage sentence when both splits ran."""
-    c = conclusions(a.summary, a.evidence.paired, a.settings.paired_alpha)
-    if a.gap is not None and (sentence := gap_sentence(a.gap)):
-        c = dataclasses.replace(c, text=f"{c.text} {sentence}")
-    return c
-
-
-def _with_predictions(a: Analysis, predictions: Mapping[str, pd.DataFrame]) -> Analysis:
-    """``a`` (and each split's analysis) with the paired tests on ``predictions``, single blocked-split runs'
-    test accuracies given their block bootstrap interval, and the verdicts re-decided on both."""
-    a.predictions_read = True
-    if predictions:
-        intervals = block_intervals(a.cells, predictions, a.ci)
-        if not intervals.empty:
-            a.summary = attach_block_intervals(a.summary, a.cells, intervals)
-        a.evidence = Evidence(paired_table(a.cells, predictions))
-        a.verdicts = evaluate(a.summary, a.settings, a.evidence)
-        a.conclusions = _conclude(a)
-        a.h4_literal = h4_literal_steps(a.summary)
-    for sub in a.by_split.values():
-        _with_predictions(sub, predictions)
-    return a
-
-
-def h1_by_split(a: Analysis) -> dict[str, str]:
-    """H1's verdict on each split ({} without a splits axis), the blocked one labelled leakage-free."""
-    out = {}
-    for kind, sub in a.by_split.items():
-        h1 = [v for v in sub.verdicts if v.hypothesis == "H1"]
-        if h1:
-            out[kind + (" (leakage-free)" if kind == LEAK_FREE else "")] = h1[0].verdict
-    return out
 
 
 def _leakage_md(a: Analysis, plot: Path | None, exp_dir: Path) -> list[str]:
@@ -278,9 +86,6 @@ def _leakage_md(a: Analysis, plot: Path | None, exp_dir: Path) -> list[str]:
             lines += [f"#### Batch size {bs} ({kind} split)", "", to_markdown(t), ""]
         lines += [f"Hypotheses judged on the {kind} split alone:", "", _verdicts_md(sub.verdicts), ""]
     return lines
-
-
-# --------------------------------------------------------------------------- report
 
 
 def _now() -> str:
@@ -470,6 +275,8 @@ def _tables_md(a: Analysis) -> list[str]:
 
 
 #: how the verdicts weigh noise, under the Hypotheses heading
+
+
 NOISE_NOTE = (
     "Decided from the numbers alone; a difference inside the intervals counts neither way (inconclusive). "
     "With repeats the intervals are Student-t over the runs. Without repeats an accuracy still has the "
@@ -498,24 +305,6 @@ def _verdicts_section(a: Analysis) -> list[str]:
         a.conclusions.text,
         "",
     ]
-
-
-# --------------------------------------------------------------------------- caveats
-
-
-def recorded_settings(results: Mapping[str, Mapping[str, Any]], cells: pd.DataFrame) -> pd.DataFrame:
-    """Per completed cell, what its result.json recorded that the matrix does not carry: ``tf32`` (bool or
-    None) and ``clock`` (``time_breakdown.clock``, the clock the times were taken on; None if absent)."""
-    ids = [str(c) for c in cells.loc[cells["state"] == COMPLETED, "cell_id"]]
-    rows = []
-    for cid in ids:
-        res = results.get(cid)
-        res = res if isinstance(res, Mapping) else {}
-        tb = res.get("time_breakdown") if isinstance(res.get("time_breakdown"), Mapping) else {}
-        tf32 = res.get("tf32")
-        rows.append({"cell_id": cid, "tf32": tf32 if isinstance(tf32, bool) else None,
-                     "clock": str(tb["clock"]) if tb.get("clock") else None})
-    return pd.DataFrame(rows, columns=["cell_id", "tf32", "clock"])
 
 
 def _ids(frame: pd.DataFrame, limit: int = 6) -> str:
@@ -706,26 +495,6 @@ def _scaling_md(out: CollectOutput, plot: Path | None = None) -> list[str]:
     return lines
 
 
-def write_scaling_outputs(out: CollectOutput, plots: bool) -> tuple[dict[str, Path], Path | None]:
-    """scaling.csv, predictions.csv and (with plots) plots/scaling.png; the sentences go on ``out``."""
-    from aslhpc.analysis import scaling
-
-    a = out.analysis
-    fits = scaling.fit_scaling(a.cells)
-    if fits.empty:
-        return {}, None
-    preds = scaling.predict(fits)
-    label = REFERENCE_LABEL if a.label == REFERENCE_LABEL else None
-    files = scaling.write_scaling(out.exp_dir, fits, preds, label=label)
-    out.scaling = scaling.scaling_sentences(fits, a.summary)
-    out.scaling_brief = scaling.scaling_briefs(fits)
-    out.predictions = preds
-    plot = None
-    if plots:
-        plot = scaling.scaling_plot(a.cells, fits, out.exp_dir / "plots" / scaling.PLOT_FILE, preds, label)
-    return files, plot
-
-
 def _recommendation_md(out: CollectOutput) -> list[str]:
     """The cheapest configuration within X % of the fastest, and the fastest within a budget."""
     rec = out.recommendation
@@ -752,262 +521,3 @@ def _usage_md(out: CollectOutput, plot: Path | None = None) -> list[str]:
 def _usage(out: CollectOutput) -> pd.DataFrame:
     """The usage frame the snapshot read (empty when none was)."""
     return out.usage if out.usage is not None else pd.DataFrame()
-
-
-# --------------------------------------------------------------------------- console
-
-
-def _rich_table(frame: pd.DataFrame, title: str) -> Table:
-    """Values are never wrapped or cut (numbers must stay whole); headers wrap instead."""
-    t = Table(title=escape(title), title_justify="left", padding=(0, 1))
-    t.add_column(
-        str(frame.index.name or ""),
-        style="bold",
-        no_wrap=True,
-        min_width=max((len(str(i)) for i in frame.index), default=1),
-    )
-    values = frame.to_numpy(dtype=object)
-    for j, c in enumerate(frame.columns):
-        width = max((len(str(v)) for v in values[:, j]), default=1)
-        t.add_column(Text(str(c)), justify="right", no_wrap=True, min_width=width)
-    for idx, row in zip(frame.index, values, strict=True):
-        t.add_row(Text(str(idx)), *[Text(str(v)) for v in row])
-    return t
-
-
-def print_analysis(console: Console, a: Analysis, comparison: dict[int, pd.DataFrame] | None = None) -> None:
-    """The paper tables, verdicts, conclusions and holes, on the terminal."""
-    tag = f" — {a.label}"
-    for bs, t in a.tables.items():
-        console.print(_rich_table(t, f"{a.name}: batch size {bs}{tag}"))
-    for bs, t in (comparison or {}).items():
-        console.print(_rich_table(t, f"batch size {bs}: this run vs {REFERENCE_LABEL}"))
-    vt = Table(title=f"Hypotheses{tag}", title_justify="left", show_lines=True)
-    for col in ("", "verdict", "2020 paper", "evidence"):
-        vt.add_column(col)
-    colour = {"supported": "green", "not supported": "red", "inconclusive": "yellow"}
-    for v in a.verdicts:
-        vt.add_row(
-            Text(f"{v.hypothesis}: {v.statement}"),
-            Text(v.verdict, style=colour.get(v.verdict, "")),
-            paper_verdicts().get(v.hypothesis, ""),
-            Text(v.evidence),
-        )
-    console.print(vt)
-    console.print(Panel(Text(a.conclusions.text), title=escape(f"Conclusions{tag}"), title_align="left"))
-    if not a.holes.empty:
-        ht = Table(title=f"Holes ({len(a.holes)})", title_justify="left")
-        for c in ("cell_id", "state", "reason"):
-            ht.add_column(c)
-        for r in a.holes.head(20).itertuples():
-            ht.add_row(Text(str(r.cell_id)), Text(str(r.state)), Text(str(r.reason)))
-        console.print(ht)
-        if len(a.holes) > 20:
-            console.print(f"… and {len(a.holes) - 20} more holes (see report.md)")
-    ignored = a.cells.attrs.get("ignored") or []
-    if ignored:
-        console.print(Text(f"ignored under cells/ (no cell identity): {'; '.join(ignored)}"))
-
-
-def summary_input(a: Analysis, reference: Analysis | None = None) -> SummaryInput:
-    """The console summary's view of an analysis (and the reference's, for the comparison lines)."""
-    c = a.conclusions
-    return SummaryInput(
-        name=a.name,
-        label=a.label,
-        summary=a.summary,
-        cells=a.cells,
-        verdicts=a.verdicts,
-        fastest=c.fastest,
-        fastest_time_s=c.fastest_time_s,
-        most_accurate=c.most_accurate,
-        most_accurate_test_acc=c.most_accurate_test_acc,
-        reference=reference.summary if reference is not None else None,
-        reference_verdicts=reference.verdicts if reference is not None else (),
-        leakage=gap_line(a.gap, h1_by_split(a)) if a.gap is not None else "",
-    )
-
-
-def print_full(console: Console, out: CollectOutput) -> None:
-    """Every table, as ``collect --verbose`` prints them (report.md holds the same)."""
-    print_analysis(console, out.analysis, out.comparison)
-    if out.analysis.gap is not None and (line := gap_line(out.analysis.gap, h1_by_split(out.analysis))):
-        console.print(Text(line))
-    if out.reference is not None:
-        console.print(
-            Panel(
-                out.reference.conclusions.text,
-                title=f"Conclusions — {REFERENCE_LABEL}",
-                title_align="left",
-            )
-        )
-        for v in out.reference.verdicts:
-            console.print(f"{v.hypothesis} ({REFERENCE_LABEL}): {v.verdict} — {v.evidence}")
-
-
-# --------------------------------------------------------------------------- files
-
-
-def _finite(obj: Any) -> Any:
-    """``obj`` with NaN/inf replaced by None: strict JSON parsers reject bare NaN."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _verdicts_json(a: Analysis) -> dict[str, Any]:
-    return {
-        "label": a.label,
-        "ci": a.ci,
-        "h1_threshold": a.h1_threshold,
-        "h4_r2": a.h4_r2,
-        "h3_metric": a.settings.h3_metric,
-        "settings": dataclasses.asdict(a.settings),
-        "paired_tests": a.evidence.paired.to_dict(orient="records"),
-        "h4_reading": H4_READING,
-        "h4_literal_aside": dataclasses.asdict(a.h4_literal) if a.h4_literal else None,
-        "verdicts": [dataclasses.asdict(v) for v in a.verdicts],
-        "paper_verdicts": paper_verdicts(),
-        "conclusions": dataclasses.asdict(a.conclusions),
-    }
-
-
-_DEVICE_COL = re.compile(r"^gpu(\d+)_gb(_hw)?$")
-
-
-def csv_memory_names(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with CSV headers that say what each memory figure measures: the NVML device-wide peaks
-    ``gpu<i>_gb`` / ``total_gpu_gb`` become ``gpu<i>_device_gb`` / ``total_device_gb``; the per-process
-    ``gpu<i>_proc_gb`` / ``total_proc_gb`` and ``data_device_gb`` keep their names."""
-    names = {}
-    for c in frame.columns:
-        if m := _DEVICE_COL.match(str(c)):
-            names[c] = f"gpu{m[1]}_device_gb{m[2] or ''}"
-        elif str(c).startswith("total_gpu_gb"):
-            names[c] = "total_device_gb" + str(c)[len("total_gpu_gb") :]
-    return frame.rename(columns=names)
-
-
-def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
-    """Write CSV/Markdown/JSON/PNG and report.md into ``out.exp_dir``, all atomically."""
-    d = out.exp_dir
-    a = out.analysis
-    files: dict[str, Path] = {}
-    cells = a.cells.copy()
-    summary = a.summary.copy()
-    if a.label == REFERENCE_LABEL:
-        cells["source"] = REFERENCE_LABEL
-        summary.insert(0, "source", REFERENCE_LABEL)
-    files["cells.csv"] = atomic_write_text(d / "cells.csv", csv_memory_names(cells).to_csv(index=False))
-    files["summary.csv"] = atomic_write_text(d / "summary.csv", csv_memory_names(summary).to_csv(index=False))
-    summary_md = f"# {a.name}: all configurations ({a.label})\n\n" + to_markdown(
-        summary_view(a.summary), index=False
-    )
-    files["summary.md"] = atomic_write_text(d / "summary.md", summary_md)
-    md = [f"# {a.name}: tables in the paper's layout ({a.label})", ""]
-    for bs, t in a.tables.items():
-        csv = t.assign(source=REFERENCE_LABEL) if a.label == REFERENCE_LABEL else t
-        files[f"table_b{bs}.csv"] = atomic_write_text(d / f"table_b{bs}.csv", csv.to_csv())
-        md += [f"## Batch size {bs}", "", to_markdown(t), ""]
-    files["tables.md"] = atomic_write_text(d / "tables.md", "\n".join(md))
-    if out.reference is not None:
-        cmp_md = [f"# This run vs the {REFERENCE_LABEL}", ""]
-        frames = []
-        for bs, t in out.comparison.items():
-            frames.append(
-                t.reset_index()
-                .rename(columns={"": "row"})
-                .assign(batch_size=bs, reference_source=REFERENCE_LABEL)
-            )
-            cmp_md += [f"## Batch size {bs}", "", to_markdown(t), ""]
-        files["comparison.csv"] = atomic_write_text(
-            d / "comparison.csv", pd.concat(frames).to_csv(index=False)
-        )
-        files["comparison.md"] = atomic_write_text(d / "comparison.md", "\n".join(cmp_md))
-    scaling_files, scaling_plot = write_scaling_outputs(out, plots)
-    files.update(scaling_files)
-    if a.label != REFERENCE_LABEL or out.predictions is not None:
-        out.recommendation = recommend(candidates(a.summary, out.predictions), out.within,
-                                       out.budget_gpu_hours)
-    payload = _verdicts_json(a)
-    payload["scaling"] = out.scaling
-    payload["recommendation"] = out.recommendation.lines() if out.recommendation is not None else []
-    if a.by_split and a.gap is not None:
-        payload["by_split"] = {kind: _verdicts_json(sub) for kind, sub in a.by_split.items()}
-        payload["leakage_gap"] = a.gap.to_dict(orient="records")
-        files["leakage_gap.csv"] = atomic_write_text(d / "leakage_gap.csv", a.gap.to_csv(index=False))
-    if out.reference is not None:
-        payload["reference"] = _verdicts_json(out.reference)
-    files["verdicts.json"] = atomic_write_text(
-        d / "verdicts.json",
-        json.dumps(_finite(payload), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n",
-    )
-    plot_paths: dict[str, Path] = {}
-    if plots:
-        from aslhpc.analysis.plots import write_plots  # matplotlib costs ~1 s to import: only when plotting
-
-        ref_summary = out.reference.summary if out.reference is not None else None
-        plot_paths = write_plots(a.summary, d / "plots", a.label, ref_summary)
-        if a.gap is not None and a.gap["gap_pp"].notna().any():
-            from aslhpc.analysis.leakage import plot_gap
-
-            plot_paths["leakage_gap"] = plot_gap(a.gap, d / "plots" / "leakage_gap.png")
-        from aslhpc.analysis.efficiency import plot_usage
-
-        usage_plot = plot_usage(_usage(out), d / "plots" / "usage.png")
-        if usage_plot is not None:
-            plot_paths["usage"] = usage_plot
-        if scaling_plot is not None:
-            plot_paths["scaling"] = scaling_plot
-        files.update({f"plots/{p.name}": p for p in plot_paths.values()})
-    out.report_path = atomic_write_text(d / "report.md", render_report(out, plot_paths))
-    files["report.md"] = out.report_path
-    out.files = files
-    return out
-
-
-def cpu_reference() -> CpuReference | None:
-    """The study's CPU run from the packaged table, or None where it is missing or unreadable (it is
-    context, not something a collect should fail over)."""
-    path = default_cpu_reference_path()
-    if not path.is_file():
-        return None
-    try:
-        return load_cpu_reference(path)
-    except AslhpcError:
-        return None
-
-
-def reference_cells(reference: pd.DataFrame, name: str = "lad2020") -> pd.DataFrame:
-    """The reference as a matrix whose memory says what it measured: the study's figures are nvidia-smi
-    per-process readings, so they go to ``gpu<i>_proc_gb``; device-wide ``gpu<i>_gb`` stays unmeasured."""
-    m = reference_matrix(reference, name)
-    for c in [c for c in m.columns if c.startswith("gpu") and c.endswith("_gb") and c[3:-3].isdigit()]:
-        m[f"{c[:-3]}_proc_gb"] = m[c]
-        m[c] = math.nan
-    return m
-
-
-def as_reference(reference: pd.DataFrame | str | Path | None) -> pd.DataFrame | None:
-    """A reference table as given, or loaded from its path (None stays None)."""
-    if reference is None or isinstance(reference, pd.DataFrame):
-        return reference
-    return load_reference(reference)
-
-
-def print_scaling(console: Console, out: CollectOutput, verbose: bool = False) -> None:
-    """The scaling model, one line per fit (its sentence with the reason under --verbose and in
-    report.md); plain text, so it reads whole when piped."""
-    lines = out.scaling if verbose else out.scaling_brief
-    if lines:
-        console.print(Text("Scaling model T(N) = serial + parallel/N (scaling.csv; why: report.md):"))
-        for line in lines:
-            console.print(Text(f"  {line}"))
-    if out.recommendation is not None:
-        rec = out.recommendation.lines() if verbose else out.recommendation.console_lines()
-        for line in rec:
-            console.print(Text(line))
