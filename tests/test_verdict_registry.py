@@ -232,3 +232,22 @@ def test_a_single_blocked_run_gets_its_block_bootstrap_interval(tmp_path):
     row = out.analysis.summary.iloc[0]
     assert row["test_acc_lo"] < 97.0 < row["test_acc_hi"]
     assert row["test_acc_interval"] == "block bootstrap over 35 frame runs"
+
+
+def test_caveats_name_the_epochs_and_the_pipeline_when_they_are_not_the_studys(tmp_path):
+    """Issue 25.6: a 2-epoch smoke cell's verdict does not stand beside the paper's without the word that it
+    ran 2 of 25 epochs, on another input pipeline."""
+    exp = _two_batches(tmp_path, (1689, 1706))
+    for cid in ("g2-b128-r0", "g2-b256-r0"):
+        path = exp / "cells" / cid / "result.json"
+        res = json.loads(path.read_text(encoding="utf-8"))
+        res["epochs"], res["pipeline"] = 2, "fast"
+        write_json(path, res)
+    collect_experiment(exp, plots=False)
+    c = _caveats((exp / "report.md").read_text(encoding="utf-8"))
+    assert "Every cell trained 2 epochs, not the study's 25" in c
+    assert "Every cell ran the `fast` input pipeline, not `paper`" in c
+    paper = _two_batches(tmp_path / "paper", (1689, 1706))
+    collect_experiment(paper, plots=False)
+    c = _caveats((paper / "report.md").read_text(encoding="utf-8"))
+    assert "not the study's 25" not in c  # the helper's cells ran 25 epochs on the paper pipeline

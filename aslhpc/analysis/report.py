@@ -325,6 +325,33 @@ def _repeats_caveat(summary: pd.DataFrame) -> str:
             f"single runs. {SINGLE_RUN_NOTE}")
 
 
+def _epochs_caveat(cells: pd.DataFrame) -> str:
+    """Cells that trained fewer epochs than the study's 25: their accuracies (and the verdicts resting on
+    them) are not the study's."""
+    done = cells[cells["state"] == COMPLETED]
+    epochs = pd.to_numeric(done["epochs"], errors="coerce")
+    short = done[epochs < STUDY_EPOCHS]
+    if short.empty:
+        return ""
+    counts = sorted({int(e) for e in pd.to_numeric(short["epochs"], errors="coerce").dropna()})
+    what = "/".join(str(c) for c in counts)
+    scope = "Every cell" if len(short) == len(done) else f"{len(short)} of {len(done)} cells ({_ids(short)})"
+    return (f"{scope} trained {what} epoch{'s' if counts != [1] else ''}, not the study's {STUDY_EPOCHS}: "
+            "accuracies, times and the verdicts resting on them are not comparable with the study's.")
+
+
+def _pipeline_caveat(cells: pd.DataFrame) -> str:
+    """Cells on the fast input pipeline: their times measure aslhpc's pipeline, not the 2020 one."""
+    done = cells[cells["state"] == COMPLETED]
+    fast = done[done["pipeline"].astype(str) != "paper"]
+    if fast.empty:
+        return ""
+    scope = "Every cell" if len(fast) == len(done) else f"{len(fast)} of {len(done)} cells ({_ids(fast)})"
+    return (f"{scope} ran the `{'/'.join(sorted(set(fast['pipeline'].astype(str))))}` input pipeline, not "
+            "`paper` (our assumption of the 2020 setup, which the study does not describe): their times "
+            "measure a different data path, so time comparisons with the study's are not like for like.")
+
+
 def _cpu_caveat(cells: pd.DataFrame) -> str:
     """Cells that asked for GPUs but ran on the CPU."""
     done = cells[cells["state"] == COMPLETED]
@@ -402,8 +429,8 @@ def caveats(out: CollectOutput) -> list[str]:
     done = completed(a.summary, "exec_time_s")
     items = [_repeats_caveat(a.summary)]
     if measured:
-        items += [_cpu_caveat(a.cells), _tf32_caveat(a.cells, recorded), _clock_caveat(a.cells, recorded),
-                  _memory_caveat(a.cells)]
+        items += [_epochs_caveat(a.cells), _pipeline_caveat(a.cells), _cpu_caveat(a.cells),
+                  _tf32_caveat(a.cells, recorded), _clock_caveat(a.cells, recorded), _memory_caveat(a.cells)]
     if not measured or out.reference is not None or out.cpu_reference is not None:
         items.append(f"The {'rows' if not measured else '`2020 …` columns and the 2020 CPU run'} are the "
                      f"{REFERENCE_LABEL} ({REFERENCE_TITLE}), transcribed from the paper, not "
