@@ -168,11 +168,37 @@ def add_train_flags(p: argparse._ActionsContainer, *, exclude: Iterable[str] = (
 # --------------------------------------------------------------------------- output and errors
 
 
+class TrimmedLines:
+    """A text stream that writes each line without its trailing spaces: rich pads table cells to the
+    column's width, which a terminal hides and a log or ``grep`` does not."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self._partial = ""
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", None) or "utf-8"
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            self.stream.write(line.rstrip() + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def console(stderr: bool = False, **kwargs: Any) -> Console:
-    """A rich console at the terminal's width; piped, :data:`PIPE_WIDTH` columns without padding."""
+    """A rich console at the terminal's width; piped, :data:`PIPE_WIDTH` columns, lines unpadded."""
     out = Console(stderr=stderr, **kwargs)
     if not out.is_terminal:
-        out = Console(stderr=stderr, width=max(out.width, PIPE_WIDTH), soft_wrap=True, **kwargs)
+        stream = TrimmedLines(sys.stderr if stderr else sys.stdout)
+        out = Console(file=stream, width=max(out.width, PIPE_WIDTH), soft_wrap=True, **kwargs)
     return out
 
 

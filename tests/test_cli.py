@@ -54,3 +54,13 @@ def test_python_m_aslhpc_without_a_command_lists_every_command() -> None:
     assert proc.returncode == 2  # a usage error, as argparse's missing argument is; --help exits 0
     for name in CLIS:
         assert f"  {name} " in proc.stdout, name
+
+
+def test_piped_output_has_no_padded_lines(tmp_path) -> None:  # noqa: ANN001
+    """Issue 26.7: rich pads table cells to their column; piped into a log or grep, no line ends in spaces."""
+    proc = subprocess.run([sys.executable, "-m", "aslhpc.collect", "--reference-only", "--out", str(tmp_path),
+                           "--no-plots"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("H1 ") for line in lines)  # the verdict table is there
+    assert [line for line in lines if line != line.rstrip()] == []
