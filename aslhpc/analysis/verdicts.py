@@ -185,8 +185,9 @@ class _Tally:
     """Counter-examples (clear violations), overlaps (indistinguishable pairs), passes, and every
     consecutive comparison with the test that made it (for verdicts.json)."""
 
-    # (is_tie, is_non_consecutive, series, text): clear consecutive violations sort first
-    counter: list[tuple[bool, bool, str, str]] = field(default_factory=list)
+    # (is_tie, is_non_consecutive, -relative gap, series, text): clear consecutive violations sort first,
+    # the largest first (the evidence leads with the strongest counter-example)
+    counter: list[tuple[bool, bool, float, str, str]] = field(default_factory=list)
     overlap: list[str] = field(default_factory=list)
     passed: int = 0
     untested: list[str] = field(default_factory=list)
@@ -195,13 +196,13 @@ class _Tally:
     paired_overlap: bool = False
 
     def first_counter(self) -> str:
-        ordered = sorted(self.counter, key=lambda c: (c[0], c[1]))
-        head_series = ordered[0][2]
+        ordered = sorted(self.counter, key=lambda c: c[:3])
+        head_series = ordered[0][3]
         others: list[str] = []
-        for _, _, series, _ in ordered:
+        for *_, series, _ in ordered:
             if series != head_series and series not in others:
                 others.append(series)
-        text = ordered[0][3]
+        text = ordered[0][4]
         if others:
             text += f"; also at {', '.join(others)}"
         if len(ordered) > 1:
@@ -215,6 +216,12 @@ class _Tally:
             counts[c["test"]] = counts.get(c["test"], 0) + 1
         return "; ".join(f"{t} ({n} comparison{'' if n == 1 else 's'})"
                          for t, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _rel_gap(a: Point, b: Point) -> float:
+    """|b - a| relative to a: how strong a counter-example is (0 where a is 0 or not finite)."""
+    gap = abs(b.mean - a.mean) / abs(a.mean) if a.mean else 0.0
+    return gap if math.isfinite(gap) else 0.0
 
 
 #: a paired test for consecutive points i, i + 1: (relation, note, figures), or None to use the intervals
@@ -257,19 +264,19 @@ def _monotone(points: Sequence[tuple[str, Point]], want: str, series: str, unit:
             tally.paired_overlap = tally.paired_overlap or (not tally.overlap and judged is not None)
             tally.overlap.append(text)
         else:
-            tally.counter.append((rel == "eq", False, series, text))
+            tally.counter.append((rel == "eq", False, -_rel_gap(a, b), series, text))
     for i in range(len(points)):
         for j in range(i + 2, len(points)):
             (la, a), (lb, b) = points[i], points[j]
             if compare(a, b) == bad:
-                tally.counter.append((False, True, series, say(la, a, lb, b, bad)))
+                tally.counter.append((False, True, -_rel_gap(a, b), series, say(la, a, lb, b, bad)))
 
 
 def _decide(h: str, statement: str, tally: _Tally, what: str, needs: str) -> Verdict:
     figures = {"comparisons": tally.comparisons}
     tests = tally.tests()
     if tally.counter:
-        head = sorted(tally.counter, key=lambda c: (c[0], c[1]))[0][3]
+        head = sorted(tally.counter, key=lambda c: c[:3])[0][4]
         return Verdict(h, statement, NOT_SUPPORTED, "counter-example: " + tally.first_counter(), head, tests,
                        figures)
     if tally.overlap:
