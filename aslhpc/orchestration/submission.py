@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aslhpc.atomic import read_json
 from aslhpc.errors import AslhpcError, ClusterError, ConfigError, DataError
@@ -105,6 +106,9 @@ from aslhpc.slurm.local import (
 )
 from aslhpc.states import CellState
 from aslhpc.training.config import NOT_IDENTITY, TrainConfig
+
+if TYPE_CHECKING:
+    from aslhpc.data import DatasetIndex
 
 CLUSTERS = ("auto", "slurm", "local")
 # TrainSettings fields that do not change what a cell computes: TrainConfig.identity()'s own set, less the
@@ -256,18 +260,43 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
 
     ``torch_info`` describes the torch the jobs will run (default :func:`torch_build`, this interpreter's:
     the jobs run it too). A dry run only warns about it, since it starts nothing."""
-    from aslhpc.data import scan_dataset
-    from aslhpc.slurm.executor import read_preamble
-
     problems = list(validate_spec(spec))
     warnings: list[str] = []
+    index = _check_data_and_model(spec, problems, notes)
+    warnings += _time_warnings(spec)
+    if not any(p.startswith("cluster.preamble") for p in problems):
+        problems += _preamble_problems(spec)
+    if cluster == "slurm":
+        p, w = _cluster_checks(spec, problems, query)
+        problems += p
+        warnings += w
+    if cluster == "slurm" or dry_run:  # the cells go to (or are written for) the cluster's gpu_type
+        found = v100_check(spec.cluster.gpu_type, spec.train.allow_cpu, (torch_info or torch_build)())
+        if found is not None:
+            kind, line = found
+            (problems if kind == "problem" and not dry_run else warnings).append(line)
+    if index is not None and cluster == "slurm":
+        warnings += host_memory_warnings(spec, len(index.files))
+    if cluster != "slurm" and not dry_run:
+        problems += _local_machine_problems(spec, problems)
+    problems += _earlier_run_problems(spec)
+    return problems, warnings
+
+
+def _check_data_and_model(spec: ExperimentSpec, problems: list[str],
+                          notes: list[str] | None) -> DatasetIndex | None:
+    """The dataset's index (None when it cannot be read); appends the dataset's and the model's problems.
+
+    The model is built (on the meta device) only when its settings are valid, to learn its size."""
+    from aslhpc.data import scan_dataset
+
     index = None
     try:
         index = scan_dataset(spec.data)
     except DataError as exc:
         problems.append(f"{exc} (pass --data DIR)")
     if not any(p.startswith(("train.model", "train.image_size")) for p in problems):
-        from aslhpc.training.models import describe, model_info  # builds it once, on the meta device
+        from aslhpc.training.models import describe, model_info
 
         try:
             info = model_info(spec.train.model, len(index.classes) if index else 29, spec.train.image_size)
@@ -276,65 +305,82 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
         else:
             if notes is not None:
                 notes.append(f"model {describe(info)}")
+    return index
+
+
+def _time_warnings(spec: ExperimentSpec) -> list[str]:
+    """A time limit of 10 minutes or less: submitit then counts every preemption as a timeout."""
     try:
         if parse_time_min(spec.cluster.time) <= 10:
-            warnings.append(f"cluster.time={spec.cluster.time!r} is 10 minutes or less: submitit then "
-                            "counts every preemption as a timeout, and a cell is requeued at most "
-                            f"cluster.max_requeues={spec.cluster.max_requeues} times")
+            return [f"cluster.time={spec.cluster.time!r} is 10 minutes or less: submitit then "
+                    "counts every preemption as a timeout, and a cell is requeued at most "
+                    f"cluster.max_requeues={spec.cluster.max_requeues} times"]
     except ConfigError:
         pass  # reported by validate_spec
-    if not any(p.startswith("cluster.preamble") for p in problems):
-        try:
-            read_preamble(spec.cluster.preamble)
-        except ConfigError as exc:
-            problems.append(str(exc))
-    if cluster == "slurm":
-        c = spec.cluster
-        # malformed GPU counts / CPUs cannot be sized: still check partition and reservation
-        sizes = ("matrix.gpus", "matrix.repeats", "cluster.cpus_per_gpu", "cluster.gpus_per_node")
-        malformed = any(p.startswith(sizes) for p in problems)
-        shapes = [] if malformed else job_shapes(spec)
-        try:
-            info = query()
-        except (RuntimeError, OSError) as exc:
-            problems.append(f"cannot query SLURM ({exc}); check `scontrol ping` or use --cluster local")
-        else:
-            p, w = check_request(info, partition=c.partition, reservation=c.reservation, gpu_type=c.gpu_type,
-                                 jobs=shapes, account=c.account)
-            problems += p
-            warnings += w
-    if cluster == "slurm" or dry_run:  # the cells go to (or are written for) the cluster's gpu_type
-        found = v100_check(spec.cluster.gpu_type, spec.train.allow_cpu, (torch_info or torch_build)())
-        if found is not None:
-            kind, line = found
-            (problems if kind == "problem" and not dry_run else warnings).append(line)
-    if index is not None and cluster == "slurm":
-        warnings += host_memory_warnings(spec, len(index.files))
-    if cluster != "slurm" and not dry_run and not problems:
-        problems += local_problems([(c.cell_id, job_request(spec, c)) for c in spec.cells()], visible_gpus())
-    if cluster != "slurm" and not spec.train.allow_cpu and not dry_run:
+    return []
+
+
+def _preamble_problems(spec: ExperimentSpec) -> list[str]:
+    """The job preamble file must be readable: every job sources it."""
+    from aslhpc.slurm.executor import read_preamble
+
+    try:
+        read_preamble(spec.cluster.preamble)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
+def _cluster_checks(spec: ExperimentSpec, problems: list[str],
+                    query: Callable[[], ClusterInfo]) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the request against what sinfo says: partition, reservation, GPUs, CPUs,
+    memory. Malformed GPU counts or CPUs cannot be sized, but partition and reservation are still checked."""
+    c = spec.cluster
+    sizes = ("matrix.gpus", "matrix.repeats", "cluster.cpus_per_gpu", "cluster.gpus_per_node")
+    malformed = any(p.startswith(sizes) for p in problems)
+    shapes = [] if malformed else job_shapes(spec)
+    try:
+        info = query()
+    except (RuntimeError, OSError) as exc:
+        return [f"cannot query SLURM ({exc}); check `scontrol ping` or use --cluster local"], []
+    return check_request(info, partition=c.partition, reservation=c.reservation, gpu_type=c.gpu_type,
+                         jobs=shapes, account=c.account)
+
+
+def _local_machine_problems(spec: ExperimentSpec, problems: list[str]) -> list[str]:
+    """What this machine lacks to run the cells itself: the cells' GPUs (unless allow_cpu) and their
+    requests (only judged when nothing else is wrong)."""
+    found = []
+    if not problems:
+        found += local_problems([(c.cell_id, job_request(spec, c)) for c in spec.cells()], visible_gpus())
+    if not spec.train.allow_cpu:
         have = _local_gpus()
         need = max(spec.gpus, default=0)
         if need > have:
-            problems.append(f"cells need up to {need} GPUs but this machine has {have}; "
-                            f"pass --allow-cpu to run them on the CPU, or use --gpus up to {have}")
+            found.append(f"cells need up to {need} GPUs but this machine has {have}; "
+                         f"pass --allow-cpu to run them on the CPU, or use --gpus up to {have}")
+    return found
 
+
+def _earlier_run_problems(spec: ExperimentSpec) -> list[str]:
+    """An existing experiment directory that holds other settings, or a local run of it still going."""
     path = manifest_path(spec.results, spec.name)
     try:
         old = load_manifest(path)
     except ConfigError as exc:
-        problems.append(str(exc))
-    else:
-        if old is not None:
-            diffs = spec_conflicts(old.spec, spec)
-            if diffs:
-                problems.append(f"{path.parent} already holds experiment {spec.name!r} with other settings "
-                                f"({'; '.join(diffs)}); use --results DIR for a separate run")
-            ran_here = any(e.last and e.last.cluster == "local" for e in old.cells.values())
-            if ran_here and (r := runner_alive(path.parent)):
-                problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it "
-                                "to end or stop it before submitting again")
-    return problems, warnings
+        return [str(exc)]
+    if old is None:
+        return []
+    problems = []
+    diffs = spec_conflicts(old.spec, spec)
+    if diffs:
+        problems.append(f"{path.parent} already holds experiment {spec.name!r} with other settings "
+                        f"({'; '.join(diffs)}); use --results DIR for a separate run")
+    ran_here = any(e.last and e.last.cluster == "local" for e in old.cells.values())
+    if ran_here and (r := runner_alive(path.parent)):
+        problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it "
+                        "to end or stop it before submitting again")
+    return problems
 
 
 def job_shapes(spec: ExperimentSpec) -> list[JobShape]:
