@@ -30,7 +30,7 @@ import functools
 import os
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +71,7 @@ from aslhpc.orchestration.reconcile import (
     reconcile_manifest,
     submit_lock,
 )
+from aslhpc.orchestration.retry import LEARNS, Caps, partition_caps, plan_retry, request_record
 from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES, job_comment, queued_jobs_named
 from aslhpc.slurm.cell_job import CellJob
 from aslhpc.slurm.cluster import (
@@ -109,6 +110,7 @@ from aslhpc.training.config import NOT_IDENTITY, TrainConfig
 
 if TYPE_CHECKING:
     from aslhpc.data import DatasetIndex
+    from aslhpc.slurm.request import JobRequest
 
 CLUSTERS = ("auto", "slurm", "local")
 # TrainSettings fields that do not change what a cell computes: TrainConfig.identity()'s own set, less the
@@ -143,6 +145,10 @@ class CellAction:
     action: str  # submit | retry | skip
     reason: str = ""
     job_id: str = ""
+    # a retry that learnt (aslhpc.orchestration.retry): the request it makes instead of the experiment's
+    mem: str = ""  # '' = cluster.mem
+    time_min: int = 0  # 0 = cluster.time
+    retry_of: str = ""  # the state it retries, recorded with its request
 
     @property
     def submits(self) -> bool:
@@ -457,8 +463,13 @@ def finished_outside(spec: ExperimentSpec, cell: Cell) -> bool:
 
 
 def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: bool,
-               done: Callable[[ExperimentSpec, Cell], bool] = finished_outside) -> list[CellAction]:
-    """What to do with each cell, given the current status rows (None = nothing submitted yet)."""
+               done: Callable[[ExperimentSpec, Cell], bool] = finished_outside,
+               history: Mapping[str, Sequence[Attempt]] | None = None,
+               caps: Caps | None = None) -> list[CellAction]:
+    """What to do with each cell, given the current status rows (None = nothing submitted yet).
+
+    ``history`` (each cell's attempts) and ``caps`` (the partition's limits; None: not on SLURM) let a
+    retry learn: more memory after OUT_OF_MEMORY, more time after TIMEOUT (:func:`retry_action`)."""
     rows: dict[str, CellRow] = {r.cell_id: r for r in report.rows} if report else {}
     # squeue lists every live job, so a job it does not list has ended (sacct would have said how)
     queue_says_ended = report is not None and report.source == "squeue"
@@ -481,13 +492,48 @@ def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: 
                                                     "then submit again"))
         elif state in FAILED_STATES or (state == UNKNOWN and queue_says_ended):
             if retry_failed:
-                actions.append(CellAction(cell, "retry", f"was {state}{job}"))
+                attempts = (history or {}).get(cell.cell_id, ())
+                actions.append(retry_action(spec, cell, state, f"was {state}{job}", attempts, caps))
             else:
                 actions.append(CellAction(cell, "skip", f"{state}{job}; resubmit with --retry-failed"))
         else:  # UNKNOWN: SLURM cannot tell whether the job still lives; never risk a second live job
             actions.append(CellAction(cell, "skip", f"{state}{job}: SLURM does not report it; check "
                                                     "`sacct -j ID` and cancel or wait before resubmitting"))
     return actions
+
+
+def retry_action(spec: ExperimentSpec, cell: Cell, state: str, reason: str, attempts: Sequence[Attempt],
+                 caps: Caps | None) -> CellAction:
+    """The retry of a failed cell: a bigger request where the failure says which (on SLURM), or a skip
+    when it failed that way twice with the request it would make again."""
+    if caps is None or state not in LEARNS:
+        return CellAction(cell, "retry", reason)
+    plan = plan_retry(state, attempts, job_request(spec, cell), caps)
+    if plan.refused:
+        return CellAction(cell, "skip", f"{reason[len('was '):]}: {plan.refused}")
+    return CellAction(cell, "retry", f"{reason}; {plan.note}", mem=plan.mem, time_min=plan.time_min,
+                      retry_of=state)
+
+
+def action_request(spec: ExperimentSpec, action: CellAction) -> JobRequest:
+    """What the action's job asks for: the cell's request, with a learning retry's memory and time."""
+    req = job_request(spec, action.cell)
+    return replace(req, mem=action.mem or req.mem, time_min=action.time_min or req.time_min)
+
+
+def retry_caps(spec: ExperimentSpec, cluster: str, retry_failed: bool,
+               query: Callable[[], ClusterInfo]) -> Caps | None:
+    """The partition's limits for learning retries (None off SLURM; unknown limits if scontrol fails)."""
+    if cluster != "slurm" or not retry_failed:
+        return None
+    try:
+        return partition_caps(query(), spec.cluster.partition, spec.cluster.gpu_type)
+    except (RuntimeError, OSError):
+        return Caps(spec.cluster.partition)
+
+
+def _history(manifest: Manifest | None) -> dict[str, list[Attempt]]:
+    return {cid: e.attempts for cid, e in manifest.cells.items()} if manifest else {}
 
 
 # --------------------------------------------------------------------------- 3. submission
@@ -599,7 +645,9 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
 
     if options.dry_run:
         report = experiment_status(path) if path.exists() else None
-        result.actions = plan_cells(spec, report, options.retry_failed)
+        caps = retry_caps(spec, cluster, options.retry_failed, cluster_query)
+        result.actions = plan_cells(spec, report, options.retry_failed, history=_history(load_manifest(path)),
+                                    caps=caps)
         result.dry_run_dir = _write_dry_run(spec, result.actions, python)
         return result
 
@@ -613,7 +661,8 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
             for line in adopted.lines():
                 out(line)
         report = experiment_status(path) if path.exists() else None
-        result.actions = plan_cells(spec, report, options.retry_failed)
+        caps = retry_caps(spec, cluster, options.retry_failed, cluster_query)
+        result.actions = plan_cells(spec, report, options.retry_failed, history=_history(manifest), caps=caps)
         manifest.spec = spec.to_dict()
         manifest.ensure_cells(spec.cells())
         todo = [a for a in result.actions if a.submits]
@@ -656,7 +705,7 @@ def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: li
     doc. Returns the ids of the arrays submitted."""
     ledger = _Ledger(path, [a.cell.cell_id for a in todo])
     patience = Patience(options.submit_timeout_s)
-    items = [(a, job_request(spec, a.cell)) for a in todo]
+    items = [(a, action_request(spec, a)) for a in todo]
     chunk = limits().chunk() if options.arrays and len(todo) > 1 else 0
     parallelism = options.array_parallelism or spec.cluster.array_parallelism
     arrays = []
@@ -707,8 +756,9 @@ def _submit_cell(spec: ExperimentSpec, manifest: Manifest, action: CellAction, p
     ledger.save(manifest, cell.cell_id)  # before sbatch: a crash after it leaves a findable token
     _crash_point("after-intent")
     folder = _job_folder(spec, cell, intent.token)
+    req = action_request(spec, action)
     while True:
-        ex = slurm_executor(folder, job_request(spec, cell), python=python)  # fresh per cell
+        ex = slurm_executor(folder, req, python=python)  # fresh per cell
         ex.update_parameters(comment=job_comment(spec.name, cell.cell_id, intent.token, spec.cluster.comment))
         try:
             job = ex.submit(_cell_job(spec, cell))
@@ -733,7 +783,8 @@ def _submit_cell(spec: ExperimentSpec, manifest: Manifest, action: CellAction, p
     _crash_point("after-sbatch")
     action.job_id = str(job.job_id)
     manifest.record(cell.cell_id, Attempt(action.job_id, "slurm", now_iso(),
-                                          cell_folder(cell.cell_id, intent.token), intent.token))
+                                          cell_folder(cell.cell_id, intent.token), intent.token,
+                                          request=request_record(req, action.retry_of)))
     ledger.save(manifest, cell.cell_id, action.job_id)
     _crash_point("after-record")
 
@@ -748,7 +799,7 @@ def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellActi
         manifest.cells[action.cell.cell_id].intent = Intent(token, "slurm", since, task=i)
     ledger.save(manifest, ", ".join(ids))
     _crash_point("after-intent")
-    req = replace(job_request(spec, group[0].cell), name=array_name(spec.name))
+    req = replace(action_request(spec, group[0]), name=array_name(spec.name))
     folder = private_dir((spec.experiment_dir / array_folder(token)).resolve(),
                          (spec.experiment_dir / "jobs").resolve())
     while True:
@@ -779,7 +830,8 @@ def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellActi
     for task, (action, job) in enumerate(zip(group, jobs, strict=True)):
         action.job_id = str(job.job_id)
         base = action.job_id.partition("_")[0]
-        attempt = Attempt(action.job_id, "slurm", now_iso(), array_folder(token), token, base, task)
+        attempt = Attempt(action.job_id, "slurm", now_iso(), array_folder(token), token, base, task,
+                          request_record(req, action.retry_of))
         manifest.record(action.cell.cell_id, attempt)
         recorded.append((action.cell.cell_id, action.job_id))
     ledger.save_many(manifest, recorded)
@@ -896,6 +948,6 @@ def _write_dry_run(spec: ExperimentSpec, actions: list[CellAction], python: str)
             continue
         cell = action.cell
         command = cell_command(python, spec.name, cell.cell_id, spec.train_config(cell).to_dict())
-        text = render_sbatch(out_dir.resolve(), job_request(spec, cell), command, python=python)
+        text = render_sbatch(out_dir.resolve(), action_request(spec, action), command, python=python)
         (out_dir / f"{cell.cell_id}.sbatch").write_text(text, encoding="utf-8")
     return out_dir
