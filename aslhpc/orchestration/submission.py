@@ -50,7 +50,9 @@ from aslhpc.orchestration.cellstate import (
     UNKNOWN,
     CellRow,
     StatusReport,
+    damaged_file,
     experiment_status,
+    set_aside_damaged,
 )
 from aslhpc.orchestration.experiment import (
     Cell,
@@ -488,8 +490,7 @@ def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: 
         elif state in LIVE_STATES:
             actions.append(CellAction(cell, "skip", f"{state}{job}"))
         elif state == DAMAGED:  # a garbled file: a new job would trip over it too; never a second live job
-            actions.append(CellAction(cell, "skip", f"DAMAGED{job}: {row.error}; fix or remove that file, "
-                                                    "then submit again"))
+            actions.append(damaged_action(cell, row, job, retry_failed))
         elif state in FAILED_STATES or (state == UNKNOWN and queue_says_ended):
             if retry_failed:
                 attempts = (history or {}).get(cell.cell_id, ())
@@ -500,6 +501,18 @@ def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: 
             actions.append(CellAction(cell, "skip", f"{state}{job}: SLURM does not report it; check "
                                                     "`sacct -j ID` and cancel or wait before resubmitting"))
     return actions
+
+
+def damaged_action(cell: Cell, row: CellRow, job: str, retry_failed: bool) -> CellAction:
+    """A DAMAGED cell: with ``retry_failed`` re-run once its damaged files are set aside (submit moves them,
+    :func:`~aslhpc.orchestration.cellstate.set_aside_damaged`); damage that is no cell file only a person
+    can fix."""
+    if damaged_file(row.error) and retry_failed:
+        return CellAction(cell, "retry", f"was DAMAGED{job}: {row.error}", retry_of=DAMAGED)
+    how = (" or submit with --retry-failed to move it aside and re-run the cell" if damaged_file(row.error)
+           else "")
+    return CellAction(cell, "skip", f"DAMAGED{job}: {row.error}; fix or remove that file{how}, then submit "
+                                    "again")
 
 
 def retry_action(spec: ExperimentSpec, cell: Cell, state: str, reason: str, attempts: Sequence[Attempt],
@@ -663,6 +676,7 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
         report = experiment_status(path) if path.exists() else None
         caps = retry_caps(spec, cluster, options.retry_failed, cluster_query)
         result.actions = plan_cells(spec, report, options.retry_failed, history=_history(manifest), caps=caps)
+        _set_aside(spec, manifest, result.actions, out)
         manifest.spec = spec.to_dict()
         manifest.ensure_cells(spec.cells())
         todo = [a for a in result.actions if a.submits]
@@ -680,6 +694,17 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
             result.failed_local = _run_local(spec, manifest, path, todo, options.max_parallel, on_local_tick,
                                              gpus)
     return result
+
+
+def _set_aside(spec: ExperimentSpec, manifest: Manifest, actions: list[CellAction], out: Out) -> None:
+    """Move the damaged files of the DAMAGED cells being retried aside (before their jobs can start)."""
+    for a in actions:
+        if a.submits and a.retry_of == DAMAGED:
+            folder, moved = set_aside_damaged(spec.experiment_dir, a.cell.cell_id, manifest)
+            if moved:
+                rel = os.path.relpath(folder, spec.experiment_dir)
+                out(f"{a.cell.cell_id}: moved its damaged {', '.join(moved)} aside into {rel}/ (nothing "
+                    "deleted); re-running the cell")
 
 
 def _job_folder(spec: ExperimentSpec, cell: Cell, token: str) -> Path:
