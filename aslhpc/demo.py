@@ -23,14 +23,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from aslhpc import collect, submit
-from aslhpc.cli import ArgumentParser, add_version, run_cli
-from aslhpc.orchestration.experiment import find_job_file, load_spec
+from aslhpc import api
+from aslhpc.analysis import default_reference_path, load_reference
+from aslhpc.cli import ArgumentParser, add_version, one_line, run_cli
+from aslhpc.errors import AslhpcError
+from aslhpc.orchestration.experiment import ExperimentSpec, find_job_file, load_spec
 from aslhpc.submit import python_command
 
 EXPERIMENT = "smoke"
 #: classes of the generated ImageFolder that ``--model`` other than ladnet trains on
 FOLDER_CLASSES = 5
+#: how often the demo refreshes SLURM cells' table while it waits (a short demo: 2 s, not submit's 30 s)
+WAIT_INTERVAL_S = 2.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,22 +128,39 @@ def _demo(args: argparse.Namespace) -> int:
     else:
         print(f"[1/3] using the dataset already in {data}", flush=True)
     print(f"[2/3] submitting the {EXPERIMENT} experiment and waiting for its cells", flush=True)
-    rc = submit.main(["--experiment", EXPERIMENT, "--data", str(data), "--results", str(results),
-                      *(["--splits", "random,blocked"] if args.leakage else []),
-                      *(["--model", args.model] if own else []),
-                      "--cluster", args.cluster, "--wait", "--interval", "2",
-                      # one cell at a time here: cells sharing the cores would make their times incomparable
-                      "--max-parallel", "1"])
+    spec = api.load_experiment(EXPERIMENT, data=str(data), results=str(results),
+                               splits=("random", "blocked") if args.leakage else None,
+                               train={"model": args.model} if own else None)
+    rc = _submit_and_wait(spec, args.cluster, console)
     if rc != 0:
         print(f"submit failed (exit {rc}); see the messages above, then re-run the demo", file=sys.stderr)
         return rc
     print("[3/3] collecting the experiment matrix", flush=True)
-    rc = collect.main(["--experiment", EXPERIMENT, "--results", str(results), "--reference",
-                       *(["--verbose"] if args.verbose else [])])
-    if rc == 0:
-        _say(console, footer(args.cluster))
-    return rc
+    out = api.collect(spec.experiment_dir, reference=load_reference(default_reference_path(results)),
+                      console=console, verbose=args.verbose)
+    console.print(f"report: {out.report_path}", soft_wrap=True)
+    _say(console, footer(args.cluster))
+    return 0
 
+
+def _submit_and_wait(spec: ExperimentSpec, cluster: str, console: Console) -> int:
+    """Submit (one cell at a time here: cells sharing the cores would make their times incomparable), wait
+    for the cells and show their table. 0, 1 (a cell failed) or 2 (submit refused, the reason printed)."""
+    from aslhpc.status import render_table, watch
+
+    options = api.SubmitOptions(cluster=cluster, max_parallel=1)
+    try:
+        result = api.submit(spec, options, out=lambda line: console.print(Text(line)))
+    except AslhpcError as exc:
+        for problem in getattr(exc, "problems", None) or [exc]:
+            print(f"error: {one_line(problem)}", file=sys.stderr, flush=True)
+        return 2
+    if result.cluster == "local":
+        report = api.status(result.manifest.parent)
+        console.print(render_table(report))
+    else:
+        report = watch(lambda: api.status(result.manifest.parent), WAIT_INTERVAL_S, console)
+    return 1 if report.any_failed else 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,21 +1,39 @@
-"""The demo says what it is: a header before the run and a footer with the next commands after it."""
+"""The demo says what it is: a header before the run and a footer with the next commands after it.
+
+It drives the library (api.submit, api.status, api.collect), not the CLIs: the fakes stand in for those.
+"""
 
 from __future__ import annotations
 
-from aslhpc import collect, demo, submit
+from pathlib import Path
+from types import SimpleNamespace
+
+from aslhpc import api, demo
+from aslhpc.errors import ConfigError
+from aslhpc.orchestration.cellstate import StatusReport
+from aslhpc.orchestration.submission import SubmitResult
+
+
+def _fake_library(monkeypatch, calls: list) -> None:
+    """api.submit records (spec, options); status has no failed cell; collect prints nothing itself."""
+
+    def submit(spec, options, out=print, on_local_tick=None):
+        calls.append(("submit", spec, options))
+        return SubmitResult(spec.name, spec.experiment_dir / "manifest.json", "local")
+
+    def collect(exp_dir, **kw):
+        calls.append(("collect", exp_dir, kw))
+        return SimpleNamespace(report_path="somewhere/report.md")
+
+    monkeypatch.setattr(api, "submit", submit)
+    monkeypatch.setattr(api, "status", lambda d: StatusReport("smoke", Path(d) / "manifest.json", [], "x"))
+    monkeypatch.setattr(api, "collect", collect)
 
 
 def test_demo_frames_its_output_and_names_the_next_commands(tmp_path, monkeypatch, capsys):
-    calls = []
+    calls: list = []
     (tmp_path / "asl" / "asl_alphabet_train").mkdir(parents=True)  # data present: nothing generated
-    monkeypatch.setattr(submit, "main", lambda argv: calls.append(("submit", argv)) or 0)
-
-    def fake_collect(argv):
-        calls.append(("collect", argv))
-        print("report: somewhere/report.md")
-        return 0
-
-    monkeypatch.setattr(collect, "main", fake_collect)
+    _fake_library(monkeypatch, calls)
     assert demo.main(["--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     head, tail = out.split("report: somewhere/report.md")
@@ -26,24 +44,31 @@ def test_demo_frames_its_output_and_names_the_next_commands(tmp_path, monkeypatc
     assert any(c.endswith(" demo --cluster slurm") for c in commands), commands
     assert any(c.endswith(" submit --data ~/data/asl") for c in commands), commands
     assert all("aslhpc" in c for c in commands), commands
-    assert [c for c, _ in calls] == ["submit", "collect"]
-    assert "--max-parallel" in calls[0][1] and "--reference" in calls[1][1]
+    assert [c[0] for c in calls] == ["submit", "collect"]
+    _, spec, options = calls[0]
+    assert options.max_parallel == 1 and options.cluster == "local"
+    assert spec.data == str(tmp_path / "asl") and spec.results == str(tmp_path / "results")
+    assert calls[1][1] == spec.experiment_dir and calls[1][2]["reference"] is not None
 
 
 def test_demo_stops_with_submits_exit_status(tmp_path, monkeypatch, capsys):
     (tmp_path / "asl" / "asl_alphabet_train").mkdir(parents=True)
-    monkeypatch.setattr(submit, "main", lambda argv: 2)
+
+    def refused(spec, options, out=print, on_local_tick=None):
+        raise ConfigError("partition gpu does not exist; pass --partition")
+
+    monkeypatch.setattr(api, "submit", refused)
     assert demo.main(["--dir", str(tmp_path)]) == 2
     captured = capsys.readouterr()
+    assert "error: partition gpu does not exist" in captured.err
     assert "submit failed (exit 2)" in captured.err and "Next:" not in captured.out
 
 
 def test_demo_leakage_trains_on_both_splits(tmp_path, monkeypatch, capsys):
-    calls = []
+    calls: list = []
     (tmp_path / "asl" / "asl_alphabet_train").mkdir(parents=True)
-    monkeypatch.setattr(submit, "main", lambda argv: calls.append(argv) or 0)
-    monkeypatch.setattr(collect, "main", lambda argv: 0)
+    _fake_library(monkeypatch, calls)
     assert demo.main(["--dir", str(tmp_path), "--leakage"]) == 0
-    assert calls[0][calls[0].index("--splits") + 1] == "random,blocked"
-    assert demo.main(["--dir", str(tmp_path)]) == 0 and "--splits" not in calls[1]
+    assert calls[0][1].splits == ("random", "blocked")
+    assert demo.main(["--dir", str(tmp_path)]) == 0 and calls[2][1].splits == ()
     assert " demo --leakage" in " ".join(capsys.readouterr().out.split())

@@ -456,3 +456,46 @@ def _collect_row(manifest: Manifest, exp_dir: Path, states: StateQuery) -> CellR
     if row.state == COMPLETED and report.is_file():
         row.out_dir = str(report)
     return row
+
+
+# --------------------------------------------------------------------------- damaged cells, set aside
+
+#: the cell files whose damage ``submit --retry-failed`` can set aside (what the trainer writes and reads)
+_MOVABLE = re.compile(r"^(result|error(\.rank\d+)?|progress|config)\.json$|^epochs\.jsonl$")
+
+
+def damaged_file(damage: str) -> str:
+    """The cell file a DAMAGED row's reason names ("<file>: <what is wrong>"), '' when the damage is not
+    one such file (a manifest path outside the experiment, an unreadable folder): then only a person can
+    fix it."""
+    name = damage.split(":", 1)[0].strip()
+    return name if _MOVABLE.match(name) else ""
+
+
+def set_aside_damaged(exp_dir: Path, cell_id: str, manifest: Manifest | None = None,
+                      stamp: str | None = None) -> tuple[Path, list[str]]:
+    """Move a DAMAGED cell's damaged files into ``<cell>/damaged-<UTC stamp>/`` (nothing is deleted), one
+    at a time until its files read clean, so a retry can run it; (that folder, the names moved).
+
+    A damaged ``epochs.jsonl`` takes the checkpoint with it: resuming from it would write a history that
+    starts mid-way."""
+    from aslhpc.cellfiles import CHECKPOINT, EPOCHS
+
+    stamp = stamp or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    entry = manifest.cells.get(cell_id) if manifest else None
+    spec = manifest.spec if manifest else None
+    moved: list[str] = []
+    folder = Path()
+    for _ in range(16):  # bounded: each movable file at most once
+        rec = load_cell(exp_dir, cell_id, entry, spec)
+        name = damaged_file(rec.damaged)
+        root = rec.paths.root
+        folder = root / f"damaged-{stamp}"
+        if not name or name in moved or not (root / name).exists():
+            break
+        folder.mkdir(exist_ok=True)
+        names = [name] + ([CHECKPOINT] if name == EPOCHS and (root / CHECKPOINT).exists() else [])
+        for n in names:
+            (root / n).replace(folder / n)
+            moved.append(n)
+    return folder, moved

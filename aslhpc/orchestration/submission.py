@@ -30,9 +30,10 @@ import functools
 import os
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aslhpc.atomic import read_json
 from aslhpc.errors import AslhpcError, ClusterError, ConfigError, DataError
@@ -49,7 +50,9 @@ from aslhpc.orchestration.cellstate import (
     UNKNOWN,
     CellRow,
     StatusReport,
+    damaged_file,
     experiment_status,
+    set_aside_damaged,
 )
 from aslhpc.orchestration.experiment import (
     Cell,
@@ -70,6 +73,7 @@ from aslhpc.orchestration.reconcile import (
     reconcile_manifest,
     submit_lock,
 )
+from aslhpc.orchestration.retry import LEARNS, Caps, partition_caps, plan_retry, request_record
 from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES, job_comment, queued_jobs_named
 from aslhpc.slurm.cell_job import CellJob
 from aslhpc.slurm.cluster import (
@@ -106,6 +110,10 @@ from aslhpc.slurm.local import (
 from aslhpc.states import CellState
 from aslhpc.training.config import NOT_IDENTITY, TrainConfig
 
+if TYPE_CHECKING:
+    from aslhpc.data import DatasetIndex
+    from aslhpc.slurm.request import JobRequest
+
 CLUSTERS = ("auto", "slurm", "local")
 # TrainSettings fields that do not change what a cell computes: TrainConfig.identity()'s own set, less the
 # per-cell paths (out, cache_dir) that TrainSettings does not have
@@ -139,6 +147,10 @@ class CellAction:
     action: str  # submit | retry | skip
     reason: str = ""
     job_id: str = ""
+    # a retry that learnt (aslhpc.orchestration.retry): the request it makes instead of the experiment's
+    mem: str = ""  # '' = cluster.mem
+    time_min: int = 0  # 0 = cluster.time
+    retry_of: str = ""  # the state it retries, recorded with its request
 
     @property
     def submits(self) -> bool:
@@ -256,18 +268,43 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
 
     ``torch_info`` describes the torch the jobs will run (default :func:`torch_build`, this interpreter's:
     the jobs run it too). A dry run only warns about it, since it starts nothing."""
-    from aslhpc.data import scan_dataset
-    from aslhpc.slurm.executor import read_preamble
-
     problems = list(validate_spec(spec))
     warnings: list[str] = []
+    index = _check_data_and_model(spec, problems, notes)
+    warnings += _time_warnings(spec)
+    if not any(p.startswith("cluster.preamble") for p in problems):
+        problems += _preamble_problems(spec)
+    if cluster == "slurm":
+        p, w = _cluster_checks(spec, problems, query)
+        problems += p
+        warnings += w
+    if cluster == "slurm" or dry_run:  # the cells go to (or are written for) the cluster's gpu_type
+        found = v100_check(spec.cluster.gpu_type, spec.train.allow_cpu, (torch_info or torch_build)())
+        if found is not None:
+            kind, line = found
+            (problems if kind == "problem" and not dry_run else warnings).append(line)
+    if index is not None and cluster == "slurm":
+        warnings += host_memory_warnings(spec, len(index.files))
+    if cluster != "slurm" and not dry_run:
+        problems += _local_machine_problems(spec, problems)
+    problems += _earlier_run_problems(spec)
+    return problems, warnings
+
+
+def _check_data_and_model(spec: ExperimentSpec, problems: list[str],
+                          notes: list[str] | None) -> DatasetIndex | None:
+    """The dataset's index (None when it cannot be read); appends the dataset's and the model's problems.
+
+    The model is built (on the meta device) only when its settings are valid, to learn its size."""
+    from aslhpc.data import scan_dataset
+
     index = None
     try:
         index = scan_dataset(spec.data)
     except DataError as exc:
         problems.append(f"{exc} (pass --data DIR)")
     if not any(p.startswith(("train.model", "train.image_size")) for p in problems):
-        from aslhpc.training.models import describe, model_info  # builds it once, on the meta device
+        from aslhpc.training.models import describe, model_info
 
         try:
             info = model_info(spec.train.model, len(index.classes) if index else 29, spec.train.image_size)
@@ -276,65 +313,82 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
         else:
             if notes is not None:
                 notes.append(f"model {describe(info)}")
+    return index
+
+
+def _time_warnings(spec: ExperimentSpec) -> list[str]:
+    """A time limit of 10 minutes or less: submitit then counts every preemption as a timeout."""
     try:
         if parse_time_min(spec.cluster.time) <= 10:
-            warnings.append(f"cluster.time={spec.cluster.time!r} is 10 minutes or less: submitit then "
-                            "counts every preemption as a timeout, and a cell is requeued at most "
-                            f"cluster.max_requeues={spec.cluster.max_requeues} times")
+            return [f"cluster.time={spec.cluster.time!r} is 10 minutes or less: submitit then "
+                    "counts every preemption as a timeout, and a cell is requeued at most "
+                    f"cluster.max_requeues={spec.cluster.max_requeues} times"]
     except ConfigError:
         pass  # reported by validate_spec
-    if not any(p.startswith("cluster.preamble") for p in problems):
-        try:
-            read_preamble(spec.cluster.preamble)
-        except ConfigError as exc:
-            problems.append(str(exc))
-    if cluster == "slurm":
-        c = spec.cluster
-        # malformed GPU counts / CPUs cannot be sized: still check partition and reservation
-        sizes = ("matrix.gpus", "matrix.repeats", "cluster.cpus_per_gpu", "cluster.gpus_per_node")
-        malformed = any(p.startswith(sizes) for p in problems)
-        shapes = [] if malformed else job_shapes(spec)
-        try:
-            info = query()
-        except (RuntimeError, OSError) as exc:
-            problems.append(f"cannot query SLURM ({exc}); check `scontrol ping` or use --cluster local")
-        else:
-            p, w = check_request(info, partition=c.partition, reservation=c.reservation, gpu_type=c.gpu_type,
-                                 jobs=shapes, account=c.account)
-            problems += p
-            warnings += w
-    if cluster == "slurm" or dry_run:  # the cells go to (or are written for) the cluster's gpu_type
-        found = v100_check(spec.cluster.gpu_type, spec.train.allow_cpu, (torch_info or torch_build)())
-        if found is not None:
-            kind, line = found
-            (problems if kind == "problem" and not dry_run else warnings).append(line)
-    if index is not None and cluster == "slurm":
-        warnings += host_memory_warnings(spec, len(index.files))
-    if cluster != "slurm" and not dry_run and not problems:
-        problems += local_problems([(c.cell_id, job_request(spec, c)) for c in spec.cells()], visible_gpus())
-    if cluster != "slurm" and not spec.train.allow_cpu and not dry_run:
+    return []
+
+
+def _preamble_problems(spec: ExperimentSpec) -> list[str]:
+    """The job preamble file must be readable: every job sources it."""
+    from aslhpc.slurm.executor import read_preamble
+
+    try:
+        read_preamble(spec.cluster.preamble)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
+def _cluster_checks(spec: ExperimentSpec, problems: list[str],
+                    query: Callable[[], ClusterInfo]) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the request against what sinfo says: partition, reservation, GPUs, CPUs,
+    memory. Malformed GPU counts or CPUs cannot be sized, but partition and reservation are still checked."""
+    c = spec.cluster
+    sizes = ("matrix.gpus", "matrix.repeats", "cluster.cpus_per_gpu", "cluster.gpus_per_node")
+    malformed = any(p.startswith(sizes) for p in problems)
+    shapes = [] if malformed else job_shapes(spec)
+    try:
+        info = query()
+    except (RuntimeError, OSError) as exc:
+        return [f"cannot query SLURM ({exc}); check `scontrol ping` or use --cluster local"], []
+    return check_request(info, partition=c.partition, reservation=c.reservation, gpu_type=c.gpu_type,
+                         jobs=shapes, account=c.account)
+
+
+def _local_machine_problems(spec: ExperimentSpec, problems: list[str]) -> list[str]:
+    """What this machine lacks to run the cells itself: the cells' GPUs (unless allow_cpu) and their
+    requests (only judged when nothing else is wrong)."""
+    found = []
+    if not problems:
+        found += local_problems([(c.cell_id, job_request(spec, c)) for c in spec.cells()], visible_gpus())
+    if not spec.train.allow_cpu:
         have = _local_gpus()
         need = max(spec.gpus, default=0)
         if need > have:
-            problems.append(f"cells need up to {need} GPUs but this machine has {have}; "
-                            f"pass --allow-cpu to run them on the CPU, or use --gpus up to {have}")
+            found.append(f"cells need up to {need} GPUs but this machine has {have}; "
+                         f"pass --allow-cpu to run them on the CPU, or use --gpus up to {have}")
+    return found
 
+
+def _earlier_run_problems(spec: ExperimentSpec) -> list[str]:
+    """An existing experiment directory that holds other settings, or a local run of it still going."""
     path = manifest_path(spec.results, spec.name)
     try:
         old = load_manifest(path)
     except ConfigError as exc:
-        problems.append(str(exc))
-    else:
-        if old is not None:
-            diffs = spec_conflicts(old.spec, spec)
-            if diffs:
-                problems.append(f"{path.parent} already holds experiment {spec.name!r} with other settings "
-                                f"({'; '.join(diffs)}); use --results DIR for a separate run")
-            ran_here = any(e.last and e.last.cluster == "local" for e in old.cells.values())
-            if ran_here and (r := runner_alive(path.parent)):
-                problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it "
-                                "to end or stop it before submitting again")
-    return problems, warnings
+        return [str(exc)]
+    if old is None:
+        return []
+    problems = []
+    diffs = spec_conflicts(old.spec, spec)
+    if diffs:
+        problems.append(f"{path.parent} already holds experiment {spec.name!r} with other settings "
+                        f"({'; '.join(diffs)}); use --results DIR for a separate run")
+    ran_here = any(e.last and e.last.cluster == "local" for e in old.cells.values())
+    if ran_here and (r := runner_alive(path.parent)):
+        problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it "
+                        "to end or stop it before submitting again")
+    return problems
 
 
 def job_shapes(spec: ExperimentSpec) -> list[JobShape]:
@@ -411,8 +465,13 @@ def finished_outside(spec: ExperimentSpec, cell: Cell) -> bool:
 
 
 def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: bool,
-               done: Callable[[ExperimentSpec, Cell], bool] = finished_outside) -> list[CellAction]:
-    """What to do with each cell, given the current status rows (None = nothing submitted yet)."""
+               done: Callable[[ExperimentSpec, Cell], bool] = finished_outside,
+               history: Mapping[str, Sequence[Attempt]] | None = None,
+               caps: Caps | None = None) -> list[CellAction]:
+    """What to do with each cell, given the current status rows (None = nothing submitted yet).
+
+    ``history`` (each cell's attempts) and ``caps`` (the partition's limits; None: not on SLURM) let a
+    retry learn: more memory after OUT_OF_MEMORY, more time after TIMEOUT (:func:`retry_action`)."""
     rows: dict[str, CellRow] = {r.cell_id: r for r in report.rows} if report else {}
     # squeue lists every live job, so a job it does not list has ended (sacct would have said how)
     queue_says_ended = report is not None and report.source == "squeue"
@@ -431,17 +490,63 @@ def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: 
         elif state in LIVE_STATES:
             actions.append(CellAction(cell, "skip", f"{state}{job}"))
         elif state == DAMAGED:  # a garbled file: a new job would trip over it too; never a second live job
-            actions.append(CellAction(cell, "skip", f"DAMAGED{job}: {row.error}; fix or remove that file, "
-                                                    "then submit again"))
+            actions.append(damaged_action(cell, row, job, retry_failed))
         elif state in FAILED_STATES or (state == UNKNOWN and queue_says_ended):
             if retry_failed:
-                actions.append(CellAction(cell, "retry", f"was {state}{job}"))
+                attempts = (history or {}).get(cell.cell_id, ())
+                actions.append(retry_action(spec, cell, state, f"was {state}{job}", attempts, caps))
             else:
                 actions.append(CellAction(cell, "skip", f"{state}{job}; resubmit with --retry-failed"))
         else:  # UNKNOWN: SLURM cannot tell whether the job still lives; never risk a second live job
             actions.append(CellAction(cell, "skip", f"{state}{job}: SLURM does not report it; check "
                                                     "`sacct -j ID` and cancel or wait before resubmitting"))
     return actions
+
+
+def damaged_action(cell: Cell, row: CellRow, job: str, retry_failed: bool) -> CellAction:
+    """A DAMAGED cell: with ``retry_failed`` re-run once its damaged files are set aside (submit moves them,
+    :func:`~aslhpc.orchestration.cellstate.set_aside_damaged`); damage that is no cell file only a person
+    can fix."""
+    if damaged_file(row.error) and retry_failed:
+        return CellAction(cell, "retry", f"was DAMAGED{job}: {row.error}", retry_of=DAMAGED)
+    how = (" or submit with --retry-failed to move it aside and re-run the cell" if damaged_file(row.error)
+           else "")
+    return CellAction(cell, "skip", f"DAMAGED{job}: {row.error}; fix or remove that file{how}, then submit "
+                                    "again")
+
+
+def retry_action(spec: ExperimentSpec, cell: Cell, state: str, reason: str, attempts: Sequence[Attempt],
+                 caps: Caps | None) -> CellAction:
+    """The retry of a failed cell: a bigger request where the failure says which (on SLURM), or a skip
+    when it failed that way twice with the request it would make again."""
+    if caps is None or state not in LEARNS:
+        return CellAction(cell, "retry", reason)
+    plan = plan_retry(state, attempts, job_request(spec, cell), caps)
+    if plan.refused:
+        return CellAction(cell, "skip", f"{reason[len('was '):]}: {plan.refused}")
+    return CellAction(cell, "retry", f"{reason}; {plan.note}", mem=plan.mem, time_min=plan.time_min,
+                      retry_of=state)
+
+
+def action_request(spec: ExperimentSpec, action: CellAction) -> JobRequest:
+    """What the action's job asks for: the cell's request, with a learning retry's memory and time."""
+    req = job_request(spec, action.cell)
+    return replace(req, mem=action.mem or req.mem, time_min=action.time_min or req.time_min)
+
+
+def retry_caps(spec: ExperimentSpec, cluster: str, retry_failed: bool,
+               query: Callable[[], ClusterInfo]) -> Caps | None:
+    """The partition's limits for learning retries (None off SLURM; unknown limits if scontrol fails)."""
+    if cluster != "slurm" or not retry_failed:
+        return None
+    try:
+        return partition_caps(query(), spec.cluster.partition, spec.cluster.gpu_type)
+    except (RuntimeError, OSError):
+        return Caps(spec.cluster.partition)
+
+
+def _history(manifest: Manifest | None) -> dict[str, list[Attempt]]:
+    return {cid: e.attempts for cid, e in manifest.cells.items()} if manifest else {}
 
 
 # --------------------------------------------------------------------------- 3. submission
@@ -553,7 +658,9 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
 
     if options.dry_run:
         report = experiment_status(path) if path.exists() else None
-        result.actions = plan_cells(spec, report, options.retry_failed)
+        caps = retry_caps(spec, cluster, options.retry_failed, cluster_query)
+        result.actions = plan_cells(spec, report, options.retry_failed, history=_history(load_manifest(path)),
+                                    caps=caps)
         result.dry_run_dir = _write_dry_run(spec, result.actions, python)
         return result
 
@@ -567,7 +674,9 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
             for line in adopted.lines():
                 out(line)
         report = experiment_status(path) if path.exists() else None
-        result.actions = plan_cells(spec, report, options.retry_failed)
+        caps = retry_caps(spec, cluster, options.retry_failed, cluster_query)
+        result.actions = plan_cells(spec, report, options.retry_failed, history=_history(manifest), caps=caps)
+        _set_aside(spec, manifest, result.actions, out)
         manifest.spec = spec.to_dict()
         manifest.ensure_cells(spec.cells())
         todo = [a for a in result.actions if a.submits]
@@ -585,6 +694,17 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
             result.failed_local = _run_local(spec, manifest, path, todo, options.max_parallel, on_local_tick,
                                              gpus)
     return result
+
+
+def _set_aside(spec: ExperimentSpec, manifest: Manifest, actions: list[CellAction], out: Out) -> None:
+    """Move the damaged files of the DAMAGED cells being retried aside (before their jobs can start)."""
+    for a in actions:
+        if a.submits and a.retry_of == DAMAGED:
+            folder, moved = set_aside_damaged(spec.experiment_dir, a.cell.cell_id, manifest)
+            if moved:
+                rel = os.path.relpath(folder, spec.experiment_dir)
+                out(f"{a.cell.cell_id}: moved its damaged {', '.join(moved)} aside into {rel}/ (nothing "
+                    "deleted); re-running the cell")
 
 
 def _job_folder(spec: ExperimentSpec, cell: Cell, token: str) -> Path:
@@ -610,7 +730,7 @@ def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: li
     doc. Returns the ids of the arrays submitted."""
     ledger = _Ledger(path, [a.cell.cell_id for a in todo])
     patience = Patience(options.submit_timeout_s)
-    items = [(a, job_request(spec, a.cell)) for a in todo]
+    items = [(a, action_request(spec, a)) for a in todo]
     chunk = limits().chunk() if options.arrays and len(todo) > 1 else 0
     parallelism = options.array_parallelism or spec.cluster.array_parallelism
     arrays = []
@@ -661,8 +781,9 @@ def _submit_cell(spec: ExperimentSpec, manifest: Manifest, action: CellAction, p
     ledger.save(manifest, cell.cell_id)  # before sbatch: a crash after it leaves a findable token
     _crash_point("after-intent")
     folder = _job_folder(spec, cell, intent.token)
+    req = action_request(spec, action)
     while True:
-        ex = slurm_executor(folder, job_request(spec, cell), python=python)  # fresh per cell
+        ex = slurm_executor(folder, req, python=python)  # fresh per cell
         ex.update_parameters(comment=job_comment(spec.name, cell.cell_id, intent.token, spec.cluster.comment))
         try:
             job = ex.submit(_cell_job(spec, cell))
@@ -687,7 +808,8 @@ def _submit_cell(spec: ExperimentSpec, manifest: Manifest, action: CellAction, p
     _crash_point("after-sbatch")
     action.job_id = str(job.job_id)
     manifest.record(cell.cell_id, Attempt(action.job_id, "slurm", now_iso(),
-                                          cell_folder(cell.cell_id, intent.token), intent.token))
+                                          cell_folder(cell.cell_id, intent.token), intent.token,
+                                          request=request_record(req, action.retry_of)))
     ledger.save(manifest, cell.cell_id, action.job_id)
     _crash_point("after-record")
 
@@ -702,7 +824,7 @@ def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellActi
         manifest.cells[action.cell.cell_id].intent = Intent(token, "slurm", since, task=i)
     ledger.save(manifest, ", ".join(ids))
     _crash_point("after-intent")
-    req = replace(job_request(spec, group[0].cell), name=array_name(spec.name))
+    req = replace(action_request(spec, group[0]), name=array_name(spec.name))
     folder = private_dir((spec.experiment_dir / array_folder(token)).resolve(),
                          (spec.experiment_dir / "jobs").resolve())
     while True:
@@ -733,7 +855,8 @@ def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellActi
     for task, (action, job) in enumerate(zip(group, jobs, strict=True)):
         action.job_id = str(job.job_id)
         base = action.job_id.partition("_")[0]
-        attempt = Attempt(action.job_id, "slurm", now_iso(), array_folder(token), token, base, task)
+        attempt = Attempt(action.job_id, "slurm", now_iso(), array_folder(token), token, base, task,
+                          request_record(req, action.retry_of))
         manifest.record(action.cell.cell_id, attempt)
         recorded.append((action.cell.cell_id, action.job_id))
     ledger.save_many(manifest, recorded)
@@ -850,6 +973,6 @@ def _write_dry_run(spec: ExperimentSpec, actions: list[CellAction], python: str)
             continue
         cell = action.cell
         command = cell_command(python, spec.name, cell.cell_id, spec.train_config(cell).to_dict())
-        text = render_sbatch(out_dir.resolve(), job_request(spec, cell), command, python=python)
+        text = render_sbatch(out_dir.resolve(), action_request(spec, action), command, python=python)
         (out_dir / f"{cell.cell_id}.sbatch").write_text(text, encoding="utf-8")
     return out_dir

@@ -157,9 +157,18 @@ class ClusterInfo:
     partitions: dict[str, str] = field(default_factory=dict)  # name -> State
     nodes: dict[str, Node] = field(default_factory=dict)
     reservations: dict[str, Reservation] = field(default_factory=dict)
+    #: partition -> its MaxTime as scontrol writes it (``UNLIMITED``, ``2-00:00:00``): what a retry may ask
+    max_time: dict[str, str] = field(default_factory=dict)
 
     def nodes_of(self, partition: str) -> list[Node]:
         return [n for n in self.nodes.values() if partition in n.partitions]
+
+    def max_memory_mb(self, partition: str, gpu_type: str = "") -> int:
+        """The most memory one node of ``partition`` has (with GPUs of ``gpu_type`` where any do); 0 if
+        unknown. A retry that doubles a cell's memory stops there: sbatch refuses more."""
+        nodes = self.nodes_of(partition)
+        with_gpus = [n for n in nodes if n.gpus(gpu_type)]
+        return max((n.memory_mb for n in with_gpus or nodes), default=0)
 
 
 def _int(text: str) -> int:
@@ -180,6 +189,7 @@ def query_cluster(run: Runner = _run) -> ClusterInfo:
     info = ClusterInfo()
     for rec in parse_records(_checked(run, ["scontrol", "show", "partition", "-o"])):
         info.partitions[rec.get("PartitionName", "")] = rec.get("State", "")
+        info.max_time[rec.get("PartitionName", "")] = rec.get("MaxTime", "")
     for rec in parse_records(_checked(run, ["scontrol", "show", "node", "-o"])):
         name = rec.get("NodeName", "")
         info.nodes[name] = Node(name, _int(rec.get("CPUTot", "0")), _int(rec.get("RealMemory", "0")),
