@@ -184,9 +184,12 @@ class TrimmedLines:
         return False
 
     def write(self, text: str) -> int:
-        *lines, self._partial = (self._partial + text).split("\n")
-        for line in lines:
-            self.stream.write(line.rstrip() + "\n")
+        head, newline, tail = (self._partial + text).rpartition("\n")
+        if newline:
+            self.stream.write("\n".join(line.rstrip() for line in head.split("\n")) + "\n")
+        kept = tail.rstrip(" ")
+        self.stream.write(kept)  # only the spaces at the end are held back (they may be padding)
+        self._partial = tail[len(kept):]
         return len(text)
 
     def flush(self) -> None:
