@@ -19,3 +19,9 @@ class ConfigError(AslhpcError):
 
 class ClusterError(AslhpcError):
     """SLURM refused (or would refuse) a request."""
+
+
+#: Crash injection for the reliability tests only: names the step at which submit (or, for
+#: ``cell-before-first-checkpoint``, a cell's trainer) dies as a SIGKILL would (tests/test_submit_crash.py,
+#: tests/e2e/test_crash_safety.py). Never set outside tests.
+CRASH_ENV = "ASLHPC_TEST_CRASH_AT"

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aslhpc.atomic import read_json
-from aslhpc.errors import AslhpcError, ClusterError, ConfigError, DataError
+from aslhpc.errors import CRASH_ENV, AslhpcError, ClusterError, ConfigError, DataError
 from aslhpc.orchestration.arrays import (
     DEFAULT_SUBMIT_TIMEOUT_S,
     SUBMIT_LIMIT_WORDS,
@@ -123,7 +123,6 @@ Out = Callable[[str], None]
 #: test hook: ``after-intent`` | ``after-sbatch`` | ``after-record``, optionally ``:N`` (the N-th
 #: cell, default the first): submit dies there with os._exit(CRASH_EXIT), as a SIGKILL would.
 #: Used by tests only (tests/test_submit_crash.py, tests/e2e/test_crash_safety.py, tests/e2e/test_local.py).
-CRASH_ENV = "ASLHPC_TEST_CRASH_AT"
 CRASH_EXIT = 99
 _crash_counts: Counter[str] = Counter()
 

@@ -24,6 +24,7 @@ import inspect
 import math
 import os
 import platform
+import signal
 import sys
 import threading
 import traceback
@@ -40,7 +41,7 @@ from torch import nn
 from aslhpc import __version__
 from aslhpc.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from aslhpc.cellfiles import RESULT_SCHEMA, CellPaths
-from aslhpc.errors import AslhpcError, DataError
+from aslhpc.errors import CRASH_ENV, AslhpcError, DataError
 from aslhpc.telemetry import Sampler, collect_provenance
 from aslhpc.telemetry.cellsummary import whole_cell
 from aslhpc.telemetry.provenance import run_slurm, run_versions
@@ -474,6 +475,7 @@ def record_epoch(cell: CellRun, model: Model, progress: Progress, tr: Stats, va:
         "epoch": epoch, "train_loss": tr.loss, "train_acc": tr.acc, "val_loss": va.loss, "val_acc": va.acc,
         "epoch_s": epoch_s, "train_s": tr.seconds, "images_per_s": tr.n / max(tr.seconds, 1e-9), "lr": cfg.lr,
         "time": _now(), "data_wait_s": tr.data_wait_s, "compute_s": tr.compute_s, "eval_s": va.seconds})
+    _test_crash_before_first_checkpoint(paths.checkpoint)
     save_checkpoint(paths.checkpoint, {
         "identity": cfg.identity(), "epoch": epoch, "model": model_state(model.bare),
         "optimizer": model.optimizer.state_dict(),
@@ -483,6 +485,14 @@ def record_epoch(cell: CellRun, model: Model, progress: Progress, tr: Stats, va:
         "best": progress.best, "best_state": progress.best_state, "exec_s": progress.exec_s,
         "train_s": progress.train_s, "train_images": progress.train_images, "started_at": progress.started_at,
         "amp_observed": sorted(progress.amp_observed), "memory_format": progress.memory_format})
+
+
+def _test_crash_before_first_checkpoint(checkpoint: Path) -> None:
+    """Die as a SIGKILL would between the first epoch line and the first checkpoint, when a reliability
+    test asks for it (:data:`aslhpc.errors.CRASH_ENV`): the cell's next attempt must not count that epoch
+    twice (issue 27.1, tests/e2e/test_crash_safety.py)."""
+    if os.environ.get(CRASH_ENV) == "cell-before-first-checkpoint" and not checkpoint.exists():
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------- 4. finish

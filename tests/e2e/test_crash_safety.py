@@ -190,3 +190,30 @@ def test_killed_right_after_an_arrays_sbatch_then_resubmitted(cli, tiny_data: Pa
     for cid, entry in m.cells.items():  # each ran once: one line per epoch
         epochs = [e["epoch"] for e in read_jsonl(results / name / entry.out_dir / "epochs.jsonl")]
         assert epochs == list(range(1, EPOCHS + 1)), (cid, epochs)
+
+
+def test_a_cell_killed_before_its_first_checkpoint_reruns_without_counting_an_epoch_twice(
+        cli, tiny_data: Path, tmp_path: Path, wait_ended) -> None:
+    """Issue 27.1 on the cluster: the job's trainer dies (SIGKILL) between its first epoch line and its first
+    checkpoint; --retry-failed runs the cell again and its epochs are [1, 2], not [1, 1, 2]."""
+    from aslhpc.errors import CRASH_ENV
+
+    job, name = job_file(tmp_path, "crashck")
+    results = tmp_path / "results"
+    args = [job, "--data", tiny_data, "--results", results, "--gpus", "1", "--batch-sizes", "16",
+            "--epochs", EPOCHS]
+    dying = replace(cli, env={**cli.env, CRASH_ENV: "cell-before-first-checkpoint"})  # the job inherits it
+    p = dying.submit(*args)
+    assert p.returncode == 0, p.stderr
+    manifest = results / name / "manifest.json"
+    report = wait_ended(manifest, timeout=240)
+    assert [r.state for r in report.rows] != ["COMPLETED"], report.rows
+    cell = results / name / load_manifest(manifest).cells["g1-b16-r0"].out_dir
+    assert [e["epoch"] for e in read_jsonl(cell / "epochs.jsonl")] == [1]
+    assert not (cell / "checkpoint.pt").exists()
+
+    p = cli.submit(*args, "--retry-failed")
+    assert p.returncode == 0, p.stderr
+    report = wait_ended(manifest, timeout=240)
+    assert [r.state for r in report.rows] == ["COMPLETED"], report.rows
+    assert [e["epoch"] for e in read_jsonl(cell / "epochs.jsonl")] == list(range(1, EPOCHS + 1))
