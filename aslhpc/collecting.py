@@ -19,7 +19,7 @@ from aslhpc.analysis.analyze import (
     recorded_settings,
     reference_cells,
 )
-from aslhpc.analysis.console import print_analysis, print_full, print_scaling, print_summary, summary_input
+from aslhpc.analysis.console import print_full, print_scaling, print_summary, summary_input
 from aslhpc.analysis.outputs import write_outputs
 from aslhpc.analysis.reference import REFERENCE_LABEL
 from aslhpc.analysis.tables import comparison_tables
@@ -63,15 +63,7 @@ def collect_experiment(
                                 h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2)
         out.comparison = comparison_tables(out.analysis.summary, out.reference.summary)
         out.cpu_reference = cpu_reference()
-    if write:
-        write_outputs(out, plots=plots)
-    if console is not None:
-        if verbose:
-            print_full(console, out)
-        else:
-            print_summary(console, summary_input(out.analysis, out.reference), out.report_path)
-        print_scaling(console, out, verbose)
-    return out
+    return _write_and_print(out, console, write=write, plots=plots, verbose=verbose)
 
 
 def analyze_snapshot(snap: Snapshot, *, ci: float = 0.95, h1_threshold: float = 95.0,
@@ -107,12 +99,19 @@ def collect_reference(
                        h1_threshold=h1_threshold, h3_metric=h3_metric, h4_r2=h4_r2)
     out = CollectOutput(exp_dir=Path(out_dir), analysis=analysis, cpu_reference=cpu_reference(),
                         within=within, budget_gpu_hours=budget_gpu_hours)
+    return _write_and_print(out, console, write=write, plots=plots, verbose=verbose)
+
+
+def _write_and_print(out: CollectOutput, console: Console | None, *, write: bool, plots: bool,
+                     verbose: bool) -> CollectOutput:
+    """The files (``write``), then the terminal: every table (``verbose``) or the summary, and the scaling
+    model and recommendation lines."""
     if write:
         write_outputs(out, plots=plots)
     if console is not None:
         if verbose:
-            print_analysis(console, analysis)
+            print_full(console, out)
         else:
-            print_summary(console, summary_input(analysis), out.report_path)
+            print_summary(console, summary_input(out.analysis, out.reference), out.report_path)
         print_scaling(console, out, verbose)
     return out

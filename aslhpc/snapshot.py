@@ -56,8 +56,9 @@ def load_snapshot(exp_dir: str | Path, states: Mapping[str, tuple[str, str]] | N
     exp_dir = Path(exp_dir)
     manifest, records = _read(exp_dir)
     cells = _matrix(exp_dir, manifest, records, states, allow_mixed_splits, now)
+    placed = set(cells["cell_id"])
     done = {cid: rec for cid, rec in records.items()
-            if rec.result is not None and not rec.damaged and cid in set(cells["cell_id"])}
+            if rec.result is not None and not rec.damaged and cid in placed}
     results = {cid: rec.result for cid, rec in done.items() if rec.result is not None}
     cells = extras.attach_extras(cells, results)
     predictions = {cid: f for cid, rec in done.items()

@@ -33,8 +33,8 @@ def candidates(summary: pd.DataFrame, predictions: pd.DataFrame | None = None) -
         p = predictions[~predictions["measured"].astype(bool)]
         frames.append(p.assign(time_s=p["predicted_time_s"], source="predicted")
                       .reindex(columns=CANDIDATE_COLUMNS))
-    out = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
-        else pd.DataFrame(columns=CANDIDATE_COLUMNS)
+    parts = [f for f in frames if len(f)]
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=CANDIDATE_COLUMNS)
     out = out.dropna(subset=["batch_size", "gpus", "time_s", "gpu_hours"])  # nothing to rank without them
     return out.sort_values(["time_s", "gpu_hours"], kind="stable").reset_index(drop=True)
 
@@ -48,35 +48,36 @@ class Recommendation:
     budget_gpu_hours: float | None = None
 
     def lines(self) -> list[str]:
-        """The recommendation in words, with the figures that decide it."""
+        """The recommendation in words, with the figures that decide it (report.md, verdicts.json)."""
         if self.fastest is None:
             return []
-        f = self.fastest
-        out = [f"fastest: {describe(f)}"]
-        c = self.cheapest_within
+        return [f"fastest: {describe(self.fastest)}", *self._choices("it", "the same configuration")]
+
+    def console_lines(self) -> list[str]:
+        """What collect's summary adds (its "Fastest:" line already names the fastest): the cheaper
+        choice within X %, and the fastest within the budget."""
+        if self.fastest is None:
+            return []
+        return [c[:1].upper() + c[1:] for c in self._choices("the fastest", "the fastest itself")]
+
+    def _choices(self, fastest: str, same: str) -> list[str]:
+        """The cheapest within X % of ``fastest`` (``same`` when that is the fastest itself), then the
+        fastest within the budget when one was given."""
+        f, c, out = self.fastest, self.cheapest_within, []
         if c is not None:
+            head = f"cheapest within {self.within * 100:g} % of {fastest}"
             if c.name == f.name:
-                out.append(f"cheapest within {self.within * 100:g} % of it: the same configuration")
+                out.append(f"{head}: {same}")
             else:
                 slower = c["time_s"] / f["time_s"] - 1.0
                 saved = 1.0 - c["gpu_hours"] / f["gpu_hours"]
-                out.append(f"cheapest within {self.within * 100:g} % of it: {describe(c)}, "
-                           f"{slower * 100:.1f} % slower for {saved * 100:.0f} % fewer GPU-hours")
+                out.append(f"{head}: {describe(c)}, {slower * 100:.1f} % slower for "
+                           f"{saved * 100:.0f} % fewer GPU-hours")
         if self.budget_gpu_hours is not None:
             b = self.within_budget
             out.append(f"fastest within {self.budget_gpu_hours:g} GPU-hours: "
                        + (describe(b) if b is not None else "none (every configuration costs more)"))
         return out
-
-
-    def console_lines(self) -> list[str]:
-        """What collect's summary adds (its "Fastest:" line already names the fastest): the cheaper
-        choice within X %, and the fastest within the budget."""
-        lines = self.lines()[1:]
-        return [("Cheapest within" + line.removeprefix("cheapest within").replace(
-                    " of it: the same configuration", " of the fastest: the fastest itself").replace(
-                    " of it:", " of the fastest:")) if line.startswith("cheapest") else
-                line[:1].upper() + line[1:] for line in lines]
 
 
 def describe(row: pd.Series) -> str:
