@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 COLUMNS = ("cell", "cores", "elapsed_s", "cpu_eff_pct", "cpu_from", "mem_req_gb", "rss_peak_gb", "mem_pct",
+           "mem_at_limit",
            "gpus", "gpu_util_pct", "gpu_mem_peak_gb", "gpu_mem_total_gb", "gpu_h_charged", "gpu_h_useful",
            "hint")
 #: a request this many times what was used is "clearly too large" (and worth a hint)
@@ -102,14 +103,15 @@ def efficiency_frame(usages: Iterable[Usage]) -> pd.DataFrame:
         rows.append({
             "cell": u.cell, "cores": u.cores, "elapsed_s": u.elapsed_s, "cpu_eff_pct": eff,
             "cpu_from": source, "mem_req_gb": u.mem_req_gb, "rss_peak_gb": u.rss_peak_gb,
-            "mem_pct": _pct(u.rss_peak_gb, u.mem_req_gb),
+            "mem_pct": _pct(u.rss_peak_gb, u.mem_req_gb), "mem_at_limit": memory_too_small(u),
             "gpus": u.gpus, "gpu_util_pct": u.gpu_util_pct, "gpu_mem_peak_gb": u.gpu_mem_peak_gb,
             "gpu_mem_total_gb": u.gpu_mem_total_gb, "gpu_h_charged": charged, "gpu_h_useful": useful,
             "hint": "; ".join(x for x in (hint(u), f"no GPU figures: {u.no_gpu_reason}"
                                           if u.gpus and u.no_gpu_reason else "") if x)})
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["mem_at_limit"] = frame["mem_at_limit"].astype(bool)  # never NaN: memory_too_small says False
     for col in COLUMNS:
-        if col not in ("cell", "cpu_from", "hint"):
+        if col not in ("cell", "cpu_from", "hint", "mem_at_limit"):
             frame[col] = pd.to_numeric(frame[col], errors="coerce")  # None -> NaN: not measured
     return frame
 
@@ -120,8 +122,7 @@ def compact(row: pd.Series) -> str:
     if pd.notna(row["cpu_eff_pct"]):
         parts.append(f"CPU {row['cpu_eff_pct']:.0f}%")
     if pd.notna(row["rss_peak_gb"]):
-        at_limit = pd.notna(row["mem_req_gb"]) and row["rss_peak_gb"] >= TOO_SMALL * row["mem_req_gb"]
-        limit = " (at limit)" if at_limit else ""
+        limit = " (at limit)" if bool(row.get("mem_at_limit", False)) else ""
         parts.append(f"RSS {row['rss_peak_gb']:.1f}/{row['mem_req_gb']:g} GB{limit}")
     parts.append(f"GPU {row['gpu_util_pct']:.0f}%" if pd.notna(row["gpu_util_pct"]) else "GPU -")
     return " | ".join(parts)
@@ -217,7 +218,7 @@ def plot_usage(frame: pd.DataFrame, path: Path) -> Path | None:
     w = 0.4
     mem.bar([i - w / 2 for i in x], frame["mem_req_gb"].fillna(0), w, label="asked (--mem)")
     mem.bar([i + w / 2 for i in x], frame["rss_peak_gb"].fillna(0), w, label="peak RSS (used)")
-    at_limit = (frame["rss_peak_gb"] >= TOO_SMALL * frame["mem_req_gb"]).fillna(False).tolist()
+    at_limit = frame["mem_at_limit"].tolist()
     hot = [i for i, a in zip(x, at_limit, strict=True) if a]
     if hot:  # a request that was too small, drawn as visibly as one too large
         peaks = [float(frame["rss_peak_gb"].iloc[i]) for i in hot]
