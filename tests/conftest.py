@@ -1,4 +1,5 @@
-"""Shared fixtures: a small generated dataset in the real Kaggle layout, built once per session."""
+"""Shared fixtures: a small generated dataset in the real Kaggle layout, built once per session; the fake
+SLURM commands and the empty-image dataset the submit tests use."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import experiment_builders
 import pytest
 import torch
+from slurm_fakes import install_fake_slurm, make_dataset
 
 # The experiment builders were once tests/test_analysis_helpers.py; keep that import name working.
 sys.modules.setdefault("test_analysis_helpers", experiment_builders)
@@ -33,3 +35,15 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "cache"
     monkeypatch.setenv("ASLHPC_CACHE_DIR", str(d))
     return d
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """sbatch/sacct/squeue/scontrol/sinfo fakes first on PATH (tests/slurm_fakes.py); their folder."""
+    return install_fake_slurm(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """The Kaggle layout with empty image files: enough for submit's checks, nothing is trained."""
+    return make_dataset(tmp_path)

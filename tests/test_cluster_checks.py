@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from slurm_fakes import GOLDEN, install_fake_slurm
+from slurm_fakes import GOLDEN
 
 from aslhpc.slurm.cluster import (
     check_request,
@@ -18,11 +18,6 @@ from aslhpc.slurm.cluster import (
     query_cluster,
     slurm_reachable,
 )
-
-
-@pytest.fixture
-def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return install_fake_slurm(tmp_path, monkeypatch)
 
 
 def test_cluster_parsing_from_recorded_scontrol(fake_slurm: Path) -> None:

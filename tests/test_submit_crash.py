@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from slurm_fakes import FAKE_SCONTROL, make_dataset
+from slurm_fakes import FAKE_SCONTROL
 
 from aslhpc.orchestration.experiment import REPO_JOBS
 from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest
@@ -94,11 +94,6 @@ def slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         p.chmod(0o755 | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{b}:/usr/bin:/bin")
     return b
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    return make_dataset(tmp_path)
 
 
 def submit(dataset: Path, results: Path, crash: str = "", *extra: str, arrays: bool = False,

@@ -7,20 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from slurm_fakes import install_fake_slurm, make_dataset, run_submit, scripts, smoke_args
+from slurm_fakes import run_submit, scripts, smoke_args
 
 from aslhpc.orchestration.cellstate import damaged_file
 from aslhpc.orchestration.manifest import load_manifest
-
-
-@pytest.fixture
-def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return install_fake_slurm(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    return make_dataset(tmp_path)
 
 
 def test_retry_failed_sets_damaged_files_aside_and_reruns_the_cell(fake_slurm: Path, dataset: Path,

@@ -8,22 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from slurm_fakes import install_fake_slurm, make_dataset, run_submit, smoke_args
+from slurm_fakes import run_submit, smoke_args
 
 from aslhpc.orchestration.experiment import REPO_JOBS, job_request, load_spec
 from aslhpc.orchestration.manifest import Attempt, load_manifest
 from aslhpc.orchestration.retry import Caps, partition_caps, plan_retry
 from aslhpc.slurm.cluster import query_cluster
-
-
-@pytest.fixture
-def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return install_fake_slurm(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    return make_dataset(tmp_path)
 
 
 def _sacct(bin_dir: Path, states: dict[int, str]) -> None:

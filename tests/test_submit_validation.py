@@ -10,24 +10,13 @@ from pathlib import Path
 
 import pytest
 from experiment_builders import complete_result
-from slurm_fakes import install_fake_slurm, make_dataset, run_submit, scripts, smoke_args
+from slurm_fakes import run_submit, scripts, smoke_args
 
 from aslhpc.errors import ClusterError
 from aslhpc.orchestration.cellstate import CellRow, StatusReport
 from aslhpc.orchestration.experiment import REPO_JOBS, load_spec
 from aslhpc.orchestration.manifest import load_manifest
 from aslhpc.orchestration.submission import plan_cells, resolve_cluster
-
-
-@pytest.fixture
-def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return install_fake_slurm(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> Path:
-    return make_dataset(tmp_path)
-
 
 
 def test_valid_submission_then_each_bad_request_submits_nothing(
