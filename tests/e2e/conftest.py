@@ -137,13 +137,24 @@ def wait_until_ended(manifest: Path, timeout: float, poll: float = 1.0):  # noqa
         time.sleep(poll)
 
 
-def slurm_job_ids() -> frozenset[str]:
-    """Every job id sacct has ever recorded plus those in squeue: a superset afterwards means a submission."""
-    acct = subprocess.run(["sacct", "-a", "-n", "-X", "-P", "-o", "JobIDRaw", "-S", "2000-01-01"],
+def slurm_mark() -> str:
+    """A submit-time stamp later than every job submitted so far (waits for the next whole second).
+
+    A set of job ids taken "before" is not enough: slurmdbd records a finished job asynchronously, so
+    a job submitted earlier can turn up in sacct only after the "before" read and look new.
+    """
+    time.sleep(1.01 - time.time() % 1)
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def slurm_jobs_since(mark: str) -> frozenset[str]:
+    """Ids of the jobs sacct or squeue says were submitted at or after ``mark`` (from slurm_mark)."""
+    acct = subprocess.run(["sacct", "-a", "-n", "-X", "-P", "-o", "JobIDRaw,Submit", "-S", mark],
                           capture_output=True, text=True, check=True, timeout=60).stdout
-    queue = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True,
+    queue = subprocess.run(["squeue", "-h", "-o", "%i|%V"], capture_output=True, text=True, check=True,
                            timeout=60).stdout
-    return frozenset(acct.split()) | frozenset(queue.split())
+    rows = [ln.split("|") for ln in (acct + queue).splitlines() if "|" in ln]
+    return frozenset(job for job, submit in rows if submit >= mark)
 
 
 @pytest.fixture(scope="session")
@@ -152,5 +163,6 @@ def wait_ended():  # noqa: ANN201
 
 
 @pytest.fixture(scope="session")
-def job_ids():  # noqa: ANN201
-    return slurm_job_ids
+def jobs_since():  # noqa: ANN201
+    """(mark, since): take a mark before an action, then since(mark) is the set of jobs it submitted."""
+    return slurm_mark, slurm_jobs_since

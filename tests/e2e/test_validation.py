@@ -40,10 +40,11 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_request_submits_nothing(case: str, cli, tiny_data: Path, submitted: Path, job_ids) -> None:
+def test_bad_request_submits_nothing(case: str, cli, tiny_data: Path, submitted: Path, jobs_since) -> None:
     extra, message = CASES[case]
     manifest = submitted / "smoke" / "manifest.json"
-    before, jobs = manifest.read_bytes(), job_ids()
+    mark, since = jobs_since
+    before, t0 = manifest.read_bytes(), mark()
     args = ["jobs/smoke.toml", "--data", tiny_data, "--results", submitted, "--gpus", "1", "--batch-sizes",
             "32", "--epochs", "1", "--max-steps", "1"]
     if extra[0] == "--data":
@@ -53,7 +54,7 @@ def test_bad_request_submits_nothing(case: str, cli, tiny_data: Path, submitted:
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 2
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], p.stderr
-    assert job_ids() <= jobs  # no new job id in sacct or squeue
+    assert since(t0) == frozenset()  # no job submitted since, in sacct or squeue
     assert manifest.read_bytes() == before
 
 
