@@ -33,17 +33,21 @@ ERROR = "error.json"
 RESULT_SCHEMA = 1
 
 
-def cell_id(gpus: int, batch_size: int, repeat: int = 0, strategy: str = "dp", split: str = "random") -> str:
-    """Stable, filesystem- and shell-safe cell name, e.g. ``g2-b256-r0``, ``g2-b256-ddp-r1`` or
-    ``g2-b256-blocked-r0``. A default (dp, random) adds nothing, so the ids of experiments written before
-    an axis existed stay valid; callers pass ``split`` only for an experiment with a ``splits`` axis."""
+def config_key(gpus: int, batch_size: int, strategy: str = "dp", split: str = "random") -> str:
+    """A configuration's name: its cells' id without the repeat (``g2-b256``, ``g2-b256-ddp``)."""
     parts = [f"g{gpus}", f"b{batch_size}"]
     if strategy != "dp":
         parts.append(strategy)
     if split != "random":
         parts.append(split)
-    parts.append(f"r{repeat}")
     return "-".join(parts)
+
+
+def cell_id(gpus: int, batch_size: int, repeat: int = 0, strategy: str = "dp", split: str = "random") -> str:
+    """Stable, filesystem- and shell-safe cell name, e.g. ``g2-b256-r0``, ``g2-b256-ddp-r1`` or
+    ``g2-b256-blocked-r0``. A default (dp, random) adds nothing, so the ids of experiments written before
+    an axis existed stay valid; callers pass ``split`` only for an experiment with a ``splits`` axis."""
+    return f"{config_key(gpus, batch_size, strategy, split)}-r{repeat}"
 
 
 @dataclass(frozen=True)

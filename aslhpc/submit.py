@@ -13,6 +13,7 @@ import argparse
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from aslhpc import api
@@ -32,10 +33,12 @@ from aslhpc.errors import AslhpcError
 from aslhpc.orchestration.arrays import DEFAULT_SUBMIT_TIMEOUT_S
 from aslhpc.orchestration.detach import is_detached_child, start_detached, strip_detach
 from aslhpc.orchestration.experiment import ExperimentSpec, Overrides, parse_int_list, parse_splits
-from aslhpc.orchestration.submission import CLUSTERS, SubmitOptions, SubmitResult
+from aslhpc.orchestration.submission import CLUSTERS, RoundPolicy, SubmitOptions, SubmitResult
 from aslhpc.training.config import PER_CELL, STRATEGIES
 
 DEFAULT_JOB = "lad2020"
+#: --until-conclusive without --max-rounds
+DEFAULT_MAX_ROUNDS = 3
 #: --wait refresh period: polite to a shared controller (the demo passes its own short one)
 WAIT_INTERVAL_S = 30.0
 #: [train] flags that Overrides carries itself (apply_overrides checks --split against a splits axis)
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--account", help="sbatch --account to charge ('' for none)")
     c.add_argument("--qos", help="sbatch --qos ('' for none)")
     _running_flags(p.add_argument_group("running"))
+    _round_flags(p.add_argument_group("repeats until the verdicts are clear"))
     return p
 
 
@@ -113,6 +117,32 @@ def _running_flags(r: argparse._ArgumentGroup) -> None:
                    help="list the experiments and sbatch preambles you can name, and where each comes from")
 
 
+def _round_flags(u: argparse._ArgumentGroup) -> None:
+    u.add_argument("--until-conclusive", action="store_true",
+                   help="after each round, run one more repeat of just the configurations whose overlapping "
+                   "intervals keep a verdict open; stop when none is left (or it cannot be settled by "
+                   "repeats), or the rounds or budget are spent. Locally (or with --wait) in the foreground; "
+                   "on SLURM the dependent job of each round submits the next")
+    u.add_argument("--max-rounds", type=positive_int, metavar="R",
+                   help=f"at most R rounds, the first included (default {DEFAULT_MAX_ROUNDS})")
+    u.add_argument("--budget-gpu-hours", type=positive_float, metavar="H",
+                   help="no round that would take the GPU-hours spent (exec time x GPUs) past H")
+    u.add_argument("--next-round", action="store_true",
+                   help="take the rounds' next step for --experiment NAME in --results: decide after the "
+                   "last round, write its report, submit the next round (what the dependent job runs)")
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0 (a budget of 0 or less, or nan, can never be met)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
 def spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
     """The experiment file with the flags that were given (None = the file's value)."""
     if args.job and args.experiment and args.job != args.experiment:
@@ -128,10 +158,17 @@ def spec_from_args(args: argparse.Namespace) -> ExperimentSpec:
 
 
 def options_from_args(args: argparse.Namespace) -> SubmitOptions:
+    if (args.max_rounds is not None or args.budget_gpu_hours is not None) and not args.until_conclusive:
+        flag = "--max-rounds" if args.max_rounds is not None else "--budget-gpu-hours"
+        raise AslhpcError(f"{flag} only applies to --until-conclusive; add --until-conclusive or drop {flag}")
+    until = None
+    if args.until_conclusive and not args.dry_run:
+        until = RoundPolicy(args.max_rounds or DEFAULT_MAX_ROUNDS, args.budget_gpu_hours)
     return SubmitOptions(cluster=args.cluster, dry_run=args.dry_run, retry_failed=args.retry_failed,
                          max_parallel=args.max_parallel, arrays=args.arrays,
                          array_parallelism=args.array_parallelism,
-                         submit_timeout_s=max(0.0, args.submit_timeout), collect=args.collect)
+                         submit_timeout_s=max(0.0, args.submit_timeout), collect=args.collect, until=until,
+                         chain=until is not None and not args.wait)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,19 +182,71 @@ def main(argv: list[str] | None = None) -> int:
 
 def _submit(argv: list[str], args: argparse.Namespace) -> int:
     console, err = cli_console(), cli_console(stderr=True)
+    if args.next_round:
+        return _next_round(args, console)
     spec = spec_from_args(args)
     options = options_from_args(args)
     if args.detach and not is_detached_child():  # the background copy itself runs in place
         status_cmd = status_command(spec.name, spec.results)
         return _detach(argv, args, spec.experiment_dir, status_cmd, console, err)
+    if options.until is not None:
+        return rounds_and_show(spec, options, console, interval_s=args.interval, verbose=args.verbose)
     return submit_and_show(spec, options, console, wait=args.wait, interval_s=args.interval,
                            verbose=args.verbose)
 
 
-def submit_and_show(spec: ExperimentSpec, options: SubmitOptions, console, *, wait: bool = False,  # noqa: ANN001
+def _next_round(args: argparse.Namespace, console) -> int:  # noqa: ANN001
+    """``--next-round``: the chain's step for an experiment submitted with --until-conclusive."""
+    from aslhpc.rounds import next_round
+
+    if args.job:
+        raise AslhpcError("--next-round reads the experiment from its manifest: name it with --experiment "
+                          f"NAME (and --results DIR), not {args.job}")
+    name = args.experiment or DEFAULT_JOB
+    exp_dir = Path(args.results or "results") / name
+    if not (exp_dir / "manifest.json").is_file():
+        raise AslhpcError(f"no experiment {name!r} in {exp_dir.parent} (no manifest.json); check "
+                          "--experiment and --results")
+    options = SubmitOptions(cluster=args.cluster, max_parallel=args.max_parallel, arrays=args.arrays,
+                            submit_timeout_s=max(0.0, args.submit_timeout), chain=True)
+    from aslhpc.orchestration.manifest import load_manifest
+
+    manifest = load_manifest(exp_dir / "manifest.json")
+    if manifest is not None and manifest.rounds is not None:
+        options = replace(options, until=RoundPolicy(manifest.rounds.max_rounds,
+                                                     manifest.rounds.budget_gpu_hours))
+    next_round(exp_dir, options, _printer(console, args.verbose))
+    return 0
+
+
+def rounds_and_show(spec: ExperimentSpec, options: SubmitOptions, console, *,  # noqa: ANN001
                     interval_s: float = WAIT_INTERVAL_S, verbose: bool = False) -> int:
+    """``--until-conclusive``: every round shown as a plain submit is (waiting on SLURM unless
+    ``options.chain``), then how the rounds ended. Returns 1 if a cell failed, 130 if interrupted."""
+    from aslhpc.rounds import run_rounds
+
+    codes: list[int] = []
+
+    def submit(s: ExperimentSpec, o: SubmitOptions) -> SubmitResult | None:
+        got: list[SubmitResult] = []
+        codes.append(submit_and_show(s, o, console, wait=not o.chain, interval_s=interval_s, verbose=verbose,
+                                     results=got))
+        return got[0] if got and codes[-1] != 130 else None
+
+    decision = run_rounds(spec, options, out=_printer(console, verbose), submit=submit)
+    if not decision.text.startswith("round"):
+        console.print(decision.text, highlight=False, soft_wrap=True)
+    if codes and codes[-1] == 130:
+        return 130
+    return 1 if any(codes) else 0
+
+
+def submit_and_show(spec: ExperimentSpec, options: SubmitOptions, console, *, wait: bool = False,  # noqa: ANN001
+                    interval_s: float = WAIT_INTERVAL_S, verbose: bool = False,
+                    results: list[SubmitResult] | None = None) -> int:
     """Submit (or run here), showing the cells live on a terminal, then one line per cell and what to run
-    next; ``wait``: follow SLURM jobs until they end. Returns the exit status (1: a cell failed)."""
+    next; ``wait``: follow SLURM jobs until they end; ``results`` gets the submit's result. Returns the exit
+    status (1: a cell failed)."""
     live = _LocalDisplay(console)
     live.manifest = spec.experiment_dir / "manifest.json"
     try:
@@ -172,6 +261,8 @@ def submit_and_show(spec: ExperimentSpec, options: SubmitOptions, console, *, wa
         live.stop()
         raise
     live.stop(final=True)
+    if results is not None:
+        results.append(result)
     if result.dry_run_dir is not None:
         _show_dry_run(result, console)
         return 0

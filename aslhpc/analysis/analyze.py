@@ -129,6 +129,8 @@ class CollectOutput:
     #: the recommendation's settings: within this share of the fastest; the GPU-hour budget (None: none)
     within: float = 0.10
     budget_gpu_hours: float | None = None
+    #: submit --until-conclusive: each round (cells added, verdicts still open, GPU-hours, why it stopped)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def analyze(

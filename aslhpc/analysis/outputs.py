@@ -136,6 +136,8 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     payload = _verdicts_json(a)
     payload["scaling"] = out.scaling
     payload["recommendation"] = out.recommendation.lines() if out.recommendation is not None else []
+    if out.rounds:
+        payload["rounds"] = out.rounds
     if a.by_split and a.gap is not None:
         payload["by_split"] = {kind: _verdicts_json(sub) for kind, sub in a.by_split.items()}
         payload["leakage_gap"] = a.gap.to_dict(orient="records")

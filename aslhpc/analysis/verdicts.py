@@ -76,9 +76,36 @@ INTERVAL_TESTS = {
 
 
 @dataclass(frozen=True)
+class Config:
+    """A configuration of the matrix (what repeats are runs of), as a summary row names it."""
+
+    gpus: int
+    batch_size: int
+    strategy: str
+    split_kind: str
+
+    @classmethod
+    def of(cls, row: pd.Series) -> Config:
+        return cls(int(row["gpus"]), int(row["batch_size"]), str(row["strategy"]), str(row["split_kind"]))
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """Why an inconclusive verdict is open in a way more runs can settle: the intervals of ``a`` and ``b``
+    overlap (``b`` None: ``a``'s interval straddles a threshold). ``runs`` and ``widths`` (interval
+    high - low) are per side, for choosing which one to repeat."""
+
+    a: Config
+    b: Config | None
+    runs: tuple[int, int]
+    widths: tuple[float, float]
+
+
+@dataclass(frozen=True)
 class Verdict:
     """One hypothesis decided: ``verdict`` is "supported", "not supported" or "inconclusive"; ``test``
-    names the test(s) behind it and ``figures`` holds their numbers (p-values, intervals, fits)."""
+    names the test(s) behind it and ``figures`` holds their numbers (p-values, intervals, fits).
+    ``overlaps``: an inconclusive verdict that more runs could settle says where (empty otherwise)."""
 
     hypothesis: str
     statement: str
@@ -88,6 +115,7 @@ class Verdict:
     key: str = ""
     test: str = ""
     figures: dict[str, Any] = field(default_factory=dict)
+    overlaps: tuple[Overlap, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,6 +222,8 @@ class _Tally:
     comparisons: list[dict[str, Any]] = field(default_factory=list)
     #: whether the first overlap came from a paired test (its wording differs)
     paired_overlap: bool = False
+    #: the overlaps judged by intervals (a paired test's "no difference" is not narrowed by more repeats)
+    open_pairs: list[Overlap] = field(default_factory=list)
 
     def first_counter(self) -> str:
         ordered = sorted(self.counter, key=lambda c: c[:3])
@@ -229,9 +259,11 @@ PairedJudge = Callable[[int], tuple[str, str, dict[str, Any]] | None]
 
 
 def _monotone(points: Sequence[tuple[str, Point]], want: str, series: str, unit: str, tally: _Tally,
-              decimals: int = 2, paired: PairedJudge | None = None) -> None:
+              decimals: int = 2, paired: PairedJudge | None = None,
+              configs: Sequence[Config] = ()) -> None:
     """Check that consecutive points move the ``want`` way ("lt": fall, "gt": rise); ``paired`` decides a
-    consecutive pair where the two cells share their test images.
+    consecutive pair where the two cells share their test images; ``configs`` (one per point) lets an
+    overlap say which configurations more runs would separate.
 
     Non-consecutive pairs are also scanned for clear interval violations, since with CIs a series
     can drift the wrong way through a chain of overlaps.
@@ -263,6 +295,9 @@ def _monotone(points: Sequence[tuple[str, Point]], want: str, series: str, unit:
         elif rel == "overlap":
             tally.paired_overlap = tally.paired_overlap or (not tally.overlap and judged is not None)
             tally.overlap.append(text)
+            if judged is None and configs:
+                tally.open_pairs.append(Overlap(configs[i], configs[i + 1], (a.n, b.n),
+                                                (a.high - a.low, b.high - b.low)))
         else:
             tally.counter.append((rel == "eq", False, -_rel_gap(a, b), series, text))
     for i in range(len(points)):
@@ -285,7 +320,7 @@ def _decide(h: str, statement: str, tally: _Tally, what: str, needs: str) -> Ver
                else "the difference is inside the confidence intervals")
         return Verdict(h, statement, INCONCLUSIVE,
                        f"no clear counter-example, but {tally.overlap[0]}{more}: {why}",
-                       tally.overlap[0], tests, figures)
+                       tally.overlap[0], tests, figures, tuple(tally.open_pairs))
     if tally.passed == 0:
         return Verdict(h, statement, INCONCLUSIVE, f"too few cells to test: {needs}",
                        f"too few cells: {needs}",
@@ -335,11 +370,11 @@ def _void(v: Verdict, cap: str = "", shared: str = "") -> Verdict:
     reported; overlapping runs keep what the numbers said at face value."""
     if cap:
         also = f"; also {shared}" if shared else ""
-        return dataclasses.replace(v, verdict=INCONCLUSIVE, evidence=cap + also,
+        return dataclasses.replace(v, verdict=INCONCLUSIVE, evidence=cap + also, overlaps=(),
                                    key="epochs capped by --max-steps: not comparable across batch sizes")
     if shared:
         face = f"taken at face value: {v.verdict} ({v.evidence})" if v.verdict != INCONCLUSIVE else v.evidence
-        return dataclasses.replace(v, verdict=INCONCLUSIVE, evidence=f"{shared}; {face}",
+        return dataclasses.replace(v, verdict=INCONCLUSIVE, evidence=f"{shared}; {face}", overlaps=(),
                                    key="cells shared one host at the same time: times not comparable")
     return v
 
@@ -442,6 +477,10 @@ def register(cls: type[Hypothesis]) -> type[Hypothesis]:
     return cls
 
 
+def _configs(grp: pd.DataFrame) -> list[Config]:
+    return [Config.of(r) for _, r in grp.iterrows()]
+
+
 def _label(r: pd.Series) -> str:
     return f"b={int(r['batch_size'])} × {gpu_label(int(r['gpus']))}"
 
@@ -465,7 +504,7 @@ class H1(Hypothesis):
             return Verdict("H1", statement, INCONCLUSIVE,
                            "too few cells to test: no completed cell has a test accuracy",
                            "no test accuracy yet")
-        below, unsure, figs = [], [], []
+        below, unsure, figs, straddle = [], [], [], []
         for _, r in done.iterrows():
             p = Point.of(r, "test_acc")
             figs.append({"configuration": _label(r), **p.figures()})
@@ -473,6 +512,8 @@ class H1(Hypothesis):
                 continue
             clear = p.high <= threshold or not p.has_interval
             (below if clear else unsure).append(f"{_label(r)}: {p.show(' %')}")
+            if not clear:
+                straddle.append(Overlap(Config.of(r), None, (p.n, 0), (p.high - p.low, 0.0)))
         worst = done.loc[done["test_acc"].idxmin()]
         wp = Point.of(worst, "test_acc")
         test = f"every interval against the threshold: {INTERVAL_TESTS[wp.kind]}"
@@ -488,7 +529,8 @@ class H1(Hypothesis):
         if unsure:
             return Verdict("H1", statement, INCONCLUSIVE,
                            f"interval straddles {threshold:g} % at {unsure[0]}{extra}",
-                           f"interval straddles {threshold:g} % at {unsure[0]}", test, figures)
+                           f"interval straddles {threshold:g} % at {unsure[0]}", test, figures,
+                           tuple(straddle))
         scope = f"every completed configuration ({len(done)} configurations{_interval_note(wp)})"
         return Verdict("H1", statement, SUPPORTED, f"test accuracy > {threshold:g} % in {scope}; lowest "
                        f"{wp.show(' %')} at {_label(worst)}{extra}", key, test, figures)
@@ -525,7 +567,7 @@ class H2(Hypothesis):
                     tally.untested.append(f"{prefix}b={bs} (one GPU count)")
                     continue
                 pts = [(gpu_label(int(r["gpus"])), Point.of(r, "exec_time_s")) for _, r in grp.iterrows()]
-                _monotone(pts, "lt", f"{prefix}b={bs}", " s", tally)
+                _monotone(pts, "lt", f"{prefix}b={bs}", " s", tally, configs=_configs(grp))
         v = _decide("H2", statement, tally, "time fell with every added GPU",
                     "need two GPU counts at one batch size")
         if why := scaling_limit(done):
@@ -589,7 +631,8 @@ class H3(Hypothesis):
                     continue
                 pts = [(f"b={int(r['batch_size'])}", Point.of(r, metric)) for _, r in grp.iterrows()]
                 judge = _paired_judge(pairs, grp, settings.paired_alpha) if len(pairs) else None
-                _monotone(pts, "gt", f"{prefix}{gpu_label(int(g))}", " %", tally, paired=judge)
+                _monotone(pts, "gt", f"{prefix}{gpu_label(int(g))}", " %", tally, paired=judge,
+                          configs=_configs(grp))
         v = _decide("H3", self.statement(settings), tally, f"{name} rose with every larger batch",
                     "need two batch sizes at one GPU count")
         paired = [c for c in tally.comparisons if "p_value" in c]
@@ -665,7 +708,7 @@ class H4(Hypothesis):
                     tally.untested.append(f"{series} (one batch size)")
                     continue
                 pts = [(f"b={int(r['batch_size'])}", Point.of(r, "exec_time_s")) for _, r in grp.iterrows()]
-                _monotone(pts, "lt", series, " s", tally)
+                _monotone(pts, "lt", series, " s", tally, configs=_configs(grp))
                 if len(grp) < 3:
                     short.append(series)
                     continue

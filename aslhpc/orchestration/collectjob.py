@@ -56,9 +56,10 @@ def replace_old(manifest: Manifest, out: Callable[[str], None], run: Runner = _r
 
 
 def submit_collect(spec: ExperimentSpec, manifest: Manifest, after: Iterable[str], python: str,
-                   out: Callable[[str], None], token: str) -> Attempt:
+                   out: Callable[[str], None], token: str, next_round: bool = False) -> Attempt:
     """Submit the collect job after the jobs ``after`` (recorded in ``manifest.collect``; the caller
-    saves)."""
+    saves). ``next_round``: the job is the --until-conclusive chain's next step (``submit --next-round``:
+    decide, write the round's report, submit the next round and another such job) instead of collect."""
     import submitit
 
     replace_old(manifest, out)
@@ -70,7 +71,8 @@ def submit_collect(spec: ExperimentSpec, manifest: Manifest, after: Iterable[str
     if dep:
         params["dependency"] = dep
     ex.update_parameters(**params)
-    cmd = [*shlex.split(python), "-m", "aslhpc.collect", "--experiment", spec.name, "--results",
+    step = ["aslhpc.submit", "--next-round"] if next_round else ["aslhpc.collect"]
+    cmd = [*shlex.split(python), "-m", *step, "--experiment", spec.name, "--results",
            str(Path(spec.results).resolve())]
     try:
         job = ex.submit(submitit.helpers.CommandFunction(cmd))
@@ -80,6 +82,7 @@ def submit_collect(spec: ExperimentSpec, manifest: Manifest, after: Iterable[str
                            "submitted and recorded: run python -m aslhpc.collect when they end") from exc
     attempt = Attempt(str(job.job_id), "slurm", now_iso(), f"jobs/collect/{job.job_id}", token)
     manifest.collect = attempt
-    out(f"{'collect':<16} submitted   job {job.job_id} (runs collect "
+    what = "the next round's decision" if next_round else "collect"
+    out(f"{'collect':<16} submitted   job {job.job_id} (runs {what} "
         + (f"after {dep.split(':', 1)[1].replace(':', ', ')})" if dep else "now: no cell job is live)"))
     return attempt

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from aslhpc.cellfiles import cell_id as make_cell_id
-from aslhpc.cellfiles import cells_dir
+from aslhpc.cellfiles import cells_dir, config_key
 from aslhpc.errors import ConfigError
 from aslhpc.packaged import find, search_dirs, shipped_dir
 from aslhpc.packaged import names as shipped_names
@@ -189,6 +189,9 @@ class ExperimentSpec:
     repeats: int = 1
     # The split as an axis ([matrix] splits / --splits): () = one split, train.split, and ids without it.
     splits: tuple[str, ...] = ()
+    #: more runs of some configurations only: (configuration key, how many beyond ``repeats``), sorted.
+    #: Added by ``submit --until-conclusive`` rounds (not an experiment-file key); later submits keep them.
+    extra_repeats: tuple[tuple[str, int], ...] = ()
     description: str = ""
     data: str = "data/asl-alphabet"
     results: str = "results"
@@ -212,17 +215,32 @@ class ExperimentSpec:
         problem = size_problem(self)
         if problem:
             raise ConfigError(problem)
+        extra = dict(self.extra_repeats)
         out = []
         for split in self.split_kinds():
             id_split = split if self.splits else "random"
             for strategy in self.strategies:
                 for gpus in self.gpus:
                     for batch in self.batch_sizes:
-                        for repeat in range(self.repeats):
+                        runs = self.repeats + extra.get(config_key(gpus, batch, strategy, id_split), 0)
+                        for repeat in range(runs):
                             cid = make_cell_id(gpus, batch, repeat, strategy, id_split)
                             out.append(Cell(cid, gpus, batch, strategy, repeat, self.train.seed + repeat,
                                             split))
         return out
+
+    def config_keys(self) -> dict[tuple[int, int, str, str], str]:
+        """(GPUs, batch size, strategy, split) -> the configuration's key (its cell ids without ``-rN``)."""
+        return {(g, b, st, sp): config_key(g, b, st, sp if self.splits else "random")
+                for sp in self.split_kinds() for st in self.strategies for g in self.gpus
+                for b in self.batch_sizes}
+
+    def with_extra_repeats(self, more: Mapping[str, int]) -> ExperimentSpec:
+        """This spec with ``more`` runs added to the named configurations (on top of any it already has)."""
+        extra = dict(self.extra_repeats)
+        for key, n in more.items():
+            extra[key] = extra.get(key, 0) + n
+        return replace(self, extra_repeats=tuple(sorted((k, n) for k, n in extra.items() if n > 0)))
 
     def layout(self, cell: Cell) -> NodeLayout:
         """The cell's nodes / tasks / GPUs per node (ConfigError if it cannot be laid out)."""
@@ -253,6 +271,9 @@ class ExperimentSpec:
         for key in ("gpus", "batch_sizes", "strategies", "splits"):
             if key in top:
                 top[key] = tuple(top[key])
+        if isinstance(top.get("extra_repeats"), list | tuple):
+            top["extra_repeats"] = tuple(tuple(p) if isinstance(p, list | tuple) else p
+                                         for p in top["extra_repeats"])
         top.update(train=TrainSettings(**train), cluster=ClusterRequest(**cluster))
         return cls(**top)
 
@@ -602,7 +623,31 @@ def matrix_problems(spec: ExperimentSpec) -> list[str]:
         problems += _axis_problems("matrix.splits", spec.splits, SPLITS)
     if not isinstance(spec.repeats, int) or isinstance(spec.repeats, bool) or spec.repeats < 1:
         problems.append(f"matrix.repeats={spec.repeats!r:.40} must be an integer >= 1")
+    problems += _extra_repeats_problems(spec) if not problems else []
     return problems + [p for p in (size_problem(spec),) if p]
+
+
+def _extra_repeats_problems(spec: ExperimentSpec) -> list[str]:
+    """extra_repeats (written by --until-conclusive rounds): (configuration of the matrix, count >= 1)."""
+    extra = spec.extra_repeats
+    ok = isinstance(extra, tuple) and all(
+        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], int)
+        and not isinstance(p[1], bool) and p[1] >= 1 for p in extra)
+    if not ok:
+        return [f"matrix.extra_repeats={extra!r:.60} must be [configuration, count >= 1] pairs"]
+    known = set(spec.config_keys().values()) if spec.gpus and spec.batch_sizes else set()
+    unknown = [k for k, _ in extra if k not in known]
+    if unknown:
+        return [f"matrix.extra_repeats names {unknown[0]!r:.60}, not a configuration of the matrix"]
+    return []
+
+
+def max_runs(spec: ExperimentSpec) -> int:
+    """The most runs any configuration gets: repeats plus its extra ones (its last seed: seed + this - 1)."""
+    repeats = spec.repeats if isinstance(spec.repeats, int) else 1
+    extra = [n for p in spec.extra_repeats if isinstance(p, tuple) and len(p) == 2
+             for n in (p[1],) if isinstance(n, int)] if isinstance(spec.extra_repeats, tuple) else []
+    return repeats + max(extra, default=0)
 
 
 def train_problems(spec: ExperimentSpec) -> list[str]:
@@ -618,7 +663,7 @@ def train_problems(spec: ExperimentSpec) -> list[str]:
     dp_gpus = sorted({g for g in gpus if isinstance(g, int) and not isinstance(g, bool) and g > 1})
     if t.compile is True and dp_gpus and "dp" in spec.strategies:
         problems.append(f"train.{COMPILE_DP.format(gpus=dp_gpus[0])}")
-    repeats = spec.repeats if isinstance(spec.repeats, int) else 1
+    repeats = max_runs(spec)
     if not problems and t.seed + repeats - 1 > MAX_SEED:
         problems.append(f"train.seed={t.seed} with matrix.repeats={repeats}: the last repeat's seed "
                         f"{t.seed + repeats - 1} is more than {MAX_SEED} (numpy and torch take 32-bit "
@@ -657,6 +702,9 @@ def size_problem(spec: ExperimentSpec) -> str:
     axes = (count(spec.gpus), count(spec.batch_sizes), count(spec.strategies), max(repeats, 1),
             max(count(spec.splits), 1))
     n = axes[0] * axes[1] * axes[2] * axes[3] * axes[4]
+    if isinstance(spec.extra_repeats, tuple):
+        n += sum(p[1] for p in spec.extra_repeats if isinstance(p, tuple) and len(p) == 2
+                 and isinstance(p[1], int) and p[1] > 0)
     if n > MAX_CELLS:
         return (f"matrix.repeats={repeats}: {axes[0]} GPU counts x {axes[1]} batch sizes x {axes[2]} "
                 f"strategies x {axes[4]} splits x {repeats} repeats = {n} cells, more than {MAX_CELLS}; "

@@ -58,6 +58,8 @@ Text = Annotated[str, Strict(), Field(max_length=4096), AfterValidator(_printabl
 Path_ = Annotated[str, Strict(), Field(min_length=1, max_length=4096), AfterValidator(_printable)]
 CellId = Annotated[str, Strict(), Field(max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+Float = Annotated[float, Field(allow_inf_nan=False)]
 Cluster = Literal["slurm", "local"]
 Scalar = Annotated[str, Strict(), Field(max_length=200), AfterValidator(_printable)] | \
     Annotated[int, Strict()] | Annotated[float, Strict(), Field(allow_inf_nan=False)]
@@ -147,6 +149,38 @@ class CellEntry:
 
 
 @dataclass
+class Round:
+    """One round of ``submit --until-conclusive``: the cells it added, then (once its cells ended and the
+    verdicts were read) what was still open and what it cost; the last round also says why it stopped."""
+
+    __pydantic_config__ = _LOOSE
+
+    round: Int = _doc("1, 2, ...")
+    started_at: Text = _doc("ISO-8601 UTC: when the round was planned")
+    cells: list[CellId] = _doc("the cells this round added (round 1: the matrix as submitted)", [])
+    decided: Bool = _doc("whether the verdicts after this round have been read", False)
+    open: list[Text] = _doc("hypotheses still open after it that more runs could settle", [])
+    gpu_hours: Float | None = _doc("GPU-hours its cells spent (exec time x GPUs, completed cells)", None)
+    outcome: Text = _doc("on the round the study stopped after: why ('' while it goes on)", "")
+
+
+@dataclass
+class Rounds:
+    """``submit --until-conclusive``: its limits and every round so far."""
+
+    __pydantic_config__ = _LOOSE
+
+    max_rounds: Int = _doc("at most this many rounds (--max-rounds)")
+    budget_gpu_hours: Float | None = _doc("stop before a round would pass this (--budget-gpu-hours)", None)
+    rounds: list[Round] = _doc("the rounds, first to last", [])
+
+    @property
+    def spent(self) -> float:
+        """GPU-hours of the rounds decided so far."""
+        return sum(r.gpu_hours or 0.0 for r in self.rounds)
+
+
+@dataclass
 class Manifest:
     __pydantic_config__ = _LOOSE
 
@@ -157,6 +191,7 @@ class Manifest:
     cells: dict[CellId, CellEntry] = _doc("cell id -> its entry", {})
     schema: Int = _doc("1", SCHEMA)
     collect: Attempt | None = _doc("the dependent collect job of submit --collect (left out when none)", None)
+    rounds: Rounds | None = _doc("submit --until-conclusive: limits and rounds (left out when none)", None)
 
     @classmethod
     def new(cls, spec: ExperimentSpec) -> Manifest:
@@ -167,6 +202,14 @@ class Manifest:
         """Add cells the manifest does not know yet (a grown matrix); existing entries keep their history."""
         for cell in cells:
             self.cells.setdefault(cell.cell_id, CellEntry.from_cell(cell))
+
+    def start_rounds(self, cells: list[str], max_rounds: int, budget_gpu_hours: float | None) -> None:
+        """``submit --until-conclusive``: round 1 (``cells``, the matrix as submitted) the first time; later
+        calls only take the new limits."""
+        if self.rounds is None:
+            self.rounds = Rounds(max_rounds, budget_gpu_hours, [Round(1, now_iso(), list(cells))])
+        else:
+            self.rounds.max_rounds, self.rounds.budget_gpu_hours = max_rounds, budget_gpu_hours
 
     def record(self, cell_id: str, attempt: Attempt) -> None:
         """Append ``attempt``; it settles the cell's intent (if any), in the same write."""
@@ -192,6 +235,8 @@ class Manifest:
             data.pop("collect", None)
         else:
             _drop_empty(data["collect"])
+        if self.rounds is None:
+            data.pop("rounds", None)
         return data
 
     @classmethod

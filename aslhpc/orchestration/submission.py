@@ -20,7 +20,7 @@ all its task ids (``<array>_<task>``) right after, in one manifest write. ``--no
 job per cell; a group of one cell is a plain job. sbatch refused for a submit limit is retried with
 backoff for at most ``submit_timeout_s`` (:class:`~aslhpc.orchestration.arrays.Patience`).
 
-Tests kill submit between those steps through :data:`CRASH_ENV` (see :func:`_crash_point`).
+Tests kill submit between those steps through :data:`CRASH_ENV` (see :func:`crash_point`).
 """
 
 from __future__ import annotations
@@ -128,6 +128,15 @@ _crash_counts: Counter[str] = Counter()
 
 
 @dataclass(frozen=True)
+class RoundPolicy:
+    """``submit --until-conclusive``'s limits: at most ``max_rounds`` rounds, and none that would take the
+    GPU-hours spent past ``budget_gpu_hours`` (None: no budget)."""
+
+    max_rounds: int = 3
+    budget_gpu_hours: float | None = None
+
+
+@dataclass(frozen=True)
 class SubmitOptions:
     cluster: str = "auto"  # auto | slurm | local
     dry_run: bool = False
@@ -138,6 +147,8 @@ class SubmitOptions:
     array_parallelism: int | None = None  # tasks of an array at once (None: [cluster] array_parallelism)
     submit_timeout_s: float = DEFAULT_SUBMIT_TIMEOUT_S  # waiting out submit limits, in all
     collect: bool = False  # add the dependent job that runs collect after the cells (submit --collect)
+    until: RoundPolicy | None = None  # --until-conclusive: record rounds (aslhpc.rounds)
+    chain: bool = False  # with until on SLURM: the dependent job decides and submits the next round
 
 
 @dataclass
@@ -211,6 +222,23 @@ def spec_conflicts(old: dict, new: ExperimentSpec) -> list[str]:
     if old.get("data") and Path(new.data).exists() and str(Path(old["data"])) != str(Path(new.data)):
         diffs.append(f"data {old['data']} -> {new.data}")
     return diffs
+
+
+def kept_extra_repeats(spec: ExperimentSpec) -> ExperimentSpec:
+    """``spec`` with the extra repeats earlier --until-conclusive rounds gave its configurations (the most
+    of the two per configuration): a later plain submit never drops cells a round added."""
+    try:
+        old = load_manifest(manifest_path(spec.results, spec.name))
+    except ConfigError:
+        return spec  # check_submission reports the damaged manifest
+    if old is None or not old.spec.get("extra_repeats"):
+        return spec
+    known = set(spec.config_keys().values())
+    merged = dict(spec.extra_repeats)
+    for key, n in ExperimentSpec.from_dict({**old.spec, "name": spec.name}).extra_repeats:
+        if key in known:
+            merged[key] = max(merged.get(key, 0), n)
+    return replace(spec, extra_repeats=tuple(sorted(merged.items())))
 
 
 @dataclass(frozen=True)
@@ -552,7 +580,7 @@ def _history(manifest: Manifest | None) -> dict[str, list[Attempt]]:
 
 
 @contextlib.contextmanager
-def _submit_lock(experiment_dir: Path) -> Iterator[None]:
+def experiment_lock(experiment_dir: Path) -> Iterator[None]:
     """One submit per experiment at a time (two would race to give a cell two live jobs)."""
     with submit_lock(experiment_dir) as held:
         if not held:
@@ -560,7 +588,7 @@ def _submit_lock(experiment_dir: Path) -> Iterator[None]:
         yield
 
 
-def _crash_point(step: str) -> None:
+def crash_point(step: str) -> None:
     """Die here, as a SIGKILL would, when :data:`CRASH_ENV` names this step (tests of crash safety only)."""
     want = os.environ.get(CRASH_ENV, "")
     name, _, nth = want.partition(":")
@@ -631,7 +659,7 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
     """Validate, plan, then submit / render / run each cell; raise :class:`SpecErrors` with every problem.
 
     ``reachable`` and ``cluster_query`` are the SLURM probes (replaceable in tests)."""
-    spec = normalized_spec(spec)
+    spec = kept_extra_repeats(normalized_spec(spec))
     try:
         cluster, why = resolve_cluster(options.cluster, reachable)
     except ClusterError as exc:
@@ -663,7 +691,7 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
         result.dry_run_dir = _write_dry_run(spec, result.actions, python)
         return result
 
-    with _submit_lock(path.parent):
+    with experiment_lock(path.parent):
         manifest = load_manifest(path) or Manifest.new(spec)
         # an earlier submit died between sbatch and recording (or the manifest lost a job): adopt first
         if manifest.pending() or (cluster == "slurm" and path.exists()):
@@ -678,13 +706,17 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
         _set_aside(spec, manifest, result.actions, out)
         manifest.spec = spec.to_dict()
         manifest.ensure_cells(spec.cells())
+        if options.until is not None:
+            manifest.start_rounds([c.cell_id for c in spec.cells()], options.until.max_rounds,
+                                  options.until.budget_gpu_hours)
         todo = [a for a in result.actions if a.submits]
         if todo or not path.exists():
             _Ledger(path, [a.cell.cell_id for a in todo]).save(manifest)
         if cluster == "slurm":
             result.arrays = _submit_slurm(spec, manifest, path, todo, python, out, options)
-            if options.collect:
-                result.collect_job = _submit_collect(spec, manifest, path, report, todo, python, out)
+            if options.collect or options.chain:
+                result.collect_job = _submit_collect(spec, manifest, path, report, todo, python, out,
+                                                     next_round=options.chain)
         else:
             gpus = visible_gpus() if todo else []
             share = f", each on its own of GPUs {','.join(gpus)}" if gpus else ""
@@ -743,14 +775,15 @@ def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: li
 
 
 def _submit_collect(spec: ExperimentSpec, manifest: Manifest, path: Path, report: StatusReport | None,
-                    todo: list[CellAction], python: str, out: Out) -> str:
-    """The dependent collect job, after every cell job that is live now (just submitted or still queued)."""
+                    todo: list[CellAction], python: str, out: Out, next_round: bool = False) -> str:
+    """The dependent collect job, after every cell job that is live now (just submitted or still queued);
+    ``next_round``: it runs the round chain's next step (``submit --next-round``) instead of collect."""
     from aslhpc.orchestration.collectjob import submit_collect
 
     rows = report.rows if report else []
     live = [r.job_id for r in rows if r.state in LIVE_STATES and r.cluster == "slurm"]
     after = live + [a.job_id for a in todo if a.job_id]
-    attempt = submit_collect(spec, manifest, after, python, out, new_token())
+    attempt = submit_collect(spec, manifest, after, python, out, new_token(), next_round=next_round)
     _Ledger(path, []).save(manifest)
     return attempt.job_id
 
@@ -778,7 +811,7 @@ def _submit_cell(spec: ExperimentSpec, manifest: Manifest, action: CellAction, p
     intent = Intent(new_token(), "slurm", now_iso())
     manifest.cells[cell.cell_id].intent = intent
     ledger.save(manifest, cell.cell_id)  # before sbatch: a crash after it leaves a findable token
-    _crash_point("after-intent")
+    crash_point("after-intent")
     folder = _job_folder(spec, cell, intent.token)
     req = action_request(spec, action)
     while True:
@@ -804,13 +837,13 @@ def _submit_cell(spec: ExperimentSpec, manifest: Manifest, action: CellAction, p
             if found not in ("", "?"):
                 finish_handoff(folder, found)
             raise ledger.error(exc, cell.cell_id, found) from exc
-    _crash_point("after-sbatch")
+    crash_point("after-sbatch")
     action.job_id = str(job.job_id)
     manifest.record(cell.cell_id, Attempt(action.job_id, "slurm", now_iso(),
                                           cell_folder(cell.cell_id, intent.token), intent.token,
                                           request=request_record(req, action.retry_of)))
     ledger.save(manifest, cell.cell_id, action.job_id)
-    _crash_point("after-record")
+    crash_point("after-record")
 
 
 def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellAction], python: str,
@@ -822,7 +855,7 @@ def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellActi
     for i, action in enumerate(group):
         manifest.cells[action.cell.cell_id].intent = Intent(token, "slurm", since, task=i)
     ledger.save(manifest, ", ".join(ids))
-    _crash_point("after-intent")
+    crash_point("after-intent")
     req = replace(action_request(spec, group[0]), name=array_name(spec.name))
     folder = private_dir((spec.experiment_dir / array_folder(token)).resolve(),
                          (spec.experiment_dir / "jobs").resolve())
@@ -849,7 +882,7 @@ def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellActi
             if found:
                 finish_array_handoff(spec.experiment_dir, token, found)
             raise ledger.error(exc, ", ".join(ids), ", ".join(found) if found else "?") from exc
-    _crash_point("after-sbatch")
+    crash_point("after-sbatch")
     recorded = []
     for task, (action, job) in enumerate(zip(group, jobs, strict=True)):
         action.job_id = str(job.job_id)
@@ -859,7 +892,7 @@ def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellActi
         manifest.record(action.cell.cell_id, attempt)
         recorded.append((action.cell.cell_id, action.job_id))
     ledger.save_many(manifest, recorded)
-    _crash_point("after-record")
+    crash_point("after-record")
     return recorded[0][1].partition("_")[0]
 
 
@@ -902,17 +935,17 @@ def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[
         manifest.cells[cid].intent = Intent(new_token(), "local", now_iso())
     if todo:
         ledger.save(manifest)
-    _crash_point("after-intent")
+    crash_point("after-intent")
 
     def started(task: LocalTask, job_id: str, folder: Path) -> None:
-        _crash_point("after-sbatch")
+        crash_point("after-sbatch")
         by_id[task.cell_id].job_id = job_id
         rel = os.path.relpath(folder, path.parent.resolve())
         intent = manifest.cells[task.cell_id].intent
         token = intent.token if intent else ""
         manifest.record(task.cell_id, Attempt(job_id, "local", now_iso(), rel, token))
         ledger.save(manifest, task.cell_id, job_id)
-        _crash_point("after-record")
+        crash_point("after-record")
 
     with RunnerLock(path.parent):
         outcomes = run_local(tasks, max_parallel, started, on_tick, gpus=gpus) if tasks else []
