@@ -27,7 +27,13 @@ from aslhpc.analysis.analyze import Analysis, CollectOutput, h1_by_split
 from aslhpc.analysis.hypotheses import PAPER_VERDICTS, Verdict
 from aslhpc.analysis.leakage import gap_line
 from aslhpc.analysis.reference import REFERENCE_LABEL
-from aslhpc.analysis.tables import gpu_label, main_split_kind
+from aslhpc.analysis.tables import (
+    comparison_tables,
+    configs_line,
+    gpu_label,
+    main_split_kind,
+    reference_only,
+)
 from aslhpc.analysis.verdicts import paper_verdicts
 
 #: the study's epochs per cell; fewer make accuracies (and H1/H3) incomparable to its results
@@ -357,7 +363,12 @@ def summary_input(a: Analysis, reference: Analysis | None = None) -> SummaryInpu
 
 def print_full(console: Console, out: CollectOutput) -> None:
     """Every table, as ``collect --verbose`` prints them (report.md holds the same)."""
-    print_analysis(console, out.analysis, out.comparison)
+    comparison: dict[int, pd.DataFrame] = {}
+    if out.reference is not None:  # the configurations both ran; the reference's others in one line
+        comparison = comparison_tables(out.analysis.summary, out.reference.summary, not_run=False)
+    print_analysis(console, out.analysis, comparison)
+    if out.reference is not None and (missing := reference_only(out.analysis.summary, out.reference.summary)):
+        console.print(Text(f"{REFERENCE_LABEL}, not run here: {configs_line(missing)}"))
     if out.analysis.gap is not None and (line := gap_line(out.analysis.gap, h1_by_split(out.analysis))):
         console.print(Text(line))
     if out.reference is not None:

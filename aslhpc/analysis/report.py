@@ -24,8 +24,14 @@ from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE
 from aslhpc.analysis.stats import SINGLE_RUN_NOTE
 from aslhpc.analysis.tables import (
     breakdown_view,
+    comparison_tables,
+    configs_line,
+    details_view,
     has_breakdown,
-    summary_view,
+    main_view,
+    memory_column,
+    reference_only,
+    shared_settings,
     to_markdown,
 )
 from aslhpc.analysis.verdicts import (
@@ -259,16 +265,42 @@ def _tables_md(a: Analysis) -> list[str]:
         lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
     if a.label != REFERENCE_LABEL and a.tables:
         lines += [ACCURACY_NOTE, "", MEMORY_NOTE, ""]
-    lines += [
+    return lines + _configurations_md(a)
+
+
+def _configurations_md(a: Analysis) -> list[str]:
+    """Every configuration in two tables a reader can take in: the figures that decide the study, then
+    the detail (throughput, scaling, utilisation, memory per GPU); what all rows share is said once."""
+    shared = shared_settings(a.summary, a.cells)
+    _, mem_label = memory_column(a.summary)
+    lines = [
         "## All configurations",
         "",
-        "Speed-up is over the 1-GPU time at the same batch size; efficiency = T1 / (N · TN); GPU-hours = "
-        "exec time × GPUs used / 3600; GPU util = NVML's mean utilisation over the GPUs used. Every number: "
-        "`summary.csv` (per configuration) and `cells.csv` (per cell).",
+        *([f"All configurations: {', '.join(shared)}.", ""] if shared else []),
+        "`runs` = completed/expected; exec time and test accuracy carry their interval (± over repeats; "
+        "a single run's accuracy `[a, b]`, the interval on its test images); "
+        f"`{mem_label}` sums the peaks over the GPUs used (`NA`: ran on no GPU); GPU-hours = exec time × "
+        "GPUs used / 3600 (a CPU fallback: the GPUs requested, marked). Every number: `summary.csv` (per "
+        "configuration) and `cells.csv` (per cell).",
         "",
-        to_markdown(summary_view(a.summary), index=False),
+        to_markdown(main_view(a.summary), index=False),
         "",
     ]
+    if a.label == REFERENCE_LABEL:
+        return lines
+    details, unmeasured = details_view(a.summary)
+    if len(details):
+        lines += [
+            "### Throughput, scaling and memory detail",
+            "",
+            "Speed-up is over the 1-GPU time at the same batch size; efficiency = T1 / (N · TN); GPU util = "
+            "NVML's mean utilisation over the GPUs used; per-process per GPU = the cell's own process on "
+            "each GPU; device-wide = every process on those GPUs. Where the time went is below."
+            + (f" Not measured in any configuration: {', '.join(unmeasured)}." if unmeasured else ""),
+            "",
+            to_markdown(details, index=False),
+            "",
+        ]
     if note := cpu_fallback_note(a.summary):
         lines += [note, ""]
     return lines
@@ -458,8 +490,11 @@ def _reference_section(out: CollectOutput) -> list[str]:
         "compares per-process totals on both sides (the study's are nvidia-smi process readings).",
         "",
     ]
-    for bs, t in out.comparison.items():
+    for bs, t in comparison_tables(out.analysis.summary, r.summary, not_run=False).items():
         lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
+    if missing := reference_only(out.analysis.summary, r.summary):
+        lines += [f"Not run here, so no rows above: {configs_line(missing)} ({len(missing)} of the "
+                  f"reference's {len(r.summary)} configurations).", ""]
     lines += [f"Verdicts recomputed from the {REFERENCE_LABEL}:", ""]
     return lines + [_verdicts_md(r.verdicts), "", f"Reference conclusions: {r.conclusions.text}", ""]
 
