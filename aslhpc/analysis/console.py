@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aslhpc.analysis.analyze import Analysis, CollectOutput, h1_by_split
+from aslhpc.analysis.compare import COMPARED_LABELS, ComparedOutput, comparison_view, configurations
 from aslhpc.analysis.hypotheses import PAPER_VERDICTS, Verdict
 from aslhpc.analysis.leakage import gap_line
 from aslhpc.analysis.reference import REFERENCE_LABEL
@@ -381,6 +382,33 @@ def print_full(console: Console, out: CollectOutput) -> None:
         )
         for v in out.reference.verdicts:
             console.print(f"{v.hypothesis} ({REFERENCE_LABEL}): {v.verdict} — {v.evidence}")
+
+
+def print_compared(console: Console, out: CollectOutput, verbose: bool = False) -> None:
+    """``collect --compare``: how many configurations both experiments completed and the range of the
+    time and accuracy differences (the table: report.md, or here with ``verbose``)."""
+    c = out.compared if isinstance(out, ComparedOutput) else None
+    if c is None:
+        return
+    this, other = c.labels()
+    head = f"Compared with {c.other_name} ({c.other_dir}): {len(c.both)} configuration(s) in both"
+    if len(c.both):
+        t = (c.both["exec_time_s_other"] / c.both["exec_time_s_this"] - 1) * 100
+        d = c.both["test_acc_other"] - c.both["test_acc_this"]
+        if t.notna().any():
+            head += f"; time {other} vs {this} {t.min():+.1f} % to {t.max():+.1f} %"
+        if d.notna().any():
+            head += f"; test accuracy {d.min():+.2f} to {d.max():+.2f} pp"
+    console.print(Text(head))
+    for side, frame in ((this, c.only_this), (other, c.only_other)):
+        if len(frame):
+            console.print(_indent(f"only in {side}: {configurations(frame)}"))
+    if verbose and len(c.both):  # one table per figure: the three side by side do not fit a terminal
+        view = comparison_view(c).set_index("batch")
+        keys = [k for k in view.columns if not any(k.startswith(label) for label in COMPARED_LABELS)]
+        for label in COMPARED_LABELS:
+            part = view[keys + [k for k in view.columns if k.startswith(label)]]
+            console.print(_rich_table(part, f"{label}: {this} vs {other}"))
 
 
 def print_scaling(console: Console, out: CollectOutput, verbose: bool = False) -> None:

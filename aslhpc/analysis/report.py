@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from aslhpc.analysis.analyze import Analysis, CollectOutput, cpu_fallback_note, recorded_settings
+from aslhpc.analysis.compare import ComparedOutput, comparison_view, configurations
 from aslhpc.analysis.console import STUDY_EPOCHS
 from aslhpc.analysis.leakage import (
     LEAK_FREE_LABEL,
@@ -499,6 +500,42 @@ def _reference_section(out: CollectOutput) -> list[str]:
     return lines + [_verdicts_md(r.verdicts), "", f"Reference conclusions: {r.conclusions.text}", ""]
 
 
+def _named(label: str, name: str, lead: str = "") -> str:
+    """What a column label stands for, before its path: "lead `name`, " where the label is not the
+    experiment's name, else "lead, " (or nothing)."""
+    named = " ".join(p for p in (lead, "" if label == name else f"`{name}`") if p)
+    return f"{named}, " if named else ""
+
+
+def _compare_md(out: CollectOutput) -> list[str]:
+    """This experiment beside another (``collect --compare``): the configurations both completed, then
+    those only one side has, in one line each."""
+    c = out.compared if isinstance(out, ComparedOutput) else None
+    if c is None:
+        return []
+    this, other = c.labels()
+    mem = "per-process" if c.memory == "total_proc_gb" else "device-wide"
+    lines = [
+        f"## Compared with the experiment `{c.other_name}`",
+        "",
+        f"`{this}`: {_named(this, c.this_name, 'this experiment')}`{c.this_dir}`; "
+        f"`{other}`: {_named(other, c.other_name)}`{c.other_dir}`; both measured by aslhpc and analysed "
+        f"alike (the peak memory is the {mem} total over the GPUs used). Per configuration both completed: "
+        f"each side's figure (mean ± interval over repeats) and Δ = `{other}` − `{this}`, "
+        f"relative to `{this}` for time and memory (< 0: `{other}` was faster / used less), in percentage "
+        "points for test accuracy; `(CPU)` = that side ran on the CPU.",
+        "",
+    ]
+    if len(c.both):
+        lines += [to_markdown(comparison_view(c), index=False), ""]
+    else:
+        lines += ["No configuration completed on both sides.", ""]
+    for side, frame in ((this, c.only_this), (other, c.only_other)):
+        if len(frame):
+            lines += [f"Only in `{side}`: {configurations(frame)}.", ""]
+    return lines
+
+
 def _holes_md(a: Analysis) -> list[str]:
     lines = ["## Holes", ""]
     if a.holes.empty:
@@ -541,7 +578,7 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
             rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
             lines += [f"![{key}]({rel.as_posix()})", ""]
     lines += _scaling_md(out, plot_paths.get("scaling")) + _recommendation_md(out)
-    lines += _verdicts_section(a) + _caveats_md(out) + _reference_section(out)
+    lines += _verdicts_section(a) + _caveats_md(out) + _reference_section(out) + _compare_md(out)
     lines += _holes_md(a) + _usage_md(out, usage_plot)
     return "\n".join(lines)
 
