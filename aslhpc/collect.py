@@ -18,6 +18,7 @@ from aslhpc.analysis import REFERENCE_LABEL, CollectOutput, default_reference_pa
 from aslhpc.api import live_states
 from aslhpc.cli import add_experiment, add_results, parser, run_cli
 from aslhpc.cli import console as cli_console
+from aslhpc.collecting import load_compared
 from aslhpc.errors import AslhpcError
 
 __all__ = ["CollectOutput", "live_states", "main"]
@@ -41,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="reference table in lad2020.csv format (default: results/reference/lad2020.csv)",
     )
+    p.add_argument("--compare", type=Path, metavar="OTHER_RESULTS_DIR",
+                   help="put another experiment beside this one in report.md: time, test accuracy and peak "
+                   "GPU memory per configuration both completed, with the difference (OTHER_RESULTS_DIR: "
+                   "its results folder, or the experiment's own folder)")
     p.add_argument("--out", type=Path, help="output directory of --reference-only (an experiment's report "
                                             "goes into its own folder)")
     p.add_argument(
@@ -117,6 +122,9 @@ def _check_flags(args: argparse.Namespace) -> None:
     if args.reference_only and args.experiment:
         raise AslhpcError("--reference-only analyses the 2020 figures alone; drop --experiment (or "
                           "--reference-only)")
+    if args.compare is not None and args.reference_only:
+        raise AslhpcError("--compare puts another experiment beside this one; --reference-only analyses the "
+                          "2020 figures alone: drop one")
     if args.out is not None and not args.reference_only:
         raise AslhpcError("--out is the output folder of --reference-only; an experiment's report goes into "
                           "its own folder (<results>/<experiment>/): drop --out")
@@ -153,7 +161,10 @@ def _collect(args: argparse.Namespace, console: Console) -> int:
         if args.results is None:  # an experiment file's own results folder holds its reference copy, if any
             ref_path = args.reference_file or default_reference_path(exp_dir.parent)
         ref = load_reference(ref_path) if args.reference or args.reference_file else None
-        out = api.collect(exp_dir, reference=ref, allow_mixed_splits=args.allow_mixed_splits,
+        other = None  # read (and its errors raised) before anything is written
+        if args.compare is not None:
+            other = load_compared(args.compare, allow_mixed_splits=args.allow_mixed_splits)
+        out = api.collect(exp_dir, reference=ref, compare=other, allow_mixed_splits=args.allow_mixed_splits,
                           plots=not args.no_plots, **common)
     ignored = out.analysis.cells.attrs.get("ignored") or []
     if ignored and not args.verbose:  # a note, not a result: stderr (--verbose lists them with the tables)

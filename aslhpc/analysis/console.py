@@ -24,10 +24,17 @@ from rich.table import Table
 from rich.text import Text
 
 from aslhpc.analysis.analyze import Analysis, CollectOutput, h1_by_split
+from aslhpc.analysis.compare import COMPARED_LABELS, ComparedOutput, comparison_view, configurations
 from aslhpc.analysis.hypotheses import PAPER_VERDICTS, Verdict
 from aslhpc.analysis.leakage import gap_line
 from aslhpc.analysis.reference import REFERENCE_LABEL
-from aslhpc.analysis.tables import gpu_label, main_split_kind
+from aslhpc.analysis.tables import (
+    comparison_tables,
+    configs_line,
+    gpu_label,
+    main_split_kind,
+    reference_only,
+)
 from aslhpc.analysis.verdicts import paper_verdicts
 
 #: the study's epochs per cell; fewer make accuracies (and H1/H3) incomparable to its results
@@ -357,7 +364,12 @@ def summary_input(a: Analysis, reference: Analysis | None = None) -> SummaryInpu
 
 def print_full(console: Console, out: CollectOutput) -> None:
     """Every table, as ``collect --verbose`` prints them (report.md holds the same)."""
-    print_analysis(console, out.analysis, out.comparison)
+    comparison: dict[int, pd.DataFrame] = {}
+    if out.reference is not None:  # the configurations both ran; the reference's others in one line
+        comparison = comparison_tables(out.analysis.summary, out.reference.summary, not_run=False)
+    print_analysis(console, out.analysis, comparison)
+    if out.reference is not None and (missing := reference_only(out.analysis.summary, out.reference.summary)):
+        console.print(Text(f"{REFERENCE_LABEL}, not run here: {configs_line(missing)}"))
     if out.analysis.gap is not None and (line := gap_line(out.analysis.gap, h1_by_split(out.analysis))):
         console.print(Text(line))
     if out.reference is not None:
@@ -370,6 +382,33 @@ def print_full(console: Console, out: CollectOutput) -> None:
         )
         for v in out.reference.verdicts:
             console.print(f"{v.hypothesis} ({REFERENCE_LABEL}): {v.verdict} — {v.evidence}")
+
+
+def print_compared(console: Console, out: CollectOutput, verbose: bool = False) -> None:
+    """``collect --compare``: how many configurations both experiments completed and the range of the
+    time and accuracy differences (the table: report.md, or here with ``verbose``)."""
+    c = out.compared if isinstance(out, ComparedOutput) else None
+    if c is None:
+        return
+    this, other = c.labels()
+    head = f"Compared with {c.other_name} ({c.other_dir}): {len(c.both)} configuration(s) in both"
+    if len(c.both):
+        t = (c.both["exec_time_s_other"] / c.both["exec_time_s_this"] - 1) * 100
+        d = c.both["test_acc_other"] - c.both["test_acc_this"]
+        if t.notna().any():
+            head += f"; time {other} vs {this} {t.min():+.1f} % to {t.max():+.1f} %"
+        if d.notna().any():
+            head += f"; test accuracy {d.min():+.2f} to {d.max():+.2f} pp"
+    console.print(Text(head))
+    for side, frame in ((this, c.only_this), (other, c.only_other)):
+        if len(frame):
+            console.print(_indent(f"only in {side}: {configurations(frame)}"))
+    if verbose and len(c.both):  # one table per figure: the three side by side do not fit a terminal
+        view = comparison_view(c).set_index("batch")
+        keys = [k for k in view.columns if not any(k.startswith(label) for label in COMPARED_LABELS)]
+        for label in COMPARED_LABELS:
+            part = view[keys + [k for k in view.columns if k.startswith(label)]]
+            console.print(_rich_table(part, f"{label}: {this} vs {other}"))
 
 
 def print_scaling(console: Console, out: CollectOutput, verbose: bool = False) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from aslhpc.analysis.analyze import Analysis, CollectOutput, cpu_fallback_note, recorded_settings
+from aslhpc.analysis.compare import ComparedOutput, comparison_view, configurations
 from aslhpc.analysis.console import STUDY_EPOCHS
 from aslhpc.analysis.leakage import (
     LEAK_FREE_LABEL,
@@ -24,8 +25,14 @@ from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE
 from aslhpc.analysis.stats import SINGLE_RUN_NOTE
 from aslhpc.analysis.tables import (
     breakdown_view,
+    comparison_tables,
+    configs_line,
+    details_view,
     has_breakdown,
-    summary_view,
+    main_view,
+    memory_column,
+    reference_only,
+    shared_settings,
     to_markdown,
 )
 from aslhpc.analysis.verdicts import (
@@ -259,16 +266,42 @@ def _tables_md(a: Analysis) -> list[str]:
         lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
     if a.label != REFERENCE_LABEL and a.tables:
         lines += [ACCURACY_NOTE, "", MEMORY_NOTE, ""]
-    lines += [
+    return lines + _configurations_md(a)
+
+
+def _configurations_md(a: Analysis) -> list[str]:
+    """Every configuration in two tables a reader can take in: the figures that decide the study, then
+    the detail (throughput, scaling, utilisation, memory per GPU); what all rows share is said once."""
+    shared = shared_settings(a.summary, a.cells)
+    _, mem_label = memory_column(a.summary)
+    lines = [
         "## All configurations",
         "",
-        "Speed-up is over the 1-GPU time at the same batch size; efficiency = T1 / (N · TN); GPU-hours = "
-        "exec time × GPUs used / 3600; GPU util = NVML's mean utilisation over the GPUs used. Every number: "
-        "`summary.csv` (per configuration) and `cells.csv` (per cell).",
+        *([f"All configurations: {', '.join(shared)}.", ""] if shared else []),
+        "`runs` = completed/expected; exec time and test accuracy carry their interval (± over repeats; "
+        "a single run's accuracy `[a, b]`, the interval on its test images); "
+        f"`{mem_label}` sums the peaks over the GPUs used (`NA`: ran on no GPU); GPU-hours = exec time × "
+        "GPUs used / 3600 (a CPU fallback: the GPUs requested, marked). Every number: `summary.csv` (per "
+        "configuration) and `cells.csv` (per cell).",
         "",
-        to_markdown(summary_view(a.summary), index=False),
+        to_markdown(main_view(a.summary), index=False),
         "",
     ]
+    if a.label == REFERENCE_LABEL:
+        return lines
+    details, unmeasured = details_view(a.summary)
+    if len(details):
+        lines += [
+            "### Throughput, scaling and memory detail",
+            "",
+            "Speed-up is over the 1-GPU time at the same batch size; efficiency = T1 / (N · TN); GPU util = "
+            "NVML's mean utilisation over the GPUs used; per-process per GPU = the cell's own process on "
+            "each GPU; device-wide = every process on those GPUs. Where the time went is below."
+            + (f" Not measured in any configuration: {', '.join(unmeasured)}." if unmeasured else ""),
+            "",
+            to_markdown(details, index=False),
+            "",
+        ]
     if note := cpu_fallback_note(a.summary):
         lines += [note, ""]
     return lines
@@ -458,10 +491,49 @@ def _reference_section(out: CollectOutput) -> list[str]:
         "compares per-process totals on both sides (the study's are nvidia-smi process readings).",
         "",
     ]
-    for bs, t in out.comparison.items():
+    for bs, t in comparison_tables(out.analysis.summary, r.summary, not_run=False).items():
         lines += [f"### Batch size {bs}", "", to_markdown(t), ""]
+    if missing := reference_only(out.analysis.summary, r.summary):
+        lines += [f"Not run here, so no rows above: {configs_line(missing)} ({len(missing)} of the "
+                  f"reference's {len(r.summary)} configurations).", ""]
     lines += [f"Verdicts recomputed from the {REFERENCE_LABEL}:", ""]
     return lines + [_verdicts_md(r.verdicts), "", f"Reference conclusions: {r.conclusions.text}", ""]
+
+
+def _named(label: str, name: str, lead: str = "") -> str:
+    """What a column label stands for, before its path: "lead `name`, " where the label is not the
+    experiment's name, else "lead, " (or nothing)."""
+    named = " ".join(p for p in (lead, "" if label == name else f"`{name}`") if p)
+    return f"{named}, " if named else ""
+
+
+def _compare_md(out: CollectOutput) -> list[str]:
+    """This experiment beside another (``collect --compare``): the configurations both completed, then
+    those only one side has, in one line each."""
+    c = out.compared if isinstance(out, ComparedOutput) else None
+    if c is None:
+        return []
+    this, other = c.labels()
+    mem = "per-process" if c.memory == "total_proc_gb" else "device-wide"
+    lines = [
+        f"## Compared with the experiment `{c.other_name}`",
+        "",
+        f"`{this}`: {_named(this, c.this_name, 'this experiment')}`{c.this_dir}`; "
+        f"`{other}`: {_named(other, c.other_name)}`{c.other_dir}`; both measured by aslhpc and analysed "
+        f"alike (the peak memory is the {mem} total over the GPUs used). Per configuration both completed: "
+        f"each side's figure (mean ± interval over repeats) and Δ = `{other}` − `{this}`, "
+        f"relative to `{this}` for time and memory (< 0: `{other}` was faster / used less), in percentage "
+        "points for test accuracy; `(CPU)` = that side ran on the CPU.",
+        "",
+    ]
+    if len(c.both):
+        lines += [to_markdown(comparison_view(c), index=False), ""]
+    else:
+        lines += ["No configuration completed on both sides.", ""]
+    for side, frame in ((this, c.only_this), (other, c.only_other)):
+        if len(frame):
+            lines += [f"Only in `{side}`: {configurations(frame)}.", ""]
+    return lines
 
 
 def _holes_md(a: Analysis) -> list[str]:
@@ -506,7 +578,7 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
             rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
             lines += [f"![{key}]({rel.as_posix()})", ""]
     lines += _scaling_md(out, plot_paths.get("scaling")) + _recommendation_md(out)
-    lines += _verdicts_section(a) + _caveats_md(out) + _reference_section(out)
+    lines += _verdicts_section(a) + _caveats_md(out) + _reference_section(out) + _compare_md(out)
     lines += _holes_md(a) + _usage_md(out, usage_plot)
     return "\n".join(lines)
 

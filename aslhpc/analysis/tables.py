@@ -370,10 +370,7 @@ def paper_tables(summary: pd.DataFrame) -> dict[int, pd.DataFrame]:
             rec["Exec. Time (secs)"] = (
                 r["state"] if hole else _cell(r, "exec_time_s", DECIMALS["exec_time_s"])
             )
-            dp = r.get("data_parallel")
-            rec["Data Parallel"] = (
-                r["state"] if hole else ("Yes" if dp is True else "No" if dp is False else "n/m")
-            )
+            rec["Data Parallel"] = r["state"] if hole else data_parallel_label(r)
             for col, label in (
                 ("train_acc", "Train Acc"),
                 ("val_acc", "Valid Acc"),
@@ -394,6 +391,18 @@ def paper_tables(summary: pd.DataFrame) -> dict[int, pd.DataFrame]:
             records.append(rec)
         tables[int(bs)] = pd.DataFrame.from_records(records).set_index("")
     return tables
+
+
+def data_parallel_label(r: pd.Series) -> str:
+    """"Yes", "No", or "No (why)" when the configuration asked for several GPUs and did not get them:
+    from the GPUs it recorded using (``gpus_used``), so a CPU fallback is not read as a design choice."""
+    dp = r.get("data_parallel")
+    label = "Yes" if dp is True else "No" if dp is False else "n/m"
+    used, asked = r.get("gpus_used"), r.get("gpus")
+    if dp is True or used is None or asked is None or not math.isfinite(used) or not used < asked:
+        return label
+    of = f"{int(used)} of {int(asked)} GPU{'' if asked == 1 else 's'} used"
+    return f"{label} (ran on CPU: {of})" if used == 0 else f"{label} ({of})"
 
 
 def _measured(summary: pd.DataFrame, col: str, positive: bool = False) -> bool:
@@ -466,6 +475,155 @@ def summary_view(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+#: the identity columns of a configuration, shown in the compact views only where they vary
+VARYING_KEYS = (("strategy", "strategy"), ("pipeline", "pipeline"), ("split_kind", "split"))
+
+#: at most this many columns in :func:`main_view` (batch, GPUs, 3 varying keys, runs, time, accuracy,
+#: memory, GPU-hours, state): the table must stay readable in a terminal and on GitHub
+MAIN_VIEW_MAX_COLUMNS = 11
+
+
+def _cpu_fallback(r: pd.Series) -> bool:
+    used = r.get("gpus_used")
+    return used is not None and math.isfinite(used) and used == 0 and r["gpus"] > 0
+
+
+def _gpus_label(r: pd.Series) -> str:
+    return str(int(r["gpus"])) + (" (ran on CPU)" if _cpu_fallback(r) else "")
+
+
+def _constant(summary: pd.DataFrame, col: str) -> str | None:
+    """The one value ``col`` takes in every row (None where it varies or is absent)."""
+    if col not in summary or summary.empty:
+        return None
+    vals = summary[col].astype(str).unique()
+    return str(vals[0]) if len(vals) == 1 else None
+
+
+def _finite(v: object) -> float | None:
+    """``v`` as a float, None where it is missing or not finite."""
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def acc_with_interval(r: pd.Series, col: str = "test_acc") -> str:
+    """An accuracy with its interval: ``mean ± hw`` over repeats, else ``value [a, b]`` (the block bootstrap
+    the verdicts used, or the Wilson interval on the test images), as the verdicts weigh it."""
+    mean = r.get(col, math.nan)
+    if mean is None or not math.isfinite(mean):
+        return "n/m"
+    if int(r.get("n", 0)) > 1:
+        return _cell(r, col, DECIMALS["acc"])
+    lo, hi = _finite(r.get(f"{col}_lo")), _finite(r.get(f"{col}_hi"))
+    n_test = _finite(r.get("n_test"))
+    if (lo is None or hi is None) and n_test is not None and n_test > 0:
+        a, b = wilson_interval(mean / 100.0, int(n_test), float(r.get("ci_level", 0.95) or 0.95))
+        lo, hi = 100.0 * a, 100.0 * b
+    if lo is None or hi is None:
+        return fmt(mean, math.nan, DECIMALS["acc"])
+    return f"{mean:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def memory_column(summary: pd.DataFrame) -> tuple[str, str]:
+    """(summary column, label) of the peak GPU memory the compact table shows: the per-process total (the
+    study's figure) where any configuration measured it, else the device-wide NVML total."""
+    if _measured(summary, "total_proc_gb"):
+        return "total_proc_gb", "peak GPU memory (GB, per-process total)"
+    return "total_gpu_gb", "peak GPU memory (GB, device-wide total)"
+
+
+def shared_settings(summary: pd.DataFrame, cells: pd.DataFrame | None = None) -> list[str]:
+    """What every configuration shares, said once above the compact tables instead of as a column of
+    identical values: strategy, pipeline, split, the epochs trained (from ``cells``) and the state."""
+    out = []
+    for col, label in VARYING_KEYS:
+        if (v := _constant(summary, col)) is not None:
+            out.append(f"{label} `{v}`")
+    if cells is not None and {"state", "epochs"} <= set(cells.columns):
+        epochs = pd.to_numeric(cells.loc[cells["state"] == COMPLETED, "epochs"], errors="coerce").dropna()
+        if len(epochs) and epochs.nunique() == 1:
+            out.append(f"{int(epochs.iloc[0])} epochs")
+    if (state := _constant(summary, "state")) is not None:
+        out.append(f"all {state}")
+    return out
+
+
+def _keys(summary: pd.DataFrame, r: pd.Series) -> dict[str, str]:
+    rec = {"batch": str(int(r["batch_size"])), "GPUs": _gpus_label(r)}
+    for col, label in VARYING_KEYS:
+        if col in summary and _constant(summary, col) is None:
+            rec[label] = str(r[col])
+    return rec
+
+
+def main_view(summary: pd.DataFrame) -> pd.DataFrame:
+    """The figures that decide the study, one row per configuration (holes show their state): runs,
+    exec time and test accuracy with their intervals, peak GPU memory, GPU-hours. Columns that would
+    hold one value in every row are left out (:func:`shared_settings` says them once)."""
+    mem_col, mem_label = memory_column(summary)
+    show_state = _constant(summary, "state") is None
+    records = []
+    for _, r in summary.iterrows():
+        rec = _keys(summary, r)
+        hole = int(r["n"]) == 0
+        rec["runs"] = f"{int(r['n'])}/{int(r['n_cells'])}"
+        rec["exec time (s)"] = str(r["state"]) if hole else _cell(r, "exec_time_s", DECIMALS["exec_time_s"])
+        rec["test acc (%)"] = str(r["state"]) if hole else acc_with_interval(r)
+        if hole:
+            rec[mem_label] = str(r["state"])
+        elif int(r["gpus"]) == 0 or _cpu_fallback(r):
+            rec[mem_label] = "NA"
+        else:
+            rec[mem_label] = _cell(r, mem_col, DECIMALS["gb"])
+        hours = _cell(r, "gpu_hours", 3) if not hole else str(r["state"])
+        rec["GPU-hours"] = hours + (" (requested)" if not hole and _cpu_fallback(r) else "")
+        if show_state:
+            rec["state"] = str(r["state"])
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+#: the detail table's figures: (summary column, label, decimals)
+DETAIL_VIEW = (
+    ("images_per_s", "images/s", 0),
+    ("speedup", "speed-up vs 1 GPU", 2),
+    ("efficiency", "efficiency T1/(N·TN)", 2),
+    ("gpu_util_pct", "GPU util (%)", 0),
+    ("total_gpu_gb", "device-wide total (GB)", 3),
+    ("data_device_gb", "data on GPU (GB)", 3),
+    ("val_acc", "valid acc (%)", 2),
+)
+
+
+def details_view(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rest of the per-configuration figures, for the configurations that completed: throughput,
+    scaling, utilisation, memory per GPU and device-wide, validation accuracy (and other splits' test
+    accuracy). Columns measured nowhere are dropped; their labels come back to be named once."""
+    done = summary[summary["n"] > 0]
+    extra = [f"test_acc_{k}" for k in other_split_kinds(summary) if f"test_acc_{k}" in summary.columns]
+    records = []
+    for _, r in done.iterrows():
+        rec = _keys(summary, r)
+        for col, label, dec in DETAIL_VIEW:
+            if col in summary:
+                rec[label] = _cell(r, col, dec)
+            if col == "gpu_util_pct":
+                rec["per-process per GPU (GB)"] = _per_gpu_proc(r)
+        if _cpu_fallback(r):
+            for label in ("speed-up vs 1 GPU", "efficiency T1/(N·TN)"):
+                rec[label] += " (CPU run)"
+        for c in extra:
+            rec[f"test acc {c[len('test_acc_') :]} (%)"] = _cell(r, c, 2) if math.isfinite(r[c]) else ""
+        records.append(rec)
+    frame = pd.DataFrame.from_records(records)
+    keys = {"batch", "GPUs", *(label for _, label in VARYING_KEYS)}
+    unmeasured = [c for c in frame.columns if c not in keys and frame[c].isin(["n/m", "NA", ""]).all()]
+    return frame.drop(columns=unmeasured), unmeasured
+
+
 #: the time breakdown's parts: (column, label)
 BREAKDOWN_PARTS = (
     ("time_data_wait_s", "waiting for data"),
@@ -517,13 +675,15 @@ def breakdown_view(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def comparison_tables(summary: pd.DataFrame, reference: pd.DataFrame) -> dict[int, pd.DataFrame]:
+def comparison_tables(summary: pd.DataFrame, reference: pd.DataFrame, *,
+                      not_run: bool = True) -> dict[int, pd.DataFrame]:
     """Per batch size: this run beside the published 2020 figures, matched on GPU count.
 
     Columns prefixed "2020" are the published reference (not measured by aslhpc);
     "time / 2020" < 1 means this run was faster. Memory compares per-process totals with per-process
     totals (``reference`` must carry the 2020 figures as ``gpu<i>_proc_gb``, see
-    ``report.reference_cells``).
+    ``report.reference_cells``). ``not_run=False`` leaves out the reference configurations this run
+    has no row for (:func:`reference_only` lists them; a batch size with none left has no table).
     """
     main = summary[summary["split_kind"] == main_split_kind(summary)]
     ref = reference.set_index(["batch_size", "gpus"])
@@ -537,11 +697,16 @@ def comparison_tables(summary: pd.DataFrame, reference: pd.DataFrame) -> dict[in
             if isinstance(ref_row, pd.DataFrame):
                 ref_row = ref_row.iloc[0]
             mine = ours[ours["gpus"] == n]
+            if mine.empty and not not_run:
+                continue
             if mine.empty:
                 mine = pd.DataFrame([{"gpus": n, "n": 0, "state": "not run", "strategy": "", "pipeline": ""}])
             for _, r in mine.iterrows():
                 has = int(r["n"]) > 0
-                rec = {"": row_label(int(n), _series_suffix(main, r) if not mine.empty and has else "")}
+                suffix = _series_suffix(main, r) if has else ""
+                if has and _cpu_fallback(r):
+                    suffix = ", ".join(p for p in (suffix, "ran on CPU") if p)
+                rec = {"": row_label(int(n), suffix)}
 
                 def mine_or_state(col: str, dec: int, r: pd.Series = r, has: bool = has) -> str:
                     return _cell(r, col, dec) if has else str(r["state"])
@@ -562,8 +727,35 @@ def comparison_tables(summary: pd.DataFrame, reference: pd.DataFrame) -> dict[in
                 rec["Test Acc"] = mine_or_state("test_acc", 2)
                 rec["2020 Test Acc"] = ref_val("test_acc", 2)
                 records.append(rec)
-        out[int(bs)] = pd.DataFrame.from_records(records).set_index("")
+        if records:
+            out[int(bs)] = pd.DataFrame.from_records(records).set_index("")
     return out
+
+
+def reference_only(summary: pd.DataFrame, reference: pd.DataFrame) -> list[tuple[int, int]]:
+    """(batch size, GPU count) of the reference configurations this run has no row for (not in its
+    matrix at all: a hole of this run is a row, with its state), sorted."""
+    main = summary[summary["split_kind"] == main_split_kind(summary)] if len(summary) else summary
+    ours = {(int(b), int(g)) for b, g in zip(main["batch_size"], main["gpus"], strict=True)}
+    theirs = {(int(b), int(g)) for b, g in zip(reference["batch_size"], reference["gpus"], strict=True)}
+    return sorted(theirs - ours)
+
+
+def _counts(gpus: Sequence[int]) -> str:
+    """GPU counts compactly: "1–4 GPUs", "3, 4 GPUs", "2 GPUs", "1 GPU"."""
+    gs = sorted(set(gpus))
+    if len(gs) == 1:
+        return gpu_label(gs[0])
+    run = gs == list(range(gs[0], gs[-1] + 1)) and len(gs) > 2
+    return (f"{gs[0]}–{gs[-1]}" if run else ", ".join(str(g) for g in gs)) + " GPUs"
+
+
+def configs_line(configs: Sequence[tuple[int, int]]) -> str:
+    """(batch size, GPUs) pairs in one phrase, by batch size: "b=128 × 3, 4 GPUs; b=512 × 1–4 GPUs"."""
+    by: dict[int, list[int]] = {}
+    for bs, g in configs:
+        by.setdefault(int(bs), []).append(int(g))
+    return "; ".join(f"b={bs} × {_counts(gs)}" for bs, gs in sorted(by.items()))
 
 
 def to_markdown(frame: pd.DataFrame, index: bool = True) -> str:
