@@ -6,7 +6,6 @@ pure functions), write the outputs and report.md, print the summary.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from aslhpc.analysis.analyze import (
     recorded_settings,
     reference_cells,
 )
-from aslhpc.analysis.compare import ComparedOutput, compare_experiments
+from aslhpc.analysis.compare import compare_experiments
 from aslhpc.analysis.console import (
     print_compared,
     print_full,
@@ -114,7 +113,7 @@ def load_compared(compare: Snapshot | str | Path, *, allow_mixed_splits: bool = 
 
 
 def _with_comparison(out: CollectOutput, snap: Snapshot, other: Snapshot,
-                     settings: dict[str, Any]) -> ComparedOutput:
+                     settings: dict[str, Any]) -> CollectOutput:
     """``out`` with ``other`` analysed alike and matched to it per configuration."""
     if other.exp_dir.resolve() == snap.exp_dir.resolve():
         raise AslhpcError(f"--compare {other.exp_dir} is the experiment being collected; give another "
@@ -122,8 +121,8 @@ def _with_comparison(out: CollectOutput, snap: Snapshot, other: Snapshot,
     theirs = analyze_snapshot(other, **settings).analysis
     compared = compare_experiments(out.analysis.summary, theirs.summary, this_name=snap.name,
                                    this_dir=snap.exp_dir, other_name=other.name, other_dir=other.exp_dir)
-    fields = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
-    return ComparedOutput(**fields, compared=compared)
+    out.compared = compared
+    return out
 
 
 def analyze_snapshot(snap: Snapshot, *, ci: float = 0.95, h1_threshold: float = 95.0,
@@ -133,7 +132,7 @@ def analyze_snapshot(snap: Snapshot, *, ci: float = 0.95, h1_threshold: float = 
     analysis = analyze(snap.cells, name=snap.name, ci=ci, h1_threshold=h1_threshold, h3_metric=h3_metric,
                        h4_r2=h4_r2, predictions=snap.predictions)
     return CollectOutput(exp_dir=snap.exp_dir, analysis=analysis, usage=snap.usage,
-                         recorded=recorded_settings(snap.results, analysis.cells))
+                         recorded=recorded_settings(snap.results, analysis.cells), rounds=list(snap.rounds))
 
 
 def collect_reference(

@@ -151,7 +151,7 @@ def decide(exp_dir: str | Path) -> Decision:
             manifest.ensure_cells(grown.cells())
         manifest.save(path)
     crash_point("round-decided")  # decision recorded, its cells not submitted yet: the next call submits them
-    out.rounds = [_round_dict(r) for r in rounds.rounds]
+    out.rounds = [r.record() for r in rounds.rounds]
     if stop:
         return Decision(STOPPED, last.round, f"round {last.round}: stopped: {stop}", plan, output=out)
     text = (f"round {last.round}: open: {', '.join(plan.open)}; round {last.round + 1} runs "
@@ -165,11 +165,6 @@ def _rounds_manifest(path: Path) -> Manifest:
         raise AslhpcError(f"{path.parent} was not submitted with --until-conclusive (its manifest has no "
                           "rounds); submit it with --until-conclusive first")
     return manifest
-
-
-def _round_dict(r: Round) -> dict:
-    return {"round": r.round, "started_at": r.started_at, "cells_added": list(r.cells), "decided": r.decided,
-            "open": list(r.open), "gpu_hours": r.gpu_hours, "outcome": r.outcome}
 
 
 def next_round(exp_dir: str | Path, options: SubmitOptions, out: Out = print) -> Decision:

@@ -42,6 +42,8 @@ class Snapshot:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
     usage: pd.DataFrame = field(default_factory=lambda: efficiency.efficiency_frame([]))
+    #: submit --until-conclusive's rounds, as verdicts.json lists them (empty without rounds)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -64,7 +66,8 @@ def load_snapshot(exp_dir: str | Path, states: Mapping[str, tuple[str, str]] | N
     predictions = {cid: f for cid, rec in done.items()
                    if (f := _predictions(rec.paths.root / paired.PREDICTIONS_FILE)) is not None}
     usage = usage_frame(manifest, results, use_sacct=accounting, run=run)
-    return Snapshot(exp_dir, cells, results, predictions, usage)
+    rounds = [r.record() for r in manifest.rounds.rounds] if manifest and manifest.rounds else []
+    return Snapshot(exp_dir, cells, results, predictions, usage, rounds)
 
 
 def load_matrix(exp_dir: str | Path, states: Mapping[str, tuple[str, str]] | None = None, *,

@@ -165,6 +165,9 @@ def test_the_round_chain_on_slurm_records_each_round_and_stops_at_max_rounds(
     assert m.rounds.rounds[-1].outcome.startswith("--max-rounds 2 spent")
     report = json.loads((results / "smoke" / "verdicts.json").read_text())
     assert report["rounds"][-1]["outcome"].startswith("--max-rounds 2 spent")
+    md = (results / "smoke" / "report.md").read_text()
+    assert "| 2 | g1-b32-r2, g1-b64-r2, g2-b32-r2 | H2, H4 |" in md
+    assert "Stopped after round 2: --max-rounds 2 spent; still open: H2, H4" in md
     rc, out, _ = run_submit(capsys, *next_args)  # the chain ended: calling it again changes nothing
     assert "--max-rounds 2 spent" in out and sorted(fake_slurm.glob("script_*.sh")) == before
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from aslhpc.analysis.compare import ExperimentComparison
 from aslhpc.analysis.hypotheses import Conclusions, conclusions
 from aslhpc.analysis.leakage import (
     LEAK_FREE,
@@ -129,6 +130,8 @@ class CollectOutput:
     #: the recommendation's settings: within this share of the fastest; the GPU-hour budget (None: none)
     within: float = 0.10
     budget_gpu_hours: float | None = None
+    #: collect --compare: this experiment against another, per configuration (None: no --compare)
+    compared: ExperimentComparison | None = None
     #: submit --until-conclusive: each round (cells added, verdicts still open, GPU-hours, why it stopped)
     rounds: list[dict[str, Any]] = field(default_factory=list)
 

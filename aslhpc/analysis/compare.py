@@ -10,12 +10,11 @@ configurations only one side completed, listed once. Reading the other experimen
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from aslhpc.analysis.analyze import CollectOutput
 from aslhpc.analysis.tables import (
     CONFIG_KEYS,
     DECIMALS,
@@ -58,13 +57,6 @@ class ExperimentComparison:
         if self.this_name != self.other_name:
             return self.this_name, self.other_name
         return "this", "other"
-
-
-@dataclass
-class ComparedOutput(CollectOutput):
-    """A collect's output with another experiment beside it (``collect --compare``)."""
-
-    compared: ExperimentComparison | None = field(default=None)
 
 
 def _done(summary: pd.DataFrame) -> pd.DataFrame:

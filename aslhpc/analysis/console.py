@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aslhpc.analysis.analyze import Analysis, CollectOutput, h1_by_split
-from aslhpc.analysis.compare import COMPARED_LABELS, ComparedOutput, comparison_view, configurations
+from aslhpc.analysis.compare import COMPARED_LABELS, comparison_view, configurations
 from aslhpc.analysis.hypotheses import PAPER_VERDICTS, Verdict
 from aslhpc.analysis.leakage import gap_line
 from aslhpc.analysis.reference import REFERENCE_LABEL
@@ -387,7 +387,7 @@ def print_full(console: Console, out: CollectOutput) -> None:
 def print_compared(console: Console, out: CollectOutput, verbose: bool = False) -> None:
     """``collect --compare``: how many configurations both experiments completed and the range of the
     time and accuracy differences (the table: report.md, or here with ``verbose``)."""
-    c = out.compared if isinstance(out, ComparedOutput) else None
+    c = out.compared
     if c is None:
         return
     this, other = c.labels()

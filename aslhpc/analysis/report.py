@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from aslhpc.analysis.analyze import Analysis, CollectOutput, cpu_fallback_note, recorded_settings
-from aslhpc.analysis.compare import ComparedOutput, comparison_view, configurations
+from aslhpc.analysis.compare import comparison_view, configurations
 from aslhpc.analysis.console import STUDY_EPOCHS
 from aslhpc.analysis.leakage import (
     LEAK_FREE_LABEL,
@@ -510,7 +510,7 @@ def _named(label: str, name: str, lead: str = "") -> str:
 def _compare_md(out: CollectOutput) -> list[str]:
     """This experiment beside another (``collect --compare``): the configurations both completed, then
     those only one side has, in one line each."""
-    c = out.compared if isinstance(out, ComparedOutput) else None
+    c = out.compared
     if c is None:
         return []
     this, other = c.labels()
@@ -578,7 +578,8 @@ def render_report(out: CollectOutput, plot_paths: dict[str, Path] | None = None)
             rel = p.relative_to(out.exp_dir) if p.is_relative_to(out.exp_dir) else p
             lines += [f"![{key}]({rel.as_posix()})", ""]
     lines += _scaling_md(out, plot_paths.get("scaling")) + _recommendation_md(out)
-    lines += _verdicts_section(a) + _caveats_md(out) + _reference_section(out) + _compare_md(out)
+    lines += _verdicts_section(a) + _rounds_md(out) + _caveats_md(out) + _reference_section(out)
+    lines += _compare_md(out)
     lines += _holes_md(a) + _usage_md(out, usage_plot)
     return "\n".join(lines)
 
@@ -604,6 +605,26 @@ def _recommendation_md(out: CollectOutput) -> list[str]:
             "the scaling model predicts (predictions.csv, labelled predicted); time is a cell's wall clock "
             "(Exec. Time), GPU-hours = GPUs × time / 3600.", "",
             *[f"- {line}" for line in rec.lines()], ""]
+
+
+def _rounds_md(out: CollectOutput) -> list[str]:
+    """submit --until-conclusive: each round's cells, what stayed open, its GPU-hours, why it stopped."""
+    if not out.rounds:
+        return []
+    lines = ["## Rounds (--until-conclusive)", "",
+             "Each round after the first ran one more repeat of just the configurations whose overlapping "
+             "intervals kept a verdict open. GPU-hours: exec time × GPUs of the round's completed cells.", "",
+             "| round | cells added | still open after it | GPU-hours |", "|---:|---|---|---:|"]
+    for r in out.rounds:
+        cells = ", ".join(r["cells_added"]) if r["round"] > 1 else f"{len(r['cells_added'])} (the matrix)"
+        still = ", ".join(r["open"]) or "none" if r["decided"] else "(not decided yet)"
+        hours = f"{r['gpu_hours']:.3g}" if r.get("gpu_hours") is not None else ""
+        lines.append(f"| {r['round']} | {cells} | {still} | {hours} |")
+    last = out.rounds[-1]
+    state = "decided" if last["decided"] else "running"
+    lines += ["", f"Stopped after round {last['round']}: {last['outcome']}" if last["outcome"] else
+              f"Round {last['round']} is {state}; the rounds go on.", ""]
+    return lines
 
 
 def _usage_md(out: CollectOutput, plot: Path | None = None) -> list[str]:

@@ -163,6 +163,12 @@ class Round:
     gpu_hours: Float | None = _doc("GPU-hours its cells spent (exec time x GPUs, completed cells)", None)
     outcome: Text = _doc("on the round the study stopped after: why ('' while it goes on)", "")
 
+    def record(self) -> dict[str, Any]:
+        """The round as verdicts.json lists it (``cells_added``: the cells it added)."""
+        return {"round": self.round, "started_at": self.started_at, "cells_added": list(self.cells),
+                "decided": self.decided, "open": list(self.open), "gpu_hours": self.gpu_hours,
+                "outcome": self.outcome}
+
 
 @dataclass
 class Rounds:
