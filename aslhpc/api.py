@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -41,9 +42,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from aslhpc.analysis import CollectOutput
+    from aslhpc.rounds import Decision
 
 __all__ = ["SubmitOptions", "cancel", "cell_logs", "collect", "collect_reference", "experiment_dir",
-           "experiment_file", "live_states", "load_experiment", "status", "submit"]
+           "experiment_file", "live_states", "load_experiment", "status", "submit", "submit_until_conclusive"]
 
 DEFAULT_RESULTS = "results"
 #: the record of every ``cancel`` of an experiment, one JSON line each, beside its manifest
@@ -119,6 +121,28 @@ def submit(spec: ExperimentSpec, options: SubmitOptions | None = None, out: Call
     :mod:`aslhpc.orchestration.submission`). The results folder is checked writable first."""
     ensure_writable_dir(spec.results, "results folder")
     return submit_experiment(spec, options or SubmitOptions(), out=out, on_local_tick=on_local_tick)
+
+
+def submit_until_conclusive(spec: ExperimentSpec, options: SubmitOptions | None = None, *,
+                            max_rounds: int = 3, budget_gpu_hours: float | None = None,
+                            out: Callable[[str], None] = print) -> Decision:
+    """``aslhpc submit --until-conclusive --wait``: rounds of one more repeat of just the configurations whose
+    overlapping intervals keep a verdict open, in the foreground, until none is left (:mod:`aslhpc.rounds`).
+    On SLURM each round's jobs are waited for here; the returned decision says why it stopped."""
+    from aslhpc.orchestration.submission import RoundPolicy
+    from aslhpc.rounds import run_rounds
+
+    ensure_writable_dir(spec.results, "results folder")
+    policy = RoundPolicy(max_rounds, budget_gpu_hours)
+    options = replace(options or SubmitOptions(), until=policy, chain=False)
+
+    def one_round(s: ExperimentSpec, o: SubmitOptions) -> SubmitResult:
+        result = submit_experiment(s, o, out=out)
+        while result.cluster == "slurm" and not experiment_status(result.manifest).all_ended:
+            time.sleep(30)  # polite to a shared controller
+        return result
+
+    return run_rounds(spec, options, out, submit=one_round)
 
 
 def status(exp_dir: str | Path) -> StatusReport:

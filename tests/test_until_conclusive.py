@@ -226,3 +226,17 @@ def test_next_round_on_an_experiment_without_rounds_says_so(fake_slurm: Path, da
     with pytest.raises(ConfigError):
         spec = load_spec(REPO_JOBS / "smoke.toml")
         ExperimentSpec.cells(spec.with_extra_repeats({"g1-b32": 10**6}))
+
+
+def test_a_local_smoke_run_until_conclusive_exits_0_and_lists_its_rounds(synth_root: Path, tmp_path: Path,
+                                                                         cache_dir: Path) -> None:
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "aslhpc.submit", "jobs/smoke.toml", "--data", str(synth_root), "--results",
+           str(results), "--cluster", "local", "--gpus", "1", "--batch-sizes", "16,32", "--epochs", "1",
+           "--max-parallel", "1", "--until-conclusive", "--max-rounds", "3", "--wait"]
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    rounds = json.loads((results / "smoke" / "verdicts.json").read_text())["rounds"]
+    assert rounds[0]["cells_added"] == ["g1-b16-r0", "g1-b32-r0"] and rounds[-1]["decided"]
+    assert rounds[-1]["outcome"] and rounds[-1]["outcome"] in " ".join(p.stdout.split())  # said why it stopped
+    assert len(rounds) <= 3
