@@ -238,5 +238,5 @@ def test_a_local_smoke_run_until_conclusive_exits_0_and_lists_its_rounds(synth_r
     assert p.returncode == 0, p.stdout + p.stderr
     rounds = json.loads((results / "smoke" / "verdicts.json").read_text())["rounds"]
     assert rounds[0]["cells_added"] == ["g1-b16-r0", "g1-b32-r0"] and rounds[-1]["decided"]
-    assert rounds[-1]["outcome"] and rounds[-1]["outcome"] in " ".join(p.stdout.split())  # said why it stopped
+    assert rounds[-1]["outcome"] and rounds[-1]["outcome"] in " ".join(p.stdout.split())  # says why
     assert len(rounds) <= 3
