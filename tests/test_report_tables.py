@@ -75,6 +75,9 @@ def test_reference_configurations_not_run_are_one_line(tmp_path):
     assert [r[""] for r in table] == ["Using 1GPU", "Using 2GPU"]
     assert table[0]["2020 Exec. Time (secs)"] == "2500.82"  # the reference stays labelled 2020
     assert "not run" in (exp / "comparison.csv").read_text()  # the CSV keeps every reference row
+    cmp_md = (exp / "comparison.md").read_text()  # comparison.md reads as the report's section does
+    assert "not run |" not in cmp_md and cmp_md.count("## Batch size") == 1
+    assert "Not run here, so no rows above: b=128 × 3, 4 GPUs; b=256 × 1–4 GPUs; b=512 × 1–4 GPUs." in cmp_md
 
 
 def test_a_cpu_fallback_says_why_it_was_not_data_parallel(tmp_path):

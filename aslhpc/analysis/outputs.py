@@ -18,6 +18,9 @@ from aslhpc.analysis.recommend import candidates, recommend
 from aslhpc.analysis.reference import REFERENCE_LABEL
 from aslhpc.analysis.report import render_report
 from aslhpc.analysis.tables import (
+    comparison_tables,
+    configs_line,
+    reference_only,
     summary_view,
     to_markdown,
 )
@@ -117,13 +120,16 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     if out.reference is not None:
         cmp_md = [f"# This run vs the {REFERENCE_LABEL}", ""]
         frames = []
-        for bs, t in out.comparison.items():
+        for bs, t in out.comparison.items():  # the CSV keeps every reference row ("not run" included)
             frames.append(
                 t.reset_index()
                 .rename(columns={"": "row"})
                 .assign(batch_size=bs, reference_source=REFERENCE_LABEL)
             )
+        for bs, t in comparison_tables(a.summary, out.reference.summary, not_run=False).items():
             cmp_md += [f"## Batch size {bs}", "", to_markdown(t), ""]
+        if missing := reference_only(a.summary, out.reference.summary):
+            cmp_md += [f"Not run here, so no rows above: {configs_line(missing)}.", ""]
         files["comparison.csv"] = atomic_write_text(
             d / "comparison.csv", pd.concat(frames).to_csv(index=False)
         )
