@@ -95,6 +95,30 @@ def csv_memory_names(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename(columns=names)
 
 
+def _write_comparison(out: CollectOutput, d: Path) -> dict[str, Path]:
+    """comparison.csv (every reference row, "not run" included) and comparison.md (as report.md shows it)."""
+    assert out.reference is not None
+    a = out.analysis
+    files: dict[str, Path] = {}
+    cmp_md = [f"# This run vs the {REFERENCE_LABEL}", ""]
+    frames = []
+    for bs, t in out.comparison.items():  # the CSV keeps every reference row ("not run" included)
+        frames.append(
+            t.reset_index()
+            .rename(columns={"": "row"})
+            .assign(batch_size=bs, reference_source=REFERENCE_LABEL)
+        )
+    for bs, t in comparison_tables(a.summary, out.reference.summary, not_run=False).items():
+        cmp_md += [f"## Batch size {bs}", "", to_markdown(t), ""]
+    if missing := reference_only(a.summary, out.reference.summary):
+        cmp_md += [f"Not run here, so no rows above: {configs_line(missing)}.", ""]
+    files["comparison.csv"] = atomic_write_text(
+        d / "comparison.csv", pd.concat(frames).to_csv(index=False)
+    )
+    files["comparison.md"] = atomic_write_text(d / "comparison.md", "\n".join(cmp_md))
+    return files
+
+
 def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
     """Write CSV/Markdown/JSON/PNG and report.md into ``out.exp_dir``, all atomically."""
     d = out.exp_dir
@@ -118,22 +142,7 @@ def write_outputs(out: CollectOutput, plots: bool = True) -> CollectOutput:
         md += [f"## Batch size {bs}", "", to_markdown(t), ""]
     files["tables.md"] = atomic_write_text(d / "tables.md", "\n".join(md))
     if out.reference is not None:
-        cmp_md = [f"# This run vs the {REFERENCE_LABEL}", ""]
-        frames = []
-        for bs, t in out.comparison.items():  # the CSV keeps every reference row ("not run" included)
-            frames.append(
-                t.reset_index()
-                .rename(columns={"": "row"})
-                .assign(batch_size=bs, reference_source=REFERENCE_LABEL)
-            )
-        for bs, t in comparison_tables(a.summary, out.reference.summary, not_run=False).items():
-            cmp_md += [f"## Batch size {bs}", "", to_markdown(t), ""]
-        if missing := reference_only(a.summary, out.reference.summary):
-            cmp_md += [f"Not run here, so no rows above: {configs_line(missing)}.", ""]
-        files["comparison.csv"] = atomic_write_text(
-            d / "comparison.csv", pd.concat(frames).to_csv(index=False)
-        )
-        files["comparison.md"] = atomic_write_text(d / "comparison.md", "\n".join(cmp_md))
+        files.update(_write_comparison(out, d))
     scaling_files, scaling_plot = write_scaling_outputs(out, plots)
     files.update(scaling_files)
     if a.label != REFERENCE_LABEL or out.predictions is not None:
