@@ -25,3 +25,8 @@ class ClusterError(AslhpcError):
 #: ``cell-before-first-checkpoint``, a cell's trainer) dies as a SIGKILL would (tests/test_submit_crash.py,
 #: tests/e2e/test_crash_safety.py). Never set outside tests.
 CRASH_ENV = "ASLHPC_TEST_CRASH_AT"
+#: Preemption tests only: the cell ids (comma-separated) whose trainer, right after epoch 1's checkpoint,
+#: waits up to :data:`HOLD_S` for the test's preemption signals, so they land mid-training however loaded
+#: the machine is, never after the last epoch (tests/e2e/test_requeue.py). Never set outside tests.
+HOLD_ENV = "ASLHPC_TEST_HOLD_AFTER_FIRST_CHECKPOINT"
+HOLD_S = 300.0

@@ -27,6 +27,7 @@ import platform
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from torch import nn
 from aslhpc import __version__
 from aslhpc.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from aslhpc.cellfiles import RESULT_SCHEMA, CellPaths
-from aslhpc.errors import CRASH_ENV, AslhpcError, DataError
+from aslhpc.errors import CRASH_ENV, HOLD_ENV, HOLD_S, AslhpcError, DataError
 from aslhpc.telemetry import Sampler, collect_provenance
 from aslhpc.telemetry.cellsummary import whole_cell
 from aslhpc.telemetry.provenance import run_slurm, run_versions
@@ -485,6 +486,18 @@ def record_epoch(cell: CellRun, model: Model, progress: Progress, tr: Stats, va:
         "best": progress.best, "best_state": progress.best_state, "exec_s": progress.exec_s,
         "train_s": progress.train_s, "train_images": progress.train_images, "started_at": progress.started_at,
         "amp_observed": sorted(progress.amp_observed), "memory_format": progress.memory_format})
+    _test_hold_after_first_checkpoint(cell.cell_id, epoch)
+
+
+def _test_hold_after_first_checkpoint(cell_id: str, epoch: int) -> None:
+    """Wait after epoch 1's checkpoint (at most :data:`aslhpc.errors.HOLD_S`) when a preemption test names
+    this cell in :data:`aslhpc.errors.HOLD_ENV`: its signals then interrupt this sleep, whatever the load. A
+    resumed attempt starts after epoch 1 and never waits."""
+    if epoch != 1 or cell_id not in os.environ.get(HOLD_ENV, "").split(","):
+        return
+    deadline = time.monotonic() + HOLD_S
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _test_crash_before_first_checkpoint(checkpoint: Path) -> None:

@@ -17,6 +17,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("slurm_cluster")]
 
 CELL = "g2-b32-ddp-r0"
 CHANCE = 100 / 29  # percent, 29 classes
+#: how long a cell may take to end: generous, for a loaded machine (a cell takes ~10 s on an idle one)
+WAIT_S = 300
 # smoke.toml's cluster, with a learning rate that learns the tiny generated set in 4 short epochs
 # (about 20 steps of 32 images), so "it learned" is a real check and a cell still ends in ~10 s.
 DDP_TOML = """
@@ -76,7 +78,7 @@ def one_node(cli, tiny_data: Path, job_file: Path, tmp_path_factory: pytest.Temp
     """2 tasks on one node, followed with ``submit --wait``; the reference for the two-node run."""
     results = tmp_path_factory.mktemp("one-node") / "results"
     p = cli.submit(job_file, "--data", tiny_data, "--results", results, "--wait", "--interval", "1",
-                   timeout=150)
+                   timeout=WAIT_S + 60)
     assert p.returncode == 0, p.stdout + p.stderr
     return finished_run(results, p.stdout)
 
@@ -111,7 +113,7 @@ def test_ddp_cell_spans_two_nodes_with_one_task_each(cli, tiny_data: Path, job_f
     p = cli.submit(job_file, "--data", tiny_data, "--results", results, "--gpus", "2", "--strategy", "ddp",
                    "--gpus-per-node", "1")
     assert p.returncode == 0, p.stdout + p.stderr
-    report = wait_ended(results / "ddp" / "manifest.json", timeout=90)
+    report = wait_ended(results / "ddp" / "manifest.json", timeout=WAIT_S)
     assert report.counts() == {"COMPLETED": 1}, report.rows
     run = finished_run(results)
     for line in ("--nodes=2", "--ntasks-per-node=1", "--gres=gpu:v100-sxm2:1"):
