@@ -8,9 +8,10 @@ inside the job (``slurm/cell_job.py``), as the launcher that set it up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 #: provenance["slurm"] key -> environment variable (all set by slurmd in the job's environment)
@@ -64,3 +65,21 @@ def granted_gpus(env: Mapping[str, str]) -> str:
 def node_name(env: Mapping[str, str] | None = None) -> str:
     """The node's name as SLURM knows it (what sinfo and squeue print), else the host name."""
     return (os.environ if env is None else env).get("SLURMD_NODENAME") or socket.gethostname()
+
+
+#: what a job inherits from the job that submitted it and srun/sbatch would read as their own input
+INHERITED_PREFIXES = ("SLURM_", "SBATCH_", "SRUN_", "SALLOC_")
+
+
+@contextlib.contextmanager
+def outside_this_job() -> Iterator[None]:
+    """Submit from inside a job as from a login shell: the job's own ``SLURM_*`` (and ``SBATCH_*``/``SRUN_*``)
+    variables are removed for the duration, so a job it submits does not inherit this job's allocation
+    (``--export=ALL`` copies them; srun in the new job would read e.g. this job's SLURM_MEM_PER_CPU)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith(INHERITED_PREFIXES)}
+    for k in saved:
+        del os.environ[k]
+    try:
+        yield
+    finally:
+        os.environ.update(saved)

@@ -240,3 +240,15 @@ def test_a_local_smoke_run_until_conclusive_exits_0_and_lists_its_rounds(synth_r
     assert rounds[0]["cells_added"] == ["g1-b16-r0", "g1-b32-r0"] and rounds[-1]["decided"]
     assert rounds[-1]["outcome"] and rounds[-1]["outcome"] in " ".join(p.stdout.split())  # says why
     assert len(rounds) <= 3
+
+
+def test_a_chain_step_submits_without_its_own_jobs_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aslhpc.slurmenv import outside_this_job
+
+    monkeypatch.setenv("SLURM_MEM_PER_CPU", "4000")
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setenv("SBATCH_PARTITION", "debug")
+    with outside_this_job():
+        assert not [k for k in os.environ if k.startswith(("SLURM_", "SBATCH_"))]
+        assert "PATH" in os.environ
+    assert os.environ["SLURM_MEM_PER_CPU"] == "4000" and os.environ["SBATCH_PARTITION"] == "debug"
