@@ -200,7 +200,7 @@ def run_rounds(spec: ExperimentSpec, options: SubmitOptions, out: Out = print,
         if result is None:
             return Decision(STOPPED, decision.round, "interrupted: submit again with --until-conclusive to "
                             "go on")
-        if result.cluster == "slurm" and options.chain:
+        if result.backend.queued and options.chain:
             return Decision(WAITING, decision.round, "the rounds go on on the cluster: the dependent job "
                             "decides after this round and submits the next")
         decision = decide(spec.experiment_dir)

@@ -44,6 +44,7 @@ from aslhpc.orchestration.arrays import (
     group_cells,
     is_submit_limit,
 )
+from aslhpc.orchestration.backend import BACKENDS, Backend, backend_for, resolve_cluster
 from aslhpc.orchestration.cellstate import (
     DAMAGED,
     NOT_SUBMITTED,
@@ -83,7 +84,6 @@ from aslhpc.slurm.cluster import (
     check_request,
     query_cluster,
     query_submit_limits,
-    slurm_installed,
     slurm_reachable,
 )
 from aslhpc.slurm.executor import (
@@ -104,7 +104,6 @@ from aslhpc.slurm.local import (
     local_problems,
     process_alive,
     run_local,
-    runner_alive,
     visible_gpus,
 )
 from aslhpc.states import CellState
@@ -114,7 +113,6 @@ if TYPE_CHECKING:
     from aslhpc.data import DatasetIndex
     from aslhpc.slurm.request import JobRequest
 
-CLUSTERS = ("auto", "slurm", "local")
 # TrainSettings fields that do not change what a cell computes: TrainConfig.identity()'s own set, less the
 # per-cell paths (out, cache_dir) that TrainSettings does not have
 _NOT_IDENTITY = NOT_IDENTITY & {f.name for f in fields(TrainSettings)}
@@ -179,30 +177,13 @@ class SubmitResult:
     arrays: list[str] = field(default_factory=list)  # the job arrays submitted (ids)
     collect_job: str = ""  # the dependent collect job submitted (submit --collect)
 
+    @property
+    def backend(self) -> Backend:
+        """Where the cells went: ask it (``runs_here``, ``queued``) rather than compare ``cluster``."""
+        return backend_for(self.cluster)
+
 
 # --------------------------------------------------------------------------- 1. validation
-
-
-def resolve_cluster(choice: str, reachable: Callable[[], tuple[bool, str]] = slurm_reachable,
-                    installed: Callable[[], bool] = slurm_installed) -> tuple[str, str]:
-    """('slurm' | 'local', why) for --cluster auto|slurm|local.
-
-    ``auto`` runs here only where SLURM is not installed at all: on a login node whose controller
-    is briefly down, training the whole matrix on the login node is the last thing anyone wants."""
-    if choice not in CLUSTERS:
-        raise ConfigError(f"--cluster {choice!r} is not valid; use one of {', '.join(CLUSTERS)}")
-    if choice == "local":
-        return "local", "--cluster local"
-    ok, why = reachable()
-    if ok:
-        return "slurm", ""
-    if choice == "slurm":
-        raise ClusterError(f"SLURM is not reachable ({why}); start it (scripts/minislurm.sh up) "
-                           "or use --cluster local")
-    if installed():
-        raise ClusterError(f"SLURM is installed here but not answering ({why}); submit again when it is "
-                           "back, or pass --cluster local to run the cells on this machine")
-    return "local", f"no SLURM here ({why})"
 
 
 def normalized_spec(spec: ExperimentSpec) -> ExperimentSpec:
@@ -301,18 +282,19 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
     warnings += _time_warnings(spec)
     if not any(p.startswith("cluster.preamble") for p in problems):
         problems += _preamble_problems(spec)
-    if cluster == "slurm":
+    queued = backend_for(cluster).queued  # the cells go to SLURM: its limits apply, not this machine's
+    if queued:
         p, w = _cluster_checks(spec, problems, query)
         problems += p
         warnings += w
-    if cluster == "slurm" or dry_run:  # the cells go to (or are written for) the cluster's gpu_type
+    if queued or dry_run:  # the cells go to (or are written for) the cluster's gpu_type
         found = v100_check(spec.cluster.gpu_type, spec.train.allow_cpu, (torch_info or torch_build)())
         if found is not None:
             kind, line = found
             (problems if kind == "problem" and not dry_run else warnings).append(line)
-    if index is not None and cluster == "slurm":
+    if index is not None and queued:
         warnings += host_memory_warnings(spec, len(index.files))
-    if cluster != "slurm" and not dry_run:
+    if not queued and not dry_run:
         problems += _local_machine_problems(spec, problems)
     problems += _earlier_run_problems(spec)
     return problems, warnings
@@ -411,10 +393,7 @@ def _earlier_run_problems(spec: ExperimentSpec) -> list[str]:
     if diffs:
         problems.append(f"{path.parent} already holds experiment {spec.name!r} with other settings "
                         f"({'; '.join(diffs)}); use --results DIR for a separate run")
-    ran_here = any(e.last and e.last.cluster == "local" for e in old.cells.values())
-    if ran_here and (r := runner_alive(path.parent)):
-        problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it "
-                        "to end or stop it before submitting again")
+    problems += [line for b in BACKENDS.values() if (line := b.still_running(old, path.parent))]
     return problems
 
 
@@ -564,7 +543,7 @@ def action_request(spec: ExperimentSpec, action: CellAction) -> JobRequest:
 def retry_caps(spec: ExperimentSpec, cluster: str, retry_failed: bool,
                query: Callable[[], ClusterInfo]) -> Caps | None:
     """The partition's limits for learning retries (None off SLURM; unknown limits if scontrol fails)."""
-    if cluster != "slurm" or not retry_failed:
+    if not backend_for(cluster).queued or not retry_failed:
         return None
     try:
         return partition_caps(query(), spec.cluster.partition, spec.cluster.gpu_type)
