@@ -24,11 +24,15 @@ from typing import Protocol
 
 from aslhpc.atomic import ensure_writable_dir
 from aslhpc.errors import ClusterError, ConfigError
+from aslhpc.orchestration.actions import CellAction, Out, SubmitOptions
+from aslhpc.orchestration.experiment import ExperimentSpec
+from aslhpc.orchestration.local_run import run_cells
 from aslhpc.orchestration.manifest import Attempt, Manifest
+from aslhpc.orchestration.slurm_submit import submit_cells, submit_collect_job
 from aslhpc.slurm.accounting import JobState, StateQuery
 from aslhpc.slurm.cluster import slurm_installed, slurm_reachable
 from aslhpc.slurm.executor import array_name, job_name
-from aslhpc.slurm.local import process_alive, runner_alive
+from aslhpc.slurm.local import process_alive, runner_alive, visible_gpus
 from aslhpc.states import CellState
 
 CLUSTERS = ("auto", "slurm", "local")
@@ -52,6 +56,33 @@ class AttemptView:
 
 
 @dataclass
+class SubmitRun:
+    """Everything a backend's :meth:`Backend.submit` needs beyond the cells to submit. ``live``: (cluster,
+    job id) of the cells' jobs live before this submit; ``outcome(cell_id)``: (completed, error line) of a
+    cell that ran here, judged from its own files (by submission, which reads cell records)."""
+
+    spec: ExperimentSpec
+    manifest: Manifest
+    path: Path
+    python: str
+    options: SubmitOptions
+    out: Out
+    outcome: Callable[[str], tuple[bool, str]]
+    why: str = ""  # why this backend was chosen ('' when SLURM answered)
+    live: list[tuple[str, str]] = field(default_factory=list)
+    on_tick: Callable[[], None] | None = None
+
+
+@dataclass
+class Submitted:
+    """What a backend's submit did beyond each action's job id."""
+
+    arrays: list[str] = field(default_factory=list)  # job arrays submitted (ids)
+    failed: list[str] = field(default_factory=list)  # cells that ran here and failed
+    collect_job: str = ""  # the dependent collect job (submit --collect / the round chain)
+
+
+@dataclass
 class Stopped:
     """What a backend's :meth:`Backend.cancel` stopped: SLURM job ids, local runner pids."""
 
@@ -67,6 +98,10 @@ class Backend(Protocol):
     name: str
     runs_here: bool
     queued: bool
+
+    def submit(self, run: SubmitRun, todo: list[CellAction]) -> Submitted:
+        """Submit (or run, and wait for) ``todo``: per batch, intents saved, jobs started, attempts saved."""
+        ...
 
     def observe(self, attempt: Attempt, view: AttemptView) -> tuple[JobState | None, str | None]:
         """(SLURM's answer, this machine's answer) for ``attempt``; the one that does not apply is None.
@@ -121,6 +156,16 @@ class SlurmBackend:
     runs_here = False
     queued = True
 
+    def submit(self, run: SubmitRun, todo: list[CellAction]) -> Submitted:
+        """Job arrays by shape (or a job per cell), then the dependent collect job when asked for."""
+        o = run.options
+        done = Submitted(arrays=submit_cells(run.spec, run.manifest, run.path, todo, run.python, run.out, o))
+        if o.collect or o.chain:
+            live = [job for cluster, job in run.live if cluster == self.name]
+            done.collect_job = submit_collect_job(run.spec, run.manifest, run.path, live, todo, run.python,
+                                                  run.out, next_round=o.chain)
+        return done
+
     def observe(self, attempt: Attempt, view: AttemptView) -> tuple[JobState | None, str | None]:
         """SLURM's answer for the attempt's job, if the job of that id is still ours (by its name)."""
         job = view.states.states.get(attempt.job_id)
@@ -150,6 +195,17 @@ class LocalBackend:
     name = "local"
     runs_here = True
     queued = False
+
+    def submit(self, run: SubmitRun, todo: list[CellAction]) -> Submitted:
+        """Run ``todo`` here, ``max_parallel`` at a time, each on its own of the visible GPUs; returns when
+        they (and any left running by a killed submit) have ended."""
+        gpus = visible_gpus() if todo else []
+        share = f", each on its own of GPUs {','.join(gpus)}" if gpus else ""
+        n = run.options.max_parallel
+        run.out(f"running {len(todo)} cell(s) on this machine, {n} at a time{share} "
+                f"({run.why or 'local'}); waiting for them (status works from another shell)")
+        failed = run_cells(run.spec, run.manifest, run.path, todo, n, run.on_tick, gpus, run.outcome)
+        return Submitted(failed=failed)
 
     def observe(self, attempt: Attempt, view: AttemptView) -> tuple[JobState | None, str | None]:
         """The controller process's state (None for a damaged cell: its folder is not read)."""
