@@ -25,19 +25,18 @@ from typing import Protocol
 from aslhpc.atomic import ensure_writable_dir
 from aslhpc.errors import ClusterError, ConfigError
 from aslhpc.orchestration.actions import CellAction, Out, SubmitOptions
+from aslhpc.orchestration.adoption import LOCAL_CONTROLLER, Reconciled, adopt_local, adopt_slurm
 from aslhpc.orchestration.experiment import ExperimentSpec
 from aslhpc.orchestration.local_run import run_cells
-from aslhpc.orchestration.manifest import Attempt, Manifest
+from aslhpc.orchestration.manifest import Attempt, Intent, Manifest
 from aslhpc.orchestration.slurm_submit import submit_cells, submit_collect_job
-from aslhpc.slurm.accounting import JobState, StateQuery
+from aslhpc.slurm.accounting import JobState, Runner, StateQuery
 from aslhpc.slurm.cluster import slurm_installed, slurm_reachable
 from aslhpc.slurm.executor import array_name, job_name
 from aslhpc.slurm.local import process_alive, runner_alive, visible_gpus
 from aslhpc.states import CellState
 
 CLUSTERS = ("auto", "slurm", "local")
-#: the command line of submitit's local controller process (``python -m submitit.local._local``)
-LOCAL_CONTROLLER = "submitit.local._local"
 #: why an array task that SLURM neither queues nor accounts for reads CANCELLED
 NEVER_STARTED = "cancelled before it started (SLURM keeps no record of an array task that never ran)"
 #: ``stop(job_ids)``: the command that stops SLURM jobs (scancel; tests replace it)
@@ -53,6 +52,17 @@ class AttemptView:
     cell_id: str
     states: StateQuery  # the one batched SLURM query of this status (empty off SLURM)
     damaged: bool = False  # the cell's files are damaged: nothing of this machine is read for it
+
+
+@dataclass(frozen=True)
+class Adopting:
+    """How the backends look for the jobs of interrupted submits: ``run`` runs SLURM's commands,
+    ``local_jobs(folder)`` finds this machine's controllers; ``whole_queue``: adopt live jobs the manifest
+    lost too (submit on SLURM)."""
+
+    run: Runner
+    local_jobs: Callable[[str], list[int]]
+    whole_queue: bool = False
 
 
 @dataclass
@@ -101,6 +111,12 @@ class Backend(Protocol):
 
     def submit(self, run: SubmitRun, todo: list[CellAction]) -> Submitted:
         """Submit (or run, and wait for) ``todo``: per batch, intents saved, jobs started, attempts saved."""
+        ...
+
+    def adopt(self, manifest: Manifest, experiment_dir: Path, intents: dict[str, Intent], done: Reconciled,
+              how: Adopting) -> None:
+        """Settle ``intents`` (this backend's, cell -> intent) that a killed submit left, in memory, into
+        ``done``: adopt the job it started, or drop the intent."""
         ...
 
     def observe(self, attempt: Attempt, view: AttemptView) -> tuple[JobState | None, str | None]:
@@ -166,6 +182,11 @@ class SlurmBackend:
                                                   run.out, next_round=o.chain)
         return done
 
+    def adopt(self, manifest: Manifest, experiment_dir: Path, intents: dict[str, Intent], done: Reconciled,
+              how: Adopting) -> None:
+        """Find each intent's job by its tag (squeue, else sacct); ``whole_queue``: lost live jobs too."""
+        adopt_slurm(manifest, experiment_dir, intents, done, run=how.run, whole_queue=how.whole_queue)
+
     def observe(self, attempt: Attempt, view: AttemptView) -> tuple[JobState | None, str | None]:
         """SLURM's answer for the attempt's job, if the job of that id is still ours (by its name)."""
         job = view.states.states.get(attempt.job_id)
@@ -206,6 +227,11 @@ class LocalBackend:
                 f"({run.why or 'local'}); waiting for them (status works from another shell)")
         failed = run_cells(run.spec, run.manifest, run.path, todo, n, run.on_tick, gpus, run.outcome)
         return Submitted(failed=failed)
+
+    def adopt(self, manifest: Manifest, experiment_dir: Path, intents: dict[str, Intent], done: Reconciled,
+              how: Adopting) -> None:
+        """Find each intent's controller process by its command line (it outlives a killed submit)."""
+        adopt_local(manifest, experiment_dir, intents, done, how.local_jobs)
 
     def observe(self, attempt: Attempt, view: AttemptView) -> tuple[JobState | None, str | None]:
         """The controller process's state (None for a damaged cell: its folder is not read)."""

@@ -15,14 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aslhpc.orchestration.actions import CellAction, Ledger, cell_job, crash_point, new_token
+from aslhpc.orchestration.adoption import LOCAL_CONTROLLER
 from aslhpc.orchestration.experiment import Cell, ExperimentSpec, job_request
 from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, now_iso
 from aslhpc.slurm.local import LocalTask, RunnerLock, process_alive, run_local
 
 #: the manifest's word for an attempt run here
 NAME = "local"
-#: the command line of submitit's local controller process
-LOCAL_CONTROLLER = "submitit.local._local"
 
 def local_job_folder(spec: ExperimentSpec, cell: Cell) -> Path:
     """submitit's local job folder: ``results/<exp>/jobs/<cell_id>/%j`` (one subfolder per process id)."""

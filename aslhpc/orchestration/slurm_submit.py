@@ -26,10 +26,10 @@ from aslhpc.orchestration.actions import (
     crash_point,
     new_token,
 )
+from aslhpc.orchestration.adoption import array_folder, cell_folder, finish_array_handoff, finish_handoff
 from aslhpc.orchestration.arrays import SUBMIT_LIMIT_WORDS, Patience, group_cells, is_submit_limit
 from aslhpc.orchestration.experiment import Cell, ExperimentSpec
 from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, now_iso
-from aslhpc.orchestration.reconcile import array_folder, cell_folder, finish_array_handoff, finish_handoff
 from aslhpc.orchestration.retry import request_record
 from aslhpc.slurm.accounting import job_comment, queued_jobs_named
 from aslhpc.slurm.cluster import SubmitLimits, query_submit_limits

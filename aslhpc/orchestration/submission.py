@@ -38,6 +38,7 @@ from aslhpc.atomic import read_json
 from aslhpc.errors import AslhpcError, ClusterError, ConfigError, DataError
 from aslhpc.orchestration.actions import CellAction, Ledger, Out, SubmitOptions, action_request
 from aslhpc.orchestration.actions import RoundPolicy as RoundPolicy  # re-exported: the Python API's name
+from aslhpc.orchestration.adoption import submit_lock
 from aslhpc.orchestration.backend import BACKENDS, Backend, SubmitRun, backend_for, resolve_cluster
 from aslhpc.orchestration.cellstate import (
     DAMAGED,
@@ -60,7 +61,7 @@ from aslhpc.orchestration.experiment import (
     validate_spec,
 )
 from aslhpc.orchestration.manifest import Attempt, Manifest, load_manifest, manifest_path
-from aslhpc.orchestration.reconcile import reconcile_manifest, submit_lock
+from aslhpc.orchestration.reconcile import reconcile_manifest
 from aslhpc.orchestration.retry import LEARNS, Caps, partition_caps, plan_retry
 from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES
 from aslhpc.slurm.cluster import ClusterInfo, JobShape, check_request, query_cluster, slurm_reachable
@@ -515,8 +516,9 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
     with experiment_lock(path.parent):
         manifest = load_manifest(path) or Manifest.new(spec)
         # an earlier submit died between sbatch and recording (or the manifest lost a job): adopt first
-        if manifest.pending() or (cluster == "slurm" and path.exists()):
-            adopted = reconcile_manifest(manifest, path.parent, whole_queue=cluster == "slurm")
+        queued = backend_for(cluster).queued  # a queue can hold jobs the manifest lost: look for them too
+        if manifest.pending() or (queued and path.exists()):
+            adopted = reconcile_manifest(manifest, path.parent, whole_queue=queued)
             if adopted.changed:
                 Ledger(path, []).save(manifest)
             for line in adopted.lines():
