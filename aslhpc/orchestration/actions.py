@@ -58,6 +58,8 @@ class SubmitOptions:
 
 @dataclass
 class CellAction:
+    """What the plan decided for one cell; the backend that submits it fills in ``job_id``."""
+
     cell: Cell
     action: str  # submit | retry | skip
     reason: str = ""

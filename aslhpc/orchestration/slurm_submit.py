@@ -1,11 +1,15 @@
 """SLURM's side of submit: cells as sbatch jobs, one job array per job shape, each recorded crash-safely.
 
-For each batch (a job array, or one cell's job with ``--no-array``): the intents are saved (one token,
-each cell's task index), then sbatch (the token in the job's ``--comment``), then the job ids, in one
-manifest write; a crash or a full disk at any step leaves either nothing submitted or an intent from
-which the next submit finds the job (:mod:`aslhpc.orchestration.reconcile`). sbatch refused for a submit
-limit is retried with backoff for at most ``submit_timeout_s``. Reached only through
-:class:`aslhpc.orchestration.backend.SlurmBackend`.
+Per cell: intent (a token) into the manifest, sbatch with the token in the job's ``--comment``, the job id
+into the manifest; a crash or a full disk at any step leaves either nothing submitted for the cell or an
+intent from which the next submit finds the job (:mod:`aslhpc.orchestration.reconcile`).
+
+Cells of one job shape go into one job array (:mod:`aslhpc.orchestration.arrays`): the intents of
+all its cells (one shared token, each with its task index) are written before the array's sbatch,
+all its task ids (``<array>_<task>``) right after, in one manifest write. ``--no-array`` keeps one
+job per cell; a group of one cell is a plain job. sbatch refused for a submit limit is retried with
+backoff for at most ``submit_timeout_s`` (:class:`~aslhpc.orchestration.arrays.Patience`).
+Reached only through :class:`aslhpc.orchestration.backend.SlurmBackend`.
 """
 
 from __future__ import annotations

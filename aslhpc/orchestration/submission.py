@@ -9,16 +9,15 @@ Order matters and is the point of this module:
    are skipped, failed ones are resubmitted only with ``retry_failed``, so a cell never has two
    live jobs;
 3. :func:`submit_experiment` first adopts the jobs of an interrupted earlier submit
-   (:mod:`aslhpc.orchestration.reconcile`), then submits (or renders for ``dry_run``) cell by cell:
-   intent (a token) into the manifest, sbatch with the token in the job's ``--comment``, the job id
-   into the manifest. A crash or a full disk at any step leaves either nothing submitted for the cell
-   or an intent from which the next submit finds the job: never a second live job.
+   (:mod:`aslhpc.orchestration.reconcile`), then hands the cells to submit to the backend the cluster
+   resolved to (:func:`~aslhpc.orchestration.backend.backend_for`: SLURM or this machine), or renders
+   them for ``dry_run``. A backend writes each cell's intent (a token) into the manifest before it starts
+   the cell's job and the job id right after: a crash or a full disk at any step leaves either nothing
+   submitted for the cell or an intent from which the next submit finds the job: never a second live job.
 
-Cells of one job shape go into one job array (:mod:`aslhpc.orchestration.arrays`): the intents of
-all its cells (one shared token, each with its task index) are written before the array's sbatch,
-all its task ids (``<array>_<task>``) right after, in one manifest write. ``--no-array`` keeps one
-job per cell; a group of one cell is a plain job. sbatch refused for a submit limit is retried with
-backoff for at most ``submit_timeout_s`` (:class:`~aslhpc.orchestration.arrays.Patience`).
+On SLURM, cells of one job shape go into one job array (:mod:`aslhpc.orchestration.slurm_submit`); here,
+they run through submitit's LocalExecutor (:mod:`aslhpc.orchestration.local_run`). Nothing in this module
+compares the backend's name: it asks the backend.
 
 Tests kill submit between those steps through :data:`CRASH_ENV` (see
 :func:`aslhpc.orchestration.actions.crash_point`).
