@@ -29,9 +29,16 @@ from aslhpc.orchestration.adoption import LOCAL_CONTROLLER, Reconciled, adopt_lo
 from aslhpc.orchestration.experiment import ExperimentSpec
 from aslhpc.orchestration.local_run import run_cells
 from aslhpc.orchestration.manifest import Attempt, Intent, Manifest
+from aslhpc.orchestration.requestchecks import (
+    TorchBuild,
+    cluster_checks,
+    host_memory_warnings,
+    local_machine_problems,
+    v100_check,
+)
 from aslhpc.orchestration.slurm_submit import submit_cells, submit_collect_job
 from aslhpc.slurm.accounting import JobState, Runner, StateQuery
-from aslhpc.slurm.cluster import slurm_installed, slurm_reachable
+from aslhpc.slurm.cluster import ClusterInfo, slurm_installed, slurm_reachable
 from aslhpc.slurm.executor import array_name, job_name
 from aslhpc.slurm.local import process_alive, runner_alive, visible_gpus
 from aslhpc.states import CellState
@@ -52,6 +59,27 @@ class AttemptView:
     cell_id: str
     states: StateQuery  # the one batched SLURM query of this status (empty off SLURM)
     damaged: bool = False  # the cell's files are damaged: nothing of this machine is read for it
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What a backend's checks of a submission see: the problems found so far (a request that cannot be
+    sized is not checked against the cluster), the dataset's image count (None: unreadable), a dry run
+    (only warns: it starts nothing), the SLURM probe and the torch the jobs will run."""
+
+    problems: list[str]
+    n_images: int | None
+    dry_run: bool
+    query: Callable[[], ClusterInfo]
+    torch_info: Callable[[], TorchBuild | None]
+
+    def v100(self, spec: ExperimentSpec) -> tuple[list[str], list[str]]:
+        """(problems, warnings) of the torch build on the cells' ``gpu_type`` (a dry run only warns)."""
+        found = v100_check(spec.cluster.gpu_type, spec.train.allow_cpu, self.torch_info())
+        if found is None:
+            return [], []
+        kind, line = found
+        return ([line], []) if kind == "problem" and not self.dry_run else ([], [line])
 
 
 @dataclass(frozen=True)
@@ -108,6 +136,10 @@ class Backend(Protocol):
     name: str
     runs_here: bool
     queued: bool
+
+    def check(self, spec: ExperimentSpec, ctx: CheckContext) -> tuple[list[str], list[str]]:
+        """(problems, warnings) of running ``spec``'s cells here, found without side effects."""
+        ...
 
     def submit(self, run: SubmitRun, todo: list[CellAction]) -> Submitted:
         """Submit (or run, and wait for) ``todo``: per batch, intents saved, jobs started, attempts saved."""
@@ -172,6 +204,16 @@ class SlurmBackend:
     runs_here = False
     queued = True
 
+    def check(self, spec: ExperimentSpec, ctx: CheckContext) -> tuple[list[str], list[str]]:
+        """The request against sinfo, the torch build on the cells' ``gpu_type``, a node's host memory."""
+        problems, warnings = cluster_checks(spec, ctx.problems, ctx.query)
+        p, w = ctx.v100(spec)
+        problems += p
+        warnings += w
+        if ctx.n_images is not None:
+            warnings += host_memory_warnings(spec, ctx.n_images)
+        return problems, warnings
+
     def submit(self, run: SubmitRun, todo: list[CellAction]) -> Submitted:
         """Job arrays by shape (or a job per cell), then the dependent collect job when asked for."""
         o = run.options
@@ -216,6 +258,13 @@ class LocalBackend:
     name = "local"
     runs_here = True
     queued = False
+
+    def check(self, spec: ExperimentSpec, ctx: CheckContext) -> tuple[list[str], list[str]]:
+        """This machine's GPUs and room for the cells; a dry run instead writes scripts for the cluster's
+        ``gpu_type`` (so judges the torch build there) and needs nothing here."""
+        if ctx.dry_run:
+            return ctx.v100(spec)
+        return local_machine_problems(spec, ctx.problems), []
 
     def submit(self, run: SubmitRun, todo: list[CellAction]) -> Submitted:
         """Run ``todo`` here, ``max_parallel`` at a time, each on its own of the visible GPUs; returns when

@@ -38,7 +38,14 @@ from aslhpc.errors import AslhpcError, ClusterError, ConfigError, DataError
 from aslhpc.orchestration.actions import CellAction, Ledger, Out, SubmitOptions, action_request
 from aslhpc.orchestration.actions import RoundPolicy as RoundPolicy  # re-exported: the Python API's name
 from aslhpc.orchestration.adoption import submit_lock
-from aslhpc.orchestration.backend import BACKENDS, Backend, SubmitRun, backend_for, resolve_cluster
+from aslhpc.orchestration.backend import (
+    BACKENDS,
+    Backend,
+    CheckContext,
+    SubmitRun,
+    backend_for,
+    resolve_cluster,
+)
 from aslhpc.orchestration.cellstate import (
     DAMAGED,
     NOT_SUBMITTED,
@@ -55,17 +62,18 @@ from aslhpc.orchestration.experiment import (
     SpecErrors,
     TrainSettings,
     job_request,
-    parse_mem_mb,
     parse_time_min,
     validate_spec,
 )
 from aslhpc.orchestration.manifest import Attempt, Manifest, load_manifest, manifest_path
 from aslhpc.orchestration.reconcile import reconcile_manifest
+from aslhpc.orchestration.requestchecks import TorchBuild, torch_build
+from aslhpc.orchestration.requestchecks import host_memory_warnings as host_memory_warnings  # re-exported
+from aslhpc.orchestration.requestchecks import v100_check as v100_check  # re-exported
 from aslhpc.orchestration.retry import LEARNS, Caps, partition_caps, plan_retry
 from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES
-from aslhpc.slurm.cluster import ClusterInfo, JobShape, check_request, query_cluster, slurm_reachable
+from aslhpc.slurm.cluster import ClusterInfo, query_cluster, slurm_reachable
 from aslhpc.slurm.executor import cell_command, default_python, render_sbatch
-from aslhpc.slurm.local import local_problems, visible_gpus
 from aslhpc.states import CellState
 from aslhpc.training.config import NOT_IDENTITY, TrainConfig
 
@@ -134,51 +142,6 @@ def kept_extra_repeats(spec: ExperimentSpec) -> ExperimentSpec:
     return replace(spec, extra_repeats=tuple(sorted(merged.items())))
 
 
-@dataclass(frozen=True)
-class TorchBuild:
-    """The torch the jobs will run (the submitting interpreter's): version, CUDA version (None: a CPU
-    build) and the GPU architectures it has kernels for (:func:`~aslhpc.telemetry.provenance.cuda_arch_list`:
-    read from the wheel where no GPU is visible, as on a login node)."""
-
-    version: str
-    cuda: str | None
-    arch_list: tuple[str, ...]
-
-
-def torch_build() -> TorchBuild | None:
-    """This interpreter's torch build; None if torch cannot be imported."""
-    try:
-        import torch
-
-        from aslhpc.telemetry.provenance import cuda_arch_list
-
-        return TorchBuild(str(torch.__version__), torch.version.cuda, tuple(cuda_arch_list(torch)))
-    except Exception:  # noqa: BLE001 - no torch here: nothing to check against
-        return None
-
-
-def v100_check(gpu_type: str, allow_cpu: bool, build: TorchBuild | None) -> tuple[str, str] | None:
-    """("problem" | "warning", line) when cells on a V100 ``gpu_type`` would run a torch without sm_70.
-
-    The pinned CUDA 13 torch has no Volta kernels, so on the paper's V100s every cell would queue, start
-    and fail (or, with ``allow_cpu``, fall back to the CPU). CPU builds and arch lists that say nothing
-    are not judged."""
-    from aslhpc.telemetry.provenance import v100_supported
-
-    if "v100" not in gpu_type.lower() or build is None or build.cuda is None:
-        return None
-    if v100_supported(list(build.arch_list)) is not False:
-        return None
-    head = f"torch {build.version} has no sm_70 (V100) kernels"
-    from aslhpc.orchestration.torchfix import v100_fix
-
-    fix = v100_fix()
-    if allow_cpu:
-        return "warning", (f"{head}: on {gpu_type} the cells will fall back to the CPU (allow_cpu); "
-                           f"{fix} to train on the GPUs")
-    return "problem", f"{head}: the cells would fail on {gpu_type}; {fix} or request another --gpu-type"
-
-
 def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = False,
                      query: Callable[[], ClusterInfo] = query_cluster,
                      torch_info: Callable[[], TorchBuild | None] | None = None,
@@ -194,20 +157,11 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
     warnings += _time_warnings(spec)
     if not any(p.startswith("cluster.preamble") for p in problems):
         problems += _preamble_problems(spec)
-    queued = backend_for(cluster).queued  # the cells go to SLURM: its limits apply, not this machine's
-    if queued:
-        p, w = _cluster_checks(spec, problems, query)
-        problems += p
-        warnings += w
-    if queued or dry_run:  # the cells go to (or are written for) the cluster's gpu_type
-        found = v100_check(spec.cluster.gpu_type, spec.train.allow_cpu, (torch_info or torch_build)())
-        if found is not None:
-            kind, line = found
-            (problems if kind == "problem" and not dry_run else warnings).append(line)
-    if index is not None and queued:
-        warnings += host_memory_warnings(spec, len(index.files))
-    if not queued and not dry_run:
-        problems += _local_machine_problems(spec, problems)
+    n_images = len(index.files) if index is not None else None
+    ctx = CheckContext(list(problems), n_images, dry_run, query, torch_info or torch_build)
+    p, w = backend_for(cluster).check(spec, ctx)  # where the cells go: its limits, its GPUs
+    problems += p
+    warnings += w
     problems += _earlier_run_problems(spec)
     return problems, warnings
 
@@ -260,37 +214,6 @@ def _preamble_problems(spec: ExperimentSpec) -> list[str]:
     return []
 
 
-def _cluster_checks(spec: ExperimentSpec, problems: list[str],
-                    query: Callable[[], ClusterInfo]) -> tuple[list[str], list[str]]:
-    """(problems, warnings) of the request against what sinfo says: partition, reservation, GPUs, CPUs,
-    memory. Malformed GPU counts or CPUs cannot be sized, but partition and reservation are still checked."""
-    c = spec.cluster
-    sizes = ("matrix.gpus", "matrix.repeats", "cluster.cpus_per_gpu", "cluster.gpus_per_node")
-    malformed = any(p.startswith(sizes) for p in problems)
-    shapes = [] if malformed else job_shapes(spec)
-    try:
-        info = query()
-    except (RuntimeError, OSError) as exc:
-        return [f"cannot query SLURM ({exc}); check `scontrol ping` or use --cluster local"], []
-    return check_request(info, partition=c.partition, reservation=c.reservation, gpu_type=c.gpu_type,
-                         jobs=shapes, account=c.account)
-
-
-def _local_machine_problems(spec: ExperimentSpec, problems: list[str]) -> list[str]:
-    """What this machine lacks to run the cells itself: the cells' GPUs (unless allow_cpu) and their
-    requests (only judged when nothing else is wrong)."""
-    found = []
-    if not problems:
-        found += local_problems([(c.cell_id, job_request(spec, c)) for c in spec.cells()], visible_gpus())
-    if not spec.train.allow_cpu:
-        have = _local_gpus()
-        need = max(spec.gpus, default=0)
-        if need > have:
-            found.append(f"cells need up to {need} GPUs but this machine has {have}; "
-                         f"pass --allow-cpu to run them on the CPU, or use --gpus up to {have}")
-    return found
-
-
 def _earlier_run_problems(spec: ExperimentSpec) -> list[str]:
     """An existing experiment directory that holds other settings, or a local run of it still going."""
     path = manifest_path(spec.results, spec.name)
@@ -307,64 +230,6 @@ def _earlier_run_problems(spec: ExperimentSpec) -> list[str]:
                         f"({'; '.join(diffs)}); use --results DIR for a separate run")
     problems += [line for b in BACKENDS.values() if (line := b.still_running(old, path.parent))]
     return problems
-
-
-def job_shapes(spec: ExperimentSpec) -> list[JobShape]:
-    """Each cell's per-node request, for the cluster checks; cells that cannot be laid out are left out
-    (validate_spec reports them)."""
-    c = spec.cluster
-    shapes = []
-    for cell in spec.cells():
-        try:
-            layout = spec.layout(cell)
-        except ConfigError:
-            continue
-        shapes.append(JobShape(cell.cell_id, layout.gpus_per_node, c.cpus_per_gpu * layout.gpus_per_node,
-                               _mem_mb(c.mem), layout.nodes))
-    return shapes
-
-
-def host_memory_warnings(spec: ExperimentSpec, n_images: int) -> list[str]:
-    """Warn when a node's ranks would hold more decoded images in host memory than ``cluster.mem`` grants.
-
-    The fast pipeline keeps each rank's decoded split in host memory (pinned) when it does not fit on its
-    GPU, and every DDP rank holds its own copy: 4 ranks of the full set at 150 px need ~21 GB against the
-    default 16G. Only a warning: on GPUs with room the data lives on the device instead."""
-    from aslhpc.training.pipelines import host_bytes_per_rank
-
-    mem_mb = _mem_mb(spec.cluster.mem)
-    if spec.train.pipeline != "fast" or not mem_mb:
-        return []
-    per_rank = host_bytes_per_rank(n_images, spec.train.image_size)
-    worst = 0
-    for cell in spec.cells():
-        try:
-            worst = max(worst, spec.layout(cell).tasks_per_node)
-        except ConfigError:
-            continue
-    need_mb = per_rank * worst / 2**20
-    if need_mb <= 0.9 * mem_mb:
-        return []
-    want_gb = int(-(-need_mb * 1.25 // 1024))  # a quarter more for the process itself, rounded up
-    return [f"cells with {worst} rank(s) per node may hold {need_mb / 1024:.1f} GB of decoded images in host "
-            f"memory (fast pipeline, {n_images} images at {spec.train.image_size} px, one copy per rank) but "
-            f"cluster.mem={spec.cluster.mem}; use --mem {want_gb}G if the data does not fit on the GPUs"]
-
-
-def _mem_mb(mem: str) -> int:
-    try:
-        return parse_mem_mb(mem)
-    except ConfigError:
-        return 0
-
-
-def _local_gpus() -> int:
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except Exception:  # noqa: BLE001 - no torch / no driver: no GPUs
-        return 0
 
 
 # --------------------------------------------------------------------------- 2. planning
