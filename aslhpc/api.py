@@ -15,8 +15,6 @@ bad input, before any cluster time is spent. The CLIs are thin layers over these
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aslhpc.atomic import append_jsonl, ensure_writable_dir, remove_orphaned_temps
-from aslhpc.errors import ClusterError, ConfigError
+from aslhpc.errors import ConfigError
+from aslhpc.orchestration.backend import BACKENDS, Stop, backend_for
 from aslhpc.orchestration.cellstate import CellRow, StatusReport, experiment_status, read_manifest
 from aslhpc.orchestration.experiment import (
     ExperimentSpec,
@@ -138,7 +137,7 @@ def submit_until_conclusive(spec: ExperimentSpec, options: SubmitOptions | None 
 
     def one_round(s: ExperimentSpec, o: SubmitOptions) -> SubmitResult:
         result = submit_experiment(s, o, out=out)
-        while result.cluster == "slurm" and not experiment_status(result.manifest).all_ended:
+        while not result.backend.runs_here and not experiment_status(result.manifest).all_ended:
             time.sleep(30)  # polite to a shared controller
         return result
 
@@ -167,7 +166,7 @@ def interrupted_submissions(exp_dir: str | Path) -> dict[str, tuple[str, str]]:
         return {}
     exp = manifest.experiment
     names = {cid: array_name(exp) if i.task is not None else job_name(exp, cid) for cid, i in pending.items()}
-    slurm = any(i.cluster == "slurm" for i in pending.values())
+    slurm = any(backend_for(i.cluster).queued for i in pending.values())
     try:
         queued = queued_jobs_named(names.values()) if slurm else []
     except RuntimeError:
@@ -280,39 +279,27 @@ class Cancelled:
     cells: list[str] = field(default_factory=list)
 
 
-def _scancel(job_ids: list[str]) -> None:
-    try:
-        proc = subprocess.run(["scancel", *job_ids], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ClusterError(f"scancel could not run ({exc}); cancel by hand: scancel "
-                           f"{' '.join(job_ids)}") from None
-    if proc.returncode != 0:
-        said = " ".join((proc.stderr or proc.stdout).split()) or f"exit {proc.returncode}"
-        raise ClusterError(f"scancel refused ({said}); check squeue --me and cancel by hand")
-
-
-def cancel(exp_dir: str | Path, scancel: Callable[[list[str]], None] = _scancel) -> Cancelled:
+def cancel(exp_dir: str | Path, scancel: Stop | None = None) -> Cancelled:
     """Cancel every queued and running job of an experiment (its cells' and its collect job), and stop a
     local runner of it; recorded in ``cancelled.jsonl`` beside the manifest. status then shows the cells
-    CANCELLED, and ``submit --retry-failed`` resumes them (a cell resumes after its last finished epoch)."""
-    from aslhpc.slurm.local import runner_alive
+    CANCELLED, and ``submit --retry-failed`` resumes them (a cell resumes after its last finished epoch).
 
+    Each backend stops its own (``scancel``: the command that stops SLURM jobs, replaceable in tests)."""
     exp_dir = Path(exp_dir)
     report = status(exp_dir)
     done = Cancelled()
     live = [r for r in report.rows if r.state in LIVE and r.job_id]
-    done.jobs = sorted({r.job_id for r in live if r.cluster == "slurm"})
-    if report.collect is not None and report.collect.state in LIVE and report.collect.job_id:
-        done.jobs.append(report.collect.job_id)
+    jobs = {name: sorted({r.job_id for r in live if r.cluster == name}) for name in BACKENDS}
+    collect = report.collect
+    if collect is not None and collect.state in LIVE and collect.job_id:
+        jobs[backend_for(collect.cluster).name].append(collect.job_id)
     done.cells = [r.cell_id for r in live]
-    runner = runner_alive(exp_dir)
-    if done.jobs:
-        ensure_writable_dir(exp_dir, "experiment folder")  # the record is written after scancel
-        scancel(done.jobs)
-    if runner and runner.get("pid"):
-        os.kill(int(runner["pid"]), signal.SIGTERM)  # its cells are cancelled and recorded by the runner
-        done.local_pids.append(int(runner["pid"]))
-        done.cells += [r.cell_id for r in report.rows if r.cluster == "local" and r.state in LIVE]
+    for name, backend in BACKENDS.items():
+        stopped = backend.cancel(exp_dir, jobs[name], scancel)
+        done.jobs += stopped.jobs
+        done.local_pids += stopped.pids
+        if stopped.pids:  # a runner stopped: its cells are cancelled and recorded by the runner
+            done.cells += [r.cell_id for r in report.rows if r.cluster == name and r.state in LIVE]
     if done.jobs or done.local_pids:
         append_jsonl(exp_dir / CANCELLED_LOG, {"at": datetime.now(UTC).isoformat(timespec="seconds"),
                                                "jobs": done.jobs, "local_pids": done.local_pids,

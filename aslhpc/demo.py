@@ -27,6 +27,7 @@ from aslhpc import api
 from aslhpc.analysis import default_reference_path, load_reference
 from aslhpc.cli import ArgumentParser, add_version, one_line, run_cli
 from aslhpc.errors import AslhpcError
+from aslhpc.orchestration.backend import runs_here
 from aslhpc.orchestration.experiment import ExperimentSpec, find_job_file, load_spec
 from aslhpc.submit import python_command
 
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def header(per_class: int, epochs: int, gpus: tuple[int, ...], sizes: tuple[int, ...], cluster: str,
            classes: int = 29, model: str = "ladnet") -> str:
-    where = "on this machine's CPU unless it has GPUs" if cluster == "local" else "on SLURM"
+    where = "on this machine's CPU unless it has GPUs" if runs_here(cluster) else "on SLURM"
     return (
         f"aslhpc demo: a {per_class}-images-per-class generated dataset ({classes} classes), model {model}, "
         f"the '{EXPERIMENT}' "
@@ -74,7 +75,7 @@ def footer(cluster: str = "local", command: str = "") -> list[str]:
     """What to run next, each command on a line of its own (copyable whole at any width), spelled the
     way this shell can run it (``command``: this interpreter's aslhpc, see submit.python_command)."""
     run = command or python_command()
-    on_slurm = [] if cluster != "local" else [
+    on_slurm = [] if not runs_here(cluster) else [
         "- the same flow on SLURM (no cluster at hand? as root, the clone's scripts/minislurm.sh up brings a "
         "real one up on this machine):", f"    {run} demo --cluster slurm"]
     return [
@@ -155,7 +156,7 @@ def _submit_and_wait(spec: ExperimentSpec, cluster: str, console: Console) -> in
         for problem in getattr(exc, "problems", None) or [exc]:
             print(f"error: {one_line(problem)}", file=sys.stderr, flush=True)
         return 2
-    if result.cluster == "local":
+    if result.backend.runs_here:
         report = api.status(result.manifest.parent)
         console.print(render_table(report))
     else:

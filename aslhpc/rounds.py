@@ -27,13 +27,13 @@ from aslhpc.analysis.conclusive import RepeatPlan, plan_repeats
 from aslhpc.analysis.outputs import write_outputs
 from aslhpc.collecting import analyze_snapshot
 from aslhpc.errors import AslhpcError
+from aslhpc.orchestration.actions import crash_point
 from aslhpc.orchestration.cellstate import experiment_status
 from aslhpc.orchestration.experiment import ExperimentSpec
 from aslhpc.orchestration.manifest import MANIFEST, Manifest, Round, Rounds, load_manifest, now_iso
 from aslhpc.orchestration.submission import (
     SubmitOptions,
     SubmitResult,
-    crash_point,
     experiment_lock,
     submit_experiment,
 )
@@ -200,7 +200,7 @@ def run_rounds(spec: ExperimentSpec, options: SubmitOptions, out: Out = print,
         if result is None:
             return Decision(STOPPED, decision.round, "interrupted: submit again with --until-conclusive to "
                             "go on")
-        if result.cluster == "slurm" and options.chain:
+        if result.backend.queued and options.chain:
             return Decision(WAITING, decision.round, "the rounds go on on the cluster: the dependent job "
                             "decides after this round and submits the next")
         decision = decide(spec.experiment_dir)

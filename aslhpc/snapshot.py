@@ -22,6 +22,7 @@ import pandas as pd
 
 from aslhpc.analysis import efficiency, extras, matrix, paired
 from aslhpc.errors import AslhpcError
+from aslhpc.orchestration.backend import backend_for
 from aslhpc.orchestration.cellrecord import CellRecord, load_cells
 from aslhpc.orchestration.cellstate import derive_state, frame_state, one_line
 from aslhpc.orchestration.manifest import MANIFEST, Manifest, load_manifest
@@ -212,7 +213,7 @@ def usage_frame(manifest: Manifest | None, results: Mapping[str, Mapping[str, An
         return efficiency.efficiency_frame([])
     cells = {c.cell_id: c for c in spec.cells()}
     slurm_ids = {cid: e.last.job_id for cid, e in manifest.cells.items()
-                 if cid in results and e.last and e.last.cluster == "slurm"}
+                 if cid in results and e.last and backend_for(e.last.cluster).queued}
     acct = sacct_usage(slurm_ids.values(), run) if use_sacct and slurm_ids else {}
     usages = []
     for cid, res in results.items():

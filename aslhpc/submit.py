@@ -31,9 +31,10 @@ from aslhpc.cli import (
 from aslhpc.cli import console as cli_console
 from aslhpc.errors import AslhpcError
 from aslhpc.orchestration.arrays import DEFAULT_SUBMIT_TIMEOUT_S
+from aslhpc.orchestration.backend import CLUSTERS
 from aslhpc.orchestration.detach import is_detached_child, start_detached, strip_detach
 from aslhpc.orchestration.experiment import ExperimentSpec, Overrides, parse_int_list, parse_splits
-from aslhpc.orchestration.submission import CLUSTERS, RoundPolicy, SubmitOptions, SubmitResult
+from aslhpc.orchestration.submission import RoundPolicy, SubmitOptions, SubmitResult
 from aslhpc.training.config import PER_CELL, STRATEGIES
 
 DEFAULT_JOB = "lad2020"
@@ -269,7 +270,7 @@ def submit_and_show(spec: ExperimentSpec, options: SubmitOptions, console, *, wa
     _show_actions(result, console, live.shown)
     console.print(f"status: {status_command(result.experiment, spec.results)}", highlight=False,
                   soft_wrap=True)
-    if result.cluster == "local":
+    if result.backend.runs_here:
         from aslhpc.status import render_table
 
         report = api.status(result.manifest.parent)
@@ -311,7 +312,7 @@ def _show_actions(result: SubmitResult, console, live_shown: bool) -> None:  # n
         if a.submits and live_shown:
             continue  # the live table on screen has each cell's job and final state
         if a.submits:
-            ran = "ran" if result.cluster == "local" else "submitted"
+            ran = "ran" if result.backend.runs_here else "submitted"
             verb = "resubmitted" if a.action == "retry" else ran
             console.print(f"{a.cell.cell_id:<16} {verb:<11} job {a.job_id}" + (f" ({a.reason})" if a.reason
                                                                                else ""), highlight=False)
@@ -319,7 +320,7 @@ def _show_actions(result: SubmitResult, console, live_shown: bool) -> None:  # n
             console.print(f"{a.cell.cell_id:<16} skipped     {a.reason}", highlight=False)
     submitted = sum(a.submits for a in result.actions)
     arrays = f" (as {len(result.arrays)} job array(s): {', '.join(result.arrays)})" if result.arrays else ""
-    verb = "run locally" if result.cluster == "local" else "submitted"
+    verb = "run locally" if result.backend.runs_here else "submitted"
     console.print(f"{submitted} job(s) {verb}{arrays}; manifest {result.manifest}", highlight=False)
 
 

@@ -27,11 +27,13 @@ from pathlib import Path
 import pandas as pd
 
 from aslhpc.errors import ConfigError
+from aslhpc.orchestration.backend import NEVER_STARTED, AttemptView, backend_for
+from aslhpc.orchestration.backend import local_job_state as local_job_state  # re-exported: status uses it
 from aslhpc.orchestration.cellrecord import CellRecord, load_cell
 from aslhpc.orchestration.manifest import Attempt, Manifest, load_manifest
 from aslhpc.slurm.accounting import JobState, StateQuery, query_states
-from aslhpc.slurm.executor import array_name, job_name
-from aslhpc.slurm.local import process_alive, runner_alive
+from aslhpc.slurm.executor import job_name
+from aslhpc.slurm.local import runner_alive
 from aslhpc.states import DONE as DONE_STATES
 from aslhpc.states import ENDED as ENDED_STATES
 from aslhpc.states import FAILED as FAILED_STATES
@@ -184,7 +186,8 @@ def resolve_state(*, has_result: bool, error_time: str | None, attempt: Attempt 
         return COMPLETED
     if attempt is None:
         return PENDING if runner_pending else NOT_SUBMITTED
-    live = local if attempt.cluster == "local" else (job.state if job else None)
+    queued = backend_for(attempt.cluster).queued
+    live = (job.state if job else None) if queued else local
     if live in LIVE_STATES:
         return CellState(live)
     if error_is_current(error_time, attempt):  # an error.json of an earlier attempt (a retry) does not count
@@ -193,7 +196,7 @@ def resolve_state(*, has_result: bool, error_time: str | None, attempt: Attempt 
         return CellState(live)
     if live in DONE_STATES or live == ENDED:
         return FAILED  # the job ended "successfully" without result.json: something is wrong
-    if live is None and attempt.cluster == "slurm" and queue_read:
+    if live is None and queued and queue_read:
         return FAILED
     return UNKNOWN
 
@@ -243,18 +246,6 @@ def frame_state(state: str) -> str:
     A state as collect's frame spelt it before the one vocabulary: lower case; NOT_SUBMITTED is
     ``missing``. Kept, unchanged, until analysis/matrix.py's frame holds CellState values."""
     return "missing" if state == NOT_SUBMITTED else str(state).lower()
-
-
-def local_job_state(attempt: Attempt, experiment_dir: Path) -> CellState:
-    """RUNNING while submitit's local controller lives; ENDED once it wrote its result file; else CANCELLED.
-
-    The result file is a pickle and is never opened (anyone who can write the results directory
-    could plant one): whether the cell succeeded is what its own JSON files say."""
-    if attempt.job_id.isdigit() and process_alive(int(attempt.job_id), "submitit.local._local"):
-        return RUNNING
-    if (experiment_dir / attempt.folder / f"{attempt.job_id}_0_result.pkl").exists():
-        return ENDED
-    return CellState.CANCELLED  # the process is gone and left no result: killed
 
 
 def last_error_line(text: str) -> str:
@@ -336,7 +327,7 @@ def _explain(row: CellRow, rec: CellRecord, live: Live, reason: str) -> None:
         return
     row.log = str(rec.log)
     if not row.error:
-        lost = job is None and attempt.cluster == "slurm"
+        lost = job is None and backend_for(attempt.cluster).queued
         row.error = last_error_line(_tail(rec.log)) or (
             f"job {attempt.job_id} is no longer queued and SLURM has no record of how it ended; "
             "resubmit with --retry-failed" if lost else f"{row.state} (no error recorded; see the log)")
@@ -372,18 +363,6 @@ def _sacct_start(manifest: Manifest) -> str:
     return (created.astimezone() - dt.timedelta(days=1)).strftime("%Y-%m-%d")
 
 
-#: why an array task that SLURM neither queues nor accounts for reads CANCELLED
-NEVER_STARTED = "cancelled before it started (SLURM keeps no record of an array task that never ran)"
-
-
-def _never_started(attempt: Attempt, states: StateQuery) -> JobState | None:
-    """An array task cancelled while it waited leaves no accounting record at all (SLURM records a task
-    when it starts): with accounting on and squeue answering, a task in neither was cancelled pending."""
-    if states.source != "sacct" or not states.queue_read:
-        return None
-    return JobState(attempt.job_id, "CANCELLED", "CANCELLED", reason=NEVER_STARTED, source="sacct")
-
-
 def read_manifest(manifest_path: Path) -> Manifest:
     manifest = load_manifest(manifest_path)
     if manifest is None:
@@ -401,7 +380,8 @@ def experiment_status(manifest_path: str | Path,
     manifest_path = Path(manifest_path)
     manifest = read_manifest(manifest_path)
     exp_dir = manifest_path.parent
-    slurm_ids = [e.last.job_id for e in manifest.cells.values() if e.last and e.last.cluster == "slurm"]
+    slurm_ids = [e.last.job_id for e in manifest.cells.values()
+                 if e.last and backend_for(e.last.cluster).queued]
     if manifest.collect is not None:
         slurm_ids.append(manifest.collect.job_id)  # the same one sacct call
     if slurm_ids:
@@ -414,17 +394,10 @@ def experiment_status(manifest_path: str | Path,
     for entry in manifest.cells.values():
         rec = load_cell(exp_dir, entry.cell_id, entry, manifest.spec)
         attempt, job, local = entry.last, None, None
-        if attempt is not None and attempt.cluster == "slurm":
-            job = states.states.get(attempt.job_id)
-            ours = ("", array_name(manifest.experiment) if attempt.array_id else
-                    job_name(manifest.experiment, entry.cell_id))
-            if job is not None and job.name not in ours:
-                job = None  # the id now belongs to someone else's job (SLURM restarted its ids): ours is gone
-            if job is None and attempt.array_id:
-                job = _never_started(attempt, states)
-        elif attempt is not None and attempt.cluster == "local" and not rec.damaged:
+        if attempt is not None:
+            view = AttemptView(manifest.experiment, exp_dir, entry.cell_id, states, bool(rec.damaged))
             try:
-                local = local_job_state(attempt, exp_dir)
+                job, local = backend_for(attempt.cluster).observe(attempt, view)
             except OSError as exc:  # jobs/<cell> unreadable (chmod 000): this cell only
                 why = exc.strerror or type(exc).__name__
                 rec.damaged = f"{attempt.folder}: unreadable ({why}); fix its permissions"

@@ -9,18 +9,18 @@ Order matters and is the point of this module:
    are skipped, failed ones are resubmitted only with ``retry_failed``, so a cell never has two
    live jobs;
 3. :func:`submit_experiment` first adopts the jobs of an interrupted earlier submit
-   (:mod:`aslhpc.orchestration.reconcile`), then submits (or renders for ``dry_run``) cell by cell:
-   intent (a token) into the manifest, sbatch with the token in the job's ``--comment``, the job id
-   into the manifest. A crash or a full disk at any step leaves either nothing submitted for the cell
-   or an intent from which the next submit finds the job: never a second live job.
+   (:mod:`aslhpc.orchestration.reconcile`), then hands the cells to submit to the backend the cluster
+   resolved to (:func:`~aslhpc.orchestration.backend.backend_for`: SLURM or this machine), or renders
+   them for ``dry_run``. A backend writes each cell's intent (a token) into the manifest before it starts
+   the cell's job and the job id right after: a crash or a full disk at any step leaves either nothing
+   submitted for the cell or an intent from which the next submit finds the job: never a second live job.
 
-Cells of one job shape go into one job array (:mod:`aslhpc.orchestration.arrays`): the intents of
-all its cells (one shared token, each with its task index) are written before the array's sbatch,
-all its task ids (``<array>_<task>``) right after, in one manifest write. ``--no-array`` keeps one
-job per cell; a group of one cell is a plain job. sbatch refused for a submit limit is retried with
-backoff for at most ``submit_timeout_s`` (:class:`~aslhpc.orchestration.arrays.Patience`).
+On SLURM, cells of one job shape go into one job array (:mod:`aslhpc.orchestration.slurm_submit`); here,
+they run through submitit's LocalExecutor (:mod:`aslhpc.orchestration.local_run`). Nothing in this module
+compares the backend's name: it asks the backend.
 
-Tests kill submit between those steps through :data:`CRASH_ENV` (see :func:`crash_point`).
+Tests kill submit between those steps through :data:`CRASH_ENV` (see
+:func:`aslhpc.orchestration.actions.crash_point`).
 """
 
 from __future__ import annotations
@@ -28,21 +28,23 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import secrets
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aslhpc.atomic import read_json
-from aslhpc.errors import CRASH_ENV, AslhpcError, ClusterError, ConfigError, DataError
-from aslhpc.orchestration.arrays import (
-    DEFAULT_SUBMIT_TIMEOUT_S,
-    SUBMIT_LIMIT_WORDS,
-    Patience,
-    group_cells,
-    is_submit_limit,
+from aslhpc.errors import AslhpcError, ClusterError, ConfigError, DataError
+from aslhpc.orchestration.actions import CellAction, Ledger, Out, SubmitOptions, action_request
+from aslhpc.orchestration.actions import RoundPolicy as RoundPolicy  # re-exported: the Python API's name
+from aslhpc.orchestration.adoption import submit_lock
+from aslhpc.orchestration.backend import (
+    BACKENDS,
+    Backend,
+    CheckContext,
+    SubmitRun,
+    backend_for,
+    resolve_cluster,
 )
 from aslhpc.orchestration.cellstate import (
     DAMAGED,
@@ -60,111 +62,27 @@ from aslhpc.orchestration.experiment import (
     SpecErrors,
     TrainSettings,
     job_request,
-    parse_mem_mb,
     parse_time_min,
     validate_spec,
 )
-from aslhpc.orchestration.manifest import Attempt, Intent, Manifest, load_manifest, manifest_path, now_iso
-from aslhpc.orchestration.reconcile import (
-    array_folder,
-    cell_folder,
-    finish_array_handoff,
-    finish_handoff,
-    reconcile_manifest,
-    submit_lock,
-)
-from aslhpc.orchestration.retry import LEARNS, Caps, partition_caps, plan_retry, request_record
-from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES, job_comment, queued_jobs_named
-from aslhpc.slurm.cell_job import CellJob
-from aslhpc.slurm.cluster import (
-    ClusterInfo,
-    JobShape,
-    SubmitLimits,
-    check_request,
-    query_cluster,
-    query_submit_limits,
-    slurm_installed,
-    slurm_reachable,
-)
-from aslhpc.slurm.executor import (
-    ARRAY,
-    array_executor,
-    array_name,
-    cell_command,
-    default_python,
-    job_name,
-    private_dir,
-    render_sbatch,
-    slurm_executor,
-    stray_pickles,
-)
-from aslhpc.slurm.local import (
-    LocalTask,
-    RunnerLock,
-    local_problems,
-    process_alive,
-    run_local,
-    runner_alive,
-    visible_gpus,
-)
+from aslhpc.orchestration.manifest import Attempt, Manifest, load_manifest, manifest_path
+from aslhpc.orchestration.reconcile import reconcile_manifest
+from aslhpc.orchestration.requestchecks import TorchBuild, torch_build
+from aslhpc.orchestration.requestchecks import host_memory_warnings as host_memory_warnings  # re-exported
+from aslhpc.orchestration.requestchecks import v100_check as v100_check  # re-exported
+from aslhpc.orchestration.retry import LEARNS, Caps, partition_caps, plan_retry
+from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES
+from aslhpc.slurm.cluster import ClusterInfo, query_cluster, slurm_reachable
+from aslhpc.slurm.executor import cell_command, default_python, render_sbatch
 from aslhpc.states import CellState
 from aslhpc.training.config import NOT_IDENTITY, TrainConfig
 
 if TYPE_CHECKING:
     from aslhpc.data import DatasetIndex
-    from aslhpc.slurm.request import JobRequest
 
-CLUSTERS = ("auto", "slurm", "local")
 # TrainSettings fields that do not change what a cell computes: TrainConfig.identity()'s own set, less the
 # per-cell paths (out, cache_dir) that TrainSettings does not have
 _NOT_IDENTITY = NOT_IDENTITY & {f.name for f in fields(TrainSettings)}
-
-Out = Callable[[str], None]
-#: test hook: ``after-intent`` | ``after-sbatch`` | ``after-record``, optionally ``:N`` (the N-th
-#: cell, default the first): submit dies there with os._exit(CRASH_EXIT), as a SIGKILL would.
-#: Used by tests only (tests/test_submit_crash.py, tests/e2e/test_crash_safety.py, tests/e2e/test_local.py).
-CRASH_EXIT = 99
-_crash_counts: Counter[str] = Counter()
-
-
-@dataclass(frozen=True)
-class RoundPolicy:
-    """``submit --until-conclusive``'s limits: at most ``max_rounds`` rounds, and none that would take the
-    GPU-hours spent past ``budget_gpu_hours`` (None: no budget)."""
-
-    max_rounds: int = 3
-    budget_gpu_hours: float | None = None
-
-
-@dataclass(frozen=True)
-class SubmitOptions:
-    cluster: str = "auto"  # auto | slurm | local
-    dry_run: bool = False
-    retry_failed: bool = False
-    max_parallel: int = 2  # local mode only
-    python: str | None = None  # interpreter the jobs run (default: this one)
-    arrays: bool = True  # cells of one job shape in one job array (False: --no-array, one job per cell)
-    array_parallelism: int | None = None  # tasks of an array at once (None: [cluster] array_parallelism)
-    submit_timeout_s: float = DEFAULT_SUBMIT_TIMEOUT_S  # waiting out submit limits, in all
-    collect: bool = False  # add the dependent job that runs collect after the cells (submit --collect)
-    until: RoundPolicy | None = None  # --until-conclusive: record rounds (aslhpc.rounds)
-    chain: bool = False  # with until on SLURM: the dependent job decides and submits the next round
-
-
-@dataclass
-class CellAction:
-    cell: Cell
-    action: str  # submit | retry | skip
-    reason: str = ""
-    job_id: str = ""
-    # a retry that learnt (aslhpc.orchestration.retry): the request it makes instead of the experiment's
-    mem: str = ""  # '' = cluster.mem
-    time_min: int = 0  # 0 = cluster.time
-    retry_of: str = ""  # the state it retries, recorded with its request
-
-    @property
-    def submits(self) -> bool:
-        return self.action in ("submit", "retry")
 
 
 @dataclass
@@ -179,30 +97,13 @@ class SubmitResult:
     arrays: list[str] = field(default_factory=list)  # the job arrays submitted (ids)
     collect_job: str = ""  # the dependent collect job submitted (submit --collect)
 
+    @property
+    def backend(self) -> Backend:
+        """Where the cells went: ask it (``runs_here``, ``queued``) rather than compare ``cluster``."""
+        return backend_for(self.cluster)
+
 
 # --------------------------------------------------------------------------- 1. validation
-
-
-def resolve_cluster(choice: str, reachable: Callable[[], tuple[bool, str]] = slurm_reachable,
-                    installed: Callable[[], bool] = slurm_installed) -> tuple[str, str]:
-    """('slurm' | 'local', why) for --cluster auto|slurm|local.
-
-    ``auto`` runs here only where SLURM is not installed at all: on a login node whose controller
-    is briefly down, training the whole matrix on the login node is the last thing anyone wants."""
-    if choice not in CLUSTERS:
-        raise ConfigError(f"--cluster {choice!r} is not valid; use one of {', '.join(CLUSTERS)}")
-    if choice == "local":
-        return "local", "--cluster local"
-    ok, why = reachable()
-    if ok:
-        return "slurm", ""
-    if choice == "slurm":
-        raise ClusterError(f"SLURM is not reachable ({why}); start it (scripts/minislurm.sh up) "
-                           "or use --cluster local")
-    if installed():
-        raise ClusterError(f"SLURM is installed here but not answering ({why}); submit again when it is "
-                           "back, or pass --cluster local to run the cells on this machine")
-    return "local", f"no SLURM here ({why})"
 
 
 def normalized_spec(spec: ExperimentSpec) -> ExperimentSpec:
@@ -241,51 +142,6 @@ def kept_extra_repeats(spec: ExperimentSpec) -> ExperimentSpec:
     return replace(spec, extra_repeats=tuple(sorted(merged.items())))
 
 
-@dataclass(frozen=True)
-class TorchBuild:
-    """The torch the jobs will run (the submitting interpreter's): version, CUDA version (None: a CPU
-    build) and the GPU architectures it has kernels for (:func:`~aslhpc.telemetry.provenance.cuda_arch_list`:
-    read from the wheel where no GPU is visible, as on a login node)."""
-
-    version: str
-    cuda: str | None
-    arch_list: tuple[str, ...]
-
-
-def torch_build() -> TorchBuild | None:
-    """This interpreter's torch build; None if torch cannot be imported."""
-    try:
-        import torch
-
-        from aslhpc.telemetry.provenance import cuda_arch_list
-
-        return TorchBuild(str(torch.__version__), torch.version.cuda, tuple(cuda_arch_list(torch)))
-    except Exception:  # noqa: BLE001 - no torch here: nothing to check against
-        return None
-
-
-def v100_check(gpu_type: str, allow_cpu: bool, build: TorchBuild | None) -> tuple[str, str] | None:
-    """("problem" | "warning", line) when cells on a V100 ``gpu_type`` would run a torch without sm_70.
-
-    The pinned CUDA 13 torch has no Volta kernels, so on the paper's V100s every cell would queue, start
-    and fail (or, with ``allow_cpu``, fall back to the CPU). CPU builds and arch lists that say nothing
-    are not judged."""
-    from aslhpc.telemetry.provenance import v100_supported
-
-    if "v100" not in gpu_type.lower() or build is None or build.cuda is None:
-        return None
-    if v100_supported(list(build.arch_list)) is not False:
-        return None
-    head = f"torch {build.version} has no sm_70 (V100) kernels"
-    from aslhpc.orchestration.torchfix import v100_fix
-
-    fix = v100_fix()
-    if allow_cpu:
-        return "warning", (f"{head}: on {gpu_type} the cells will fall back to the CPU (allow_cpu); "
-                           f"{fix} to train on the GPUs")
-    return "problem", f"{head}: the cells would fail on {gpu_type}; {fix} or request another --gpu-type"
-
-
 def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = False,
                      query: Callable[[], ClusterInfo] = query_cluster,
                      torch_info: Callable[[], TorchBuild | None] | None = None,
@@ -301,19 +157,11 @@ def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = Fals
     warnings += _time_warnings(spec)
     if not any(p.startswith("cluster.preamble") for p in problems):
         problems += _preamble_problems(spec)
-    if cluster == "slurm":
-        p, w = _cluster_checks(spec, problems, query)
-        problems += p
-        warnings += w
-    if cluster == "slurm" or dry_run:  # the cells go to (or are written for) the cluster's gpu_type
-        found = v100_check(spec.cluster.gpu_type, spec.train.allow_cpu, (torch_info or torch_build)())
-        if found is not None:
-            kind, line = found
-            (problems if kind == "problem" and not dry_run else warnings).append(line)
-    if index is not None and cluster == "slurm":
-        warnings += host_memory_warnings(spec, len(index.files))
-    if cluster != "slurm" and not dry_run:
-        problems += _local_machine_problems(spec, problems)
+    n_images = len(index.files) if index is not None else None
+    ctx = CheckContext(list(problems), n_images, dry_run, query, torch_info or torch_build)
+    p, w = backend_for(cluster).check(spec, ctx)  # where the cells go: its limits, its GPUs
+    problems += p
+    warnings += w
     problems += _earlier_run_problems(spec)
     return problems, warnings
 
@@ -366,37 +214,6 @@ def _preamble_problems(spec: ExperimentSpec) -> list[str]:
     return []
 
 
-def _cluster_checks(spec: ExperimentSpec, problems: list[str],
-                    query: Callable[[], ClusterInfo]) -> tuple[list[str], list[str]]:
-    """(problems, warnings) of the request against what sinfo says: partition, reservation, GPUs, CPUs,
-    memory. Malformed GPU counts or CPUs cannot be sized, but partition and reservation are still checked."""
-    c = spec.cluster
-    sizes = ("matrix.gpus", "matrix.repeats", "cluster.cpus_per_gpu", "cluster.gpus_per_node")
-    malformed = any(p.startswith(sizes) for p in problems)
-    shapes = [] if malformed else job_shapes(spec)
-    try:
-        info = query()
-    except (RuntimeError, OSError) as exc:
-        return [f"cannot query SLURM ({exc}); check `scontrol ping` or use --cluster local"], []
-    return check_request(info, partition=c.partition, reservation=c.reservation, gpu_type=c.gpu_type,
-                         jobs=shapes, account=c.account)
-
-
-def _local_machine_problems(spec: ExperimentSpec, problems: list[str]) -> list[str]:
-    """What this machine lacks to run the cells itself: the cells' GPUs (unless allow_cpu) and their
-    requests (only judged when nothing else is wrong)."""
-    found = []
-    if not problems:
-        found += local_problems([(c.cell_id, job_request(spec, c)) for c in spec.cells()], visible_gpus())
-    if not spec.train.allow_cpu:
-        have = _local_gpus()
-        need = max(spec.gpus, default=0)
-        if need > have:
-            found.append(f"cells need up to {need} GPUs but this machine has {have}; "
-                         f"pass --allow-cpu to run them on the CPU, or use --gpus up to {have}")
-    return found
-
-
 def _earlier_run_problems(spec: ExperimentSpec) -> list[str]:
     """An existing experiment directory that holds other settings, or a local run of it still going."""
     path = manifest_path(spec.results, spec.name)
@@ -411,69 +228,8 @@ def _earlier_run_problems(spec: ExperimentSpec) -> list[str]:
     if diffs:
         problems.append(f"{path.parent} already holds experiment {spec.name!r} with other settings "
                         f"({'; '.join(diffs)}); use --results DIR for a separate run")
-    ran_here = any(e.last and e.last.cluster == "local" for e in old.cells.values())
-    if ran_here and (r := runner_alive(path.parent)):
-        problems.append(f"a local run of {spec.name!r} is still going (pid {r['pid']}); wait for it "
-                        "to end or stop it before submitting again")
+    problems += [line for b in BACKENDS.values() if (line := b.still_running(old, path.parent))]
     return problems
-
-
-def job_shapes(spec: ExperimentSpec) -> list[JobShape]:
-    """Each cell's per-node request, for the cluster checks; cells that cannot be laid out are left out
-    (validate_spec reports them)."""
-    c = spec.cluster
-    shapes = []
-    for cell in spec.cells():
-        try:
-            layout = spec.layout(cell)
-        except ConfigError:
-            continue
-        shapes.append(JobShape(cell.cell_id, layout.gpus_per_node, c.cpus_per_gpu * layout.gpus_per_node,
-                               _mem_mb(c.mem), layout.nodes))
-    return shapes
-
-
-def host_memory_warnings(spec: ExperimentSpec, n_images: int) -> list[str]:
-    """Warn when a node's ranks would hold more decoded images in host memory than ``cluster.mem`` grants.
-
-    The fast pipeline keeps each rank's decoded split in host memory (pinned) when it does not fit on its
-    GPU, and every DDP rank holds its own copy: 4 ranks of the full set at 150 px need ~21 GB against the
-    default 16G. Only a warning: on GPUs with room the data lives on the device instead."""
-    from aslhpc.training.pipelines import host_bytes_per_rank
-
-    mem_mb = _mem_mb(spec.cluster.mem)
-    if spec.train.pipeline != "fast" or not mem_mb:
-        return []
-    per_rank = host_bytes_per_rank(n_images, spec.train.image_size)
-    worst = 0
-    for cell in spec.cells():
-        try:
-            worst = max(worst, spec.layout(cell).tasks_per_node)
-        except ConfigError:
-            continue
-    need_mb = per_rank * worst / 2**20
-    if need_mb <= 0.9 * mem_mb:
-        return []
-    want_gb = int(-(-need_mb * 1.25 // 1024))  # a quarter more for the process itself, rounded up
-    return [f"cells with {worst} rank(s) per node may hold {need_mb / 1024:.1f} GB of decoded images in host "
-            f"memory (fast pipeline, {n_images} images at {spec.train.image_size} px, one copy per rank) but "
-            f"cluster.mem={spec.cluster.mem}; use --mem {want_gb}G if the data does not fit on the GPUs"]
-
-
-def _mem_mb(mem: str) -> int:
-    try:
-        return parse_mem_mb(mem)
-    except ConfigError:
-        return 0
-
-
-def _local_gpus() -> int:
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except Exception:  # noqa: BLE001 - no torch / no driver: no GPUs
-        return 0
 
 
 # --------------------------------------------------------------------------- 2. planning
@@ -555,16 +311,10 @@ def retry_action(spec: ExperimentSpec, cell: Cell, state: str, reason: str, atte
                       retry_of=state)
 
 
-def action_request(spec: ExperimentSpec, action: CellAction) -> JobRequest:
-    """What the action's job asks for: the cell's request, with a learning retry's memory and time."""
-    req = job_request(spec, action.cell)
-    return replace(req, mem=action.mem or req.mem, time_min=action.time_min or req.time_min)
-
-
 def retry_caps(spec: ExperimentSpec, cluster: str, retry_failed: bool,
                query: Callable[[], ClusterInfo]) -> Caps | None:
     """The partition's limits for learning retries (None off SLURM; unknown limits if scontrol fails)."""
-    if cluster != "slurm" or not retry_failed:
+    if not backend_for(cluster).queued or not retry_failed:
         return None
     try:
         return partition_caps(query(), spec.cluster.partition, spec.cluster.gpu_type)
@@ -586,70 +336,6 @@ def experiment_lock(experiment_dir: Path) -> Iterator[None]:
         if not held:
             raise ClusterError(f"another submit of {experiment_dir.name!r} is running; wait for it to finish")
         yield
-
-
-def crash_point(step: str) -> None:
-    """Die here, as a SIGKILL would, when :data:`CRASH_ENV` names this step (tests of crash safety only)."""
-    want = os.environ.get(CRASH_ENV, "")
-    name, _, nth = want.partition(":")
-    if not want or name != step:
-        return
-    _crash_counts[step] += 1
-    if _crash_counts[step] == int(nth or 1):
-        os._exit(CRASH_EXIT)
-
-
-def new_token() -> str:
-    """A submission's unique tag (random: two submits, hosts or users never share one)."""
-    return secrets.token_hex(8)
-
-
-@dataclass
-class _Ledger:
-    """What this submit has done so far, to say exactly that when the manifest cannot be written."""
-
-    path: Path
-    cells: list[str]  # every cell this submit means to submit, in order
-    recorded: list[tuple[str, str]] = field(default_factory=list)  # (cell_id, job_id)
-
-    def save(self, manifest: Manifest, cell_id: str = "", job_id: str = "") -> None:
-        """Save; on a write error raise one line saying what was and was not submitted."""
-        self.save_many(manifest, [(cell_id, job_id)] if job_id else [], cell_id)
-
-    def save_many(self, manifest: Manifest, jobs: list[tuple[str, str]], cell_id: str = "") -> None:
-        """Save ``jobs`` (cell, job id) recorded in ``manifest`` at once (a job array's tasks)."""
-        try:
-            manifest.save(self.path)
-        except OSError as exc:
-            cells = ", ".join(c for c, _ in jobs) or cell_id
-            ids = ", ".join(j for _, j in jobs)
-            raise self.error(exc, cells, ids) from exc
-        self.recorded += jobs
-
-    @property
-    def progress(self) -> str:
-        return f"{len(self.recorded)} of {len(self.cells)} cell(s) submitted so far"
-
-    def error(self, exc: OSError, cell_id: str, job_id: str = "") -> AslhpcError:
-        """``cell_id``: the cell (or ', '-joined cells of an array) in flight; ``job_id`` its job(s)."""
-        where = exc.filename or self.path
-        parts = []
-        if self.recorded:
-            parts.append("submitted and recorded: " + ", ".join(f"{c} (job {j})" for c, j in self.recorded))
-        if job_id == "?":
-            parts.append(f"perhaps submitted: {cell_id} (SLURM did not answer; the next submit adopts its "
-                         "job if there is one)")
-        elif job_id:
-            parts.append(f"submitted but not recorded: {cell_id} (job {job_id}; the next submit finds it "
-                         "by its tag and adopts it)")
-        done = {c for c, _ in self.recorded} | (set(cell_id.split(", ")) if job_id else set())
-        rest = [c for c in self.cells if c not in done]
-        if rest:
-            parts.append("not submitted: " + ", ".join(rest))
-        if not self.recorded and not job_id:
-            parts.insert(0, "nothing was submitted")
-        return AslhpcError(f"cannot write {where} ({exc.strerror or exc}): {'; '.join(parts)}; "
-                           "free space and run submit again")
 
 
 def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = print,
@@ -694,10 +380,11 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
     with experiment_lock(path.parent):
         manifest = load_manifest(path) or Manifest.new(spec)
         # an earlier submit died between sbatch and recording (or the manifest lost a job): adopt first
-        if manifest.pending() or (cluster == "slurm" and path.exists()):
-            adopted = reconcile_manifest(manifest, path.parent, whole_queue=cluster == "slurm")
+        queued = backend_for(cluster).queued  # a queue can hold jobs the manifest lost: look for them too
+        if manifest.pending() or (queued and path.exists()):
+            adopted = reconcile_manifest(manifest, path.parent, whole_queue=queued)
             if adopted.changed:
-                _Ledger(path, []).save(manifest)
+                Ledger(path, []).save(manifest)
             for line in adopted.lines():
                 out(line)
         report = experiment_status(path) if path.exists() else None
@@ -711,19 +398,12 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
                                   options.until.budget_gpu_hours)
         todo = [a for a in result.actions if a.submits]
         if todo or not path.exists():
-            _Ledger(path, [a.cell.cell_id for a in todo]).save(manifest)
-        if cluster == "slurm":
-            result.arrays = _submit_slurm(spec, manifest, path, todo, python, out, options)
-            if options.collect or options.chain:
-                result.collect_job = _submit_collect(spec, manifest, path, report, todo, python, out,
-                                                     next_round=options.chain)
-        else:
-            gpus = visible_gpus() if todo else []
-            share = f", each on its own of GPUs {','.join(gpus)}" if gpus else ""
-            out(f"running {len(todo)} cell(s) on this machine, {options.max_parallel} at a time{share} "
-                f"({why or 'local'}); waiting for them (status works from another shell)")
-            result.failed_local = _run_local(spec, manifest, path, todo, options.max_parallel, on_local_tick,
-                                             gpus)
+            Ledger(path, [a.cell.cell_id for a in todo]).save(manifest)
+        live = [(r.cluster, r.job_id) for r in (report.rows if report else []) if r.state in LIVE_STATES]
+        run = SubmitRun(spec, manifest, path, python, options, out, functools.partial(_local_outcome, spec),
+                        why, live, on_local_tick)
+        done = backend_for(cluster).submit(run, todo)
+        result.arrays, result.failed_local, result.collect_job = done.arrays, done.failed, done.collect_job
     return result
 
 
@@ -738,221 +418,6 @@ def _set_aside(spec: ExperimentSpec, manifest: Manifest, actions: list[CellActio
                     "deleted); re-running the cell")
 
 
-def _job_folder(spec: ExperimentSpec, cell: Cell, token: str) -> Path:
-    """A SLURM job's own folder, ``jobs/<cell_id>/<token>`` (0700), created before its sbatch: a job that
-    starts at once finds the folder of its log files, and only its own files are in it."""
-    return private_dir((spec.experiment_dir / cell_folder(cell.cell_id, token)).resolve(),
-                       (spec.experiment_dir / "jobs").resolve())
-
-
-def _local_folder(spec: ExperimentSpec, cell: Cell) -> Path:
-    """submitit's local job folder: ``results/<exp>/jobs/<cell_id>/%j`` (one subfolder per process id)."""
-    return (spec.experiment_dir / "jobs" / cell.cell_id / "%j").resolve()
-
-
-def _cell_job(spec: ExperimentSpec, cell: Cell) -> CellJob:
-    return CellJob(spec.train_config(cell).to_dict(), spec.name, cell.cell_id)
-
-
-def _submit_slurm(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction], python: str,
-                  out: Out, options: SubmitOptions = SubmitOptions(),
-                  limits: Callable[[], SubmitLimits] = query_submit_limits) -> list[str]:
-    """Job arrays by shape (or one job per cell), each: intents saved, sbatch, job ids saved. See the module
-    doc. Returns the ids of the arrays submitted."""
-    ledger = _Ledger(path, [a.cell.cell_id for a in todo])
-    patience = Patience(options.submit_timeout_s)
-    items = [(a, action_request(spec, a)) for a in todo]
-    chunk = limits().chunk() if options.arrays and len(todo) > 1 else 0
-    parallelism = options.array_parallelism or spec.cluster.array_parallelism
-    arrays = []
-    for group in group_cells(items, chunk, options.arrays):
-        if len(group) == 1:
-            _submit_cell(spec, manifest, group[0][0], python, ledger, patience, out)
-        else:
-            arrays.append(_submit_array(spec, manifest, [a for a, _ in group], python, parallelism, ledger,
-                                        patience, out))
-    return arrays
-
-
-def _submit_collect(spec: ExperimentSpec, manifest: Manifest, path: Path, report: StatusReport | None,
-                    todo: list[CellAction], python: str, out: Out, next_round: bool = False) -> str:
-    """The dependent collect job, after every cell job that is live now (just submitted or still queued);
-    ``next_round``: it runs the round chain's next step (``submit --next-round``) instead of collect."""
-    from aslhpc.orchestration.collectjob import submit_collect
-
-    rows = report.rows if report else []
-    live = [r.job_id for r in rows if r.state in LIVE_STATES and r.cluster == "slurm"]
-    after = live + [a.job_id for a in todo if a.job_id]
-    attempt = submit_collect(spec, manifest, after, python, out, new_token(), next_round=next_round)
-    _Ledger(path, []).save(manifest)
-    return attempt.job_id
-
-
-def _refused(msg: str, ledger: _Ledger, patience: Patience, out: Out) -> bool:
-    """True (after waiting) when sbatch refused for a submit limit and --submit-timeout allows another try."""
-    if not is_submit_limit(msg):
-        return False
-    word = next((w for w in SUBMIT_LIMIT_WORDS if w.lower() in msg.lower()), "a submit limit")
-    rest = len(ledger.cells) - len(ledger.recorded)
-    return patience.wait(f"sbatch refused for {word} (your queued jobs are at the site's limit); "
-                         f"{ledger.progress}, {rest} to go, as your queued jobs end", out)
-
-
-def _sbatch_errors() -> tuple[type[BaseException], ...]:
-    import submitit
-
-    return (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError)
-
-
-def _submit_cell(spec: ExperimentSpec, manifest: Manifest, action: CellAction, python: str, ledger: _Ledger,
-                 patience: Patience, out: Out) -> None:
-    """One cell as a job of its own: intent saved, sbatch (tagged with the intent's token), job id saved."""
-    cell = action.cell
-    intent = Intent(new_token(), "slurm", now_iso())
-    manifest.cells[cell.cell_id].intent = intent
-    ledger.save(manifest, cell.cell_id)  # before sbatch: a crash after it leaves a findable token
-    crash_point("after-intent")
-    folder = _job_folder(spec, cell, intent.token)
-    req = action_request(spec, action)
-    while True:
-        ex = slurm_executor(folder, req, python=python)  # fresh per cell
-        ex.update_parameters(comment=job_comment(spec.name, cell.cell_id, intent.token, spec.cluster.comment))
-        try:
-            job = ex.submit(_cell_job(spec, cell))
-            break
-        except _sbatch_errors() as exc:
-            _drop_strays(folder)  # this try's pickle: nothing will ever read it
-            msg = " ".join(str(exc).split())
-            if _refused(msg, ledger, patience, out):
-                continue
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-            manifest.cells[cell.cell_id].intent = None  # sbatch refused: nothing to find later
-            with contextlib.suppress(OSError):
-                manifest.save(ledger.path)
-            raise ClusterError(f"sbatch refused cell {cell.cell_id}: {msg}; the cells submitted before it "
-                               f"are recorded in {ledger.path}") from exc
-        except OSError as exc:  # submitit could not write the job's files: before its sbatch, or just after
-            found = _tagged_job(spec.name, cell.cell_id, intent.token)
-            if found not in ("", "?"):
-                finish_handoff(folder, found)
-            raise ledger.error(exc, cell.cell_id, found) from exc
-    crash_point("after-sbatch")
-    action.job_id = str(job.job_id)
-    manifest.record(cell.cell_id, Attempt(action.job_id, "slurm", now_iso(),
-                                          cell_folder(cell.cell_id, intent.token), intent.token,
-                                          request=request_record(req, action.retry_of)))
-    ledger.save(manifest, cell.cell_id, action.job_id)
-    crash_point("after-record")
-
-
-def _submit_array(spec: ExperimentSpec, manifest: Manifest, group: list[CellAction], python: str,
-                  parallelism: int, ledger: _Ledger, patience: Patience, out: Out) -> str:
-    """Cells of one shape as one job array (task i = group[i]): every cell's intent (one shared token, its
-    task index) saved before the sbatch, every task id ``<array>_<i>`` saved right after, in one write."""
-    token, since = new_token(), now_iso()
-    ids = [a.cell.cell_id for a in group]
-    for i, action in enumerate(group):
-        manifest.cells[action.cell.cell_id].intent = Intent(token, "slurm", since, task=i)
-    ledger.save(manifest, ", ".join(ids))
-    crash_point("after-intent")
-    req = replace(action_request(spec, group[0]), name=array_name(spec.name))
-    folder = private_dir((spec.experiment_dir / array_folder(token)).resolve(),
-                         (spec.experiment_dir / "jobs").resolve())
-    while True:
-        ex = array_executor(folder, req, parallelism, python=python)
-        ex.update_parameters(comment=job_comment(spec.name, ARRAY, token, spec.cluster.comment))
-        try:
-            with ex.batch():
-                jobs = [ex.submit(_cell_job(spec, a.cell)) for a in group]
-            break
-        except _sbatch_errors() as exc:
-            _drop_strays(folder)  # this try's pickles: nothing will ever read them
-            msg = " ".join(str(exc).split())
-            if _refused(msg, ledger, patience, out):
-                continue
-            for cid in ids:
-                manifest.cells[cid].intent = None
-            with contextlib.suppress(OSError):
-                manifest.save(ledger.path)
-            raise ClusterError(f"sbatch refused the job array of cells {', '.join(ids)}: {msg}; the cells "
-                               f"submitted before it are recorded in {ledger.path}") from exc
-        except OSError as exc:
-            found = _tagged_tasks(spec.name, token)
-            if found:
-                finish_array_handoff(spec.experiment_dir, token, found)
-            raise ledger.error(exc, ", ".join(ids), ", ".join(found) if found else "?") from exc
-    crash_point("after-sbatch")
-    recorded = []
-    for task, (action, job) in enumerate(zip(group, jobs, strict=True)):
-        action.job_id = str(job.job_id)
-        base = action.job_id.partition("_")[0]
-        attempt = Attempt(action.job_id, "slurm", now_iso(), array_folder(token), token, base, task,
-                          request_record(req, action.retry_of))
-        manifest.record(action.cell.cell_id, attempt)
-        recorded.append((action.cell.cell_id, action.job_id))
-    ledger.save_many(manifest, recorded)
-    crash_point("after-record")
-    return recorded[0][1].partition("_")[0]
-
-
-def _drop_strays(folder: Path) -> None:
-    """Remove the ``<uuid>.pkl`` calls submitit dumped for an array whose sbatch was refused."""
-    for p in stray_pickles(folder):
-        with contextlib.suppress(OSError):
-            p.unlink()
-
-
-def _tagged_tasks(experiment: str, token: str) -> list[str]:
-    """The ids of the queued array tasks tagged ``token`` ([] if none or squeue does not answer)."""
-    try:
-        jobs = queued_jobs_named([array_name(experiment)])
-    except RuntimeError:
-        return []
-    return [j.job_id for j in jobs if j.token == token]
-
-
-def _tagged_job(experiment: str, cell_id: str, token: str) -> str:
-    """The id of the queued job tagged ``token`` ('' if none, '?' if squeue does not answer)."""
-    try:
-        jobs = queued_jobs_named([job_name(experiment, cell_id)])
-    except RuntimeError:
-        return "?"
-    return next((j.job_id for j in jobs if j.token == token), "")
-
-
-def _run_local(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction],
-               max_parallel: int, on_tick: Callable[[], None] | None, gpus: list[str]) -> list[str]:
-    """Intents for every cell first (a crash then leaves them findable), then run; also wait for local jobs
-    of this experiment that an earlier, killed submit left running (adopted, or recorded but orphaned)."""
-    by_id = {a.cell.cell_id: a for a in todo}
-    tasks = [LocalTask(a.cell.cell_id, _cell_job(spec, a.cell), job_request(spec, a.cell),
-                       _local_folder(spec, a.cell), functools.partial(_local_outcome, spec, a.cell.cell_id))
-             for a in todo]
-    orphans = _live_local_jobs(manifest, exclude=set(by_id))
-    ledger = _Ledger(path, list(by_id))
-    for cid in by_id:
-        manifest.cells[cid].intent = Intent(new_token(), "local", now_iso())
-    if todo:
-        ledger.save(manifest)
-    crash_point("after-intent")
-
-    def started(task: LocalTask, job_id: str, folder: Path) -> None:
-        crash_point("after-sbatch")
-        by_id[task.cell_id].job_id = job_id
-        rel = os.path.relpath(folder, path.parent.resolve())
-        intent = manifest.cells[task.cell_id].intent
-        token = intent.token if intent else ""
-        manifest.record(task.cell_id, Attempt(job_id, "local", now_iso(), rel, token))
-        ledger.save(manifest, task.cell_id, job_id)
-        crash_point("after-record")
-
-    with RunnerLock(path.parent):
-        outcomes = run_local(tasks, max_parallel, started, on_tick, gpus=gpus) if tasks else []
-        _wait_local(orphans, on_tick)
-    return [o.cell_id for o in outcomes if not o.ok]
-
-
 def _local_outcome(spec: ExperimentSpec, cell_id: str) -> tuple[bool, str]:
     """(completed, error line) of a local cell from its own JSON files, as status reads them."""
     from aslhpc.orchestration.cellrecord import load_cell
@@ -965,27 +430,6 @@ def _local_outcome(spec: ExperimentSpec, cell_id: str) -> tuple[bool, str]:
     error = rec.error.error if rec.error is not None else why
     lines = [ln for ln in (error or "").splitlines() if ln.strip()]
     return False, lines[-1] if lines else f"{state}: the cell wrote no result.json"
-
-
-def _live_local_jobs(manifest: Manifest, exclude: set[str]) -> list[int]:
-    """Pids of this experiment's local jobs still running (not children of this process)."""
-    pids = []
-    for cid, entry in manifest.cells.items():
-        last = entry.last
-        if cid in exclude or last is None or last.cluster != "local" or not last.job_id.isdigit():
-            continue
-        if process_alive(int(last.job_id), "submitit.local._local"):
-            pids.append(int(last.job_id))
-    return pids
-
-
-def _wait_local(pids: list[int], on_tick: Callable[[], None] | None, poll_s: float = 0.5) -> None:
-    import time
-
-    while any(process_alive(p, "submitit.local._local") for p in pids):
-        if on_tick is not None:
-            on_tick()
-        time.sleep(poll_s)
 
 
 def _write_dry_run(spec: ExperimentSpec, actions: list[CellAction], python: str) -> Path:

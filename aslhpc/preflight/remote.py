@@ -97,7 +97,7 @@ def submit_doctor(job: str, args: argparse.Namespace, width: int = 80) -> int:
 
 def _check_request(spec) -> None:  # noqa: ANN001 - ExperimentSpec
     """The checks submit makes of partition, reservation, GPUs and nodes, before any job is queued."""
-    from aslhpc.orchestration.submission import job_shapes
+    from aslhpc.orchestration.requestchecks import job_shapes
     from aslhpc.slurm.cluster import check_request, query_cluster
 
     c = spec.cluster
