@@ -37,8 +37,9 @@ from aslhpc.orchestration.submission import (
     experiment_lock,
     submit_experiment,
 )
+from aslhpc.slurmenv import outside_this_job
 from aslhpc.snapshot import load_snapshot
-from aslhpc.states import CellState
+from aslhpc.states import LIVE, CellState
 
 Out = Callable[[str], None]
 #: one round's submit: returns once its cells ended (at once with a chain on SLURM); None: interrupted
@@ -111,7 +112,10 @@ def decide(exp_dir: str | Path) -> Decision:
     exp_dir = Path(exp_dir)
     path = exp_dir / MANIFEST
     report = experiment_status(path)
-    todo = [r.cell_id for r in report.rows if not r.ended or r.state == CellState.NOT_SUBMITTED]
+    # Waiting means a job will still act: one queued or running, or a cell the next submit will send. A cell
+    # SLURM cannot tell about (UNKNOWN) is no reason to wait: it counts as a hole, or the chain would
+    # resubmit its own step forever with nothing to wait for.
+    todo = [r.cell_id for r in report.rows if r.state in LIVE or r.state == CellState.NOT_SUBMITTED]
     manifest = _rounds_manifest(path)
     rounds = manifest.rounds
     assert rounds is not None
@@ -181,7 +185,8 @@ def next_round(exp_dir: str | Path, options: SubmitOptions, out: Out = print) ->
         return decision
     manifest = _rounds_manifest(exp_dir / MANIFEST)
     spec = ExperimentSpec.from_dict({**manifest.spec, "name": manifest.experiment})
-    submit_experiment(spec, options, out)
+    with outside_this_job():  # run as the chain's job: what it submits must not inherit its allocation
+        submit_experiment(spec, options, out)
     return decision
 
 

@@ -124,3 +124,27 @@ def test_analysis_imports_nothing_upstream() -> None:
                     module in ("aslhpc.snapshot", "aslhpc.collecting"):
                 bad.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {module} {imported}".strip())
     assert bad == []
+
+
+def _backend_comparisons(path: Path) -> list[int]:
+    """Lines that compare something with a backend's name ("slurm" / "local") by == or !=."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Compare) and any(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops):
+            words = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
+            if any(w in ("slurm", "local") for w in words):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_no_code_tells_the_backends_apart_by_name() -> None:
+    # orchestration/backend.py looks a backend up by name once (backend_for); everything else asks it
+    found = [f"{p.relative_to(PACKAGE.parent)}:{n}" for p in sorted(PACKAGE.rglob("*.py"))
+             for n in _backend_comparisons(p)]
+    assert found == []
+
+
+def test_the_backend_check_sees_a_planted_comparison(tmp_path: Path) -> None:
+    planted = tmp_path / "x.py"
+    planted.write_text('def f(a):\n    return a.cluster == "slurm"\n')
+    assert _backend_comparisons(planted) == [2]
