@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import os
 import platform
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +74,15 @@ def join_process_group(dist: Dist, plan: DevicePlan) -> str | None:
 
 
 def leave_process_group(dist: Dist) -> None:
+    """Leave the group without the teardown deadlock of gloo (seen 1 run in ~12 on torch 2.7.1, CPU DDP).
+
+    A gloo worker thread frees a finished collective's tensors just after the op completes, and needs the
+    GIL for that when Python has already dropped them; the group itself is freed later, by the DDP
+    model's Reducer, in a destructor that joins those threads while holding the GIL (pytorch#56297,
+    #154976). A short sleep releases the GIL with every collective already waited on, so the workers
+    finish their frees first; it costs 0.2 s once per cell."""
     if dist.world > 1 and torch_dist.is_initialized():
+        time.sleep(0.2)
         torch_dist.destroy_process_group()
 
 

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -42,8 +43,8 @@ def sacct_jobs(experiment: str) -> dict[str, list[str]]:
     since = (dt.datetime.now() - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
     acct = subprocess.run(["sacct", "-n", "-X", "-P", "--duplicates", "-o", "JobIDRaw,JobName", "-S", since],
                           capture_output=True, text=True, check=True, timeout=60).stdout
-    queue = subprocess.run(["squeue", "--me", "-h", "-o", "%i|%j"], capture_output=True, text=True,
-                           check=True, timeout=60).stdout
+    queue = subprocess.run(["squeue", "--me", "-h", "-t", "all", "-o", "%i|%j"], capture_output=True,
+                           text=True, check=True, timeout=60).stdout
     found: dict[str, set[str]] = {}
     prefix = f"aslhpc-{experiment}-"
     for line in (acct + queue).splitlines():
@@ -57,7 +58,11 @@ def assert_each_cell_ran_once(results: Path, experiment: str) -> None:
     exp = results / experiment
     m = load_manifest(exp / "manifest.json")
     assert m.pending() == {}
-    jobs = sacct_jobs(experiment)
+    # slurmdbd records a finished job asynchronously and squeue forgets it after MinJobAge: on a loaded
+    # machine a job can be in neither for a while, so wait (bounded) until each cell's job shows up
+    deadline = time.monotonic() + 120
+    while not set(jobs := sacct_jobs(experiment)) >= set(m.cells) and time.monotonic() < deadline:
+        time.sleep(2)
     for cid, entry in m.cells.items():
         assert [a.job_id for a in entry.attempts] == jobs[cid], (cid, jobs)  # one job, the recorded one
         # one attempt folder holds job files, the recorded attempt's, and only of its job
