@@ -588,3 +588,22 @@ def test_collect_job_depends_on_every_live_cell_job_and_is_recorded_not_as_a_cel
     script = next((tmp_path / "r" / "smoke" / "jobs" / "collect").glob("*/103_submission.sh")).read_text()
     assert "#SBATCH --dependency=afterany:101:102" in script and "--gres" not in script
     assert "#SBATCH --job-name=aslhpc-smoke-collect" in script and "#SBATCH --cpus-per-task=1" in script
+
+
+def test_the_collect_job_is_private_and_checks_its_pickle_whatever_the_umask(slurm: Path, dataset: Path,
+                                                                              tmp_path: Path) -> None:
+    """Issue 27.3 for the collect job (and a round's next step): it waits on its dependency, PENDING, with a
+    pickle it will load; under a group-writable umask its folder and files stay the owner's, and the
+    job goes through the guard that refuses a pickle others could have replaced."""
+    old = os.umask(0o002)  # submit inherits it
+    try:
+        p = submit(dataset, tmp_path / "r", "", "--collect", arrays=True)
+    finally:
+        os.umask(old)
+    assert p.returncode == 0, p.stderr
+    jobs = tmp_path / "r" / "smoke" / "jobs"
+    script = next((jobs / "collect").glob("*/*_submission.sh")).read_text()
+    assert "-m aslhpc.slurm.safe_submit" in script
+    for path in [jobs, *(jobs / "collect").rglob("*")]:
+        if not path.is_symlink():  # submitit's link to the submission file: a link's mode means nothing
+            assert stat.S_IMODE(path.stat().st_mode) & 0o022 == 0, path

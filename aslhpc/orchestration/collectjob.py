@@ -19,7 +19,7 @@ from aslhpc.orchestration.experiment import ExperimentSpec
 from aslhpc.orchestration.manifest import Attempt, Manifest, now_iso
 from aslhpc.slurm.accounting import Runner, array_base, job_comment, queued_jobs_named
 from aslhpc.slurm.accounting import run_slurm_command as _run
-from aslhpc.slurm.executor import collect_name, read_preamble, slurm_parameters
+from aslhpc.slurm.executor import collect_name, command_executor, read_preamble, slurm_parameters
 from aslhpc.slurm.request import JobRequest
 
 #: what the collect job asks for: minutes, memory per node
@@ -63,8 +63,8 @@ def submit_collect(spec: ExperimentSpec, manifest: Manifest, after: Iterable[str
     import submitit
 
     replace_old(manifest, out)
-    folder = (spec.experiment_dir / "jobs" / "collect" / "%j").resolve()
-    ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=0, python=python)
+    jobs = (spec.experiment_dir / "jobs").resolve()
+    ex = command_executor(jobs / "collect" / "%j", jobs, python=python)
     params = {k: v for k, v in slurm_parameters(collect_request(spec)).items() if v not in ("", None)}
     params["comment"] = job_comment(spec.name, "collect", token, spec.cluster.comment)
     dep = dependency(after)

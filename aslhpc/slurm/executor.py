@@ -96,7 +96,7 @@ def guarded_python(python: str | None) -> str:
 
 __all__ = ["JobRequest", "SIGNAL_DELAY_S", "UUID_PICKLE", "GUARD", "submitted_pickle", "stray_pickles",
            "private_dir", "guarded_python", "job_name", "array_name", "array_executor", "read_preamble",
-           "slurm_parameters", "slurm_executor",
+           "slurm_parameters", "slurm_executor", "command_executor",
            "local_executor", "cell_command", "render_sbatch", "default_python"]
 
 
@@ -238,6 +238,13 @@ def slurm_executor(folder: str | Path, req: JobRequest, *, python: str | None = 
     ex = cls(folder=folder, max_num_timeout=req.max_requeues, python=guarded_python(python))
     ex.update_parameters(**slurm_parameters(req, python))
     return ex
+
+
+def command_executor(folder: str | Path, top: Path, *, python: str | None = None) -> submitit.SlurmExecutor:
+    """A private, guarded executor for a job that runs a command (the collect job, a round's next step):
+    its folder (made 0700 up to ``top`` here) holds a pickle the job loads, like a cell's."""
+    private_dir(Path(folder).parent if "%" in Path(folder).name else Path(folder), top)
+    return _PrivateSlurmExecutor(folder=folder, max_num_timeout=0, python=guarded_python(python))
 
 
 def array_executor(folder: str | Path, req: JobRequest, parallelism: int, *, python: str | None = None,
