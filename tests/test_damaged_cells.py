@@ -342,6 +342,8 @@ def _hostile(exp: Path, variant: str) -> None:  # noqa: C901 - one small setup p
         write_json(result, {"status": "completed", "epochs": 2})
     elif variant == "another cell's result":
         write_json(result, result_json("e", 1, 128))
+    elif variant == "a forged result with an empty config":  # right id, figures in range, no config keys
+        _set_result(exp, config={})
     elif variant == "a result of another batch size under this id":
         _set_result(exp, config__batch_size=64)
     elif variant == "the split recorded disagrees with the config":
@@ -370,6 +372,7 @@ HOSTILE = {
     "a forged minimal result": "result.json: cell_id, config, train_acc, val_acc, test_acc, exec_time_s are "
                                "missing",
     "another cell's result": "result.json: cell_id is 'g1-b128-r0', not this cell's 'g2-b256-r0'",
+    "a forged result with an empty config": "result.json: config.gpus is missing; not a complete result",
     "a result of another batch size under this id": "result.json: config.batch_size is 64, but the "
                                                     "experiment's cell has 256",
     "the split recorded disagrees with the config": "result.json: split.kind is 'blocked', but config.split "

@@ -192,6 +192,10 @@ def spec_expectations(spec: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: train[k] for k in _SPEC_KEYS if k in train} if isinstance(train, dict) else {}
 
 
+#: the config keys that name a cell (the manifest entry's): every result must carry them
+CELL_KEYS = ("gpus", "batch_size", "strategy", "seed")
+
+
 def _cell_expectations(rec: CellRecord, spec: Mapping[str, Any]) -> dict[str, Any]:
     expect = dict(spec)
     if rec.entry is not None:
@@ -220,7 +224,12 @@ def result_problem(result: Mapping[str, Any], rec: CellRecord, spec: Mapping[str
                 "remove the file, then submit --retry-failed")
     config = result["config"]
     for key, want in _cell_expectations(rec, spec or {}).items():
-        if key in config and config[key] is not None and config[key] != want:
+        if config.get(key) is None:
+            if key in CELL_KEYS:  # what makes it this cell's: a config without it is no one's result
+                return (f"config.{key} is missing; not a complete result (the trainer writes every one); "
+                        "remove the file, then submit --retry-failed")
+            continue  # a key newer than the file (an older aslhpc wrote it)
+        if config[key] != want:
             return (f"config.{key} is {config[key]!r:.40}, but the experiment's cell has {want!r:.40}: "
                     "another run's result; remove the file, then submit --retry-failed")
     split = result.get("split") or {}
