@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aslhpc.atomic import append_jsonl, ensure_writable_dir, remove_orphaned_temps
 from aslhpc.errors import ConfigError
 from aslhpc.orchestration.backend import BACKENDS, Stop, backend_for
+from aslhpc.orchestration.cellrecord import Damaged, inside
 from aslhpc.orchestration.cellstate import CellRow, StatusReport, experiment_status, read_manifest
 from aslhpc.orchestration.experiment import (
     ExperimentSpec,
@@ -190,7 +191,10 @@ def cell_logs(exp_dir: str | Path, cell_id: str) -> list[Path]:
                           "see aslhpc status")
     logs: list[Path] = []
     for attempt in entry.attempts:
-        folder = exp_dir / attempt.folder
+        try:
+            folder = inside(exp_dir, attempt.folder, "attempt folder")
+        except Damaged:
+            continue  # a path leading out of the experiment: not this cell's logs
         for pattern in ("*.out", "*.err", "*.log"):
             logs += sorted(p for p in folder.parent.glob(pattern) if attempt.job_id in p.name)
             logs += sorted(folder.glob(pattern)) if folder.is_dir() else []

@@ -30,6 +30,8 @@ from aslhpc.orchestration.cellstate import (
     StatusReport,
     format_duration,
 )
+from aslhpc.schema import FileProblem, clean_line, clean_text, tail_text_file
+from aslhpc.schema.text import LONG_LIMIT
 
 #: --watch refresh period: a shared controller is asked at most this often (site admins ask >= 30 s)
 WATCH_INTERVAL_S = 30.0
@@ -171,14 +173,14 @@ def _logs(exp_dir: Path, cell_id: str) -> int:
         print(f"{cell_id}: no log files yet under {exp_dir} (its job has not started, or ran elsewhere)")
         return 0
     for path in logs:
-        print(f"==> {path} <==")
-        try:
-            lines = path.read_text(errors="replace").splitlines()
-        except OSError as exc:
-            print(f"(cannot read: {exc.strerror})")
+        print(f"==> {clean_text(path, LONG_LIMIT)} <==")
+        try:  # files others could write: the tail only, regular files only, no terminal escapes
+            lines = tail_text_file(path).splitlines()
+        except FileProblem as exc:
+            print(f"(not shown: {exc})")
             continue
         for line in lines[-LOG_TAIL:]:
-            print(line.rstrip())
+            print(clean_line(line, 1000))
     return 0
 
 

@@ -485,3 +485,24 @@ def test_a_manifest_attempt_records_what_it_asked_for(experiment: Path) -> None:
     m.save(experiment / "manifest.json")
     back = load_manifest(experiment / "manifest.json")
     assert back.cells[VICTIM].last.request == {"mem": "16G", "time_min": 120, "gpus": 2, "cpus": 8}
+
+
+def test_status_logs_prints_a_planted_log_without_escapes_and_only_its_tail(
+    experiment: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``status --logs CELL`` shows files others could write (issue 27.6): no terminal escapes reach the
+    screen, a huge log costs its tail only, and a FIFO planted as a log is skipped (no hang) and a
+    symbolic link is named, not followed."""
+    cell = experiment / "cells" / VICTIM
+    planted = "start\n" + "x" * (1 << 20) + "\n\x1b[2Jcleared\x1b]0;title\x07\n  last line\n"
+    (cell / "evil.log").write_text(planted)
+    os.mkfifo(cell / "pipe.log")
+    assert status_cli.main(["--results", str(experiment.parent), "--experiment", "e", "--logs", VICTIM]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "cleared" in out and "  last line" in out  # the text stays, indentation too
+    assert "start" not in out and len(out) < 40_000  # the tail of a 1 MiB log, lines capped
+    assert "pipe.log" not in out  # not a file: skipped, never opened
+    (cell / "link.log").symlink_to(cell / "evil.log")
+    assert status_cli.main(["--results", str(experiment.parent), "--experiment", "e", "--logs", VICTIM]) == 0
+    assert "link.log <==\n(not shown: is a symbolic link" in capsys.readouterr().out

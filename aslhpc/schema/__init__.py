@@ -15,8 +15,17 @@ The experiment file's schema is :class:`aslhpc.training.config.TrainConfig` (``[
 manifest's is the dataclasses of :mod:`aslhpc.orchestration.manifest`, validated by pydantic.
 """
 
-from aslhpc.schema.files import EPOCHS_CAP, JSON_CAP, MAX_DEPTH, FileProblem, parse_json, read_text_file
-from aslhpc.schema.text import TEXT_LIMIT, clean_text, clean_tree
+from aslhpc.schema.files import (
+    EPOCHS_CAP,
+    JSON_CAP,
+    MAX_DEPTH,
+    FileProblem,
+    parse_json,
+    read_text_file,
+    tail_text_file,
+)
+from aslhpc.schema.text import TEXT_LIMIT, clean_line, clean_text, clean_tree
 
-__all__ = ["EPOCHS_CAP", "JSON_CAP", "MAX_DEPTH", "TEXT_LIMIT", "FileProblem", "clean_text", "clean_tree",
-           "parse_json", "read_text_file"]
+__all__ = ["EPOCHS_CAP", "JSON_CAP", "MAX_DEPTH", "TEXT_LIMIT", "FileProblem", "clean_line", "clean_text",
+           "clean_tree",
+           "parse_json", "read_text_file", "tail_text_file"]

@@ -93,3 +93,24 @@ def parse_json(text: str, max_depth: int = MAX_DEPTH) -> Any:
     if depth(data) > max_depth:
         raise FileProblem(f"nested more than {max_depth} levels deep; not a file aslhpc wrote")
     return data
+
+
+def tail_text_file(path: str | Path, cap: int = 64 << 10) -> str:
+    """The last ``cap`` bytes of the regular file ``path`` as text (a log: it may be huge, the start of its
+    first line cut); a symlink, FIFO, device or directory is refused as by :func:`read_text_file`."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FileProblem("is a symbolic link, not a file aslhpc wrote") from None
+        raise FileProblem(f"unreadable ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileProblem("is not a regular file (a FIFO, device or directory)")
+        os.lseek(fd, max(0, st.st_size - cap), os.SEEK_SET)
+        data = os.read(fd, cap)
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", errors="replace")

@@ -30,6 +30,13 @@ def clean_text(value: object, limit: int = TEXT_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def clean_line(value: str, limit: int = LONG_LIMIT) -> str:
+    """One line of a log as it may be printed: escapes removed, tabs and other control characters a space,
+    its indentation kept (a traceback stays readable), at most ``limit`` characters."""
+    text = _CONTROL.sub(" ", _ESCAPES.sub("", value[: limit * 8])).rstrip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def clean_tree(value: Any, limit: int = LONG_LIMIT) -> Any:
     """A parsed JSON value with every string (keys too) cleaned by :func:`clean_text` at ``limit``."""
     if isinstance(value, str):
