@@ -53,3 +53,23 @@ def test_the_command_list_wraps_at_words_to_the_terminal(columns: int) -> None:
     assert all(len(line) < columns for line in text.splitlines())
     for name, what in entry.COMMANDS:
         assert f"  {name} " in text and " ".join(what.split()) in " ".join(text.split())  # whole words
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "0", "soon"])
+@pytest.mark.parametrize("command", [("submit", "--wait", "--interval"), ("status", "--watch")])
+def test_a_bad_refresh_period_is_one_usage_line_before_anything_runs(command: tuple[str, ...], value: str,
+                                                                      tmp_path) -> None:  # noqa: ANN001
+    """Issue 27.8: ``--interval``/``--watch`` are checked by the parser, so submit refuses them before a job
+    is submitted (and writes nothing), not with a traceback after."""
+    proc = subprocess.run([sys.executable, "-m", "aslhpc", *command, value, "--results", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {command[-1]}: ") and "see aslhpc" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_short_refresh_period_is_floored_at_the_polite_minimum() -> None:
+    from aslhpc.cli import MIN_INTERVAL_S, interval
+
+    assert interval("--interval")("0.5") == MIN_INTERVAL_S and interval("--interval")("60") == 60.0
