@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aslhpc.atomic import append_jsonl, ensure_writable_dir, remove_orphaned_temps
 from aslhpc.errors import ConfigError
+from aslhpc.invocation import aslhpc_command
 from aslhpc.orchestration.backend import BACKENDS, Stop, backend_for
 from aslhpc.orchestration.cellrecord import Damaged, inside
 from aslhpc.orchestration.cellstate import CellRow, StatusReport, experiment_status, read_manifest
@@ -101,11 +102,11 @@ def experiment_dir(experiment: str | None = None, results: str | Path | None = N
         if not (d / MANIFEST).is_file() and not d.is_dir():
             listing = f"found: {', '.join(sorted(found))}" if found else "none found"
             raise ConfigError(f"no experiment {name!r} under {root}/ ({listing}); check --experiment and "
-                              "--results, or run aslhpc submit first")
+                              f"--results, or run {aslhpc_command('submit')} first")
         return d
     if not found:
-        raise ConfigError(f"no experiment with a {MANIFEST} under {root}/; run aslhpc submit first or pass "
-                          "--results DIR")
+        raise ConfigError(f"no experiment with a {MANIFEST} under {root}/; run {aslhpc_command('submit')} "
+                          "first or pass --results DIR")
     if latest or len(found) == 1:
         return root / found[0]
     raise ConfigError(f"{len(found)} experiments under {root}/ ({', '.join(sorted(found))}); pick one with "

@@ -12,6 +12,7 @@ import sys
 
 from aslhpc import api
 from aslhpc.cli import add_experiment, add_results, parser, run_cli
+from aslhpc.invocation import aslhpc_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +36,7 @@ def _cancel(args: argparse.Namespace) -> int:
     what = [f"SLURM jobs {' '.join(done.jobs)}"] if done.jobs else []
     what += [f"local runner pid {pid}" for pid in done.local_pids]
     print(f"{exp_dir.name}: cancelled {', '.join(what)} ({len(set(done.cells))} cells); "
-          "resume them with: aslhpc submit --retry-failed")
+          f"resume them with: {aslhpc_command('submit --retry-failed')}")
     return 0
 
 

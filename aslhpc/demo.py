@@ -27,9 +27,9 @@ from aslhpc import api
 from aslhpc.analysis import default_reference_path, load_reference
 from aslhpc.cli import ArgumentParser, add_version, one_line, run_cli
 from aslhpc.errors import AslhpcError
+from aslhpc.invocation import python_command
 from aslhpc.orchestration.backend import runs_here
 from aslhpc.orchestration.experiment import ExperimentSpec, find_job_file, load_spec
-from aslhpc.submit import python_command
 
 EXPERIMENT = "smoke"
 #: classes of the generated ImageFolder that ``--model`` other than ladnet trains on

@@ -30,6 +30,7 @@ from aslhpc.cli import (
 )
 from aslhpc.cli import console as cli_console
 from aslhpc.errors import AslhpcError
+from aslhpc.invocation import aslhpc_command, python_command
 from aslhpc.orchestration.arrays import DEFAULT_SUBMIT_TIMEOUT_S
 from aslhpc.orchestration.backend import CLUSTERS
 from aslhpc.orchestration.detach import is_detached_child, start_detached, strip_detach
@@ -290,7 +291,8 @@ def _printer(console, verbose: bool):  # noqa: ANN001, ANN202 - rich Console -> 
 
     def out(text: str) -> None:
         if text.startswith("warning: ") and not verbose and ";" in text:
-            text = text.split(";", 1)[0] + " (details: aslhpc submit --verbose, or aslhpc doctor)"
+            text = (text.split(";", 1)[0] + f" (details: {aslhpc_command('submit --verbose')}, or "
+                    f"{aslhpc_command('doctor')})")
         console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     return out
@@ -382,24 +384,6 @@ def status_command(experiment: str, results: str) -> str:
     if Path(results) != Path("results"):
         cmd += f" --results {shlex.quote(results)}"
     return cmd + " [--watch]"
-
-
-def python_command() -> str:
-    """How to run aslhpc from any shell: ``aslhpc`` if it is this environment's command on PATH, else this
-    interpreter's path (``.venv/bin/python -m aslhpc``: works without activating the venv)."""
-    import os
-    import shutil
-
-    found = shutil.which("aslhpc")
-    mine = Path(sys.executable).with_name("aslhpc")
-    if found and mine.exists() and os.path.samefile(found, mine):
-        return "aslhpc"
-    exe = Path(sys.executable)
-    try:
-        shown = str(exe.relative_to(Path.cwd())) if exe.is_relative_to(Path.cwd()) else str(exe)
-    except (OSError, ValueError):
-        shown = str(exe)
-    return f"{shlex.quote(shown)} -m aslhpc"
 
 
 class _LocalDisplay:

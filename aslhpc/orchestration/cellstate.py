@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from aslhpc.errors import ConfigError
+from aslhpc.invocation import aslhpc_command
 from aslhpc.orchestration.backend import NEVER_STARTED, AttemptView, backend_for
 from aslhpc.orchestration.backend import local_job_state as local_job_state  # re-exported: status uses it
 from aslhpc.orchestration.cellrecord import CellRecord, load_cell
@@ -366,7 +367,7 @@ def _sacct_start(manifest: Manifest) -> str:
 def read_manifest(manifest_path: Path) -> Manifest:
     manifest = load_manifest(manifest_path)
     if manifest is None:
-        raise ConfigError(f"no manifest at {manifest_path}; run python -m aslhpc.submit first "
+        raise ConfigError(f"no manifest at {manifest_path}; run {aslhpc_command('submit')} first "
                           "(or pass --results/--experiment)")
     return manifest
 

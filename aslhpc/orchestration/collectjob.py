@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from aslhpc.errors import ClusterError
+from aslhpc.invocation import aslhpc_command
 from aslhpc.orchestration.experiment import ExperimentSpec
 from aslhpc.orchestration.manifest import Attempt, Manifest, now_iso
 from aslhpc.slurm.accounting import Runner, array_base, job_comment, queued_jobs_named
@@ -79,7 +80,7 @@ def submit_collect(spec: ExperimentSpec, manifest: Manifest, after: Iterable[str
     except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError,
             subprocess.SubprocessError) as exc:
         raise ClusterError(f"sbatch refused the collect job: {' '.join(str(exc).split())}; the cells are "
-                           "submitted and recorded: run python -m aslhpc.collect when they end") from exc
+                           f"submitted and recorded: run {aslhpc_command('collect')} when they end") from exc
     attempt = Attempt(str(job.job_id), "slurm", now_iso(), f"jobs/collect/{job.job_id}", token)
     manifest.collect = attempt
     what = "the next round's decision" if next_round else "collect"

@@ -27,6 +27,7 @@ from typing import Any
 from aslhpc.cellfiles import cell_id as make_cell_id
 from aslhpc.cellfiles import cells_dir, config_key
 from aslhpc.errors import ConfigError
+from aslhpc.invocation import aslhpc_command
 from aslhpc.packaged import find, search_dirs, shipped_dir
 from aslhpc.packaged import names as shipped_names
 from aslhpc.schema.text import clean_text
@@ -324,7 +325,7 @@ def find_job_file(name_or_path: str, search: tuple[Path, ...] = ()) -> Path:
             hint = (f" (or name a shipped one: --experiment {p.stem})"
                     if p.suffix == ".toml" and find("experiment", p.stem) is not None else "")
             raise ConfigError(f"experiment file {p} does not exist; pass an existing .toml file{hint}, or "
-                              "see python -m aslhpc.submit --list")
+                              f"see {aslhpc_command('submit --list')}")
         return p
     for d in search:
         if (d / f"{name_or_path}.toml").is_file():
@@ -334,7 +335,8 @@ def find_job_file(name_or_path: str, search: tuple[Path, ...] = ()) -> Path:
         return found
     where = " or ".join(str(d) for d in (*search, *(d for d, _ in search_dirs("experiment"))))
     raise ConfigError(f"no experiment named {name_or_path!r} in {where}; use one of: "
-                      f"{shipped_names('experiment')} (python -m aslhpc.submit --list shows where each is), "
+                      f"{shipped_names('experiment')} ({aslhpc_command('submit --list')} shows where each "
+                      "is), "
                       "or pass a path to a .toml file")
 
 

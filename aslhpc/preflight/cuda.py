@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from aslhpc.invocation import aslhpc_command
 from aslhpc.preflight.context import Context
 from aslhpc.preflight.result import FAIL, PASS, SKIP, WARN, Check
 
@@ -23,8 +24,9 @@ def _no_gpu(ctx: Context, name: str) -> Check | None:
                          FIX_DRIVER)
         # a login node: the cells would not run *here*; say where to check instead
         return Check(name, FAIL, f"{why}; the experiment's cells need up to {ctx.gpus} GPUs and do not "
-                     "allow the CPU", "check a node of the job's shape: python -m aslhpc.doctor --submit "
-                     "-e JOB (or run this inside a GPU job)")
+                     "allow the CPU",
+                     f"check a node of the job's shape: {aslhpc_command('doctor --submit -e JOB')} "
+                     "(or run this inside a GPU job)")
     return Check(name, SKIP, why)
 
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aslhpc.errors import AslhpcError
+from aslhpc.invocation import aslhpc_command
 from aslhpc.preflight.runner import Report, render
 
 DOCTOR_TIME_MIN = 15  # a doctor job's limit: the checks take a minute or two
@@ -71,7 +72,8 @@ def submit_doctor(job: str, args: argparse.Namespace, width: int = 80) -> int:
     spec = load_spec(find_job_file(job))
     ok, why = slurm_reachable()
     if not ok:
-        raise AslhpcError(f"SLURM is not reachable ({why}); run python -m aslhpc.doctor on the node itself")
+        raise AslhpcError(f"SLURM is not reachable ({why}); run {aslhpc_command('doctor')} on the node "
+                          "itself")
     _check_request(spec)
     results = Path(args.results or spec.results).expanduser().resolve()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
