@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import errno
 import math
+import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import MISSING, Field, fields
@@ -230,6 +231,11 @@ def run_cli(body: Callable[[], int | None]) -> int:
     A full disk, a read-only mount or a folder without write permission met half-way is one line too."""
     try:
         rc = body()
+    except BrokenPipeError:
+        # the reader went away (``aslhpc status --logs C | head``): stop quietly, as cat does; stdout is
+        # pointed at /dev/null so the interpreter's final flush does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
     except AslhpcError as exc:
         # several problems found at once (an experiment file's): one line each
         for problem in getattr(exc, "problems", None) or [exc]:

@@ -506,3 +506,20 @@ def test_status_logs_prints_a_planted_log_without_escapes_and_only_its_tail(
     (cell / "link.log").symlink_to(cell / "evil.log")
     assert status_cli.main(["--results", str(experiment.parent), "--experiment", "e", "--logs", VICTIM]) == 0
     assert "link.log <==\n(not shown: is a symbolic link" in capsys.readouterr().out
+
+
+def test_status_logs_into_a_pipe_closed_early_is_no_traceback(experiment: Path) -> None:
+    """``aslhpc status --logs CELL | head -1``: the reader leaves early; status stops quietly (exit 141, as
+    a command killed by SIGPIPE), never a BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    for k in range(100):  # ~1.8 MB to print: far more than a pipe holds, so status is still writing
+        (experiment / "cells" / VICTIM / f"t{k}.log").write_text(f"{'x' * 900}\n" * 20)
+    proc = subprocess.Popen([sys.executable, "-m", "aslhpc", "status", "--results", str(experiment.parent),
+                             "--experiment", "e", "--logs", VICTIM], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().startswith("==> ")
+    proc.stdout.close()  # what head does after its line
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err and proc.returncode == 141, err
