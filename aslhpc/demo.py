@@ -25,7 +25,9 @@ from rich.text import Text
 
 from aslhpc import api
 from aslhpc.analysis import default_reference_path, load_reference
+from aslhpc.atomic import ensure_writable_dir
 from aslhpc.cli import ArgumentParser, add_version, one_line, run_cli
+from aslhpc.cli import console as cli_console
 from aslhpc.errors import AslhpcError
 from aslhpc.invocation import python_command
 from aslhpc.orchestration.backend import runs_here
@@ -108,8 +110,9 @@ def _demo(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     own = args.model != "ladnet"  # a model of the user's kind: on a generic ImageFolder, not ASL
     data, results = root / ("folder" if own else "asl"), root / "results"
+    ensure_writable_dir(root, "--dir")  # before the header or any work: a read-only folder is one line
     spec = load_spec(find_job_file(EXPERIMENT))
-    console = Console(highlight=False)
+    console = cli_console(highlight=False)  # piped: lines unpadded, as every command's
     intro = header(args.per_class, spec.train.epochs, spec.gpus, spec.batch_sizes, args.cluster,
                    classes=FOLDER_CLASSES if own else 29, model=args.model)
     _say(console, intro.split("\n"))

@@ -72,3 +72,16 @@ def test_demo_leakage_trains_on_both_splits(tmp_path, monkeypatch, capsys):
     assert calls[0][1].splits == ("random", "blocked")
     assert demo.main(["--dir", str(tmp_path)]) == 0 and calls[2][1].splits == ()
     assert " demo --leakage" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_folder_the_demo_cannot_write_is_one_line_before_anything(tmp_path, monkeypatch, capsys):
+    """Issue 26.4: no header, no generated data, no traceback: one line naming --dir and the folder."""
+    calls: list = []
+    _fake_library(monkeypatch, calls)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert demo.main(["--dir", str(blocker / "demo")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and calls == []
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"error: --dir {blocker / 'demo'} cannot be created: {blocker} is a file")
