@@ -132,6 +132,7 @@ def test_report_shows_process_memory_and_data_on_gpu_beside_the_device_peak(tmp_
     tables_end = report.index("## All configurations")
     note = report[report.index("### Batch size 128") : tables_end]
     assert "per-process" in note and "compare like with like" in note and "`Data on GPU" in note
+    assert "includes `Data on GPU (GB)`" in note  # a fast cell's per-process figure holds its dataset
     # the all-configurations tables: the per-process total in the main one; the device-wide total, the
     # data on the GPU and the process memory per GPU in the detail
     main, detail = md_tables(report[tables_end:])[:2]

@@ -48,11 +48,11 @@ MEMORY_NOTE = (
     "`GPU n (GB, per-process)` is the peak memory of the cell's own process on that GPU (NVML's "
     "per-process figure, `proc_mem_peak_gb`, `gpu<i>_proc_gb` in `cells.csv`; sampled every few seconds, "
     "so a shorter spike can be missed): the figure the 2020 study read off nvidia-smi's process list, so "
-    "these columns compare like with like. `Device-wide total (GB)` sums the NVML device peaks "
-    "(`mem_peak_gb`, `gpu<i>_device_gb` in `cells.csv`: everything on the device, other processes "
-    "included) and `Data on GPU "
-    "(GB)` is the fast pipeline's dataset held there (inside the device-wide figure); each is shown only "
-    "when measured."
+    "for the paper pipeline (data in host memory, as 2020's loader kept it) these columns compare like "
+    "with like. A fast-pipeline cell keeps its dataset on the GPU in its own process: its per-process "
+    "figure includes `Data on GPU (GB)` (per rank), so subtract that for its training memory alone. "
+    "`Device-wide total (GB)` sums the NVML device peaks (`mem_peak_gb`, `gpu<i>_device_gb` in "
+    "`cells.csv`: everything on the device, other processes included); each is shown only when measured."
 )
 
 #: under the paper-shaped tables: which epoch the accuracies are from (status shows the last one)
