@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", choices=AMP_MODES, default="auto",
                    help="precision of the fast pipeline (the paper pipeline is always fp32); "
                         "auto = by hardware")
+    p.add_argument("--model", default="ladnet",
+                   help="the network to time: ladnet (the 2020 CNN), torchvision:NAME or MODULE:CALLABLE / "
+                        "file.py:CALLABLE, as in the experiment file's [train] model")
+    p.add_argument("--image-size", type=int, default=150, help="input side in pixels (default 150)")
     p.add_argument("--no-reuse-host-memory", dest="reuse_host_memory", action="store_false",
                    help="fast pipeline on CPU: let glibc unmap freed activation memory every step "
                         "(what it costs)")
@@ -82,7 +86,8 @@ def pipeline_config(pipeline: str, data: Path, out: Path, cache: Path, args: arg
                        epochs=args.epochs if full else 2, pipeline=pipeline, workers=args.workers,
                        # log_every left at the cell's default: bench times what a cell runs (issue 25.4)
                        cache_dir=str(cache), max_steps=0 if full else args.steps,
-                       sample_interval_s=5.0, amp=args.amp, reuse_host_memory=args.reuse_host_memory)
+                       sample_interval_s=5.0, amp=args.amp, reuse_host_memory=args.reuse_host_memory,
+                       model=args.model, image_size=args.image_size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--steps {args.steps}: give at least 1 training step (or --full for whole cells)")
     gpus = args.gpus if args.gpus is not None else (1 if torch.cuda.is_available() else 0)
     pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
+    from aslhpc.training.models import check_model_spec
+
+    problem = check_model_spec(args.model, args.image_size)  # one line before any data is generated
+    if problem:
+        parser.error(f"--model {args.model}: {problem}")
     return run_cli(lambda: _bench(args, gpus, pipelines))
 
 
@@ -109,7 +119,8 @@ def _bench(args: argparse.Namespace, gpus: int, pipelines: list[str]) -> int:
         steps = f"{args.steps} steps after {args.steps} untimed warm-up steps"
         what = "full cells" if args.full else steps
         print(f"device: {device} x{max(gpus, 1) if gpus else 0} | torch {torch.__version__} | threads "
-              f"{torch.get_num_threads()} | batch {args.batch_size} | {what}", flush=True)
+              f"{torch.get_num_threads()} | model {args.model} | batch {args.batch_size} | {what}",
+              flush=True)
         figures: dict[str, float] = {}
         for pipeline in pipelines:
             cfg = pipeline_config(pipeline, data, tmp_path / "out", tmp_path / "cache", args, gpus)
