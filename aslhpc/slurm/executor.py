@@ -181,12 +181,9 @@ def slurm_parameters(req: JobRequest, python: str | None = None) -> dict[str, An
         "mem": req.mem,
         "gres": req.gres,
         "signal_delay_s": SIGNAL_DELAY_S,
-        "wckey": site.wckey or None,
     }
-    for key in ("account", "qos", "constraint", "exclude", "mail_type", "mail_user", "comment"):
-        if getattr(site, key):
-            params[key] = getattr(site, key)
-    extra: dict[str, Any] = dict(site.additional)
+    params.update(site.sbatch_parameters())  # the [cluster] site options: one definition (request.py)
+    extra: dict[str, Any] = dict(params.pop("additional_parameters", {}))
     if req.reservation:
         extra["reservation"] = req.reservation
     if extra:
