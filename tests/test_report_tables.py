@@ -101,3 +101,17 @@ def test_configs_line_groups_by_batch_size():
     assert configs_line([(512, 2), (128, 3), (128, 4), (512, 1), (512, 3)]) == (
         "b=128 × 3, 4 GPUs; b=512 × 1–3 GPUs")
     assert configs_line([(64, 1)]) == "b=64 × 1 GPU"
+
+
+def test_the_time_breakdown_marks_cells_that_shared_a_host_as_contended() -> None:
+    """Issue 25.6: local cells that ran at the same time waited on each other; their breakdown says so."""
+    import pandas as pd
+
+    from aslhpc.analysis.tables import breakdown_view
+
+    row = {"split_kind": "random", "n": 1, "batch_size": 32, "gpus": 1, "pipeline": "fast",
+           "time_data_wait_s": 1.0, "time_compute_s": 3.0, "time_eval_s": 0.5, "time_other_s": 0.5}
+    summary = pd.DataFrame([{**row, "concurrent": "g1-b32-r0 with g1-b64-r0 on laptop"},
+                            {**row, "batch_size": 64, "concurrent": ""}])
+    view = breakdown_view(summary)
+    assert list(view["GPUs"]) == ["1 (contended)", "1"]

@@ -156,7 +156,8 @@ BREAKDOWN_NOTE = (
     "Summed over the epochs (result.json `time_breakdown`): waiting for the next batch (the input "
     "pipeline), compute (forward, backward and optimiser step), validation, and the rest. \"data wait / "
     "training loop\" is waiting ÷ (waiting + compute); GPU util is NVML's mean utilisation over the GPUs "
-    "the cell used."
+    "the cell used. \"(contended)\": the configuration's cells ran on one host at the same time as others "
+    "(Caveats names them), so they waited on each other and their parts are not comparable."
 )
 
 

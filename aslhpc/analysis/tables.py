@@ -659,7 +659,9 @@ def breakdown_view(summary: pd.DataFrame) -> pd.DataFrame:
         rec: dict[str, str] = {
             "batch": str(int(r["batch_size"])),
             "GPUs": str(int(r["gpus"]))
-            + (" (ran on CPU)" if r.get("gpus_used") == 0 and r["gpus"] > 0 else ""),
+            + (" (ran on CPU)" if r.get("gpus_used") == 0 and r["gpus"] > 0 else "")
+            # cells that shared a host at the same time waited on each other: their parts are contended
+            + (" (contended)" if isinstance(r.get("concurrent"), str) and r.get("concurrent") else ""),
             "pipeline": str(r["pipeline"]),
         }
         for label, v in parts:
