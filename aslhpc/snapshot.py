@@ -184,14 +184,15 @@ def _predictions(path: Path) -> pd.DataFrame | None:
 
 
 def sacct_usage(job_ids: Iterable[str], run: Runner | None = None) -> dict[str, tuple]:
-    """job id -> (TotalCPU s, Elapsed s) from one sacct call (the allocation row: the sum of its steps);
-    {} where accounting does not answer."""
+    """job id -> (TotalCPU s, Elapsed s, MaxRSS GB) from one sacct call (CPU time from the allocation row,
+    the sum of its steps; MaxRSS the largest step's); {} where accounting does not answer."""
     from aslhpc.slurm.accounting import query_ids, run_slurm_command
 
     ids = [j for j in job_ids if j]
     if not ids:
         return {}
-    cmd = ["sacct", "--parsable2", "-n", "-o", "JobID,TotalCPU,Elapsed", "--jobs", ",".join(query_ids(ids))]
+    cmd = ["sacct", "--parsable2", "-n", "-o", "JobID,TotalCPU,Elapsed,MaxRSS", "--jobs",
+           ",".join(query_ids(ids))]
     try:
         proc = (run or run_slurm_command)(cmd)
     except (OSError, subprocess.SubprocessError):

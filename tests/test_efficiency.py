@@ -54,8 +54,8 @@ def test_a_request_the_cell_outgrew_is_flagged_as_clearly_as_one_too_large() -> 
 
 def test_sacct_cpu_time_comes_from_the_allocation_row_in_one_call() -> None:
     """Recorded on the mini cluster: the allocation row's TotalCPU is the sum of its steps."""
-    text = ("198_0|00:04.450|00:00:16\n198_0.batch|00:00.010|00:00:16\n198_0.0|00:04.439|00:00:16\n"
-            "7|1-02:00:00|2-00:00:00\n")
+    text = ("198_0|00:04.450|00:00:16|\n198_0.batch|00:00.010|00:00:16|5120K\n"
+            "198_0.0|00:04.439|00:00:16|1500M\n7|1-02:00:00|2-00:00:00|\n")
     calls = []
 
     def run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -64,7 +64,8 @@ def test_sacct_cpu_time_comes_from_the_allocation_row_in_one_call() -> None:
 
     got = sacct_usage(["198_0", "7"], run)
     assert len(calls) == 1 and calls[0][calls[0].index("--jobs") + 1] == "7,198"
-    assert got["198_0"] == (pytest.approx(4.45), 16.0) and got["7"] == (93600.0, 172800.0)
+    assert got["198_0"] == (pytest.approx(4.45), 16.0, 1.5) and got["7"] == (93600.0, 172800.0, None)
+    assert "MaxRSS" in calls[0][calls[0].index("-o") + 1]
     assert parse_duration_s("") is None and parse_duration_s("05:30") == 330.0
 
 
@@ -81,3 +82,16 @@ def test_the_usage_plot_draws_measured_cells_and_nothing_for_none(tmp_path) -> N
     assert path is not None and Image.open(path).size[0] > 500
     assert plot_usage(efficiency_frame([]), tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_peak_only_sacct_saw_flags_the_request_as_too_small() -> None:
+    """Issue 25.8: the samples are seconds apart; sacct's MaxRSS (cgroup accounting) can be higher, and a
+    request the job outgrew is flagged from it, as seff does."""
+    from aslhpc.analysis.efficiency import usage_from_result
+
+    res = {"exec_time_s": 60.0, "telemetry": {"cpu": {"rss_peak_gb": 0.5, "util_mean_pct": 90.0}}}
+    sampled = usage_from_result("c", 1, 1.0, 0, res, (50.0, 60.0, None))
+    seen = usage_from_result("c", 1, 1.0, 0, res, (50.0, 60.0, 0.98))
+    assert sampled.rss_peak_gb == 0.5 and seen.rss_peak_gb == 0.98
+    frame = efficiency_frame([sampled, seen])
+    assert list(frame["mem_at_limit"]) == [False, True] and "--mem" in frame["hint"][1]

@@ -170,23 +170,44 @@ def parse_duration_s(text: str) -> float | None:
         return None
 
 
+def parse_rss_gb(text: str) -> float | None:
+    """sacct's ``MaxRSS`` (``123456K``, ``1.5G``, bare bytes) in the paper's GB (MiB / 1000)."""
+    text = text.strip()
+    if not text:
+        return None
+    scale = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0**2}
+    try:
+        mib = float(text[:-1]) * scale[text[-1].upper()] if text[-1].isalpha() else float(text) / 2**20
+    except (KeyError, ValueError):
+        return None
+    return round(mib / 1000, 3)
+
+
 def parse_sacct_usage(text: str) -> dict[str, tuple]:
-    """job id -> (TotalCPU s, Elapsed s) from ``sacct --parsable2 -n -o JobID,TotalCPU,Elapsed`` output,
-    the allocation rows only (a step's row, ``123.batch``, is part of its job's)."""
-    out = {}
+    """job id -> (TotalCPU s, Elapsed s, MaxRSS GB) from ``sacct --parsable2 -n -o
+    JobID,TotalCPU,Elapsed,MaxRSS`` output: CPU time and elapsed from the allocation row (a step's row,
+    ``123.batch``, is part of its job's), MaxRSS the largest of its steps' (only steps have one)."""
+    out: dict[str, list] = {}
     for line in text.splitlines():
         job, _, rest = line.partition("|")
-        if "." in job or not rest:
+        if not rest:
             continue
-        cpu, _, elapsed = rest.partition("|")
-        out[job] = (parse_duration_s(cpu), parse_duration_s(elapsed))
-    return out
+        cpu, _, rest = rest.partition("|")
+        elapsed, _, rss = rest.partition("|")
+        base = job.split(".", 1)[0]
+        entry = out.setdefault(base, [None, None, None])
+        if "." not in job:
+            entry[0], entry[1] = parse_duration_s(cpu), parse_duration_s(elapsed)
+        gb = parse_rss_gb(rss)
+        if gb is not None and (entry[2] is None or gb > entry[2]):
+            entry[2] = gb
+    return {job: tuple(v) for job, v in out.items() if v[0] is not None or v[1] is not None}
 
 
 def usage_from_result(cell: str, cores: int, mem_req_gb: float, gpus: int, res: Mapping[str, Any],
                       acct: tuple | None) -> Usage:
     """One cell's :class:`Usage`: its request (cores, memory, GPUs) against its result.json's telemetry,
-    with sacct's (TotalCPU, Elapsed) where accounting had the job."""
+    with sacct's (TotalCPU, Elapsed, MaxRSS) where accounting had the job."""
     tel = res.get("telemetry") or {}
     cpu = tel.get("cpu") or {}
     gpu_list = [g for g in tel.get("gpus") or [] if isinstance(g, dict)]
@@ -194,8 +215,12 @@ def usage_from_result(cell: str, cores: int, mem_req_gb: float, gpus: int, res: 
     peaks = [g["mem_peak_gb"] for g in gpu_list if isinstance(g.get("mem_peak_gb"), int | float)]
     totals = [g["mem_total_gb"] for g in gpu_list if isinstance(g.get("mem_total_gb"), int | float)]
     elapsed = acct[1] if acct and acct[1] else res.get("exec_time_s")
+    # the memory peak: the cell's own samples, or sacct's MaxRSS where that is higher (the samples are a
+    # few seconds apart and can miss a spike that SLURM's cgroup accounting saw)
+    rss = [x for x in (cpu.get("rss_peak_gb"), acct[2] if acct and len(acct) > 2 else None)
+           if isinstance(x, int | float)]
     return Usage(cell, cores, mem_req_gb, gpus, float(elapsed) if isinstance(elapsed, int | float) else None,
-                 acct[0] if acct else None, cpu.get("util_mean_pct"), cpu.get("rss_peak_gb"),
+                 acct[0] if acct else None, cpu.get("util_mean_pct"), max(rss, default=None),
                  sum(utils) / len(utils) if utils else None, max(peaks, default=None),
                  max(totals, default=None), "" if gpu_list else str(tel.get("reason") or "no GPU sampled"))
 
