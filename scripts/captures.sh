@@ -30,5 +30,11 @@ capture help "$PY -m aslhpc --help"
 capture status "$PY -m aslhpc status --results demo/results --experiment smoke"
 capture collect "$PY -m aslhpc collect --results demo/results --experiment smoke --no-plots"
 capture dry-run "$PY -m aslhpc submit --dry-run --cluster local --data demo/asl --results demo/dry"
+capture logs "$PY -m aslhpc status --results demo/results --experiment smoke --logs \$(ls demo/results/smoke/cells | head -1)"
+capture cancel "$PY -m aslhpc cancel --results demo/results --experiment smoke"
+# a usage error is one line naming the flag as typed, then the next command's
+capture usage-errors "$PY -m aslhpc submit --gpus 1,x --dry-run; $PY -m aslhpc train --data demo/asl --epochs 2.5; \
+$PY -m aslhpc status --bogus; $PY -m aslhpc collect --reference --reference-only"
+capture demo "rm -rf d2 && $PY -m aslhpc demo --per-class 12 --dir d2"
 echo "captures in $OUT"
 ls "$OUT"
