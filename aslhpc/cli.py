@@ -217,15 +217,16 @@ def one_line(message: object) -> str:
     return " ".join(str(message).split())
 
 
-def write_error(exc: OSError) -> str:
-    """The one line for a disk or mount error while writing results (the earlier files are intact)."""
+def write_error(exc: OSError, output_flag: str = "--results") -> str:
+    """The one line for a disk or mount error while writing results (the earlier files are intact),
+    naming the flag that chose the folder as the user typed it (``--out`` for train, ``--dir`` for demo)."""
     where = exc.filename or "a results file"
     verb = "no permission for" if exc.errno in (errno.EACCES, errno.EPERM) else "cannot write"
-    return (f"{verb} {where}: {exc.strerror or exc}; free space or choose a writable --results "
+    return (f"{verb} {where}: {exc.strerror or exc}; free space or choose a writable {output_flag} "
             "folder (files written before are intact)")
 
 
-def run_cli(body: Callable[[], int | None]) -> int:
+def run_cli(body: Callable[[], int | None], output_flag: str = "--results") -> int:
     """Run a CLI's work; its int is the exit status (None = 0). A user error: one ``error:`` line, exit 2.
 
     A full disk, a read-only mount or a folder without write permission met half-way is one line too."""
@@ -244,6 +245,6 @@ def run_cli(body: Callable[[], int | None]) -> int:
     except OSError as exc:
         if exc.errno not in WRITE_ERRNOS:
             raise
-        print(f"error: {one_line(write_error(exc))}", file=sys.stderr, flush=True)
+        print(f"error: {one_line(write_error(exc, output_flag))}", file=sys.stderr, flush=True)
         return 2
     return rc if isinstance(rc, int) else 0

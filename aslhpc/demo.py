@@ -103,7 +103,7 @@ def _say(console: Console, lines: list[str] | str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_cli(lambda: _demo(args))
+    return run_cli(lambda: _demo(args), output_flag="--dir")
 
 
 def _demo(args: argparse.Namespace) -> int:

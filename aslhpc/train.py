@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         run_cell(cfg)
 
     try:
-        return run_cli(body)
+        return run_cli(body, output_flag="--out")
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume after the last finished epoch", file=sys.stderr)
         return 130

@@ -81,4 +81,5 @@ def test_a_full_disk_during_training_is_one_line_and_the_cell_records_it(synth_r
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in err, err
     assert "checkpoint.pt" in errors[0] and "No space left" in errors[0]
+    assert "writable --out folder" in errors[0]  # the flag train was given, not submit's --results
     assert (out / "error.json").is_file() and not (out / "result.json").exists()
