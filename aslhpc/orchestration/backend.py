@@ -39,7 +39,7 @@ from aslhpc.orchestration.requestchecks import (
 from aslhpc.orchestration.slurm_submit import submit_cells, submit_collect_job
 from aslhpc.slurm.accounting import JobState, Runner, StateQuery
 from aslhpc.slurm.cluster import ClusterInfo, slurm_installed, slurm_reachable
-from aslhpc.slurm.executor import array_name, job_name
+from aslhpc.slurm.executor import array_name, job_name, result_pickle
 from aslhpc.slurm.local import process_alive, runner_alive, visible_gpus
 from aslhpc.states import CellState
 
@@ -192,7 +192,7 @@ def local_job_state(attempt: Attempt, experiment_dir: Path) -> CellState:
     could plant one): whether the cell succeeded is what its own JSON files say."""
     if attempt.job_id.isdigit() and process_alive(int(attempt.job_id), LOCAL_CONTROLLER):
         return CellState.RUNNING
-    if (experiment_dir / attempt.folder / f"{attempt.job_id}_0_result.pkl").exists():
+    if result_pickle(experiment_dir / attempt.folder, attempt.job_id).exists():
         return CellState.ENDED
     return CellState.CANCELLED  # the process is gone and left no result: killed
 

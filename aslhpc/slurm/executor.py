@@ -52,6 +52,13 @@ def submitted_pickle(folder: Path, job_id: str) -> Path:
     return folder / f"{job_id}_submitted.pkl"
 
 
+def result_pickle(folder: Path, job_id: str) -> Path:
+    """Where submitit writes job ``job_id``'s outcome (task 0) in ``folder``: a pickle, so aslhpc only
+    ever asks whether it exists (never opens it: anyone who can write the results directory could plant
+    one)."""
+    return folder / f"{job_id}_0_result.pkl"
+
+
 def stray_pickles(folder: Path) -> list[Path]:
     """The ``<uuid>.pkl`` calls in ``folder`` that no job id was given to yet, oldest first."""
     try:
@@ -94,9 +101,9 @@ def guarded_python(python: str | None) -> str:
     """The job's Python followed by :data:`GUARD`, so every job checks its pickle before loading it."""
     return f"{python or default_python()} {GUARD}"
 
-__all__ = ["JobRequest", "SIGNAL_DELAY_S", "UUID_PICKLE", "GUARD", "submitted_pickle", "stray_pickles",
-           "private_dir", "guarded_python", "job_name", "array_name", "array_executor", "read_preamble",
-           "slurm_parameters", "slurm_executor", "command_executor",
+__all__ = ["JobRequest", "SIGNAL_DELAY_S", "UUID_PICKLE", "GUARD", "submitted_pickle", "result_pickle",
+           "stray_pickles", "private_dir", "guarded_python", "job_name", "array_name", "array_executor",
+           "read_preamble", "slurm_parameters", "slurm_executor", "command_executor",
            "local_executor", "cell_command", "render_sbatch", "default_python"]
 
 
