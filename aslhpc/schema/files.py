@@ -28,16 +28,15 @@ class FileProblem(ValueError):
     """A file that is not what aslhpc writes; the message is the reason, without the file name."""
 
 
-def read_text_file(path: str | Path, cap: int = JSON_CAP) -> str | None:
-    """The UTF-8 text of the regular file ``path`` (None when there is none), at most ``cap`` bytes.
-
-    Opened with ``O_NOFOLLOW | O_NONBLOCK``: a symlink, FIFO, device or directory is refused without
-    blocking or reading it."""
+def open_regular(path: str | Path) -> tuple[int, os.stat_result]:
+    """``path`` opened read-only with ``O_NOFOLLOW | O_NONBLOCK``, and its stat: a symlink, FIFO, device or
+    directory is a FileProblem, refused without blocking or reading it. A missing file raises
+    FileNotFoundError (each caller says what that means). The caller closes the descriptor."""
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        return None
+        raise
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise FileProblem("is a symbolic link, not a file aslhpc wrote; remove it") from None
@@ -46,8 +45,23 @@ def read_text_file(path: str | Path, cap: int = JSON_CAP) -> str | None:
         raise FileProblem(f"unreadable ({exc.strerror or exc})") from None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise FileProblem("is not a regular file (a FIFO, device or directory); remove it")
+    except OSError as exc:
+        os.close(fd)
+        raise FileProblem(f"unreadable ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise FileProblem("is not a regular file (a FIFO, device or directory); remove it")
+    return fd, st
+
+
+def read_text_file(path: str | Path, cap: int = JSON_CAP) -> str | None:
+    """The UTF-8 text of the regular file ``path`` (None when there is none), at most ``cap`` bytes;
+    anything else is refused by :func:`open_regular`."""
+    try:
+        fd, st = open_regular(path)
+    except FileNotFoundError:
+        return None
+    try:
         if st.st_size > cap:
             raise FileProblem(f"is {st.st_size} bytes, more than the {cap // MiB} MiB aslhpc ever writes")
         chunks, size = [], 0
@@ -97,18 +111,12 @@ def parse_json(text: str, max_depth: int = MAX_DEPTH) -> Any:
 
 def tail_text_file(path: str | Path, cap: int = 64 << 10) -> str:
     """The last ``cap`` bytes of the regular file ``path`` as text (a log: it may be huge, the start of its
-    first line cut); a symlink, FIFO, device or directory is refused as by :func:`read_text_file`."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    first line cut); a symlink, FIFO, device or directory is refused by :func:`open_regular`."""
     try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise FileProblem("is a symbolic link, not a file aslhpc wrote") from None
+        fd, st = open_regular(path)
+    except FileNotFoundError as exc:
         raise FileProblem(f"unreadable ({exc.strerror or exc})") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise FileProblem("is not a regular file (a FIFO, device or directory)")
         os.lseek(fd, max(0, st.st_size - cap), os.SEEK_SET)
         data = os.read(fd, cap)
     finally:
