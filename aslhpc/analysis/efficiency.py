@@ -205,7 +205,7 @@ def parse_sacct_usage(text: str) -> dict[str, tuple]:
 
 
 def usage_from_result(cell: str, cores: int, mem_req_gb: float, gpus: int, res: Mapping[str, Any],
-                      acct: tuple | None) -> Usage:
+                      acct: tuple[float | None, float | None, float | None] | None) -> Usage:
     """One cell's :class:`Usage`: its request (cores, memory, GPUs) against its result.json's telemetry,
     with sacct's (TotalCPU, Elapsed, MaxRSS) where accounting had the job."""
     tel = res.get("telemetry") or {}
@@ -217,7 +217,7 @@ def usage_from_result(cell: str, cores: int, mem_req_gb: float, gpus: int, res: 
     elapsed = acct[1] if acct and acct[1] else res.get("exec_time_s")
     # the memory peak: the cell's own samples, or sacct's MaxRSS where that is higher (the samples are a
     # few seconds apart and can miss a spike that SLURM's cgroup accounting saw)
-    rss = [x for x in (cpu.get("rss_peak_gb"), acct[2] if acct and len(acct) > 2 else None)
+    rss = [x for x in (cpu.get("rss_peak_gb"), acct[2] if acct else None)
            if isinstance(x, int | float)]
     return Usage(cell, cores, mem_req_gb, gpus, float(elapsed) if isinstance(elapsed, int | float) else None,
                  acct[0] if acct else None, cpu.get("util_mean_pct"), max(rss, default=None),
