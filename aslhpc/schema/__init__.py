@@ -27,5 +27,4 @@ from aslhpc.schema.files import (
 from aslhpc.schema.text import TEXT_LIMIT, clean_line, clean_text, clean_tree
 
 __all__ = ["EPOCHS_CAP", "JSON_CAP", "MAX_DEPTH", "TEXT_LIMIT", "FileProblem", "clean_line", "clean_text",
-           "clean_tree",
-           "parse_json", "read_text_file", "tail_text_file"]
+           "clean_tree", "parse_json", "read_text_file", "tail_text_file"]
