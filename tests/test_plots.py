@@ -50,3 +50,30 @@ def test_coinciding_series_are_drawn_side_by_side(summary, tmp_path: Path, monke
     assert len(drawn) == 4  # one test series per GPU count
     at_128 = [xs[0] for xs in drawn]
     assert len(set(at_128)) == 4 and all(120 < x < 137 for x in at_128)  # near 128, none on another
+
+
+def test_the_breakdown_hatches_configurations_whose_cells_shared_a_host(tmp_path: Path, monkeypatch) -> None:
+    import pandas as pd
+
+    rows = [{"split_kind": "random", "n": 1, "batch_size": 128, "gpus": g, "strategy": "dp",
+             "pipeline": "paper", "gpus_used": g, "time_data_wait_s": 10.0, "time_compute_s": 20.0,
+             "time_eval_s": 5.0, "time_other_s": 1.0, "concurrent": note}
+            for g, note in ((1, ""), (2, "g2-b128-r0 with g1-b256-r0 on n1"))]
+    axes = []
+    real = Figure.add_subplot
+
+    def spy(fig, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        axes.append(real(fig, *a, **k))
+        return axes[-1]
+
+    monkeypatch.setattr(Figure, "add_subplot", spy)
+    plots.plot_breakdown(pd.DataFrame(rows), tmp_path / "b.png")
+    [ax] = axes
+    hatched = {round(p.get_x() + p.get_width() / 2) for p in ax.patches if p.get_hatch() and p.get_height()}
+    assert hatched == {1}  # every part of the 2-GPU bar, none of the 1-GPU bar
+    assert "hatched: shared a host (contended)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert [t.get_text().endswith("shared") for t in ax.get_xticklabels()] == [False, True]
+    rows[1]["concurrent"] = ""
+    axes.clear()
+    plots.plot_breakdown(pd.DataFrame(rows), tmp_path / "c.png")
+    assert not any(p.get_hatch() for p in axes[0].patches)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from aslhpc.analysis.reference import REFERENCE_LABEL
 from aslhpc.analysis.stats import wilson_interval
@@ -49,6 +50,14 @@ def _mark_cpu(ax: object, x: pd.Series, y: pd.Series, colour: str | None) -> Non
     ax.plot(x, y, linestyle="none", marker="o", markersize=11,  # type: ignore[attr-defined]
             markerfacecolor="white",
             markeredgecolor=colour or "black", zorder=3)
+
+
+def _contended_mask(frame: pd.DataFrame) -> pd.Series:
+    """Configurations whose cells shared a host with other cells at the same time (``concurrent`` in the
+    summary): their time breakdown measures the contention as much as the configuration."""
+    if "concurrent" not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame["concurrent"].map(lambda v: isinstance(v, str) and bool(v))
 
 
 def _series_key(frame: pd.DataFrame) -> list[str]:
@@ -389,9 +398,14 @@ def plot_breakdown(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
     ax = fig.add_subplot()
     x = list(range(len(data)))
     bottom = [0.0] * len(data)
+    shared = _contended_mask(data).to_list()
     for col, name in BREAKDOWN_PARTS:
         vals = [v if math.isfinite(v) else 0.0 for v in data.get(col, pd.Series(math.nan, index=data.index))]
-        ax.bar(x, vals, bottom=bottom, label=name)
+        bars = ax.bar(x, vals, bottom=bottom, label=name)
+        for bar, contended in zip(bars, shared, strict=True):
+            if contended:  # the parts of cells that waited on each other are not the configuration's own
+                bar.set_hatch("//")
+                bar.set_edgecolor("black")
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     labelled = False
     for xi, (_, r) in zip(x, data.iterrows(), strict=True):
@@ -403,18 +417,24 @@ def plot_breakdown(summary: pd.DataFrame, path: Path, label: str = "") -> Path:
     ax.set_xticks(x)
     ax.set_xticklabels(
         [f"b{int(b)}\n{int(g)}G" + (f"\n{p}" if data["pipeline"].nunique() > 1 else "")
-         + ("\nCPU" if c else "")
-         for b, g, p, c in zip(data["batch_size"], data["gpus"], data["pipeline"], cpu, strict=True)],
+         + ("\nCPU" if c else "") + ("\nshared" if sh else "")
+         for b, g, p, c, sh in zip(data["batch_size"], data["gpus"], data["pipeline"], cpu, shared,
+                                   strict=True)],
         fontsize=8,
     )
-    ax.set_xlabel("configuration (batch size, GPU count; CPU = ran on the CPU)")
+    ax.set_xlabel("configuration (batch size, GPU count; CPU = ran on the CPU"
+                  + ("; shared = ran beside other cells)" if any(shared) else ")"))
     ax.set_ylabel("time, summed over epochs (s)")
     what = " (labels: mean GPU utilisation)" if labelled else ""  # CPU cells have no GPU figure to show
     ax.set_title(f"Where the time went, per configuration{what}\n"
                  + _subtitle(data, label, error_bars=False), fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     ax.set_ylim(0, max(bottom, default=1.0) * 1.3 or 1.0)  # headroom for the legend above the bars
-    ax.legend(fontsize=8, ncol=4, loc="upper center")
+    handles, names = ax.get_legend_handles_labels()
+    if any(shared):
+        handles.append(Patch(facecolor="white", edgecolor="black", hatch="//"))
+        names.append("hatched: shared a host (contended)")
+    ax.legend(handles, names, fontsize=8, ncol=4, loc="upper center")
     width = fig.get_figwidth()
     fig.subplots_adjust(left=0.8 / width, right=1 - 0.2 / width, bottom=0.2, top=0.88)
     return _save(fig, path)

@@ -51,8 +51,10 @@ def test_collect_job_writes_the_report_after_the_cells_and_is_replaced_not_stack
         time.sleep(2)
     assert "collectjob" in report.read_text() or name in report.read_text()
     st = cli.status("--results", results, "--experiment", name)
-    row = next(ln for ln in st.stdout.splitlines() if "collect" in ln and second in ln)
-    assert "COMPLETED" in row or "RUNNING" in row or "COMPLETING" in row, st.stdout
+    # the collect row itself: "collect  <job>  <state> ..." (the header names the experiment, whose random
+    # suffix can contain the job id, so match by column, not by substring)
+    [row] = [ln.split() for ln in st.stdout.splitlines() if ln.split()[:2] == ["collect", second]]
+    assert row[2] in ("COMPLETED", "RUNNING", "COMPLETING"), st.stdout
     queued = subprocess.run(["squeue", "--me", "-h", "--name", f"aslhpc-{name}-collect", "-o", "%i"],
                             capture_output=True, text=True, timeout=60).stdout.split()
     assert first not in queued  # never two collect jobs
