@@ -24,7 +24,7 @@ from aslhpc.analysis import efficiency, extras, matrix, paired
 from aslhpc.errors import AslhpcError
 from aslhpc.orchestration.backend import backend_for
 from aslhpc.orchestration.cellrecord import CellRecord, load_cells
-from aslhpc.orchestration.cellstate import derive_state, frame_state, one_line
+from aslhpc.orchestration.cellstate import derive_state, one_line
 from aslhpc.orchestration.manifest import MANIFEST, Manifest, load_manifest
 from aslhpc.schema.files import FileProblem, read_text_file
 from aslhpc.states import CellState
@@ -152,7 +152,7 @@ def _cell_row(rec: CellRecord, given: tuple[str, str] | None, now: float) -> dic
                     f"status says COMPLETED but there is no usable result.json ({given_reason})")
             state, reason = given_state, given_reason or reason
         row = _identity(rec)
-    row.update(state=frame_state(state), reason=one_line(reason), cell_id=rec.cell_id,
+    row.update(state=str(state), reason=one_line(reason), cell_id=rec.cell_id,
                in_manifest=rec.entry is not None, source="aslhpc")
     return row
 

@@ -58,7 +58,7 @@ def test_summary_fits_the_terminal_whole(tmp_path, width, which):
     else:
         for bs in (128, 256, 512):
             assert f"b={bs}" in text
-        assert "pending" in text  # the hole, by its state
+        assert "PENDING" in text  # the hole, by its state
         assert "b=128: 2,226 + 258/N s: 90 % serial, best speed-up 1.12× (R² 0.82)" in text  # the fit
         assert "2028.7 s · 99.82 %" in text or "2028.7 s\n" in text
         assert "2020 study also ran b=512 × 4 GPUs, not run here" in " ".join(text.split())

@@ -25,7 +25,7 @@ def test_loads_every_cell_with_metrics_and_memory(tmp_path):
     exp = paper_experiment(tmp_path)
     m = load_matrix(exp)
     assert len(m) == 12
-    assert (m["state"] == "completed").all()
+    assert (m["state"] == "COMPLETED").all()
     r = m[(m["batch_size"] == 256) & (m["gpus"] == 3)].iloc[0]
     assert r["exec_time_s"] == 2028.72
     assert (r["gpu0_gb"], r["gpu1_gb"], r["gpu2_gb"]) == (1.809, 1.739, 1.719)
@@ -70,16 +70,16 @@ def test_holes_have_state_and_reason_and_never_crash(tmp_path):
     m = load_matrix(exp)
     assert len(m) == 12
     st = dict(zip(m["cell_id"], zip(m["state"], m["reason"], strict=True), strict=True))
-    assert st["g2-b128-r0"] == ("failed", "CUDA out of memory; lower --batch-size")
-    assert st["g3-b128-r0"][0] == "running" and "epoch 3/25" in st["g3-b128-r0"][1]
-    assert st["g4-b256-r0"][0] == "incomplete" and "3.0 h ago" in st["g4-b256-r0"][1]
-    assert st["g4-b512-r0"][0] == "damaged" and st["g4-b512-r0"][1].startswith("result.json: not valid JSON")
-    assert st["g3-b512-r0"][0] == "pending" and "job 1010" in st["g3-b512-r0"][1]
+    assert st["g2-b128-r0"] == ("FAILED", "CUDA out of memory; lower --batch-size")
+    assert st["g3-b128-r0"][0] == "RUNNING" and "epoch 3/25" in st["g3-b128-r0"][1]
+    assert st["g4-b256-r0"][0] == "INCOMPLETE" and "3.0 h ago" in st["g4-b256-r0"][1]
+    assert st["g4-b512-r0"][0] == "DAMAGED" and st["g4-b512-r0"][1].startswith("result.json: not valid JSON")
+    assert st["g3-b512-r0"][0] == "PENDING" and "job 1010" in st["g3-b512-r0"][1]
     h = holes(m)
     assert set(h["cell_id"]) == {"g2-b128-r0", "g3-b128-r0", "g4-b256-r0", "g4-b512-r0", "g3-b512-r0"}
     # holes keep their identity so tables can place them
     assert m.loc[m["cell_id"] == "g4-b512-r0", ["gpus", "batch_size"]].values.tolist() == [[4, 512]]
-    assert (m.loc[m["state"] != "completed", "pipeline"] == "fast").all()
+    assert (m.loc[m["state"] != "COMPLETED", "pipeline"] == "fast").all()
 
 
 def test_missing_cell_never_submitted(tmp_path):
@@ -90,7 +90,7 @@ def test_missing_cell_never_submitted(tmp_path):
     data["cells"]["g2-b128-r0"]["attempts"] = []
     write_json(exp / "manifest.json", data)
     m = load_matrix(exp)
-    assert m.set_index("cell_id").loc["g2-b128-r0", "state"] == "missing"
+    assert m.set_index("cell_id").loc["g2-b128-r0", "state"] == "NOT_SUBMITTED"
 
 
 def test_states_from_status_are_taken_as_given_but_result_json_wins(tmp_path):
@@ -105,18 +105,18 @@ def test_states_from_status_are_taken_as_given_but_result_json_wins(tmp_path):
         "g1-b256-r0": ("COMPLETED", "sacct"),  # has result.json anyway
     }
     m = load_matrix(exp, states).set_index("cell_id")
-    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == ("timeout", "slurm says timeout")
-    assert tuple(m.loc["g3-b128-r0", ["state", "reason"]]) == ("timeout", "job 1002 hit its time limit")
-    assert m.loc["g4-b128-r0", "state"] == "missing"
-    assert m.loc["g1-b128-r0", "state"] == "completed"
+    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == ("TIMEOUT", "slurm says timeout")
+    assert tuple(m.loc["g3-b128-r0", ["state", "reason"]]) == ("TIMEOUT", "job 1002 hit its time limit")
+    assert m.loc["g4-b128-r0", "state"] == "NOT_SUBMITTED"
+    assert m.loc["g1-b128-r0", "state"] == "COMPLETED"
     # a cell status could not tell about (UNKNOWN: left out of states) is judged by its files
     m = load_matrix(exp, {"g3-b128-r0": ("RUNNING", "")}).set_index("cell_id")
-    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == ("failed", "boom")
+    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == ("FAILED", "boom")
     # SLURM's COMPLETED without a result.json is not a completed cell
     exp2 = paper_experiment(tmp_path / "two", skip=((128, 1),))
     m2 = load_matrix(exp2, {"g1-b128-r0": ("COMPLETED", "sacct")}).set_index("cell_id")
     assert (
-        m2.loc["g1-b128-r0", "state"] == "incomplete"
+        m2.loc["g1-b128-r0", "state"] == "INCOMPLETE"
         and "no usable result.json" in m2.loc["g1-b128-r0", "reason"]
     )
 
@@ -139,17 +139,17 @@ def test_a_retried_cell_is_not_failed_by_the_previous_attempts_error(tmp_path):
     # no SLURM answer (states None): the files alone decide, and the old error is not the new job's
     m = load_matrix(exp).set_index("cell_id")
     assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == (
-        "pending",
+        "PENDING",
         "submitted as job 2000, no output yet",
     )
-    assert tuple(m.loc["g3-b128-r0", ["state", "reason"]]) == ("failed", "CUDA out of memory")  # not retried
+    assert tuple(m.loc["g3-b128-r0", ["state", "reason"]]) == ("FAILED", "CUDA out of memory")  # not retried
     # an error.json written by the new attempt (a few seconds of clock skew allowed) counts again
     write_json(exp / "cells" / "g2-b128-r0" / "error.json", {**err, "time": "2026-04-11T19:59:57+00:00"})
-    assert load_matrix(exp).set_index("cell_id").loc["g2-b128-r0", "state"] == "failed"
+    assert load_matrix(exp).set_index("cell_id").loc["g2-b128-r0", "state"] == "FAILED"
     # with states from status, the live job's state is shown, not the stale file's
     write_json(exp / "cells" / "g2-b128-r0" / "error.json", err)
     m = load_matrix(exp, {"g2-b128-r0": ("PENDING", "slurm job 2000")}).set_index("cell_id")
-    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == ("pending", "slurm job 2000")
+    assert tuple(m.loc["g2-b128-r0", ["state", "reason"]]) == ("PENDING", "slurm job 2000")
 
 
 def test_without_manifest_cells_are_scanned(tmp_path):
@@ -162,7 +162,7 @@ def test_without_manifest_cells_are_scanned(tmp_path):
     m = load_matrix(exp)
     assert sorted(m["cell_id"]) == ["g1-b128-r0", "g2-b128-r0"]
     assert m.attrs["ignored"] == [
-        "g4-b128-r0 (pending: cell directory exists but holds no result, error or progress)"
+        "g4-b128-r0 (PENDING: cell directory exists but holds no result, error or progress)"
     ]
     assert not m["in_manifest"].any()
 
@@ -217,11 +217,11 @@ def test_ddp_cell_whose_ranks_diverged_is_a_failed_hole(tmp_path):
     write_cell(exp, result_json("e", 1, 128))  # no "ranks" key (older results, dp): fine
     m = load_matrix(exp).set_index("cell_id")
     assert tuple(m.loc["g2-b128-ddp-r0", ["state", "reason"]]) == (
-        "failed",
+        "FAILED",
         "DDP ranks ended with different weights (ranks.in_sync false)",
     )
     assert m.loc["g2-b128-ddp-r0", "exec_time_s"] == 2306.56  # what it measured stays in cells.csv
-    assert m.loc["g4-b128-ddp-r0", "state"] == "completed" and m.loc["g1-b128-r0", "state"] == "completed"
+    assert m.loc["g4-b128-ddp-r0", "state"] == "COMPLETED" and m.loc["g1-b128-r0", "state"] == "COMPLETED"
     assert list(holes(m.reset_index())["cell_id"]) == ["g2-b128-ddp-r0"]
 
 

@@ -64,7 +64,7 @@ def test_bad_values_are_one_line_errors(tmp_path):
 
 def test_reference_matrix_is_labelled_and_complete():
     m = reference_matrix(load_reference(REF))
-    assert (m["source"] == REFERENCE_LABEL).all() and (m["state"] == "completed").all()
+    assert (m["source"] == REFERENCE_LABEL).all() and (m["state"] == "COMPLETED").all()
     assert m.loc[(m["batch_size"] == 128) & (m["gpus"] == 1), "batches_train"].iloc[0] == 600
 
 

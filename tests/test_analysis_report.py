@@ -53,7 +53,7 @@ def test_collect_writes_tables_plots_and_report(tmp_path):
     # tables (paper layout), with the repeated cell as mean ± hw and a failed hole row
     assert "### Batch size 256" in report and "| Using 3GPU |" in report
     assert "2026.24 ±" in report  # mean of 2028.72, 2040, 2010
-    assert "| Using 4GPU | failed | failed | failed | failed | failed |" in report
+    assert "| Using 4GPU | FAILED | FAILED | FAILED | FAILED | FAILED |" in report
     # plots linked relatively
     assert "![time](plots/time_vs_gpus.png)" in report
     # verdicts with evidence, conclusions
@@ -62,9 +62,9 @@ def test_collect_writes_tables_plots_and_report(tmp_path):
     # holes with reason, provenance per cell
     assert (
         "## Holes" in report
-        and "g4-b512-r0 | 4 | 512 | 0 | dp | failed | CUDA error: out of memory" in report
+        and "g4-b512-r0 | 4 | 512 | 0 | dp | FAILED | CUDA error: out of memory" in report
     )
-    assert "## Provenance" in report and "| g3-b256-r2 | completed |" in report and "202" in report
+    assert "## Provenance" in report and "| g3-b256-r2 | COMPLETED |" in report and "202" in report
     assert "host: `d1001`" in report
     # the reference comparison is labelled
     assert f"## Compared with the {REFERENCE_LABEL}" in report and "2020 Exec. Time (secs)" in report
@@ -110,8 +110,8 @@ def test_nothing_completed_and_stray_dirs_do_not_crash(tmp_path):
     assert {v.verdict for v in out.analysis.verdicts} == {"inconclusive"}
     assert out.analysis.conclusions.fastest is None
     report = out.report_path.read_text(encoding="utf-8")
-    assert "| Using 2GPU | pending | pending |" in report and "2 cells have no usable result" in report
-    assert "Ignored 1 directory" in report and "`junk (pending:" in report
+    assert "| Using 2GPU | PENDING | PENDING |" in report and "2 cells have no usable result" in report
+    assert "Ignored 1 directory" in report and "`junk (PENDING:" in report
     assert not (exp / "plots").exists()
 
 

@@ -100,9 +100,9 @@ def test_holes_appear_as_rows_with_their_state(tmp_path):
     t = paper_tables(_summary(exp))[512]
     row = t.loc["Using 4GPU"]
     assert (
-        row["Exec. Time (secs)"] == "failed"
-        and row["GPU 3 (GB, per-process)"] == "failed"
-        and row["Test Acc"] == "failed"
+        row["Exec. Time (secs)"] == "FAILED"
+        and row["GPU 3 (GB, per-process)"] == "FAILED"
+        and row["Test Acc"] == "FAILED"
     )
     assert t.loc["Using 3GPU", "GPU 3 (GB, per-process)"] == "NA"
 
@@ -159,7 +159,7 @@ def test_repeats_are_aggregated_with_a_t_interval(tmp_path):
     assert one["exec_time_s_hw"] == pytest.approx(4.3026527 * 100 / math.sqrt(3), rel=1e-6)
     assert one["test_acc_hw"] == pytest.approx(4.3026527 * 1 / math.sqrt(3), rel=1e-6)
     two = s[s["gpus"] == 2].iloc[0]
-    assert two["n"] == 2 and two["n_cells"] == 3 and "1 pending" in two["states"]
+    assert two["n"] == 2 and two["n_cells"] == 3 and "1 PENDING" in two["states"]
     assert two["exec_time_s_hw"] == pytest.approx(12.7062047 * math.sqrt(5000) / math.sqrt(2), rel=1e-6)
     assert two["speedup"] == pytest.approx(2100.0 / 1550.0)
     t = paper_tables(s)[128]

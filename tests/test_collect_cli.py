@@ -35,7 +35,7 @@ def test_collect_single_experiment_end_to_end(tmp_path, monkeypatch):
     assert not (exp / "plots").exists()  # --no-plots
     assert out.rstrip().endswith(f"report: {exp / 'report.md'}")
     # the summary: the matrix with the hole's state, one line per verdict, the shared configurations
-    assert "b=512" in out and "pending" in out and "not supported" in out
+    assert "b=512" in out and "PENDING" in out and "not supported" in out
     assert "×1.00 · +0.00 pp" in out and "the 2020 study also ran b=512 × 4 GPUs, not run here" in out
     assert "Using 3GPU" not in out and f"this run vs {LABEL}" not in out  # full tables: --verbose
     rc, full = _run(["--results", str(tmp_path), "--reference-file", str(REF), "--no-plots", "--verbose"])

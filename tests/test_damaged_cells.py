@@ -136,14 +136,14 @@ def test_a_damaged_file_is_one_damaged_cell_in_status(experiment: Path, variant:
 def test_a_damaged_file_is_a_hole_in_collect_with_the_reason(experiment: Path, variant: str) -> None:
     _garble(experiment, variant)
     frame = load_matrix(experiment).set_index("cell_id")
-    assert frame.loc[VICTIM, "state"] == "damaged" and frame.loc[VICTIM, "reason"].startswith(
+    assert frame.loc[VICTIM, "state"] == "DAMAGED" and frame.loc[VICTIM, "reason"].startswith(
         VARIANTS[variant]
     )
     assert (frame.loc[VICTIM, "gpus"], frame.loc[VICTIM, "batch_size"]) == (
         2,
         256,
     )  # placed from the manifest
-    assert (frame.drop(VICTIM)["state"] == "completed").all() and len(frame) == 4
+    assert (frame.drop(VICTIM)["state"] == "COMPLETED").all() and len(frame) == 4
 
 
 def test_status_and_collect_clis_survive_a_damaged_cell(
@@ -159,7 +159,7 @@ def test_status_and_collect_clis_survive_a_damaged_cell(
     holes = [
         ln for ln in (experiment / "report.md").read_text().splitlines() if ln.startswith(f"| {VICTIM} |")
     ]
-    assert any('| damaged | result.json: epochs is str "four", expected int |' in ln for ln in holes)
+    assert any('| DAMAGED | result.json: epochs is str "four", expected int |' in ln for ln in holes)
 
 
 def test_a_torn_last_epoch_line_is_a_crash_mid_append_not_damage(experiment: Path) -> None:
@@ -201,7 +201,7 @@ def test_manifest_paths_that_leave_the_experiment_are_damaged(
     assert row.error.startswith(f"manifest.json: {key} {value!r} leaves the experiment directory")
     frame = load_matrix(experiment).set_index("cell_id")
     assert (
-        frame.loc[VICTIM, "state"] == "damaged" and f"{key} {value!r} leaves" in frame.loc[VICTIM, "reason"]
+        frame.loc[VICTIM, "state"] == "DAMAGED" and f"{key} {value!r} leaves" in frame.loc[VICTIM, "reason"]
     )
 
 
@@ -266,7 +266,7 @@ def test_a_cells_directory_linked_to_scratch_is_not_leaving_the_experiment(
     (experiment / "cells").symlink_to(scratch)
     report = experiment_status(experiment / "manifest.json", query=sacct("e"))
     assert {r.state for r in report.rows} == {"COMPLETED"}
-    assert (load_matrix(experiment)["state"] == "completed").all()
+    assert (load_matrix(experiment)["state"] == "COMPLETED").all()
 
 
 def test_a_checked_result_is_not_hidden_by_damage_in_the_files_of_a_running_cell(experiment: Path) -> None:
@@ -277,7 +277,7 @@ def test_a_checked_result_is_not_hidden_by_damage_in_the_files_of_a_running_cell
         VICTIM
     ]
     assert (row.state, row.epoch, row.error) == ("COMPLETED", 25, "")
-    assert load_matrix(experiment).set_index("cell_id").loc[VICTIM, "state"] == "completed"
+    assert load_matrix(experiment).set_index("cell_id").loc[VICTIM, "state"] == "COMPLETED"
 
 
 # ------------------------------------------------------------------- issue 27 items 4-6: hostile files
@@ -391,9 +391,9 @@ def test_a_hostile_file_is_one_damaged_cell_in_status_and_collect(experiment: Pa
     assert {cid: r.state for cid, r in rows.items() if cid != VICTIM} == dict.fromkeys(
         ["g1-b128-r0", "g2-b128-r0", "g1-b256-r0"], "COMPLETED")
     frame = load_matrix(experiment).set_index("cell_id")
-    assert frame.loc[VICTIM, "state"] == "damaged"
+    assert frame.loc[VICTIM, "state"] == "DAMAGED"
     assert frame.loc[VICTIM, "reason"].startswith(HOSTILE[variant])
-    assert (frame.drop(VICTIM)["state"] == "completed").all()
+    assert (frame.drop(VICTIM)["state"] == "COMPLETED").all()
 
 
 def test_an_unreadable_cell_folder_is_one_damaged_cell(experiment: Path,

@@ -97,6 +97,6 @@ def test_a_hole_on_the_axis_keeps_its_split(leakage_run: Path, tmp_path: Path) -
     exp = Path(shutil.copytree(leakage_run / "leak", tmp_path / "leak"))
     shutil.rmtree(exp / "cells" / "g1-b32-blocked-r0")  # never ran: only the manifest knows it
     frame = load_matrix(exp).set_index("cell_id")
-    assert frame.loc["g1-b32-blocked-r0", "state"] != "completed"
+    assert frame.loc["g1-b32-blocked-r0", "state"] != "COMPLETED"
     assert frame.loc["g1-b32-blocked-r0", "split_kind"] == "blocked"
     assert frame.loc["g1-b32-r0", "split_kind"] == "random"

@@ -34,7 +34,7 @@ def test_main_table_holds_the_deciding_figures_and_says_the_constants_once(tmp_p
     main, detail = md_tables(section)
     assert list(main[0]) == MAIN_COLUMNS  # a column more fails here: put it in the detail table
     assert len(main) == 12 and len(list(detail[0])) <= 10
-    shared = "All configurations: strategy `dp`, pipeline `fast`, split `random`, 25 epochs, all completed."
+    shared = "All configurations: strategy `dp`, pipeline `fast`, split `random`, 25 epochs, all COMPLETED."
     assert shared in section
     row = next(r for r in main if r["batch"] == "256" and r["GPUs"] == "3")
     assert row["exec time (s)"] == "2028.72" and row["runs"] == "1/1"
@@ -55,7 +55,7 @@ def test_main_table_stays_bounded_when_every_key_varies(tmp_path):
     assert {"strategy", "pipeline", "split", "state"} <= set(view.columns)
     assert len(view.columns) <= MAIN_VIEW_MAX_COLUMNS
     hole = view[view["runs"] == "0/1"].iloc[0]
-    assert hole["exec time (s)"] == hole["state"] != "completed"
+    assert hole["exec time (s)"] == hole["state"] != "COMPLETED"
 
 
 def test_reference_configurations_not_run_are_one_line(tmp_path):

@@ -31,7 +31,7 @@ def cells(times: dict[tuple[int, int], list[float]], **extra: object) -> pd.Data
     for (bs, g), ts in times.items():
         for r, t in enumerate(ts):
             rows.append({"batch_size": bs, "gpus": g, "repeat": r, "strategy": "dp", "pipeline": "fast",
-                         "split_kind": "random", "state": "completed", "exec_time_s": t, "gpus_used": g,
+                         "split_kind": "random", "state": "COMPLETED", "exec_time_s": t, "gpus_used": g,
                          **extra})
     return pd.DataFrame(rows)
 

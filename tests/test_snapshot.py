@@ -38,8 +38,8 @@ def test_one_read_gives_matrix_results_and_one_sacct_call(tmp_path: Path) -> Non
 
     snap = load_snapshot(exp, run=sacct)
     assert len(calls) == 1 and calls[0][0] == "sacct"  # one query for the whole matrix
-    assert len(snap.cells) == 12 and (snap.cells["state"] == "completed").sum() == 11
-    assert set(snap.results) == set(snap.cells.loc[snap.cells["state"] == "completed", "cell_id"])
+    assert len(snap.cells) == 12 and (snap.cells["state"] == "COMPLETED").sum() == 11
+    assert set(snap.results) == set(snap.cells.loc[snap.cells["state"] == "COMPLETED", "cell_id"])
     assert len(snap.usage) == 11 and (snap.usage["cpu_from"] == "sacct").all()
     assert "gpu_util_pct" in snap.cells  # the extras come from the same read
     none = load_snapshot(exp, accounting=False, run=sacct)
@@ -51,5 +51,5 @@ def test_a_damaged_result_is_one_damaged_row_not_a_result(tmp_path: Path) -> Non
     (exp / "cells" / "g2-b256-r0" / "result.json").write_text("{not json")
     snap = load_snapshot(exp, accounting=False)
     row = snap.cells.set_index("cell_id").loc["g2-b256-r0"]
-    assert row["state"] == "damaged" and "result.json" in row["reason"]
+    assert row["state"] == "DAMAGED" and "result.json" in row["reason"]
     assert "g2-b256-r0" not in snap.results and len(snap.results) == 11

@@ -104,7 +104,7 @@ def test_dry_run_writes_one_script_per_split(tmp_path: Path, synth_root: Path) -
 
 def _cells(rows: list[tuple[str, int, float, float]]) -> pd.DataFrame:
     return pd.DataFrame([{"batch_size": 32, "gpus": 1, "strategy": "dp", "pipeline": "fast",
-                          "state": "completed", "split_kind": k, "repeat": r, "test_acc": acc, "n_test": n}
+                          "state": "COMPLETED", "split_kind": k, "repeat": r, "test_acc": acc, "n_test": n}
                          for k, r, acc, n in rows])
 
 
@@ -137,7 +137,7 @@ def test_gap_with_repeats_pairs_the_runs_of_one_seed() -> None:
 
 def test_a_configuration_without_both_results_has_no_gap() -> None:
     cells = _cells([("random", 0, 99.0, 100), ("blocked", 0, 90.0, 100)])
-    cells.loc[1, "state"] = "failed"
+    cells.loc[1, "state"] = "FAILED"
     (row,) = gap_table(cells).to_dict(orient="records")
     assert math.isnan(row["gap_pp"]) and gap_sentence(gap_table(cells)) == ""
 

@@ -282,17 +282,17 @@ def test_collect_agrees_with_status_on_a_pending_retry(
     states = live_states(exp)
     assert states is not None and states["g1-b64-r0"][0] == "PENDING"
     frame = load_matrix(exp, states).set_index("cell_id")
-    assert frame.loc["g1-b64-r0", "state"] == "pending"
+    assert frame.loc["g1-b64-r0", "state"] == "PENDING"
     assert (
         "job 9" in frame.loc["g1-b64-r0", "reason"]
         and "out of memory" not in frame.loc["g1-b64-r0", "reason"]
     )
     # the cells status calls failed / running keep their status words and say why
     assert (
-        frame.loc["g2-b32-r0", "state"] == "cancelled" and "4_0_log.err" in frame.loc["g2-b32-r0", "reason"]
+        frame.loc["g2-b32-r0", "state"] == "CANCELLED" and "4_0_log.err" in frame.loc["g2-b32-r0", "reason"]
     )
     assert (
-        frame.loc["g2-b64-r0", "state"] == "running"
+        frame.loc["g2-b64-r0", "state"] == "RUNNING"
         and "slurm job 7 on n2" in frame.loc["g2-b64-r0", "reason"]
     )
 

@@ -25,7 +25,7 @@ from aslhpc.analysis.leakage import (
     gap_table,
     has_both,
 )
-from aslhpc.analysis.matrix import COMPLETED, holes
+from aslhpc.analysis.matrix import holes
 from aslhpc.analysis.paired import (
     attach_block_intervals,
     block_intervals,
@@ -48,6 +48,7 @@ from aslhpc.analysis.verdicts import (
     h4_literal_steps,
 )
 from aslhpc.errors import AslhpcError
+from aslhpc.states import CellState
 
 MEASURED_LABEL = "measured by aslhpc"
 #: under the paper-shaped tables: what their GPU columns measure (not quite what the paper's did)
@@ -216,7 +217,7 @@ def h1_by_split(a: Analysis) -> dict[str, str]:
 def recorded_settings(results: Mapping[str, Mapping[str, Any]], cells: pd.DataFrame) -> pd.DataFrame:
     """Per completed cell, what its result.json recorded that the matrix does not carry: ``tf32`` (bool or
     None) and ``clock`` (``time_breakdown.clock``, the clock the times were taken on; None if absent)."""
-    ids = [str(c) for c in cells.loc[cells["state"] == COMPLETED, "cell_id"]]
+    ids = [str(c) for c in cells.loc[cells["state"] == CellState.COMPLETED, "cell_id"]]
     rows = []
     for cid in ids:
         res = results.get(cid)

@@ -27,7 +27,6 @@ from aslhpc.analysis.analyze import Analysis, CollectOutput, h1_by_split
 from aslhpc.analysis.compare import COMPARED_LABELS, comparison_view, configurations
 from aslhpc.analysis.hypotheses import PAPER_VERDICTS, Verdict
 from aslhpc.analysis.leakage import gap_line
-from aslhpc.analysis.matrix import COMPLETED
 from aslhpc.analysis.reference import REFERENCE_LABEL
 from aslhpc.analysis.tables import (
     comparison_tables,
@@ -37,6 +36,7 @@ from aslhpc.analysis.tables import (
     reference_only,
 )
 from aslhpc.analysis.verdicts import paper_verdicts
+from aslhpc.states import CellState
 
 #: the study's epochs per cell; fewer make accuracies (and H1/H3) incomparable to its results
 STUDY_EPOCHS = 25
@@ -241,7 +241,7 @@ def print_reference(console: Console, s: SummaryInput) -> None:
 
 def _epochs_note(cells: pd.DataFrame) -> str:
     """A line when the cells trained fewer epochs than the study ("" otherwise)."""
-    done = cells[cells["state"] == COMPLETED] if "state" in cells else cells
+    done = cells[cells["state"] == CellState.COMPLETED] if "state" in cells else cells
     if "epochs_planned" not in done or done["epochs_planned"].dropna().empty:
         return ""
     epochs = int(done["epochs_planned"].dropna().max())
@@ -256,7 +256,7 @@ def _epochs_note(cells: pd.DataFrame) -> str:
 
 def print_summary(console: Console, s: SummaryInput, report_path: object | None = None) -> None:
     """The whole console summary (stdout); the report path comes last."""
-    done = int((s.cells["state"] == COMPLETED).sum()) if "state" in s.cells else len(s.cells)
+    done = int((s.cells["state"] == CellState.COMPLETED).sum()) if "state" in s.cells else len(s.cells)
     console.print(Text(f"{s.name}: {done} of {len(s.cells)} cells completed ({s.label})", style="bold"))
     console.print(Text("Execution time · test accuracy per configuration (holes show their state):"))
     print_matrix(console, s.summary)

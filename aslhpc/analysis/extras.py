@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from aslhpc.analysis.matrix import COMPLETED
+from aslhpc.states import CellState
 
 BREAKDOWN_KEYS = ("data_wait_s", "compute_s", "eval_s", "other_s")
 BREAKDOWN_COLUMNS = tuple(f"time_{k}" for k in BREAKDOWN_KEYS)
@@ -56,7 +56,7 @@ def attach_extras(cells: pd.DataFrame, results: Mapping[str, Mapping[str, Any]])
         return cells
     values: dict[str, list[float]] = {c: [] for c in missing}
     for cid, state in zip(cells["cell_id"], cells["state"], strict=True):
-        res = results.get(str(cid)) if state == COMPLETED else None
+        res = results.get(str(cid)) if state == CellState.COMPLETED else None
         row = extras_from_result(res) if isinstance(res, Mapping) else {}
         for c in missing:
             values[c].append(row.get(c, math.nan))

@@ -19,8 +19,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from aslhpc.analysis.matrix import COMPLETED
 from aslhpc.analysis.tables import gpu_label, t_quantile, wilson_interval
+from aslhpc.states import CellState
 
 LEAKY = "random"
 LEAK_FREE = "blocked"
@@ -86,7 +86,7 @@ def gap_table(cells: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
     """One row per configuration that has cells of both splits: random and blocked test accuracy (%),
     ``gap_pp`` = random - blocked (percentage points) with ``gap_low``/``gap_high``, ``n`` paired runs and
     how the interval was made. A configuration without a completed pair has NaN figures."""
-    done = cells[cells["state"] == COMPLETED]
+    done = cells[cells["state"] == CellState.COMPLETED]
     rows = []
     for key, grp in cells.groupby(GAP_KEYS, sort=True, dropna=False):
         if set(grp["split_kind"]) < {LEAKY, LEAK_FREE}:

@@ -2,7 +2,8 @@
 
 The 2020 study copied numbers from nvidia-smi and training logs by hand; here every completed cell's
 result.json (docs/result-files.md) becomes a row, and every cell the manifest expects but that has no
-result becomes a *hole* row whose ``state``/``reason`` say why (failed, running, pending, damaged, ...).
+result becomes a *hole* row whose ``state``/``reason`` say why (a :class:`~aslhpc.states.CellState`: FAILED,
+RUNNING, PENDING, DAMAGED, NOT_SUBMITTED, ...; the words status shows).
 The files are read once, by :mod:`aslhpc.snapshot`; this module only shapes what it read (pure
 functions over dicts and frames).
 """
@@ -20,10 +21,7 @@ import pandas as pd
 from aslhpc.errors import AslhpcError
 from aslhpc.states import CellState
 
-#: the frame's word for a cell with a usable result (the frame's states are lower case)
-COMPLETED = CellState.COMPLETED.lower()
-
-__all__ = ["BASE_COLUMNS", "COMPLETED", "METRIC_KEYS", "assemble_matrix", "check_split_hashes",
+__all__ = ["BASE_COLUMNS", "METRIC_KEYS", "assemble_matrix", "check_split_hashes",
            "finalize_matrix", "gpu_columns", "holes", "missing", "proc_columns", "row_from_result"]
 
 #: metric columns read straight from result.json
@@ -268,7 +266,7 @@ def assemble_matrix(rows: list[dict[str, Any]], experiment: str, spec: Mapping[s
     for col, spec_key in (("pipeline", "pipeline"), ("split_kind", "split"), ("strategy", "strategy")):
         if col not in frame:
             frame[col] = None
-        default = _mode(frame.loc[frame["state"] == COMPLETED, col]) or spec.get(spec_key)
+        default = _mode(frame.loc[frame["state"] == CellState.COMPLETED, col]) or spec.get(spec_key)
         if default is None:
             default = {"strategy": "dp", "split_kind": "random", "pipeline": "unknown"}[col]
         frame[col] = frame[col].where(frame[col].notna(), default)
@@ -330,7 +328,7 @@ def check_split_hashes(frame: pd.DataFrame) -> None:
     a different dataset. (random vs blocked cells differ by design and are compared
     apart, so the check is per split kind.)
     """
-    done = frame[(frame["state"] == COMPLETED) & frame["split_hash"].notna()]
+    done = frame[(frame["state"] == CellState.COMPLETED) & frame["split_hash"].notna()]
     for kind, group in done.groupby("split_kind", sort=True):
         hashes = group.groupby("split_hash", sort=False)["cell_id"].apply(list)
         if len(hashes) <= 1:
@@ -349,4 +347,4 @@ def check_split_hashes(frame: pd.DataFrame) -> None:
 def holes(frame: pd.DataFrame) -> pd.DataFrame:
     """The cells without a usable result, with state and reason: what the report must show."""
     cols = ["cell_id", "gpus", "batch_size", "repeat", "strategy", "state", "reason"]
-    return frame.loc[frame["state"] != COMPLETED, cols].reset_index(drop=True)
+    return frame.loc[frame["state"] != CellState.COMPLETED, cols].reset_index(drop=True)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from aslhpc.analysis.matrix import COMPLETED
 from aslhpc.analysis.stats import MCNEMAR, block_bootstrap_interval, frame_blocks, mcnemar_exact
+from aslhpc.states import CellState
 
 #: a configuration apart from its batch size: the series H3 walks along
 SERIES_KEYS = ["gpus", "strategy", "pipeline", "split_kind"]
@@ -66,7 +66,7 @@ def _aligned(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.Series, pd.Series] | 
 def paired_table(cells: pd.DataFrame, predictions: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """McNemar's exact test between consecutive batch sizes of one series (same GPU count, strategy,
     pipeline, split), repeat r against repeat r, where both cells saved predictions on the same images."""
-    done = cells[(cells["state"] == COMPLETED) & cells["cell_id"].isin(list(predictions))]
+    done = cells[(cells["state"] == CellState.COMPLETED) & cells["cell_id"].isin(list(predictions))]
     rows = []
     for key, ser in done.groupby(SERIES_KEYS, sort=True, dropna=False):
         for rep, grp in ser.groupby("repeat", sort=True):
@@ -90,7 +90,7 @@ def block_intervals(cells: pd.DataFrame, predictions: Mapping[str, pd.DataFrame]
     """Per blocked-split cell with predictions: its test accuracy's block bootstrap interval (%) and
     the number of blocks (runs of consecutive frames of one class)."""
     rows = []
-    blocked = cells[(cells["state"] == COMPLETED) & (cells["split_kind"] == "blocked")]
+    blocked = cells[(cells["state"] == CellState.COMPLETED) & (cells["split_kind"] == "blocked")]
     for cid in blocked["cell_id"]:
         pred = predictions.get(str(cid))
         if pred is None or pred.empty:
@@ -116,7 +116,7 @@ def attach_block_intervals(summary: pd.DataFrame, cells: pd.DataFrame,
     for i, r in out.iterrows():
         if int(r["n"]) != 1 or r["split_kind"] != "blocked":
             continue
-        mine = cells[(cells["state"] == COMPLETED) & (cells["batch_size"] == r["batch_size"])
+        mine = cells[(cells["state"] == CellState.COMPLETED) & (cells["batch_size"] == r["batch_size"])
                      & (cells["gpus"] == r["gpus"]) & (cells["strategy"] == r["strategy"])
                      & (cells["pipeline"] == r["pipeline"]) & (cells["split_kind"] == "blocked")]
         hit = [c for c in mine["cell_id"] if c in by_cell.index]

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from aslhpc.analysis.matrix import COMPLETED, finalize_matrix
+from aslhpc.analysis.matrix import finalize_matrix
 from aslhpc.errors import AslhpcError
 from aslhpc.packaged import reference_table
+from aslhpc.states import CellState
 
 REFERENCE_LABEL = "published 2020 reference (not measured by aslhpc)"
 REFERENCE_TITLE = "Lad (2020), American Sign Language Recognition using CNNs and Data Parallelism in PyTorch"
@@ -123,7 +124,7 @@ def reference_matrix(reference: pd.DataFrame, name: str = "lad2020") -> pd.DataF
             "strategy": "dp",
             "pipeline": "paper",
             "split_kind": "random",
-            "state": COMPLETED,
+            "state": CellState.COMPLETED.value,
             "reason": "",
             "in_manifest": True,
             "source": REFERENCE_LABEL,

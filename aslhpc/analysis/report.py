@@ -20,7 +20,6 @@ from aslhpc.analysis.leakage import (
     gap_view,
     split_label,
 )
-from aslhpc.analysis.matrix import COMPLETED
 from aslhpc.analysis.reference import REFERENCE_LABEL, REFERENCE_TITLE
 from aslhpc.analysis.stats import SINGLE_RUN_NOTE
 from aslhpc.analysis.tables import (
@@ -43,6 +42,7 @@ from aslhpc.analysis.verdicts import (
     paper_verdicts,
     shared_host,
 )
+from aslhpc.states import CellState
 
 MEMORY_NOTE = (
     "`GPU n (GB, per-process)` is the peak memory of the cell's own process on that GPU (NVML's "
@@ -139,7 +139,7 @@ def _provenance_md(cells: pd.DataFrame) -> str:
     # identical values in a column are shown once, above the table, to keep it compact
     common = {}
     for col, label in PROVENANCE_COLUMNS[2:]:
-        vals = view.loc[cells["state"] == COMPLETED, col].dropna().astype(str).unique()
+        vals = view.loc[cells["state"] == CellState.COMPLETED, col].dropna().astype(str).unique()
         if len(vals) == 1 and col not in ("slurm_job_id", "finished_at", "gpus_used"):
             common[label] = vals[0]
             view = view.drop(columns=col)
@@ -229,7 +229,7 @@ def _literal_aside(a: Analysis) -> list[str]:
 def _header_md(out: CollectOutput) -> list[str]:
     a = out.analysis
     n_cells = len(a.cells)
-    n_done = int((a.cells["state"] == COMPLETED).sum())
+    n_done = int((a.cells["state"] == CellState.COMPLETED).sum())
     lines = [f"# {a.name or out.exp_dir.name}: collected results", ""]
     if a.label == REFERENCE_LABEL:
         lines += [
@@ -362,7 +362,7 @@ def _repeats_caveat(summary: pd.DataFrame) -> str:
 def _epochs_caveat(cells: pd.DataFrame) -> str:
     """Cells that trained fewer epochs than the study's 25: their accuracies (and the verdicts resting on
     them) are not the study's."""
-    done = cells[cells["state"] == COMPLETED]
+    done = cells[cells["state"] == CellState.COMPLETED]
     epochs = pd.to_numeric(done["epochs"], errors="coerce")
     short = done[epochs < STUDY_EPOCHS]
     if short.empty:
@@ -376,7 +376,7 @@ def _epochs_caveat(cells: pd.DataFrame) -> str:
 
 def _pipeline_caveat(cells: pd.DataFrame) -> str:
     """Cells on the fast input pipeline: their times measure aslhpc's pipeline, not the 2020 one."""
-    done = cells[cells["state"] == COMPLETED]
+    done = cells[cells["state"] == CellState.COMPLETED]
     fast = done[done["pipeline"].astype(str) != "paper"]
     if fast.empty:
         return ""
@@ -388,7 +388,7 @@ def _pipeline_caveat(cells: pd.DataFrame) -> str:
 
 def _cpu_caveat(cells: pd.DataFrame) -> str:
     """Cells that asked for GPUs but ran on the CPU."""
-    done = cells[cells["state"] == COMPLETED]
+    done = cells[cells["state"] == CellState.COMPLETED]
     cpu = done[(done["gpus"] > 0) & (done["gpus_used"] == 0)]
     if cpu.empty:
         return ""
@@ -399,7 +399,7 @@ def _cpu_caveat(cells: pd.DataFrame) -> str:
 
 def _tf32_caveat(cells: pd.DataFrame, recorded: pd.DataFrame) -> str:
     """TF32 as each GPU cell recorded it (the study ran full FP32)."""
-    done = cells[(cells["state"] == COMPLETED) & (cells["gpus_used"] > 0)]
+    done = cells[(cells["state"] == CellState.COMPLETED) & (cells["gpus_used"] > 0)]
     rec = recorded[recorded["cell_id"].isin(done["cell_id"].astype(str))]
     if rec.empty:
         return ""
@@ -418,7 +418,7 @@ def _tf32_caveat(cells: pd.DataFrame, recorded: pd.DataFrame) -> str:
 
 def _clock_caveat(cells: pd.DataFrame, recorded: pd.DataFrame) -> str:
     """Which clock Exec. Time is, and what it leaves out."""
-    done = cells[cells["state"] == COMPLETED]
+    done = cells[cells["state"] == CellState.COMPLETED]
     if done.empty:
         return ""
     clocks = sorted({c for c in recorded["clock"] if c})
@@ -433,7 +433,7 @@ def _clock_caveat(cells: pd.DataFrame, recorded: pd.DataFrame) -> str:
 
 def _memory_caveat(cells: pd.DataFrame) -> str:
     """Which memory figure the tables show: NVML per-process peaks vs device-wide totals, and where none."""
-    done = cells[(cells["state"] == COMPLETED) & (cells["gpus_used"] > 0)]
+    done = cells[(cells["state"] == CellState.COMPLETED) & (cells["gpus_used"] > 0)]
     if done.empty:
         return ""
     proc = [c for c in done.columns if c.startswith("gpu") and c.endswith("_proc_gb") and c[3:-8].isdigit()]

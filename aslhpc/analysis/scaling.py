@@ -25,9 +25,9 @@ import pandas as pd
 from scipy.optimize import nnls
 from scipy.stats import norm, t
 
-from aslhpc.analysis.matrix import COMPLETED
 from aslhpc.analysis.tables import data_wait_share, gpu_label
 from aslhpc.atomic import atomic_write_bytes, atomic_write_text
+from aslhpc.states import CellState
 
 #: one fit per series: the strategy/pipeline/split are fitted apart, as the verdicts judge them apart
 FIT_KEYS = ["batch_size", "strategy", "pipeline", "split"]
@@ -52,7 +52,7 @@ def scaling_points(frame: pd.DataFrame) -> pd.DataFrame:
     """The runs a fit may use: completed, with a time, on the GPUs they asked for.
 
     A cell that fell back to the CPU (or ran on fewer GPUs than requested) says nothing about N GPUs."""
-    done = frame[(frame["state"] == COMPLETED) & frame["exec_time_s"].notna() & (frame["gpus"] > 0)]
+    done = frame[(frame["state"] == CellState.COMPLETED) & frame["exec_time_s"].notna() & (frame["gpus"] > 0)]
     if "gpus_used" in done:
         done = done[~(done["gpus_used"] < done["gpus"])]
     out = done.assign(split=done["split_kind"] if "split_kind" in done else "random")

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from aslhpc.analysis.matrix import COMPLETED, proc_columns
+from aslhpc.analysis.matrix import proc_columns
 from aslhpc.analysis.stats import (  # noqa: F401 - ci_halfwidth..wilson_interval: names other modules import
     ci_halfwidth,
     linear_fit,
@@ -23,6 +23,7 @@ from aslhpc.analysis.stats import (  # noqa: F401 - ci_halfwidth..wilson_interva
     t_quantile,
     wilson_interval,
 )
+from aslhpc.states import CellState
 
 #: what identifies a configuration; repeats of it are aggregated
 CONFIG_KEYS = ["batch_size", "gpus", "strategy", "pipeline", "split_kind"]
@@ -126,7 +127,7 @@ def concurrent_cells(cells: pd.DataFrame) -> pd.Series:
         return out
     on_cpu = cells["gpus_used"].eq(0) if "gpus_used" in cells else False
     shares_cores = cells["slurm_job_id"].isna() | on_cpu
-    local = cells[(cells["state"] == COMPLETED) & shares_cores & cells["host"].notna()]
+    local = cells[(cells["state"] == CellState.COMPLETED) & shares_cores & cells["host"].notna()]
     began = local["started_at"]
     if "attempt_started_at" in local:
         began = local["attempt_started_at"].fillna(local["started_at"])
@@ -157,7 +158,7 @@ def derive(cells: pd.DataFrame) -> pd.DataFrame:
     (:func:`concurrent_cells`).
     """
     out = cells.copy()
-    done = out["state"] == COMPLETED
+    done = out["state"] == CellState.COMPLETED
     n_batches = np.ceil(out["n_train"] / out["batch_size"])
     out["n_batches"] = out["batches_train"].where(out["batches_train"].notna(), n_batches)
     est = out["n_train"] * out["epochs"] / out["exec_time_s"]
@@ -197,7 +198,7 @@ def _state_summary(states: Iterable[str]) -> str:
     if len(counts) == 1:
         ((s, c),) = counts.items()
         return s if c == 1 else f"{c} {s}"
-    order = sorted(counts, key=lambda s: (s != COMPLETED, s))
+    order = sorted(counts, key=lambda s: (s != CellState.COMPLETED, s))
     return ", ".join(f"{counts[s]} {s}" for s in order)
 
 
@@ -222,7 +223,7 @@ def summarize(cells: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
             "states": allg["state"].agg(_state_summary),
         }
     )
-    done = cells[cells["state"] == COMPLETED]
+    done = cells[cells["state"] == CellState.COMPLETED]
     if {"concurrent_with", "cell_id", "host"} <= set(done.columns):
         partners = done["concurrent_with"].fillna("").astype(str)
         note = done["cell_id"].astype(str) + " with " + partners + " on " + done["host"].astype(str)
@@ -259,7 +260,7 @@ def summarize(cells: pd.DataFrame, ci: float = 0.95) -> pd.DataFrame:
     summary = base.join(other).join(mean).join(hw)
     summary["n"] = summary["n"].fillna(0).astype("int64")
     summary["concurrent"] = summary["concurrent"].fillna("")
-    summary["state"] = np.where(summary["n"] > 0, COMPLETED, summary["states"])
+    summary["state"] = np.where(summary["n"] > 0, CellState.COMPLETED, summary["states"])
     summary = summary.reset_index()
     # Speed-up from mean times (ratio of means), not the mean of per-cell ratios.
     have = summary[summary["n"] > 0]
@@ -543,7 +544,8 @@ def shared_settings(summary: pd.DataFrame, cells: pd.DataFrame | None = None) ->
         if (v := _constant(summary, col)) is not None:
             out.append(f"{label} `{v}`")
     if cells is not None and {"state", "epochs"} <= set(cells.columns):
-        epochs = pd.to_numeric(cells.loc[cells["state"] == COMPLETED, "epochs"], errors="coerce").dropna()
+        done = cells["state"] == CellState.COMPLETED
+        epochs = pd.to_numeric(cells.loc[done, "epochs"], errors="coerce").dropna()
         if len(epochs) and epochs.nunique() == 1:
             out.append(f"{int(epochs.iloc[0])} epochs")
     if (state := _constant(summary, "state")) is not None:

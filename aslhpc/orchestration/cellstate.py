@@ -241,14 +241,6 @@ def derive_state(rec: CellRecord, live: Live | None = None,
     return state, ""
 
 
-def frame_state(state: str) -> str:
-    """Deprecated: compare with :class:`~aslhpc.states.CellState` values instead.
-
-    A state as collect's frame spelt it before the one vocabulary: lower case; NOT_SUBMITTED is
-    ``missing``. Kept, unchanged, until analysis/matrix.py's frame holds CellState values."""
-    return "missing" if state == NOT_SUBMITTED else str(state).lower()
-
-
 def last_error_line(text: str) -> str:
     """The most telling line of a log: the last exception / slurmstepd error, else the last line."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
