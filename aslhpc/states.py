@@ -48,8 +48,9 @@ class CellState(StrEnum):
 
     @classmethod
     def parse(cls, text: str) -> CellState:
-        """SLURM's state text ("CANCELLED by 0", "cancelled") as a state; UNKNOWN for words it never uses."""
-        word = (text or "").split(" ", 1)[0].strip().upper()
+        """SLURM's state text ("CANCELLED by 0", "cancelled", sacct's truncated "CANCELLED+") as a state;
+        UNKNOWN for '' and for words this vocabulary does not hold (sacct's raw text is kept beside it)."""
+        word = (text or "").strip().split(" ", 1)[0].rstrip("+").upper()
         try:
             return cls(word)
         except ValueError:

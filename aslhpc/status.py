@@ -32,6 +32,7 @@ from aslhpc.orchestration.cellstate import (
 )
 from aslhpc.schema import FileProblem, clean_line, clean_text, tail_text_file
 from aslhpc.schema.text import LONG_LIMIT
+from aslhpc.states import CellState
 
 #: --watch refresh period: a shared controller is asked at most this often (site admins ask >= 30 s)
 WATCH_INTERVAL_S = 30.0
@@ -39,8 +40,9 @@ WATCH_INTERVAL_S = 30.0
 SUBMITTING = "SUBMITTING"
 #: lines of a cell's log that --logs prints
 LOG_TAIL = 20
-_STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
-          "COMPLETING": "cyan", NOT_SUBMITTED: "dim", UNKNOWN: "magenta", SUBMITTING: "yellow"}
+_STYLE = {CellState.COMPLETED: "green", CellState.RUNNING: "cyan", CellState.PENDING: "yellow",
+          CellState.REQUEUED: "yellow", CellState.COMPLETING: "cyan", NOT_SUBMITTED: "dim",
+          UNKNOWN: "magenta", SUBMITTING: "yellow"}
 _COLUMNS = (("cell", "left"), ("job", "right"), ("state", "left"), ("node", "left"), ("elapsed", "right"),
             ("epoch", "right"), ("val acc", "right"), ("img/s", "right"), ("ETA", "right"))
 # Long values (array task ids, OUT_OF_MEMORY (2 requeues), node lists) fold onto a second line rather

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aslhpc.slurm.accounting import normalize_state, parse_sacct, parse_squeue, query_states, sacct_command
+from aslhpc.slurm.accounting import parse_sacct, parse_squeue, query_states, sacct_command
+from aslhpc.states import CellState
 
 GOLDEN = Path(__file__).parent / "golden"
 SACCT = (GOLDEN / "sacct_mixed.txt").read_text()
@@ -16,9 +17,11 @@ SQUEUE = (GOLDEN / "squeue_mixed.txt").read_text()
 
 @pytest.mark.parametrize(("raw", "state"), [("CANCELLED by 0", "CANCELLED"), ("COMPLETED", "COMPLETED"),
                                             ("cancelled+", "CANCELLED"), ("", "UNKNOWN"), ("  ", "UNKNOWN"),
-                                            ("OUT_OF_MEMORY", "OUT_OF_MEMORY")])
-def test_normalize_state(raw: str, state: str) -> None:
-    assert normalize_state(raw) == state
+                                            ("OUT_OF_MEMORY", "OUT_OF_MEMORY"), ("REQUEUED", "REQUEUED"),
+                                            ("SOME_NEW_WORD", "UNKNOWN")])
+def test_slurm_state_text_reads_as_one_cell_state(raw: str, state: str) -> None:
+    parsed = CellState.parse(raw)
+    assert isinstance(parsed, CellState) and parsed == state
 
 
 def test_parse_recorded_sacct() -> None:

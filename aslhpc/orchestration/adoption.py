@@ -53,6 +53,7 @@ from aslhpc.slurm.accounting import (
     run_slurm_command,
 )
 from aslhpc.slurm.executor import array_name, job_name, stray_pickles, submitted_pickle
+from aslhpc.states import CellState
 
 SUBMIT_LOCK = ".submit.lock"
 LOCAL_CONTROLLER = "submitit.local._local"
@@ -290,7 +291,7 @@ def adopt_local(manifest: Manifest, experiment_dir: Path, pending: dict[str, Int
         if pids:
             manifest.record(cid, Attempt(str(pids[0]), "local", intent.since, f"jobs/{cid}/{pids[0]}",
                                          intent.token))
-            done.adopted.append((cid, str(pids[0]), "RUNNING"))
+            done.adopted.append((cid, str(pids[0]), CellState.RUNNING))
             with contextlib.suppress(OSError):  # the controller's literal, empty pattern folder (local.py)
                 (experiment_dir / "jobs" / cid / "%j").rmdir()
         else:

@@ -182,7 +182,7 @@ def never_started(attempt: Attempt, states: StateQuery) -> JobState | None:
     when it starts): with accounting on and squeue answering, a task in neither was cancelled pending."""
     if states.source != "sacct" or not states.queue_read:
         return None
-    return JobState(attempt.job_id, "CANCELLED", "CANCELLED", reason=NEVER_STARTED, source="sacct")
+    return JobState(attempt.job_id, CellState.CANCELLED, "CANCELLED", reason=NEVER_STARTED, source="sacct")
 
 
 def local_job_state(attempt: Attempt, experiment_dir: Path) -> CellState:

@@ -22,6 +22,7 @@ from aslhpc.slurm.accounting import Runner, array_base, job_comment, queued_jobs
 from aslhpc.slurm.accounting import run_slurm_command as _run
 from aslhpc.slurm.executor import collect_name, command_executor, read_preamble, slurm_parameters
 from aslhpc.slurm.request import JobRequest
+from aslhpc.states import CellState
 
 #: what the collect job asks for: minutes, memory per node
 COLLECT_TIME_MIN = 30
@@ -51,7 +52,7 @@ def replace_old(manifest: Manifest, out: Callable[[str], None], run: Runner = _r
         queued = {j.job_id: j.state for j in queued_jobs_named([collect_name(manifest.experiment)], run)}
     except RuntimeError:
         queued = {}
-    if queued.get(old.job_id) == "PENDING":
+    if queued.get(old.job_id) == CellState.PENDING:
         run(["scancel", old.job_id])
         out(f"{'collect':<16} replaced    job {old.job_id} (cancelled while it waited)")
 

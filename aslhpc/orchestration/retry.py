@@ -21,8 +21,9 @@ from aslhpc.orchestration.experiment import parse_mem_mb, parse_time_min
 from aslhpc.orchestration.manifest import Attempt
 from aslhpc.slurm.cluster import ClusterInfo
 from aslhpc.slurm.request import JobRequest
+from aslhpc.states import CellState
 
-OUT_OF_MEMORY, TIMEOUT = "OUT_OF_MEMORY", "TIMEOUT"
+OUT_OF_MEMORY, TIMEOUT = CellState.OUT_OF_MEMORY, CellState.TIMEOUT
 #: the failures a bigger request can cure, and the flag that sets that request by hand
 LEARNS = {OUT_OF_MEMORY: "--mem", TIMEOUT: "--time"}
 

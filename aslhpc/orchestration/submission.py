@@ -71,9 +71,10 @@ from aslhpc.orchestration.requestchecks import TorchBuild, torch_build
 from aslhpc.orchestration.requestchecks import host_memory_warnings as host_memory_warnings  # re-exported
 from aslhpc.orchestration.requestchecks import v100_check as v100_check  # re-exported
 from aslhpc.orchestration.retry import LEARNS, Caps, partition_caps, plan_retry
-from aslhpc.slurm.accounting import FAILED_STATES, LIVE_STATES
 from aslhpc.slurm.cluster import ClusterInfo, query_cluster, slurm_reachable
 from aslhpc.slurm.executor import cell_command, default_python, render_sbatch
+from aslhpc.states import FAILED as FAILED_STATES
+from aslhpc.states import LIVE as LIVE_STATES
 from aslhpc.states import CellState
 from aslhpc.training.config import NOT_IDENTITY, TrainConfig
 
@@ -268,7 +269,7 @@ def plan_cells(spec: ExperimentSpec, report: StatusReport | None, retry_failed: 
                                       "completed (its result.json is there, from a run outside submit)"))
         elif state == NOT_SUBMITTED:
             actions.append(CellAction(cell, "submit"))
-        elif state == "COMPLETED":
+        elif state == CellState.COMPLETED:
             actions.append(CellAction(cell, "skip", f"completed{job}"))
         elif state in LIVE_STATES:
             actions.append(CellAction(cell, "skip", f"{state}{job}"))

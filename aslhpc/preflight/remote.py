@@ -21,10 +21,10 @@ from pathlib import Path
 from aslhpc.errors import AslhpcError
 from aslhpc.invocation import aslhpc_command
 from aslhpc.preflight.runner import Report, render
+from aslhpc.states import DONE, FAILED, CellState
 
 DOCTOR_TIME_MIN = 15  # a doctor job's limit: the checks take a minute or two
-_DONE = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
-         "BOOT_FAIL", "DEADLINE")
+_DONE = DONE | FAILED  # the job has ended, with or without success
 
 
 def node_job(options: dict, json_path: str) -> int:
@@ -122,11 +122,11 @@ def _wait(jobs: dict, timeout: float) -> None:
             if shown.get(label) != state:
                 print(f"  {label}: job {jobs[label].job_id} {state}", file=sys.stderr, flush=True)
                 shown[label] = state
-        if all(s.split()[0] in _DONE for s in states.values()):
+        if all(CellState.parse(s) in _DONE for s in states.values()):
             return
         if time.monotonic() > deadline:
             waiting = ", ".join(f"{jobs[k].job_id} ({s})" for k, s in states.items()
-                                if s.split()[0] not in _DONE)
+                                if CellState.parse(s) not in _DONE)
             raise AslhpcError(f"doctor jobs {waiting} did not finish within {timeout:.0f} s; see squeue "
                               "(the reservation may be full), or raise --timeout")
         time.sleep(2.0)

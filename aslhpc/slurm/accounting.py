@@ -15,17 +15,7 @@ import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
-# States in which a job still holds, or will get, resources: never submit a second job then.
-LIVE_STATES = frozenset({
-    "PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
-    "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "SPECIAL_EXIT",
-})
-# Ended without a result: resubmitted by ``submit --retry-failed``.
-FAILED_STATES = frozenset({
-    "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
-    "PREEMPTED", "REVOKED",
-})
-DONE_STATES = frozenset({"COMPLETED"})
+from aslhpc.states import CellState
 
 SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "NodeList", "Elapsed", "ExitCode", "Start", "End", "Submit",
                 "Reason", "JobName")
@@ -34,18 +24,12 @@ SQUEUE_FORMAT = "%i|%T|%N|%M|%r|%j"  # the name last: it is the only free-text f
 Runner = Callable[[list[str]], subprocess.CompletedProcess]
 
 
-def normalize_state(raw: str) -> str:
-    """``'CANCELLED by 0'`` -> ``'CANCELLED'``; ``'cancelled+'`` -> ``'CANCELLED'``; '' -> 'UNKNOWN'."""
-    word = raw.strip().split(" ")[0].rstrip("+").upper() if raw and raw.strip() else ""
-    return word or "UNKNOWN"
-
-
 @dataclass(frozen=True)
 class JobState:
     """What SLURM says about one job (its latest incarnation)."""
 
     job_id: str
-    state: str  # normalized: RUNNING, CANCELLED, ...
+    state: CellState  # RUNNING, CANCELLED, ... (UNKNOWN for a word SLURM added since; raw_state has it)
     raw_state: str = ""
     node: str = ""
     elapsed: str = ""
@@ -116,7 +100,7 @@ def parse_sacct(text: str) -> dict[str, JobState]:
         if not raw_id or "." in raw_id:  # steps: 12.batch, 12.0, 12.extern
             continue
         for job_id in expand_task_ids(raw_id):
-            if normalize_state(row.get("State", "")) == "REQUEUED":
+            if CellState.parse(row.get("State", "")) == CellState.REQUEUED:
                 requeues[job_id] = requeues.get(job_id, 0) + 1
             # latest row wins: submit time, then position (sacct lists a job's rows oldest first)
             key = f"{row.get('Submit', '')}|{order:09d}"
@@ -126,7 +110,7 @@ def parse_sacct(text: str) -> dict[str, JobState]:
     for job_id, (_, row) in best.items():
         node = row.get("NodeList", "")
         out[job_id] = JobState(
-            job_id=job_id, state=normalize_state(row.get("State", "")), raw_state=row.get("State", ""),
+            job_id=job_id, state=CellState.parse(row.get("State", "")), raw_state=row.get("State", ""),
             node="" if node in ("None assigned", "(null)") else node, elapsed=row.get("Elapsed", ""),
             exit_code=row.get("ExitCode", ""),
             reason="" if row.get("Reason") == "None" else row.get("Reason", ""),
@@ -150,7 +134,7 @@ def parse_squeue(text: str) -> dict[str, JobState]:
         parts += [""] * (6 - len(parts))
         raw_id, state, node, elapsed, reason = parts[:5]
         for job_id in expand_task_ids(raw_id):
-            out[job_id] = JobState(job_id, normalize_state(state), state, node, elapsed, "",
+            out[job_id] = JobState(job_id, CellState.parse(state), state, node, elapsed, "",
                                    "" if reason == "None" else reason, 0, "squeue", "|".join(parts[5:]))
     return out
 
@@ -274,7 +258,7 @@ class TaggedJob:
 
     job_id: str
     name: str
-    state: str  # normalized
+    state: CellState
     token: str = ""  # from the comment; '' where SLURM did not keep it (sacct without job_comment)
     submit: str = ""  # sacct's Submit (local time), '' from squeue
     source: str = "squeue"
@@ -303,7 +287,7 @@ def queued_jobs_named(names: Iterable[str], run: Runner = run_slurm_command) -> 
             continue
         tag = parse_comment(parts[4])
         for job_id in expand_task_ids(parts[0]):
-            found.append(TaggedJob(job_id, parts[2], normalize_state(parts[1]), tag[2] if tag else "",
+            found.append(TaggedJob(job_id, parts[2], CellState.parse(parts[1]), tag[2] if tag else "",
                                    script=parts[3]))
     return found
 
@@ -329,6 +313,6 @@ def ended_jobs_named(names: Iterable[str], starttime: str,
         if len(parts) != 5 or parts[1] not in names or "." in parts[0] or "[" in parts[0]:
             continue
         tag = parse_comment(parts[4])
-        found.append(TaggedJob(parts[0], parts[1], normalize_state(parts[2]), tag[2] if tag else "",
+        found.append(TaggedJob(parts[0], parts[1], CellState.parse(parts[2]), tag[2] if tag else "",
                                parts[3], "sacct"))
     return found
