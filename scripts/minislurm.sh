@@ -292,6 +292,12 @@ cmd_status() {
   return 1
 }
 
+remove_account() { # USER ACCOUNT: true once neither the association nor the account is left
+  sacctmgr -i delete user name="$1" account="$2" >/dev/null 2>&1 || true
+  sacctmgr -i delete account name="$2" >/dev/null 2>&1 || true
+  [ -z "$(sacctmgr -n -P show assoc where user="$1" account="$2" format=Account)" ]
+}
+
 cmd_limit() { # N [ACCOUNT]
   local n=${1:-} acct=${2:-aslhpc-limited} who=${SUDO_USER:-$(id -un)}
   [[ $n =~ ^[0-9]+$ ]] || die "limit takes a MaxSubmitJobs count (0 removes it), got '$n'"
@@ -299,8 +305,9 @@ cmd_limit() { # N [ACCOUNT]
   need_root
   is_up >/dev/null || die "the cluster is not up"
   if [ "$n" = 0 ]; then
-    sacctmgr -i delete user name="$who" account="$acct" >/dev/null 2>&1 || true
-    sacctmgr -i delete account name="$acct" >/dev/null 2>&1 || true
+    # slurmdbd refuses to remove an association while a job of it is still active (a COMPLETING job on a
+    # loaded machine): retry until it is gone, so no limit outlives the test that set it
+    wait_for "removal of account $acct (jobs of it still active?)" 1200 remove_account "$who" "$acct"
     if grep -q '# added by minislurm.sh limit$' "$CONF/slurm.conf"; then
       sed -i '/# added by minislurm.sh limit$/,+1d' "$CONF/slurm.conf"
       scontrol reconfigure

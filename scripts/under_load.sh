@@ -19,7 +19,9 @@ failed=0
 for i in $(seq 1 "$RUNS"); do
     start=$SECONDS
     rc=0
-    .venv/bin/python -m pytest -q > "$WORK/run$i.log" 2>&1 || rc=$?
+    # each run's temporary folders (cells, logs, job folders) kept for a look at a failure: pytest itself
+    # keeps only its last three, and a later run's would replace them
+    PYTEST_ADDOPTS="--basetemp=$WORK/tmp$i" .venv/bin/python -m pytest -q > "$WORK/run$i.log" 2>&1 || rc=$?
     echo "run $i/$RUNS: rc=$rc in $((SECONDS - start)) s: $(tail -n 1 "$WORK/run$i.log")"
     [ "$rc" -eq 0 ] || failed=1
 done

@@ -151,10 +151,18 @@ def test_submit_limits_read_max_array_size_and_the_associations_max_submit() -> 
     def run(cmd: list[str]) -> subprocess.CompletedProcess:
         calls.append(cmd)
         config = "MaxArraySize            = 1001\nMaxJobCount             = 10000\n"
-        out = config if cmd[0] == "scontrol" else "\n3\n"
+        if cmd[0] == "scontrol":
+            out = config
+        elif "DefaultAccount" in cmd[-1]:
+            out = "root\n"
+        else:  # the user's default account without a limit, a second account limited to 3
+            out = "root|\naslhpc-limited|3\n"
         return subprocess.CompletedProcess(cmd, 0, out, "")
 
-    limits = query_submit_limits(run, user="root")
+    limits = query_submit_limits("aslhpc-limited", run, user="root")
     assert limits == SubmitLimits(1001, 3) and limits.chunk() == 3
-    assert calls[1][-3:] == ["where", "user=root", "format=MaxSubmit"]
+    assert calls[1][-3:] == ["where", "user=root", "format=Account,MaxSubmit"]
+    # jobs charged to the default account are not bound by another account's limit
+    assert query_submit_limits("", run, user="root") == SubmitLimits(1001, 0)
+    assert query_submit_limits("root", run, user="root").chunk() == 1001
     assert SubmitLimits(1001, 0).chunk() == 1001 and SubmitLimits().chunk() == 0

@@ -57,13 +57,14 @@ def _job_folder(spec: ExperimentSpec, cell: Cell, token: str) -> Path:
 
 def submit_cells(spec: ExperimentSpec, manifest: Manifest, path: Path, todo: list[CellAction], python: str,
                  out: Out, options: SubmitOptions,
-                 limits: Callable[[], SubmitLimits] = query_submit_limits) -> list[str]:
+                 limits: Callable[[str], SubmitLimits] = query_submit_limits) -> list[str]:
     """Job arrays by shape (or one job per cell), each: intents saved, sbatch, job ids saved. See the module
     doc. Returns the ids of the arrays submitted."""
     ledger = Ledger(path, [a.cell.cell_id for a in todo])
     patience = Patience(options.submit_timeout_s)
     items = [(a, action_request(spec, a)) for a in todo]
-    chunk = limits().chunk() if options.arrays and len(todo) > 1 else 0
+    # the limit of the account these jobs are charged to (one account per experiment: [cluster] account)
+    chunk = limits(items[0][1].account).chunk() if options.arrays and len(todo) > 1 else 0
     parallelism = options.array_parallelism or spec.cluster.array_parallelism
     arrays = []
     for group in group_cells(items, chunk, options.arrays):

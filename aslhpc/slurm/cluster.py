@@ -356,11 +356,13 @@ def parse_config_value(text: str, key: str) -> str:
     return ""
 
 
-def query_submit_limits(run: Runner = _run, user: str = "") -> SubmitLimits:
-    """The site's MaxArraySize and this user's association MaxSubmitJobs, where SLURM shows them.
+def query_submit_limits(account: str = "", run: Runner = _run, user: str = "") -> SubmitLimits:
+    """The site's MaxArraySize and the MaxSubmitJobs of the association the jobs are charged to (``account``;
+    '' = the user's default account), where SLURM shows them.
 
-    Either that does not answer (no slurmdbd, sacctmgr not allowed) is simply unknown: the arrays are then
-    sized by MaxArraySize alone, and a refusal for submit limits is waited out (see submission)."""
+    A limit on another of the user's accounts does not bind these jobs, so it does not shrink their arrays.
+    Either query that does not answer (no slurmdbd, sacctmgr not allowed) is simply unknown: the arrays are
+    then sized by MaxArraySize alone, and a refusal for submit limits is waited out (see submission)."""
     size = 0
     try:
         proc = run(["scontrol", "show", "config"])
@@ -371,9 +373,19 @@ def query_submit_limits(run: Runner = _run, user: str = "") -> SubmitLimits:
     limits: list[int] = []
     try:
         who = user or getpass.getuser()
-        proc = run(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={who}", "format=MaxSubmit"])
+        proc = run(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={who}",
+                    "format=Account,MaxSubmit"])
         if proc.returncode == 0:
-            limits = [_int(v) for v in proc.stdout.split() if _int(v) > 0]
+            rows = [ln.split("|") + [""] for ln in proc.stdout.split()]
+            charged = account or _default_account(run, who)
+            limits = [_int(r[1]) for r in rows if _int(r[1]) > 0 and (not charged or r[0] == charged)]
     except (OSError, subprocess.SubprocessError, KeyError):
         pass
     return SubmitLimits(size, min(limits, default=0))
+
+
+def _default_account(run: Runner, user: str) -> str:
+    """The account sbatch charges without ``--account`` ('' where sacctmgr does not say: then every one of
+    the user's associations counts, the cautious reading)."""
+    proc = run(["sacctmgr", "-n", "-P", "show", "user", user, "format=DefaultAccount"])
+    return proc.stdout.strip().splitlines()[0].strip() if proc.returncode == 0 and proc.stdout.strip() else ""

@@ -20,7 +20,7 @@ def test_48_cells_as_one_array_per_shape_complete(cli, tiny_data: Path, tmp_path
     p = cli.submit(job, "--data", tiny_data, "--results", results, "--gpus", "1,2", "--batch-sizes",
                    "16,32,64", "--repeats", "8", "--epochs", 1, "--array-parallelism", "6")
     assert p.returncode == 0, p.stderr
-    assert "48 job(s) submitted (as 2 job array(s)" in p.stdout
+    assert "48 job(s) submitted (as 2 job array(s)" in p.stdout, p.stdout
     manifest = results / name / "manifest.json"
     m = load_manifest(manifest)
     arrays = {g: {e.last.array_id for e in m.cells.values() if e.gpus == g} for g in (1, 2)}
