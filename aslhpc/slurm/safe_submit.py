@@ -9,7 +9,8 @@ and writable by nobody else, and refuses with one line (exit 2) otherwise; nothi
 The executors (:mod:`aslhpc.slurm.executor`) put ``-u -m aslhpc.slurm.safe_submit`` after the job's
 Python, so the rendered command reads
 ``<python> -u -m aslhpc.slurm.safe_submit -u -m submitit.core._submit <folder>``: the folder is the last
-argument, as for submitit's own entry point.
+argument, as for submitit's own entry point. It also installs :func:`aslhpc.slurm.requeue.requeue` for
+submitit's self-requeue on USR2 (a requeue's own SIGTERM must not fail the cell).
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["SUBMITIT_FOLDER"] = folder
     import submitit
     from submitit.core.submission import process_job
+
+    from aslhpc.slurm import requeue
+
+    requeue.install()
 
     pickle = submitit.JobEnvironment().paths.submitted_pickle
     if _wait_for(pickle, WAIT_S):  # a missing pickle: submitit's own wait and message
