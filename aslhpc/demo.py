@@ -17,7 +17,9 @@ skips what is already done: the data is kept and finished cells are not re-run.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -31,7 +33,7 @@ from aslhpc.cli import console as cli_console
 from aslhpc.errors import AslhpcError
 from aslhpc.invocation import python_command
 from aslhpc.orchestration.backend import runs_here
-from aslhpc.orchestration.experiment import ExperimentSpec, find_job_file, load_spec
+from aslhpc.orchestration.experiment import MAX_NAME, ExperimentSpec, find_job_file, load_spec
 
 EXPERIMENT = "smoke"
 #: classes of the generated ImageFolder that ``--model`` other than ladnet trains on
@@ -101,6 +103,11 @@ def _say(console: Console, lines: list[str] | str) -> None:
             console.print(Text(line))
 
 
+def own_experiment_name(base: str, model: str) -> str:
+    """``smoke-torchvision-resnet18``: the demo's experiment for another model, a safe folder name."""
+    return f"{base}-{re.sub(r'[^A-Za-z0-9._]+', '-', model).strip('-.')}"[:MAX_NAME]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     return run_cli(lambda: _demo(args), output_flag="--dir")
@@ -135,6 +142,8 @@ def _demo(args: argparse.Namespace) -> int:
     spec = api.load_experiment(EXPERIMENT, data=str(data), results=str(results),
                                splits=("random", "blocked") if args.leakage else None,
                                train={"model": args.model} if own else None)
+    if own:  # its own experiment folder: the ladnet demo's in the same --dir holds other settings
+        spec = replace(spec, name=own_experiment_name(spec.name, args.model))
     rc = _submit_and_wait(spec, args.cluster, console)
     if rc != 0:
         print(f"submit failed (exit {rc}); see the messages above, then re-run the demo", file=sys.stderr)

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"experiment file or name (default {DEFAULT_JOB}); the same as --experiment")
     add_experiment(p, DEFAULT_JOB)
     o = p.add_argument_group("overrides (win over the file)")
-    o.add_argument("--data", help="dataset directory (Kaggle ASL Alphabet layout)")
+    o.add_argument("--data", help="dataset directory: the Kaggle ASL Alphabet layout or any ImageFolder")
     add_results(o)
     o.add_argument("--gpus", type=_int_list, help="GPU counts, e.g. 1,2")
     o.add_argument("--batch-sizes", type=_int_list, help="batch sizes, e.g. 128,256")

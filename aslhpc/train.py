@@ -42,11 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check_before_start(cfg: TrainConfig) -> None:
     """The user errors of a hand-run cell, before its directory, lock or error file exist: the data
-    first, then the devices (a DDP rank's device is planned by the trainer, from its local rank)."""
+    first, then the model (built and run once on the meta device), then the devices (a DDP rank's
+    device is planned by the trainer, from its local rank)."""
     from aslhpc.data import scan_dataset
     from aslhpc.training.devices import plan_devices
+    from aslhpc.training.models import model_info
 
-    scan_dataset(cfg.data)
+    index = scan_dataset(cfg.data)
+    model_info(cfg.model, len(index.classes), cfg.image_size, dropout=cfg.dropout)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         plan_devices(cfg.gpus, cfg.allow_cpu)
 

@@ -193,8 +193,14 @@ def write_json(path: Path, obj: Any) -> Path:
 
 
 def write_cell(exp_dir: Path, result: dict[str, Any]) -> Path:
-    """Write one cell's result.json (and config.json, like the trainer) under cells/<id>/."""
+    """Write one cell's result.json (and config.json, like the trainer) under cells/<id>/. A result without
+    a split gets the one a real submit recorded for the cell in the manifest, as its trainer would."""
     d = exp_dir / "cells" / result["cell_id"]
+    manifest = exp_dir / "manifest.json"
+    if "split" not in result and manifest.is_file():
+        entry = json.loads(manifest.read_text()).get("cells", {}).get(result["cell_id"], {})
+        if entry.get("split_hash"):
+            result = {**result, "split": {"hash": entry["split_hash"]}}
     write_json(d / "config.json", result["config"])
     write_json(d / "result.json", result)
     return d

@@ -266,3 +266,15 @@ def test_a_cpu_cell_sits_in_the_matrix_beside_the_2020_cpu_epoch(tmp_path):
     assert "This run's CPU cell at batch size 128: 1200.00 s per epoch over 25 epochs." in report
     h2 = next(v for v in out.analysis.verdicts if v.hypothesis == "H2")
     assert h2.verdict == "not supported"  # the CPU cell is no GPU count: H2 is judged on the GPU cells
+
+
+def test_the_report_names_the_network_with_its_size(tmp_path):
+    """Parameters and FLOPs per image come from result.json's model block (what the trainer measured)."""
+    exp = tmp_path / "sized"
+    write_manifest(exp, "sized", [(1, 128, 0, "dp")])
+    result = result_json("sized", 1, 128)
+    result["model"] = {"spec": "torchvision:resnet18", "params": 11_178_051, "flops_per_image": 74_025_984,
+                       "classes": ["a", "b", "c"]}
+    write_cell(exp, result)
+    report = collect_experiment(exp).report_path.read_text(encoding="utf-8")
+    assert "Model: `torchvision:resnet18`, 11,178,051 parameters, 0.074 GFLOPs per image" in report, report

@@ -19,6 +19,7 @@ from aslhpc.errors import DataError
 from aslhpc.orchestration.experiment import REPO_JOBS, load_spec
 from aslhpc.orchestration.submission import check_submission
 from aslhpc.predict import main as predict_main
+from aslhpc.train import main as train_main
 from aslhpc.training.config import TrainConfig
 from aslhpc.training.trainer import run_cell
 
@@ -74,6 +75,22 @@ def test_any_class_names_sort_and_one_class_is_an_error(tmp_path: Path):
     assert "\n" not in str(err.value)
 
 
+def test_a_users_classes_named_partly_like_asl_ones_are_an_imagefolder_with_a_line(tmp_path: Path, capsys):
+    for name in ("A", "B", "cats"):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        (tmp_path / "d" / name / "x.png").write_bytes(b"")
+    idx = scan_dataset(tmp_path / "d")
+    assert idx.layout == IMAGEFOLDER and idx.classes == ("A", "B", "cats")
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and "'cats' is not an ASL class" in warning[0], warning
+    (tmp_path / "kaggle" / "asl_alphabet_train" / "cats").mkdir(parents=True)  # the Kaggle layout's folder
+    (tmp_path / "kaggle" / "asl_alphabet_train" / "A").mkdir()
+    for name in ("cats", "A"):
+        (tmp_path / "kaggle" / "asl_alphabet_train" / name / "x.png").write_bytes(b"")
+    with pytest.raises(DataError, match="unknown class folder 'cats' in the Kaggle layout"):
+        scan_dataset(tmp_path / "kaggle")
+
+
 def test_the_kaggle_layout_keeps_its_canonical_order_and_test_folder(synth_root: Path):
     idx = scan_dataset(synth_root)
     assert idx.layout == KAGGLE and idx.classes[-3:] == ("del", "nothing", "space") and idx.test_files
@@ -119,14 +136,43 @@ def test_a_factory_file_learns_an_unseen_imagefolder_and_predict_scores_it(folde
     assert "accuracy" in report and all(f"{c} " in report for c in ("apple", "bridge", "cloud")), report
 
 
-def test_a_torchvision_model_trains_on_the_folder_and_its_file_rebuilds_it(folder: Path, tmp_path: Path):
-    out = tmp_path / "cell"
-    result = run_cell(config(folder, out, model="torchvision:resnet18", epochs=1, max_steps=2, batch_size=32),
-                      log=lambda m: None)
-    assert result["status"] == "completed" and result["config"]["model"] == "torchvision:resnet18"
+def test_a_torchvision_model_learns_the_folder_by_the_issues_command(tmp_path: Path, capsys) -> None:
+    """The done-when command as typed. A BatchNorm network needs some images per class (3 x 150 here;
+    docs/install.md says why), then it learns the folder in 4 epochs."""
+    data = write_imagefolder(tmp_path / "shapes", 3, 150, seed=1, image_size=32)
+    out = tmp_path / "OUT"
+    command = ["--data", str(data), "--model", "torchvision:resnet18", "--image-size", "32", "--epochs", "4",
+               "--lr", "0.05", "--momentum", "0.9", "--batch-size", "64", "--gpus", "0", "--pipeline", "fast",
+               "--out", str(out)]
+    quiet = ["--cpu-threads", "1", "--log-every", "0", "--cache-dir", str(tmp_path / "cache")]
+    assert train_main(command + quiet) == 0, capsys.readouterr().err
+    result = json.loads((out / "result.json").read_text())
+    assert result["val_acc"] >= 75, result["val_acc"]  # 44 validation images, chance 33%
+    model = result["model"]
+    assert model["spec"] == "torchvision:resnet18" and model["params"] == 11_178_051  # fc has 3 outputs
+    assert model["classes"] == ["apple", "bridge", "cloud"] and model["flops_per_image"] > 0
+    assert model["preprocessing"] == {"resize": [32, 32], "interpolation": "bilinear", "channels": "RGB",
+                                      "scale": "1/255", "mean": [0.5] * 3, "std": [0.5] * 3}
+    assert result["split"]["order"] == "seeded shuffle" and result["split"]["group"] == ""
     blob = torch.load(out / "best_model.pt", weights_only=True)
     assert blob["model"] == "torchvision:resnet18" and blob["classes"] == ["apple", "bridge", "cloud"]
     assert blob["state_dict"]["fc.weight"].shape == (3, 512)
+    assert blob["preprocessing"] == model["preprocessing"]  # one description of what is done to an image
+
+
+def test_a_model_that_cannot_run_at_the_image_size_stops_train_before_any_work(folder: Path, tmp_path: Path,
+                                                                               capsys) -> None:
+    net = tmp_path / "big.py"
+    net.write_text("from torch import nn\n\n\ndef make(num_classes, image_size):  # sized for 64 px images\n"
+                   "    return nn.Sequential(nn.Conv2d(3, 8, 5), nn.Flatten(),\n"
+                   "                         nn.Linear(8 * 60 * 60, num_classes))\n")
+    net.chmod(0o644)
+    out = tmp_path / "OUT"
+    code = train_main(["--data", str(folder), "--model", f"{net}:make", "--image-size", "32", "--gpus", "0",
+                       "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: model ") and "32 px" in err[0], err
+    assert not out.exists() and not (tmp_path / "cache").exists()  # no cell folder, no cache built
 
 
 @pytest.mark.parametrize("classes", [2, 100])
@@ -145,8 +191,11 @@ def test_an_experiment_with_a_torchvision_model_passes_the_dry_run_checks(folder
     spec = replace(load_spec(REPO_JOBS / "resnet18-scaling.toml"), data=str(folder),
                    results=str(tmp_path / "res"))
     assert spec.train.model == "torchvision:resnet18"
-    problems, _ = check_submission(spec, "local", dry_run=True, torch_info=lambda: None)
+    notes: list[str] = []
+    problems, _ = check_submission(spec, "local", dry_run=True, torch_info=lambda: None, notes=notes)
     assert problems == []
+    # what submit prints before any job: the model built once (meta device) for the 3 classes at 128 px
+    assert notes == ["model torchvision:resnet18: 11,178,051 parameters, 1.18 GFLOPs per image"], notes
     bad = replace(spec, train=replace(spec.train, model="torchvision:resnet9000"))
     problems, _ = check_submission(bad, "local", dry_run=True, torch_info=lambda: None)
     assert len(problems) == 1 and "torchvision has no model 'resnet9000'" in problems[0], problems

@@ -348,6 +348,12 @@ def _hostile(exp: Path, variant: str) -> None:  # noqa: C901 - one small setup p
         _set_result(exp, config__batch_size=64)
     elif variant == "the split recorded disagrees with the config":
         _set_result(exp, split__kind="blocked")
+    elif variant == "a split other than the one submit made":  # collect once refused the whole matrix
+        manifest = json.loads((exp / "manifest.json").read_text())
+        for entry in manifest["cells"].values():  # what submit records: the split it made of the data
+            entry["split_hash"] = _result(exp)["split"]["hash"]
+        write_json(exp / "manifest.json", manifest)
+        _set_result(exp, split__hash="deadbeef" * 8)
     else:
         raise AssertionError(variant)
 
@@ -377,6 +383,8 @@ HOSTILE = {
                                                     "experiment's cell has 256",
     "the split recorded disagrees with the config": "result.json: split.kind is 'blocked', but config.split "
                                                     "is 'random'",
+    "a split other than the one submit made": "result.json: split.hash 'deadbeefdead' is not the split "
+                                              "submit made of the data for this cell",
 }
 
 

@@ -19,7 +19,7 @@ from aslhpc.data import (
     scan_dataset,
     to_tensor,
 )
-from aslhpc.data.layout import file_number
+from aslhpc.data.layout import IMAGEFOLDER, file_number
 from aslhpc.data.preprocess import CorruptImageError
 from aslhpc.errors import DataError
 
@@ -102,11 +102,12 @@ def test_one_level_train_layout_and_flat_test_without_inner_folder(tmp_path: Pat
     assert [(Path(p).name, lab) for p, lab in idx.test_files] == [("A_test.jpg", 0), ("space_test.jpg", 1)]
 
 
-def test_unknown_folder_is_named(tmp_path: Path) -> None:
+def test_a_folder_not_named_like_an_asl_class_is_named(tmp_path: Path, capsys) -> None:
+    """Beside ASL class folders (a misspelt 'del'?) it makes the tree a plain ImageFolder, said once."""
     touch_classes(tmp_path, {"A": [1], "Delete": [1]})
-    with pytest.raises(DataError, match="'Delete'") as err:
-        scan_dataset(tmp_path)
-    assert "\n" not in str(err.value)
+    assert scan_dataset(tmp_path).layout == IMAGEFOLDER
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and "'Delete' is not an ASL class" in warning[0], warning
 
 
 def test_unknown_test_file_is_named(tmp_path: Path) -> None:

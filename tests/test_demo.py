@@ -85,3 +85,18 @@ def test_a_folder_the_demo_cannot_write_is_one_line_before_anything(tmp_path, mo
     assert out == "" and calls == []
     [line] = err.strip().splitlines()
     assert line.startswith(f"error: --dir {blocker / 'demo'} cannot be created: {blocker} is a file")
+
+
+def test_demo_model_runs_its_own_experiment_beside_the_ladnet_one(tmp_path, monkeypatch, capsys):
+    """The footer's `demo --model torchvision:resnet18` after a plain demo in the same --dir: another
+    experiment folder (the ladnet one holds other settings, which submit would refuse), on an ImageFolder."""
+    calls: list = []
+    (tmp_path / "asl" / "asl_alphabet_train").mkdir(parents=True)
+    _fake_library(monkeypatch, calls)
+    assert demo.main(["--dir", str(tmp_path)]) == 0
+    assert demo.main(["--dir", str(tmp_path), "--model", "torchvision:resnet18", "--per-class", "4"]) == 0
+    ladnet, resnet = calls[0][1], calls[2][1]
+    assert resnet.train.model == "torchvision:resnet18" and resnet.data == str(tmp_path / "folder")
+    assert resnet.name == "smoke-torchvision-resnet18" and resnet.experiment_dir != ladnet.experiment_dir
+    assert resnet.results == ladnet.results
+    assert demo.own_experiment_name("smoke", "my nets/net.py:make") == "smoke-my-nets-net.py-make"

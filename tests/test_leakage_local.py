@@ -64,6 +64,10 @@ def test_both_splits_run_with_the_split_in_the_cell_id(leakage_run: Path) -> Non
     blocked = json.loads((cells / "g1-b32-blocked-r0" / "result.json").read_text())["split"]
     assert (random["kind"], blocked["kind"]) == ("random", "blocked")
     assert random["seed"] == blocked["seed"] == 0 and random["hash"] != blocked["hash"]
+    # submit made each cell's split of the same data as its trainer did: what a result is checked against
+    entries = json.loads((leakage_run / "leak" / "manifest.json").read_text())["cells"]
+    assert entries["g1-b32-r0"]["split_hash"] == random["hash"]
+    assert entries["g1-b32-blocked-r0"]["split_hash"] == blocked["hash"]
 
 
 def test_collect_reports_the_gap_and_the_random_split_scores_higher(

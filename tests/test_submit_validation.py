@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from experiment_builders import complete_result
+from experiment_builders import complete_result, write_cell
 from slurm_fakes import run_submit, scripts, smoke_args
 
 from aslhpc.errors import ClusterError
@@ -150,9 +150,7 @@ def test_rerun_skips_live_and_completed_and_retries_only_failed(fake_slurm: Path
         "103|103|PENDING|None assigned|00:00:00|0:0|Unknown|Unknown|2026-01-01T00:00:00|Resources\n"
         "104|104|FAILED|n2|00:00:09|1:0|t|t|2026-01-01T00:00:00|None\n")
     # 104 has a result.json: files win over sacct
-    done = results / "smoke" / "cells" / "g2-b64-r0"
-    done.mkdir(parents=True)
-    (done / "result.json").write_text(json.dumps(complete_result("g2-b64-r0", 2, 64)))
+    write_cell(results / "smoke", complete_result("g2-b64-r0", 2, 64))
 
     before = manifest.read_bytes()
     rc, out, _ = run_submit(capsys, *smoke_args(dataset, results))

@@ -9,11 +9,12 @@ Accepted layouts (``root`` is what the user passes)::
     root/asl_alphabet_test/<CLASS>_test.jpg
     root/<class>/<image>                                                 (any ImageFolder, >= 2 classes)
 
-Kaggle layout (the asl_alphabet_* folders, or class folders at least half of which carry ASL names):
-class order is the canonical A..Z, del, nothing, space (what the labels mean), never ``sorted()``
-order, so a model's output unit i means the same letter on every machine, and a folder that is no
-ASL class is an error (a stray folder would silently become a class). Any other folder of class
-folders is an ImageFolder: classes are the folder names in ``sorted()`` order, as torchvision's.
+Kaggle layout (the asl_alphabet_* folders, or class folders that all carry ASL names): class order
+is the canonical A..Z, del, nothing, space (what the labels mean), never ``sorted()`` order, so a
+model's output unit i means the same letter on every machine, and a folder in asl_alphabet_train that
+is no ASL class is an error (a stray folder would silently become a class). Any other folder of class
+folders is an ImageFolder: classes are the folder names in ``sorted()`` order, as torchvision's (one
+warning line when half or more of them are ASL names: the ASL set with a misspelt folder?).
 Files are ordered by the number at the end of their stem (A2 before A10; Kaggle's images are
 consecutive video frames and the blocked split relies on that order), unnumbered ones by name.
 """
@@ -181,19 +182,23 @@ def _class_folders(train_root: Path) -> list[os.DirEntry]:
 
 
 def _scan_classes(train_root: Path, kaggle_dirs: bool) -> tuple[str, dict[str, list[str]]]:
-    """``(layout, {class: image names})``: Kaggle when its folders say so or most classes are ASL ones."""
+    """``(layout, {class: image names})``: Kaggle when its folders say so (``asl_alphabet_train/``, a test
+    folder) or every class is an ASL one; any other folder of classes is a plain ImageFolder."""
     folders = _class_folders(train_root)
-    asl = [e.name for e in folders if e.name in CANONICAL_CLASSES]
-    layout = KAGGLE if kaggle_dirs or (folders and 2 * len(asl) >= len(folders)) else IMAGEFOLDER
-    if layout == KAGGLE:
-        for entry in folders:
-            if entry.name not in CANONICAL_CLASSES:
-                raise DataError(
-                    f"unknown class folder {entry.name!r} in {train_root} beside ASL class folders; "
-                    f"expected only {', '.join(CANONICAL_CLASSES)} (move it away; a folder of your own "
-                    "classes, fewer than half of them named like ASL ones, is read as an ImageFolder)"
-                )
-    elif len(folders) == 1:
+    other = [e.name for e in folders if e.name not in CANONICAL_CLASSES]
+    if kaggle_dirs and other:
+        raise DataError(
+            f"unknown class folder {other[0]!r} in the Kaggle layout's {train_root}; expected only "
+            f"{', '.join(CANONICAL_CLASSES)} (move it away, or put your own classes in a plain "
+            "<root>/<class>/<image> folder)")
+    layout = KAGGLE if folders and not other else IMAGEFOLDER
+    if layout == IMAGEFOLDER and 2 * len(other) <= len(folders):
+        # half or more of the names are ASL ones: the ASL set with a stray or misspelt folder? say so
+        _warn(f"{train_root}: read as a plain ImageFolder of {len(folders)} classes in sorted order, not as "
+              f"the ASL Alphabet, because {', '.join(repr(n) for n in other[:3])} "
+              f"{'is not an ASL class' if len(other) == 1 else 'are not ASL classes'}; rename or move "
+              f"{'it' if len(other) == 1 else 'them'} if this is the ASL set")
+    if layout == IMAGEFOLDER and len(folders) == 1:
         raise DataError(f"only one class folder ({folders[0].name}) in {train_root}; a classifier needs at "
                         "least 2: add a folder per class (<root>/<class>/<image>)")
     return layout, {entry.name: _scan_class(entry) for entry in folders}

@@ -33,6 +33,12 @@ RESAMPLE: dict[str, Image.Resampling] = {
 }
 
 
+def describe(image_size: int, interpolation: str) -> dict[str, object]:
+    """What is done to every image, spelled out: recorded in best_model.pt and result.json."""
+    return {"resize": [image_size, image_size], "interpolation": interpolation, "channels": "RGB",
+            "scale": "1/255", "mean": list(MEAN), "std": list(STD)}
+
+
 class CorruptImageError(DataError):
     """An image file that cannot be decoded (truncated, not an image, unreadable)."""
 

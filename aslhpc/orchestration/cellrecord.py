@@ -212,7 +212,9 @@ def result_problem(result: Mapping[str, Any], rec: CellRecord, spec: Mapping[str
     Complete: every :data:`~aslhpc.schema.results.RESULT_REQUIRED` field is there (a ``{}`` or a forged
     minimal file is not a result). Its cell's: the cell id is the cell's, the config agrees with the
     manifest's entry (GPUs, batch size, strategy, seed) and with ``spec`` (:func:`spec_expectations`),
-    and the split recorded agrees with the config's."""
+    and the split recorded agrees with the config's and is the one submit made of the data (the
+    entry's ``split_hash``, when recorded): one forged or stale split is one DAMAGED cell, not a
+    matrix that collect refuses as trained on mixed splits."""
     missing = [k for k in RESULT_REQUIRED if result.get(k) is None]
     if missing:
         return (f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing; not a complete result "
@@ -236,6 +238,11 @@ def result_problem(result: Mapping[str, Any], rec: CellRecord, spec: Mapping[str
     for key, cfg_key in (("kind", "split"), ("seed", "split_seed")):
         if split.get(key) is not None and config.get(cfg_key) is not None and split[key] != config[cfg_key]:
             return f"split.{key} is {split[key]!r:.40}, but config.{cfg_key} is {config[cfg_key]!r:.40}"
+    want = rec.entry.split_hash if rec.entry is not None else ""
+    if want and split.get("hash") != want:
+        return (f"split.hash {str(split.get('hash'))[:12]!r} is not the split submit made of the data for "
+                f"this cell ({want[:12]!r}): the data changed after submit, or the file is not this cell's; "
+                "submit --retry-failed re-runs it")
     return ""
 
 

@@ -294,7 +294,8 @@ TOP_KEYS: dict[str, tuple[tuple[str, str, str, str, str], ...]] = {
         ("name", "str", "the file's name", f"at most {MAX_NAME} of A-Z a-z 0-9 . _ -",
          "the experiment's name: its folder under results/ and part of every job name"),
         ("description", "str", '""', "", "one line about it"),
-        ("data", "str", '"data/asl-alphabet"', "", "dataset root (Kaggle ASL Alphabet layout)"),
+        ("data", "str", '"data/asl-alphabet"', "",
+         "dataset root: the Kaggle ASL Alphabet layout or any ImageFolder (<root>/<class>/<image>)"),
         ("results", "str", '"results"', "", "results directory (the experiment's folder goes inside)"),
     ),
     "matrix": (

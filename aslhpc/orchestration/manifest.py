@@ -137,6 +137,8 @@ class CellEntry:
     out_dir: Path_ = _doc("the cell's folder, relative to the experiment directory")
     attempts: list[Attempt] = _doc("every job submitted for the cell, the last one live", [])
     intent: Intent | None = _doc("a submission in flight (left out when none)", None)
+    split_hash: Text = _doc("the split.hash submit made of the data for the cell's last submission: its "
+                            "result must carry it (left out when not recorded)", "")
 
     @property
     def last(self) -> Attempt | None:
@@ -231,6 +233,8 @@ class Manifest:
         """As JSON; the optional fields are left out when empty, so such a file is plain schema 1."""
         data = asdict(self)
         for cell in data["cells"].values():
+            if not cell.get("split_hash"):
+                cell.pop("split_hash", None)
             if cell.get("intent") is None:
                 cell.pop("intent", None)
             elif cell["intent"].get("task") is None:

@@ -146,15 +146,19 @@ def kept_extra_repeats(spec: ExperimentSpec) -> ExperimentSpec:
 def check_submission(spec: ExperimentSpec, cluster: str, *, dry_run: bool = False,
                      query: Callable[[], ClusterInfo] = query_cluster,
                      torch_info: Callable[[], TorchBuild | None] | None = None,
-                     notes: list[str] | None = None) -> tuple[list[str], list[str]]:
+                     notes: list[str] | None = None,
+                     scanned: list[DatasetIndex] | None = None) -> tuple[list[str], list[str]]:
     """(problems, warnings): everything wrong with submitting ``spec``, found before any side effect;
-    ``notes`` (when given) gets what the checks learnt that a user should see (the model's size).
+    ``notes`` (when given) gets what the checks learnt that a user should see (the model's size), and
+    ``scanned`` the dataset's index (submit records each cell's split from it).
 
     ``torch_info`` describes the torch the jobs will run (default :func:`torch_build`, this interpreter's:
     the jobs run it too). A dry run only warns about it, since it starts nothing."""
     problems = list(validate_spec(spec))
     warnings: list[str] = []
     index = _check_data_and_model(spec, problems, notes)
+    if scanned is not None and index is not None:
+        scanned.append(index)
     warnings += _time_warnings(spec)
     if not any(p.startswith("cluster.preamble") for p in problems):
         problems += _preamble_problems(spec)
@@ -358,8 +362,9 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
             "the cluster")
     # a dry run checks against SLURM when it can, else only what needs no cluster
     notes: list[str] = []
+    scanned: list[DatasetIndex] = []
     problems, warnings = check_submission(spec, cluster, dry_run=options.dry_run, query=cluster_query,
-                                          notes=notes)
+                                          notes=notes, scanned=scanned)
     if problems:
         raise SpecErrors(problems)
     for w in warnings:
@@ -398,6 +403,7 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
             manifest.start_rounds([c.cell_id for c in spec.cells()], options.until.max_rounds,
                                   options.until.budget_gpu_hours)
         todo = [a for a in result.actions if a.submits]
+        record_splits(spec, manifest, [a.cell for a in todo], scanned[0])
         if todo or not path.exists():
             Ledger(path, [a.cell.cell_id for a in todo]).save(manifest)
         live = [(r.cluster, r.job_id) for r in (report.rows if report else []) if r.state in LIVE_STATES]
@@ -406,6 +412,20 @@ def submit_experiment(spec: ExperimentSpec, options: SubmitOptions, out: Out = p
         done = backend_for(cluster).submit(run, todo)
         result.arrays, result.failed_local, result.collect_job = done.arrays, done.failed, done.collect_job
     return result
+
+
+def record_splits(spec: ExperimentSpec, manifest: Manifest, cells: list[Cell], index: DatasetIndex) -> None:
+    """Each submitted cell's split as submit makes it of the data (the trainer makes the same one of the
+    same files): a result.json carrying another ``split.hash`` is then one DAMAGED cell."""
+    from aslhpc.data import make_split
+
+    made: dict[tuple[str, int, str], str] = {}
+    for cell in cells:
+        cfg = spec.train_config(cell)
+        key = (cfg.split, cfg.split_seed, cfg.split_group)
+        if key not in made:
+            made[key] = make_split(index, cfg.split, cfg.split_seed, group=cfg.split_group).hash
+        manifest.cells[cell.cell_id].split_hash = made[key]
 
 
 def _set_aside(spec: ExperimentSpec, manifest: Manifest, actions: list[CellAction], out: Out) -> None:

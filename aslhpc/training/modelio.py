@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from aslhpc.atomic import atomic_write_bytes
-from aslhpc.data.preprocess import MEAN, RESAMPLE, STD
+from aslhpc.data.preprocess import RESAMPLE, describe
 from aslhpc.errors import AslhpcError
 from aslhpc.training import models
 
@@ -52,8 +52,7 @@ def save_model(path: str | Path, model: nn.Module, classes: tuple[str, ...], *, 
 
     buf = io.BytesIO()
     spec = model_spec or models.spec_of(unwrap(model))
-    preprocessing = {"resize": [image_size, image_size], "interpolation": interpolation, "channels": "RGB",
-                     "scale": "1/255", "mean": list(MEAN), "std": list(STD)}
+    preprocessing = describe(image_size, interpolation)
     torch.save({"state_dict": model_state(model), "model": spec, "classes": list(classes),
                 "image_size": image_size, "interpolation": interpolation, "dropout": dropout,
                 "preprocessing": preprocessing, "meta": meta}, buf)

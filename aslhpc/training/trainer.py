@@ -42,6 +42,7 @@ from torch import nn
 from aslhpc import __version__
 from aslhpc.atomic import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 from aslhpc.cellfiles import RESULT_SCHEMA, CellPaths
+from aslhpc.data import preprocess, scan_dataset
 from aslhpc.errors import CRASH_ENV, HOLD_ENV, HOLD_S, AslhpcError, DataError
 from aslhpc.telemetry import Sampler, collect_provenance
 from aslhpc.telemetry.cellsummary import whole_cell
@@ -123,6 +124,7 @@ class Model:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     fused: bool
+    info: dict[str, Any]  # models.model_info: spec, parameters, FLOPs per image
     wrapped: nn.Module = field(default=None)  # type: ignore[assignment]
     evaluator: nn.Module = field(default=None)  # type: ignore[assignment]
     compiled: bool = False
@@ -148,8 +150,13 @@ def run_cell(cfg: TrainConfig, *, experiment: str = "", cell_id: str = "",
             return done
         try:
             plan_cell(cell)
-            data = build_data(cfg, cell.plan, dist, log)
-            model = build_model(cell, tuple(data.index.classes))
+            index = scan_dataset(cfg.data)
+            # the model is measured on the meta device first: a factory that cannot run at this image
+            # size fails here, before the cache is built or anything trains (submit checks the same;
+            # a direct train does not go through submit)
+            info = models.model_info(cfg.model, len(index.classes), cfg.image_size, dropout=cfg.dropout)
+            data = build_data(cfg, cell.plan, dist, log, index)
+            model = build_model(cell, tuple(index.classes), info)
             progress = restore(cell, model)
             choose_memory_format(cell, data, model, progress)
             wrap_model(cell, model)
@@ -257,7 +264,7 @@ def sgd_options(device: torch.device) -> dict[str, Any]:
     return {}
 
 
-def build_model(cell: CellRun, classes: tuple[str, ...]) -> Model:
+def build_model(cell: CellRun, classes: tuple[str, ...], info: dict[str, Any]) -> Model:
     cfg = cell.cfg
     torch.manual_seed(cfg.seed)
     model = models.build_model(cfg.model, len(classes), cfg.image_size, dropout=cfg.dropout).to(cell.device)
@@ -266,7 +273,7 @@ def build_model(cell: CellRun, classes: tuple[str, ...]) -> Model:
     options = sgd_options(cell.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, **options)
     scaler = torch.amp.GradScaler("cuda") if cell.precision.scaler else None
-    return Model(model, classes, optimizer, scaler, bool(options.get("fused")))
+    return Model(model, classes, optimizer, scaler, bool(options.get("fused")), info)
 
 
 def restore(cell: CellRun, model: Model) -> Progress:
@@ -600,8 +607,8 @@ def result_record(cell: CellRun, data: CellData, model: Model, progress: Progres
         "backend": cell.setup["backend"], "world_size": dist.world,
         "ranks": {"weight_digests": digests, "in_sync": len(set(digests)) == 1},
         "split": data.split.to_dict(),
-        "model": {**models.model_info(cfg.model, len(model.classes), cfg.image_size, dropout=cfg.dropout),
-                  "classes": list(model.classes)},
+        "model": {**model.info, "classes": list(model.classes),
+                  "preprocessing": preprocess.describe(cfg.image_size, cfg.interpolation)},
         "batches": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
         "skipped_images": skipped, "skipped_count": len(skipped), "cache": data.cache,
         "epochs": cfg.epochs, "best_epoch": best["epoch"],
