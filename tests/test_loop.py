@@ -58,7 +58,7 @@ def test_a_data_parallel_cell_trains_in_the_planned_precision(tmp_path: Path,
     cell = trainer.CellRun(cfg, CellPaths(tmp_path), Dist(), "e", "c", lambda m: None)
     cell.plan = DevicePlan(torch.device("cpu"), (0, 1), 2)  # two "GPUs": the trainer wraps in DataParallel
     cell.precision = choose_precision("fp16", cell.device)
-    model = trainer.build_model(cell, tuple("abcde"))
+    model = trainer.build_model(cell, tuple("abcde"), info={})  # info: only result.json reads it
     trainer.wrap_model(cell, model)
     assert isinstance(model.wrapped, ThreadedDataParallel)
     images = torch.randint(0, 255, (8, 30, 30, 3), dtype=torch.uint8)
